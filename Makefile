@@ -1,0 +1,41 @@
+# The README's commands. Each target does its own set-up on a fresh machine.
+#   make demo   — set up, then run the lab's main job (`labkit demo`)
+#   make test   — set up, then the whole test suite
+#   make setup  — only the set-up (skipped quickly when nothing changed)
+#   make lab    — JupyterLab on notebooks/
+#   make ui     — the MLflow UI on the local store
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Pinned so a CPU machine gets the local CPU build; on a CUDA machine pass e.g.
+#   make setup TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.labkit-setup
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lab ui clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/labkit demo
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+ui: setup
+	$(BIN)/labkit ui
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
