@@ -1,0 +1,58 @@
+"""labkit — a research lab for generative image and video models that lives in Jupyter.
+
+`import labkit` is cheap: it loads no torch, diffusers or mlflow. The public names below are
+imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "Lab": "labkit.lab",
+    "LabConfig": "labkit.config",
+    "HardwareProfile": "labkit.hardware",
+    "MemoryStrategy": "labkit.hardware",
+    "choose": "labkit.hardware",
+    "degrade": "labkit.hardware",
+    "Tracker": "labkit.tracking",
+    "LabkitError": "labkit.errors",
+    "InvalidParameter": "labkit.errors",
+    "UnknownModel": "labkit.errors",
+    "ModelNotCached": "labkit.errors",
+    "ComplianceViolation": "labkit.errors",
+    "OutOfMemory": "labkit.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.config import LabConfig
+    from labkit.errors import (
+        ComplianceViolation,
+        InvalidParameter,
+        LabkitError,
+        ModelNotCached,
+        OutOfMemory,
+        UnknownModel,
+    )
+    from labkit.hardware import HardwareProfile, MemoryStrategy, choose, degrade
+    from labkit.lab import Lab
+    from labkit.tracking import Tracker
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'labkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

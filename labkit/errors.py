@@ -1,0 +1,67 @@
+"""Errors a user can fix.
+
+Every error labkit raises on purpose is a `LabkitError`. Each subclass stands for one kind of
+thing a user can change, and each message names the bad value and the fix, so that a notebook
+shows a sentence to act on rather than a traceback from inside torch.
+"""
+
+from __future__ import annotations
+
+
+class LabkitError(Exception):
+    """Base class: a problem with a named value and a named fix.
+
+    `str(err)` is the full message; `err.value` is the offending value (when there is one) and
+    `err.fix` the advice, so panels can show them apart.
+    """
+
+    def __init__(self, message: str, *, value: object = None, fix: str | None = None):
+        self.message = message
+        self.value = value
+        self.fix = fix
+        super().__init__(f"{message} Fix: {fix}" if fix else message)
+
+
+class InvalidParameter(LabkitError, ValueError):
+    """A parameter has a value labkit cannot use (bad size, negative steps, unknown tier…)."""
+
+
+class ConfigError(LabkitError):
+    """A data file (catalogue, strategy table, licence table, sweep spec) is malformed."""
+
+
+class UnknownModel(LabkitError, KeyError):
+    """A model id is neither in the catalogue nor a diffusers folder or hub repo."""
+
+    # KeyError's str() quotes its argument; keep the plain sentence.
+    __str__ = Exception.__str__
+
+
+class UnknownFamily(LabkitError, KeyError):
+    """A model family has no row in the memory-strategy table."""
+
+    __str__ = Exception.__str__
+
+
+class ModelNotCached(LabkitError):
+    """A hub model is not in the local cache and the hub cannot be reached."""
+
+
+class UnsafeWeights(LabkitError):
+    """Weights are in a pickle format and the caller did not allow pickle files."""
+
+
+class ComplianceViolation(LabkitError):
+    """An asset's licence is not allowed by the active compliance mode."""
+
+
+class OutOfMemory(LabkitError, MemoryError):
+    """Out of memory after every cheaper memory strategy was tried."""
+
+
+class TrackingError(LabkitError):
+    """The MLflow store cannot be opened or written."""
+
+
+class Cancelled(LabkitError):
+    """The user cancelled a running job; partial outputs were kept."""
