@@ -1,0 +1,489 @@
+"""What the machine is, and how each model family should run on it.
+
+`HardwareProfile.detect()` reads the machine (NVIDIA through pynvml, then torch for CUDA/MPS,
+else CPU) and never raises on a machine without a driver. `HardwareProfile.simulated()` builds
+a profile for any tier without the hardware, for tests and for planning.
+
+`choose(family, profile)` picks a `MemoryStrategy` from the table in `strategies.toml`, and
+`degrade(strategy)` returns the next cheaper one, raising `OutOfMemory` with advice when
+nothing cheaper is left. The table is data: a researcher extends it without touching code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+
+from labkit.errors import ConfigError, InvalidParameter, OutOfMemory, UnknownFamily
+
+Device = Literal["cuda", "mps", "cpu"]
+Platform = Literal["local", "colab", "kaggle"]
+
+#: VRAM tiers in GB, cheapest first. A tier covers every card from its value up to the next one.
+TIERS: tuple[str, ...] = ("cpu", "4", "6", "8", "12", "16", "24", "40")
+
+# Cards are sold in decimal GB but report binary MiB (a "24 GB" RTX 4090 reports 23.99 GiB);
+# half a GiB of tolerance puts each card in the tier it is sold as, without promoting an
+# 11 GB card to the 12 GB tier.
+_TIER_TOLERANCE_GB = 0.5
+
+OFFLOAD_MODES = ("none", "model", "group", "sequential")
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def tier_for(vram_gb: float | None) -> str:
+    """The tier name for a card with `vram_gb` of total memory; "cpu" for `None`."""
+    if vram_gb is None:
+        return "cpu"
+    if vram_gb <= 0:
+        raise InvalidParameter(
+            f"VRAM must be positive, got {vram_gb!r} GB.", value=vram_gb, fix="pass the card's total memory in GB."
+        )
+    chosen = "4"
+    for name in TIERS[1:]:
+        if vram_gb + _TIER_TOLERANCE_GB >= float(name):
+            chosen = name
+    return chosen
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """The machine a job runs on.
+
+    Attributes:
+        device: "cuda", "mps" or "cpu" — where tensors go.
+        gpu_name: the GPU's name, or None on CPU.
+        vram_total_gb / vram_free_gb: the GPU's memory (GiB), None without a GPU.
+        compute_capability: CUDA (major, minor), None elsewhere.
+        bf16: whether bfloat16 runs natively (Ampere or newer).
+        gpu_count: NVIDIA GPUs visible to the driver (labkit uses the first).
+        ram_total_gb / ram_free_gb: system memory (GiB).
+        cpu_count: logical CPU cores.
+        platform: "local", "colab" or "kaggle".
+        driver: NVIDIA driver version when known.
+        is_simulated: True for profiles built by `simulated()`.
+        notes: what detection tried and why it settled where it did.
+    """
+
+    device: Device
+    gpu_name: str | None = None
+    vram_total_gb: float | None = None
+    vram_free_gb: float | None = None
+    compute_capability: tuple[int, int] | None = None
+    bf16: bool = False
+    gpu_count: int = 0
+    ram_total_gb: float = 0.0
+    ram_free_gb: float = 0.0
+    cpu_count: int = 1
+    platform: Platform = "local"
+    driver: str | None = None
+    is_simulated: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def tier(self) -> str:
+        """The VRAM tier this profile falls in ("cpu", "4", "6", … "40")."""
+        if self.device == "cpu":
+            return "cpu"
+        return tier_for(self.vram_total_gb)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["tier"] = self.tier
+        d["compute_capability"] = list(self.compute_capability) if self.compute_capability else None
+        d["notes"] = list(self.notes)
+        return d
+
+    def tags(self) -> dict[str, str]:
+        """The profile as flat MLflow tags (`hardware.*`)."""
+        return {f"hardware.{k}": "" if v is None else str(v) for k, v in self.to_dict().items() if k != "notes"}
+
+    def summary(self) -> str:
+        """One line a person reads: 'NVIDIA RTX 4090, 24.0 GB (tier 24), local'."""
+        if self.device == "cpu":
+            head = f"CPU only, {self.cpu_count} cores"
+        else:
+            vram = f"{self.vram_total_gb:.1f} GB" if self.vram_total_gb is not None else "unknown VRAM"
+            head = f"{self.gpu_name or self.device}, {vram} (tier {self.tier})"
+        sim = ", simulated" if self.is_simulated else ""
+        return f"{head}, {self.ram_total_gb:.1f} GB RAM, {self.platform}{sim}"
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def simulated(
+        cls,
+        vram_gb: float | None = 8,
+        *,
+        device: Device | None = None,
+        gpu_name: str | None = None,
+        bf16: bool | None = None,
+        ram_gb: float = 32.0,
+        platform: Platform = "local",
+    ) -> HardwareProfile:
+        """A profile for a machine that is not here: `vram_gb=None` (or device="cpu") is CPU only."""
+        if device is None:
+            device = "cpu" if vram_gb is None else "cuda"
+        if device == "cpu":
+            return cls(device="cpu", ram_total_gb=ram_gb, ram_free_gb=ram_gb, cpu_count=os.cpu_count() or 1,
+                       platform=platform, is_simulated=True, notes=("simulated CPU-only machine",))
+        if vram_gb is None or vram_gb <= 0:
+            raise InvalidParameter(
+                f"A simulated {device} profile needs a positive vram_gb, got {vram_gb!r}.",
+                value=vram_gb, fix="pass vram_gb=8 (or the card's memory), or device='cpu'.",
+            )
+        return cls(
+            device=device,
+            gpu_name=gpu_name or f"simulated {vram_gb:g} GB GPU",
+            vram_total_gb=float(vram_gb),
+            vram_free_gb=float(vram_gb),
+            compute_capability=(8, 6) if device == "cuda" else None,
+            bf16=True if bf16 is None else bf16,
+            gpu_count=1 if device == "cuda" else 0,
+            ram_total_gb=ram_gb,
+            ram_free_gb=ram_gb,
+            cpu_count=os.cpu_count() or 1,
+            platform=platform,
+            is_simulated=True,
+            notes=(f"simulated {device} with {vram_gb:g} GB",),
+        )
+
+    @classmethod
+    def detect(cls) -> HardwareProfile:
+        """Read this machine. Never raises: without a driver or torch it reports a CPU profile.
+
+        Steps: 1. NVIDIA through pynvml (name, VRAM, compute capability, driver);
+        2. if that found nothing, torch (CUDA, then Apple MPS) when torch is installed;
+        3. otherwise CPU. System RAM and the platform (Colab, Kaggle, local) come from the OS.
+        """
+        notes: list[str] = []
+        ram_total, ram_free = _ram_gb()
+        base = dict(ram_total_gb=ram_total, ram_free_gb=ram_free, cpu_count=os.cpu_count() or 1,
+                    platform=detect_platform())
+
+        gpu = _nvml_gpu(notes)
+        if gpu is None:
+            gpu = _torch_gpu(notes)
+        if gpu is None:
+            notes.append("no GPU found: running on CPU")
+            return cls(device="cpu", notes=tuple(notes), **base)
+        return cls(notes=tuple(notes), **gpu, **base)
+
+
+def detect_platform() -> Platform:
+    """Where the Python process runs: Colab, Kaggle, or a local machine."""
+    if os.environ.get("KAGGLE_KERNEL_RUN_TYPE") or os.environ.get("KAGGLE_URL_BASE"):
+        return "kaggle"
+    if "google.colab" in sys.modules or os.environ.get("COLAB_RELEASE_TAG") or os.environ.get("COLAB_GPU"):
+        return "colab"
+    return "local"
+
+
+def _ram_gb() -> tuple[float, float]:
+    try:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        return round(vm.total / 2**30, 2), round(vm.available / 2**30, 2)
+    except Exception:  # psutil missing or no /proc: RAM is informative, never fatal
+        return 0.0, 0.0
+
+
+def _nvml_gpu(notes: list[str]) -> dict[str, Any] | None:
+    """GPU 0 as seen by the NVIDIA driver, or None (with the reason in `notes`)."""
+    try:
+        import pynvml
+    except ImportError:
+        notes.append("pynvml not installed (pip install nvidia-ml-py)")
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception as e:  # NVMLError_LibraryNotFound / DriverNotLoaded on machines without NVIDIA
+        notes.append(f"NVIDIA driver not available: {type(e).__name__}")
+        return None
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+        if count == 0:
+            notes.append("NVIDIA driver loaded but no GPU visible")
+            return None
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        name = pynvml.nvmlDeviceGetName(handle)
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+        try:
+            cc = tuple(int(x) for x in pynvml.nvmlDeviceGetCudaComputeCapability(handle))
+        except Exception:
+            cc = None
+        try:
+            driver = pynvml.nvmlSystemGetDriverVersion()
+            driver = driver.decode() if isinstance(driver, bytes) else str(driver)
+        except Exception:
+            driver = None
+        notes.append(f"pynvml: {count} NVIDIA GPU(s), using GPU 0")
+        return dict(
+            device="cuda",
+            gpu_name=name,
+            vram_total_gb=round(mem.total / 2**30, 2),
+            vram_free_gb=round(mem.free / 2**30, 2),
+            compute_capability=cc,
+            bf16=bool(cc and cc[0] >= 8),
+            gpu_count=int(count),
+            driver=driver,
+        )
+    except Exception as e:
+        notes.append(f"pynvml query failed: {type(e).__name__}: {e}")
+        return None
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+
+
+def _torch_gpu(notes: list[str]) -> dict[str, Any] | None:
+    """A GPU as torch sees it (CUDA without NVML, or Apple MPS), or None."""
+    try:
+        import torch
+    except ImportError:
+        notes.append("torch not installed: cannot probe CUDA/MPS")
+        return None
+    try:
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            free, total = torch.cuda.mem_get_info(0)
+            notes.append("torch: CUDA available (NVML was not)")
+            cc = (props.major, props.minor)
+            return dict(device="cuda", gpu_name=props.name, vram_total_gb=round(total / 2**30, 2),
+                        vram_free_gb=round(free / 2**30, 2), compute_capability=cc, bf16=cc[0] >= 8,
+                        gpu_count=torch.cuda.device_count())
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            # Apple silicon shares system memory with the GPU: count it as VRAM.
+            total, _ = _ram_gb()
+            notes.append("torch: Apple MPS available (unified memory counted as VRAM)")
+            return dict(device="mps", gpu_name="Apple MPS", vram_total_gb=total, vram_free_gb=None, bf16=False)
+    except Exception as e:
+        notes.append(f"torch GPU probe failed: {type(e).__name__}: {e}")
+    return None
+
+
+# -- memory strategies ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryStrategy:
+    """How one model family runs on one machine: every speed or memory trick is a named field.
+
+    `rung` is the strategy's place on its family's ladder (0 = fastest); `degrade()` moves one
+    rung down on the same device. `device` is "gpu" or "cpu" as in the table; the loader maps
+    "gpu" to the profile's CUDA or MPS device.
+    """
+
+    family: str
+    name: str
+    tier: str
+    rung: int
+    device: Literal["gpu", "cpu"]
+    dtype: str
+    offload: str
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    attention_slicing: bool = False
+    forward_chunking: bool = False
+    decode_chunk_size: int = 0
+    channels_last: bool = False
+    compile: bool = False
+    est_peak_vram_gb: float | None = None
+    overrides: tuple[str, ...] = ()
+
+    def steps(self) -> list[str]:
+        """The named steps this strategy applies, in the order a loader applies them."""
+        out = [f"dtype={self.dtype}", f"offload={self.offload}"]
+        for flag in ("vae_tiling", "vae_slicing", "attention_slicing", "forward_chunking", "channels_last",
+                     "compile"):
+            if getattr(self, flag):
+                out.append(flag)
+        if self.decode_chunk_size:
+            out.append(f"decode_chunk_size={self.decode_chunk_size}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["overrides"] = list(self.overrides)
+        return d
+
+    def tags(self) -> dict[str, str]:
+        """The strategy as flat MLflow tags (`strategy.*`)."""
+        return {f"strategy.{k}": str(v) for k, v in self.to_dict().items()}
+
+
+_RUNG_FIELDS = {f.name for f in dataclasses.fields(MemoryStrategy)} - {"family", "tier", "rung", "overrides"}
+
+
+@dataclass(frozen=True)
+class StrategyTable:
+    """The parsed `strategies.toml`: per family, a ladder of rungs and each tier's starting rung."""
+
+    families: dict[str, dict[str, Any]]
+    source: str
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> StrategyTable:
+        """Read and check a strategy table; the one shipped with labkit when `path` is None."""
+        if path is None:
+            text = resources.files("labkit").joinpath("strategies.toml").read_text(encoding="utf-8")
+            source = "labkit/strategies.toml"
+        else:
+            path = Path(path)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as e:
+                raise ConfigError(f"Cannot read strategy table {str(path)!r}: {e}.", value=str(path),
+                                  fix="pass the path of an existing TOML file.") from e
+            source = str(path)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"Strategy table {source} is not valid TOML: {e}.", value=source,
+                              fix="fix the TOML syntax at the position shown.") from e
+        table = cls(families=data.get("families", {}), source=source)
+        table.check()
+        return table
+
+    def check(self) -> None:
+        """Raise ConfigError naming the first family, rung or tier that is inconsistent."""
+        if not self.families:
+            raise ConfigError(f"{self.source} defines no [families.*].", value=self.source,
+                              fix="add at least one family with a ladder and tiers.")
+        for fam, spec in self.families.items():
+            where = f"{self.source} [families.{fam}]"
+            ladder = spec.get("ladder") or []
+            names = [r.get("name") for r in ladder]
+            if not ladder or len(set(names)) != len(names) or None in names:
+                raise ConfigError(f"{where}: the ladder needs rungs with unique names, got {names!r}.",
+                                  value=names, fix="give every [[ladder]] rung a unique `name`.")
+            for r in ladder:
+                unknown = set(r) - _RUNG_FIELDS
+                if unknown:
+                    raise ConfigError(f"{where} rung {r['name']!r} has unknown keys {sorted(unknown)}.",
+                                      value=sorted(unknown), fix=f"use only {sorted(_RUNG_FIELDS)}.")
+                if r.get("device") not in ("gpu", "cpu"):
+                    raise ConfigError(f"{where} rung {r['name']!r}: device {r.get('device')!r}.",
+                                      value=r.get("device"), fix='set device = "gpu" or "cpu".')
+                if r.get("dtype") not in DTYPES:
+                    raise ConfigError(f"{where} rung {r['name']!r}: dtype {r.get('dtype')!r}.",
+                                      value=r.get("dtype"), fix=f"use one of {DTYPES}.")
+                if r.get("offload") not in OFFLOAD_MODES:
+                    raise ConfigError(f"{where} rung {r['name']!r}: offload {r.get('offload')!r}.",
+                                      value=r.get("offload"), fix=f"use one of {OFFLOAD_MODES}.")
+            tiers = spec.get("tiers") or {}
+            missing = [t for t in TIERS if t not in tiers]
+            if missing:
+                raise ConfigError(f"{where}: no starting rung for tier(s) {missing}.", value=missing,
+                                  fix="map every tier in [families.NAME.tiers] to a rung name.")
+            for t, rung in tiers.items():
+                if rung not in names:
+                    raise ConfigError(f"{where}: tier {t!r} starts at unknown rung {rung!r}.", value=rung,
+                                      fix=f"use one of {names}.")
+                want = "cpu" if t == "cpu" else "gpu"
+                got = ladder[names.index(rung)]["device"]
+                if got != want:
+                    raise ConfigError(f"{where}: tier {t!r} starts at {rung!r}, a {got} rung.", value=rung,
+                                      fix=f"start tier {t!r} on a {want} rung.")
+
+    def strategy(self, family: str, rung: int, tier: str) -> MemoryStrategy:
+        spec = self.families[family]["ladder"][rung]
+        return MemoryStrategy(family=family, tier=tier, rung=rung, **spec)
+
+    def family(self, family: str) -> dict[str, Any]:
+        try:
+            return self.families[family]
+        except KeyError:
+            raise UnknownFamily(
+                f"No memory strategies for model family {family!r}.", value=family,
+                fix=f"use one of {sorted(self.families)}, or add [families.{family}] to strategies.toml.",
+            ) from None
+
+
+@cache
+def _shipped_table() -> StrategyTable:
+    return StrategyTable.load()
+
+
+def strategy_table(path: str | Path | None = None) -> StrategyTable:
+    """The strategy table at `path`, or the shipped one (read once, on first use)."""
+    return _shipped_table() if path is None else StrategyTable.load(path)
+
+
+def families(table: StrategyTable | None = None) -> list[str]:
+    """The model families the strategy table knows."""
+    return sorted((table or strategy_table()).families)
+
+
+def choose(family: str, profile: HardwareProfile, *, table: StrategyTable | None = None,
+           **overrides: Any) -> MemoryStrategy:
+    """The memory strategy for `family` on `profile`.
+
+    The tier's starting rung comes from the table. Keyword `overrides` (e.g. `compile=True`,
+    `vae_tiling=True`) replace single fields and are recorded on the strategy, so a speed trick
+    is always opt-in and visible in the run's record.
+    """
+    table = table or strategy_table()
+    spec = table.family(family)
+    tier = profile.tier
+    names = [r["name"] for r in spec["ladder"]]
+    strategy = table.strategy(family, names.index(spec["tiers"][tier]), tier)
+    if overrides:
+        bad = set(overrides) - _RUNG_FIELDS
+        if bad:
+            raise InvalidParameter(f"Unknown strategy override(s) {sorted(bad)}.", value=sorted(bad),
+                                   fix=f"override only {sorted(_RUNG_FIELDS - {'name', 'device'})}.")
+        strategy = dataclasses.replace(strategy, **overrides,
+                                       overrides=tuple(f"{k}={v}" for k, v in sorted(overrides.items())))
+    return strategy
+
+
+def degrade(strategy: MemoryStrategy, *, table: StrategyTable | None = None,
+            tried: list[MemoryStrategy] | None = None) -> MemoryStrategy:
+    """The next cheaper strategy on the same device, for a retry after out-of-memory.
+
+    Raises `OutOfMemory` when `strategy` is already the cheapest rung; its message lists what
+    was tried (pass `tried`) and what the user can change.
+    """
+    table = table or strategy_table()
+    ladder = table.family(strategy.family)["ladder"]
+    for i in range(strategy.rung + 1, len(ladder)):
+        if ladder[i]["device"] == strategy.device:
+            return table.strategy(strategy.family, i, strategy.tier)
+    path = " → ".join(s.name for s in (tried or [])) or strategy.name
+    if strategy.device == "gpu":
+        fix = ("lower the size, frame count or batch; close other programs using the GPU; choose a smaller "
+               "model (e.g. a turbo or 1.3B variant); or run on a machine with more VRAM (Colab, Kaggle).")
+    else:
+        fix = ("lower the size, frame count or batch; close other programs; or use a machine with more RAM "
+               "or a GPU.")
+    raise OutOfMemory(
+        f"Out of memory for family {strategy.family!r} on tier {strategy.tier!r} after every cheaper strategy "
+        f"({path}); {strategy.name!r} is the cheapest {strategy.device} strategy.",
+        value=strategy.name, fix=fix,
+    )
+
+
+def strategy_matrix(table: StrategyTable | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """family → tier → strategy (as a dict) for every family and simulated tier."""
+    table = table or strategy_table()
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for fam in families(table):
+        out[fam] = {}
+        for tier in TIERS:
+            prof = HardwareProfile.simulated(None if tier == "cpu" else float(tier))
+            out[fam][tier] = choose(fam, prof, table=table).to_dict()
+    return out
