@@ -1,0 +1,115 @@
+"""The lab's configuration: where the project is, where runs go, which compliance mode applies.
+
+One `LabConfig` flows through a job. Each field is resolved in the same order: an explicit
+argument, then the environment, then `labkit.toml` at the project root, then the default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from labkit.errors import ConfigError
+
+CONFIG_FILE = "labkit.toml"
+DEFAULT_EXPERIMENT = "labkit"
+DEFAULT_COMPLIANCE_MODE = "research"
+
+
+def find_project_root(start: str | Path | None = None) -> Path:
+    """The project folder: `$LABKIT_ROOT`, else the nearest folder at or above `start` (default:
+    the working directory) that holds `labkit.toml` or `mlruns/`, else `start` itself.
+
+    Notebooks run from `notebooks/` and find the repository's store one level up this way.
+    """
+    env = os.environ.get("LABKIT_ROOT")
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path(start or Path.cwd()).expanduser().resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file() or (folder / "mlruns").is_dir():
+            return folder
+    return here
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """Everything a Lab needs to know before it does any work.
+
+    Attributes:
+        root: the project folder (holds `mlruns/`).
+        tracking_uri: the MLflow store; default `sqlite:///<root>/mlruns/mlflow.db`.
+        artifact_root: where run artifacts are written; default `<root>/mlruns/artifacts`.
+        experiment: the MLflow experiment runs go to.
+        compliance_mode: the licence policy (see `labkit.compliance`).
+        system_metrics: log CPU/RAM/GPU system metrics with each run.
+        system_metrics_interval: seconds between system-metric samples.
+    """
+
+    root: Path
+    tracking_uri: str
+    artifact_root: Path
+    experiment: str = DEFAULT_EXPERIMENT
+    compliance_mode: str = DEFAULT_COMPLIANCE_MODE
+    system_metrics: bool = True
+    system_metrics_interval: float = 5.0
+
+    @classmethod
+    def resolve(
+        cls,
+        root: str | Path | None = None,
+        *,
+        tracking_uri: str | None = None,
+        experiment: str | None = None,
+        compliance_mode: str | None = None,
+        system_metrics: bool | None = None,
+    ) -> LabConfig:
+        """Build the config from arguments, environment, `labkit.toml`, then defaults."""
+        root = Path(root).expanduser().resolve() if root is not None else find_project_root()
+        file_cfg = _read_config_file(root / CONFIG_FILE)
+        tracking = file_cfg.get("tracking", {})
+        lab = file_cfg.get("lab", {})
+
+        artifact_root = Path(tracking.get("artifact_root", root / "mlruns" / "artifacts"))
+        if not artifact_root.is_absolute():
+            artifact_root = root / artifact_root
+        uri = (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.get("uri")
+               or f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+        # A plain path or file: URI is MLflow's file store, which MLflow 3.13+ refuses.
+        if uri.startswith("file:") or ("://" not in uri and not uri.startswith("databricks")):
+            raise ConfigError(
+                f"Tracking URI {uri!r} is a file store, which MLflow 3.13+ refuses.", value=uri,
+                fix=f"use a database store such as 'sqlite:///{root / 'mlruns' / 'mlflow.db'}'.",
+            )
+        return cls(
+            root=root,
+            tracking_uri=uri,
+            artifact_root=artifact_root.resolve(),
+            experiment=(experiment or os.environ.get("LABKIT_EXPERIMENT") or tracking.get("experiment")
+                        or DEFAULT_EXPERIMENT),
+            compliance_mode=(compliance_mode or os.environ.get("LABKIT_COMPLIANCE_MODE")
+                             or lab.get("compliance_mode") or DEFAULT_COMPLIANCE_MODE),
+            system_metrics=(system_metrics if system_metrics is not None
+                            else bool(tracking.get("system_metrics", True))),
+            system_metrics_interval=float(tracking.get("system_metrics_interval", 5.0)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["root"] = str(self.root)
+        d["artifact_root"] = str(self.artifact_root)
+        return d
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}.", value=str(path),
+                          fix="fix the syntax at the position shown, or delete the file.") from e

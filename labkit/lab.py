@@ -1,0 +1,125 @@
+"""`Lab`: the façade notebooks, panels, the CLI and sweeps all use.
+
+A Lab holds the configuration, the hardware profile (detected on first use, or simulated), and
+the MLflow tracker. Views build arguments and call its methods; they hold no logic of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from labkit.config import LabConfig
+from labkit.hardware import HardwareProfile, MemoryStrategy, choose, families, strategy_matrix
+from labkit.tracking import Run, Tracker, versions
+
+
+class Lab:
+    """A research lab bound to one project folder and one MLflow store.
+
+    Args:
+        root: the project folder; found from the working directory when omitted (see
+            `labkit.config.find_project_root`).
+        tracking_uri: an MLflow store URI overriding `MLFLOW_TRACKING_URI` and `labkit.toml`.
+        experiment: the MLflow experiment runs go to (default "labkit").
+        compliance_mode: the licence policy name (default "research").
+        hardware: a profile to plan for instead of this machine (e.g. `HardwareProfile.simulated(8)`).
+        config: a complete `LabConfig`; when given, the arguments above must be omitted.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        *,
+        tracking_uri: str | None = None,
+        experiment: str | None = None,
+        compliance_mode: str | None = None,
+        hardware: HardwareProfile | None = None,
+        config: LabConfig | None = None,
+    ):
+        self.config = config or LabConfig.resolve(root, tracking_uri=tracking_uri, experiment=experiment,
+                                                  compliance_mode=compliance_mode)
+        self._hardware = hardware
+        self.tracker = Tracker(self.config)
+
+    def __repr__(self) -> str:
+        return f"Lab(root={str(self.config.root)!r}, tracking_uri={self.config.tracking_uri!r})"
+
+    @property
+    def hardware(self) -> HardwareProfile:
+        """This machine's profile, detected on first use (or the profile the lab was given)."""
+        if self._hardware is None:
+            self._hardware = HardwareProfile.detect()
+        return self._hardware
+
+    def strategy(self, family: str, **overrides: Any) -> MemoryStrategy:
+        """The memory strategy `family` gets on this lab's hardware (overrides are opt-in and recorded)."""
+        return choose(family, self.hardware, **overrides)
+
+    @contextmanager
+    def run(self, name: str | None = None, *, params: Mapping[str, Any] | None = None,
+            tags: Mapping[str, Any] | None = None, **kwargs: Any) -> Iterator[Run]:
+        """An MLflow run carrying this lab's hardware profile and compliance mode as tags.
+
+        See `Tracker.run` for the semantics (FAILED with the error recorded when the body raises).
+        """
+        all_tags = {**self.hardware.tags(), "labkit.compliance_mode": self.config.compliance_mode,
+                    **(tags or {})}
+        with self.tracker.run(name, params=params, tags=all_tags, **kwargs) as run:
+            yield run
+
+    def doctor(self) -> dict[str, Any]:
+        """The lab's self-report: hardware, strategies (family → tier → strategy), this machine's
+        strategy per family, the tracking store, and versions."""
+        return {
+            "hardware": self.hardware.to_dict(),
+            "strategies": strategy_matrix(),
+            "this_machine": {fam: self.strategy(fam).name for fam in families()},
+            "tracking": {
+                "uri": self.config.tracking_uri,
+                "artifact_root": str(self.config.artifact_root),
+                "experiment": self.config.experiment,
+                "project_root": str(self.config.root),
+            },
+            "compliance_mode": self.config.compliance_mode,
+            "versions": versions(),
+        }
+
+    def demo(self) -> dict[str, Any]:
+        """The lab's main job on the embedded default, recorded as one MLflow run.
+
+        Until the toy world lands this reports the hardware and the strategy each model family
+        would use here, and logs that report as a run with its artifacts.
+        """
+        report = self.doctor()
+        with self.run("demo", params={"job": "demo", "hardware.tier": self.hardware.tier},
+                      tags={"labkit.job": "demo"}) as run:
+            run.log_dict(report, "doctor.json")
+            run.log_text(hardware_report(report), "hardware.md")
+            run.log_metrics({"hardware.ram_total_gb": self.hardware.ram_total_gb,
+                             "hardware.cpu_count": self.hardware.cpu_count})
+            run_id, artifact_dir = run.run_id, run.artifact_dir
+        return {"run_id": run_id, "experiment": self.config.experiment, "tracking_uri": self.config.tracking_uri,
+                "artifact_dir": str(artifact_dir), "report": report}
+
+
+def hardware_report(report: Mapping[str, Any]) -> str:
+    """A doctor report as Markdown a person reads: the machine, then each family's strategy here."""
+    hw = report["hardware"]
+    lines = ["# Hardware", "", f"- device: {hw['device']} (tier {hw['tier']})"]
+    if hw.get("gpu_name"):
+        lines.append(f"- GPU: {hw['gpu_name']}, {hw['vram_total_gb']} GB total, {hw['vram_free_gb']} GB free")
+    lines += [f"- RAM: {hw['ram_total_gb']} GB, {hw['cpu_count']} cores, platform {hw['platform']}",
+              *(f"- note: {n}" for n in hw.get("notes", [])), "", "# Memory strategy per model family", ""]
+    tier = hw["tier"]
+    for fam, name in report["this_machine"].items():
+        s = report["strategies"][fam][tier]
+        steps = ", ".join(MemoryStrategy(**{**s, "overrides": tuple(s["overrides"])}).steps())
+        lines.append(f"- {fam}: {name} ({steps})")
+    t = report["tracking"]
+    lines += ["", "# Tracking", "", f"- store: {t['uri']}", f"- artifacts: {t['artifact_root']}",
+              f"- experiment: {t['experiment']}", "", "# Versions", "",
+              *(f"- {k}: {v}" for k, v in report["versions"].items())]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,271 @@
+"""The one place that owns MLflow: the store, experiments, and a run context.
+
+The store is a SQLite database at `<project>/mlruns/mlflow.db` with artifacts under
+`<project>/mlruns/artifacts` (MLflow 3.13+ refuses the old `./mlruns` file store). Runs are
+written through an explicit `MlflowClient` bound to that URI — never the fluent API's global
+active run — so two labs in one process, or callbacks on another thread, cannot cross.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labkit.config import LabConfig
+from labkit.errors import TrackingError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow import MlflowClient
+
+#: MLflow's limit on one param value; longer values go to an artifact instead.
+_MAX_PARAM_LEN = 6000
+_VERSION_PACKAGES = ("labkit", "torch", "diffusers", "transformers", "mlflow")
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of labkit and the stack, read from package metadata (imports nothing)."""
+    import platform
+
+    out = {"python": platform.python_version()}
+    for pkg in _VERSION_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} → {'a.b': 1}: nested records become MLflow's flat params."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "experiment"
+
+
+class Run:
+    """A live MLflow run: log params, metrics, tags and artifacts to it.
+
+    Obtained from `Tracker.run()`; every method writes through the tracker's client at once.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str, artifact_uri: str):
+        self.client = client
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.artifact_uri = artifact_uri
+
+    @property
+    def artifact_dir(self) -> Path:
+        """The run's artifact folder on this machine (for a local store)."""
+        from urllib.parse import unquote, urlparse
+
+        parsed = urlparse(self.artifact_uri)
+        return Path(unquote(parsed.path)) if parsed.scheme in ("file", "") else Path(self.artifact_uri)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params (nested dicts are flattened to dotted keys; None becomes '')."""
+        from mlflow.entities import Param
+
+        flat = flatten(params)
+        long = {k: v for k, v in flat.items() if len(str(v)) > _MAX_PARAM_LEN}
+        items = [Param(k, "" if v is None else str(v)) for k, v in flat.items() if k not in long]
+        for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+        for k, v in long.items():  # too long for a param: keep it whole as an artifact
+            self.log_text(str(v), f"params/{k}.txt")
+            self.client.log_param(self.run_id, k, f"<{len(str(v))} chars: see params/{k}.txt>")
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log numeric metrics at `step` (non-numbers are refused by MLflow; None values are skipped)."""
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, step or 0) for k, v in flatten(metrics).items() if v is not None]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set tags (values become strings; MLflow keeps up to 8000 characters each)."""
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, "" if v is None else str(v)[:8000]) for k, v in flatten(tags).items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, tags=items[i : i + 100])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Copy a file or folder into the run's artifacts (under `artifact_path`)."""
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Write `text` as the artifact `artifact_file` (e.g. 'notes/summary.md')."""
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
+        """Write `data` as a JSON artifact."""
+        self.log_text(json.dumps(data, indent=2, default=str), artifact_file)
+
+
+class Tracker:
+    """Runs and experiments in one MLflow store, as configured by a `LabConfig`."""
+
+    def __init__(self, config: LabConfig):
+        self.config = config
+        self._client: MlflowClient | None = None
+        self._experiments: dict[str, str] = {}
+
+    @property
+    def uri(self) -> str:
+        return self.config.tracking_uri
+
+    @property
+    def client(self) -> MlflowClient:
+        """The MLflow client for this store, opened on first use (creating the database)."""
+        if self._client is None:
+            _quiet_mlflow_logging()
+            if self.uri.startswith("sqlite:///"):
+                Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            from mlflow import MlflowClient
+
+            try:
+                self._client = MlflowClient(tracking_uri=self.uri)
+            except Exception as e:
+                raise TrackingError(f"Cannot open the MLflow store {self.uri!r}: {e}.", value=self.uri,
+                                    fix="check MLFLOW_TRACKING_URI or [tracking] uri in labkit.toml.") from e
+        return self._client
+
+    def experiment_id(self, name: str | None = None) -> str:
+        """The id of experiment `name` (default: the config's), created with its artifacts under
+        the artifact root if it does not exist yet."""
+        name = name or self.config.experiment
+        if name in self._experiments:
+            return self._experiments[name]
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            exp_id = exp.experiment_id
+        else:
+            location = (self.config.artifact_root / _slug(name)).as_uri()
+            try:
+                exp_id = self.client.create_experiment(name, artifact_location=location)
+            except Exception:  # created meanwhile by another process: use theirs
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+                exp_id = exp.experiment_id
+        self._experiments[name] = exp_id
+        return exp_id
+
+    @contextmanager
+    def run(
+        self,
+        name: str | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        experiment: str | None = None,
+        parent_run_id: str | None = None,
+        system_metrics: bool | None = None,
+    ) -> Iterator[Run]:
+        """Open a run; on exit mark it FINISHED, or FAILED (re-raising) if the body raised.
+
+        A failed run keeps everything logged before the error, plus the tags `labkit.error`
+        (the message), `labkit.error_type`, and the traceback as `error.txt`. Ctrl-C marks the
+        run KILLED. Every run carries the versions of labkit and its stack as `version.*` tags.
+        """
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_SOURCE_NAME
+
+        all_tags = {f"version.{k}": v for k, v in versions().items()}
+        all_tags[MLFLOW_SOURCE_NAME] = "labkit"
+        if name:
+            all_tags[MLFLOW_RUN_NAME] = name
+        if parent_run_id:
+            all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+        all_tags.update(flatten(tags or {}))
+        exp_id = self.experiment_id(experiment)
+        info = self.client.create_run(exp_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}).info
+        run = Run(self.client, info.run_id, exp_id, info.artifact_uri)
+        monitor = self._start_monitor(run.run_id, system_metrics)
+        try:
+            if params:
+                run.log_params(params)
+            yield run
+        except KeyboardInterrupt:
+            self._finish(run, monitor, "KILLED", error="interrupted by the user (Ctrl-C)")
+            raise
+        except BaseException as e:
+            self._finish(run, monitor, "FAILED", error=f"{type(e).__name__}: {e}", exc=e)
+            raise
+        else:
+            self._finish(run, monitor, "FINISHED")
+
+    def _start_monitor(self, run_id: str, enabled: bool | None):
+        if not (self.config.system_metrics if enabled is None else enabled):
+            return None
+        try:
+            import psutil  # noqa: F401  (MLflow's system metrics need it)
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            monitor = SystemMetricsMonitor(run_id, sampling_interval=self.config.system_metrics_interval,
+                                           tracking_uri=self.uri)
+            monitor.start()
+            return monitor
+        except Exception:  # system metrics are a convenience; a run never fails for them
+            return None
+
+    def _finish(self, run: Run, monitor, status: str, error: str | None = None,
+                exc: BaseException | None = None) -> None:
+        try:
+            if monitor is not None:
+                _stop_monitor(monitor)
+            if error is not None:
+                run.set_tags({"labkit.error": error, "labkit.error_type": type(exc).__name__ if exc else status,
+                              "labkit.status": status})
+                if exc is not None:
+                    run.log_text("".join(traceback.format_exception(exc)), "error.txt")
+        finally:
+            self.client.set_terminated(run.run_id, status=status)
+
+    def search_runs(self, experiment: str | None = None, filter_string: str = "", max_results: int = 100):
+        """Runs of `experiment` as MLflow `Run` objects, newest first."""
+        return self.client.search_runs([self.experiment_id(experiment)], filter_string=filter_string,
+                                       max_results=max_results, order_by=["attributes.start_time DESC"])
+
+
+def _stop_monitor(monitor) -> None:
+    """Stop system-metric sampling; a run shorter than one interval still gets one sample."""
+    published = getattr(monitor, "_logging_step", 1) > 0
+    monitor.finish()
+    if not published:
+        try:
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
+        except Exception:
+            pass
+
+
+def _quiet_mlflow_logging() -> None:
+    # Creating a SQLite store logs a page of alembic migrations at INFO; a researcher needs none of it.
+    for name in ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils",
+                 "mlflow.system_metrics", "mlflow.system_metrics.system_metrics_monitor"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,66 @@
+"""Shared fixtures: every test gets its own project folder and MLflow store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if not any("gpu" in item.keywords for item in items) or _cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project folder as the working directory, with no tracking overrides in effect."""
+    root = tmp_path / "project"
+    (root / "mlruns").mkdir(parents=True)
+    for var in ("MLFLOW_TRACKING_URI", "LABKIT_ROOT", "LABKIT_EXPERIMENT", "LABKIT_COMPLIANCE_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def lab(project: Path):
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+
+    return Lab(project, hardware=HardwareProfile.simulated(None))
+
+
+@pytest.fixture
+def cli_env(project: Path) -> dict[str, str]:
+    """Environment for running the `labkit` command in a subprocess against `project`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LABKIT_ROOT")}
+    env["LABKIT_ROOT"] = str(project)
+    return env
+
+
+@pytest.fixture
+def search_runs(monkeypatch: pytest.MonkeyPatch):
+    """`mlflow.search_runs` against a given store, the way a user queries it."""
+
+    def search(tracking_uri: str, experiment: str = "labkit"):
+        import mlflow
+
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+        return mlflow.search_runs(experiment_names=[experiment], output_format="list")
+
+    return search

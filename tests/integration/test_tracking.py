@@ -1,0 +1,107 @@
+"""The MLflow store: a real SQLite database in a temporary project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labkit.config import LabConfig
+from labkit.errors import ConfigError, InvalidParameter
+from labkit.tracking import Tracker
+
+
+def test_store_lives_in_the_project(project: Path, lab, search_runs):
+    with lab.run("hello", params={"plan": {"prompt": "a red circle", "steps": 20}}) as run:
+        run.log_metrics({"time.total_s": 1.5})
+        (project / "out.txt").write_text("pixels")
+        run.log_artifact(project / "out.txt", "outputs")
+    db = project / "mlruns" / "mlflow.db"
+    assert db.is_file()
+    found = search_runs(f"sqlite:///{db}")
+    assert [r.info.run_id for r in found] == [run.run_id]
+    r = found[0]
+    assert r.info.status == "FINISHED"
+    assert r.data.params == {"plan.prompt": "a red circle", "plan.steps": "20"}
+    assert r.data.metrics["time.total_s"] == 1.5
+    assert r.data.tags["hardware.device"] == "cpu"
+    assert r.data.tags["version.labkit"] == "0.1.0"
+    assert r.data.tags["labkit.compliance_mode"] == "research"
+    assert {"version.torch", "version.diffusers"} <= set(r.data.tags)
+    art = run.artifact_dir / "outputs" / "out.txt"
+    assert art.read_text() == "pixels"
+    assert (project / "mlruns" / "artifacts") in art.parents
+
+
+def test_a_run_that_raises_is_recorded_as_failed(lab):
+    with pytest.raises(InvalidParameter):
+        with lab.run("doomed", params={"steps": -3}) as run:
+            run.log_metrics({"partial": 1.0})
+            raise InvalidParameter("steps must be positive, got -3.", value=-3, fix="use steps >= 1.")
+    r = lab.tracker.client.get_run(run.run_id)
+    assert r.info.status == "FAILED"
+    assert r.data.tags["labkit.error"] == "InvalidParameter: steps must be positive, got -3. Fix: use steps >= 1."
+    assert r.data.tags["labkit.error_type"] == "InvalidParameter"
+    assert r.data.metrics["partial"] == 1.0  # what was logged before the error is kept
+    assert "Traceback" in (run.artifact_dir / "error.txt").read_text()
+
+
+def test_ctrl_c_marks_the_run_killed(lab):
+    with pytest.raises(KeyboardInterrupt):
+        with lab.run("interrupted") as run:
+            raise KeyboardInterrupt
+    assert lab.tracker.client.get_run(run.run_id).info.status == "KILLED"
+
+
+def test_system_metrics_are_logged_even_for_a_short_run(lab):
+    with lab.run("short") as run:
+        pass
+    metrics = lab.tracker.client.get_run(run.run_id).data.metrics
+    assert any(k.startswith("system/cpu_utilization") for k in metrics), sorted(metrics)
+    assert any(k.startswith("system/system_memory_usage") for k in metrics)
+
+
+def test_long_params_go_to_an_artifact(lab):
+    prompt = "circle " * 2000
+    with lab.run("long", params={"prompt": prompt}) as run:
+        pass
+    r = lab.tracker.client.get_run(run.run_id)
+    assert "params/prompt.txt" in r.data.params["prompt"]
+    assert (run.artifact_dir / "params" / "prompt.txt").read_text() == prompt
+
+
+def test_mlflow_tracking_uri_overrides_the_default(project, tmp_path, monkeypatch):
+    other = tmp_path / "elsewhere" / "store.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
+    cfg = LabConfig.resolve(project)
+    assert cfg.tracking_uri == f"sqlite:///{other}"
+    with Tracker(cfg).run("x", system_metrics=False):
+        pass
+    assert other.is_file() and not (project / "mlruns" / "mlflow.db").exists()
+
+
+def test_labkit_toml_sets_the_experiment(project):
+    (project / "labkit.toml").write_text('[tracking]\nexperiment = "shapes"\n[lab]\ncompliance_mode = "strict"\n')
+    cfg = LabConfig.resolve(project)
+    assert cfg.experiment == "shapes" and cfg.compliance_mode == "strict"
+
+
+def test_project_root_is_found_from_a_subfolder(project, monkeypatch):
+    sub = project / "notebooks"
+    sub.mkdir()
+    monkeypatch.chdir(sub)
+    assert LabConfig.resolve().root == project
+
+
+@pytest.mark.parametrize("uri", ["./mlruns", "file:///tmp/mlruns", "/tmp/mlruns"])
+def test_file_store_is_refused_with_the_fix(project, uri):
+    with pytest.raises(ConfigError, match="sqlite:///"):
+        LabConfig.resolve(project, tracking_uri=uri)
+
+
+def test_two_trackers_on_one_store_share_the_experiment(project):
+    cfg = LabConfig.resolve(project, system_metrics=False)
+    a, b = Tracker(cfg), Tracker(cfg)
+    assert a.experiment_id() == b.experiment_id()
+    exp = a.client.get_experiment(a.experiment_id())
+    assert exp.artifact_location == (project / "mlruns" / "artifacts" / "labkit").as_uri()
