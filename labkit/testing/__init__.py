@@ -1,0 +1,62 @@
+"""Tiny random-weight diffusers pipelines for tests — labkit's and your own CI's.
+
+Every builder writes a folder in standard diffusers layout (``model_index.json``, one folder per
+component, safetensors weights, locally built tokenizers) and returns its path, so the model loads
+through exactly the path a hub model takes::
+
+    from labkit.testing import build_tiny_sd15
+    folder = build_tiny_sd15(tmp_path / "sd15", seed=0)
+    pipe = DiffusionPipeline.from_pretrained(folder)   # offline; renders 32x32 in well under a second
+
+Builders (all ``(folder, seed=0) -> Path``; the same seed gives byte-identical weights):
+
+- `build_tiny_sd15` — StableDiffusionPipeline
+- `build_tiny_sdxl` — StableDiffusionXLPipeline
+- `build_tiny_svd` — StableVideoDiffusionPipeline (image to video)
+- `build_tiny_t2v` — WanPipeline (text to video)
+- `build_tiny(family, folder, seed=0)` — by family name: "sd15", "sdxl", "svd", "wan"
+
+Other formats of the tiny SD 1.5: `save_single_file_sd15` (one original-layout .safetensors that
+``StableDiffusionPipeline.from_single_file(path, config=folder, local_files_only=True)`` loads),
+`save_pickle_checkpoint` (the same as a pickled .ckpt) and `save_pickle_pipeline` (a diffusers folder
+with pickle .bin weights). The configs live in `TINY_CONFIGS`.
+
+Random weights draw noise: use these for plumbing, the toy world for quality. Importing this
+package imports neither torch nor diffusers; each builder imports them when called.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "build_tiny": "labkit.testing.builders",
+    "build_tiny_sd15": "labkit.testing.builders",
+    "build_tiny_sdxl": "labkit.testing.builders",
+    "build_tiny_svd": "labkit.testing.builders",
+    "build_tiny_t2v": "labkit.testing.builders",
+    "BUILDERS": "labkit.testing.builders",
+    "save_single_file_sd15": "labkit.testing.checkpoints",
+    "save_pickle_checkpoint": "labkit.testing.checkpoints",
+    "save_pickle_pipeline": "labkit.testing.checkpoints",
+    "sd15_ldm_state_dict": "labkit.testing.checkpoints",
+    "TINY_CONFIGS": "labkit.testing.configs",
+    "FAMILIES": "labkit.testing.configs",
+    "tiny_config": "labkit.testing.configs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'labkit.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
