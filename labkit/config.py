@@ -7,17 +7,18 @@ argument, then the environment, then `labkit.toml` at the project root, then the
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from labkit.errors import ConfigError
 
 CONFIG_FILE = "labkit.toml"
 DEFAULT_EXPERIMENT = "labkit"
 DEFAULT_COMPLIANCE_MODE = "research"
+DEFAULT_IMAGE_MODEL = "toyworld"
+DEFAULT_VIDEO_MODEL = "svd"
 
 
 def find_project_root(start: str | Path | None = None) -> Path:
@@ -48,6 +49,7 @@ class LabConfig:
         compliance_mode: the licence policy (see `labkit.compliance`).
         system_metrics: log CPU/RAM/GPU system metrics with each run.
         system_metrics_interval: seconds between system-metric samples.
+        default_image_model / default_video_model: what a plan without a model uses.
     """
 
     root: Path
@@ -57,6 +59,8 @@ class LabConfig:
     compliance_mode: str = DEFAULT_COMPLIANCE_MODE
     system_metrics: bool = True
     system_metrics_interval: float = 5.0
+    default_image_model: str = DEFAULT_IMAGE_MODEL
+    default_video_model: str = DEFAULT_VIDEO_MODEL
 
     @classmethod
     def resolve(
@@ -96,6 +100,8 @@ class LabConfig:
             system_metrics=(system_metrics if system_metrics is not None
                             else bool(tracking.get("system_metrics", True))),
             system_metrics_interval=float(tracking.get("system_metrics_interval", 5.0)),
+            default_image_model=lab.get("default_image_model", DEFAULT_IMAGE_MODEL),
+            default_video_model=lab.get("default_video_model", DEFAULT_VIDEO_MODEL),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,14 +6,21 @@ the MLflow tracker. Views build arguments and call its methods; they hold no log
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.config import LabConfig
 from labkit.hardware import HardwareProfile, MemoryStrategy, choose, families, strategy_matrix
 from labkit.tracking import Run, Tracker, versions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.catalog import Catalog
+    from labkit.controller.plan import Plan
+    from labkit.render import PipelineCache, Progress, Result
 
 
 class Lab:
@@ -43,6 +50,9 @@ class Lab:
                                                   compliance_mode=compliance_mode)
         self._hardware = hardware
         self.tracker = Tracker(self.config)
+        self._catalog: Catalog | None = None
+        self._pipelines: PipelineCache | None = None
+        self._hash_cache: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"Lab(root={str(self.config.root)!r}, tracking_uri={self.config.tracking_uri!r})"
@@ -53,6 +63,97 @@ class Lab:
         if self._hardware is None:
             self._hardware = HardwareProfile.detect()
         return self._hardware
+
+    @property
+    def catalog(self) -> Catalog:
+        """The model catalogue (shipped entries plus `$LABKIT_CATALOG`), read on first use."""
+        if self._catalog is None:
+            from labkit.catalog import Catalog
+
+            self._catalog = Catalog.load()
+        return self._catalog
+
+    @property
+    def pipelines(self) -> PipelineCache:
+        """Loaded pipelines kept for reuse, within half of this machine's RAM."""
+        if self._pipelines is None:
+            from labkit.render import PipelineCache
+
+            budget = (self.hardware.ram_total_gb or 8.0) * 2**30 / 2
+            self._pipelines = PipelineCache(int(budget))
+        return self._pipelines
+
+    @property
+    def hash_cache(self) -> dict[str, Any]:
+        """sha256 of weight files already hashed, by path, size and mtime (kept beside the store)."""
+        if self._hash_cache is None:
+            path = self._hash_cache_path
+            try:
+                self._hash_cache = json.loads(path.read_text()) if path.is_file() else {}
+            except (OSError, ValueError):
+                self._hash_cache = {}
+        return self._hash_cache
+
+    @property
+    def _hash_cache_path(self) -> Path:
+        return self.config.root / "mlruns" / "weight-hashes.json"
+
+    def save_hash_cache(self) -> None:
+        path = self._hash_cache_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.hash_cache))
+        tmp.replace(path)
+
+    def default_model(self, modality: str) -> str:
+        """The model a plan without one uses: `[lab] default_image_model` / `default_video_model`."""
+        return self.config.default_video_model if modality == "video" else self.config.default_image_model
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def render(self, plan: Plan, *, progress: Progress | None = None, cancel: threading.Event | None = None,
+               out: str | Path | None = None, allow_pickle: bool = False, config: str | None = None) -> Result:
+        """Render a plan and record it as one MLflow run (see `labkit.render.render`).
+
+        Args:
+            plan: what to render; open fields are filled from the model's catalogue entry.
+            progress: called as progress(step, total) after each denoising step.
+            cancel: set this event to stop after the current step; the partial output is kept
+                and the run ends KILLED.
+            out: also copy the output files into this folder.
+            allow_pickle: allow weights in pickle formats (they can run code when loaded).
+            config: for a single-file checkpoint, the diffusers folder or repo id of its base model.
+        """
+        from labkit.render import render
+
+        return render(self, plan, progress=progress, cancel=cancel, out=out, allow_pickle=allow_pickle,
+                      config=config)
+
+    def generate(self, prompt: str, *, model: str | None = None, negative_prompt: str = "",
+                 steps: int | None = None, guidance: float | None = None, seed: int | None = None,
+                 size: tuple[int, int] | None = None, n: int = 1, image: str | Path | None = None,
+                 strength: float | None = None, **render_kwargs: Any) -> Result:
+        """Text-to-image, or image-to-image when `image` is given. `size` is (width, height)."""
+        from labkit.controller.plan import Plan
+
+        width, height = size if size else (None, None)
+        plan = Plan(prompt=prompt, model=model, negative_prompt=negative_prompt, steps=steps, guidance=guidance,
+                    seed=seed, width=width, height=height, count=n, image=str(image) if image else None,
+                    strength=strength)
+        return self.render(plan, **render_kwargs)
+
+    def video(self, prompt: str = "", *, image: str | Path | None = None, model: str | None = None,
+              frames: int | None = None, fps: int | None = None, seed: int | None = None,
+              steps: int | None = None, guidance: float | None = None, size: tuple[int, int] | None = None,
+              negative_prompt: str = "", n: int = 1, **render_kwargs: Any) -> Result:
+        """Image-to-video when `image` is given, else text-to-video."""
+        from labkit.controller.plan import Plan
+
+        width, height = size if size else (None, None)
+        plan = Plan(prompt=prompt, modality="video", model=model, image=str(image) if image else None,
+                    frames=frames, fps=fps, seed=seed, steps=steps, guidance=guidance, width=width, height=height,
+                    negative_prompt=negative_prompt, count=n)
+        return self.render(plan, **render_kwargs)
 
     def strategy(self, family: str, **overrides: Any) -> MemoryStrategy:
         """The memory strategy `family` gets on this lab's hardware (overrides are opt-in and recorded)."""

@@ -63,9 +63,12 @@ class Run:
     """A live MLflow run: log params, metrics, tags and artifacts to it.
 
     Obtained from `Tracker.run()`; every method writes through the tracker's client at once.
+    Set `status` (e.g. "KILLED" for a cancelled render whose partial outputs were kept) to end
+    the run with that status instead of FINISHED.
     """
 
     def __init__(self, client: MlflowClient, run_id: str, experiment_id: str, artifact_uri: str):
+        self.status: str | None = None
         self.client = client
         self.run_id = run_id
         self.experiment_id = experiment_id
@@ -216,7 +219,7 @@ class Tracker:
             self._finish(run, monitor, "FAILED", error=f"{type(e).__name__}: {e}", exc=e)
             raise
         else:
-            self._finish(run, monitor, "FINISHED")
+            self._finish(run, monitor, run.status or "FINISHED")
 
     def _start_monitor(self, run_id: str, enabled: bool | None):
         if not (self.config.system_metrics if enabled is None else enabled):

@@ -1,0 +1,1 @@
+"""diffusers, and nothing else: loading pipelines, applying memory strategies, calling them."""

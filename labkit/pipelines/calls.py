@@ -1,0 +1,97 @@
+"""Calling a diffusers pipeline for one task with a plan's parameters.
+
+One function per task family; each takes the pipeline, the plan's numbers, a per-step callback
+and explicit seeds, and returns PIL images (image tasks) or lists of PIL frames (video tasks).
+Seeds go through CPU generators so the same seed gives the same pixels whatever the offload.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+
+def generators(seed: int, count: int) -> list[Any]:
+    """One CPU generator per output: output i depends on seed + i only, not on the batch."""
+    import torch
+
+    return [torch.Generator("cpu").manual_seed(seed + i) for i in range(count)]
+
+
+def _supports(pipe: Any, name: str) -> bool:
+    return name in inspect.signature(type(pipe).__call__).parameters
+
+
+def step_callback(pipe: Any, on_step: Callable[[int], bool]) -> dict[str, Any]:
+    """kwargs that make `pipe` call `on_step(i)` after each denoising step.
+
+    `on_step` returns True to stop early: pipelines with an `interrupt` flag stop denoising and
+    still decode (the partial output is kept); others get `Cancelled` raised from the callback.
+    """
+    from labkit.errors import Cancelled
+
+    def callback(p, step, timestep, kwargs):
+        if on_step(step + 1):
+            if hasattr(type(p), "interrupt"):
+                p._interrupt = True
+            else:
+                raise Cancelled("Cancelled by the user.", value=step + 1, fix="run again to finish it.")
+        return kwargs
+
+    return {"callback_on_step_end": callback} if _supports(pipe, "callback_on_step_end") else {}
+
+
+def run_image(pipe: Any, *, prompt: str, negative_prompt: str, steps: int, guidance: float, width: int, height: int,
+              seed: int, count: int, on_step: Callable[[int], bool], image: Any = None,
+              strength: float | None = None) -> list[Any]:
+    """Text-to-image (image=None) or image-to-image; returns `count` PIL images."""
+    kwargs: dict[str, Any] = dict(
+        prompt=prompt, num_inference_steps=steps, guidance_scale=guidance, num_images_per_prompt=count,
+        generator=generators(seed, count), output_type="pil", **step_callback(pipe, on_step),
+    )
+    if negative_prompt:
+        kwargs["negative_prompt"] = negative_prompt
+    if image is None:
+        kwargs.update(width=width, height=height)
+    else:
+        kwargs.update(image=image.convert("RGB").resize((width, height)), strength=strength)
+    return list(pipe(**kwargs).images)
+
+
+def run_img2vid(pipe: Any, *, image: Any, steps: int, guidance: float, width: int, height: int, frames: int, fps: int,
+                seed: int, count: int, decode_chunk_size: int, on_step: Callable[[int], bool]) -> list[list[Any]]:
+    """Image-to-video (Stable Video Diffusion class); returns `count` clips of PIL frames."""
+    clips = []
+    for i in range(count):
+        kwargs: dict[str, Any] = dict(
+            image=image.convert("RGB").resize((width, height)), height=height, width=width, num_frames=frames,
+            num_inference_steps=steps, generator=generators(seed + i, 1)[0], output_type="pil",
+            **step_callback(pipe, on_step),
+        )
+        if _supports(pipe, "fps"):
+            # SVD is conditioned on fps - 1 (diffusers' SVD guide); the playback rate stays `fps`.
+            kwargs["fps"] = max(fps - 1, 1)
+        if _supports(pipe, "max_guidance_scale"):
+            kwargs["max_guidance_scale"] = max(guidance, 1.0)
+            kwargs["min_guidance_scale"] = min(1.0, guidance)
+        if _supports(pipe, "decode_chunk_size"):
+            kwargs["decode_chunk_size"] = decode_chunk_size or frames
+        clips.append(list(pipe(**kwargs).frames[0]))
+    return clips
+
+
+def run_txt2vid(pipe: Any, *, prompt: str, negative_prompt: str, steps: int, guidance: float, width: int, height: int,
+                frames: int, seed: int, count: int, on_step: Callable[[int], bool]) -> list[list[Any]]:
+    """Native text-to-video (Wan, LTX … class); returns `count` clips of PIL frames."""
+    clips = []
+    for i in range(count):
+        kwargs: dict[str, Any] = dict(
+            prompt=prompt, height=height, width=width, num_frames=frames, num_inference_steps=steps,
+            guidance_scale=guidance, generator=generators(seed + i, 1)[0], output_type="pil",
+            **step_callback(pipe, on_step),
+        )
+        if negative_prompt:
+            kwargs["negative_prompt"] = negative_prompt
+        clips.append(list(pipe(**kwargs).frames[0]))
+    return clips

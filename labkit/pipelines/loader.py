@@ -1,0 +1,342 @@
+"""Loading diffusers pipelines: from the hub cache, a local folder, or one `.safetensors` file.
+
+Weights load only from safetensors unless the caller allows pickle files; `trust_remote_code`
+is never set. Every weight file's sha256 is recorded. Models are resolved to a `ModelRef`
+first (cheap, no torch), so a bad id fails before any heavy work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from labkit.errors import InvalidParameter, LabkitError, ModelNotCached, UnknownModel, UnsafeWeights
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.catalog import Catalog, CatalogEntry
+    from labkit.hardware import MemoryStrategy
+
+SAFE_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+SourceKind = Literal["hub", "folder", "single_file", "package"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model resolved to where its files are, before anything is loaded.
+
+    Attributes:
+        id: what the user asked for (catalogue id, repo id, folder or file).
+        kind: "hub", "folder", "single_file" or "package" (shipped inside labkit).
+        location: the repo id, or the absolute path.
+        revision: the pinned hub revision (hub only).
+        family: the memory-strategy family.
+        entry: the catalogue entry, when the model is catalogued.
+        config: for a single file, the diffusers folder or repo whose configs it uses.
+    """
+
+    id: str
+    kind: SourceKind
+    location: str
+    family: str
+    revision: str | None = None
+    entry: CatalogEntry | None = field(default=None, compare=False)
+    config: str | None = None
+
+    @property
+    def licence(self) -> str | None:
+        return self.entry.licence if self.entry else None
+
+    def download_command(self) -> str:
+        rev = f" --revision {self.revision}" if self.revision and self.revision != "main" else ""
+        return f"hf download {self.location}{rev}"
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_model(model: str, catalog: Catalog, *, family: str | None = None, config: str | None = None) -> ModelRef:
+    """Where `model` lives and which family it is: a catalogue id or repo id, a local diffusers
+    folder, a single `.safetensors`/`.ckpt` file, or an uncatalogued hub repo id.
+
+    A single file needs `config`: the diffusers folder or repo id whose component configs it
+    fills (e.g. the base model it was fine-tuned from)."""
+    from labkit.catalog import family_from_model_index
+
+    path = Path(model).expanduser()
+    if path.exists():
+        path = path.resolve()
+        if path.is_dir():
+            index = path / "model_index.json"
+            if not index.is_file():
+                raise UnknownModel(f"Folder {str(path)!r} is not a diffusers pipeline (no model_index.json).",
+                                   value=str(path), fix="pass a folder saved with pipeline.save_pretrained().")
+            fam = family or family_from_model_index(json.loads(index.read_text()))
+            if fam is None:
+                raise UnknownModel(f"Cannot tell the model family of {str(path)!r} from its model_index.json.",
+                                   value=str(path), fix="pass family=… (one of labkit.hardware.families()).")
+            return ModelRef(id=model, kind="folder", location=str(path), family=fam)
+        fam = family or _family_from_checkpoint(path)
+        if config is None:
+            raise InvalidParameter(
+                f"Single-file checkpoint {str(path)!r} needs the configs of the pipeline it belongs to.",
+                value=str(path), fix="pass config=<diffusers folder or repo id of its base model>.")
+        return ModelRef(id=model, kind="single_file", location=str(path), family=fam, config=config)
+
+    try:
+        entry = catalog.get(model)
+    except UnknownModel:
+        if "/" not in model or model.count("/") > 1 or model.startswith((".", "/")):
+            raise
+        entry = None
+    if entry is not None:
+        if entry.repo is None:  # shipped inside a package, or a folder on this machine (checked when loading)
+            kind = "package" if entry.source_kind == "package" else "folder"
+            return ModelRef(id=model, kind=kind, location=str(entry.local_path()), family=entry.family, entry=entry)
+        return ModelRef(id=model, kind="hub", location=entry.repo, revision=entry.revision, family=entry.family,
+                        entry=entry)
+    # An uncatalogued hub repo id: the family comes from its model_index.json.
+    ref = ModelRef(id=model, kind="hub", location=model, revision="main", family=family or "")
+    if not ref.family:
+        index = _hub_file(ref, "model_index.json")
+        fam = family_from_model_index(json.loads(Path(index).read_text()))
+        if fam is None:
+            raise UnknownModel(f"Cannot tell the model family of hub repo {model!r}.", value=model,
+                               fix="add it to your catalogue with a family, or pass family=….")
+        ref = ModelRef(id=model, kind="hub", location=model, revision="main", family=fam)
+    return ref
+
+
+def _family_from_checkpoint(path: Path) -> str:
+    """sd15 or sdxl, from the key names of an original-layout single-file checkpoint."""
+    if path.suffix != ".safetensors":
+        return "sd15"  # pickle files are refused before loading unless allowed; assume the common case
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+    if any(k.startswith("conditioner.embedders.1") for k in keys):
+        return "sdxl"
+    if any(k.startswith("model.diffusion_model.") for k in keys):
+        return "sd15"
+    raise UnknownModel(f"{str(path)!r} is not a Stable Diffusion checkpoint labkit recognises.", value=str(path),
+                       fix="pass a diffusers folder, or family=… for this file.")
+
+
+def _hub_file(ref: ModelRef, filename: str) -> str:
+    """One file of a hub repo, from the cache (offline) or the hub; ModelNotCached otherwise."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return hf_hub_download(ref.location, filename, revision=ref.revision, local_files_only=_offline())
+    except Exception as e:
+        raise _not_cached(ref, e) from e
+
+
+def _not_cached(ref: ModelRef, err: Exception) -> LabkitError:
+    why = "HF_HUB_OFFLINE is set" if _offline() else "the hub could not be reached"
+    return ModelNotCached(
+        f"Model {ref.id!r} ({ref.location}@{ref.revision or 'main'}) is not in the local Hugging Face cache and {why} "
+        f"({type(err).__name__}).",
+        value=ref.id, fix=f"download it once with `{ref.download_command()}` on a machine with internet, then retry.",
+    )
+
+
+def is_available(ref: ModelRef) -> bool:
+    """Whether `ref` can load without a download that is impossible right now (cheap: no diffusers).
+
+    Local folders and packaged models must hold a model_index.json; with HF_HUB_OFFLINE set a hub
+    model must be in the cache; online, a hub model counts as available (it can be downloaded).
+    """
+    if ref.kind in ("folder", "package"):
+        return (Path(ref.location) / "model_index.json").is_file()
+    if ref.kind == "single_file":
+        return Path(ref.location).is_file()
+    if not _offline():
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(ref.location, "model_index.json", revision=ref.revision), str)
+
+
+def local_folder(ref: ModelRef, *, variant: str | None = None, allow_pickle: bool = False) -> Path:
+    """The folder holding the model's files (downloading from the hub unless offline)."""
+    if ref.kind in ("folder", "package"):
+        folder = Path(ref.location)
+        if not is_available(ref):
+            where = ref.entry.source if ref.entry else ref.location
+            fix = ("train it with `labkit train toy-base`, or reinstall labkit." if ref.family == "toy"
+                   else "check the folder, or the source of its catalogue entry.")
+            raise ModelNotCached(f"Model {ref.id!r} is not at {where} (no model_index.json in {folder}).",
+                                 value=ref.id, fix=fix)
+        return folder
+    if ref.kind == "single_file":
+        return Path(ref.location).parent
+    if not is_available(ref):  # offline and not cached: say so without importing diffusers
+        raise _not_cached(ref, FileNotFoundError("model_index.json not in the cache"))
+    from diffusers import DiffusionPipeline
+
+    try:
+        return Path(DiffusionPipeline.download(
+            ref.location, revision=ref.revision, variant=variant, use_safetensors=not allow_pickle,
+            local_files_only=_offline(), trust_remote_code=False,
+        ))
+    except Exception as e:
+        raise _not_cached(ref, e) from e
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """Every weight file under a pipeline folder (safetensors and pickle formats)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in SAFE_SUFFIXES + PICKLE_SUFFIXES)
+
+
+def check_safe(ref: ModelRef, folder: Path, *, allow_pickle: bool) -> None:
+    """Refuse a model whose weights exist only as pickle files, unless pickle is allowed."""
+    if allow_pickle:
+        return
+    if ref.kind == "single_file":
+        if Path(ref.location).suffix not in SAFE_SUFFIXES:
+            raise UnsafeWeights(
+                f"{ref.location!r} is a pickle checkpoint, which can run arbitrary code when loaded.",
+                value=ref.location, fix="use a .safetensors file, or pass allow_pickle=True if you trust its source.")
+        return
+    components = {p.relative_to(folder).parts[0] for p in weight_files(folder) if len(p.relative_to(folder).parts) > 1}
+    for comp in sorted(components):
+        files = [p for p in weight_files(folder / comp)]
+        if files and not any(p.suffix in SAFE_SUFFIXES for p in files):
+            raise UnsafeWeights(
+                f"Component {comp!r} of {ref.id!r} has only pickle weights ({files[0].name}), which can run "
+                "arbitrary code when loaded.", value=ref.id,
+                fix="convert it to safetensors, or pass allow_pickle=True if you trust its source.")
+
+
+def sha256_file(path: Path, cache: dict[str, Any] | None = None) -> str:
+    """The file's sha256. Hub cache blobs are named by their sha256 already, so they are free;
+    other files are hashed once and remembered in `cache` by (size, mtime)."""
+    real = path.resolve()
+    if real.parent.name == "blobs" and len(real.name) == 64:
+        return real.name
+    stat = real.stat()
+    key = str(real)
+    if cache is not None and (hit := cache.get(key)) and hit[:2] == [stat.st_size, stat.st_mtime_ns]:
+        return hit[2]
+    h = hashlib.sha256()
+    with open(real, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    if cache is not None:
+        cache[key] = [stat.st_size, stat.st_mtime_ns, digest]
+    return digest
+
+
+def file_hashes(ref: ModelRef, folder: Path, cache: dict[str, Any] | None = None) -> dict[str, str]:
+    """{relative file name: sha256} for the weight files the model loads from."""
+    if ref.kind == "single_file":
+        p = Path(ref.location)
+        return {p.name: sha256_file(p, cache)}
+    return {str(p.relative_to(folder)): sha256_file(p, cache) for p in weight_files(folder)}
+
+
+def model_hash(hashes: dict[str, str]) -> str:
+    """One short fingerprint for a whole pipeline: sha256 over its files' hashes, sorted by name."""
+    return hashlib.sha256("".join(f"{k}={v}\n" for k, v in sorted(hashes.items())).encode()).hexdigest()
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+@dataclass
+class Loaded:
+    """A loaded pipeline and what it took: its ref, the strategy applied, the weight hashes."""
+
+    pipe: Any
+    ref: ModelRef
+    strategy: MemoryStrategy
+    hashes: dict[str, str]
+    applied: list[str]
+    load_s: float
+    size_bytes: int
+
+    @property
+    def hash(self) -> str:
+        return model_hash(self.hashes)
+
+
+def load_pipeline(ref: ModelRef, strategy: MemoryStrategy, device: str, *, allow_pickle: bool = False,
+                  hash_cache: dict[str, Any] | None = None) -> Loaded:
+    """Load `ref` with `strategy` applied for `device` ("cuda", "mps" or "cpu").
+
+    Steps: 1. find the files (hub cache, folder, single file); 2. refuse pickle weights unless
+    allowed; 3. hash the weight files; 4. from_pretrained / from_single_file in the strategy's
+    dtype, safetensors only, no remote code; 5. apply the strategy's memory steps.
+    """
+    from labkit.pipelines.memory import apply_strategy
+
+    start = time.perf_counter()
+    variant = ref.entry.variant if ref.entry and strategy.dtype == "float16" else None
+    folder = local_folder(ref, variant=variant, allow_pickle=allow_pickle)
+    check_safe(ref, folder, allow_pickle=allow_pickle)
+    hashes = file_hashes(ref, folder, hash_cache)
+    dtype = torch_dtype(strategy.dtype)
+    try:
+        if ref.kind == "single_file":
+            pipe = _from_single_file(ref, dtype)
+        else:
+            from diffusers import DiffusionPipeline
+
+            pipe = DiffusionPipeline.from_pretrained(
+                str(folder), dtype=dtype, use_safetensors=None if allow_pickle else True, local_files_only=True,
+                variant=variant if variant and any(f".{variant}." in k for k in hashes) else None,
+            )
+    except (LabkitError, MemoryError):
+        raise
+    except Exception as e:
+        import torch
+
+        if isinstance(e, torch.OutOfMemoryError):
+            raise
+        raise UnknownModel(f"Model {ref.id!r} could not be loaded as a diffusers pipeline: {type(e).__name__}: {e}",
+                           value=ref.id, fix="check that it is a complete diffusers pipeline (or a Stable Diffusion "
+                           "checkpoint) compatible with diffusers " + _diffusers_version() + ".") from e
+    if hasattr(pipe, "set_progress_bar_config"):
+        pipe.set_progress_bar_config(disable=True)
+    applied = apply_strategy(pipe, strategy, device)
+    size = sum(p.numel() * p.element_size() for c in pipe.components.values()
+               if hasattr(c, "parameters") for p in c.parameters())
+    return Loaded(pipe, ref, strategy, hashes, applied, time.perf_counter() - start, size)
+
+
+def _from_single_file(ref: ModelRef, dtype):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    cls = StableDiffusionXLPipeline if ref.family == "sdxl" else StableDiffusionPipeline
+    local = Path(ref.config).is_dir()
+    return cls.from_single_file(ref.location, config=ref.config, dtype=dtype,
+                                local_files_only=local or _offline())
+
+
+def _diffusers_version() -> str:
+    from importlib.metadata import version
+
+    return version("diffusers")
+
+
+def require_task(ref: ModelRef, pipe: Any, task: str):
+    """The pipeline for `task`, sharing the loaded weights (img2img from a txt2img pipeline)."""
+    from labkit.pipelines.tasks import pipeline_for_task
+
+    try:
+        return pipeline_for_task(pipe, task)
+    except ValueError as e:
+        raise InvalidParameter(f"Model {ref.id!r} ({type(pipe).__name__}) cannot do {task}.", value=task,
+                               fix="choose a model whose catalogue entry lists this task.") from e

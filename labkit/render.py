@@ -1,0 +1,494 @@
+"""From a `Plan` to a `Result`: the lab's core job, with nothing about the run left unrecorded.
+
+`render()` validates the plan before any heavy work, opens one MLflow run, loads the model (from
+the pipeline cache when it can), renders with the hardware's memory strategy, moves one rung
+down the strategy ladder on out-of-memory, tries the catalogue's fallbacks when a model cannot
+load, writes the outputs with their record embedded, and logs params, metrics, tags and files.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labkit.controller.plan import Plan
+from labkit.errors import InvalidParameter, LabkitError, ModelNotCached, OutOfMemory, UnknownModel
+from labkit.hardware import MemoryStrategy, choose, degrade
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.lab import Lab
+    from labkit.pipelines.loader import Loaded, ModelRef
+
+#: progress(step, total): called after each denoising step.
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Attempt:
+    """One try at loading or rendering: the model, the strategy, and how it ended."""
+
+    model: str
+    strategy: str
+    stage: str
+    outcome: str
+
+    def to_dict(self) -> dict[str, str]:
+        return dict(model=self.model, strategy=self.strategy, stage=self.stage, outcome=self.outcome)
+
+
+@dataclass
+class Result:
+    """What a render produced and everything about how.
+
+    Attributes:
+        plan: the plan that rendered (its `model` is the model that actually ran).
+        images: PIL images (image plans); clips: lists of PIL frames (video plans).
+        files: the output files in the run's artifacts (and copies under `out`, when given).
+        model: id requested and used, location, revision, family, licence, weight hashes.
+        strategy: the memory strategy that succeeded; applied: its steps as applied.
+        timings: load_s, step_s (per step), steps_s, decode_s, total_s.
+        peak_memory_gb: CUDA allocator peak on GPU, process RSS peak on CPU; memory_kind says which.
+        attempts: every load/render try, including the out-of-memory ones.
+        fallback_reason: why another model ran instead of the one asked for, if one did.
+        run_id: the MLflow run; status: "finished" or "cancelled".
+        record: the record embedded in each output file.
+    """
+
+    plan: Plan
+    images: list[Any] = field(default_factory=list)
+    clips: list[list[Any]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    model: dict[str, Any] = field(default_factory=dict)
+    strategy: MemoryStrategy | None = None
+    applied: list[str] = field(default_factory=list)
+    timings: dict[str, Any] = field(default_factory=dict)
+    peak_memory_gb: float = 0.0
+    memory_kind: str = "rss"
+    attempts: list[Attempt] = field(default_factory=list)
+    fallback_reason: str | None = None
+    run_id: str | None = None
+    status: str = "finished"
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image(self):
+        """The first image (or the first frame of the first clip)."""
+        return self.images[0] if self.images else (self.clips[0][0] if self.clips else None)
+
+    @property
+    def frames(self) -> list[Any]:
+        """The first clip's frames."""
+        return self.clips[0] if self.clips else []
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result's record as JSON-able data (no pixels): what `--json` prints."""
+        return {
+            "run_id": self.run_id, "status": self.status, "files": [str(f) for f in self.files],
+            "plan": self.plan.to_dict(), "model": self.model,
+            "strategy": self.strategy.to_dict() if self.strategy else None, "applied": self.applied,
+            "timings": self.timings, "peak_memory_gb": self.peak_memory_gb, "memory_kind": self.memory_kind,
+            "attempts": [a.to_dict() for a in self.attempts], "fallback_reason": self.fallback_reason,
+        }
+
+
+class PipelineCache:
+    """Loaded pipelines, least recently used first, within a memory budget.
+
+    A second render with the same model and strategy reuses the pipeline. Before a new one
+    loads, older ones are dropped until it fits the budget; a pipeline that lives on the GPU
+    evicts every other GPU-resident pipeline first, so switching models frees VRAM.
+    """
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes = budget_bytes
+        self._items: OrderedDict[tuple, Loaded] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def keys(self) -> list[tuple]:
+        return list(self._items)
+
+    def get(self, key: tuple) -> Loaded | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: tuple, item: Loaded) -> None:
+        with self._lock:
+            self._items[key] = item
+            self._items.move_to_end(key)
+
+    def make_room(self, needed_bytes: int, on_gpu: bool) -> None:
+        """Evict until `needed_bytes` more fit the budget (and, for a GPU pipeline, the GPU is free)."""
+        with self._lock:
+            if on_gpu:
+                for key in [k for k, v in self._items.items() if v.strategy.device == "gpu"]:
+                    self._drop(key)
+            while self._items and sum(v.size_bytes for v in self._items.values()) + needed_bytes > self.budget_bytes:
+                self._drop(next(iter(self._items)))
+        free_memory()
+
+    def evict(self, key: tuple) -> None:
+        with self._lock:
+            self._drop(key)
+        free_memory()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+        free_memory()
+
+    def _drop(self, key: tuple) -> None:
+        self._items.pop(key, None)
+
+
+def free_memory() -> None:
+    """Release what dropped pipelines held (Python objects, then the CUDA allocator's cache)."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+class _PeakMemory:
+    """Peak memory during a block: the CUDA allocator on GPU, sampled process RSS on CPU."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> _PeakMemory:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            import psutil
+
+            proc = psutil.Process()
+
+            def sample():
+                while not self._stop.is_set():
+                    self.peak = max(self.peak, proc.memory_info().rss)
+                    self._stop.wait(0.02)
+
+            self.peak = proc.memory_info().rss
+            self._thread = threading.Thread(target=sample, daemon=True, name="labkit-rss")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device == "cuda":
+            import torch
+
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+
+    @property
+    def kind(self) -> str:
+        return "cuda" if self.device == "cuda" else "rss"
+
+
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError)
+
+
+def _load_image(path: str):
+    from PIL import Image
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InvalidParameter(f"Input image {path!r} does not exist.", value=path,
+                               fix="pass the path of a PNG or JPEG.")
+    try:
+        return Image.open(p).convert("RGB")
+    except Exception as e:
+        raise InvalidParameter(f"Input image {path!r} cannot be read: {e}.", value=path,
+                               fix="pass a PNG or JPEG file.") from e
+
+
+def prepare(lab: Lab, plan: Plan, config: str | None = None) -> tuple[Plan, ModelRef]:
+    """Resolve the plan's model and open fields, and validate — before any heavy work."""
+    from labkit.pipelines.loader import resolve_model
+
+    model = plan.model or lab.default_model(plan.modality)
+    ref = resolve_model(model, lab.catalog, config=config)
+    plan = plan.replace(model=model).resolve(ref.entry).validate(ref.entry)
+    if plan.image:
+        _load_image(plan.image)
+    _require_available(lab, ref)
+    return plan, ref
+
+
+def _require_available(lab: Lab, ref: ModelRef) -> None:
+    """Fail before the run opens when neither the model nor any fallback can load (offline, not cached)."""
+    from labkit.pipelines.loader import is_available, local_folder
+
+    candidates = list(_candidates(lab, ref))
+    if any(is_available(c) for c in candidates):
+        return
+    errors = []
+    for c in candidates:
+        try:
+            local_folder(c)
+        except LabkitError as e:
+            errors.append((c.id, e))
+    raise _combined(errors, "unavailable")
+
+
+def _combined(failures: list[tuple[str, LabkitError]], what: str) -> LabkitError:
+    """The requested model's error, naming what went wrong with each fallback after it."""
+    first = failures[0][1]
+    if len(failures) == 1:
+        return first
+    tried = "; ".join(f"{m}: {e.message}" for m, e in failures[1:])
+    err = type(first)(f"{first.message} Fallbacks also {what} — {tried}", value=first.value, fix=first.fix)
+    err.__cause__ = first
+    return err
+
+
+def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: threading.Event | None = None,
+           out: str | Path | None = None, allow_pickle: bool = False, config: str | None = None) -> Result:
+    """Render `plan` on `lab`'s hardware and record it as one MLflow run. See the module docstring.
+
+    `config` is the diffusers folder or repo whose configs a single-file checkpoint uses.
+
+    Steps: 1. resolve and validate the plan; 2. open the run (params = the plan); 3. for the model
+    and then each catalogue fallback: load with the tier's strategy, render, and on out-of-memory
+    free memory and retry one rung cheaper; 4. write the outputs with their record; 5. log
+    metrics, tags and artifacts. A run that fails is recorded FAILED with its error.
+    """
+    requested = plan
+    plan, ref = prepare(lab, plan, config)
+    tags = {"labkit.job": "render", "labkit.task": plan.task, "model.requested": plan.model,
+            "labkit.controller": plan.controller.name}
+    with lab.run(f"{plan.task}: {plan.prompt[:40]}", params={"plan": plan.to_dict()}, tags=tags) as run:
+        result = _render_with_fallbacks(lab, requested, plan, ref, progress, cancel, allow_pickle)
+        result.run_id = run.run_id
+        _record(lab, run, result, out)
+        if result.status == "cancelled":
+            run.status = "KILLED"
+    return result
+
+
+def _candidates(lab: Lab, ref: ModelRef):
+    """The requested model, then its catalogue fallbacks in order (resolved lazily)."""
+    from labkit.pipelines.loader import resolve_model
+
+    yield ref
+    if ref.entry is not None:
+        for entry in lab.catalog.fallback_chain(ref.entry.id)[1:]:
+            try:
+                yield resolve_model(entry.id, lab.catalog)
+            except LabkitError:
+                continue
+
+
+def _render_with_fallbacks(lab: Lab, requested: Plan, plan: Plan, ref: ModelRef, progress: Progress | None,
+                           cancel: threading.Event | None, allow_pickle: bool) -> Result:
+    attempts: list[Attempt] = []
+    failures: list[tuple[str, LabkitError]] = []
+    for cand in _candidates(lab, ref):
+        cand_plan = plan
+        if cand is not ref:
+            # The fallback fills the fields the user left open with its own defaults.
+            try:
+                cand_plan = requested.replace(model=cand.id).resolve(cand.entry).validate(cand.entry)
+                cand_plan = cand_plan.replace(seed=plan.seed)
+            except InvalidParameter as e:
+                failures.append((cand.id, e))
+                continue
+        try:
+            result = _render_one(lab, cand_plan, cand, attempts, progress, cancel, allow_pickle)
+        except (ModelNotCached, UnknownModel, OutOfMemory) as e:
+            if not isinstance(e, OutOfMemory):
+                attempts.append(Attempt(cand.id, "-", "load", f"{type(e).__name__}: {e.message}"))
+            failures.append((cand.id, e))
+            continue
+        if cand is not ref:
+            result.fallback_reason = "; ".join(f"{m}: {e.message}" for m, e in failures)
+        return result
+    raise _combined(failures, "failed")
+
+
+def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], progress: Progress | None,
+                cancel: threading.Event | None, allow_pickle: bool) -> Result:
+    """Load and render one model, degrading the memory strategy on out-of-memory."""
+    strategy = choose(ref.family, lab.hardware)
+    tried: list[MemoryStrategy] = []
+    while True:
+        tried.append(strategy)
+        stage = "load"
+        try:
+            loaded, load_s = _load(lab, ref, strategy, allow_pickle)
+            stage = "render"
+            result = _call(lab, plan, loaded, progress, cancel)
+        except Exception as e:
+            if not _is_oom(e):
+                raise
+            attempts.append(Attempt(ref.id, strategy.name, stage, f"OutOfMemoryError: {str(e)[:200]}"))
+            lab.pipelines.evict(_cache_key(ref, strategy, allow_pickle))
+            strategy = degrade(strategy, tried=tried)  # raises OutOfMemory when nothing cheaper is left
+            continue
+        attempts.append(Attempt(ref.id, strategy.name, "render", "ok" if result.status == "finished" else "cancelled"))
+        result.attempts = attempts
+        result.timings["load_s"] = load_s
+        result.timings["total_s"] = load_s + result.timings["steps_s"] + result.timings["decode_s"]
+        result.model.update(_model_record(ref, loaded))
+        return result
+
+
+def _cache_key(ref: ModelRef, strategy: MemoryStrategy, allow_pickle: bool) -> tuple:
+    return (ref.kind, ref.location, ref.revision, strategy.name, strategy.overrides, allow_pickle)
+
+
+def _load(lab: Lab, ref: ModelRef, strategy: MemoryStrategy, allow_pickle: bool) -> tuple[Loaded, float]:
+    from labkit.pipelines.loader import load_pipeline, local_folder, weight_files
+
+    key = _cache_key(ref, strategy, allow_pickle)
+    cached = lab.pipelines.get(key)
+    if cached is not None:
+        return cached, 0.0
+    if ref.kind in ("folder", "package"):
+        needed = sum(p.stat().st_size for p in weight_files(local_folder(ref)))
+    else:
+        needed = 0  # unknown before download; the budget check after loading covers it
+    lab.pipelines.make_room(needed, on_gpu=strategy.device == "gpu")
+    device = lab.hardware.device if strategy.device == "gpu" else "cpu"
+    loaded = load_pipeline(ref, strategy, device, allow_pickle=allow_pickle, hash_cache=lab.hash_cache)
+    lab.save_hash_cache()
+    lab.pipelines.put(key, loaded)
+    return loaded, loaded.load_s
+
+
+def _model_record(ref: ModelRef, loaded: Loaded) -> dict[str, Any]:
+    return {
+        "id": ref.id, "kind": ref.kind, "location": ref.location, "revision": ref.revision, "family": ref.family,
+        "licence": ref.licence, "hash": loaded.hash, "files": loaded.hashes,
+        "pipeline": type(loaded.pipe).__name__, "scheduler": type(loaded.pipe.scheduler).__name__,
+    }
+
+
+def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
+          cancel: threading.Event | None) -> Result:
+    """One pipeline call, timed per step, with peak memory and cancellation."""
+    from labkit.pipelines import calls
+    from labkit.pipelines.loader import require_task
+
+    pipe = require_task(loaded.ref, loaded.pipe, plan.task)
+    step_times: list[float] = []
+    total = plan.steps * (plan.count if plan.modality == "video" else 1)
+    cancelled = False
+
+    def on_step(i: int) -> bool:
+        nonlocal cancelled
+        step_times.append(time.perf_counter())
+        if progress is not None:
+            progress(len(step_times), total)
+        if cancel is not None and cancel.is_set():
+            cancelled = True
+        return cancelled
+
+    image = _load_image(plan.image) if plan.image else None
+    common = dict(steps=plan.steps, guidance=plan.guidance, width=plan.width, height=plan.height, seed=plan.seed,
+                  count=plan.count, on_step=on_step)
+    device = lab.hardware.device if loaded.strategy.device == "gpu" else "cpu"
+    result = Result(plan=plan, strategy=loaded.strategy, applied=list(loaded.applied))
+    start = time.perf_counter()
+    with _PeakMemory(device) as mem:
+        if plan.task in ("txt2img", "img2img"):
+            result.images = calls.run_image(pipe, prompt=plan.prompt, negative_prompt=plan.negative_prompt,
+                                            image=image, strength=plan.strength, **common)
+        elif plan.task == "img2vid":
+            result.clips = calls.run_img2vid(pipe, image=image, frames=plan.frames, fps=plan.fps,
+                                             decode_chunk_size=loaded.strategy.decode_chunk_size, **common)
+        else:
+            result.clips = calls.run_txt2vid(pipe, prompt=plan.prompt, negative_prompt=plan.negative_prompt,
+                                             frames=plan.frames, **common)
+    end = time.perf_counter()
+    marks = [start, *step_times]
+    result.timings = {
+        "step_s": [b - a for a, b in zip(marks, marks[1:], strict=False)],
+        "steps_s": (step_times[-1] - start) if step_times else 0.0,
+        "decode_s": end - (step_times[-1] if step_times else start),
+    }
+    result.peak_memory_gb = mem.peak / 2**30
+    result.memory_kind = mem.kind
+    result.status = "cancelled" if cancelled else "finished"
+    return result
+
+
+def _record(lab: Lab, run, result: Result, out: str | Path | None) -> None:
+    """Write the outputs with their embedded record, and log everything to the run."""
+    from labkit import outputs
+    from labkit.tracking import versions
+
+    plan = result.plan
+    record = {
+        "plan": plan.to_dict(), "model": {k: v for k, v in result.model.items()},
+        "scheduler": result.model.get("scheduler"), "strategy": result.strategy.to_dict(), "applied": result.applied,
+        "timings": result.timings, "hardware": lab.hardware.to_dict(), "versions": versions(),
+        "run_id": run.run_id, "status": result.status, "fallback_reason": result.fallback_reason,
+        "provenance": {"assets": [{"kind": "model", "id": result.model["id"], "revision": result.model["revision"],
+                                   "hash": result.model["hash"], "licence": result.model["licence"]}]},
+    }
+    result.record = record
+    stem = f"{plan.task}-{plan.seed}"
+    with tempfile.TemporaryDirectory(prefix="labkit-out-") as tmp:
+        tmp_dir = Path(tmp)
+        if result.images:
+            written = outputs.write_image_outputs(result.images, tmp_dir, stem, record, sidecar=True)
+        else:
+            written = []
+            for i, clip in enumerate(result.clips):
+                paths = outputs.write_video(clip, tmp_dir / f"{stem}-{i:02d}", plan.fps, {**record, "index": i})
+                written += list(paths.values())
+        run.log_artifact(tmp_dir, "outputs")
+        run.log_dict(plan.to_dict(), "plan.json")
+        result.files = [run.artifact_dir / "outputs" / p.name for p in written]
+        if out is not None:
+            out_dir = Path(out).expanduser()
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for p in tmp_dir.iterdir():
+                shutil.copy2(p, out_dir / p.name)
+            result.files += [out_dir / p.name for p in written]
+
+    t = result.timings
+    run.log_metrics({"time.load_s": t["load_s"], "time.steps_s": t["steps_s"], "time.decode_s": t["decode_s"],
+                     "time.total_s": t["total_s"],
+                     "time.step_mean_s": sum(t["step_s"]) / len(t["step_s"]) if t["step_s"] else 0.0,
+                     f"memory.peak_{result.memory_kind}_gb": result.peak_memory_gb,
+                     "attempts": len(result.attempts)})
+    for i, s in enumerate(t["step_s"]):
+        run.log_metrics({"time.step_s": s}, step=i)
+    m = result.model
+    run.set_tags({
+        "model.id": m["id"], "model.location": m["location"], "model.revision": m["revision"] or "",
+        "model.family": m["family"], "model.hash": m["hash"], "model.licence": m["licence"] or "",
+        "model.pipeline": m["pipeline"], "model.files": json.dumps(m["files"], sort_keys=True),
+        **result.strategy.tags(), "strategy.applied": ", ".join(result.applied),
+        "labkit.attempts": json.dumps([a.to_dict() for a in result.attempts]),
+        "labkit.fallback_reason": result.fallback_reason or "", "labkit.status": result.status,
+    })
