@@ -41,7 +41,7 @@ def _time_subprocess(code: str) -> float:
     return time.perf_counter() - start
 
 
-def bench_import(repeats: int = 10) -> BenchResult:
+def bench_import(repeats: int = 10, **_: Any) -> BenchResult:
     """Time `import labkit` in a fresh interpreter against `python -c pass`, interleaved.
 
     Also reports which heavy modules the import pulled in (there should be none).
@@ -60,4 +60,78 @@ def bench_import(repeats: int = 10) -> BenchResult:
                        {"heavy_modules_loaded": heavy.split(",") if heavy else []})
 
 
-BENCHMARKS = {"import": bench_import}
+def bench_generate(repeats: int = 5, *, model: str | None = None, steps: int = 20,
+                   size: tuple[int, int] | None = None, root: str | None = None, **_: Any) -> BenchResult:
+    """`Lab.generate` (plan, validation, tracking, files) against a bare diffusers call on the
+    same loaded pipeline, steps and seed, interleaved. On CUDA it also measures it/s and peak
+    VRAM for every GPU strategy of the model's family.
+    """
+    from labkit.controller.plan import Plan
+    from labkit.hardware import choose, degrade
+    from labkit.lab import Lab
+    from labkit.pipelines import calls
+    from labkit.render import prepare
+
+    lab = Lab(root, experiment="labkit-bench")
+    plan, ref = prepare(lab, Plan(prompt="a red circle on the left", model=model, steps=steps, seed=0,
+                                  width=size[0] if size else None, height=size[1] if size else None))
+    first = lab.render(plan)  # loads and caches the pipeline; not timed
+    pipe = lab.pipelines.get(next(k for k in lab.pipelines.keys() if k[1] == ref.location)).pipe
+
+    def bare() -> None:
+        calls.run_image(pipe, prompt=plan.prompt, negative_prompt=plan.negative_prompt, steps=plan.steps,
+                        guidance=plan.guidance, width=plan.width, height=plan.height, seed=plan.seed, count=1,
+                        on_step=lambda i: False)
+
+    subject, baseline = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        bare()
+        baseline.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        lab.render(plan)
+        subject.append(time.perf_counter() - t)
+    s, b = statistics.median(subject), statistics.median(baseline)
+    extra: dict[str, Any] = {"model": first.model["id"], "strategy": first.strategy.name, "steps": plan.steps,
+                             "size": f"{plan.width}x{plan.height}", "device": lab.hardware.device,
+                             "overhead_pct": round((s / b - 1) * 100, 1)}
+    if lab.hardware.device == "cuda":
+        extra["strategies"] = _cuda_strategies(lab, plan, ref, choose, degrade)
+    return BenchResult("generate", "Lab.generate (tracked)", "bare diffusers call", s, b, s / b, repeats, extra)
+
+
+def _cuda_strategies(lab, plan, ref, choose, degrade) -> list[dict[str, Any]]:
+    """it/s and peak VRAM for each GPU rung of the family, from the tier's start down."""
+    import torch
+
+    from labkit.errors import OutOfMemory
+    from labkit.pipelines import calls
+    from labkit.pipelines.loader import load_pipeline
+
+    rows = []
+    strategy = choose(ref.family, lab.hardware)
+    while True:
+        lab.pipelines.clear()
+        try:
+            loaded = load_pipeline(ref, strategy, "cuda")
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            t = time.perf_counter()
+            calls.run_image(loaded.pipe, prompt=plan.prompt, negative_prompt="", steps=plan.steps,
+                            guidance=plan.guidance, width=plan.width, height=plan.height, seed=0, count=1,
+                            on_step=lambda i: False)
+            torch.cuda.synchronize()
+            rows.append({"strategy": strategy.name, "it_per_s": round(plan.steps / (time.perf_counter() - t), 2),
+                         "peak_vram_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)})
+        except torch.OutOfMemoryError:
+            rows.append({"strategy": strategy.name, "it_per_s": None, "peak_vram_gb": "out of memory"})
+        finally:
+            loaded = None
+            torch.cuda.empty_cache()
+        try:
+            strategy = degrade(strategy)
+        except OutOfMemory:
+            return rows
+
+
+BENCHMARKS = {"import": bench_import, "generate": bench_generate}

@@ -66,10 +66,48 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return 0
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not WIDTHxHEIGHT (e.g. 512x512)") from None
+    return w, h
+
+
+def _print_result(result, as_json: bool) -> None:
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    for f in result.files:
+        print(f)
+    note = f" (fell back: {result.fallback_reason})" if result.fallback_reason else ""
+    print(f"run {result.run_id}: {result.model['id']} with strategy {result.strategy.name}, "
+          f"{result.timings['total_s']:.2f} s{note}")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    result = _lab(args).generate(
+        args.prompt, model=args.model, negative_prompt=args.negative, steps=args.steps, guidance=args.guidance,
+        seed=args.seed, size=args.size, n=args.n, image=args.image, strength=args.strength, out=args.out,
+        allow_pickle=args.allow_pickle, config=args.config)
+    _print_result(result, args.json)
+    return 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    result = _lab(args).video(
+        args.prompt, image=args.image, model=args.model, frames=args.frames, fps=args.fps, seed=args.seed,
+        steps=args.steps, guidance=args.guidance, size=args.size, negative_prompt=args.negative, out=args.out,
+        allow_pickle=args.allow_pickle, config=args.config)
+    _print_result(result, args.json)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from labkit.bench import BENCHMARKS
 
-    result = BENCHMARKS[args.which](repeats=args.repeat)
+    result = BENCHMARKS[args.which](repeats=args.repeat, model=args.model, steps=args.steps, size=args.size,
+                                    root=args.root)
     if args.json:
         _print_json(result.to_dict())
     else:
@@ -103,11 +141,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=int(os.environ.get("LABKIT_UI_PORT", "5000")))
     p.set_defaults(func=cmd_ui)
 
+    render = argparse.ArgumentParser(add_help=False)
+    render.add_argument("--model", help="catalogue id, diffusers repo id, local folder or .safetensors file")
+    render.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    render.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    render.add_argument("--seed", type=int, help="seed of the first output (default: random, recorded)")
+    render.add_argument("--size", type=_size, help="WIDTHxHEIGHT, multiples of 8 (default: the model's)")
+    render.add_argument("--negative", default="", help="negative prompt")
+    render.add_argument("--out", help="also copy the outputs into this folder")
+    render.add_argument("--allow-pickle", action="store_true", help="allow pickle weights (they can run code)")
+    render.add_argument("--config", help="for a .safetensors checkpoint: the diffusers folder/repo of its base model")
+    render.add_argument("--json", action="store_true", help="print the result record as JSON")
+
+    p = sub.add_parser("generate", parents=[common, render], help="text-to-image or image-to-image")
+    p.add_argument("prompt")
+    p.add_argument("--n", type=int, default=1, help="number of images")
+    p.add_argument("--image", help="input image for image-to-image")
+    p.add_argument("--strength", type=float, help="image-to-image strength 0–1 (default 0.6)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("video", parents=[common, render], help="image-to-video or text-to-video")
+    p.add_argument("prompt", nargs="?", default="")
+    p.add_argument("--image", help="first image for image-to-video")
+    p.add_argument("--frames", type=int, help="frames per clip (default: the model's)")
+    p.add_argument("--fps", type=int, help="frames per second (default: the model's)")
+    p.set_defaults(func=cmd_video)
+
     from labkit.bench import BENCHMARKS
 
     p = sub.add_parser("bench", help="benchmarks as ratios to a baseline measured in the same run")
     p.add_argument("which", choices=sorted(BENCHMARKS))
     p.add_argument("--repeat", type=int, default=10, help="measurements of each side (default 10)")
+    p.add_argument("--root", help="project folder (default: found from the working directory)")
+    p.add_argument("--model", help="generate: the model to measure (default: the lab's default image model)")
+    p.add_argument("--steps", type=int, default=20, help="generate: denoising steps (default 20)")
+    p.add_argument("--size", type=_size, help="generate: WIDTHxHEIGHT (default: the model's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser
