@@ -61,6 +61,7 @@ class Result:
         fallback_reason: why another model ran instead of the one asked for, if one did.
         run_id: the MLflow run; status: "finished" or "cancelled".
         record: the record embedded in each output file.
+        inputs: outputs of other runs this one used (e.g. a rendered first frame), with their models.
     """
 
     plan: Plan
@@ -78,6 +79,7 @@ class Result:
     run_id: str | None = None
     status: str = "finished"
     record: dict[str, Any] = field(default_factory=dict)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def image(self):
@@ -284,9 +286,26 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
     plan, ref = prepare(lab, plan, config)
     tags = {"labkit.job": "render", "labkit.task": plan.task, "model.requested": plan.model,
             "labkit.controller": plan.controller.name}
+    inputs: list[dict[str, Any]] = []
+    if plan.task == "txt2vid" and ref.family == "svd":
+        # An image-to-video model asked for text-to-video: render the first frame with the lab's
+        # image model (its own recorded run), then animate it. The plan keeps the frame's path.
+        frame_plan = Plan(prompt=plan.prompt, negative_prompt=plan.negative_prompt, seed=plan.seed,
+                          width=plan.width, height=plan.height, controller=plan.controller)
+        try:  # the clip's size when the image model can draw it, else the image model's own default
+            prepare(lab, frame_plan)
+        except InvalidParameter:
+            frame_plan = frame_plan.replace(width=None, height=None)
+        frame = render(lab, frame_plan, cancel=cancel, allow_pickle=allow_pickle)
+        plan = plan.replace(image=str(frame.files[0]))
+        requested = requested.replace(image=plan.image)
+        tags["labkit.first_frame_run"] = frame.run_id
+        inputs = [{"kind": "first_frame", "run_id": frame.run_id, "file": str(frame.files[0]),
+                   **{k: frame.model[k] for k in ("id", "revision", "hash", "licence")}}]
     with lab.run(f"{plan.task}: {plan.prompt[:40]}", params={"plan": plan.to_dict()}, tags=tags) as run:
         result = _render_with_fallbacks(lab, requested, plan, ref, progress, cancel, allow_pickle)
         result.run_id = run.run_id
+        result.inputs = inputs
         _record(lab, run, result, out)
         if result.status == "cancelled":
             run.status = "KILLED"
@@ -452,7 +471,8 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None) -> None:
         "timings": result.timings, "hardware": lab.hardware.to_dict(), "versions": versions(),
         "run_id": run.run_id, "status": result.status, "fallback_reason": result.fallback_reason,
         "provenance": {"assets": [{"kind": "model", "id": result.model["id"], "revision": result.model["revision"],
-                                   "hash": result.model["hash"], "licence": result.model["licence"]}]},
+                                   "hash": result.model["hash"], "licence": result.model["licence"]},
+                                  *result.inputs]},
     }
     result.record = record
     stem = f"{plan.task}-{plan.seed}"

@@ -324,3 +324,17 @@ def test_bench_generate_reports_a_ratio_against_bare_diffusers(tiny, cli_env, pr
     assert result["baseline"] == "bare diffusers call"
     assert result["ratio"] == pytest.approx(result["subject_s"] / result["baseline_s"])
     assert result["extra"]["strategy"] == "cpu-full" and result["extra"]["steps"] == 2
+
+
+def test_text_to_video_through_an_image_to_video_model(tiny, project, search_runs):
+    (project / "labkit.toml").write_text(f'[lab]\ndefault_image_model = "{tiny["sd15"]}"\n')
+    lab = Lab(project, hardware=HardwareProfile.simulated(None))
+    r = lab.video("a red circle moving right", model=str(tiny["svd"]), frames=3, fps=6, steps=2, size=(32, 32),
+                  seed=9)
+    assert r.plan.task == "img2vid" and r.plan.image.endswith(".png") and len(r.frames) == 3
+    first = r.inputs[0]
+    assert first["kind"] == "first_frame" and first["id"] == str(tiny["sd15"])
+    assert outputs.read_record(r.plan.image)["run_id"] == first["run_id"]
+    assert any(a.get("kind") == "first_frame" for a in r.record["provenance"]["assets"])
+    runs = {x.info.run_id: x for x in search_runs(lab.config.tracking_uri)}
+    assert runs[r.run_id].data.tags["labkit.first_frame_run"] == first["run_id"] and first["run_id"] in runs
