@@ -19,14 +19,13 @@ import dataclasses
 import difflib
 import os
 import re
+import tomllib
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from labkit.errors import ConfigError, InvalidParameter, UnknownFamily, UnknownModel
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
-
-import tomllib
 
 from labkit.errors import ConfigError, InvalidParameter, OutOfMemory, UnknownFamily
 
