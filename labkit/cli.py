@@ -103,6 +103,18 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    result, check = _lab(args).replay(args.run_id, check=args.check)
+    if args.json:
+        _print_json({**result.to_dict(), "check": check.to_dict() if check else None})
+    else:
+        _print_result(result, False)
+        if check:
+            verdict = "identical" if check.identical else f"DIFFERENT (max pixel difference {check.max_diff})"
+            print(f"check against {check.original_run}: {verdict} over {len(check.files)} file(s)")
+    return 0 if check is None or check.identical else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from labkit.bench import BENCHMARKS
 
@@ -166,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="frames per clip (default: the model's)")
     p.add_argument("--fps", type=int, help="frames per second (default: the model's)")
     p.set_defaults(func=cmd_video)
+
+    p = sub.add_parser("replay", parents=[common], help="re-render a run from its stored plan")
+    p.add_argument("run_id")
+    p.add_argument("--check", action="store_true", help="compare the pixels with the original (exit 1 if not equal)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_replay)
 
     from labkit.bench import BENCHMARKS
 

@@ -112,7 +112,8 @@ class Lab:
     # -- generation -----------------------------------------------------------------------------
 
     def render(self, plan: Plan, *, progress: Progress | None = None, cancel: threading.Event | None = None,
-               out: str | Path | None = None, allow_pickle: bool = False, config: str | None = None) -> Result:
+               out: str | Path | None = None, allow_pickle: bool = False, config: str | None = None,
+               tags: Mapping[str, Any] | None = None) -> Result:
         """Render a plan and record it as one MLflow run (see `labkit.render.render`).
 
         Args:
@@ -123,11 +124,21 @@ class Lab:
             out: also copy the output files into this folder.
             allow_pickle: allow weights in pickle formats (they can run code when loaded).
             config: for a single-file checkpoint, the diffusers folder or repo id of its base model.
+            tags: extra MLflow tags for the run.
         """
         from labkit.render import render
 
         return render(self, plan, progress=progress, cancel=cancel, out=out, allow_pickle=allow_pickle,
-                      config=config)
+                      config=config, tags=tags)
+
+    def replay(self, run_id: str, *, check: bool = False):
+        """Render a recorded run's stored plan again; with `check`, compare the pixels.
+
+        Returns (Result, ReplayCheck or None). See `labkit.replay`.
+        """
+        from labkit.replay import replay
+
+        return replay(self, run_id, check=check)
 
     def generate(self, prompt: str, *, model: str | None = None, negative_prompt: str = "",
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -272,10 +272,12 @@ def _combined(failures: list[tuple[str, LabkitError]], what: str) -> LabkitError
 
 
 def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: threading.Event | None = None,
-           out: str | Path | None = None, allow_pickle: bool = False, config: str | None = None) -> Result:
+           out: str | Path | None = None, allow_pickle: bool = False, config: str | None = None,
+           tags: Mapping[str, Any] | None = None) -> Result:
     """Render `plan` on `lab`'s hardware and record it as one MLflow run. See the module docstring.
 
-    `config` is the diffusers folder or repo whose configs a single-file checkpoint uses.
+    `config` is the diffusers folder or repo whose configs a single-file checkpoint uses; `tags`
+    are added to the run.
 
     Steps: 1. resolve and validate the plan; 2. open the run (params = the plan); 3. for the model
     and then each catalogue fallback: load with the tier's strategy, render, and on out-of-memory
@@ -285,7 +287,7 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
     requested = plan
     plan, ref = prepare(lab, plan, config)
     tags = {"labkit.job": "render", "labkit.task": plan.task, "model.requested": plan.model,
-            "labkit.controller": plan.controller.name}
+            "labkit.controller": plan.controller.name, **(tags or {})}
     inputs: list[dict[str, Any]] = []
     if plan.task == "txt2vid" and ref.family == "svd":
         # An image-to-video model asked for text-to-video: render the first frame with the lab's

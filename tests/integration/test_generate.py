@@ -338,3 +338,33 @@ def test_text_to_video_through_an_image_to_video_model(tiny, project, search_run
     assert any(a.get("kind") == "first_frame" for a in r.record["provenance"]["assets"])
     runs = {x.info.run_id: x for x in search_runs(lab.config.tracking_uri)}
     assert runs[r.run_id].data.tags["labkit.first_frame_run"] == first["run_id"] and first["run_id"] in runs
+
+
+def test_replay_reproduces_a_run_bit_for_bit(tiny, cli_env, project, search_runs):
+    from tests.integration.test_cli import labkit
+
+    out = labkit("generate", "a red circle", "--model", str(tiny["sd15"]), "--steps", "2", "--size", "32x32",
+                 "--n", "2", "--json", env=cli_env)
+    original = json.loads(out.stdout)["run_id"]
+    again = labkit("replay", original, "--check", "--json", env=cli_env)
+    check = json.loads(again.stdout)["check"]
+    assert check["identical"] and check["max_diff"] == 0 and len(check["files"]) == 2
+    runs = {r.info.run_id: r for r in search_runs(f"sqlite:///{project}/mlruns/mlflow.db")}
+    assert runs[check["replay_run"]].data.tags["labkit.replay_of"] == original
+
+    # A tampered original is caught: the check fails with a non-zero exit.
+    from PIL import Image
+
+    png = next((Path(runs[original].info.artifact_uri.removeprefix("file://")) / "outputs").glob("*.png"))
+    img = Image.open(png).convert("RGB")
+    img.putpixel((0, 0), tuple(255 - v for v in img.getpixel((0, 0))))
+    img.save(png)
+    bad = labkit("replay", original, "--check", env=cli_env, check=False)
+    assert bad.returncode == 1 and "DIFFERENT" in bad.stdout
+
+
+def test_replay_of_an_unknown_run_is_a_clear_error(cli_env):
+    from tests.integration.test_cli import labkit
+
+    out = labkit("replay", "0123456789abcdef", env=cli_env, check=False)
+    assert out.returncode == 2 and "No run '0123456789abcdef'" in out.stderr
