@@ -65,3 +65,7 @@ class TrackingError(LabkitError):
 
 class Cancelled(LabkitError):
     """The user cancelled a running job; partial outputs were kept."""
+
+
+class ControllerFailed(LabkitError):
+    """An LLM controller gave no usable plan (unreachable, timed out, or invalid output)."""

@@ -225,3 +225,43 @@ def _int_in(name: str, value: Any, lo: int, hi: int) -> None:
     if not lo <= value <= hi:
         raise InvalidParameter(f"{name} {value} is outside {lo}–{hi}.", value=value,
                                fix=f"use a {name} between {lo} and {hi}.")
+
+
+def _schema_for(tp: Any) -> dict[str, Any]:
+    import types
+    import typing
+
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        schema = _schema_for(inner[0])
+        if type(None) in args:
+            schema = {"anyOf": [schema, {"type": "null"}]}
+        return schema
+    if origin is typing.Literal:
+        return {"type": "string", "enum": list(args)}
+    if origin is tuple:
+        return {"type": "array", "items": _schema_for(args[0])}
+    if dataclasses.is_dataclass(tp):
+        return _dataclass_schema(tp)
+    return {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"},
+            bool: {"type": "boolean"}}[tp]
+
+
+def _dataclass_schema(cls: type) -> dict[str, Any]:
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    props = {f.name: _schema_for(hints[f.name]) for f in dataclasses.fields(cls)}
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    return {"type": "object", "properties": props, "required": required, "additionalProperties": False,
+            "title": cls.__name__, "description": (cls.__doc__ or "").strip().splitlines()[0]}
+
+
+def plan_schema() -> dict[str, Any]:
+    """The JSON Schema of a `Plan`, derived from the dataclass itself (so the two cannot drift)."""
+    schema = _dataclass_schema(Plan)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
