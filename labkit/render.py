@@ -363,7 +363,7 @@ def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], pr
         tried.append(strategy)
         stage = "load"
         try:
-            loaded, load_s = _load(lab, ref, strategy, allow_pickle)
+            loaded, load_s = load_cached(lab, ref, strategy, allow_pickle)
             stage = "render"
             result = _call(lab, plan, loaded, progress, cancel)
         except Exception as e:
@@ -385,7 +385,8 @@ def _cache_key(ref: ModelRef, strategy: MemoryStrategy, allow_pickle: bool) -> t
     return (ref.kind, ref.location, ref.revision, strategy.name, strategy.overrides, allow_pickle)
 
 
-def _load(lab: Lab, ref: ModelRef, strategy: MemoryStrategy, allow_pickle: bool) -> tuple[Loaded, float]:
+def load_cached(lab: Lab, ref: ModelRef, strategy: MemoryStrategy, allow_pickle: bool = False) -> tuple[Loaded, float]:
+    """The pipeline for `ref` with `strategy`, from the lab's cache or loaded now; and the load time."""
     from labkit.pipelines.loader import load_pipeline, local_folder, weight_files
 
     key = _cache_key(ref, strategy, allow_pickle)
