@@ -115,6 +115,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if check is None or check.identical else 1
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from labkit.toyworld.evaluate import evaluate
+
+    report = evaluate(_lab(args), model=args.model or "toyworld", n=args.n, seed=args.seed, steps=args.steps)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print("\n".join(report.lines()))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from labkit.bench import BENCHMARKS
 
@@ -184,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="compare the pixels with the original (exit 1 if not equal)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("eval", parents=[common], help="benchmarks of quality: toyworld prompt adherence")
+    p.add_argument("which", choices=["toyworld"])
+    p.add_argument("--model", help="the model to evaluate (default: toyworld)")
+    p.add_argument("--n", type=int, default=200, help="held-out prompts of each kind (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     from labkit.bench import BENCHMARKS
 
