@@ -43,8 +43,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     lab = _lab(args)
     print(f"labkit demo on {lab.hardware.summary()}\n")
-    out = lab.demo()
+    out = lab.demo(out=args.out)
     print(hardware_report(out["report"]))
+    if out["renders"]:
+        print(f"Rendered with {out['model']}:")
+        for r in out["renders"]:
+            print(f"  {r.plan.prompt!r}: {r.files[0]} ({r.timings['total_s']:.2f} s, run {r.run_id})")
+    else:
+        print(f"The default model {out['model']!r} is not installed here, so nothing was rendered "
+              "(train it with `labkit train toy-base`).")
     print(f"Logged run {out['run_id']} to experiment {out['experiment']!r}")
     print(f"  store:     {out['tracking_uri']}")
     print(f"  artifacts: {out['artifact_dir']}")
@@ -157,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("demo", parents=[common], help="run the lab's main job on the embedded default")
+    p.add_argument("--out", help="also copy the rendered images into this folder")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("ui", parents=[common], help="open the MLflow UI on the local store")

@@ -7,6 +7,7 @@ the MLflow tracker. Views build arguments and call its methods; they hold no log
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -199,22 +200,42 @@ class Lab:
             "versions": versions(),
         }
 
-    def demo(self) -> dict[str, Any]:
+    def demo(self, out: str | Path | None = None) -> dict[str, Any]:
         """The lab's main job on the embedded default, recorded as one MLflow run.
 
-        Until the toy world lands this reports the hardware and the strategy each model family
-        would use here, and logs that report as a run with its artifacts.
+        Reports the hardware and the strategy each model family gets here; when the toy-world
+        model is installed, renders `DEMO_PROMPTS` with it (each render a child run holding its
+        images with their records) and logs a grid of the results on the demo run.
         """
+        from labkit.controller.plan import Plan
+        from labkit.pipelines.loader import is_available, resolve_model
+
         report = self.doctor()
-        with self.run("demo", params={"job": "demo", "hardware.tier": self.hardware.tier},
+        model = self.default_model("image")
+        renders: list[Result] = []
+        with self.run("demo", params={"job": "demo", "hardware.tier": self.hardware.tier, "model": model},
                       tags={"labkit.job": "demo"}) as run:
             run.log_dict(report, "doctor.json")
             run.log_text(hardware_report(report), "hardware.md")
-            run.log_metrics({"hardware.ram_total_gb": self.hardware.ram_total_gb,
-                             "hardware.cpu_count": self.hardware.cpu_count})
+            if is_available(resolve_model(model, self.catalog)):
+                for i, prompt in enumerate(DEMO_PROMPTS):
+                    renders.append(self.render(Plan(prompt=prompt, model=model, seed=i), out=out,
+                                               tags={"mlflow.parentRunId": run.run_id}))
+                from labkit.toyworld.evaluate import captioned_grid
+
+                grid = captioned_grid([r.image for r in renders], list(DEMO_PROMPTS), cols=len(renders))
+                with tempfile.TemporaryDirectory() as tmp:
+                    grid.save(Path(tmp) / "demo-grid.png")
+                    run.log_artifact(Path(tmp) / "demo-grid.png")
+                run.log_metrics({"render.mean_total_s": sum(r.timings["total_s"] for r in renders) / len(renders)})
             run_id, artifact_dir = run.run_id, run.artifact_dir
         return {"run_id": run_id, "experiment": self.config.experiment, "tracking_uri": self.config.tracking_uri,
-                "artifact_dir": str(artifact_dir), "report": report}
+                "artifact_dir": str(artifact_dir), "report": report, "model": model, "renders": renders}
+
+
+#: What `labkit demo` draws with the toy world: one of each kind of prompt it understands.
+DEMO_PROMPTS = ("a small red circle on the left", "one large blue square in the centre",
+                "a yellow triangle at the top", "a green diamond on the right and a purple circle on the left")
 
 
 def hardware_report(report: Mapping[str, Any]) -> str:

@@ -53,7 +53,8 @@ class EvalReport:
         ]
 
 
-def _grid(images: list[Any], captions: list[str], cols: int = 8):
+def captioned_grid(images: list[Any], captions: list[str], cols: int = 8):
+    """Images in a grid, each with its caption under it in two short lines."""
     from PIL import Image, ImageDraw
 
     tile, label = 64, 22
@@ -124,7 +125,7 @@ def evaluate(lab: Lab, *, model: str = "toyworld", n: int = 200, seed: int = 0, 
 
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "failures.png"
-                _grid([f[0] for f in failures], [f[1] for f in failures]).save(path)
+                captioned_grid([f[0] for f in failures], [f[1] for f in failures]).save(path)
                 run.log_artifact(path)
         run.log_text("\n".join(report.lines()) + "\n", "summary.txt")
     return report

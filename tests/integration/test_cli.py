@@ -107,3 +107,20 @@ def test_ui_serves_the_store(cli_env, project):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_demo_renders_with_the_default_model_when_installed(cli_env, project, tmp_path, search_runs):
+    from labkit.testing import build_tiny_sd15
+
+    # Stand in for the shipped toy model with a tiny pipeline through the user catalogue.
+    folder = build_tiny_sd15(tmp_path / "toy")
+    cat = tmp_path / "catalog.toml"
+    cat.write_text(f'[models.toyworld]\nsource = "path:{folder}"\ndefault_steps = 2\n')
+    out = labkit("demo", "--out", str(project / "demo-out"), env={**cli_env, "LABKIT_CATALOG": str(cat)})
+    assert "Rendered with toyworld" in out.stdout
+    runs = search_runs(f"sqlite:///{project}/mlruns/mlflow.db")
+    demo = next(r for r in runs if r.data.tags.get("labkit.job") == "demo")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == demo.info.run_id]
+    assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children)
+    assert (Path(demo.info.artifact_uri.removeprefix("file://")) / "demo-grid.png").is_file()
+    assert len(list((project / "demo-out").glob("*.png"))) == 4
