@@ -20,7 +20,8 @@ from labkit.errors import LabkitError
 def _lab(args: argparse.Namespace):
     from labkit.lab import Lab
 
-    return Lab(args.root, tracking_uri=args.tracking_uri, experiment=args.experiment)
+    return Lab(args.root, tracking_uri=args.tracking_uri, experiment=args.experiment,
+               compliance_mode=getattr(args, "mode", None))
 
 
 def _print_json(data: Any) -> None:
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", help="also copy the outputs into this folder")
     render.add_argument("--allow-pickle", action="store_true", help="allow pickle weights (they can run code)")
     render.add_argument("--config", help="for a .safetensors checkpoint: the diffusers folder/repo of its base model")
+    render.add_argument("--mode", help="compliance mode: open, research (default), strict, or one of yours")
     render.add_argument("--json", action="store_true", help="print the result record as JSON")
 
     p = sub.add_parser("generate", parents=[common, render], help="text-to-image or image-to-image")

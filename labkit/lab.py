@@ -51,6 +51,10 @@ class Lab:
                                                   compliance_mode=compliance_mode)
         self._hardware = hardware
         self.tracker = Tracker(self.config)
+        from labkit.compliance import resolve_mode
+
+        # Resolved now so a misspelt mode fails before any work; the same Mode is used everywhere.
+        self.compliance = resolve_mode(self.config.compliance_mode)
         self._catalog: Catalog | None = None
         self._pipelines: PipelineCache | None = None
         self._hash_cache: dict[str, Any] | None = None

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.controller.plan import Plan
-from labkit.errors import InvalidParameter, LabkitError, ModelNotCached, OutOfMemory, UnknownModel
+from labkit.errors import ComplianceViolation, InvalidParameter, LabkitError, ModelNotCached, OutOfMemory, UnknownModel
 from labkit.hardware import MemoryStrategy, choose, degrade
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,6 +80,7 @@ class Result:
     status: str = "finished"
     record: dict[str, Any] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    ref: ModelRef | None = field(default=None, repr=False)
 
     @property
     def image(self):
@@ -235,6 +236,9 @@ def prepare(lab: Lab, plan: Plan, config: str | None = None) -> tuple[Plan, Mode
     """Resolve the plan's model and open fields, and validate — before any heavy work."""
     from labkit.pipelines.loader import resolve_model
 
+    if plan.adapters:
+        raise InvalidParameter(f"This labkit cannot apply adapters yet ({', '.join(a.id for a in plan.adapters)}).",
+                               value=[a.id for a in plan.adapters], fix="render without adapters for now.")
     model = plan.model or lab.default_model(plan.modality)
     ref = resolve_model(model, lab.catalog, config=config)
     plan = plan.replace(model=model).resolve(ref.entry).validate(ref.entry)
@@ -242,6 +246,25 @@ def prepare(lab: Lab, plan: Plan, config: str | None = None) -> tuple[Plan, Mode
         _load_image(plan.image)
     _require_available(lab, ref)
     return plan, ref
+
+
+def licence_chain(plan: Plan, ref: ModelRef) -> list[Any]:
+    """The compliance assets a plan puts together: the model, then the controller's LLM."""
+    from labkit.compliance import Asset
+
+    entry = ref.entry
+    chain = [Asset("model", entry.id if entry else ref.id, ref.licence, ref.revision if ref.kind == "hub" else None)]
+    if plan.controller.model:
+        chain.append(Asset("controller-llm", plan.controller.model, plan.controller.licence,
+                           plan.controller.revision))
+    return chain
+
+
+def check_compliance(lab: Lab, plan: Plan, ref: ModelRef):
+    """The lab's compliance mode applied to the plan's assets and prompt; raises when blocked."""
+    from labkit.compliance import enforce, enforce_prompt
+
+    return enforce(licence_chain(plan, ref), lab.compliance), enforce_prompt(plan.prompt, lab.compliance)
 
 
 def _require_available(lab: Lab, ref: ModelRef) -> None:
@@ -286,6 +309,7 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
     """
     requested = plan
     plan, ref = prepare(lab, plan, config)
+    check_compliance(lab, plan, ref)  # a blocked asset or prompt never renders
     tags = {"labkit.job": "render", "labkit.task": plan.task, "model.requested": plan.model,
             "labkit.controller": plan.controller.name, **(tags or {})}
     inputs: list[dict[str, Any]] = []
@@ -338,7 +362,8 @@ def _render_with_fallbacks(lab: Lab, requested: Plan, plan: Plan, ref: ModelRef,
             try:
                 cand_plan = requested.replace(model=cand.id).resolve(cand.entry).validate(cand.entry)
                 cand_plan = cand_plan.replace(seed=plan.seed)
-            except InvalidParameter as e:
+                check_compliance(lab, cand_plan, cand)
+            except (InvalidParameter, ComplianceViolation) as e:
                 failures.append((cand.id, e))
                 continue
         try:
@@ -378,6 +403,7 @@ def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], pr
         result.timings["load_s"] = load_s
         result.timings["total_s"] = load_s + result.timings["steps_s"] + result.timings["decode_s"]
         result.model.update(_model_record(ref, loaded))
+        result.ref = ref
         return result
 
 
@@ -465,17 +491,24 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
 def _record(lab: Lab, run, result: Result, out: str | Path | None) -> None:
     """Write the outputs with their embedded record, and log everything to the run."""
     from labkit import outputs
+    from labkit.compliance import Asset, derive_terms
     from labkit.tracking import versions
 
     plan = result.plan
+    verdict, prompt_verdict = check_compliance(lab, plan, result.ref)
+    base = licence_chain(plan, result.ref)
+    terms = derive_terms([*base, *(Asset("model", i["id"], i["licence"]) for i in result.inputs)])
     record = {
         "plan": plan.to_dict(), "model": {k: v for k, v in result.model.items()},
         "scheduler": result.model.get("scheduler"), "strategy": result.strategy.to_dict(), "applied": result.applied,
         "timings": result.timings, "hardware": lab.hardware.to_dict(), "versions": versions(),
         "run_id": run.run_id, "status": result.status, "fallback_reason": result.fallback_reason,
-        "provenance": {"assets": [{"kind": "model", "id": result.model["id"], "revision": result.model["revision"],
-                                   "hash": result.model["hash"], "licence": result.model["licence"]},
-                                  *result.inputs]},
+        "provenance": {
+            "assets": [{**base[0].to_dict(), "hash": result.model["hash"]}, *(a.to_dict() for a in base[1:]),
+                       *result.inputs],
+            "terms": terms.to_dict(), "compliance": verdict.to_dict(), "prompt": prompt_verdict.to_dict(),
+        },
+        "terms": terms.text,
     }
     result.record = record
     stem = f"{plan.task}-{plan.seed}"
@@ -514,4 +547,7 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None) -> None:
         **result.strategy.tags(), "strategy.applied": ", ".join(result.applied),
         "labkit.attempts": json.dumps([a.to_dict() for a in result.attempts]),
         "labkit.fallback_reason": result.fallback_reason or "", "labkit.status": result.status,
+        **verdict.tags(), **terms.tags(),
     })
+    if prompt_verdict.messages():
+        run.set_tags({"labkit.compliance.prompt": " | ".join(prompt_verdict.messages())[:5000]})

@@ -31,12 +31,14 @@ MAX_PROMPT_CHARS = 4000
 
 @dataclass(frozen=True)
 class ControllerInfo:
-    """Which controller wrote a plan: its name ("api", "rules", "local", "remote"), the LLM and
-    revision it used, and why it fell back to another controller if it did."""
+    """Which controller wrote a plan: its name ("api", "rules", "local", "remote"), the LLM, its
+    revision and licence (which joins the output's licence chain), and why it fell back to
+    another controller if it did."""
 
     name: str = "api"
     model: str | None = None
     revision: str | None = None
+    licence: str | None = None
     fallback_reason: str | None = None
 
 

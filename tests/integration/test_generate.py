@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -102,6 +103,9 @@ def test_family_renders_records_and_reproduces(family, tiny, catalogued, project
         assert record["plan"]["seed"] == 7 and record["plan"]["model"] == f"tiny-{family}"
         assert record["model"]["hash"] == by_entry.model["hash"] and record["run_id"] == by_entry.run_id
         assert record["strategy"]["name"] == by_entry.strategy.name
+        # The licence chain and the terms that follow from it travel with every output.
+        assert record["provenance"]["assets"][0]["licence"] == "apache-2.0"
+        assert record["provenance"]["terms"]["commercial"] is True and record["terms"]
     suffixes = {p.suffix for p in by_entry.files}
     assert suffixes == ({".png"} if kw["modality"] == "image" else {".mp4", ".gif"})
 
@@ -117,6 +121,7 @@ def test_family_renders_records_and_reproduces(family, tiny, catalogued, project
     files = json.loads(run.data.tags["model.files"])
     assert files and all(len(h) == 64 for h in files.values())
     assert run.data.tags["hardware.device"] == "cpu"
+    assert run.data.tags["labkit.compliance.mode"] == "research" and run.data.tags["labkit.terms.commercial"]
     artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
     assert json.loads((artifacts / "plan.json").read_text())["seed"] == 7
     assert sorted(p.name for p in by_entry.files) == sorted(
@@ -368,3 +373,38 @@ def test_replay_of_an_unknown_run_is_a_clear_error(cli_env):
 
     out = labkit("replay", "0123456789abcdef", env=cli_env, check=False)
     assert out.returncode == 2 and "No run '0123456789abcdef'" in out.stderr
+
+
+def test_strict_mode_blocks_an_unlicensed_model_before_any_run(tiny, project, search_runs):
+    from labkit.errors import ComplianceViolation
+
+    lab = Lab(project, hardware=HardwareProfile.simulated(None), compliance_mode="strict")
+    with pytest.raises(ComplianceViolation) as err:
+        lab.generate("a cat", model=str(tiny["sd15"]), steps=2, size=(32, 32), seed=1)
+    assert "strict" in str(err.value) and str(tiny["sd15"]) in str(err.value)
+    assert search_runs(lab.config.tracking_uri) == []
+
+
+def test_open_mode_blocks_a_non_commercial_model(tiny, catalogued, project, tmp_path, monkeypatch):
+    from labkit.errors import ComplianceViolation
+
+    nc = tmp_path / "nc.toml"
+    nc.write_text('[models.tiny-sd15]\nlicence = "cc-by-nc-4.0"\n')  # merged over the first file, key by key
+    monkeypatch.setenv("LABKIT_CATALOG", os.pathsep.join([str(catalogued), str(nc)]))
+    research = Lab(project, hardware=HardwareProfile.simulated(None))
+    r = research.generate("a cat", model="tiny-sd15", seed=1)
+    assert r.record["provenance"]["terms"]["commercial"] is False and "non-commercial" in r.record["terms"]
+    assert "non-commercial" in outputs.read_png_record(r.files[0])["terms"]
+    assert "Output terms" in __import__("PIL.Image").Image.open(r.files[0]).text["parameters"]
+    opened = Lab(project, hardware=HardwareProfile.simulated(None), compliance_mode="open")
+    with pytest.raises(ComplianceViolation, match="cc-by-nc-4.0"):
+        opened.generate("a cat", model="tiny-sd15", seed=1)
+
+
+def test_cli_mode_flag(tiny, cli_env):
+    from tests.integration.test_cli import labkit
+
+    out = labkit("generate", "a cat", "--model", str(tiny["sd15"]), "--mode", "strict", env=cli_env, check=False)
+    assert out.returncode == 2 and "strict" in out.stderr and "Traceback" not in out.stderr
+    out = labkit("generate", "a cat", "--model", str(tiny["sd15"]), "--mode", "nonsense", env=cli_env, check=False)
+    assert out.returncode == 2 and "nonsense" in out.stderr
