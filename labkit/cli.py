@@ -111,6 +111,23 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = _lab(args).plan(args.request, controller=args.controller, use_cache=not args.no_cache)
+    if args.json:
+        print(plan.to_json())
+    else:
+        for key, value in plan.to_dict().items():
+            if value not in (None, "", [], ()):
+                print(f"{key:>16}: {value}")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    result = _lab(args).ask(args.request, controller=args.controller, out=args.out)
+    _print_result(result, args.json)
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     result, check = _lab(args).replay(args.run_id, check=args.check)
     if args.json:
@@ -124,6 +141,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.which == "controller":
+        from labkit.controller.base import get_controller
+        from labkit.controller.evaluate import evaluate as evaluate_controller
+
+        result = evaluate_controller(get_controller(args.controller))
+        if args.json:
+            _print_json(result)
+        else:
+            print(result.to_table())
+        return 0
     from labkit.toyworld.evaluate import evaluate
 
     report = evaluate(_lab(args), model=args.model or "toyworld", n=args.n, seed=args.seed, steps=args.steps)
@@ -200,14 +227,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, help="frames per second (default: the model's)")
     p.set_defaults(func=cmd_video)
 
+    controller = argparse.ArgumentParser(add_help=False)
+    controller.add_argument("--controller", default="rules",
+                            help="rules (default), local:<model> or remote:<url>#<model>")
+    controller.add_argument("--mode", help="compliance mode: open, research (default), strict, or one of yours")
+
+    p = sub.add_parser("plan", parents=[common, controller], help="show the plan for a request, render nothing")
+    p.add_argument("request")
+    p.add_argument("--no-cache", action="store_true", help="ask the controller even if the plan is cached")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("ask", parents=[common, controller], help="plan a request, then render it")
+    p.add_argument("request")
+    p.add_argument("--out", help="also copy the outputs into this folder")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ask)
+
     p = sub.add_parser("replay", parents=[common], help="re-render a run from its stored plan")
     p.add_argument("run_id")
     p.add_argument("--check", action="store_true", help="compare the pixels with the original (exit 1 if not equal)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("eval", parents=[common], help="benchmarks of quality: toyworld prompt adherence")
-    p.add_argument("which", choices=["toyworld"])
+    p = sub.add_parser("eval", parents=[common], help="quality benchmarks: toyworld adherence, controller accuracy")
+    p.add_argument("which", choices=["toyworld", "controller"])
+    p.add_argument("--controller", default="rules", help="controller: the one to evaluate (default rules)")
     p.add_argument("--model", help="the model to evaluate (default: toyworld)")
     p.add_argument("--n", type=int, default=200, help="held-out prompts of each kind (default 200)")
     p.add_argument("--seed", type=int, default=0)

@@ -136,6 +136,42 @@ class Lab:
         return render(self, plan, progress=progress, cancel=cancel, out=out, allow_pickle=allow_pickle,
                       config=config, tags=tags)
 
+    def plan(self, request: str, *, controller: str = "rules", use_cache: bool = True) -> Plan:
+        """The plan a controller writes for `request`, without rendering it.
+
+        `controller` is "rules", "local:<model>" or "remote:<url>#<model>". When an LLM
+        controller fails (unreachable, timed out, invalid output) the `rules` controller plans
+        instead and the plan's `controller.fallback_reason` says why. Plans from a controller
+        that worked are cached beside the store: the same controller, model revision, request
+        and context give the same plan without calling the LLM again.
+        """
+        import dataclasses
+
+        from labkit.compliance import licence_ok
+        from labkit.controller.base import PlanContext, get_controller
+        from labkit.controller.cache import PlanCache
+        from labkit.errors import ControllerFailed
+
+        context = PlanContext.from_lab(self, licence_ok=licence_ok(self.compliance))
+        ctrl = get_controller(controller)
+        cache = PlanCache(self.config.root / "mlruns" / "plan-cache")
+        key = cache.key(ctrl.name, ctrl.model, ctrl.revision, request, context.fingerprint())
+        if use_cache and (hit := cache.get(key)) is not None:
+            return hit
+        try:
+            plan = ctrl.plan(request, context)
+        except ControllerFailed as e:
+            plan = get_controller("rules").plan(request, context)
+            why = f"{controller} failed: {e.message}"
+            # Not cached: the next call should try the LLM again.
+            return plan.replace(controller=dataclasses.replace(plan.controller, fallback_reason=why))
+        cache.put(key, plan, request)
+        return plan
+
+    def ask(self, request: str, *, controller: str = "rules", **render_kwargs: Any) -> Result:
+        """Plan `request` with `controller`, then render the plan (see `plan` and `render`)."""
+        return self.render(self.plan(request, controller=controller), **render_kwargs)
+
     def replay(self, run_id: str, *, check: bool = False):
         """Render a recorded run's stored plan again; with `check`, compare the pixels.
 

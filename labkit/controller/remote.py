@@ -70,6 +70,7 @@ class RemoteController:
         model: the server's model name.
         api_key: sent as a Bearer token; default `$LABKIT_LLM_API_KEY` or `$OPENAI_API_KEY`.
         timeout: seconds per request; retries: extra tries after a timeout or 5xx.
+        licence: the LLM's licence id (joins the output's licence chain); default `$LABKIT_LLM_LICENCE`.
     """
 
     base_url: str
@@ -79,6 +80,10 @@ class RemoteController:
     retries: int = 2
     name: str = "remote"
     revision: str | None = None
+    licence: str | None = None
+
+    def __post_init__(self) -> None:
+        self.licence = self.licence or os.environ.get("LABKIT_LLM_LICENCE")
 
     @classmethod
     def from_spec(cls, spec: str, **kwargs: Any) -> RemoteController:
@@ -146,7 +151,8 @@ class RemoteController:
             fields = {k: v for k, v in data.items() if k in LLM_FIELDS and v is not None}
             fields.setdefault("prompt", request)
             plan = Plan.from_dict(fields).replace(
-                controller=ControllerInfo(name=self.name, model=self.model, revision=self.revision))
+                controller=ControllerInfo(name=self.name, model=self.model, revision=self.revision,
+                                          licence=self.licence))
             return plan.validate()
         except (ValueError, TypeError, LabkitError) as e:
             raise ControllerFailed(f"{self.model} at {self.base_url} gave no valid plan: {e}", value=text[:200],
