@@ -128,6 +128,32 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compliance_dataset(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from labkit.compliance import dataset_breakdown
+
+    lab = _lab(args)
+    b = dataset_breakdown(args.path)
+    chart = b.chart(args.chart or Path(args.path) / "licences.png")
+    verdict = b.check(lab.compliance)
+    if args.json:
+        _print_json({**b.to_dict(), "chart": str(chart), "verdict": verdict.to_dict()})
+    else:
+        print(f"{b.total} items in {args.path}")
+        for row in b.table():
+            print(f"  {row['licence']:<28} {row['count']:>6}  {row['share']:5.1f}%")
+        if b.missing:
+            print(f"without a licence ({len(b.missing)}): {', '.join(b.missing[:20])}"
+                  + (" …" if len(b.missing) > 20 else ""))
+        print(f"training on it implies: {b.terms.text}")
+        print(f"mode {verdict.mode}: {verdict.action}")
+        for line in verdict.messages():
+            print(f"  {line}")
+        print(f"chart: {chart}")
+    return 0 if verdict.ok else 1
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     result, check = _lab(args).replay(args.run_id, check=args.check)
     if args.json:
@@ -243,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also copy the outputs into this folder")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("compliance", help="licences: a dataset's licence breakdown")
+    csub = p.add_subparsers(dest="compliance_command", required=True, metavar="SUBCOMMAND")
+    c = csub.add_parser("dataset", parents=[common], help="licence counts, missing licences, implied terms, chart")
+    c.add_argument("path", help="an image folder with metadata.jsonl")
+    c.add_argument("--chart", help="where to write the chart (default: PATH/licences.png)")
+    c.add_argument("--mode", help="compliance mode to check against (exit 1 when it blocks)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compliance_dataset)
 
     p = sub.add_parser("replay", parents=[common], help="re-render a run from its stored plan")
     p.add_argument("run_id")
