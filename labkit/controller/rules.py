@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from labkit.hardware import HardwareProfile, MemoryStrategy
 
 #: Bumped whenever a rule changes what plan a request gets (with the vocabulary hash, the revision).
-RULES_VERSION = "1.0"
+RULES_VERSION = "1.1"
 #: Requests longer than this are cut (at a word boundary) before they are read; the rationale says so.
 MAX_REQUEST_CHARS = MAX_PROMPT_CHARS
 ENV_VAR = "LABKIT_STYLES"
@@ -207,7 +207,7 @@ _IMAGE_OUT = (r"images?|pictures?|pics?|photos?|photographs?|variations?|variant
               r"renders?|takes?|shots?|outputs?|alternatives?|illustrations?|drawings?|paintings?|portraits?|"
               r"wallpapers?|designs?|candidates?|generations?|stills?|posters?|logos?|icons?|sketch(?:es)?|"
               r"renderings?|artworks?|thumbnails?|stickers?|headshots?|selfies?|panels?|doodles?|mockups?|"
-              r"landscapes?|concepts?")
+              r"landscapes?|concepts?|stud(?:y|ies)|screenshots?|postcards?|prints?|covers?|banners?|avatars?|emojis?|sprites?|assets?")
 _VIDEO_OUT = r"videos?|clips?|animations?|gifs?|movies?|films?|loops?|animated\s+gifs?|timelapses?|time-lapses?"
 _OUT_NOUN = rf"(?:{_VIDEO_OUT}|{_IMAGE_OUT})"
 _OUT_ADJ = (r"(?:(?:short|long|brief|little|quick|fast|different|distinct|unique|separate|more|new|random|"
@@ -220,12 +220,15 @@ _NOT_ADJ = (r"(?:a|an|the|of|in|on|at|to|for|from|by|with|without|into|onto|over
             r"is|are|was|were|be|been|has|have|had|do|does|did|who|which|that|this|these|those|it|its|"
             r"his|her|their|my|our|your|he|she|they|we|you|i|me|us|them|as|like|than|not|no|while|where|"
             r"when|then|so|each|every|per|about|showing|depicting|featuring|holding|taking|making|"
-            r"video|videos|movie|movies|film|films)")
+            r"dozens?|couple|pair|few|handful|batch|set|grid|several)")
 _ING_ADJ = (r"(?:stunning|amazing|striking|charming|interesting|breathtaking|relaxing|calming|soothing|"
             r"inspiring|captivating|compelling|eye-catching|interesting|matching|contrasting|looping|"
             r"moving|fitting|appealing|pleasing|refreshing|surprising|glowing|shimmering|sparkling|"
             r"haunting|intriguing|engaging|outstanding|exciting|fascinating|menacing|terrifying|"
             r"frightening|unsettling|cozy-looking)")
+_INSTRUCTION_ADJ = re.compile(r"short|long|brief|little|quick|fast|different|distinct|unique|separate|more|new|"
+                             r"random|animated|looping|seamless|hd|\d+(?:\.\d+)?[- ]?(?:seconds?|secs?|s|minutes?|"
+                             r"mins?)(?:[- ]long)?|[- ]?long", re.I)
 _FREE_ADJ = rf"(?:(?!{_NOT_ADJ}\b)(?!(?!{_ING_ADJ}\b)[\w'-]+ing\b)[\w'][\w'-]*\s+)"
 # With a count of one ("a photo of a cat", "a cinematic shot of"), only these nouns are pure
 # instructions; the others say what the picture looks like and stay in the prompt.
@@ -235,9 +238,9 @@ _GENERIC_MANY = re.compile(r"^(?:variations?|variants?|versions?|options?|sample
 _OUTPUT_ITEM = re.compile(rf"^(?:(?:as|in)\s+)?(?:an?\s+)?(?:{_VIDEO_OUT}|images?|pictures?|pics?)$", re.I)
 
 _COUNT_RE = re.compile(
-    rf"(?:\b(?:in|as|with)\s+)?(?:\b(?P<num>{NUM})\s+|\b(?P<group>a\s+pair|a\s+couple|a\s+few|several|a\s+dozen|"
-    rf"dozens|a\s+handful|a\s+batch|a\s+set|a\s+grid)\s+(?:of\s+)?(?:(?P<gnum>{_DIGITS})\s+)?)"
-    rf"(?P<adjs>(?:{_OUT_ADJ}|{_FREE_ADJ}){{0,4}})(?P<noun>{_OUT_NOUN})\b(?![\w-])(?!\s+(?:games?|gam(?:er|ing)))(?:\s*(?P<tail>of|showing|depicting|featuring|with|where|in\s+which|about|:)(?!\w))?",
+    rf"(?:\b(?:in|as|with)\s+)?(?:\b(?P<group>a\s+pair|a\s+couple|a\s+few|several|a\s+dozen|"
+    rf"dozens|a\s+handful|a\s+batch|a\s+set|a\s+grid)\s+(?:of\s+)?(?:(?P<gnum>{_DIGITS})\s+)?|\b(?P<num>{NUM})\s+)"
+    rf"(?P<adjs>(?:{_OUT_ADJ}|{_FREE_ADJ}|(?:{_IMAGE_OUT})\s+|black\s+and\s+white\s+){{0,4}})(?P<noun>{_OUT_NOUN})\b(?![\w-])(?!\s+(?:games?|gam(?:er|ing)|{_OUT_NOUN})\b)(?:\s*(?P<tail>of|showing|depicting|featuring|with|where|in\s+which|about|:)(?!\w))?",
     re.I)
 # "a cinematic video of rain" -> "cinematic rain": the output noun goes, the describing words stay.
 _BARE_OUT_RE = re.compile(rf"(?:^|(?<=[\s,;:]))(?:(?:a|an|the|one|some)\s+)?(?P<adj>(?:[\w-]+\s+){{0,2}}?)"
@@ -276,14 +279,14 @@ _ASPECT_STRONG = [
     (r"\b(?:in\s+)?portrait\s+(?:mode|format|orientation|aspect)\b|\bin\s+portrait\b", "portrait"),
     (r"\b(?:in\s+)?landscape\s+(?:mode|format|orientation|aspect)\b|\bin\s+landscape\b", "landscape"),
     (r"\b(?:in\s+)?(?:a\s+)?square\s+(?:format|aspect(?:\s+ratio)?|crop|frame|orientation)\b|\bin\s+square\b|"
-     r"\bsquare(?=\s+(?:images?|pictures?|photos?|videos?|clips?|posters?|icons?|avatars?))", "square"),
-    (r"\b(?:in\s+)?vertical\s+(?:format|orientation)\b|\bvertical(?=\s+(?:videos?|clips?|images?|pictures?|"
+     r"\bsquare(?=\s+(?:[\w-]+\s+)?(?:images?|pictures?|photos?|videos?|clips?|posters?|icons?|avatars?))", "square"),
+    (r"\b(?:in\s+)?vertical\s+(?:format|orientation)\b|\bvertical(?=\s+(?:[\w-]+\s+)?(?:videos?|clips?|images?|pictures?|"
      r"photos?|posters?|wallpapers?|banners?))|\bin\s+vertical\b", "portrait"),
-    (r"\b(?:in\s+)?horizontal\s+(?:format|orientation)\b|\bhorizontal(?=\s+(?:videos?|clips?|images?|pictures?|"
+    (r"\b(?:in\s+)?horizontal\s+(?:format|orientation)\b|\bhorizontal(?=\s+(?:[\w-]+\s+)?(?:videos?|clips?|images?|pictures?|"
      r"photos?|posters?|wallpapers?|banners?))|\bin\s+horizontal\b", "landscape"),
     (r"\b(?:in\s+)?wide[- ]?screen\b|\b(?:in\s+)?wide\s+format\b|\bcinemascope\b", "widescreen"),
     (r"\b(?:a\s+)?panoram(?:a|ic)(?:\s+(?:format|view|shot))?\b", "panorama"),
-    (r"\b(?:phone|mobile|iphone|android)\s+wallpaper\b|\b(?:instagram|ig)\s+stor(?:y|ies)\b|\btiktok\b|"
+    (r"\b(?:phone|mobile|iphone|android)\s+wallpapers?\b|\b(?:instagram|ig)\s+stor(?:y|ies)\b|\btiktok\b|"
      r"\breels?\b|\bstory\s+format\b|\btall\s+format\b", "portrait"),
     (r"\bdesktop\s+(?:wallpaper|background)\b|\byoutube\s+(?:thumbnail|video)\b|\bbanner\b", "widescreen"),
     (r"\b(?:instagram\s+post|profile\s+picture|avatar|album\s+cover)\b", "square"),
@@ -293,10 +296,19 @@ _ASPECT_ITEM = re.compile(r"^(?:square|portrait|landscape|vertical|horizontal|wi
 _ASPECT_RATIOS = {"portrait": ((2, 3), (9, 16)), "landscape": ((3, 2), (16, 9)), "square": ((1, 1), (1, 1)),
                   "widescreen": ((16, 9), (16, 9)), "panorama": ((2, 1), (2, 1))}
 
+# "quick" asks for speed only where it is about the output ("a quick sketch", "a quick look at", "quick 10
+# second video", "quick: a cat", "a cat, quick"), not in the subject ("a quick brown fox").
+_QUICK = (r"(?:quick(?=(?:\s+[\w-]+){0,2}?\s+(?:looks?|peeks?|glances?|drafts?|previews?|tests?|renders?|versions?|"
+          rf"sketch(?:es)?|doodles?|mockups?|ones?|pass(?:es)?|tries|try|takes?|ideas?|concepts?|iterations?|"
+          rf"{_OUT_NOUN})\b|\s*(?:[,.;:!?]|$)|\s+(?:please|pls)\b)|^quick\b|"
+          r"quickly(?=\s+(?:draw|make|generate|render|create|sketch|show|give|do|mock|whip)\b|\s*(?:[,.;:!?]|$))|"
+          r"^quickly)")
+_INSTRUCTION_NOUN = r"(?:renders?|previews?|versions?|drafts?|prototypes?|iterations?|mode|generations?|mock-?ups?)"
 _FAST_RE = re.compile(
-    r"\b(?:quick(?:ly)?|draft|rough\s+draft|preview|low[- ]quality|test\s+render|asap|as\s+fast\s+as\s+possible|"
+    rf"\b(?:{_QUICK}|draft(?!\s+(?:horses?|beers?|ales?|lagers?|picks?|dodgers?|excluders?|notices?|animals?))|"
+    r"rough\s+draft|preview|low[- ]quality|test\s+render|asap|as\s+fast\s+as\s+possible|"
     r"in\s+a\s+hurry|turbo|fast(?=\s+(?:render|mode|preview|version|draft|generation|please|one))|"
-    r"fast(?=\s*[,.;!]|\s*$)|(?:make|do)\s+it\s+fast|speedy|rapid)\b", re.I)
+    rf"fast(?=\s*[,.;!]|\s*$)|(?:make|do)\s+it\s+fast|(?:speedy|rapid)(?=\s+{_INSTRUCTION_NOUN}))\b", re.I)
 _BEST_RE = re.compile(
     r"\b(?:best(?:\s+(?:quality|possible|you\s+can))?|highest[- ]quality|high[- ]quality|top[- ]quality|"
     r"maximum\s+quality|max\s+quality|hq|high[- ]detail|highly\s+detailed|ultra[- ]detailed|detailed|"
@@ -304,9 +316,12 @@ _BEST_RE = re.compile(
 # Pure instructions: removed from the subject. Quality words ("high quality", "detailed") stay:
 # they are ordinary prompt words too.
 _FAST_STRIP = re.compile(
-    r"(?:\b(?:as\s+)?an?\s+)?\b(?:quick(?:ly)?|rough\s+draft|draft|preview|low[- ]quality|test\s+render|asap|"
-    r"as\s+fast\s+as\s+possible|in\s+a\s+hurry|turbo|fast\s+(?:render|mode|preview|version|draft|generation)|"
-    r"(?:make|do)\s+it\s+fast|speedy)\b(?:\s+(?:version|render|mode|pass|one))?|,\s*fast\s*(?=[,.;!]|$)", re.I)
+    rf"(?:\b(?:as\s+)?an?\s+)?\b(?:{_QUICK}|rough\s+draft|"
+    r"draft(?!\s+(?:horses?|beers?|ales?|lagers?|picks?|dodgers?|excluders?|notices?|animals?))|preview|"
+    r"low[- ]quality|test\s+render|asap|as\s+fast\s+as\s+possible|in\s+a\s+hurry|turbo|"
+    r"fast\s+(?:render|mode|preview|version|draft|generation)|(?:make|do)\s+it\s+fast|"
+    rf"(?:speedy|rapid)(?=\s+{_INSTRUCTION_NOUN}))\b"
+    r"(?:\s+(?:look|peek|glance)(?:\s+at\b)?|\s+(?:version|render|mode|pass|one)\b)?|,\s*fast\s*(?=[,.;!]|$)", re.I)
 
 _VIDEO_RE = re.compile(
     r"\b(?:videos?|clips?|animations?|animated|animate|animating|movies?|gifs?|footage|time-?lapses?|"
@@ -314,14 +329,28 @@ _VIDEO_RE = re.compile(
 _IMAGE_RE = re.compile(
     r"\b(?:images?|pictures?|pics?|photos?|photographs?|stills?|paintings?|drawings?|illustrations?|sketch(?:es)?|"
     r"portraits?|posters?|wallpapers?|logos?|icons?|artwork|png|jpe?g|thumbnails?|stickers?|snapshots?|"
-    r"screenshots?|postcards?|prints?|headshots?|selfies?)\b", re.I)
+    r"screenshots?|postcards?|prints?|headshots?|selfies?|watercolou?rs?|aquarelles?|oil\s+paintings?|"
+    r"oil\s+on\s+canvas|charcoal|graphite|line[- ]?art|renders?|renderings?)\b", re.I)
+# Verbs of motion that, with no output noun, ask for a video ("a hawk flying over a canyon"). Verbs that
+# usually name a pose or a state in a still ("an astronaut riding a horse", "a castle floating in the sky",
+# "flowers growing on a wall", "a man driving a car") are not here.
 _MOTION_RE = re.compile(
     r"\b(?:moving|moves|move|flying|flies|spinning|spins|walking|walks|running|runs|rotating|rotates|swimming|"
-    r"dancing|dances|falling|falls|flowing|flows|jumping|jumps|driving|waving|waves\s+(?:crashing|rolling)|"
+    r"dancing|dances|falling|falls|flowing|flows|jumping|jumps|waves\s+(?:crashing|rolling)|"
     r"swaying|bouncing|bounces|rolling|galloping|drifting|orbiting|zooming|zoom(?:s)?\s+(?:in|out)|panning|"
-    r"pouring|exploding|melting|flickering|rippling|racing|sliding|crawling|marching|flapping|splashing|"
-    r"erupting|twirling|fluttering|gliding|blooming|growing|transforming|morphing|turning\s+into|"
-    r"in\s+motion|sprinting|skating|surfing|riding|chasing|sailing|floating|swirling|blinking|waving)\b", re.I)
+    r"pouring|exploding|melting|flickering|rippling|sliding|crawling|marching|flapping|splashing|"
+    r"erupting|twirling|fluttering|gliding|transforming|morphing|turning\s+into|"
+    r"in\s+motion|sprinting|skating|surfing|chasing|swirling|blinking)\b", re.I)
+# A participle used as an adjective names a kind of thing, not a motion: "a flying car", "a falling star",
+# "the dancing queen", "a running shoe" (but "a spinning top" still spins).
+_ATTRIBUTIVE_MOTION = re.compile(
+    r"\b(?:a|an|the|some|this|that|my|our|his|her|their)\s+(?:[\w-]+\s+)?"
+    r"(?P<verb>moving|flying|walking|running|swimming|dancing|falling|flowing|jumping|rolling|drifting|sliding|"
+    r"crawling|marching|gliding|sprinting|skating|surfing|chasing|galloping|swaying)\s+"
+    r"(?!(?:a|an|the|of|in|on|at|to|for|from|by|with|over|under|through|across|along|around|into|onto|up|"
+    r"down|away|off|past|toward|towards|and|or|while|beside|behind|above|below|between|near|his|her|its|their|"
+    r"my|our|your|this|that|these|those|some|home|free|fast|slowly|together|alone|[\w-]+ly|[\w-]+ing)\b)[a-z]",
+    re.I)
 # Phrases where a video word does not ask for video ("a video game", "a movie poster").
 _NOT_VIDEO_RE = re.compile(
     r"\b(?:rolling\s+(?:hills?|meadows?|fields?|pin)|running\s+(?:shoes?|water|track)|walking\s+(?:sticks?|canes?|boots?)|"
@@ -390,6 +419,41 @@ class Request:
     english: bool = True
     injection: bool = False
     notes: list[str] = field(default_factory=list)
+
+
+def _is_decade(m: re.Match[str], work: str, detect_clean: str) -> bool:
+    """'1950s', '80s', "'90s": digits glued to an 's' that name a decade; '30s' is seconds only in a
+    request that otherwise asks for a video ("a 30s clip")."""
+    num = (m.group("num") or "").strip()
+    if not re.fullmatch(r"\d+", num) or not work[m.end("num"):m.end("unit")] == "s":
+        return False
+    if work[max(m.start("num") - 1, 0):m.start("num")] in ("'", "\u2019"):
+        return True
+    if re.fullmatch(r"1[0-9]{2}0|20[0-9]0", num):
+        return True
+    return bool(re.fullmatch(r"[1-9]0", num)) and not _VIDEO_RE.search(detect_clean)
+
+
+def _strip_fast(m: re.Match[str]) -> str:
+    """Take out a speed phrase; "a quick sketch of a fox" keeps its article: "a sketch of a fox"."""
+    if re.fullmatch(r"(?:as\s+)?an?\s+quick", m.group(0), re.I):
+        rest = m.string[m.end():].lstrip()
+        if re.match(r"[a-z]", rest, re.I) and not _DETERMINER.match(rest):
+            return f" {'an' if rest[0].lower() in 'aeiou' else 'a'} "
+    return " "
+
+
+def _is_lead(prefix: str) -> bool:
+    """Whether the text before a phrase holds only instructions ("please make me", "I'd like") or ends a
+    list item, so the phrase starts the request ("three images of …") rather than sits inside the subject
+    ("a man holding a picture of his wife")."""
+    p = prefix.strip()
+    if not p or p[-1] in ",;:.!?":
+        return True
+    p = _LEAD_RE.sub("", p.strip(" ,;:.!?"))
+    p = re.sub(r"\b(?:just|only|maybe|also|let'?s|lets|try|then|and|again|first|now|another|here|"
+               r"(?:i|we)\s+(?:want|need))\b", " ", p, flags=re.I)
+    return not p.strip(" ,;:.!?")
 
 
 def _phrase(m: re.Match[str]) -> str:
@@ -489,6 +553,8 @@ def read_request(request: str, vocab: Vocabulary, catalog: Any = None) -> Reques
         unit = m.group("unit").lower()
         if unit == "s" and not re.fullmatch(r"\d+(?:\.\d+)?", (m.group("num") or "").strip()):
             continue  # "s" alone is only a unit right after digits ("5s")
+        if unit == "s" and _is_decade(m, work, detect_clean):
+            continue  # "a 1950s diner", "a 90s style poster", "the '80s": a decade, not seconds
         n = parse_number(m.group("num")) if m.group("num") else 1.0
         if n is None:
             continue
@@ -547,12 +613,13 @@ def read_request(request: str, vocab: Vocabulary, catalog: Any = None) -> Reques
             r.notes.append(f"'{_phrase(best)}' and '{r.speed_cue}' both asked: speed won")
     elif best:
         r.speed, r.speed_cue = "best", _phrase(best)
-    work = _FAST_STRIP.sub(" ", work)
+    work = _FAST_STRIP.sub(_strip_fast, work)
 
     # 3f. modality (read from the whole request, image path removed)
     video = _VIDEO_RE.search(detect_clean)
     image = _IMAGE_RE.search(detect_clean)
-    motion = _MOTION_RE.search(detect_clean)
+    attributive = {m.start("verb") for m in _ATTRIBUTIVE_MOTION.finditer(detect_clean)}
+    motion = next((m for m in _MOTION_RE.finditer(detect_clean) if m.start() not in attributive), None)
     if r.duration_s is not None and r.duration_s > 0:
         r.modality, r.modality_cue = "video", r.duration_cue
     elif r.frames is not None or r.fps is not None:
@@ -584,22 +651,47 @@ def read_request(request: str, vocab: Vocabulary, catalog: Any = None) -> Reques
                 " ".join(m.group("group").lower().split()))
         if n is None:
             continue
+        after = work[m.end():]
+        # a count inside the subject ("a man holding three photos of his kids") is not the output count
+        if not (_is_lead(work[:m.start()]) or re.match(r"(?:in|as|with)\s", m.group(0), re.I)
+                or re.match(r"\s*(?:[,;.!?]|$)", after)):
+            continue
         if r.count_asked is None and n != 1:
             r.count_asked, r.count_cue = n, _phrase(m)
         noun = " ".join(noun.split())
-        if _GENERIC_ONE.match(noun) or _GENERIC_MANY.match(noun):
-            keep = " "
-        elif n == 1:
-            continue  # "a photo of a cat": the noun is part of what the user wants to see
+        tail = m.group("tail")
+        # the describing words between count and noun ("three watercolor pictures"), less instructions
+        adjs = [w for w in m.group("adjs").split() if not _INSTRUCTION_ADJ.fullmatch(w)]
+        if _GENERIC_ONE.match(noun) or (_GENERIC_MANY.match(noun) and n != 1):
+            # "4 cinematic shots of a street" -> "a street" (the style adds its words); "two cat videos" -> "a cat"
+            if adjs and not (tail and _DETERMINER.match(after)):
+                words = " ".join(adjs)
+                keep = f" {words} " if tail else f" {'an' if words[0].lower() in 'aeiou' else 'a'} {words} "
+            else:
+                keep = " "
+        elif n == 1:  # "a photo of a cat": the noun is part of what the user wants to see
+            if (m.group("num") or "").lower() in ("one", "1"):  # "one pixel art sprite" -> "a pixel art sprite"
+                rest = work[m.end("num"):].lstrip()
+                work = work[:m.start("num")] + ("an " if rest[:1].lower() in "aeiou" else "a ") + rest
+            continue
         else:
             # "5 logos for a bakery" -> count 5 and "a logo for a bakery": one logo per output
-            one = noun[:-1] if noun.endswith("s") else noun
-            keep = f" {'an' if one[0] in 'aeiou' else 'a'} {one} {m.group('tail') or ''} "
+            one = (noun[:-3] + "y" if noun.endswith("studies") else noun[:-2] if re.search(r"(?:ch|sh|x|s)es$", noun)
+                   else noun[:-1] if noun.endswith("s") else noun)
+            words = " ".join(adjs + [one])
+            tail = "of" if tail == ":" else tail
+            if not tail:  # "3 photos, a red apple" -> "a photo of a red apple"
+                mm = re.match(r"\s*[,:]\s*(?=(?:a|an|the|some)\s)", after, re.I)
+                if mm:
+                    tail, work = "of", work[:m.end()] + " " + after[mm.end():]
+            keep = f" {'an' if words[0].lower() in 'aeiou' else 'a'} {words} {tail or ''} "
             r.notes.append(f"the prompt says '{keep.strip()}' for '{_phrase(m)}'")
         work = work[:m.start()] + keep + work[m.end():]
         break
+    # keep "cinematic" of "a cinematic video of rain", not "nice" of "a nice picture of a sunset"; only at the
+    # start: "a man holding a picture of his wife" keeps its picture
     m = _BARE_OUT_RE.search(work)
-    if m:  # keep "cinematic" of "a cinematic video of rain", not "nice" of "a nice picture of a sunset"
+    if m and _is_lead(work[:m.start()]):
         keep = "" if _DETERMINER.match(work[m.end():]) else m.group("adj")
         work = work[:m.start()] + " " + keep + " " + work[m.end():]
     if r.count_asked is not None:

@@ -66,3 +66,16 @@ def test_ask_plans_renders_and_records_the_controller(cli_env, project, tmp_path
     assert rec["plan"]["controller"]["name"] == "rules" and rec["model"]["id"] == "toyworld"
     (run,) = search_runs(f"sqlite:///{project}/mlruns/mlflow.db")
     assert run.data.tags["labkit.controller"] == "rules" and run.data.params["plan.controller.name"] == "rules"
+
+
+def test_local_controller_through_the_lab(lab, tmp_path):
+    from labkit.testing.chat import build_tiny_chat_model
+
+    folder = build_tiny_chat_model(tmp_path / "chat")
+    plan = lab.plan("a small red circle on the left", controller=f"local:{folder}")
+    # A random-weight model constrained to the schema still yields a valid plan, never an exception.
+    assert plan.controller.name in ("local", "rules")
+    if plan.controller.name == "local":
+        assert plan.controller.licence == "apache-2.0" and plan.controller.revision.startswith("sha256:")
+    else:
+        assert plan.controller.fallback_reason

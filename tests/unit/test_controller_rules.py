@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from labkit.catalog import Catalog, validate_frames, validate_size
@@ -67,6 +69,18 @@ def resolved(plan: Plan, catalog: Catalog) -> Plan:
     ("a movie poster for a space opera", "image"),
     ("rolling hills under a stormy sky", "image"),
     ("a ballerina dancing, still image", "image"),
+    # an image word keeps a motion verb a still; a motion verb alone is video only when it is a motion
+    ("a picture of a bird flying over the sea", "image"),
+    ("a bird flying over the sea", "video"),
+    ("a watercolor of a hummingbird flying among flowers", "image"),
+    ("a 3d render of a spinning globe", "image"),
+    ("a man walking his dog in the park", "video"),
+    ("a leaf falling from a tree in autumn", "video"),
+    ("an astronaut riding a horse on the moon", "image"),
+    ("a castle floating in the sky", "image"),
+    ("a flying car parked in a garage", "image"),
+    ("a falling star over a desert", "image"),
+    ("a short clip of a flying car", "video"),
 ])
 def test_modality(rules, ctx, request_, modality):
     plan = plan_for(rules, ctx, request_)
@@ -130,6 +144,57 @@ def test_count_phrase_leaves_the_prompt_but_content_nouns_stay(rules, ctx):
     assert plan_for(rules, ctx, "three images of a red fox").prompt == "a red fox"
     plan = plan_for(rules, ctx, "generate 5 different logos for a bakery")
     assert plan.prompt == "a logo for a bakery" and "'a logo'" in plan.rationale
+
+
+@pytest.mark.parametrize("request_, count, prompt", [
+    # a style or any describing word between the number and the output noun keeps the count
+    ("three watercolor pictures of a lighthouse at dusk, portrait", 3, "a lighthouse at dusk"),
+    ("4 cinematic shots of a rainy street", 4, "a rainy street"),
+    ("two anime-style portraits of a samurai girl", 2, "an anime-style portrait of a samurai girl"),
+    ("a dozen pixel art icons of fruit", 12, "a pixel art icon of fruit"),
+    ("give me 3 beautiful detailed paintings of a castle", 3, "a beautiful detailed painting of a castle"),
+    ("a couple of realistic photos of a red sports car", 2, "a realistic photo of a red sports car"),
+    ("three quick sketches of a horse", 3, "a sketch of a horse"),
+    ("two short anime clips of a cat jumping", 2, "a cat jumping"),
+    ("two cat videos", 2, "a cat"),
+    ("3 photos: a red apple on a table", 3, "a photo of a red apple on a table"),
+    ("2 movie posters for a space western", 2, "a movie poster for a space western"),
+    ("I'd like two moody black and white portraits of an old sailor", 2,
+     "a moody black and white portrait of an old sailor"),
+    ("one quick pixel art sprite of a knight", 1, "a pixel art sprite of a knight"),
+    # a number or an output noun inside the subject is not an instruction
+    ("a man holding two photos of his children", 1, "a man holding two photos of his children"),
+    ("a man holding a picture of his wife", 1, "a man holding a picture of his wife"),
+    ("three people taking photos at a wedding", 1, "three people taking photos at a wedding"),
+    ("three cats in a photo", 1, "three cats in a photo"),
+    ("a shot of espresso on a marble counter", 1, "a shot of espresso on a marble counter"),
+    ("two kids playing video games", 1, "two kids playing video games"),
+])
+def test_count_with_words_between_number_and_noun(rules, ctx, request_, count, prompt):
+    plan = plan_for(rules, ctx, request_)
+    assert plan.count == count, plan.rationale
+    assert plan.prompt.split(", ")[0] == prompt, plan.prompt
+    if count > 1:
+        assert f"count {count}" in plan.rationale
+
+
+def test_watercolor_pictures_keep_count_style_and_aspect(rules, ctx, catalog):
+    plan = resolved(plan_for(rules, ctx, "three watercolor pictures of a lighthouse at dusk, portrait"), catalog)
+    assert plan.count == 3 and plan.modality == "image" and plan.width < plan.height
+    assert plan.prompt.startswith("a lighthouse at dusk") and "watercolor painting" in plan.prompt
+
+
+@pytest.mark.parametrize("request_", ["four vintage photos of a 1950s diner", "a 90s style photo of a mall",
+                                      "an 80s style synthwave sunset", "a poster in the style of the '70s"])
+def test_a_decade_is_not_a_duration(rules, ctx, request_):
+    plan = plan_for(rules, ctx, request_)
+    assert plan.modality == "image" and plan.frames is None, plan.rationale
+    assert re.search(r"'?\d+0s", plan.prompt)
+
+
+def test_seconds_glued_to_the_number_still_count_in_a_video(rules, ctx, catalog):
+    plan = resolved(plan_for(rules, ctx, "a 6s clip of a drone over a forest", "16"), catalog)
+    assert plan.modality == "video" and 5 <= plan.frames / plan.fps <= 7, plan.rationale
 
 
 @pytest.mark.parametrize("text, value", [("10,000", 10000), ("2.5", 2.5), ("10k", 10000), ("twenty five", 25),
@@ -227,6 +292,30 @@ def test_speed_words_pick_a_turbo_model(rules, ctx, catalog, tier, word):
     plan = plan_for(rules, ctx, f"{word} a teapot on a table", tier)
     assert catalog.get(plan.model).default_steps <= 4, plan.rationale
     assert word.split()[-1] not in plan.prompt
+
+
+@pytest.mark.parametrize("request_, prompt", [
+    ("a quick look at a futuristic car", "a futuristic car"),
+    ("a quick sketch of a fox", "a sketch of a fox, pencil sketch"),
+    ("quick, a teapot", "a teapot"),
+    ("a red kite on a beach, quick", "a red kite on a beach"),
+])
+def test_quick_about_the_output_is_speed_and_leaves_the_prompt(rules, ctx, catalog, request_, prompt):
+    plan = plan_for(rules, ctx, request_, "16")
+    assert catalog.get(plan.model).default_steps <= 4, plan.rationale
+    assert plan.prompt.startswith(prompt) and "quick" not in plan.prompt and "look at" not in plan.prompt
+
+
+@pytest.mark.parametrize("request_, words", [
+    ("a quick brown fox jumping over a lazy dog, photo", "quick brown fox"),
+    ("a draft horse in a field", "draft horse"),
+    ("a rapid river in the mountains", "rapid river"),
+    ("a rabbit running quickly through grass, still image", "running quickly"),
+])
+def test_speed_words_inside_the_subject_stay_in_it(rules, ctx, catalog, request_, words):
+    plan = plan_for(rules, ctx, request_, "16")
+    assert words in plan.prompt
+    assert catalog.get(plan.model).default_steps > 4 and plan.steps is None, plan.rationale
 
 
 def test_best_quality_means_more_steps_and_the_best_model(rules, ctx, catalog):
