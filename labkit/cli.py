@@ -61,17 +61,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    import signal
+
     lab = _lab(args)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", lab.config.tracking_uri,
            "--default-artifact-root", lab.config.artifact_root.as_uri(), "--host", args.host, "--port",
            str(args.port)]
+    # The UI needs no background job workers, which MLflow would otherwise start as a dozen processes.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     print(f"MLflow UI on http://{args.host}:{args.port} for {lab.config.tracking_uri} (Ctrl-C stops it)",
           flush=True)
     lab.config.artifact_root.mkdir(parents=True, exist_ok=True)
+    # The server runs in its own process group, so stopping labkit (Ctrl-C or SIGTERM) stops all of it.
+    server = subprocess.Popen(cmd, cwd=lab.config.root, env=env, start_new_session=True)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        return subprocess.call(cmd, cwd=lab.config.root)
+        return server.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop_group(server)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM a process group, then SIGKILL whatever is still there after a few seconds."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the leader is gone; give its children the same signal, then stop
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
 
 
 def _size(text: str) -> tuple[int, int]:

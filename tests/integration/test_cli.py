@@ -87,11 +87,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_ui_serves_the_store(cli_env, project):
+def test_ui_serves_the_store_and_stops_cleanly(cli_env, project):
+    import psutil
+
     labkit("demo", env=cli_env)
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "labkit", "ui", "--port", str(port)], env=cli_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    family = []
     try:
         deadline = time.monotonic() + 90
         body = None
@@ -104,9 +107,13 @@ def test_ui_serves_the_store(cli_env, project):
                 time.sleep(1)
         assert body is not None, "the MLflow UI did not answer"
         assert "labkit" in [e["name"] for e in body["experiments"]]
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert family, "the UI server should run as a child of labkit ui"
     finally:
-        proc.terminate()
+        proc.terminate()  # what a service manager or a closing terminal does
         proc.wait(timeout=30)
+    gone, alive = psutil.wait_procs(family, timeout=20)
+    assert not alive, f"labkit ui left {[p.cmdline()[:4] for p in alive]} running"
 
 
 def test_demo_renders_with_the_default_model_when_installed(cli_env, project, tmp_path, search_runs):
