@@ -15,7 +15,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.controller.plan import ControllerInfo, Plan, plan_schema
@@ -69,14 +69,15 @@ class RemoteController:
         base_url: e.g. "http://127.0.0.1:11434/v1" (Ollama) or "https://api.openai.com/v1".
         model: the server's model name.
         api_key: sent as a Bearer token; default `$LABKIT_LLM_API_KEY` or `$OPENAI_API_KEY`.
-        timeout: seconds per request; retries: extra tries after a timeout or 5xx.
+        timeout: seconds per request (default `$LABKIT_LLM_TIMEOUT` or 30); retries: extra tries after a
+            timeout or 5xx.
         licence: the LLM's licence id (joins the output's licence chain); default `$LABKIT_LLM_LICENCE`.
     """
 
     base_url: str
     model: str
     api_key: str | None = None
-    timeout: float = 30.0
+    timeout: float = field(default_factory=lambda: float(os.environ.get("LABKIT_LLM_TIMEOUT", "30")))
     retries: int = 2
     name: str = "remote"
     revision: str | None = None

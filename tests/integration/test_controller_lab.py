@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from labkit.controller.plan import Plan
+import jsonschema
+import pytest
+
+from labkit.controller.plan import Plan, plan_schema
 from tests.integration.test_cli import labkit
 from tests.integration.test_controller_remote import GOOD, ChatServer
 
@@ -27,6 +30,19 @@ def test_remote_plan_is_cached_across_labs(lab, project):
         assert first == again and first.controller.name == "remote" and first.controller.fallback_reason is None
         assert len(server.requests) == 1  # the second plan came from the cache, not the LLM
         assert len(list((project / "mlruns" / "plan-cache").glob("*.json"))) == 1
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("script", [[("answer", "{modality: image, oops")], [("sleep", 2)] * 3],
+                         ids=["malformed-json", "timeout"])
+def test_llm_failure_modes_end_in_a_rules_plan(lab, script, monkeypatch):
+    monkeypatch.setenv("LABKIT_LLM_TIMEOUT", "0.5")
+    server = ChatServer(script)
+    try:
+        plan = lab.plan("a small red circle on the left", controller=f"remote:{server.url}#tiny-llm")
+        assert plan.controller.name == "rules" and "tiny-llm" in plan.controller.fallback_reason
+        jsonschema.validate(plan.to_dict(), plan_schema())
     finally:
         server.close()
 
