@@ -1,0 +1,25 @@
+"""labkit's training engine: one loop (accelerate) that toy-base, LoRA and DreamBooth recipes reuse.
+
+A recipe supplies a `TrainTask` (models, deterministic batches, loss, validation renders, export)
+and a `TrainConfig`; `train(task, config, lab=lab)` runs it inside an MLflow run with checkpoints,
+exact resume, validation grids, metrics, a model card, and a clean stop on Ctrl-C. Importing this
+package imports no torch.
+"""
+
+from labkit.training.card import image_grid, model_card
+from labkit.training.config import TrainConfig
+from labkit.training.engine import (
+    Trainer,
+    TrainResult,
+    TrainState,
+    list_checkpoints,
+    micro_seed,
+    resolve_resume,
+    train,
+)
+from labkit.training.task import StepContext, TrainTask, Validation
+
+__all__ = [
+    "StepContext", "TrainConfig", "TrainResult", "TrainState", "TrainTask", "Trainer", "Validation",
+    "image_grid", "list_checkpoints", "micro_seed", "model_card", "resolve_resume", "train",
+]

@@ -1,0 +1,432 @@
+"""The training engine: an accelerate loop around a `TrainTask`, logged to one MLflow run.
+
+    result = train(task, TrainConfig(output_dir="out", steps=1000, ...), lab=lab)
+
+Steps of a job (`Trainer.fit`): (1) validate the config and find the checkpoint to resume from;
+(2) build the `Accelerator` (device, mixed precision, gradient accumulation), AdamW and the lr
+schedule, and load the checkpoint; (3) loop: micro-batches → loss → backward → clip → step, logging
+loss / lr / samples-per-second every `log_every` steps, checkpointing every `checkpoint_every` and
+rendering validation grids every `validate_every`; (4) export the model with a model card.
+
+Exact resume: every micro-batch and every random draw is a pure function of (seed, micro-batch
+index), checkpoints hold model / optimizer / scheduler / RNG state plus the step, and validation
+runs under a forked RNG, so on a CPU a run stopped and resumed gives bit-identical weights to one
+that never stopped. Ctrl-C (KeyboardInterrupt) saves a checkpoint at the last finished step,
+records it on the run, and re-raises; `train()` turns that into a result with status "interrupted".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labkit.errors import InvalidParameter
+from labkit.training.card import image_grid, model_card
+from labkit.training.config import TRAJECTORY_FIELDS, TrainConfig
+from labkit.training.task import StepContext, TrainTask
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.lab import Lab
+    from labkit.tracking import Run
+
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_FILE = "trainer_state.json"
+RNG_FILE = "rng_state.pt"
+
+
+def _save_rng(path: Path) -> None:
+    # accelerate's own random_states_0.pkl is written but silently NOT restored under torch >= 2.6
+    # (its loader uses weights_only=True and swallows the error), so labkit keeps its own copy.
+    import random
+
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(state, path)
+
+
+def _load_rng(path: Path) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    # Our own file, written by _save_rng: it holds Python / numpy RNG tuples, hence weights_only=False.
+    state = torch.load(path, weights_only=False)
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class TrainState:
+    """Where a job is; what callbacks receive after every optimizer step."""
+
+    step: int
+    steps: int
+    loss: float | None = None
+    lr: float | None = None
+    checkpoint: Path | None = None
+    trainer: Trainer | None = None
+
+
+@dataclass
+class TrainResult:
+    """What a job produced. `status` is "finished" or "interrupted" (a checkpoint was kept)."""
+
+    status: str
+    step: int
+    output_dir: Path
+    export_dir: Path | None
+    checkpoint: Path | None
+    run_id: str | None
+    wall_s: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+Callback = Callable[[TrainState], None]
+
+
+def micro_seed(seed: int, micro: int) -> int:
+    """The seed of micro-batch `micro`'s generator: independent of how the run was split up."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(seed), int(micro)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints under `output_dir/checkpoints`, oldest first."""
+    root = Path(output_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)
+             and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.removeprefix(CHECKPOINT_PREFIX)))
+
+
+def resolve_resume(config: TrainConfig) -> Path | None:
+    """The checkpoint `config.resume` names: None (fresh), the newest for "latest", or a folder."""
+    if config.resume is None or config.resume == "":
+        return None
+    if str(config.resume) == "latest":
+        found = list_checkpoints(config.output_dir)
+        return found[-1] if found else None
+    path = Path(config.resume)
+    if not (path / STATE_FILE).is_file():
+        raise InvalidParameter(f"Cannot resume from {str(path)!r}: it is not a labkit checkpoint (no {STATE_FILE}).",
+                               value=str(path), fix="pass resume='latest' or a folder under <output_dir>/checkpoints.")
+    return path
+
+
+def _lr_lambda(config: TrainConfig) -> Callable[[int], float]:
+    warm, total, floor = config.warmup_steps, config.steps, config.min_lr_ratio
+
+    def factor(s: int) -> float:
+        if warm and s < warm:
+            return (s + 1) / warm
+        if config.lr_schedule == "constant":
+            return 1.0
+        progress = min(1.0, (s - warm) / max(1, total - warm))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _reset_accelerate_state() -> None:
+    # accelerate keeps process-wide singletons: a second Accelerator in the same kernel with another
+    # mixed_precision / cpu / accumulation setting raises (or silently keeps the old accumulation).
+    # A notebook trains a VAE, then a LoRA in bf16, in one process — so in a single-process job each
+    # fit starts from a clean state. Under `accelerate launch` (several processes) it is left alone.
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+class Trainer:
+    """One training job: a task, a config, and the MLflow run it logs to (see the module docstring)."""
+
+    def __init__(self, task: TrainTask, config: TrainConfig, run: Run | None = None,
+                 callbacks: Iterable[Callback] = ()):
+        self.task = task
+        self.config = config
+        self.run = run
+        self.callbacks = list(callbacks)
+        self.step = 0
+        self.last_checkpoint: Path | None = None
+        self.result: TrainResult | None = None
+
+    # -- logging ------------------------------------------------------------------------------------
+
+    def _log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        if self.run is not None:
+            self.run.log_metrics(metrics, step=step)
+
+    def _set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self.run is not None:
+            self.run.set_tags(tags)
+
+    def _log_artifact(self, path: Path, artifact_path: str) -> None:
+        if self.run is not None:
+            self.run.log_artifact(path, artifact_path)
+
+    # -- checkpoints --------------------------------------------------------------------------------
+
+    def save_checkpoint(self, accelerator, reason: str = "scheduled") -> Path:
+        """Save model / optimizer / scheduler / RNG state and the step as `checkpoint-NNNNNN`."""
+        root = Path(self.config.output_dir) / "checkpoints"
+        final = root / f"{CHECKPOINT_PREFIX}{self.step:06d}"
+        if (final / STATE_FILE).is_file():
+            self.last_checkpoint = final
+            return final
+        tmp = root / f".tmp-{final.name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        accelerator.save_state(str(tmp), safe_serialization=True)
+        _save_rng(tmp / RNG_FILE)
+        state = {"step": self.step, "micro": self.step * self.config.gradient_accumulation_steps,
+                 "samples": self.step * self.config.gradient_accumulation_steps * self.config.batch_size,
+                 "task": self.task.name, "reason": reason, "time": time.time(),
+                 "run_id": getattr(self.run, "run_id", None), "config": self.config.to_dict()}
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)  # a checkpoint exists whole or not at all
+        self.last_checkpoint = final
+        for old in list_checkpoints(self.config.output_dir)[:-self.config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        self._set_tags({"labkit.checkpoint": str(final), "labkit.checkpoint_step": self.step})
+        self._log_metrics({"train/checkpoint_step": self.step}, step=self.step)
+        if self.config.checkpoint_artifacts == "all":
+            self._log_artifact(final, f"checkpoints/{final.name}")
+        return final
+
+    def _check_compatible(self, state: Mapping[str, Any], path: Path) -> None:
+        saved = state.get("config", {})
+        now = self.config.to_dict()
+        for k in TRAJECTORY_FIELDS:
+            if k in saved and saved[k] != now[k]:
+                raise InvalidParameter(
+                    f"Checkpoint {str(path)!r} was made with {k}={saved[k]!r}, this config has {now[k]!r}.",
+                    value=now[k],
+                    fix=f"resume with {k}={saved[k]!r}, or start fresh (resume=None) in another output_dir.")
+        if state.get("task") not in (None, self.task.name):
+            raise InvalidParameter(
+                f"Checkpoint {str(path)!r} belongs to task {state['task']!r}, not {self.task.name!r}.",
+                value=str(path), fix="resume from a checkpoint of the same task.")
+
+    # -- validation ---------------------------------------------------------------------------------
+
+    def validate(self, models: Mapping[str, Any]) -> dict[str, float]:
+        """Render the validation grid, save it, log it to the run; return the task's metrics."""
+        import torch
+
+        cfg = self.config
+        with torch.random.fork_rng(devices=[]), torch.no_grad():  # validation never moves training's RNG
+            out = self.task.validate(cfg.validation_prompts, cfg.validation_seeds, self.step)
+        for m in models.values():
+            m.train()
+        if out is None or not out.images:
+            return {}
+        folder = Path(cfg.output_dir) / "validation"
+        folder.mkdir(parents=True, exist_ok=True)
+        grid = image_grid(out.images, cols=len(cfg.validation_seeds) if len(out.images) > 1 else 1)
+        path = folder / f"step-{self.step:06d}.png"
+        grid.save(path)
+        labels = folder / f"step-{self.step:06d}.json"
+        labels.write_text(json.dumps({"step": self.step, "prompts": list(cfg.validation_prompts),
+                                      "seeds": list(cfg.validation_seeds), "labels": out.labels,
+                                      "metrics": out.metrics}, indent=2))
+        self._log_artifact(path, "validation")
+        self._log_artifact(labels, "validation")
+        metrics = {f"val/{k}": float(v) for k, v in out.metrics.items()}
+        if metrics:
+            self._log_metrics(metrics, step=self.step)
+        return metrics
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        """Run the job to `config.steps` (see the module docstring); KeyboardInterrupt is re-raised
+        after the checkpoint is saved, with `self.result` set."""
+        import torch
+        from accelerate import Accelerator
+
+        # 1. validate before any heavy work
+        cfg = self.config
+        cfg.validate()
+        resume_from = resolve_resume(cfg)
+        if cfg.mixed_precision == "fp16" and (cfg.cpu or not torch.cuda.is_available()):
+            raise InvalidParameter("mixed_precision='fp16' needs a CUDA GPU.", value=cfg.mixed_precision,
+                                   fix="use 'bf16' or 'no' on this machine.")
+        resume_state = json.loads((resume_from / STATE_FILE).read_text()) if resume_from else None
+        if resume_state:
+            self._check_compatible(resume_state, resume_from)
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        t_start = time.time()
+
+        # 2. accelerator, optimizer, schedule, state
+        _reset_accelerate_state()
+        accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu,
+                                  gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+        models = dict(self.task.models())
+        if not models:
+            raise InvalidParameter(f"Task {self.task.name!r} has no models to train.", value=self.task.name,
+                                   fix="return the trainable modules from TrainTask.models().")
+        for m in models.values():
+            m.to(accelerator.device)
+            m.train()
+        groups = self.task.param_groups(cfg.learning_rate) or [
+            {"params": [p for m in models.values() for p in m.parameters() if p.requires_grad]}]
+        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_eps,
+                                      weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+        prepared = accelerator.prepare(*models.values(), optimizer, scheduler)
+        optimizer, scheduler = prepared[-2], prepared[-1]
+        if resume_from is not None:
+            accelerator.load_state(str(resume_from))
+            accelerator.step = 0  # checkpoints sit on optimizer-step boundaries
+            _load_rng(resume_from / RNG_FILE)
+            self.step = int(resume_state["step"])
+            self.last_checkpoint = resume_from
+        else:
+            from accelerate.utils import set_seed
+
+            set_seed(cfg.seed)  # dropout and any other global draw: the same seed, the same run
+        params = {**cfg.to_dict(), "task": self.task.name,
+                  **{f"data.{k}": v for k, v in self.task.data_card().items()}}
+        if self.run is not None:
+            self.run.log_params(params)
+            self._set_tags({"labkit.job": "train", "labkit.task": self.task.name,
+                            "labkit.device": str(accelerator.device),
+                            **({"labkit.resumed_from": str(resume_from),
+                                "labkit.resumed_from_run": resume_state.get("run_id") or "",
+                                "labkit.resumed_at_step": self.step} if resume_from else {})})
+
+        # 3. the loop
+        accum = cfg.gradient_accumulation_steps
+        data = iter(self.task.batches(cfg.batch_size, self.step * accum))
+        clip_params = [p for g in optimizer.param_groups for p in g["params"]]
+        window_loss, window_n, window_t, window_steps = 0.0, 0, time.time(), 0
+        last_metrics: dict[str, float] = {}
+        state = TrainState(step=self.step, steps=cfg.steps, trainer=self)
+        autocast = accelerator.autocast if cfg.mixed_precision != "no" else nullcontext
+        try:
+            while self.step < cfg.steps:
+                step_loss = 0.0
+                for k in range(accum):
+                    micro = self.step * accum + k
+                    batch = next(data)
+                    gen = torch.Generator(device="cpu").manual_seed(micro_seed(cfg.seed, micro))
+                    ctx = StepContext(step=self.step, micro=micro, generator=gen, device=accelerator.device)
+                    with accelerator.accumulate(*models.values()):
+                        with autocast():
+                            loss = self.task.loss(batch, ctx)
+                        if not torch.isfinite(loss):
+                            raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients and cfg.max_grad_norm is not None:
+                            accelerator.clip_grad_norm_(clip_params, cfg.max_grad_norm)
+                        optimizer.step()
+                        scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    step_loss += float(loss.detach()) / accum
+                self.step += 1
+                window_loss += step_loss
+                window_n += 1
+                window_steps += 1
+                lr = scheduler.get_last_lr()[0]
+                state.step, state.loss, state.lr = self.step, step_loss, lr
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    dt = max(time.time() - window_t, 1e-9)
+                    last_metrics = {"train/loss": window_loss / window_n, "train/lr": lr,
+                                    "train/samples_per_s": window_steps * accum * cfg.batch_size / dt,
+                                    "train/samples_seen": self.step * accum * cfg.batch_size}
+                    self._log_metrics(last_metrics, step=self.step)
+                    window_loss, window_n, window_t, window_steps = 0.0, 0, time.time(), 0
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    state.checkpoint = self.save_checkpoint(accelerator)
+                if cfg.validate_every and (self.step % cfg.validate_every == 0 or self.step == cfg.steps):
+                    last_metrics.update(self.validate(models))
+                    window_t = time.time()  # throughput measures training only
+                for cb in self.callbacks:
+                    cb(state)
+        except KeyboardInterrupt:
+            ckpt = self.save_checkpoint(accelerator, reason="interrupted")
+            if self.config.checkpoint_artifacts != "none":
+                self._log_artifact(ckpt, f"checkpoints/{ckpt.name}")
+            self._set_tags({"labkit.train_status": "interrupted", "labkit.interrupted_at_step": self.step,
+                            "labkit.resume_with": f"resume={str(ckpt)!r} (or 'latest')"})
+            self.result = TrainResult("interrupted", self.step, Path(cfg.output_dir), None, ckpt,
+                                      getattr(self.run, "run_id", None), time.time() - t_start, last_metrics)
+            raise
+
+        # 4. final checkpoint, export, model card
+        if cfg.checkpoint_every or cfg.checkpoint_artifacts != "none":
+            self.save_checkpoint(accelerator, reason="final")
+        if cfg.checkpoint_artifacts == "last" and self.last_checkpoint is not None:
+            self._log_artifact(self.last_checkpoint, f"checkpoints/{self.last_checkpoint.name}")
+        wall = time.time() - t_start
+        export_dir = None
+        if cfg.export:
+            export_dir = Path(cfg.output_dir) / "model"
+            shutil.rmtree(export_dir, ignore_errors=True)
+            self.task.export(export_dir)
+            self.write_card(export_dir, last_metrics, wall)
+            self._log_artifact(export_dir, "model")
+        self._log_metrics({"train/wall_s": wall}, step=self.step)
+        self.result = TrainResult("finished", self.step, Path(cfg.output_dir), export_dir, self.last_checkpoint,
+                                  getattr(self.run, "run_id", None), wall, last_metrics)
+        return self.result
+
+    def write_card(self, folder: Path, metrics: Mapping[str, float], wall_s: float | None) -> Path:
+        """Write `README.md` (the model card) into `folder`, unless the task's export wrote one."""
+        from labkit.tracking import versions
+
+        path = folder / "README.md"
+        if path.exists():
+            return path
+        path.write_text(model_card(
+            title=f"{self.task.name} (labkit)", task=self.task.name, config=self.config.to_dict(),
+            steps=self.step, data=self.task.data_card(), licence=self.config.licence,
+            run_id=getattr(self.run, "run_id", None), metrics=metrics, versions=versions(),
+            notes=self.task.card_notes(), wall_s=wall_s), encoding="utf-8")
+        return path
+
+
+def train(task: TrainTask, config: TrainConfig, *, lab: Lab | None = None, run: Run | None = None,
+          callbacks: Sequence[Callback] = (), run_name: str | None = None,
+          tags: Mapping[str, Any] | None = None, parent_run_id: str | None = None) -> TrainResult:
+    """Train `task` under `config`, logging to `run` (or to a new run of `lab`); return the result.
+
+    Ctrl-C stops cleanly: the last finished step is checkpointed and recorded on the run (marked
+    KILLED), and the result has status "interrupted" — resume with `config.replace(resume="latest")`.
+    With neither `lab` nor `run`, nothing is logged to MLflow.
+    """
+    trainer = Trainer(task, config, run=run, callbacks=callbacks)
+    try:
+        if run is None and lab is not None:
+            kwargs = {"parent_run_id": parent_run_id} if parent_run_id else {}
+            with lab.run(run_name or f"train-{task.name}", tags={"labkit.job": "train", **(tags or {})},
+                         **kwargs) as new_run:
+                trainer.run = new_run
+                return trainer.fit()
+        return trainer.fit()
+    except KeyboardInterrupt:
+        if trainer.result is None:  # interrupted before the loop began: nothing to keep
+            raise
+        return trainer.result

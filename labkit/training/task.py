@@ -1,0 +1,93 @@
+"""What a training job trains: the `TrainTask` a recipe (toy base, LoRA, DreamBooth…) implements.
+
+The engine owns the loop (devices, mixed precision, accumulation, checkpoints, validation, logging);
+a task owns the models, the data and the loss. Two rules make resume exact:
+
+- `batches(batch_size, start)` yields micro-batch `start`, `start + 1`, … — a pure function of the
+  task's seed and the index, so a resumed run fast-forwards to where it stopped without replaying.
+- all randomness inside `loss` (noise, timesteps, caption dropout) comes from `ctx.generator`,
+  which the engine derives from (seed, micro-batch index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from PIL import Image
+
+
+@dataclass
+class StepContext:
+    """What `TrainTask.loss` gets besides the batch.
+
+    `step` is the optimizer step being computed (0-based), `micro` the global micro-batch index,
+    `generator` a CPU `torch.Generator` seeded from (seed, micro) for every random draw of the step,
+    `device` where the models live.
+    """
+
+    step: int
+    micro: int
+    generator: torch.Generator
+    device: torch.device
+
+
+@dataclass
+class Validation:
+    """Validation output: images (row-major: prompt × seed), a label per image, and optional metrics."""
+
+    images: list[Image.Image]
+    labels: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class TrainTask:
+    """Base class of a training task. Override `models`, `batches` and `loss`; the rest is optional.
+
+    Attributes:
+        name: a short name, recorded as the `labkit.task` tag and in the model card.
+    """
+
+    name: str = "task"
+
+    def models(self) -> Mapping[str, torch.nn.Module]:
+        """The modules to train, by name (their weights go into checkpoints and the export)."""
+        raise NotImplementedError
+
+    def param_groups(self, learning_rate: float) -> list[dict[str, Any]] | None:
+        """Optimizer parameter groups (e.g. a lower lr for the text encoder); None: one group of all
+        trainable parameters of `models()`."""
+        return None
+
+    def batches(self, batch_size: int, start: int) -> Iterator[Any]:
+        """An endless iterator of micro-batches beginning at micro-batch index `start` (deterministic)."""
+        raise NotImplementedError
+
+    def loss(self, batch: Any, ctx: StepContext) -> torch.Tensor:
+        """The scalar loss of one micro-batch."""
+        raise NotImplementedError
+
+    def validate(self, prompts: Sequence[str], seeds: Sequence[int], step: int) -> Validation | None:
+        """Render `prompts` × `seeds` with the current weights (under no_grad); None: no validation."""
+        return None
+
+    def export(self, folder: Path) -> None:
+        """Write the trained model into `folder`. Default: `<name>.safetensors` per model of `models()`."""
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, module in self.models().items():
+            state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+            save_file(state, str(folder / f"{name}.safetensors"))
+
+    def data_card(self) -> dict[str, Any]:
+        """What the data is, for the model card and params: description, source, licence, size…"""
+        return {}
+
+    def card_notes(self) -> str:
+        """Extra Markdown for the model card (intended use, how to load…)."""
+        return ""

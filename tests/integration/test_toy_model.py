@@ -1,0 +1,136 @@
+"""The toy model's builders: a standard Stable Diffusion folder that diffusers loads offline and
+renders at 64×64, a real BPE tokenizer that spells unseen words, and the toy-base recipe's two
+training phases running through the engine.
+
+Weights here are untrained (quality is the evaluator's business, on the shipped model).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+np = pytest.importorskip("numpy")
+pytest.importorskip("diffusers")
+
+from labkit.toyworld import model as tm  # noqa: E402
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch):
+    """No hub: offline mode on, and any attempt at an internet connection fails the test."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    real_connect = socket.socket.connect
+
+    def guarded_connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise AssertionError(f"network access during an offline test: {address!r}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(1)
+    return tm.build_untrained(tmp_path_factory.mktemp("toy") / "model", seed=0)
+
+
+def test_folder_is_a_standard_sd_pipeline_tagged_toy(folder: Path, offline):
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+    assert index["labkit"]["family"] == "toy"
+    from labkit.catalog import family_from_model_index
+
+    assert family_from_model_index(index) == "toy"
+    assert tm.weights_bytes(folder) <= 10 * 1024 * 1024
+    assert not list(folder.rglob("*.bin")), "weights must be safetensors"
+
+    pipe = StableDiffusionPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    assert isinstance(pipe.scheduler, DDIMScheduler)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert pipe.vae_scale_factor == 2 and pipe.unet.config.sample_size == 32
+    assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size
+    n_unet = sum(p.numel() for p in pipe.unet.parameters())
+    assert 1.0e6 < n_unet < 2.5e6  # DESIGN's data point: ~1.7 M
+
+    def render(seed):
+        return pipe("a small red circle on the left", num_inference_steps=2, guidance_scale=3.0,
+                    generator=torch.Generator().manual_seed(seed), output_type="np").images
+
+    a, b, c = render(0), render(0), render(1)
+    assert a.shape == (1, 64, 64, 3) and np.isfinite(a).all()
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_tokenizer_spells_unseen_words_with_known_tokens(folder: Path, offline):
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    vocab = tok.get_vocab()
+    assert (folder / "tokenizer" / "vocab.json").is_file() and (folder / "tokenizer" / "merges.txt").is_file()
+    # the toy world's words are one token each...
+    for word in ("circle", "square", "triangle", "diamond", "red", "purple", "left", "centre", "small", "large"):
+        assert tok.tokenize(word) == [f"{word}</w>"], word
+    # ...words it never saw spell out as several known tokens (no unknown token), CLIP-style
+    for word in ("hexagon", "sks", "zyzzyva"):
+        pieces = tok.tokenize(word)
+        assert len(pieces) > 1 and all(p in vocab for p in pieces), (word, pieces)
+        assert pieces[-1].endswith("</w>") and tok.unk_token_id not in tok.convert_tokens_to_ids(pieces)
+        assert tok.decode(tok.convert_tokens_to_ids(pieces)).strip() == word
+    ids = tok("a sks hexagon", padding="max_length", max_length=tok.model_max_length).input_ids
+    assert len(ids) == tok.model_max_length == 32
+    assert ids[0] == vocab["<|startoftext|>"]
+
+
+def test_toy_recipe_phases_train_through_the_engine(lab, tmp_path, offline):
+    from labkit.toyworld.train import ToyDiffusionTask, ToyVAETask, validation_prompts
+    from labkit.training import TrainConfig, train
+
+    comps = tm.build_components(tmp_path / "build", seed=0)
+    prompts = validation_prompts(1, 1)
+    common = dict(batch_size=2, learning_rate=1e-3, checkpoint_every=0, checkpoint_artifacts="none",
+                  validate_every=2, validation_prompts=prompts, log_every=1, cpu=True, licence="CC0-1.0")
+    before = comps["vae"].decoder.conv_out.weight.detach().clone()
+    res = train(ToyVAETask(comps["vae"]), TrainConfig(output_dir=tmp_path / "vae", steps=2, **common), lab=lab)
+    assert res.status == "finished" and not torch.equal(before, comps["vae"].decoder.conv_out.weight)
+    task = ToyDiffusionTask(comps, guidance_scale=3.0, sampling_steps=2)
+    # adherence on an untrained model is a number in [0, 1]; cheap: fewer prompts
+    import labkit.toyworld.train as tt
+
+    real = tt.adherence
+    tt.adherence = lambda pipe, **kw: real(pipe, **{**kw, "n": 2})
+    try:
+        res = train(task, TrainConfig(output_dir=tmp_path / "unet", steps=2, **common), lab=lab)
+    finally:
+        tt.adherence = real
+    assert res.status == "finished"
+    metrics = lab.tracker.client.get_run(res.run_id).data.metrics
+    assert 0.0 <= metrics["val/colour"] <= 1.0 and "val/two_colour" in metrics
+    index = json.loads((res.export_dir / "model_index.json").read_text())
+    assert index["labkit"] == {"family": "toy", "trained": True}
+    assert "CC0-1.0" in (res.export_dir / "README.md").read_text()
+
+
+def test_cli_train_toy_base_writes_a_loadable_toy_pipeline(cli_env, project, tmp_path):
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+    from tests.integration.test_cli import labkit
+
+    out = tmp_path / "toy-run"
+    labkit("train", "toy-base", "--output", str(out), "--steps", "2", "--vae-steps", "2", "--batch-size", "2",
+           "--no-eval", "--threads", "1", env=cli_env)
+    model = out / "model"
+    lab = Lab(project, hardware=HardwareProfile.simulated(None))
+    r = lab.generate("a small red circle on the left", model=str(model), steps=2, seed=0, size=(64, 64))
+    assert r.model["family"] == "toy" and r.image.size == (64, 64)

@@ -1,0 +1,177 @@
+"""The training engine on a tiny model: exact resume after Ctrl-C, checkpoints, validation grids and
+metrics in the MLflow run, the model card, and config errors raised before any work.
+
+The tiny task has dropout (so the global RNG matters), random inputs drawn from the step's
+generator, gradient accumulation and a cosine schedule with warm-up: everything a resume can get
+wrong shows up as differing weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("accelerate")
+
+from labkit.errors import InvalidParameter  # noqa: E402
+from labkit.training import TrainConfig, TrainTask, Validation, list_checkpoints, train  # noqa: E402
+
+
+class TinyTask(TrainTask):
+    """Regress a fixed random linear map through a small conv net with dropout."""
+
+    name = "tiny"
+
+    def __init__(self, seed: int = 0):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.SiLU(), torch.nn.Dropout(0.2),
+                torch.nn.Conv2d(8, 3, 3, padding=1))
+            self.target = torch.nn.Conv2d(3, 3, 3, padding=1).requires_grad_(False)
+
+    def models(self):
+        return {"net": self.net}
+
+    def batches(self, batch_size, start):
+        i = start
+        while True:  # a pure function of the index: resume fast-forwards without replaying
+            g = torch.Generator().manual_seed(10_000 + i)
+            yield torch.rand(batch_size, 3, 8, 8, generator=g)
+            i += 1
+
+    def loss(self, batch, ctx):
+        x = batch + 0.05 * torch.randn(batch.shape, generator=ctx.generator)
+        return torch.nn.functional.mse_loss(self.net(x), self.target(x))
+
+    def validate(self, prompts, seeds, step):
+        from PIL import Image
+
+        self.net.eval()
+        images = []
+        for _ in prompts:
+            for s in seeds:
+                x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(s))
+                y = (self.net(x)[0].clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+                images.append(Image.fromarray(y).resize((16, 16)))
+        return Validation(images, [f"{p} / {s}" for p in prompts for s in seeds], {"mean": float(len(prompts))})
+
+    def data_card(self):
+        return {"description": "random 8x8 tensors", "licence": "CC0-1.0"}
+
+
+def _config(out: Path, **kw) -> TrainConfig:
+    base = dict(output_dir=out, steps=6, batch_size=4, gradient_accumulation_steps=2, learning_rate=1e-2,
+                lr_schedule="cosine", warmup_steps=2, seed=3, checkpoint_every=2, keep_checkpoints=2,
+                validate_every=3, validation_prompts=("p1", "p2"), validation_seeds=(0, 1), log_every=1,
+                licence="CC0-1.0", cpu=True)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(task: TinyTask) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in task.net.state_dict().items()}
+
+
+def _client(lab):
+    return lab.tracker.client
+
+
+def _artifacts(lab, run_id: str, path: str = "") -> list[str]:
+    return [a.path for a in _client(lab).list_artifacts(run_id, path)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(lab, tmp_path):
+    full_task = TinyTask()
+    full = train(full_task, _config(tmp_path / "full"), lab=lab, run_name="full")
+    assert full.status == "finished" and full.step == 6
+
+    def ctrl_c_at_3(state):
+        if state.step == 3:
+            raise KeyboardInterrupt
+
+    task = TinyTask()
+    stopped = train(task, _config(tmp_path / "split"), lab=lab, run_name="first-half", callbacks=[ctrl_c_at_3])
+    assert stopped.status == "interrupted" and stopped.step == 3
+    assert stopped.checkpoint is not None and stopped.checkpoint.name == "checkpoint-000003"
+    # The interrupted run is KILLED and says where to resume from; the checkpoint went with it.
+    info = _client(lab).get_run(stopped.run_id)
+    assert info.info.status == "KILLED"
+    assert info.data.tags["labkit.train_status"] == "interrupted"
+    assert info.data.tags["labkit.checkpoint"] == str(stopped.checkpoint)
+    assert "checkpoints/checkpoint-000003" in _artifacts(lab, stopped.run_id, "checkpoints")
+
+    fresh = TinyTask()  # a new process would rebuild the task from scratch
+    resumed = train(fresh, _config(tmp_path / "split", resume="latest"), lab=lab, run_name="second-half")
+    assert resumed.status == "finished" and resumed.step == 6
+    assert _client(lab).get_run(resumed.run_id).data.tags["labkit.resumed_at_step"] == "3"
+
+    a, b = _weights(full_task), _weights(fresh)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
+    # ...and training did change the weights (a test that cannot fail is a defect)
+    assert not torch.equal(a["0.weight"], _weights(TinyTask())["0.weight"])
+
+
+def test_run_records_metrics_checkpoints_validation_and_card(lab, tmp_path):
+    out = tmp_path / "run"
+    res = train(TinyTask(), _config(out, checkpoint_artifacts="all"), lab=lab, run_name="record")
+    client = _client(lab)
+    run = client.get_run(res.run_id)
+    assert run.info.status == "FINISHED"
+    # the whole config, once, as params
+    assert run.data.params["learning_rate"] == "0.01" and run.data.params["steps"] == "6"
+    assert run.data.params["task"] == "tiny" and run.data.params["data.licence"] == "CC0-1.0"
+    # loss / lr / throughput at every step (log_every=1); lr warms up then decays
+    loss = client.get_metric_history(res.run_id, "train/loss")
+    lr = client.get_metric_history(res.run_id, "train/lr")
+    assert [m.step for m in loss] == [1, 2, 3, 4, 5, 6]
+    assert [m.value for m in lr][1] == pytest.approx(1e-2) and lr[-1].value < lr[1].value
+    assert all(m.value > 0 for m in client.get_metric_history(res.run_id, "train/samples_per_s"))
+    assert [m.step for m in client.get_metric_history(res.run_id, "val/mean")] == [3, 6]
+    # validation grids (2 prompts × 2 seeds of 16 px, 2 px padding) at steps 3 and 6
+    grids = _artifacts(lab, res.run_id, "validation")
+    assert {"validation/step-000003.png", "validation/step-000006.png"} <= set(grids)
+    from PIL import Image
+
+    grid = Image.open(Path(run.info.artifact_uri.removeprefix("file://")) / "validation" / "step-000006.png")
+    assert grid.size == (2 * 18 + 2, 2 * 18 + 2)
+    # checkpoints: every 2 steps in the run; only the last 2 kept on disk
+    assert {f"checkpoints/checkpoint-00000{i}" for i in (2, 4, 6)} <= set(_artifacts(lab, res.run_id, "checkpoints"))
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-000004", "checkpoint-000006"]
+    # the export: safetensors weights and a model card that says how it was made
+    assert (res.export_dir / "net.safetensors").is_file()
+    card = (res.export_dir / "README.md").read_text()
+    assert "CC0-1.0" in card and "6 optimizer steps" in card and "seed 3" in card and res.run_id in card
+    assert "model/README.md" in _artifacts(lab, res.run_id, "model")
+
+
+def test_bad_config_fails_before_work(lab, tmp_path):
+    with pytest.raises(InvalidParameter, match="lr_schedule"):
+        train(TinyTask(), _config(tmp_path / "a", lr_schedule="linear"), lab=lab)
+    with pytest.raises(InvalidParameter, match="not a labkit checkpoint"):
+        train(TinyTask(), _config(tmp_path / "b", resume=tmp_path / "nowhere"), lab=lab)
+    done = train(TinyTask(), _config(tmp_path / "c", steps=2, validate_every=0), lab=lab)
+    with pytest.raises(InvalidParameter, match="batch_size"):
+        train(TinyTask(), _config(tmp_path / "c", steps=2, validate_every=0, batch_size=8, resume=done.checkpoint),
+              lab=lab)
+
+
+def test_mixed_precision_choices(lab, tmp_path):
+    with pytest.raises(InvalidParameter, match="fp16"):
+        train(TinyTask(), _config(tmp_path / "fp16", mixed_precision="fp16"), lab=lab)
+    task = TinyTask()
+    res = train(task, _config(tmp_path / "bf16", steps=2, validate_every=0, mixed_precision="bf16"), lab=lab)
+    assert res.status == "finished" and res.metrics["train/loss"] > 0
+    assert all(p.dtype == torch.float32 for p in task.net.parameters())  # autocast: the weights stay fp32
