@@ -187,6 +187,21 @@ def cmd_compliance_dataset(args: argparse.Namespace) -> int:
     return 0 if verdict.ok else 1
 
 
+def cmd_train_toy_base(args: argparse.Namespace) -> int:
+    from labkit.toyworld.train import ToyBaseConfig, train_toy_base
+
+    cfg = ToyBaseConfig(output_dir=args.output, steps=args.steps, vae_steps=args.vae_steps,
+                        batch_size=args.batch_size, seed=args.seed, threads=args.threads,
+                        resume="latest" if args.resume else None, eval_prompts=0 if args.no_eval else 60)
+    try:
+        path = train_toy_base(_lab(args), cfg)
+    except KeyboardInterrupt:  # the engine kept a checkpoint and marked the runs KILLED
+        print(f"stopped; continue with: labkit train toy-base --resume --output {args.output}", file=sys.stderr)
+        return 130
+    print(f"toy model written to {path}")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     result, check = _lab(args).replay(args.run_id, check=args.check)
     if args.json:
@@ -311,6 +326,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mode", help="compliance mode to check against (exit 1 when it blocks)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compliance_dataset)
+
+    p = sub.add_parser("train", help="training recipes (toy-base: the toy world's text-to-image model)")
+    tsub = p.add_subparsers(dest="train_command", required=True, metavar="RECIPE")
+    t = tsub.add_parser("toy-base", parents=[common], help="train the toy text-to-image model from scratch")
+    t.add_argument("--output", default="toy-base", help="folder for checkpoints, validation grids and the model")
+    t.add_argument("--steps", type=int, default=3000, help="diffusion steps (default 3000)")
+    t.add_argument("--vae-steps", type=int, default=1000, help="VAE steps (default 1000)")
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    t.add_argument("--no-eval", action="store_true", help="skip the final adherence check")
+    t.set_defaults(func=cmd_train_toy_base)
 
     p = sub.add_parser("replay", parents=[common], help="re-render a run from its stored plan")
     p.add_argument("run_id")
