@@ -537,8 +537,7 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None) -> None:
                      "time.step_mean_s": sum(t["step_s"]) / len(t["step_s"]) if t["step_s"] else 0.0,
                      f"memory.peak_{result.memory_kind}_gb": result.peak_memory_gb,
                      "attempts": len(result.attempts)})
-    for i, s in enumerate(t["step_s"]):
-        run.log_metrics({"time.step_s": s}, step=i)
+    run.log_series("time.step_s", t["step_s"])
     m = result.model
     run.set_tags({
         "model.id": m["id"], "model.location": m["location"], "model.revision": m["revision"] or "",

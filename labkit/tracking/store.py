@@ -104,6 +104,15 @@ class Run:
         for i in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
 
+    def log_series(self, key: str, values: list[float]) -> None:
+        """Log `values` as the history of metric `key` (steps 0, 1, …) in one write."""
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(key, float(v), ts, i) for i, v in enumerate(values)]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set tags (values become strings; MLflow keeps up to 8000 characters each)."""
         from mlflow.entities import RunTag

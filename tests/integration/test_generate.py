@@ -116,6 +116,7 @@ def test_family_renders_records_and_reproduces(family, tiny, catalogued, project
     assert run.data.params["plan.seed"] == "7" and run.data.params["plan.prompt"] == "a red circle on the left"
     assert run.data.params["plan.steps"] == "2"
     assert run.data.metrics["time.total_s"] > 0 and run.data.metrics["memory.peak_rss_gb"] > 0
+    assert len(lab.tracker.client.get_metric_history(by_entry.run_id, "time.step_s")) == len(by_entry.timings["step_s"])
     assert run.data.tags["model.family"] == family and run.data.tags["strategy.name"] == by_entry.strategy.name
     assert run.data.tags["model.hash"] == by_entry.model["hash"]
     files = json.loads(run.data.tags["model.files"])

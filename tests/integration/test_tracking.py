@@ -105,3 +105,10 @@ def test_two_trackers_on_one_store_share_the_experiment(project):
     assert a.experiment_id() == b.experiment_id()
     exp = a.client.get_experiment(a.experiment_id())
     assert exp.artifact_location == (project / "mlruns" / "artifacts" / "labkit").as_uri()
+
+
+def test_a_series_is_logged_with_its_steps(lab):
+    with lab.run("series") as run:
+        run.log_series("time.step_s", [0.5, 0.25, 0.125])
+    history = lab.tracker.client.get_metric_history(run.run_id, "time.step_s")
+    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(0, 0.5), (1, 0.25), (2, 0.125)]
