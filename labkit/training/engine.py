@@ -418,13 +418,22 @@ def train(task: TrainTask, config: TrainConfig, *, lab: Lab | None = None, run: 
     With neither `lab` nor `run`, nothing is logged to MLflow.
     """
     trainer = Trainer(task, config, run=run, callbacks=callbacks)
+    compliance_tags: dict[str, str] = {}
+    if lab is not None:
+        # Before any step: training on data (or from a base) the mode forbids never starts.
+        from labkit.compliance import derive_terms, enforce
+
+        chain = task.licence_chain()
+        compliance_tags = {**enforce(chain, lab.compliance).tags(), **derive_terms(chain).tags()}
     try:
         if run is None and lab is not None:
             kwargs = {"parent_run_id": parent_run_id} if parent_run_id else {}
-            with lab.run(run_name or f"train-{task.name}", tags={"labkit.job": "train", **(tags or {})},
-                         **kwargs) as new_run:
+            with lab.run(run_name or f"train-{task.name}",
+                         tags={"labkit.job": "train", **compliance_tags, **(tags or {})}, **kwargs) as new_run:
                 trainer.run = new_run
                 return trainer.fit()
+        if run is not None and compliance_tags:
+            run.set_tags(compliance_tags)
         return trainer.fit()
     except KeyboardInterrupt:
         if trainer.result is None:  # interrupted before the loop began: nothing to keep

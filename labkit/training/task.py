@@ -88,6 +88,17 @@ class TrainTask:
         """What the data is, for the model card and params: description, source, licence, size…"""
         return {}
 
+    def licence_chain(self) -> list[Any]:
+        """The compliance assets this training combines: by default the dataset of `data_card()`.
+
+        Recipes that start from a base model (LoRA, DreamBooth) add it first.
+        """
+        from labkit.compliance import Asset
+
+        card = self.data_card()
+        return [Asset("dataset", str(card.get("source") or card.get("description") or self.name),
+                      card.get("licence"))]
+
     def card_notes(self) -> str:
         """Extra Markdown for the model card (intended use, how to load…)."""
         return ""

@@ -175,3 +175,25 @@ def test_mixed_precision_choices(lab, tmp_path):
     res = train(task, _config(tmp_path / "bf16", steps=2, validate_every=0, mixed_precision="bf16"), lab=lab)
     assert res.status == "finished" and res.metrics["train/loss"] > 0
     assert all(p.dtype == torch.float32 for p in task.net.parameters())  # autocast: the weights stay fp32
+
+
+class NonCommercialTask(TinyTask):
+    def data_card(self):
+        return {"description": "scraped shapes", "source": "shapes-nc", "licence": "CC-BY-NC-4.0"}
+
+
+def test_training_checks_the_data_licence_before_any_step(project, tmp_path, search_runs):
+    from labkit.errors import ComplianceViolation
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+
+    opened = Lab(project, hardware=HardwareProfile.simulated(None), compliance_mode="open")
+    with pytest.raises(ComplianceViolation, match="shapes-nc"):
+        train(NonCommercialTask(), _config(tmp_path / "blocked"), lab=opened)
+    assert search_runs(opened.config.tracking_uri) == [] and not (tmp_path / "blocked").exists()
+
+    research = Lab(project, hardware=HardwareProfile.simulated(None))
+    done = train(NonCommercialTask(), _config(tmp_path / "ok", steps=2, validate_every=0, checkpoint_every=0),
+                 lab=research)
+    tags = research.tracker.client.get_run(done.run_id).data.tags
+    assert tags["labkit.compliance.mode"] == "research" and tags["labkit.terms.commercial"] == "false"
