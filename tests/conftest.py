@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,20 @@ def search_runs(monkeypatch: pytest.MonkeyPatch):
         return mlflow.search_runs(experiment_names=[experiment], output_format="list")
 
     return search
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch):
+    """No hub: offline mode on, and any attempt at an internet connection fails the test."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    real_connect = socket.socket.connect
+
+    def guarded_connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise AssertionError(f"network access during an offline test: {address!r}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)

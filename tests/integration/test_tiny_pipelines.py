@@ -27,23 +27,6 @@ from labkit import testing as lt  # noqa: E402
 MAX_BYTES = 5 * 1024 * 1024
 
 
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch):
-    """No hub: offline mode on, and any attempt at an internet connection fails the test."""
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    real_connect = socket.socket.connect
-
-    def guarded_connect(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            raise AssertionError(f"network access during an offline test: {address!r}")
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every family built once, with seed 0, shared by the tests of this module."""

@@ -8,7 +8,6 @@ Weights here are untrained (quality is the evaluator's business, on the shipped 
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,6 @@ np = pytest.importorskip("numpy")
 pytest.importorskip("diffusers")
 
 from labkit.toyworld import model as tm  # noqa: E402
-
-
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch):
-    """No hub: offline mode on, and any attempt at an internet connection fails the test."""
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    real_connect = socket.socket.connect
-
-    def guarded_connect(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            raise AssertionError(f"network access during an offline test: {address!r}")
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
 
 
 @pytest.fixture(scope="module")
