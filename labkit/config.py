@@ -50,6 +50,12 @@ class LabConfig:
         system_metrics: log CPU/RAM/GPU system metrics with each run.
         system_metrics_interval: seconds between system-metric samples.
         default_image_model / default_video_model: what a plan without a model uses.
+        c2pa_cert / c2pa_key: the certificate chain and private key (PEM) that sign outputs with C2PA
+            content credentials (`LABKIT_C2PA_CERT` / `LABKIT_C2PA_KEY`, or `[c2pa] cert` / `key`);
+            None: outputs are not signed.
+        c2pa_trust: extra trust anchors (PEM) `labkit compliance verify` checks signers against
+            (`LABKIT_C2PA_TRUST`, `[c2pa] trust`).
+        c2pa_tsa_url: a timestamp authority for signatures (`[c2pa] tsa_url`); None: no timestamp.
     """
 
     root: Path
@@ -61,6 +67,10 @@ class LabConfig:
     system_metrics_interval: float = 5.0
     default_image_model: str = DEFAULT_IMAGE_MODEL
     default_video_model: str = DEFAULT_VIDEO_MODEL
+    c2pa_cert: Path | None = None
+    c2pa_key: Path | None = None
+    c2pa_trust: Path | None = None
+    c2pa_tsa_url: str | None = None
 
     @classmethod
     def resolve(
@@ -77,6 +87,7 @@ class LabConfig:
         file_cfg = _read_config_file(root / CONFIG_FILE)
         tracking = file_cfg.get("tracking", {})
         lab = file_cfg.get("lab", {})
+        c2pa = file_cfg.get("c2pa", {})
 
         artifact_root = Path(tracking.get("artifact_root", root / "mlruns" / "artifacts"))
         if not artifact_root.is_absolute():
@@ -102,13 +113,33 @@ class LabConfig:
             system_metrics_interval=float(tracking.get("system_metrics_interval", 5.0)),
             default_image_model=lab.get("default_image_model", DEFAULT_IMAGE_MODEL),
             default_video_model=lab.get("default_video_model", DEFAULT_VIDEO_MODEL),
+            c2pa_cert=_path_setting("LABKIT_C2PA_CERT", c2pa, "cert", root),
+            c2pa_key=_path_setting("LABKIT_C2PA_KEY", c2pa, "key", root),
+            c2pa_trust=_path_setting("LABKIT_C2PA_TRUST", c2pa, "trust", root),
+            c2pa_tsa_url=os.environ.get("LABKIT_C2PA_TSA_URL") or c2pa.get("tsa_url") or None,
         )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["root"] = str(self.root)
         d["artifact_root"] = str(self.artifact_root)
+        for key in ("c2pa_cert", "c2pa_key", "c2pa_trust"):
+            d[key] = str(d[key]) if d[key] is not None else None
         return d
+
+
+def _path_setting(env: str, table: dict[str, Any], key: str, root: Path) -> Path | None:
+    """A file setting: the environment (relative to the working directory), then `labkit.toml`
+    (relative to the project root); None when neither names one."""
+    value = os.environ.get(env)
+    base = Path.cwd()
+    if not value:
+        value = table.get(key)
+        base = root
+    if not value:
+        return None
+    path = Path(str(value)).expanduser()
+    return (path if path.is_absolute() else base / path).resolve()
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

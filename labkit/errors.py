@@ -69,3 +69,13 @@ class Cancelled(LabkitError):
 
 class ControllerFailed(LabkitError):
     """An LLM controller gave no usable plan (unreachable, timed out, or invalid output)."""
+
+
+class MissingDependency(LabkitError, ImportError):
+    """An optional dependency a feature needs is not installed; the fix names the pip command."""
+
+    __str__ = Exception.__str__
+
+
+class CredentialsError(LabkitError):
+    """Content credentials (C2PA) cannot be made or read: a bad certificate, key or signed file."""

@@ -232,8 +232,9 @@ def _load_image(path: str):
                                fix="pass a PNG or JPEG file.") from e
 
 
-def prepare(lab: Lab, plan: Plan, config: str | None = None) -> tuple[Plan, ModelRef]:
-    """Resolve the plan's model and open fields, and validate — before any heavy work."""
+def complete(lab: Lab, plan: Plan, config: str | None = None, *, validate: bool = True) -> tuple[Plan, ModelRef]:
+    """The plan with its model and open fields resolved (and validated); nothing is loaded and nothing
+    checked on disk but the model's own folder: what a panel shows before anyone presses Render."""
     from labkit.pipelines.loader import resolve_model
 
     if plan.adapters:
@@ -241,7 +242,13 @@ def prepare(lab: Lab, plan: Plan, config: str | None = None) -> tuple[Plan, Mode
                                value=[a.id for a in plan.adapters], fix="render without adapters for now.")
     model = plan.model or lab.default_model(plan.modality)
     ref = resolve_model(model, lab.catalog, config=config)
-    plan = plan.replace(model=model).resolve(ref.entry).validate(ref.entry)
+    plan = plan.replace(model=model).resolve(ref.entry)
+    return (plan.validate(ref.entry) if validate else plan), ref
+
+
+def prepare(lab: Lab, plan: Plan, config: str | None = None) -> tuple[Plan, ModelRef]:
+    """Resolve the plan's model and open fields, and validate — before any heavy work."""
+    plan, ref = complete(lab, plan, config)
     if plan.image:
         _load_image(plan.image)
     _require_available(lab, ref)
@@ -265,6 +272,16 @@ def check_compliance(lab: Lab, plan: Plan, ref: ModelRef):
     from labkit.compliance import enforce, enforce_prompt
 
     return enforce(licence_chain(plan, ref), lab.compliance), enforce_prompt(plan.prompt, lab.compliance)
+
+
+def signing_identity(lab: Lab):
+    """The C2PA signing identity the lab's config names (checked), or None when outputs are not signed."""
+    config = lab.config
+    if config.c2pa_cert is None and config.c2pa_key is None:
+        return None
+    from labkit.compliance.credentials import identity_from_config
+
+    return identity_from_config(config)
 
 
 def _require_available(lab: Lab, ref: ModelRef) -> None:
@@ -310,6 +327,7 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
     requested = plan
     plan, ref = prepare(lab, plan, config)
     check_compliance(lab, plan, ref)  # a blocked asset or prompt never renders
+    identity = signing_identity(lab)  # a configured certificate that cannot sign fails here, not after rendering
     tags = {"labkit.job": "render", "labkit.task": plan.task, "model.requested": plan.model,
             "labkit.controller": plan.controller.name, **(tags or {})}
     inputs: list[dict[str, Any]] = []
@@ -332,7 +350,7 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
         result = _render_with_fallbacks(lab, requested, plan, ref, progress, cancel, allow_pickle)
         result.run_id = run.run_id
         result.inputs = inputs
-        _record(lab, run, result, out)
+        _record(lab, run, result, out, identity)
         if result.status == "cancelled":
             run.status = "KILLED"
     return result
@@ -488,8 +506,9 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     return result
 
 
-def _record(lab: Lab, run, result: Result, out: str | Path | None) -> None:
-    """Write the outputs with their embedded record, and log everything to the run."""
+def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None) -> None:
+    """Write the outputs with their embedded record (signed with C2PA content credentials when the
+    lab has a signing identity), and log everything to the run."""
     from labkit import outputs
     from labkit.compliance import Asset, derive_terms
     from labkit.tracking import versions
@@ -521,6 +540,11 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None) -> None:
             for i, clip in enumerate(result.clips):
                 paths = outputs.write_video(clip, tmp_dir / f"{stem}-{i:02d}", plan.fps, {**record, "index": i})
                 written += list(paths.values())
+        signed = []
+        if identity is not None:
+            from labkit.compliance.credentials import sign_outputs
+
+            signed = sign_outputs(written, identity)
         run.log_artifact(tmp_dir, "outputs")
         run.log_dict(plan.to_dict(), "plan.json")
         result.files = [run.artifact_dir / "outputs" / p.name for p in written]
@@ -548,5 +572,8 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None) -> None:
         "labkit.fallback_reason": result.fallback_reason or "", "labkit.status": result.status,
         **verdict.tags(), **terms.tags(),
     })
+    if signed:
+        run.set_tags({"labkit.c2pa": "signed", "labkit.c2pa.signer": identity.subject,
+                      "labkit.c2pa.files": ", ".join(p.name for p in signed)})
     if prompt_verdict.messages():
         run.set_tags({"labkit.compliance.prompt": " | ".join(prompt_verdict.messages())[:5000]})

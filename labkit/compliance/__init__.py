@@ -10,6 +10,8 @@ labkit records what licences say; it does not give legal advice (see `DISCLAIMER
 - `derive_terms(chain)` → `Terms`: the output terms of a chain of licences, structured and as text.
 - `dataset_breakdown(folder)` → `DatasetBreakdown`: licence counts, missing items, terms, chart.
 - `check_prompt(prompt, mode)` / `enforce_prompt(...)` — prompt_rules.toml names.
+- `compliance_report(tracker, experiment)` → `ComplianceReport`: assets, licences and output terms per run.
+- `labkit.compliance.credentials` (optional, c2pa-python): `keygen`, `load_identity`, `sign_file`, `verify`.
 
 Importing this package reads no file and imports nothing heavy (matplotlib only inside `chart()`).
 """
@@ -33,11 +35,12 @@ from labkit.compliance.policy import (
     resolve_mode,
 )
 from labkit.compliance.prompts import PromptRules, PromptVerdict, check_prompt, enforce_prompt
+from labkit.compliance.report import ComplianceReport, RunCompliance, compliance_report
 from labkit.compliance.terms import DISCLAIMER, Terms, derive_terms
 
 __all__ = [
-    "ACTIONS", "DEFAULT_MODE", "DISCLAIMER", "ENV_MODE", "KINDS", "Asset", "DatasetBreakdown", "Decision", "Licence",
-    "LicenceTable", "Mode", "PromptRules", "PromptVerdict", "Terms", "Verdict", "check", "check_prompt",
-    "dataset_breakdown", "decide", "derive_terms", "enforce", "enforce_prompt", "licence_ok", "load_modes",
-    "resolve_mode",
+    "ACTIONS", "DEFAULT_MODE", "DISCLAIMER", "ENV_MODE", "KINDS", "Asset", "ComplianceReport", "DatasetBreakdown",
+    "Decision", "Licence", "LicenceTable", "Mode", "PromptRules", "PromptVerdict", "RunCompliance", "Terms", "Verdict",
+    "check", "check_prompt", "compliance_report", "dataset_breakdown", "decide", "derive_terms", "enforce",
+    "enforce_prompt", "licence_ok", "load_modes", "resolve_mode",
 ]

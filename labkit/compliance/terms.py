@@ -17,6 +17,7 @@ forward rather than drop them. DISCLAIMER goes with every record.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,9 +92,23 @@ class Terms:
                 "text": self.text, "disclaimer": DISCLAIMER}
 
     def tags(self, prefix: str = "labkit.terms") -> dict[str, str]:
-        """Flat string tags for an MLflow run."""
+        """Flat string tags for an MLflow run; `<prefix>.assets` is the chain as JSON (what
+        `labkit compliance report` reads back)."""
         return {f"{prefix}.commercial": str(self.commercial).lower(), f"{prefix}.text": self.text[:5000],
-                f"{prefix}.research_only": str(self.research_only).lower(), f"{prefix}.disclaimer": DISCLAIMER}
+                f"{prefix}.research_only": str(self.research_only).lower(), f"{prefix}.disclaimer": DISCLAIMER,
+                f"{prefix}.assets": self.assets_json()}
+
+    def assets_json(self, limit: int = 7900) -> str:
+        """The chain as compact JSON — kind, id, licence as recorded, licence_id as resolved — within
+        `limit` characters (MLflow keeps 8000 per tag); when cut, a last entry says how many were left off."""
+        rows = [{k: s[k] for k in ("kind", "id", "licence", "revision", "licence_id") if s.get(k) is not None}
+                for s in self.sources]
+        text = json.dumps(rows, separators=(",", ":"))
+        kept = len(rows)
+        while len(text) > limit and kept > 0:
+            kept -= 1
+            text = json.dumps([*rows[:kept], {"left_off": len(rows) - kept}], separators=(",", ":"))
+        return text
 
 
 def _label(asset: Asset, lic: Licence) -> str:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from PIL import Image
 
+    from labkit.compliance import DatasetBreakdown
+
 
 @dataclass
 class StepContext:
@@ -85,16 +87,35 @@ class TrainTask:
             save_file(state, str(folder / f"{name}.safetensors"))
 
     def data_card(self) -> dict[str, Any]:
-        """What the data is, for the model card and params: description, source, licence, size…"""
+        """What the data is, for the model card and params: description, source, licence, size…
+
+        A task whose data is an image folder in the Hugging Face imagefolder layout (images plus a
+        `metadata.jsonl` giving each item's licence) names it as `folder` (and may give it a `name`):
+        the licence of every item is then checked before training starts, and the run records the
+        folder's licence breakdown (see `dataset_breakdown`).
+        """
         return {}
 
+    def dataset_breakdown(self) -> DatasetBreakdown | None:
+        """The licence breakdown of the folder `data_card()` names as `folder`; None when it names none."""
+        card = self.data_card()
+        if not card.get("folder"):
+            return None
+        from labkit.compliance import dataset_breakdown
+
+        return dataset_breakdown(card["folder"], name=card.get("name") or None)
+
     def licence_chain(self) -> list[Any]:
-        """The compliance assets this training combines: by default the dataset of `data_card()`.
+        """The compliance assets this training combines: by default the dataset of `data_card()` —
+        one asset per licence group of its items when it names a `folder`, else one for the dataset.
 
         Recipes that start from a base model (LoRA, DreamBooth) add it first.
         """
         from labkit.compliance import Asset
 
+        breakdown = self.dataset_breakdown()
+        if breakdown is not None:
+            return breakdown.assets()
         card = self.data_card()
         return [Asset("dataset", str(card.get("source") or card.get("description") or self.name),
                       card.get("licence"))]
