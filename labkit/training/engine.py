@@ -170,6 +170,7 @@ class Trainer:
         self.step = 0
         self.last_checkpoint: Path | None = None
         self.result: TrainResult | None = None
+        self.breakdown = None  # the data folder's licence breakdown, read when the job starts
 
     # -- logging ------------------------------------------------------------------------------------
 
@@ -184,6 +185,25 @@ class Trainer:
     def _log_artifact(self, path: Path, artifact_path: str) -> None:
         if self.run is not None:
             self.run.log_artifact(path, artifact_path)
+
+    def log_dataset(self, breakdown) -> None:
+        """Record a dataset's licence breakdown with the run: `compliance/dataset-licences.json` (the
+        table, missing and unrecognised items, implied terms), `compliance/dataset-licences.png` (the
+        chart), `compliance/missing-licences.txt` (one file name a line), and `labkit.dataset.*` tags."""
+        if self.run is None or breakdown is None:
+            return
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="labkit-dataset-") as tmp:
+            folder = Path(tmp)
+            (folder / "dataset-licences.json").write_text(json.dumps(breakdown.to_dict(), indent=2, default=str))
+            breakdown.chart(folder / "dataset-licences.png")
+            (folder / "missing-licences.txt").write_text("".join(f"{name}\n" for name in breakdown.missing))
+            self._log_artifact(folder, "compliance")
+        self._set_tags({"labkit.dataset.name": breakdown.name, "labkit.dataset.folder": breakdown.folder,
+                        "labkit.dataset.items": breakdown.total, "labkit.dataset.missing": len(breakdown.missing),
+                        "labkit.dataset.licences": ", ".join(f"{k}: {v}" for k, v in breakdown.counts.items()),
+                        **breakdown.terms.tags("labkit.dataset.terms")})
 
     # -- checkpoints --------------------------------------------------------------------------------
 
@@ -240,8 +260,13 @@ class Trainer:
             out = self.task.validate(cfg.validation_prompts, cfg.validation_seeds, self.step)
         for m in models.values():
             m.train()
-        if out is None or not out.images:
+        if out is None:
             return {}
+        metrics = {f"val/{k}": float(v) for k, v in out.metrics.items()}
+        if metrics:
+            self._log_metrics(metrics, step=self.step)
+        if not out.images:  # a task without images (a text encoder's pre-training) still reports metrics
+            return metrics
         folder = Path(cfg.output_dir) / "validation"
         folder.mkdir(parents=True, exist_ok=True)
         grid = image_grid(out.images, cols=len(cfg.validation_seeds) if len(out.images) > 1 else 1)
@@ -253,9 +278,6 @@ class Trainer:
                                       "metrics": out.metrics}, indent=2))
         self._log_artifact(path, "validation")
         self._log_artifact(labels, "validation")
-        metrics = {f"val/{k}": float(v) for k, v in out.metrics.items()}
-        if metrics:
-            self._log_metrics(metrics, step=self.step)
         return metrics
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -276,6 +298,7 @@ class Trainer:
         resume_state = json.loads((resume_from / STATE_FILE).read_text()) if resume_from else None
         if resume_state:
             self._check_compatible(resume_state, resume_from)
+        self.breakdown = self.task.dataset_breakdown()  # a malformed metadata.jsonl fails here
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         t_start = time.time()
 
@@ -316,6 +339,7 @@ class Trainer:
                             **({"labkit.resumed_from": str(resume_from),
                                 "labkit.resumed_from_run": resume_state.get("run_id") or "",
                                 "labkit.resumed_at_step": self.step} if resume_from else {})})
+            self.log_dataset(self.breakdown)
 
         # 3. the loop
         accum = cfg.gradient_accumulation_steps
@@ -404,8 +428,25 @@ class Trainer:
             title=f"{self.task.name} (labkit)", task=self.task.name, config=self.config.to_dict(),
             steps=self.step, data=self.task.data_card(), licence=self.config.licence,
             run_id=getattr(self.run, "run_id", None), metrics=metrics, versions=versions(),
-            notes=self.task.card_notes(), wall_s=wall_s), encoding="utf-8")
+            notes=_join(self.task.card_notes(), _licence_notes(self.breakdown)), wall_s=wall_s), encoding="utf-8")
         return path
+
+
+def _join(*parts: str) -> str:
+    return "\n\n".join(p.strip() for p in parts if p and p.strip())
+
+
+def _licence_notes(breakdown) -> str:
+    """The model card's section on the training data's licences (empty without a breakdown)."""
+    if breakdown is None:
+        return ""
+    lines = ["## Licences of the training data", "", "| licence | items | share |", "|---|---:|---:|"]
+    lines += [f"| {r['licence']} | {r['count']} | {r['share']}% |" for r in breakdown.table()]
+    if breakdown.missing:
+        shown = ", ".join(breakdown.missing[:10]) + (" …" if len(breakdown.missing) > 10 else "")
+        lines += ["", f"Items without a licence ({len(breakdown.missing)}): {shown}"]
+    lines += ["", f"Terms that training on it implies: {breakdown.terms.text}"]
+    return "\n".join(lines)
 
 
 def train(task: TrainTask, config: TrainConfig, *, lab: Lab | None = None, run: Run | None = None,
