@@ -86,7 +86,7 @@ def test_toy_recipe_phases_train_through_the_engine(lab, tmp_path, offline):
     before = comps["vae"].decoder.conv_out.weight.detach().clone()
     res = train(ToyVAETask(comps["vae"]), TrainConfig(output_dir=tmp_path / "vae", steps=2, **common), lab=lab)
     assert res.status == "finished" and not torch.equal(before, comps["vae"].decoder.conv_out.weight)
-    task = ToyDiffusionTask(comps, guidance_scale=3.0, sampling_steps=2)
+    task = ToyDiffusionTask(comps, guidance_scale=3.0, sampling_steps=2, min_snr_gamma=5.0, object_weight=4.0)
     # adherence on an untrained model is a number in [0, 1]; cheap: fewer prompts
     import labkit.toyworld.train as tt
 
@@ -104,14 +104,32 @@ def test_toy_recipe_phases_train_through_the_engine(lab, tmp_path, offline):
     assert "CC0-1.0" in (res.export_dir / "README.md").read_text()
 
 
+def test_text_pretraining_teaches_the_encoder_what_is_where_in_unseen_captions(lab, tmp_path, offline):
+    from labkit.toyworld.train import ToyTextTask
+    from labkit.training import TrainConfig, train
+
+    comps = tm.build_components(tmp_path / "build", seed=0)
+    task = ToyTextTask(comps["text_encoder"], comps["tokenizer"])
+    before = task.validate((), (), 0).metrics
+    res = train(task, TrainConfig(output_dir=tmp_path / "text", steps=150, batch_size=64, learning_rate=1e-3,
+                                  checkpoint_every=0, validate_every=150, validation_prompts=("captions",),
+                                  log_every=50, cpu=True, licence="CC0-1.0"), lab=lab)
+    assert res.status == "finished"
+    metrics = lab.tracker.client.get_run(res.run_id).data.metrics
+    # held-out captions: attribute combinations the encoder never saw, in every paraphrase
+    assert before["heldout_colour"] < 0.2
+    assert metrics["val/heldout_colour"] > 0.4 and metrics["val/heldout_size"] > 0.4
+    assert (res.export_dir / "text_encoder.safetensors").is_file()
+
+
 def test_cli_train_toy_base_writes_a_loadable_toy_pipeline(cli_env, project, tmp_path):
     from labkit.hardware import HardwareProfile
     from labkit.lab import Lab
     from tests.integration.test_cli import labkit
 
     out = tmp_path / "toy-run"
-    labkit("train", "toy-base", "--output", str(out), "--steps", "2", "--vae-steps", "2", "--batch-size", "2",
-           "--no-eval", "--threads", "1", env=cli_env)
+    labkit("train", "toy-base", "--output", str(out), "--steps", "2", "--vae-steps", "2", "--text-steps", "2",
+           "--batch-size", "2", "--no-eval", "--threads", "1", env=cli_env)
     model = out / "model"
     lab = Lab(project, hardware=HardwareProfile.simulated(None))
     r = lab.generate("a small red circle on the left", model=str(model), steps=2, seed=0, size=(64, 64))
