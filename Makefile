@@ -13,6 +13,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.labkit-setup
 PYTEST_ARGS ?=
+CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: setup demo test lab ui clean
 
@@ -22,7 +23,11 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,c2pa]"
+	@# The browser test drives JupyterLab in the distribution's Chromium (no browser download).
+	@test -x $(CHROMIUM) || { if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "note: $(CHROMIUM) is missing: install the 'chromium' package for the browser test"; fi; }
 	touch $(STAMP)
 
 demo: setup
