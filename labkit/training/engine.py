@@ -11,7 +11,7 @@ rendering validation grids every `validate_every`; (4) export the model with a m
 Exact resume: every micro-batch and every random draw is a pure function of (seed, micro-batch
 index), checkpoints hold model / optimizer / scheduler / RNG state plus the step, and validation
 runs under a forked RNG, so on a CPU a run stopped and resumed gives bit-identical weights to one
-that never stopped. Ctrl-C (KeyboardInterrupt) saves a checkpoint at the last finished step,
+that never stopped. Ctrl-C (KeyboardInterrupt) or SIGTERM saves a checkpoint at the last finished step,
 records it on the run, and re-raises; `train()` turns that into a result with status "interrupted".
 """
 
@@ -349,7 +349,9 @@ class Trainer:
         last_metrics: dict[str, float] = {}
         state = TrainState(step=self.step, steps=cfg.steps, trainer=self)
         autocast = accelerator.autocast if cfg.mixed_precision != "no" else nullcontext
+        sigterm = _SigtermAsInterrupt()
         try:
+            sigterm.install()
             while self.step < cfg.steps:
                 step_loss = 0.0
                 for k in range(accum):
@@ -390,6 +392,7 @@ class Trainer:
                 for cb in self.callbacks:
                     cb(state)
         except KeyboardInterrupt:
+            sigterm.release()  # a second SIGTERM during the save kills as usual
             ckpt = self.save_checkpoint(accelerator, reason="interrupted")
             if self.config.checkpoint_artifacts != "none":
                 self._log_artifact(ckpt, f"checkpoints/{ckpt.name}")
@@ -398,6 +401,8 @@ class Trainer:
             self.result = TrainResult("interrupted", self.step, Path(cfg.output_dir), None, ckpt,
                                       getattr(self.run, "run_id", None), time.time() - t_start, last_metrics)
             raise
+
+        sigterm.release()
 
         # 4. final checkpoint, export, model card
         if cfg.checkpoint_every or cfg.checkpoint_artifacts != "none":
@@ -430,6 +435,34 @@ class Trainer:
             run_id=getattr(self.run, "run_id", None), metrics=metrics, versions=versions(),
             notes=_join(self.task.card_notes(), _licence_notes(self.breakdown)), wall_s=wall_s), encoding="utf-8")
         return path
+
+
+class _SigtermAsInterrupt:
+    """While the loop runs, SIGTERM — how `kill`, a scheduler, Colab or Kaggle stop a job — takes the
+    Ctrl-C path: checkpoint at the last finished step, mark the run KILLED, stop. Only the main thread
+    can own a signal handler; elsewhere this does nothing. Releasing twice is harmless."""
+
+    def __init__(self) -> None:
+        self.previous = None
+
+    def install(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+        self.previous = signal.signal(signal.SIGTERM, interrupt)
+
+    def release(self) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+            self.previous = None
 
 
 def _join(*parts: str) -> str:

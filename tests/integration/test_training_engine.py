@@ -124,6 +124,23 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(lab, tmp_path):
     assert not torch.equal(a["0.weight"], _weights(TinyTask())["0.weight"])
 
 
+def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(lab, tmp_path):
+    import os
+    import signal
+
+    def terminate_at_2(state):  # what `kill`, a scheduler or Kaggle's stop button sends
+        if state.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    stopped = train(TinyTask(), _config(tmp_path / "run"), lab=lab, callbacks=[terminate_at_2])
+    assert stopped.status == "interrupted" and stopped.checkpoint.name == "checkpoint-000002"
+    assert _client(lab).get_run(stopped.run_id).info.status == "KILLED"
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler lives only while training runs
+    resumed = train(TinyTask(), _config(tmp_path / "run", resume="latest"), lab=lab)
+    assert resumed.status == "finished" and resumed.step == 6
+
+
 def test_run_records_metrics_checkpoints_validation_and_card(lab, tmp_path):
     out = tmp_path / "run"
     res = train(TinyTask(), _config(out, checkpoint_artifacts="all"), lab=lab, run_name="record")
