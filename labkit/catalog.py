@@ -493,7 +493,8 @@ def _parse(text: str, name: str) -> dict[str, Any]:
         raise ConfigError(f"Catalogue file {name} is not valid TOML: {e}.", value=name,
                           fix="fix the TOML syntax at the position shown.") from e
     models = data.get("models", {})
-    unknown = sorted(set(data) - {"models"})
+    # [adapters.ID] tables are read by labkit.pipelines.lora.adapter_entries
+    unknown = sorted(set(data) - {"models", "adapters"})
     if unknown or not isinstance(models, dict):
         raise ConfigError(f"Catalogue file {name}: unexpected top-level keys {unknown or ['models']}.",
                           value=unknown, fix="put every model in a [models.ID] table.")

@@ -55,6 +55,11 @@ class ComplianceViolation(LabkitError):
     """An asset's licence is not allowed by the active compliance mode."""
 
 
+class IncompatibleAdapter(LabkitError):
+    """A LoRA adapter does not fit the model it is applied to: made for another base family, or
+    keys that match no layer of the model (which would otherwise load as a silent no-op)."""
+
+
 class OutOfMemory(LabkitError, MemoryError):
     """Out of memory after every cheaper memory strategy was tried."""
 

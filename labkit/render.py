@@ -237,9 +237,6 @@ def complete(lab: Lab, plan: Plan, config: str | None = None, *, validate: bool 
     checked on disk but the model's own folder: what a panel shows before anyone presses Render."""
     from labkit.pipelines.loader import resolve_model
 
-    if plan.adapters:
-        raise InvalidParameter(f"This labkit cannot apply adapters yet ({', '.join(a.id for a in plan.adapters)}).",
-                               value=[a.id for a in plan.adapters], fix="render without adapters for now.")
     model = plan.model or lab.default_model(plan.modality)
     ref = resolve_model(model, lab.catalog, config=config)
     plan = plan.replace(model=model).resolve(ref.entry)
@@ -252,15 +249,30 @@ def prepare(lab: Lab, plan: Plan, config: str | None = None) -> tuple[Plan, Mode
     if plan.image:
         _load_image(plan.image)
     _require_available(lab, ref)
+    plan_adapters(lab, plan, ref)  # an adapter that is missing or made for another family fails here
     return plan, ref
 
 
-def licence_chain(plan: Plan, ref: ModelRef) -> list[Any]:
-    """The compliance assets a plan puts together: the model, then the controller's LLM."""
+def plan_adapters(lab: Lab, plan: Plan, ref: ModelRef) -> list[tuple[Any, float]]:
+    """The plan's adapters found (hub files from the cache) and checked against the model's family:
+    [(AdapterSource, weight)]. Reads file headers only."""
+    if not plan.adapters:
+        return []
+    from labkit.pipelines.lora import resolve_plan_adapters
+
+    return resolve_plan_adapters(plan.adapters, lab.catalog, tracker=lab.tracker, family=ref.family,
+                                 hash_cache=lab.hash_cache)
+
+
+def licence_chain(plan: Plan, ref: ModelRef, adapters: list[tuple[Any, float]] = ()) -> list[Any]:
+    """The compliance assets a plan puts together: the model, the adapters (each with the training
+    data it records), then the controller's LLM."""
     from labkit.compliance import Asset
 
     entry = ref.entry
     chain = [Asset("model", entry.id if entry else ref.id, ref.licence, ref.revision if ref.kind == "hub" else None)]
+    for src, _ in adapters:
+        chain += src.assets()
     if plan.controller.model:
         chain.append(Asset("controller-llm", plan.controller.model, plan.controller.licence,
                            plan.controller.revision))
@@ -271,7 +283,8 @@ def check_compliance(lab: Lab, plan: Plan, ref: ModelRef):
     """The lab's compliance mode applied to the plan's assets and prompt; raises when blocked."""
     from labkit.compliance import enforce, enforce_prompt
 
-    return enforce(licence_chain(plan, ref), lab.compliance), enforce_prompt(plan.prompt, lab.compliance)
+    chain = licence_chain(plan, ref, plan_adapters(lab, plan, ref))
+    return enforce(chain, lab.compliance), enforce_prompt(plan.prompt, lab.compliance)
 
 
 def signing_identity(lab: Lab):
@@ -462,8 +475,11 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     """One pipeline call, timed per step, with peak memory and cancellation."""
     from labkit.pipelines import calls
     from labkit.pipelines.loader import require_task
+    from labkit.pipelines.lora import activate
 
     pipe = require_task(loaded.ref, loaded.pipe, plan.task)
+    # Adapters live in the cached pipeline's modules: only re-weighted when a plan switches them.
+    adapters = activate(loaded.pipe, plan_adapters(lab, plan, loaded.ref), family=loaded.ref.family)
     step_times: list[float] = []
     total = plan.steps * (plan.count if plan.modality == "video" else 1)
     cancelled = False
@@ -482,6 +498,8 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
                   count=plan.count, on_step=on_step)
     device = lab.hardware.device if loaded.strategy.device == "gpu" else "cpu"
     result = Result(plan=plan, strategy=loaded.strategy, applied=list(loaded.applied))
+    if adapters:
+        result.model["adapters"] = adapters
     start = time.perf_counter()
     with _PeakMemory(device) as mem:
         if plan.task in ("txt2img", "img2img"):
@@ -515,7 +533,7 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
 
     plan = result.plan
     verdict, prompt_verdict = check_compliance(lab, plan, result.ref)
-    base = licence_chain(plan, result.ref)
+    base = licence_chain(plan, result.ref, plan_adapters(lab, plan, result.ref))
     terms = derive_terms([*base, *(Asset("model", i["id"], i["licence"]) for i in result.inputs)])
     record = {
         "plan": plan.to_dict(), "model": {k: v for k, v in result.model.items()},
@@ -571,6 +589,7 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
         "labkit.attempts": json.dumps([a.to_dict() for a in result.attempts]),
         "labkit.fallback_reason": result.fallback_reason or "", "labkit.status": result.status,
         **verdict.tags(), **terms.tags(),
+        **({"model.adapters": json.dumps(m["adapters"], default=str)[:5000]} if m.get("adapters") else {}),
     })
     if signed:
         run.set_tags({"labkit.c2pa": "signed", "labkit.c2pa.signer": identity.subject,

@@ -223,6 +223,7 @@ class Trainer:
                  "samples": self.step * self.config.gradient_accumulation_steps * self.config.batch_size,
                  "task": self.task.name, "reason": reason, "time": time.time(),
                  "run_id": getattr(self.run, "run_id", None), "config": self.config.to_dict()}
+        self.task.on_checkpoint(tmp, self.step)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)  # a checkpoint exists whole or not at all
@@ -315,8 +316,8 @@ class Trainer:
             m.train()
         groups = self.task.param_groups(cfg.learning_rate) or [
             {"params": [p for m in models.values() for p in m.parameters() if p.requires_grad]}]
-        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_eps,
-                                      weight_decay=cfg.weight_decay)
+        optimizer = self.task.optimizer(groups, cfg) or torch.optim.AdamW(
+            groups, lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
         prepared = accelerator.prepare(*models.values(), optimizer, scheduler)
         optimizer, scheduler = prepared[-2], prepared[-1]

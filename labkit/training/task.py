@@ -120,6 +120,14 @@ class TrainTask:
         return [Asset("dataset", str(card.get("source") or card.get("description") or self.name),
                       card.get("licence"))]
 
+    def optimizer(self, groups: list[dict[str, Any]], config: Any) -> Any:
+        """The optimizer for `groups` (e.g. bitsandbytes' 8-bit AdamW); None: the engine's AdamW."""
+        return None
+
+    def on_checkpoint(self, folder: Path, step: int) -> None:
+        """Called while checkpoint `folder` is being written (before it becomes visible): a task may add
+        files of its own there, e.g. a LoRA task writes the adapter so each checkpoint loads as one."""
+
     def card_notes(self) -> str:
         """Extra Markdown for the model card (intended use, how to load…)."""
         return ""

@@ -1,0 +1,704 @@
+"""LoRA adapters on diffusers pipelines: find them, check they fit, load, stack, fuse, unload.
+
+    src = resolve_adapter("my-lora.safetensors", catalog)        # or a folder, "run:RUN_ID", a hub repo, a catalogue id
+    activate(pipe, [(src, 0.8)], family="toy")                   # loads once, then only re-weights
+    fuse(pipe); ...; unfuse(pipe)                                # unfuse restores the exact base weights
+    unload(pipe)                                                 # back to the bare base model
+
+Formats: diffusers / PEFT (`unet.….lora_A.weight`, what `save_lora_weights` writes, and the older
+`….lora.down.weight` spelling) and kohya (`lora_unet_…​.lora_down.weight` with `.alpha`, what
+sd-scripts, A1111 and ComfyUI use). Kohya alphas are folded into the up weights when reading, so
+every adapter loads with PEFT's `alpha == rank` convention and nothing depends on how a tool
+stores its scale.
+
+Checks made before any denoising step: an adapter whose recorded base family differs from the
+model's is refused without loading anything; every LoRA layer must land on a layer of the model
+with the same shape, else `IncompatibleAdapter` names how many did not (an adapter whose keys
+match nothing would otherwise load as a silent no-op).
+
+Text-encoder LoRA layers are injected with PEFT directly rather than through transformers'
+`load_adapter`, which refuses the PEFT releases available today (transformers 5 asks for a newer
+PEFT than PyPI has); the layers are the same PEFT layers, so `set_adapters`, `fuse_lora`,
+`delete_adapters` and `unload_lora_weights` treat them as usual.
+
+The safetensors header of a labkit-trained adapter carries `labkit.*` metadata: the base model and
+its family, the adapter's licence, and its licence chain (the base model plus one asset per licence
+group of the training data); that chain joins the chain of every output rendered with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labkit.errors import IncompatibleAdapter, InvalidParameter, ModelNotCached, UnsafeWeights
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.catalog import Catalog
+    from labkit.controller.plan import AdapterRef
+
+#: File names labkit writes: diffusers' own default, and the kohya copy beside it.
+WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+KOHYA_NAME = "lora_kohya.safetensors"
+#: safetensors metadata keys labkit writes (all values are strings; JSON where structured).
+META_PREFIX = "labkit."
+#: Adapters kept loaded on a pipeline beyond those the current plan uses (least recently used go first).
+MAX_LOADED = 8
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
+# Components a LoRA state dict may address, by the prefix diffusers gives their keys.
+_COMPONENTS = ("unet", "text_encoder", "text_encoder_2", "transformer")
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsing and resolving
+
+
+def parse_adapter(text: str) -> AdapterRef:
+    """`PATH_OR_ID[:WEIGHT]` → AdapterRef, e.g. "hexagon.safetensors:0.8" or "run:3f…:1.2" or "owner/repo".
+
+    The part after the last colon is a weight only when it reads as a number, so Windows paths
+    and "run:ID" keep their colons.
+    """
+    from labkit.controller.plan import AdapterRef
+
+    spec = str(text).strip()
+    if not spec:
+        raise InvalidParameter("An empty adapter was given.", value=text,
+                               fix="pass PATH_OR_ID[:WEIGHT], e.g. my-lora.safetensors:0.8.")
+    head, sep, tail = spec.rpartition(":")
+    if sep and head:
+        try:
+            weight = float(tail)
+        except ValueError:
+            return AdapterRef(spec, 1.0)
+        return AdapterRef(head, weight)
+    return AdapterRef(spec, 1.0)
+
+
+@dataclass(frozen=True)
+class AdapterSource:
+    """An adapter found on disk (downloaded first when it comes from the hub), before loading.
+
+    Attributes:
+        id: what the plan names (path, run id, catalogue id or repo id).
+        kind: "file", "run", "catalog" or "hub".
+        path: the `.safetensors` file.
+        format: "peft" (diffusers / PEFT), "diffusers-old" or "kohya".
+        family: the base family it was made for, when known (labkit metadata or the catalogue).
+        base_model: the base model it was trained from, when recorded.
+        licence: the adapter's licence (catalogue entry or labkit metadata), None when unknown.
+        chain: the compliance assets it brings along besides itself (its training data), as dicts.
+        sha256: the file's hash; `name` (the adapter name on the pipeline) derives from it.
+        metadata: the file's whole safetensors header metadata.
+    """
+
+    id: str
+    kind: str
+    path: Path
+    format: str
+    sha256: str
+    family: str | None = None
+    base_model: str | None = None
+    licence: str | None = None
+    revision: str | None = None
+    chain: tuple[Mapping[str, Any], ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def name(self) -> str:
+        """The adapter's name on a pipeline: one per file content, so the same file loads once."""
+        return f"lk_{self.sha256[:16]}"
+
+    def assets(self) -> list[Any]:
+        """The adapter and what it brings (its training data) as compliance assets."""
+        from labkit.compliance import Asset
+
+        out = [Asset("adapter", self.id, self.licence, self.revision)]
+        for a in self.chain:
+            if a.get("kind") == "model":  # its base model: the render's own model is in the chain already
+                continue
+            out.append(Asset.of(a))
+        return out
+
+    def record(self, weight: float) -> dict[str, Any]:
+        """What an output's record says about this adapter."""
+        return {"id": self.id, "kind": self.kind, "path": str(self.path), "format": self.format, "weight": weight,
+                "hash": self.sha256, "family": self.family, "base_model": self.base_model, "licence": self.licence}
+
+
+@dataclass(frozen=True)
+class AdapterEntry:
+    """An `[adapters.ID]` table of a catalogue file: where the adapter is, its base family and licence."""
+
+    id: str
+    family: str
+    licence: str
+    repo: str | None = None
+    path: str | None = None
+    weight_name: str = WEIGHT_NAME
+    revision: str | None = None
+    name: str = ""
+    description: str = ""
+
+
+_ADAPTER_KEYS = {"name", "repo", "path", "weight_name", "revision", "family", "licence", "description"}
+
+
+def adapter_entries(catalog: Catalog | None) -> dict[str, AdapterEntry]:
+    """The `[adapters.ID]` tables of the catalogue's files (shipped first, then the user's), by id.
+
+    Keys: family and licence (required), one of repo (hub, with optional revision and weight_name)
+    and path (a `.safetensors` file, relative to the TOML file), name, description.
+    """
+    import tomllib
+    from importlib import resources
+
+    from labkit.catalog import SHIPPED
+    from labkit.errors import ConfigError
+
+    out: dict[str, AdapterEntry] = {}
+    sources = catalog.sources if catalog is not None else (SHIPPED,)
+    for src in sources:
+        if src == SHIPPED:
+            text, base = resources.files("labkit").joinpath("catalog.toml").read_text(encoding="utf-8"), None
+        else:
+            p = Path(src).expanduser()
+            text, base = p.read_text(encoding="utf-8"), p.parent
+        for aid, spec in tomllib.loads(text).get("adapters", {}).items():
+            where = f"{src} [adapters.{aid}]"
+            unknown = sorted(set(spec) - _ADAPTER_KEYS)
+            if unknown:
+                raise ConfigError(f"{where}: unknown field(s) {unknown}.", value=unknown,
+                                  fix=f"use only {sorted(_ADAPTER_KEYS)}.")
+            for key in ("family", "licence"):
+                if not isinstance(spec.get(key), str):
+                    raise ConfigError(f"{where}: field `{key}` is missing.", value=None,
+                                      fix=f'add {key} = "…" (the base family it was made for, its licence).')
+            if ("repo" in spec) == ("path" in spec):
+                raise ConfigError(f"{where}: set exactly one of repo and path.",
+                                  value=spec.get("repo") or spec.get("path"),
+                                  fix='write repo = "owner/name" (hub) or path = "FILE.safetensors".')
+            path = spec.get("path")
+            if path is not None and base is not None and not Path(path).expanduser().is_absolute():
+                path = str((base / path).resolve())
+            out[aid.lower()] = AdapterEntry(id=aid.lower(), family=spec["family"], licence=spec["licence"],
+                                            repo=spec.get("repo"), path=path,
+                                            weight_name=spec.get("weight_name", WEIGHT_NAME),
+                                            revision=spec.get("revision"), name=spec.get("name", aid),
+                                            description=spec.get("description", ""))
+    return out
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The safetensors header metadata of `path` (reads the header only)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def _file_in(folder: Path) -> Path:
+    """The adapter file of a folder: diffusers' default name, a labkit run or checkpoint folder, or
+    the folder's only `.safetensors`."""
+    for cand in (folder / WEIGHT_NAME, folder / "model" / WEIGHT_NAME, folder / "adapter" / WEIGHT_NAME):
+        if cand.is_file():
+            return cand
+    files = sorted(folder.glob("*.safetensors"))
+    if len(files) == 1:
+        return files[0]
+    raise InvalidParameter(
+        f"Folder {str(folder)!r} holds no adapter labkit can pick"
+        + (f" ({len(files)} .safetensors files)." if files else " (no .safetensors file)."),
+        value=str(folder), fix=f"pass the .safetensors file itself, or a folder with {WEIGHT_NAME}.")
+
+
+def _format_of(keys: Iterable[str]) -> str:
+    keys = list(keys)
+    if keys and all(k.startswith(_KOHYA_PREFIXES) for k in keys):
+        return "kohya"
+    if any(".lora_A." in k or ".lora_B." in k for k in keys):
+        return "peft"
+    return "diffusers-old"
+
+
+def _source(spec: str, kind: str, path: Path, *, family: str | None = None, licence: str | None = None,
+            revision: str | None = None, hash_cache: dict | None = None) -> AdapterSource:
+    from safetensors import safe_open
+
+    from labkit.pipelines.loader import sha256_file
+
+    if path.suffix != ".safetensors":
+        raise UnsafeWeights(f"Adapter {spec!r} is {path.name}, a pickle format that can run code when loaded.",
+                            value=spec, fix="use the adapter's .safetensors file (convert it once if you trust it).")
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+        fmt = _format_of(f.keys())
+    chain = json.loads(meta.get(f"{META_PREFIX}licence_chain", "[]"))
+    return AdapterSource(
+        id=spec, kind=kind, path=path, format=fmt, sha256=sha256_file(path, hash_cache),
+        family=family or meta.get(f"{META_PREFIX}base_family") or None,
+        base_model=meta.get(f"{META_PREFIX}base_model") or None,
+        licence=licence or meta.get(f"{META_PREFIX}licence") or None, revision=revision,
+        chain=tuple(chain), metadata=meta)
+
+
+def resolve_adapter(spec: str, catalog: Catalog | None = None, *, tracker: Any = None,
+                    hash_cache: dict | None = None) -> AdapterSource:
+    """Find the adapter a plan names: a `.safetensors` file, a folder holding one (a labkit run's
+    output or checkpoint folder too), "run:RUN_ID" (the adapter a labkit training run logged), an
+    `[adapters.ID]` catalogue entry, or a hub repo "owner/name" (its `pytorch_lora_weights.safetensors`;
+    "owner/name/FILE.safetensors" for another file). Hub files come from the local cache when
+    HF_HUB_OFFLINE is set; one that is not cached raises `ModelNotCached` naming the download command.
+    """
+    from labkit.pipelines.loader import _offline
+
+    text = str(spec).strip()
+    path = Path(text).expanduser()
+    if path.exists():
+        path = path.resolve()
+        return _source(text, "file", _file_in(path) if path.is_dir() else path, hash_cache=hash_cache)
+
+    run_id = text.removeprefix("run:")
+    if text.startswith("run:") or _RUN_ID.match(text):
+        if tracker is None:
+            raise InvalidParameter(f"Adapter {text!r} names a run, but no tracking store was given.", value=text,
+                                   fix="render through a Lab (lab.render), or pass the adapter file's path.")
+        try:
+            run = tracker.client.get_run(run_id)
+        except Exception as e:
+            raise InvalidParameter(f"Adapter {text!r}: no run {run_id!r} in the tracking store ({type(e).__name__}).",
+                                   value=text, fix="check the run id (`labkit compliance report` lists runs).") from e
+        from urllib.parse import unquote, urlparse
+
+        parsed = urlparse(run.info.artifact_uri)
+        root = Path(unquote(parsed.path)) if parsed.scheme in ("file", "") else Path(run.info.artifact_uri)
+        found = root / "model" / WEIGHT_NAME
+        if not found.is_file():
+            raise InvalidParameter(f"Run {run_id!r} logged no adapter (no model/{WEIGHT_NAME} in its artifacts).",
+                                   value=text, fix="pass a LoRA training run (labkit train lora) that finished.")
+        return _source(text, "run", found, hash_cache=hash_cache)
+
+    entries = adapter_entries(catalog)
+    entry = entries.get(text.lower())
+    if entry is not None:
+        if entry.path is not None:
+            p = Path(entry.path).expanduser()
+            if not p.is_file():
+                raise ModelNotCached(f"Adapter {text!r} is not at {entry.path}.", value=text,
+                                     fix="check the path of its [adapters] entry.")
+            return _source(text, "catalog", p, family=entry.family, licence=entry.licence, hash_cache=hash_cache)
+        repo, weight_name, revision = entry.repo, entry.weight_name, entry.revision
+    elif _REPO.match(text) or (text.count("/") == 2 and text.endswith(".safetensors")):
+        parts = text.split("/")
+        repo, weight_name, revision = "/".join(parts[:2]), (parts[2] if len(parts) == 3 else WEIGHT_NAME), None
+    else:
+        raise InvalidParameter(
+            f"Adapter {text!r} is not a file, a folder, a run, a catalogue adapter or a hub repo id.", value=text,
+            fix="pass a .safetensors path, run:RUN_ID, an [adapters.ID] of your catalogue"
+                + (f" ({', '.join(entries)})" if entries else "") + ", or owner/name on the hub.")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        local = hf_hub_download(repo, weight_name, revision=revision, local_files_only=_offline())
+    except Exception as e:
+        why = "HF_HUB_OFFLINE is set" if _offline() else "the hub could not be reached"
+        rev = f" --revision {revision}" if revision and revision != "main" else ""
+        raise ModelNotCached(
+            f"Adapter {text!r} ({repo}/{weight_name}) is not in the local Hugging Face cache and {why} "
+            f"({type(e).__name__}).", value=text,
+            fix=f"download it once with `hf download {repo} {weight_name}{rev}` on a machine with internet.") from e
+    return _source(text, "catalog" if entry else "hub", Path(local), family=entry.family if entry else None,
+                   licence=entry.licence if entry else None, revision=revision, hash_cache=hash_cache)
+
+
+def resolve_plan_adapters(adapters: Sequence[AdapterRef], catalog: Catalog | None = None, *, tracker: Any = None,
+                          family: str | None = None, hash_cache: dict | None = None
+                          ) -> list[tuple[AdapterSource, float]]:
+    """Resolve each of a plan's adapters; with `family`, refuse one recorded as made for another family
+    (before anything loads). Two entries for the same file are an error."""
+    out: list[tuple[AdapterSource, float]] = []
+    seen: dict[str, str] = {}
+    for a in adapters:
+        src = resolve_adapter(a.id, catalog, tracker=tracker, hash_cache=hash_cache)
+        if src.name in seen:
+            raise InvalidParameter(f"Adapters {seen[src.name]!r} and {a.id!r} are the same file.", value=a.id,
+                                   fix="list each adapter once, with the weight you want.")
+        seen[src.name] = a.id
+        if family is not None:
+            check_family(src, family)
+        out.append((src, float(a.weight)))
+    return out
+
+
+def check_family(src: AdapterSource, family: str) -> None:
+    """Refuse an adapter whose recorded base family is not `family`."""
+    if src.family and src.family != family:
+        raise IncompatibleAdapter(
+            f"Adapter {src.id!r} was made for the {src.family!r} family; the model is {family!r}.",
+            value=src.id, fix=f"use a {src.family} model with it, or an adapter trained on a {family} model.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading state dicts and checking the fit
+
+
+def _fold_kohya_alphas(sd: dict[str, Any]) -> dict[str, Any]:
+    """Kohya keeps a per-layer `alpha` (scale alpha / rank); fold it into `lora_up` so the layer
+    has PEFT's alpha == rank convention. Exact up to float rounding."""
+    out = dict(sd)
+    for key in [k for k in sd if k.endswith(".alpha")]:
+        name = key[: -len(".alpha")]
+        alpha = float(out.pop(key).float().item())
+        down, up = out.get(f"{name}.lora_down.weight"), f"{name}.lora_up.weight"
+        if down is not None and up in out:
+            rank = down.shape[0]
+            if alpha != rank:
+                out[up] = (out[up].float() * (alpha / rank)).to(out[up].dtype)
+    return out
+
+
+def _guess_family(keys: Iterable[str]) -> str | None:
+    keys = list(keys)
+    if any(k.startswith(("lora_te2_", "text_encoder_2.")) or "add_embedding" in k or "lora_unet_input_blocks" in k
+           or "lora_unet_output_blocks" in k for k in keys):
+        return "sdxl"
+    if any(k.startswith(("transformer.", "lora_transformer_", "diffusion_model.")) for k in keys):
+        return "a transformer (DiT) model"
+    return None
+
+
+def component_state_dicts(pipe: Any, path: str | Path) -> tuple[dict[str, dict[str, Any]], list[str], dict | None]:
+    """The adapter file split by pipeline component, each in PEFT key format:
+    ({component: {module.lora_A.weight: tensor, …}}, keys that address no component, lora_adapter_metadata)."""
+    from diffusers.utils.state_dict_utils import (
+        convert_state_dict_to_diffusers,
+        convert_state_dict_to_peft,
+        convert_unet_state_dict_to_peft,
+    )
+    from safetensors.torch import load_file
+
+    raw = load_file(str(path))
+    meta_json = read_metadata(path).get("lora_adapter_metadata")
+    metadata = json.loads(meta_json) if meta_json else None
+    raw = {k: v for k, v in raw.items() if "dora_scale" not in k}
+    if _format_of(raw) == "kohya":
+        raw = _fold_kohya_alphas(raw)
+        kwargs = {"unet_config": pipe.unet.config} if getattr(pipe, "unet", None) is not None else {}
+        try:
+            sd, _ = type(pipe).lora_state_dict(raw, **kwargs)
+        except (ValueError, KeyError) as e:
+            raise IncompatibleAdapter(f"Adapter {str(path)!r} is in kohya format but cannot be converted: {e}",
+                                      value=str(path),
+                                      fix="check that it is a LoRA (not LyCORIS/LoKr) for this model.") from e
+    else:
+        sd = raw
+    loadable = [c for c in getattr(pipe, "_lora_loadable_modules", _COMPONENTS)]
+    parts: dict[str, dict[str, Any]] = {}
+    stray: list[str] = []
+    for key, value in sd.items():
+        comp = next((c for c in sorted(loadable, key=len, reverse=True) if key.startswith(f"{c}.")), None)
+        if comp is None:
+            stray.append(key)
+            continue
+        parts.setdefault(comp, {})[key[len(comp) + 1:]] = value
+    for comp, part in parts.items():
+        if getattr(pipe, comp, None) is None:
+            continue
+        first = next(iter(part))
+        if comp in ("unet", "transformer"):
+            parts[comp] = part if "lora_A" in first else convert_unet_state_dict_to_peft(part)
+        else:
+            parts[comp] = convert_state_dict_to_peft(convert_state_dict_to_diffusers(part))
+    return parts, stray, metadata
+
+
+def _module_of(key: str) -> str:
+    for marker in (".lora_A.", ".lora_B.", ".lora_magnitude_vector"):
+        if marker in key:
+            return key.split(marker)[0]
+    return key.rsplit(".", 1)[0]
+
+
+def check_fit(pipe: Any, src: AdapterSource, model_family: str | None = None,
+              parts: tuple[dict, list, Any] | None = None) -> dict[str, int]:
+    """Check that every LoRA layer of `src` lands on a model layer of the same shape; return
+    {component: layers} on success, raise `IncompatibleAdapter` (naming how many failed, examples,
+    and the family the keys suggest) otherwise."""
+    comps, stray, _ = parts if parts is not None else component_state_dicts(pipe, src.path)
+    missing: list[str] = [f"{k} (no component)" for k in stray]
+    wrong: list[str] = []
+    counts: dict[str, int] = {}
+    total = len(stray)
+    for comp, sd in comps.items():
+        model = getattr(pipe, comp, None)
+        modules = dict(model.named_modules()) if model is not None else {}
+        seen: set[str] = set()
+        for key, tensor in sd.items():
+            mod_name = _module_of(key)
+            if mod_name in seen and ".lora_B." not in key:
+                continue
+            total += ".lora_A." in key
+            module = modules.get(mod_name)
+            base = getattr(module, "base_layer", module)
+            weight = getattr(base, "weight", None)
+            if weight is None:
+                if ".lora_A." in key:
+                    missing.append(f"{comp}.{mod_name}")
+                continue
+            seen.add(mod_name)
+            if ".lora_A." in key and tensor.shape[1] != weight.shape[1]:
+                wrong.append(f"{comp}.{mod_name}: in {tensor.shape[1]} vs {weight.shape[1]}")
+            elif ".lora_B." in key and tensor.shape[0] != weight.shape[0]:
+                wrong.append(f"{comp}.{mod_name}: out {tensor.shape[0]} vs {weight.shape[0]}")
+            elif ".lora_A." in key:
+                counts[comp] = counts.get(comp, 0) + 1
+    if total == 0 or not counts and not missing and not wrong:
+        raise IncompatibleAdapter(f"Adapter {src.id!r} holds no LoRA layers labkit can read.", value=src.id,
+                                  fix="check that the file is a LoRA (diffusers/PEFT or kohya format).")
+    if missing or wrong:
+        guess = src.family or _guess_family(list(comps) + stray + [f"{c}.{k}" for c, s in comps.items() for k in s])
+        made_for = f" It looks made for {guess}." if guess and guess != model_family else ""
+        problems = ([f"{len(missing)} of {total} LoRA layers match no layer of the model (e.g. {missing[0]})"]
+                    if missing else [])
+        problems += [f"{len(wrong)} have other shapes (e.g. {wrong[0]})"] if wrong else []
+        raise IncompatibleAdapter(
+            f"Adapter {src.id!r} does not fit the model{f' ({model_family})' if model_family else ''}: "
+            + "; ".join(problems) + "." + made_for, value=src.id,
+            fix="use the adapter with the base model it was trained for (its model card or metadata names it).")
+    return counts
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading, stacking, fusing, unloading
+
+
+def _state(pipe: Any) -> dict[str, Any]:
+    st = pipe.__dict__.get("_labkit_lora")
+    if st is None:
+        st = {"loaded": OrderedDict(), "fused": None, "active": []}
+        object.__setattr__(pipe, "_labkit_lora", st)
+    return st
+
+
+def _inject_text_encoder(text_encoder: Any, sd: dict[str, Any], name: str, metadata: dict | None) -> None:
+    """Load a text encoder's LoRA layers with PEFT directly (see the module docstring)."""
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+
+    if metadata:
+        config = LoraConfig(**metadata)
+    else:
+        ranks = {_module_of(k): v.shape[1] for k, v in sd.items() if ".lora_B." in k and v.ndim > 1}
+        r = max(set(ranks.values()), key=list(ranks.values()).count)
+        pattern = {k: v for k, v in ranks.items() if v != r}
+        config = LoraConfig(r=r, lora_alpha=r, rank_pattern=pattern, alpha_pattern=dict(pattern),
+                            target_modules=sorted(ranks))
+    with warnings.catch_warnings():  # "already found a peft_config": several adapters is the point
+        warnings.filterwarnings("ignore", message=".*peft_config.*")
+        inject_adapter_in_model(config, text_encoder, adapter_name=name)
+    result = set_peft_model_state_dict(text_encoder, sd, adapter_name=name)
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if unexpected:
+        raise IncompatibleAdapter(f"Text-encoder LoRA keys did not load: {unexpected[:3]}.", value=name,
+                                  fix="check that the adapter was made for this model.")
+    if not hasattr(text_encoder, "peft_config"):
+        text_encoder.peft_config = {}
+    text_encoder.peft_config[name] = config
+    text_encoder._hf_peft_config_loaded = True
+
+
+def load_adapter(pipe: Any, src: AdapterSource, model_family: str | None = None) -> dict[str, int]:
+    """Check `src` against `pipe` and load it under `src.name` (not yet active). Returns layers per component."""
+    import torch
+
+    parts = component_state_dicts(pipe, src.path)
+    counts = check_fit(pipe, src, model_family, parts)
+    comps, _, metadata = parts
+    for comp, sd in comps.items():
+        model = getattr(pipe, comp)
+        ref = next(model.parameters())
+        sd = {k: v.to(device=ref.device, dtype=ref.dtype if v.is_floating_point() else v.dtype) for k, v in sd.items()}
+        meta = {k.removeprefix(f"{comp}."): v for k, v in (metadata or {}).items() if k.startswith(f"{comp}.")} or None
+        if isinstance(model, torch.nn.Module) and hasattr(model, "load_lora_adapter"):
+            with warnings.catch_warnings():  # "already found a peft_config": several adapters is the point
+                warnings.filterwarnings("ignore", message=".*peft_config.*")
+                model.load_lora_adapter(sd, prefix=None, adapter_name=src.name, metadata=meta, _pipeline=pipe)
+        else:
+            _inject_text_encoder(model, sd, src.name, meta)
+    _state(pipe)["loaded"][src.name] = src
+    return counts
+
+
+def loaded_adapters(pipe: Any) -> list[AdapterSource]:
+    """The adapters loaded on `pipe` by labkit, least recently used first."""
+    return list(_state(pipe)["loaded"].values())
+
+
+def activate(pipe: Any, adapters: Sequence[tuple[AdapterSource, float]], *, family: str | None = None,
+             max_loaded: int = MAX_LOADED) -> list[dict[str, Any]]:
+    """Make exactly `adapters` active on `pipe` at their weights (an empty list: the bare base model).
+
+    Adapters already loaded are only re-weighted, so switching between plans never reloads the base
+    model nor the adapters; fused weights are unfused first (exactly); least recently used adapters
+    beyond `max_loaded` are deleted. Returns one record per adapter for the output's provenance.
+    """
+    if adapters and not hasattr(pipe, "set_adapters"):
+        raise IncompatibleAdapter(f"{type(pipe).__name__} takes no LoRA adapters.", value=[s.id for s, _ in adapters],
+                                  fix="render without adapters, or with a model whose pipeline loads LoRA.")
+    st = _state(pipe)
+    if st["fused"] is not None:
+        unfuse(pipe)
+    for src, _ in adapters:
+        if family is not None:
+            check_family(src, family)
+        if src.name not in st["loaded"]:
+            load_adapter(pipe, src, family)
+        st["loaded"].move_to_end(src.name)
+    names = [s.name for s, _ in adapters]
+    extra = [n for n in st["loaded"] if n not in names]
+    for n in extra[: max(0, len(st["loaded"]) - max(max_loaded, len(names)))]:
+        pipe.delete_adapters(n)
+        del st["loaded"][n]
+    if not st["loaded"]:
+        st["active"] = []
+        return []
+    if not adapters:
+        pipe.disable_lora()
+        st["active"] = []
+        return []
+    pipe.enable_lora()
+    pipe.set_adapters(names, adapter_weights=[w for _, w in adapters])
+    st["active"] = list(zip(names, [w for _, w in adapters], strict=True))
+    return [s.record(w) for s, w in adapters]
+
+
+def _lora_layers(pipe: Any):
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for comp in getattr(pipe, "_lora_loadable_modules", _COMPONENTS):
+        model = getattr(pipe, comp, None)
+        if model is None or not hasattr(model, "modules"):
+            continue
+        for name, module in model.named_modules():
+            if isinstance(module, BaseTunerLayer):
+                yield f"{comp}.{name}", module
+
+
+def fuse(pipe: Any) -> int:
+    """Fuse the active adapters, at their current weights, into the base weights (faster steps).
+
+    The base weights are kept, so `unfuse` restores them bit for bit (PEFT's own unmerge subtracts
+    the delta again, which leaves float rounding behind). Returns the number of fused layers.
+    """
+    st = _state(pipe)
+    if st["fused"] is not None:
+        return len(st["fused"])
+    names = [n for n, _ in st["active"]]
+    if not names:
+        raise InvalidParameter("No adapter is active to fuse.", value=None,
+                               fix="activate adapters first (a plan with adapters, or activate()).")
+    snapshot = {}
+    for key, module in _lora_layers(pipe):
+        snapshot[key] = module.get_base_layer().weight.detach().clone()
+    comps = [c for c in getattr(pipe, "_lora_loadable_modules", ()) if getattr(pipe, c, None) is not None]
+    pipe.fuse_lora(components=comps, lora_scale=1.0, adapter_names=names)
+    st["fused"] = snapshot
+    return len(snapshot)
+
+
+def unfuse(pipe: Any) -> None:
+    """Undo `fuse`: the base weights exactly as before, the adapters loaded and active as before."""
+    import torch
+
+    st = _state(pipe)
+    snapshot = st["fused"]
+    if snapshot is None:
+        return
+    comps = [c for c in getattr(pipe, "_lora_loadable_modules", ()) if getattr(pipe, c, None) is not None]
+    pipe.unfuse_lora(components=comps)
+    with torch.no_grad():
+        for key, module in _lora_layers(pipe):
+            if key in snapshot:
+                module.get_base_layer().weight.copy_(snapshot[key])
+    st["fused"] = None
+
+
+def unload(pipe: Any) -> None:
+    """Remove every adapter from `pipe` (unfusing first): the bare base model again."""
+    st = _state(pipe)
+    if st["fused"] is not None:
+        unfuse(pipe)
+    if st["loaded"] or any(True for _ in _lora_layers(pipe)):
+        pipe.unload_lora_weights()
+    st["loaded"].clear()
+    st["active"] = []
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing adapters (what labkit's LoRA training exports)
+
+
+def to_kohya(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A diffusers/PEFT-format LoRA state dict ("unet.….lora_A.weight") in kohya's format
+    ("lora_unet_…​.lora_down.weight" plus `.alpha` = rank), which diffusers, A1111 and ComfyUI read."""
+    import torch
+
+    out: dict[str, Any] = {}
+    prefixes = {"unet.": "lora_unet_", "text_encoder.": "lora_te_", "text_encoder_2.": "lora_te2_"}
+    for key, value in state.items():
+        pre = next((p for p in sorted(prefixes, key=len, reverse=True) if key.startswith(p)), None)
+        if pre is None:
+            raise InvalidParameter(f"Cannot write {key!r} in kohya format.", value=key,
+                                   fix="only unet and text-encoder LoRA layers have a kohya spelling.")
+        module = _module_of(key[len(pre):])
+        name = prefixes[pre] + module.replace(".", "_")
+        if ".lora_A." in key:
+            out[f"{name}.lora_down.weight"] = value
+            out[f"{name}.alpha"] = torch.tensor(float(value.shape[0]))
+        elif ".lora_B." in key:
+            out[f"{name}.lora_up.weight"] = value
+    return out
+
+
+def write_adapter(folder: str | Path, state: Mapping[str, Any], metadata: Mapping[str, Any], *,
+                  kohya: bool = False) -> dict[str, Path]:
+    """Write a LoRA state dict (keys "unet.…" / "text_encoder.…", PEFT format, alpha == rank) as
+    `folder/pytorch_lora_weights.safetensors` with `metadata` in its header (values that are not
+    strings are stored as JSON, under `labkit.` keys), and optionally a kohya copy. Returns the paths."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"format": "pt"}
+    for k, v in metadata.items():
+        key = k if k.startswith(("ss_", "modelspec.")) else f"{META_PREFIX}{k}"
+        meta[key] = v if isinstance(v, str) else json.dumps(v, default=str, sort_keys=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    paths = {"diffusers": folder / WEIGHT_NAME}
+    tmp = paths["diffusers"].with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, paths["diffusers"])
+    if kohya:
+        rank = next((v.shape[0] for k, v in tensors.items() if ".lora_A." in k), 0)
+        kmeta = {**meta, "ss_network_module": "networks.lora", "ss_network_dim": str(rank),
+                 "ss_network_alpha": str(rank)}
+        paths["kohya"] = folder / KOHYA_NAME
+        save_file({k: v.contiguous() for k, v in to_kohya(tensors).items()}, str(paths["kohya"]), metadata=kmeta)
+    return paths
+
+
+__all__ = [
+    "KOHYA_NAME", "MAX_LOADED", "WEIGHT_NAME", "AdapterEntry", "AdapterSource", "activate", "adapter_entries",
+    "check_family", "check_fit", "component_state_dicts", "fuse", "load_adapter", "loaded_adapters",
+    "parse_adapter", "read_metadata", "resolve_adapter", "resolve_plan_adapters", "to_kohya", "unfuse", "unload",
+    "write_adapter",
+]

@@ -1,0 +1,556 @@
+"""The LoRA recipe: teach a base model a concept or a style from an image folder, on labkit's engine.
+
+    result = train_lora(lab, LoraTrainConfig(data="hexagons/", output_dir="out/hexagon", steps=600))
+    lab.generate("a small red hexagon on the left", adapters=[str(result.export_dir)])
+
+Steps (`train_lora`): (1) check the config and the data folder (an imagefolder whose
+`metadata.jsonl` gives each image's caption and licence); (2) load the base pipeline, freeze it and
+add PEFT LoRA layers to the UNet (and, optionally, the text encoder); (3) encode every image once
+with the frozen VAE, and every caption once when the text encoder is frozen; (4) train on the engine
+(checkpoints, exact resume, validation grids with and without the adapter, MLflow); (5) export the
+adapter in diffusers format (and optionally kohya format) with the base model, the licence chain and
+the dataset's licence breakdown in the file's metadata and in the model card.
+
+Every checkpoint folder also holds the adapter as it was at that step (`adapter/`), so checkpoints load
+like any adapter and `labkit compare adapters` can set them side by side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labkit.errors import InvalidParameter
+from labkit.training.task import StepContext, TrainTask, Validation
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.lab import Lab
+    from labkit.training.engine import TrainResult
+
+UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+@dataclass
+class LoraTrainConfig:
+    """Everything a LoRA training job needs (logged once as the run's params).
+
+    Attributes:
+        data: an image folder with `metadata.jsonl` (`file_name`, `text`, `licence` per line).
+        output_dir: checkpoints, validation grids and the exported adapter (`model/`).
+        base: the base model: catalogue id, diffusers repo id or local folder.
+        rank, alpha: LoRA rank and alpha (alpha None: = rank, i.e. scale 1).
+        target_modules: UNet layers that get LoRA (name suffixes); text_encoder_targets likewise.
+        train_text_encoder: also train LoRA layers on the text encoder (else its embeddings are cached).
+        text_encoder_lr_scale: the text encoder's learning rate as a fraction of `learning_rate`.
+        resolution: image side in pixels (None: the base model's default size).
+        steps, batch_size, gradient_accumulation_steps, learning_rate, lr_schedule, warmup_steps, seed:
+            as in `TrainConfig`.
+        validation_prompts, validation_seeds, validate_every: the validation grid (each prompt × seed,
+            with and without the adapter); validate_every 0: off.
+        checkpoint_every, keep_checkpoints: as in `TrainConfig` (each checkpoint also holds `adapter/`).
+        gradient_checkpointing: trade compute for memory in the UNet.
+        use_8bit_adam: None (auto: when bitsandbytes and CUDA are there), True (required) or False.
+        mixed_precision: "no", "fp16" (CUDA), "bf16".
+        guidance_scale, sampling_steps: how validation renders (None: the base model's defaults).
+        licence: the adapter's licence (None: the data's licence when all items share one).
+        kohya: also write a kohya-format copy (`lora_kohya.safetensors`).
+        resume: None, "latest", or a checkpoint folder.
+        threads: torch CPU threads (None: torch's default).
+        eval_prompts: toy world only: held-out prompts scored at the end (0: off).
+        concept: toy world only: the new shape the adapter teaches (for the final adherence check).
+    """
+
+    data: str | Path
+    output_dir: str | Path
+    base: str = "toyworld"
+    rank: int = 8
+    alpha: float | None = None
+    target_modules: tuple[str, ...] = UNET_TARGETS
+    text_encoder_targets: tuple[str, ...] = TEXT_ENCODER_TARGETS
+    train_text_encoder: bool = False
+    text_encoder_lr_scale: float = 0.5
+    resolution: int | None = None
+    steps: int = 500
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    seed: int = 0
+    validation_prompts: tuple[str, ...] = ()
+    validation_seeds: tuple[int, ...] = (0, 1)
+    validate_every: int = 0
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    gradient_checkpointing: bool = False
+    use_8bit_adam: bool | None = None
+    mixed_precision: str = "no"
+    guidance_scale: float | None = None
+    sampling_steps: int | None = None
+    licence: str | None = None
+    kohya: bool = False
+    resume: str | Path | None = None
+    threads: int | None = None
+    eval_prompts: int = 0
+    concept: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data = Path(self.data)
+        self.output_dir = Path(self.output_dir)
+        self.target_modules = tuple(self.target_modules)
+        self.text_encoder_targets = tuple(self.text_encoder_targets)
+        self.validation_prompts = tuple(self.validation_prompts)
+        self.validation_seeds = tuple(int(s) for s in self.validation_seeds)
+
+    def validate(self) -> None:
+        """Raise `InvalidParameter` naming the first bad value and its fix (before any heavy work)."""
+        from labkit.toyworld.data import METADATA_FILE
+
+        if not (Path(self.data) / METADATA_FILE).is_file():
+            raise InvalidParameter(f"LoraTrainConfig.data={str(self.data)!r} has no {METADATA_FILE}.",
+                                   value=str(self.data),
+                                   fix="point at an image folder with metadata.jsonl (file_name, text, licence per "
+                                       "line), e.g. one written by labkit.toyworld.write_dataset.")
+        if int(self.rank) < 1:
+            raise InvalidParameter(f"LoraTrainConfig.rank={self.rank!r} is not valid.", value=self.rank,
+                                   fix="use a rank >= 1 (4–32 is usual).")
+        if self.alpha is not None and not float(self.alpha) > 0:
+            raise InvalidParameter(f"LoraTrainConfig.alpha={self.alpha!r} is not valid.", value=self.alpha,
+                                   fix="use a positive alpha, or None for alpha = rank.")
+        if not self.target_modules:
+            raise InvalidParameter("LoraTrainConfig.target_modules is empty.", value=self.target_modules,
+                                   fix=f"name the UNet layers to adapt, e.g. {list(UNET_TARGETS)}.")
+        if self.resolution is not None and (int(self.resolution) < 8 or int(self.resolution) % 8):
+            raise InvalidParameter(f"LoraTrainConfig.resolution={self.resolution!r} is not valid.",
+                                   value=self.resolution, fix="use a multiple of 8, or None for the model's size.")
+        if self.use_8bit_adam:
+            import importlib.util
+
+            import torch
+
+            if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
+                raise InvalidParameter("use_8bit_adam=True needs bitsandbytes and a CUDA GPU.", value=True,
+                                       fix="pip install bitsandbytes on a CUDA machine, or use_8bit_adam=None (auto).")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, Path):
+                d[k] = str(v)
+            elif isinstance(v, tuple):
+                d[k] = list(v)
+        d["resume"] = None if self.resume is None else str(self.resume)
+        return d
+
+    def replace(self, **changes: Any) -> LoraTrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def train_config(self, guidance: float, sampling: int):
+        """The engine's `TrainConfig` for this job."""
+        from labkit.training.config import TrainConfig
+
+        return TrainConfig(
+            output_dir=self.output_dir, steps=self.steps, batch_size=self.batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps, learning_rate=self.learning_rate,
+            lr_schedule=self.lr_schedule, warmup_steps=self.warmup_steps, seed=self.seed,
+            mixed_precision=self.mixed_precision, checkpoint_every=self.checkpoint_every,
+            keep_checkpoints=self.keep_checkpoints, validate_every=self.validate_every,
+            validation_prompts=self.validation_prompts, validation_seeds=self.validation_seeds,
+            log_every=max(1, min(25, self.steps // 10 or 1)), resume=self.resume, licence=self.licence,
+            extra={"lora": {**self.to_dict(), "guidance_scale": guidance, "sampling_steps": sampling}})
+
+
+def _lora_layers(*models):
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for model in models:
+        if model is None:
+            continue
+        for name, module in model.named_modules():
+            if isinstance(module, BaseTunerLayer):
+                yield name, module
+
+
+class LoraTask(TrainTask):
+    """PEFT LoRA on a Stable Diffusion-layout pipeline's UNet (and optionally its text encoder).
+
+    `models()` is a module holding only the LoRA weights, so checkpoints hold the adapter and its
+    optimizer state, never a copy of the base model.
+    """
+
+    name = "lora"
+
+    def __init__(self, pipe: Any, config: LoraTrainConfig, *, base_id: str, base_family: str,
+                 base_licence: str | None, base_revision: str | None = None,
+                 guidance_scale: float = 7.5, sampling_steps: int = 25, resolution: int = 512):
+        import torch
+        from diffusers import DDPMScheduler
+        from peft import LoraConfig, inject_adapter_in_model
+
+        self.pipe = pipe
+        self.config = config
+        self.base_id, self.base_family, self.base_licence, self.base_revision = (
+            base_id, base_family, base_licence, base_revision)
+        self.guidance_scale, self.sampling_steps, self.resolution = guidance_scale, sampling_steps, resolution
+        self.noise = DDPMScheduler.from_config(pipe.scheduler.config)
+        self.prediction = self.noise.config.prediction_type
+        alpha = float(config.alpha) if config.alpha is not None else float(config.rank)
+        self.alpha = alpha
+        unet, te, vae = pipe.unet, pipe.text_encoder, pipe.vae
+        for m in (unet, te, vae):
+            m.requires_grad_(False)
+        vae.eval()
+        te.eval()
+        # Gaussian init of A (B = 0): the adapter starts as an exact no-op, as in diffusers' scripts;
+        # drawn from the config's seed, so the same config starts from the same adapter.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=alpha, init_lora_weights="gaussian",
+                                        target_modules=list(config.target_modules)))
+            if config.train_text_encoder:
+                inject_adapter_in_model(LoraConfig(r=config.rank, lora_alpha=alpha, init_lora_weights="gaussian",
+                                                   target_modules=list(config.text_encoder_targets)), te)
+        if config.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        self.holder = torch.nn.ModuleDict()
+        for prefix, model in (("unet", unet), ("text_encoder", te if config.train_text_encoder else None)):
+            for name, layer in _lora_layers(model):
+                key = f"{prefix}__{name.replace('.', '__')}"
+                self.holder[key] = torch.nn.ModuleDict({"A": layer.lora_A, "B": layer.lora_B})
+        if not len(self.holder):
+            raise InvalidParameter(f"No layer of {base_id!r} matches target_modules={list(config.target_modules)}.",
+                                   value=list(config.target_modules),
+                                   fix=f"name layers the UNet has, e.g. {list(UNET_TARGETS)}.")
+        self._encode_data()
+
+    # -- data ---------------------------------------------------------------------------------------
+
+    def _encode_data(self) -> None:
+        """Read the folder, encode every image once (frozen VAE) and every caption once (frozen text encoder)."""
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        from labkit.toyworld.data import read_metadata
+
+        records = read_metadata(self.config.data)
+        if not records:
+            raise InvalidParameter(f"{self.config.data} lists no images.", value=str(self.config.data),
+                                   fix="add one line per image to metadata.jsonl.")
+        images, captions = [], []
+        for r in records:
+            path = Path(self.config.data) / str(r.get("file_name", ""))
+            if not path.is_file():
+                raise InvalidParameter(f"{path} (listed in metadata.jsonl) does not exist.", value=str(path),
+                                       fix="remove its line or add the image.")
+            if not str(r.get("text", "")).strip():
+                raise InvalidParameter(f"{r.get('file_name')} has no caption (`text`).", value=r.get("file_name"),
+                                       fix="give every image a caption in metadata.jsonl.")
+            im = Image.open(path).convert("RGB").resize((self.resolution, self.resolution), Image.BICUBIC)
+            images.append(np.asarray(im, dtype=np.float32) / 127.5 - 1.0)
+            captions.append(str(r["text"]))
+        self.captions = captions
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+        vae, te, tok = self.pipe.vae, self.pipe.text_encoder, self.pipe.tokenizer
+        dtype = next(vae.parameters()).dtype
+        with torch.no_grad():
+            lat = [vae.encode(x[i:i + 16].to(vae.device, dtype)).latent_dist.mean for i in range(0, len(x), 16)]
+        self.latents = (torch.cat(lat) * vae.config.scaling_factor).float().cpu()
+        self.ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                       return_tensors="pt").input_ids
+        self.embeddings = None
+        if not self.config.train_text_encoder:
+            with torch.no_grad():
+                self.embeddings = torch.cat([te(self.ids[i:i + 64].to(te.device))[0]
+                                             for i in range(0, len(self.ids), 64)]).cpu()
+
+    def batches(self, batch_size: int, start: int) -> Iterator[Any]:
+        """Micro-batch i: items of a per-epoch permutation seeded by (seed, epoch) — resumable anywhere."""
+        import numpy as np
+
+        n = len(self.captions)
+        i = start
+        while True:
+            idx = []
+            for j in range(i * batch_size, (i + 1) * batch_size):
+                epoch, pos = divmod(j, n)
+                idx.append(int(np.random.default_rng([self.config.seed, epoch]).permutation(n)[pos]))
+            yield idx
+            i += 1
+
+    # -- training -----------------------------------------------------------------------------------
+
+    def models(self):
+        return {"lora": self.holder}
+
+    def param_groups(self, learning_rate: float):
+        unet = [p for k, m in self.holder.items() if k.startswith("unet__") for p in m.parameters()]
+        te = [p for k, m in self.holder.items() if k.startswith("text_encoder__") for p in m.parameters()]
+        groups = [{"params": unet}]
+        if te:
+            groups.append({"params": te, "lr": learning_rate * self.config.text_encoder_lr_scale})
+        return groups
+
+    def optimizer(self, groups, config):
+        """bitsandbytes' 8-bit AdamW when it and CUDA are there (and not switched off)."""
+        import importlib.util
+
+        import torch
+
+        if self.config.use_8bit_adam is False or not torch.cuda.is_available() \
+                or importlib.util.find_spec("bitsandbytes") is None:
+            return None
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit(groups, lr=config.learning_rate, betas=config.adam_betas, eps=config.adam_eps,
+                                   weight_decay=config.weight_decay)
+
+    def loss(self, idx, ctx: StepContext):
+        import torch
+
+        unet = self.pipe.unet
+        if next(unet.parameters()).device != ctx.device:
+            self.pipe.to(ctx.device)
+        unet.train()
+        latents = self.latents[idx].to(ctx.device)
+        if self.embeddings is not None:
+            cond = self.embeddings[idx].to(ctx.device)
+        else:
+            cond = self.pipe.text_encoder(self.ids[idx].to(ctx.device))[0]
+        noise = torch.randn(latents.shape, generator=ctx.generator).to(ctx.device)
+        t = torch.randint(0, self.noise.config.num_train_timesteps, (latents.shape[0],),
+                          generator=ctx.generator).to(ctx.device)
+        noisy = self.noise.add_noise(latents, noise, t)
+        target = self.noise.get_velocity(latents, noise, t) if self.prediction == "v_prediction" else noise
+        pred = unet(noisy, t, cond).sample
+        return torch.nn.functional.mse_loss(pred.float(), target.float())
+
+    # -- validation ---------------------------------------------------------------------------------
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Switch the LoRA layers on or off (off: the base model exactly)."""
+        for _, layer in _lora_layers(self.pipe.unet, self.pipe.text_encoder):
+            layer.enable_adapters(enabled)
+
+    def render(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[Any]:
+        import torch
+
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.pipe.set_progress_bar_config(disable=True)
+        return self.pipe(list(prompts), num_inference_steps=self.sampling_steps, guidance_scale=self.guidance_scale,
+                         height=self.resolution, width=self.resolution, generator=gens).images
+
+    def validate(self, prompts, seeds, step):
+        """Each prompt × seed with the adapter, then the same without it (rows alternate: with, without)."""
+        self.pipe.unet.eval()
+        images, labels, metrics = [], [], {}
+        scored: dict[str, list[float]] = {"adapter": [], "base": []}
+        for p in prompts:
+            for which, on in (("adapter", True), ("base", False)):
+                self.set_enabled(on)
+                imgs = self.render([p] * len(seeds), seeds)
+                images += imgs
+                labels += [f"{which}: {p} (seed {s})" for s in seeds]
+                if self.base_family == "toy":
+                    scored[which] += _toy_scores(p, imgs)
+        self.set_enabled(True)
+        for which, vals in scored.items():
+            if vals:
+                metrics[f"{which}_all_correct"] = sum(vals) / len(vals)
+        return Validation(images, labels, metrics)
+
+    # -- export -------------------------------------------------------------------------------------
+
+    def lora_state(self) -> dict[str, Any]:
+        """The adapter in diffusers format ("unet.….lora_A.weight"), with alpha / rank folded into B
+        so that it loads with PEFT's alpha == rank convention in every tool."""
+        from peft.utils import get_peft_model_state_dict
+
+        scale = self.alpha / self.config.rank
+        out: dict[str, Any] = {}
+        parts = [("unet", self.pipe.unet)]
+        if self.config.train_text_encoder:
+            parts.append(("text_encoder", self.pipe.text_encoder))
+        for prefix, model in parts:
+            for k, v in get_peft_model_state_dict(model).items():
+                v = v.detach().float().cpu()
+                out[f"{prefix}.{k}"] = v * scale if ".lora_B." in k and scale != 1.0 else v
+        return out
+
+    def adapter_metadata(self, step: int | None = None) -> dict[str, Any]:
+        """What the adapter file's header says: base model and family, licence, chain, data breakdown."""
+        breakdown = self.dataset_breakdown()
+        meta: dict[str, Any] = {
+            "base_model": self.base_id, "base_family": self.base_family, "base_licence": self.base_licence or "",
+            "base_revision": self.base_revision or "", "licence": self.adapter_licence() or "",
+            "licence_chain": [a.to_dict() for a in self.licence_chain()],
+            "rank": str(self.config.rank), "alpha": str(self.alpha), "trained_alpha_folded": "true",
+            "target_modules": list(self.config.target_modules),
+            "text_encoder": str(bool(self.config.train_text_encoder)).lower(),
+            "resolution": str(self.resolution), "prediction_type": self.prediction, "trainer": "labkit",
+        }
+        if step is not None:
+            meta["step"] = str(step)
+        if breakdown is not None:
+            meta["dataset"] = {"name": breakdown.name, "items": breakdown.total, "licences": dict(breakdown.counts),
+                               "table": breakdown.table(), "missing": len(breakdown.missing),
+                               "terms": breakdown.terms.text}
+        return meta
+
+    def adapter_licence(self) -> str | None:
+        if self.config.licence:
+            return self.config.licence
+        breakdown = self.dataset_breakdown()
+        if breakdown is not None and len(breakdown.counts) == 1 and not breakdown.missing:
+            return next(iter(breakdown.counts))
+        return None
+
+    def on_checkpoint(self, folder: Path, step: int) -> None:
+        from labkit.pipelines.lora import write_adapter
+
+        write_adapter(folder / "adapter", self.lora_state(), self.adapter_metadata(step))
+
+    def export(self, folder: Path) -> None:
+        from labkit.pipelines.lora import write_adapter
+
+        write_adapter(folder, self.lora_state(), self.adapter_metadata(), kohya=self.config.kohya)
+
+    # -- records ------------------------------------------------------------------------------------
+
+    def data_card(self):
+        return {"folder": str(self.config.data), "name": Path(self.config.data).name,
+                "description": f"{len(self.captions)} captioned images (imagefolder)", "items": len(self.captions)}
+
+    def licence_chain(self):
+        from labkit.compliance import Asset
+
+        return [Asset("model", self.base_id, self.base_licence, self.base_revision), *super().licence_chain()]
+
+    def card_notes(self) -> str:
+        from labkit.pipelines.lora import KOHYA_NAME, WEIGHT_NAME
+
+        files = f"`{WEIGHT_NAME}` (diffusers / PEFT format)" + (
+            f" and `{KOHYA_NAME}` (kohya format: A1111, ComfyUI, sd-scripts)" if self.config.kohya else "")
+        return "\n".join([
+            "## Base model", "",
+            f"- base model: `{self.base_id}`" + (f" @ `{self.base_revision}`" if self.base_revision else ""),
+            f"- base family: {self.base_family}; base licence: {self.base_licence or 'unknown'}",
+            f"- LoRA rank {self.config.rank}, alpha {self.alpha:g} (folded into the weights: load at scale 1), "
+            f"UNet layers {list(self.config.target_modules)}"
+            + (f", text encoder layers {list(self.config.text_encoder_targets)}" if self.config.train_text_encoder
+               else ", text encoder frozen"),
+            f"- adapter licence: {self.adapter_licence() or 'not stated'}", "",
+            "## How to load", "",
+            f"Files: {files}. The safetensors header carries `labkit.base_model`, `labkit.licence_chain` and "
+            "`labkit.dataset` (the licence breakdown of the training data).", "",
+            "```python", f'lab.generate("…", model="{self.base_id}", adapters=["<this folder>:1.0"])',
+            f'pipe.load_lora_weights("<this folder>", weight_name="{WEIGHT_NAME}")   # plain diffusers', "```",
+        ])
+
+
+def _toy_scores(prompt: str, images: Sequence[Any]) -> list[float]:
+    from labkit.errors import LabkitError
+    from labkit.toyworld.detect import verdict
+
+    try:
+        return [float(verdict(prompt, im)["all_correct"]) for im in images]
+    except LabkitError:  # not a toy-world caption: no score
+        return []
+
+
+def load_base(lab: Lab, base: str, mixed_precision: str = "no"):
+    """(pipeline, ModelRef) of the base model, in fp32 (frozen weights in half precision only on CUDA)."""
+    import torch
+
+    from labkit.pipelines.loader import check_safe, local_folder, resolve_model
+
+    ref = resolve_model(base, lab.catalog)
+    folder = local_folder(ref)
+    check_safe(ref, folder, allow_pickle=False)
+    from diffusers import DiffusionPipeline
+
+    dtype = torch.float32
+    if torch.cuda.is_available() and mixed_precision in ("fp16", "bf16"):
+        dtype = torch.float16 if mixed_precision == "fp16" else torch.bfloat16
+    pipe = DiffusionPipeline.from_pretrained(str(folder), dtype=dtype, use_safetensors=True, local_files_only=True)
+    for attr in ("unet", "text_encoder", "vae", "tokenizer"):
+        if getattr(pipe, attr, None) is None:
+            raise InvalidParameter(f"Base model {base!r} ({type(pipe).__name__}) has no {attr}.", value=base,
+                                   fix="train LoRA on a Stable Diffusion-layout model (UNet + CLIP text encoder).")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, ref
+
+
+def train_lora(lab: Lab, config: LoraTrainConfig, *, callbacks: Sequence[Any] = (),
+               run_name: str | None = None) -> TrainResult:
+    """Train a LoRA adapter (see the module docstring); the result's `export_dir` holds it.
+
+    With `config.eval_prompts` on the toy world, the finished adapter is also scored on held-out
+    prompts with the new concept (`config.concept`) and logged to the run as `eval/…` metrics.
+    """
+    import torch
+
+    from labkit.training.engine import train
+
+    # 1. check before any heavy work
+    config.validate()
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    # 2. the base model, with LoRA layers
+    pipe, ref = load_base(lab, config.base, config.mixed_precision)
+    entry = ref.entry
+    resolution = int(config.resolution or (entry.default_size[0] if entry else pipe.unet.config.sample_size
+                                           * pipe.vae_scale_factor))
+    guidance = config.guidance_scale if config.guidance_scale is not None else (
+        entry.default_guidance if entry else 7.5)
+    sampling = config.sampling_steps or (entry.default_steps if entry else 25)
+    task = LoraTask(pipe, config, base_id=entry.id if entry else config.base, base_family=ref.family,
+                    base_licence=ref.licence, base_revision=ref.revision if ref.kind == "hub" else None,
+                    guidance_scale=guidance, sampling_steps=sampling, resolution=resolution)
+    # 3. the engine: checkpoints, validation, MLflow, export and card
+    result = train(task, config.train_config(guidance, sampling), lab=lab, callbacks=callbacks,
+                   run_name=run_name or f"lora: {Path(config.data).name}",
+                   tags={"labkit.task": "lora", "labkit.base_model": task.base_id})
+    # 4. the toy world's adherence check on held-out prompts
+    if result.status == "finished" and config.eval_prompts and ref.family == "toy" and result.run_id:
+        rates = concept_adherence(task, n=config.eval_prompts, concept=config.concept)
+        lab.tracker.client.log_batch(result.run_id, metrics=_metrics(rates))
+        result.metrics.update({f"eval/{k}": v for k, v in rates.items()})
+    return result
+
+
+def _metrics(rates: dict[str, float]):
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(f"eval/{k}", float(v), now, 0) for k, v in rates.items()]
+
+
+def concept_adherence(task: LoraTask, n: int = 20, concept: str | None = None, seed: int = 7) -> dict[str, float]:
+    """Toy world: the adapter's rate of the right shape (and of all attributes) on `n` held-out prompts
+    with the concept, against the base model on the same prompts and seeds."""
+    from labkit.toyworld.captions import prompts
+    from labkit.toyworld.detect import verdict
+
+    out: dict[str, float] = {}
+    shapes = (concept,) if concept else None
+    ps = prompts("heldout", n=n, seed=seed, n_objects=1, **({"shapes": shapes} if shapes else {}))
+    seeds = list(range(1000, 1000 + n))
+    for which, on in (("adapter", True), ("base", False)):
+        task.set_enabled(on)
+        vs = [verdict(p, im) for p, im in zip(ps, task.render(ps, seeds), strict=True)]
+        out[f"{which}_shape"] = sum(v["shape"] for v in vs) / n
+        out[f"{which}_all_correct"] = sum(v["all_correct"] for v in vs) / n
+    task.set_enabled(True)
+    return out
+
+
+__all__ = ["TEXT_ENCODER_TARGETS", "UNET_TARGETS", "LoraTask", "LoraTrainConfig", "concept_adherence", "load_base",
+           "train_lora"]
