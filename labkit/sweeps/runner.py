@@ -1,0 +1,416 @@
+"""Running a sweep: one parent MLflow run, one child run per point and seed.
+
+A plan point is a render (`Lab.render`): its run is the child, with the plan as params, the images as
+outputs, and the point's parameters and scores added. A notebook point is a child run that holds the
+executed notebook (`notebook/point-NNN.ipynb`), the metrics and files the notebook passed to
+`labkit.notebooks.record`, and the means of the metrics of the runs the notebook made (which nest
+under it: the kernel gets `LABKIT_PARENT_RUN_ID`). A point that fails is recorded FAILED — for a
+notebook with the cell and the error — and the sweep goes on; Ctrl-C marks the point and the sweep
+KILLED. `resume=True` reopens the latest sweep of the same name and runs only the points without a
+finished child.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labkit.sweeps.spec import Point, SweepSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.lab import Lab
+    from labkit.tracking.store import Run
+
+#: Tags every sweep run carries.
+TAG_JOB = "labkit.job"
+TAG_NAME = "labkit.sweep.name"
+TAG_KEY = "labkit.sweep.key"
+TAG_PARAMS = "labkit.sweep.params"
+TAG_INDEX = "labkit.sweep.index"
+TAG_DONE = "labkit.sweep.complete"
+TAG_ATTEMPT = "labkit.sweep.attempt"
+PARENT_ENV = "LABKIT_PARENT_RUN_ID"
+#: Roughly what one notebook kernel with a small model holds in RAM, for bounding --jobs.
+KERNEL_GB = 2.0
+
+
+@dataclass
+class PointOutcome:
+    """How one point went: its child run, FINISHED / FAILED / KILLED, the error, its metrics."""
+
+    point: Point
+    run_id: str | None
+    status: str
+    error: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class SweepResult:
+    """A sweep that ran (or was checked, for a dry run)."""
+
+    spec: SweepSpec
+    parent_run_id: str | None
+    points: list[Point]
+    skipped: list[Point] = field(default_factory=list)
+    outcomes: list[PointOutcome] = field(default_factory=list)
+    jobs: int = 1
+    dry_run: bool = False
+    report: Any = None
+
+    @property
+    def failed(self) -> list[PointOutcome]:
+        return [o for o in self.outcomes if o.status != "FINISHED"]
+
+    def lines(self) -> list[str]:
+        if self.dry_run:
+            head = (f"sweep {self.spec.name!r}: {len(self.points)} runs ({self.spec.kind} points), "
+                    f"{len(self.skipped)} already finished")
+            axes = self.spec.axes
+            rows = [f"  {'done' if p in self.skipped else 'todo'}  {p.index:>4}  {p.label(axes)}" for p in self.points]
+            return [head, *rows, "dry run: nothing was started"]
+        out = [f"sweep {self.spec.name!r}: parent run {self.parent_run_id}",
+               f"  {sum(o.status == 'FINISHED' for o in self.outcomes)} finished, {len(self.failed)} failed, "
+               f"{len(self.skipped)} skipped (already finished) of {len(self.points)}"]
+        out += [f"  FAILED point {o.point.index} ({o.point.label()}): {o.error}" for o in self.failed]
+        return out
+
+
+def run_sweep(lab: Lab, spec: SweepSpec, *, jobs: int = 1, resume: bool = False, yes: bool = False,
+              dry_run: bool = False, progress: bool = True, summarize: bool = True,
+              on_point: Callable[[PointOutcome], None] | None = None) -> SweepResult:
+    """Run every point of `spec` on `lab` and record it in MLflow. See the module docstring.
+
+    Steps: 1. check the spec (every point, before any run starts); 2. with `resume`, find the latest
+    sweep of this name and the points it finished; 3. open (or reopen) the parent run and log the
+    spec; 4. run the remaining points — notebook points on up to `jobs` kernels at once, plan points
+    one at a time on the shared pipeline — each as a child run; 5. close the parent and, with
+    `summarize`, write the statistics (`labkit.sweeps.stats.report`) into it.
+
+    `on_point` is called after each point (from the thread that ran it).
+    """
+    points = spec.check(lab, yes=yes)
+    experiment = spec.experiment or lab.config.experiment
+    if experiment != lab.config.experiment:  # renders go to the lab's experiment: give them the spec's
+        import dataclasses
+
+        from labkit.lab import Lab
+
+        lab = Lab(config=dataclasses.replace(lab.config, experiment=experiment), hardware=lab.hardware)
+    previous = find_sweep(lab, spec.name, experiment) if resume else None
+    done_keys = finished_keys(lab, previous, experiment) if previous else set()
+    skipped = [p for p in points if p.key in done_keys]
+    todo = [p for p in points if p.key not in done_keys]
+    jobs = bound_jobs(jobs, lab) if spec.kind == "notebook" else 1
+    result = SweepResult(spec=spec, parent_run_id=previous, points=points, skipped=skipped, jobs=jobs,
+                         dry_run=dry_run)
+    if dry_run:
+        return result
+    with _parent_run(lab, spec, experiment, previous) as parent:
+        result.parent_run_id = parent.run_id
+        parent.log_metrics({"sweep.points": len(points)})
+        bar = _progress(len(points), len(skipped), spec.name, progress)
+        lock = threading.Lock()
+        runner = _PointRunner(lab, spec, parent.run_id, experiment)
+
+        def one(p: Point) -> PointOutcome:
+            outcome = runner.run(p)
+            with lock:
+                result.outcomes.append(outcome)
+                bar.update(1)
+                bar.set_postfix(failed=len(result.failed))
+            if on_point is not None:
+                on_point(outcome)
+            return outcome
+
+        try:
+            if jobs <= 1:
+                for p in todo:
+                    one(p)
+            else:
+                pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="labkit-sweep")
+                try:
+                    for fut in as_completed([pool.submit(one, p) for p in todo]):
+                        fut.result()
+                finally:
+                    pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            bar.close()
+            finished = len(skipped) + sum(o.status == "FINISHED" for o in result.outcomes)
+            parent.log_metrics({"sweep.finished": finished, "sweep.failed": len(result.failed)})
+    if summarize:
+        from labkit.sweeps.stats import report
+
+        result.report = report(lab, result.parent_run_id, log=True)
+    return result
+
+
+def bound_jobs(jobs: int, lab: Lab) -> int:
+    """`jobs` bounded by the cores and by the RAM a kernel needs (`KERNEL_GB` each)."""
+    jobs = max(1, int(jobs))
+    cores = os.cpu_count() or 1
+    ram = lab.hardware.ram_total_gb or KERNEL_GB
+    return max(1, min(jobs, cores, int(ram // KERNEL_GB) or 1))
+
+
+def _progress(total: int, initial: int, name: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=name, unit="run", disable=not enabled, leave=True)
+
+
+def find_sweep(lab: Lab, name: str, experiment: str | None = None) -> str | None:
+    """The run id of the latest sweep named `name` in `experiment`, or None."""
+    client = lab.tracker.client
+    exp_id = lab.tracker.experiment_id(experiment)
+    runs = client.search_runs([exp_id], filter_string=f"tags.`{TAG_JOB}` = 'sweep' and tags.`{TAG_NAME}` = "
+                                                      f"'{_quote(name)}'",
+                              max_results=1, order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
+
+
+def children(lab: Lab, parent_run_id: str, experiment: str | None = None) -> list[Any]:
+    """The child runs of a sweep (MLflow `Run`s), oldest first."""
+    client = lab.tracker.client
+    exp_id = client.get_run(parent_run_id).info.experiment_id if experiment is None else \
+        lab.tracker.experiment_id(experiment)
+    out, token = [], None
+    while True:
+        page = client.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+                                  max_results=1000, order_by=["attributes.start_time ASC"], page_token=token)
+        out += [r for r in page if TAG_KEY in r.data.tags]
+        token = page.token
+        if not token:
+            return out
+
+
+def finished_keys(lab: Lab, parent_run_id: str, experiment: str | None = None) -> set[str]:
+    """Keys of the points of a sweep that have a finished, completely recorded child."""
+    return {r.data.tags[TAG_KEY] for r in children(lab, parent_run_id, experiment)
+            if r.info.status == "FINISHED" and r.data.tags.get(TAG_DONE) == "1"}
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "\\'")
+
+
+class _parent_run:
+    """The sweep's parent run: a new one, or `previous` reopened (RUNNING again) for --resume."""
+
+    def __init__(self, lab: Lab, spec: SweepSpec, experiment: str, previous: str | None):
+        self.lab, self.spec, self.experiment, self.previous = lab, spec, experiment, previous
+        self._cm = None
+
+    def __enter__(self) -> Run:
+        from labkit.tracking.store import Run
+
+        spec = self.spec
+        tags = {TAG_JOB: "sweep", TAG_NAME: spec.name, "labkit.sweep.kind": spec.kind,
+                "labkit.sweep.spec_sha": spec.sha, "labkit.sweep.axes": json.dumps(list(spec.axes))}
+        if self.previous is None:
+            params = {"sweep.name": spec.name, "sweep.kind": spec.kind, "sweep.runs": len(spec.points()),
+                      "sweep.seeds": json.dumps(list(spec.seeds)) if spec.seeds is not None else "",
+                      "sweep.grid": json.dumps(dict(spec.grid), default=str),
+                      "sweep.notebook": str(spec.notebook or ""), "sweep.plan": json.dumps(spec.plan, default=str)}
+            self._cm = self.lab.run(f"sweep {spec.name}", params=params, tags=tags, experiment=self.experiment)
+            run = self._cm.__enter__()
+            if spec.description:
+                self.lab.tracker.note(spec.description, run.run_id)
+        else:
+            client = self.lab.tracker.client
+            info = client.get_run(self.previous).info
+            client.update_run(self.previous, status="RUNNING")
+            run = Run(client, self.previous, info.experiment_id, info.artifact_uri)
+            run.set_tags({**tags, "labkit.sweep.resumed": int(time.time())})
+        run.log_text(spec.text, f"sweep/{Path(spec.path).name if spec.path else 'sweep.yaml'}")
+        run.log_dict(spec.to_dict(), "sweep/spec.json")
+        self.run = run
+        return run
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._cm is not None:
+            return bool(self._cm.__exit__(exc_type, exc, tb))
+        status = "FINISHED" if exc is None else "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        if exc is not None:
+            self.run.set_tags({"labkit.error": f"{type(exc).__name__}: {exc}", "labkit.status": status})
+        self.lab.tracker.client.set_terminated(self.run.run_id, status=status)
+        return False
+
+
+class _PointRunner:
+    def __init__(self, lab: Lab, spec: SweepSpec, parent: str, experiment: str):
+        self.lab, self.spec, self.parent, self.experiment = lab, spec, parent, experiment
+        self.axes = spec.axes
+        self._render_lock = threading.Lock()  # plan points share one pipeline: one render at a time
+
+    def tags(self, p: Point, attempt: str) -> dict[str, Any]:
+        return {"mlflow.parentRunId": self.parent, TAG_NAME: self.spec.name, TAG_KEY: p.key,
+                TAG_INDEX: p.index, TAG_PARAMS: json.dumps(p.values, default=str), TAG_ATTEMPT: attempt}
+
+    def name(self, p: Point) -> str:
+        return f"{self.spec.name} #{p.index}: {p.label(self.axes)}"
+
+    def params(self, p: Point) -> dict[str, Any]:
+        return {f"point.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in p.values.items()}
+
+    def run(self, p: Point) -> PointOutcome:
+        start = time.perf_counter()
+        attempt = uuid.uuid4().hex
+        try:
+            if self.spec.kind == "plan":
+                with self._render_lock:
+                    outcome = self._plan_point(p, attempt)
+            else:
+                outcome = self._notebook_point(p, attempt)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:
+            outcome = self._failed(p, attempt, e)
+        outcome.seconds = time.perf_counter() - start
+        return outcome
+
+    # -- a plan point: the render run is the child ----------------------------------------------
+
+    def _plan_point(self, p: Point, attempt: str) -> PointOutcome:
+        from labkit.tracking.store import Run
+
+        plan = self.spec.plan_for(p)
+        result = self.lab.render(plan, tags=self.tags(p, attempt))
+        client = self.lab.tracker.client
+        info = client.get_run(result.run_id).info
+        run = Run(client, result.run_id, info.experiment_id, info.artifact_uri)
+        run.set_tags({"mlflow.runName": self.name(p)})
+        run.log_params(self.params(p))
+        if result.status != "finished":
+            return PointOutcome(p, run.run_id, "KILLED", "the render was cancelled")
+        metrics = dict(client.get_run(run.run_id).data.metrics)
+        if self.spec.score:
+            scores = score_images(self.spec.score, [(f, plan.prompt) for f in result.files
+                                                    if f.suffix.lower() == ".png" and run.run_id in str(f)])
+            run.log_metrics(scores)
+            metrics.update(scores)
+        run.set_tags({TAG_DONE: "1"})
+        return PointOutcome(p, run.run_id, "FINISHED", metrics=metrics)
+
+    # -- a notebook point: a child run holding the executed notebook ------------------------------
+
+    def _notebook_point(self, p: Point, attempt: str) -> PointOutcome:
+        from labkit.notebooks import execute, notebook_parameters
+
+        spec, lab = self.spec, self.lab
+        values = dict(p.values)
+        if "root" in notebook_parameters(spec.notebook) and "root" not in values:
+            values["root"] = str(lab.config.root)
+        tags = {**self.tags(p, attempt), "labkit.job": "sweep-point", "labkit.sweep.notebook": str(spec.notebook)}
+        outcome = PointOutcome(p, None, "FINISHED")
+        with lab.run(self.name(p), params=self.params(p), tags=tags, experiment=self.experiment,
+                     parent_run_id=self.parent) as run:
+            outcome.run_id = run.run_id
+            env = {PARENT_ENV: run.run_id, "LABKIT_ROOT": str(lab.config.root),
+                   "MLFLOW_TRACKING_URI": lab.config.tracking_uri, "LABKIT_EXPERIMENT": self.experiment}
+            with tempfile.TemporaryDirectory(prefix="labkit-sweep-") as tmp:
+                out = Path(tmp) / f"point-{p.index:03d}.ipynb"
+                ex = execute(spec.notebook, out, values, kernel=spec.kernel, cwd=lab.config.root, env=env,
+                             timeout=spec.timeout)
+                if out.is_file():
+                    run.log_artifact(out, "notebook")
+            if ex.error is not None:
+                err = ex.error
+                run.set_tags({"labkit.error": err.summary(), "labkit.error_type": err.ename,
+                              "labkit.status": "FAILED", "labkit.sweep.failed_cell": err.cell_index,
+                              "labkit.sweep.failed_source": err.source[:2000]})
+                run.log_text(f"{err.summary()}\n\n--- cell {err.cell_index} ---\n{err.source}\n\n{err.traceback}\n",
+                             "error.txt")
+                run.status = "FAILED"
+                outcome.status, outcome.error = "FAILED", err.summary()
+                return outcome
+            metrics = nested_metrics(lab, run.run_id, run.experiment_id)
+            metrics.update(ex.metrics)
+            files = [f for f in ex.files if f.is_file()]
+            for f in files:
+                run.log_artifact(f, "outputs")
+            if spec.score:
+                scored = [(f, values.get("prompt", "")) for f in files if f.suffix.lower() == ".png"]
+                scored += nested_images(lab, run.run_id, run.experiment_id)
+                metrics.update(score_images(spec.score, scored))
+            run.log_metrics(metrics)
+            run.set_tags({TAG_DONE: "1"})
+            outcome.metrics = metrics
+        return outcome
+
+    def _failed(self, p: Point, attempt: str, exc: BaseException) -> PointOutcome:
+        """A point that raised in labkit (not in a notebook): its child run FAILED with the error. A
+        render that failed inside its run already is that run; otherwise one is made to say so."""
+        client = self.lab.tracker.client
+        exp_id = self.lab.tracker.experiment_id(self.experiment)
+        found = client.search_runs([exp_id], filter_string=f"tags.`{TAG_ATTEMPT}` = '{attempt}'", max_results=1)
+        message = f"{type(exc).__name__}: {exc}"
+        if found:
+            run_id = found[0].info.run_id
+            if found[0].info.status != "FAILED":
+                client.set_tag(run_id, "labkit.error", message[:8000])
+                client.set_terminated(run_id, status="FAILED")
+            return PointOutcome(p, run_id, "FAILED", message)
+        try:
+            with self.lab.run(self.name(p), params=self.params(p),
+                              tags={**self.tags(p, attempt), "labkit.job": "sweep-point"},
+                              experiment=self.experiment, parent_run_id=self.parent) as run:
+                run_id = run.run_id
+                raise exc
+        except Exception:
+            pass
+        return PointOutcome(p, run_id, "FAILED", message)
+
+
+def nested_metrics(lab: Lab, run_id: str, experiment_id: str) -> dict[str, float]:
+    """The mean of each metric over the runs nested under `run_id` (what a notebook rendered)."""
+    runs = lab.tracker.client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'",
+                                          max_results=1000)
+    sums: dict[str, list[float]] = {}
+    for r in runs:
+        for k, v in r.data.metrics.items():
+            if not k.startswith("system/"):  # the kernel's machine load is not a result of the point
+                sums.setdefault(k, []).append(v)
+    return {k: sum(v) / len(v) for k, v in sums.items()}
+
+
+def nested_images(lab: Lab, run_id: str, experiment_id: str) -> list[tuple[Path, str]]:
+    """(image, prompt) for every output image of the runs nested under `run_id`."""
+    from labkit.tracking.compare import RunSummary
+
+    runs = lab.tracker.client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'",
+                                          max_results=1000)
+    return [(f, s.prompt) for s in map(RunSummary.from_mlflow, runs) for f in s.images]
+
+
+def score_images(scorer: str, images: list[tuple[Path, str]]) -> dict[str, float]:
+    """Scores of images against their prompts. `toyworld`: the share of images the toy-world detector
+    finds right on each attribute (`adherence.colour`, …, `adherence.all_correct`)."""
+    if scorer != "toyworld" or not images:
+        return {}
+    from PIL import Image
+
+    from labkit.toyworld.detect import verdict
+    from labkit.toyworld.evaluate import ATTRS
+
+    verdicts = []
+    for path, prompt in images:
+        with Image.open(path) as img:
+            verdicts.append(verdict(prompt, img.convert("RGB")))
+    out = {f"adherence.{a}": sum(bool(v[a]) for v in verdicts) / len(verdicts) for a in ATTRS}
+    out["adherence.images"] = float(len(verdicts))
+    return out
+
+
+__all__ = ["PARENT_ENV", "PointOutcome", "SweepResult", "bound_jobs", "children", "find_sweep", "finished_keys",
+           "run_sweep", "score_images"]

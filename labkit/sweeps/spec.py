@@ -1,0 +1,379 @@
+"""Sweep specs: one YAML file per study (`experiments/*.yaml`), read and checked before anything runs.
+
+```yaml
+name: toy-steps-guidance          # the study; its parent run is named after it
+description: What the study asks.
+plan:                             # what one point runs: a plan template rendered through the Lab API …
+  prompt: "a small {colour} circle on the left"   # {axis} is filled from the point's parameters
+  model: toyworld
+  count: 4
+# notebook: notebooks/00_quickstart.ipynb        # … or a notebook run by papermill (its `parameters` cell)
+parameters: {size: [64, 64]}      # the same for every point
+grid:                             # lists: every combination is a point
+  steps: [4, 8]
+  guidance: [2.0, 4.0]
+points: []                        # and/or explicit points, each a mapping of parameters
+seeds: 3                          # each point runs once per seed: a count (0, 1, 2) or a list
+score: toyworld                   # scorer for each point's images (toyworld: prompt adherence)
+metrics: [adherence.all_correct]  # what the summary reports (default: every metric)
+compare: {a: {steps: 4}, b: {steps: 8}, metric: adherence.all_correct}   # a paired comparison
+max_runs: 100                     # more runs than this need --yes
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labkit.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.controller.plan import Plan
+    from labkit.lab import Lab
+
+KEYS = ("name", "description", "experiment", "notebook", "kernel", "timeout", "plan", "parameters", "grid",
+        "points", "seeds", "score", "metrics", "compare", "max_runs")
+#: More runs than this need `--yes` (or `max_runs:` in the spec).
+DEFAULT_MAX_RUNS = 100
+SCORERS = ("toyworld",)
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of a sweep run with one seed: its parameters (fixed ones included) and its seed
+    (None when the spec has no seeds). `key` identifies it across runs of the sweep (for --resume)."""
+
+    index: int
+    params: Mapping[str, Any]
+    seed: int | None
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The parameters with the seed, as injected into a notebook or a plan."""
+        return {**self.params, **({"seed": self.seed} if self.seed is not None else {})}
+
+    @property
+    def key(self) -> str:
+        return json.dumps(self.values, sort_keys=True, default=str)
+
+    def label(self, axes: tuple[str, ...] = ()) -> str:
+        shown = {k: v for k, v in self.params.items() if not axes or k in axes}
+        parts = [f"{k}={_short(v)}" for k, v in shown.items()]
+        if self.seed is not None:
+            parts.append(f"seed={self.seed}")
+        return " ".join(parts) or f"point {self.index}"
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 30 else text[:27] + "…"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A study read from YAML (see the module docstring); `points()` expands it."""
+
+    name: str
+    path: Path | None = None
+    description: str = ""
+    experiment: str | None = None
+    notebook: Path | None = None
+    kernel: str = "python3"
+    timeout: float | None = None
+    plan: Mapping[str, Any] | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    grid: Mapping[str, list[Any]] = field(default_factory=dict)
+    explicit: tuple[Mapping[str, Any], ...] = ()
+    seeds: tuple[int, ...] | None = None
+    score: str | None = None
+    metrics: tuple[str, ...] = ()
+    compare: Mapping[str, Any] | None = None
+    max_runs: int = DEFAULT_MAX_RUNS
+    text: str = ""
+
+    @property
+    def kind(self) -> str:
+        """"notebook" or "plan": what one point runs."""
+        return "notebook" if self.notebook is not None else "plan"
+
+    @property
+    def sha(self) -> str:
+        """A digest of the spec's text (recorded on the parent run)."""
+        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """The parameters that vary between points (the seed is not an axis)."""
+        names: list[str] = list(self.grid)
+        for p in self.explicit:
+            names += [k for k in p if k not in names]
+        points = self.points()
+        return tuple(n for n in names if len({json.dumps(p.params.get(n), sort_keys=True, default=str)
+                                              for p in points}) > 1)
+
+    def settings(self) -> list[dict[str, Any]]:
+        """Every setting (parameters without the seed): the grid's product, then the explicit points."""
+        out = []
+        if self.grid:
+            names = list(self.grid)
+            for combo in itertools.product(*(self.grid[n] for n in names)):
+                out.append({**self.parameters, **dict(zip(names, combo, strict=True))})
+        out += [{**self.parameters, **p} for p in self.explicit]
+        return out
+
+    def points(self) -> list[Point]:
+        """Every (setting, seed) pair in order: settings outer, seeds inner."""
+        seeds: tuple[int | None, ...] = self.seeds if self.seeds is not None else (None,)
+        return [Point(i, s, seed) for i, (s, seed) in enumerate(itertools.product(self.settings(), seeds))]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "kind": self.kind,
+                "notebook": str(self.notebook) if self.notebook else None,
+                "plan": dict(self.plan) if self.plan else None, "parameters": dict(self.parameters),
+                "grid": dict(self.grid), "points": [dict(p) for p in self.explicit],
+                "seeds": list(self.seeds) if self.seeds is not None else None, "score": self.score,
+                "metrics": list(self.metrics), "compare": dict(self.compare) if self.compare else None}
+
+    # -- checking -------------------------------------------------------------------------------
+
+    def check(self, lab: Lab | None = None, *, yes: bool = False) -> list[Point]:
+        """Every point, after checking what can be checked without running anything: the grid is not
+        empty; the run count is within `max_runs` (or `yes`); every parameter is in the notebook's
+        `parameters` cell, or is a plan field or a `{placeholder}` of the template; and, given a lab,
+        each point's plan completes and validates. Raises `ConfigError` naming the problem."""
+        points = self.points()
+        if not points:
+            raise ConfigError(f"The sweep {self.name!r} has no points: its grid and points are empty.",
+                              value=self.where, fix="give `grid:` at least one parameter with a list of values, "
+                                                    "or list `points:`.")
+        if len(points) > self.max_runs and not yes:
+            raise ConfigError(f"The sweep {self.name!r} would start {len(points)} runs, more than {self.max_runs}.",
+                              value=len(points), fix="pass --yes (yes=True) if you mean it, raise `max_runs:` in "
+                                                     "the spec, or make the grid smaller.")
+        names = set(self.parameters) | set(self.grid) | {k for p in self.explicit for k in p}
+        if self.kind == "notebook":
+            self._check_notebook(names)
+        else:
+            self._check_plan(names, points, lab)
+        if self.compare is not None:
+            self._check_compare(points)
+        return points
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path else self.name
+
+    def _check_notebook(self, names: set[str]) -> None:
+        from labkit.notebooks import notebook_parameters
+
+        declared = notebook_parameters(self.notebook)
+        wanted = names | ({"seed"} if self.seeds is not None else set())
+        unknown = sorted(wanted - set(declared))
+        if unknown:
+            raise ConfigError(
+                f"The sweep {self.name!r} sets {', '.join(map(repr, unknown))}, which the notebook "
+                f"{self.notebook.name!r} does not declare in its `parameters` cell.", value=unknown,
+                fix=f"use only {sorted(declared)}, or add the parameter to the notebook's `parameters` cell.")
+
+    def _check_plan(self, names: set[str], points: list[Point], lab: Lab | None) -> None:
+        from labkit.controller.plan import Plan
+
+        fields = {f.name for f in dataclasses.fields(Plan)} | {"size"}
+        template = dict(self.plan or {})
+        bad = sorted(set(template) - fields)
+        if bad:
+            raise ConfigError(f"The sweep {self.name!r}'s plan has unknown field(s) {bad}.", value=bad,
+                              fix=f"use plan fields only: {sorted(fields)}.")
+        used = {m for v in template.values() if isinstance(v, str) for m in _PLACEHOLDER.findall(v)}
+        unknown = sorted(n for n in names if n not in fields and n not in used)
+        if unknown:
+            raise ConfigError(
+                f"The sweep {self.name!r} sets {', '.join(map(repr, unknown))}, which is neither a plan field nor "
+                f"a {{placeholder}} in its plan template.", value=unknown,
+                fix=f"use plan fields ({', '.join(sorted(fields))}) or write {{{unknown[0]}}} into the template, "
+                    f"e.g. prompt: \"a {{{unknown[0]}}} circle\".")
+        missing = sorted(used - names)
+        if missing:
+            raise ConfigError(f"The sweep {self.name!r}'s plan template uses {{{missing[0]}}}, which no parameter "
+                              "sets.", value=missing, fix=f"add {missing[0]} to `parameters:` or `grid:`.")
+        if lab is not None:
+            seen: set[str] = set()
+            for p in points:
+                plan = self.plan_for(p)
+                if plan.to_json() in seen:
+                    continue
+                seen.add(plan.to_json())
+                try:
+                    lab.complete(plan)
+                except Exception as e:
+                    from labkit.errors import LabkitError
+
+                    if not isinstance(e, LabkitError):
+                        raise
+                    raise ConfigError(f"Point {p.index} of the sweep {self.name!r} ({p.label()}) is not a valid "
+                                      f"plan: {e.message}", value=e.value, fix=e.fix) from e
+
+    def _check_compare(self, points: list[Point]) -> None:
+        cmp = dict(self.compare or {})
+        for side in ("a", "b"):
+            setting = cmp.get(side)
+            if not isinstance(setting, Mapping) or not setting:
+                raise ConfigError(f"The sweep {self.name!r}'s `compare:` needs `{side}:`, a mapping of parameters.",
+                                  value=setting, fix="write e.g. compare: {a: {steps: 4}, b: {steps: 8}}.")
+            if not any(all(p.params.get(k) == v for k, v in setting.items()) for p in points):
+                raise ConfigError(f"No point of the sweep {self.name!r} has {dict(setting)} (compare.{side}).",
+                                  value=dict(setting), fix="name values that are in the grid or the points.")
+
+    def plan_for(self, point: Point) -> Plan:
+        """The plan a point renders: the template with the point's parameters and seed."""
+        from labkit.controller.plan import Plan
+
+        values = dict(point.values)
+        data: dict[str, Any] = {}
+        for k, v in (self.plan or {}).items():
+            data[k] = _PLACEHOLDER.sub(lambda m: str(values.get(m.group(1), m.group(0))), v) if isinstance(v, str) \
+                else v
+        fields = {f.name for f in dataclasses.fields(Plan)}
+        data.update({k: v for k, v in values.items() if k in fields or k == "size"})
+        if "size" in data:
+            size = data.pop("size")
+            if not (isinstance(size, (list, tuple)) and len(size) == 2):
+                raise ConfigError(f"size {size!r} is not [width, height].", value=size, fix="write size: [64, 64].")
+            data["width"], data["height"] = int(size[0]), int(size[1])
+        if data.get("seed") is None:
+            data["seed"] = 0  # a sweep is reproducible: no point draws a random seed
+        try:
+            return Plan.from_dict(data)
+        except TypeError as e:
+            raise ConfigError(f"The sweep {self.name!r}'s plan template is not a plan: {e}.", value=data,
+                              fix="give the plan fields as a mapping (prompt, model, steps, …).") from e
+
+
+def load_spec(path: str | Path, *, root: str | Path | None = None) -> SweepSpec:
+    """Read a sweep spec from YAML and check its shape (not yet its notebook or plans: see `check`).
+
+    A relative notebook path is looked up beside the spec, then in `root` (the project folder).
+    Raises `ConfigError` naming the bad key or value.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"There is no sweep spec at {str(path)!r}.", value=str(path),
+                          fix="name a YAML file, e.g. experiments/toy-steps-guidance.yaml.")
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}", value=str(path), fix="fix the YAML syntax.") from e
+    return spec_from_dict(data, path=path, root=root, text=text)
+
+
+def spec_from_dict(data: Any, *, path: Path | None = None, root: str | Path | None = None,
+                   text: str | None = None) -> SweepSpec:
+    """A `SweepSpec` from its mapping form (what the YAML holds)."""
+    where = str(path) if path else "the sweep spec"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping of keys (name, plan or notebook, grid, seeds…).", value=data,
+                          fix="start from one of the specs in experiments/.")
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {unknown}.", value=unknown, fix=f"use only {list(KEYS)}.")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where} has no `name:`.", value=name, fix="give the study a name, e.g. name: steps-x-cfg.")
+    if ("notebook" in data) == ("plan" in data):
+        raise ConfigError(f"The sweep {name!r} must have exactly one of `notebook:` and `plan:`.",
+                          value=sorted(k for k in ("notebook", "plan") if k in data),
+                          fix="name a notebook to run with papermill, or give a plan template to render.")
+    notebook = None
+    if "notebook" in data:
+        notebook = _find_notebook(str(data["notebook"]), path, root, name)
+    plan = data.get("plan")
+    if plan is not None and not isinstance(plan, Mapping):
+        raise ConfigError(f"The sweep {name!r}'s `plan:` must be a mapping of plan fields.", value=plan,
+                          fix="write e.g. plan: {prompt: 'a red circle', model: toyworld}.")
+    parameters = _mapping(data.get("parameters"), "parameters", name)
+    grid = _mapping(data.get("grid"), "grid", name)
+    for axis, values in grid.items():
+        if not isinstance(values, list):
+            raise ConfigError(f"The sweep {name!r}'s grid axis {axis!r} is {values!r}, not a list.", value=values,
+                              fix=f"write {axis}: [{values!r}], or move it to `parameters:` if it does not vary.")
+        if not values:
+            raise ConfigError(f"The sweep {name!r}'s grid axis {axis!r} is empty.", value=axis,
+                              fix=f"give {axis} at least one value, or remove it.")
+    points = data.get("points") or []
+    if not isinstance(points, list) or not all(isinstance(p, Mapping) for p in points):
+        raise ConfigError(f"The sweep {name!r}'s `points:` must be a list of mappings.", value=points,
+                          fix="write e.g. points: [{steps: 4}, {steps: 8, guidance: 2.0}].")
+    seeds = _seeds(data.get("seeds"), name)
+    score = data.get("score")
+    if score is not None and score not in SCORERS:
+        raise ConfigError(f"Unknown scorer {score!r} in the sweep {name!r}.", value=score, fix=f"use one of {SCORERS}.")
+    metrics = data.get("metrics") or []
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    compare = data.get("compare")
+    if compare is not None and not isinstance(compare, Mapping):
+        raise ConfigError(f"The sweep {name!r}'s `compare:` must be a mapping.", value=compare,
+                          fix="write compare: {a: {steps: 4}, b: {steps: 8}, metric: adherence.all_correct}.")
+    max_runs = data.get("max_runs", DEFAULT_MAX_RUNS)
+    if not isinstance(max_runs, int) or max_runs < 1:
+        raise ConfigError(f"max_runs {max_runs!r} is not a positive whole number.", value=max_runs,
+                          fix="write e.g. max_runs: 500.")
+    timeout = data.get("timeout")
+    return SweepSpec(name=name.strip(), path=path, description=str(data.get("description") or ""),
+                     experiment=data.get("experiment"), notebook=notebook, kernel=str(data.get("kernel") or "python3"),
+                     timeout=float(timeout) if timeout else None, plan=dict(plan) if plan is not None else None,
+                     parameters=parameters, grid={k: list(v) for k, v in grid.items()},
+                     explicit=tuple(dict(p) for p in points), seeds=seeds, score=score,
+                     metrics=tuple(str(m) for m in metrics), compare=dict(compare) if compare else None,
+                     max_runs=max_runs, text=text if text is not None else json.dumps(data, sort_keys=True,
+                                                                                      default=str))
+
+
+def _mapping(value: Any, key: str, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"The sweep {name!r}'s `{key}:` must be a mapping of parameter → value.", value=value,
+                          fix=f"write e.g. {key}: {{steps: [4, 8]}}." if key == "grid" else f"write e.g. {key}: "
+                                                                                            "{steps: 4}.")
+    return dict(value)
+
+
+def _seeds(value: Any, name: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, list) and value and all(
+            isinstance(s, int) and not isinstance(s, bool) for s in value))):
+        raise ConfigError(f"The sweep {name!r} has seeds {value!r}.", value=value,
+                          fix="write a count (seeds: 3 means 0, 1, 2) or a list of whole numbers (seeds: [7, 8]).")
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigError(f"The sweep {name!r} has seeds: {value}.", value=value, fix="use at least 1 seed.")
+        return tuple(range(value))
+    return tuple(value)
+
+
+def _find_notebook(name: str, spec_path: Path | None, root: str | Path | None, sweep: str) -> Path:
+    candidates = [Path(name)] if Path(name).is_absolute() else [
+        *([spec_path.parent / name] if spec_path else []), *([Path(root) / name] if root else []), Path.cwd() / name]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    raise ConfigError(f"The sweep {sweep!r} names the notebook {name!r}, which does not exist.", value=name,
+                      fix="give a path relative to the spec's folder or the project, e.g. "
+                          f"notebooks/00_quickstart.ipynb (looked in: {', '.join(str(c.parent) for c in candidates)}).")
+
+
+__all__ = ["DEFAULT_MAX_RUNS", "Point", "SweepSpec", "load_spec", "spec_from_dict"]

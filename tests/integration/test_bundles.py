@@ -1,0 +1,116 @@
+"""Run bundles: export from one MLflow store, import into another, and MLflow sees the same runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_cli import labkit
+
+
+def _make_runs(lab) -> dict[str, str]:
+    """A parent with two children: params, a metric history, tags, notes, nested artifacts, one failure."""
+    ids = {}
+    with lab.run("study", params={"lr": 0.001, "plan": {"steps": 4}}, tags={"labkit.job": "sweep"}) as parent:
+        parent.log_series("loss", [1.0, 0.5, 0.25, float("nan")])
+        parent.log_text("# study\n", "notes/summary.md")
+        lab.note("The parent's note.", parent.run_id)
+        ids["parent"] = parent.run_id
+        for seed in (0, 1):
+            with lab.run(f"child {seed}", params={"seed": seed}, parent_run_id=parent.run_id) as child:
+                child.log_metrics({"score": 0.5 + seed}, step=3)
+                child.log_metrics({"score": 0.7 + seed}, step=7)
+                child.log_dict({"seed": seed}, "outputs/record.json")
+                child.log_text("binary-ish \x00\x01", "outputs/deep/folder/blob.bin")
+                ids[f"child{seed}"] = child.run_id
+    with pytest.raises(ValueError), lab.run("broken", params={"x": 1}):
+        raise ValueError("on purpose")
+    lab.note("An experiment note.", experiment=True)
+    return ids
+
+
+def _files(run) -> dict[str, bytes]:
+    root = Path(run.info.artifact_uri.removeprefix("file://"))
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _history(uri: str, run_id: str, key: str) -> list[tuple]:
+    from mlflow import MlflowClient
+
+    return sorted((m.step, m.timestamp, str(m.value)) for m in MlflowClient(uri).get_metric_history(run_id, key))
+
+
+def test_export_then_import_into_an_empty_store_gives_the_same_runs(migrated_store, lab, tmp_path, search_runs,
+                                                                     _fresh_store_file):
+    from labkit.config import LabConfig
+    from labkit.errors import InvalidParameter
+    from labkit.tracking.bundle import ORIGIN_TAG, export_bundle, import_bundle, read_manifest
+    from labkit.tracking.store import Tracker
+
+    ids = _make_runs(lab)
+    bundle = export_bundle(lab.tracker, ["labkit"], tmp_path / "study.zip")
+    assert bundle.runs == 4 and bundle.artifacts >= 6
+    manifest = read_manifest(bundle.path)
+    assert manifest["format"] == "labkit-run-bundle" and manifest["format_version"] == 1
+    with zipfile.ZipFile(bundle.path) as zf:  # plain JSON and plain files, not a database
+        assert json.loads(zf.read("manifest.json"))["runs"][0]["metrics"] is not None
+        assert f"runs/{ids['child0']}/outputs/deep/folder/blob.bin" in zf.namelist()
+
+    other = tmp_path / "other"
+    (other / "mlruns").mkdir(parents=True)
+    shutil.copy(_fresh_store_file, other / "mlruns" / "mlflow.db")
+    target = Tracker(LabConfig.resolve(other))
+    first = import_bundle(target, bundle.path)
+    assert len(first.imported) == 4 and first.skipped == []
+
+    src_uri, dst_uri = lab.config.tracking_uri, target.uri
+    src = {r.info.run_id: r for r in search_runs(src_uri)}
+    dst = {r.data.tags[ORIGIN_TAG]: r for r in search_runs(dst_uri)}
+    assert set(dst) == set(src)
+    for origin, a in src.items():
+        b = dst[origin]
+        assert b.info.run_id != a.info.run_id
+        assert b.info.run_name == a.info.run_name and b.info.status == a.info.status
+        assert (b.info.start_time, b.info.end_time) == (a.info.start_time, a.info.end_time)
+        assert b.data.params == a.data.params
+        assert b.data.metrics.keys() == a.data.metrics.keys()
+        for key in a.data.metrics:
+            assert _history(dst_uri, b.info.run_id, key) == _history(src_uri, origin, key)
+        extra = {ORIGIN_TAG, "labkit.origin.complete", "mlflow.parentRunId"}
+        assert {k: v for k, v in b.data.tags.items() if k not in extra} == \
+               {k: v for k, v in a.data.tags.items() if k not in extra}
+        parent = a.data.tags.get("mlflow.parentRunId")
+        if parent:  # the link points at the imported parent, not at the old id
+            assert b.data.tags["mlflow.parentRunId"] == dst[parent].info.run_id
+        assert _files(b) == _files(a)
+    assert dst[ids["parent"]].data.tags["mlflow.note.content"] == "The parent's note."
+    assert len(_history(dst_uri, dst[ids["parent"]].info.run_id, "loss")) == 4
+    assert "Traceback" in _files(dst[next(o for o, r in src.items() if r.info.run_name == "broken")])["error.txt"]\
+        .decode()
+    assert target.get_note(experiment="labkit") == "An experiment note."
+
+    again = import_bundle(target, bundle.path)
+    assert again.imported == [] and len(again.skipped) == 4
+    assert len(search_runs(dst_uri)) == 4
+    home = import_bundle(lab.tracker, bundle.path)  # back into the store it came from: nothing new either
+    assert home.imported == [] and len(search_runs(src_uri)) == 4
+    with pytest.raises(InvalidParameter, match="neither an experiment nor a run"):
+        export_bundle(lab.tracker, ["no-such-thing"], tmp_path / "x.zip")
+
+
+def test_cli_exports_a_run_with_its_children_and_imports_it_once(migrated_store, cli_env, tmp_path, lab, search_runs,
+                                                                  _fresh_store_file):
+    ids = _make_runs(lab)
+    out = labkit("export", ids["parent"], "--out", str(tmp_path / "parent.zip"), env=cli_env)
+    assert "exported 3 run(s)" in out.stdout  # the parent and its two children, not the unrelated run
+    other = tmp_path / "other"
+    (other / "mlruns").mkdir(parents=True)
+    shutil.copy(_fresh_store_file, other / "mlruns" / "mlflow.db")
+    env = {**cli_env, "LABKIT_ROOT": str(other)}
+    assert "imported 3 run(s)" in labkit("import", str(tmp_path / "parent.zip"), env=env).stdout
+    assert "imported 0 run(s)" in labkit("import", str(tmp_path / "parent.zip"), env=env).stdout
+    assert len(search_runs(f"sqlite:///{other}/mlruns/mlflow.db")) == 3

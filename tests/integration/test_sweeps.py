@@ -1,0 +1,171 @@
+"""Sweeps on the toy world and on a real papermill kernel, as a researcher runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_cli import labkit
+
+REPO = Path(__file__).resolve().parents[2]
+POINT_NOTEBOOK = REPO / "tests" / "fixtures" / "sweep_point.ipynb"
+
+
+def _artifacts(run) -> Path:
+    return Path(run.info.artifact_uri.removeprefix("file://"))
+
+
+@pytest.mark.slow
+def test_the_steps_guidance_study_runs_from_one_command(migrated_store, cli_env, project, search_runs):
+    """The acceptance example: 2 × 2 points × 3 seeds = 12 child runs under one parent; the comparison
+    has per-point means with confidence intervals, a grid image and a paired test."""
+    spec = REPO / "experiments" / "toy-steps-guidance.yaml"
+    out = labkit("sweep", str(spec), "--no-progress", env=cli_env, timeout=600)
+    runs = search_runs(f"sqlite:///{project}/mlruns/mlflow.db")
+    [parent] = [r for r in runs if r.data.tags.get("labkit.job") == "sweep"]
+    assert parent.info.status == "FINISHED" and parent.info.run_id in out.stdout
+    kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(kids) == 12 and all(k.info.status == "FINISHED" for k in kids)
+    settings = sorted((int(k.data.params["point.steps"]), float(k.data.params["point.guidance"]),
+                       int(k.data.params["point.seed"])) for k in kids)
+    assert settings == sorted((s, g, seed) for s in (4, 12) for g in (1.5, 4.0) for seed in range(3))
+    for k in kids:  # each child is the render: its plan, its images, its scores
+        assert k.data.params["plan.steps"] == k.data.params["point.steps"]
+        assert k.data.params["plan.seed"] == k.data.params["point.seed"]
+        assert 0.0 <= k.data.metrics["adherence.all_correct"] <= 1.0 and k.data.metrics["adherence.images"] == 4
+        assert len(list((_artifacts(k) / "outputs").glob("*.png"))) == 4
+    assert "mean" in out.stdout and "95% CI" in out.stdout
+
+    out = labkit("compare", "sweep", parent.info.run_id, "--json", "--a", "guidance=1.5", "--b", "guidance=4.0",
+                 "--paired-metric", "adherence.colour", env=cli_env)
+    report = json.loads(out.stdout)
+    assert report["axes"] == ["steps", "guidance"]
+    assert len(report["summary"]) == 4
+    for row in report["summary"]:
+        assert row["adherence.all_correct.n"] == 3
+        assert row["adherence.all_correct.ci_low"] <= row["adherence.all_correct.mean"] <= \
+            row["adherence.all_correct.ci_high"]
+    [paired] = report["paired"]
+    assert paired["n"] == 6 and paired["metric"] == "adherence.colour"  # 2 steps × 3 seeds
+    summary = _artifacts(parent) / "summary"
+    assert (summary / "grid.png").stat().st_size > 1000
+    assert (summary / "adherence.all_correct-vs-steps.png").is_file()
+    page = (summary / "summary.html").read_text()
+    assert "95% confidence interval" in page and "data:image/png;base64," in page
+    assert "d_z" in (summary / "summary.txt").read_text()
+
+
+def _small_spec(tmp_path: Path) -> Path:
+    path = tmp_path / "small.yaml"
+    path.write_text("name: small\nplan: {prompt: 'a small red circle on the left', model: toyworld}\n"
+                    "grid: {steps: [2, 3]}\nseeds: 2\nscore: toyworld\n")
+    return path
+
+
+def test_a_killed_sweep_resumes_with_only_the_missing_points(migrated_store, lab, tmp_path):
+    from labkit.sweeps import load_spec, run_sweep
+
+    spec = load_spec(_small_spec(tmp_path))
+    seen = []
+
+    def kill_after_two(outcome):
+        seen.append(outcome)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(lab, spec, progress=False, on_point=kill_after_two)
+    client = lab.tracker.client
+    [parent] = client.search_runs([lab.tracker.experiment_id()], "tags.`labkit.job` = 'sweep'")
+    assert parent.info.status == "KILLED"
+    done = {o.point.key for o in seen}
+
+    again = run_sweep(lab, spec, resume=True, progress=False, summarize=False)
+    assert again.parent_run_id == parent.info.run_id
+    assert {p.key for p in again.skipped} == done
+    assert len(again.outcomes) == 2 and {o.point.key for o in again.outcomes}.isdisjoint(done)
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    kids = client.search_runs([lab.tracker.experiment_id()], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(kids) == 4 and all(k.info.status == "FINISHED" for k in kids)
+    assert run_sweep(lab, spec, resume=True, progress=False, summarize=False).outcomes == []  # nothing left
+
+
+@pytest.mark.notebook
+def test_notebook_points_record_metrics_and_a_raising_notebook_is_recorded_failed(migrated_store, lab, tmp_path,
+                                                                                  search_runs):
+    """Each point runs the notebook with papermill on a real kernel; the run the notebook makes nests under
+    its point; the point whose notebook raises is FAILED with the cell and the error, the others finish."""
+    from labkit.sweeps import load_spec, run_sweep
+
+    path = tmp_path / "nb.yaml"
+    path.write_text(f"name: nb\nnotebook: {POINT_NOTEBOOK}\nparameters: {{nested: true}}\ngrid: {{x: [1, 2]}}\n"
+                    "points: [{x: 3, fail: true}]\nseeds: [5]\nmetrics: [score]\n")
+    result = run_sweep(lab, load_spec(path), jobs=2, progress=False)
+    assert sorted(o.status for o in result.outcomes) == ["FAILED", "FINISHED", "FINISHED"]
+    client = lab.tracker.client
+    runs = {r.info.run_id: r for r in search_runs(lab.config.tracking_uri)}
+    kids = [r for r in runs.values() if r.data.tags.get("mlflow.parentRunId") == result.parent_run_id]
+    assert len(kids) == 3
+    for kid in kids:
+        x = int(kid.data.params["point.x"])
+        assert (_artifacts(kid) / "notebook" / f"point-{x - 1:03d}.ipynb").is_file()  # the executed notebook
+        if x == 3:
+            assert kid.info.status == "FAILED"
+            assert "ValueError: point x=3 was told to fail" in kid.data.tags["labkit.error"]
+            assert "raise ValueError" in kid.data.tags["labkit.sweep.failed_source"]
+            assert kid.data.tags["labkit.sweep.failed_cell"].isdigit()
+            assert "told to fail" in (_artifacts(kid) / "error.txt").read_text()
+        else:
+            assert kid.info.status == "FINISHED"
+            assert kid.data.metrics["score"] == 2 * x + 5
+            assert kid.data.metrics["inner.value"] == 10 * x  # from the run the notebook made
+            [inner] = [r for r in runs.values() if r.data.tags.get("mlflow.parentRunId") == kid.info.run_id]
+            assert inner.info.run_name == "inner"
+    rep = result.report
+    assert [round(v, 6) for v in rep.summary["score.mean"]] == [7.0, 9.0]
+    assert client.get_run(result.parent_run_id).data.metrics["sweep.failed"] == 1
+
+
+def test_a_bad_spec_fails_before_any_run(migrated_store, cli_env, project, tmp_path, search_runs):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: bad\nnotebook: {POINT_NOTEBOOK}\ngrid: {{x: [1], temperature: [0.7]}}\n")
+    out = labkit("sweep", str(path), env=cli_env, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "'temperature'" in out.stderr and "parameters" in out.stderr
+    big = tmp_path / "big.yaml"
+    big.write_text("name: big\nplan: {prompt: 'a red circle', model: toyworld}\n"
+                   f"grid: {{steps: {list(range(1, 101))}, guidance: {list(range(100))}}}\n")
+    out = labkit("sweep", str(big), env=cli_env, check=False)
+    assert out.returncode == 2 and "10000 runs" in out.stderr and "--yes" in out.stderr
+    out = labkit("sweep", str(REPO / "experiments" / "toy-steps-guidance.yaml"), "--dry-run", env=cli_env)
+    assert "12 runs" in out.stdout and out.stdout.count("todo") == 12
+    assert search_runs(f"sqlite:///{project}/mlruns/mlflow.db") == []
+
+
+def test_a_plan_point_that_raises_is_recorded_failed_and_the_sweep_goes_on(migrated_store, lab, tmp_path,
+                                                                           monkeypatch):
+    """Renders fail in two places: inside their run (which the sweep marks as the point's) and before
+    it opens (then the sweep makes a FAILED run that says why). No model loads here."""
+    import labkit.render
+    from labkit.sweeps import load_spec, run_sweep
+
+    def fake_render(lab_, plan, **kw):
+        if plan.steps == 2:
+            raise RuntimeError("before the run opened")
+        with lab_.run("txt2img", params={"plan": plan.to_dict()}, tags=kw["tags"]):
+            raise RuntimeError("inside the run")
+
+    monkeypatch.setattr(labkit.render, "render", fake_render)
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nplan: {prompt: 'a small red circle on the left', model: toyworld}\n"
+                    "grid: {steps: [2, 3]}\n")
+    result = run_sweep(lab, load_spec(path), progress=False, summarize=False)
+    assert [o.status for o in result.outcomes] == ["FAILED", "FAILED"]
+    client = lab.tracker.client
+    kids = client.search_runs([lab.tracker.experiment_id()], f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'")
+    errors = sorted(k.data.tags["labkit.error"] for k in kids)
+    assert len(kids) == 2 and all(k.info.status == "FAILED" for k in kids)
+    assert errors == ["RuntimeError: before the run opened", "RuntimeError: inside the run"]
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
