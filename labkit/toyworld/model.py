@@ -115,10 +115,9 @@ class ToyModelConfig:
         "block_out_channels": (32, 64, 64), "layers_per_block": 1,
         "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        # conv_in stays 3×3: diffusers' UNetMotionModel and ControlNetModel hard-code it, and the toy
+        # UNet must take AnimateDiff and ControlNet unchanged.
         "cross_attention_dim": 64, "attention_head_dim": 4, "norm_num_groups": 16,
-        # A 7×7 first convolution lets every latent pixel see the canvas border from the first layer,
-        # which is what tells the UNet where "left" and "top" are (it has no positional embedding).
-        "conv_in_kernel": 7,
     })
     scheduler: dict[str, Any] = field(default_factory=lambda: {
         "num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction",
