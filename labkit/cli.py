@@ -130,7 +130,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     result = _lab(args).generate(
         args.prompt, model=args.model, negative_prompt=args.negative, steps=args.steps, guidance=args.guidance,
         seed=args.seed, size=args.size, n=args.n, image=args.image, strength=args.strength, out=args.out,
-        allow_pickle=args.allow_pickle, config=args.config)
+        allow_pickle=args.allow_pickle, config=args.config, adapters=args.adapter or ())
     _print_result(result, args.json)
     return 0
 
@@ -281,6 +281,70 @@ def cmd_train_toy_base(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_toy_motion(args: argparse.Namespace) -> int:
+    from labkit.toyworld.motion_train import ToyMotionConfig, train_toy_motion
+
+    given = {k: getattr(args, k) for k in ("steps", "batch_size", "frames", "threads")
+             if getattr(args, k) is not None}  # the rest keep ToyMotionConfig's defaults
+    cfg = ToyMotionConfig(output_dir=args.output, base=args.base, seed=args.seed,
+                          resume="latest" if args.resume else None, **given)
+    try:
+        path = train_toy_motion(_lab(args), cfg)
+    except KeyboardInterrupt:  # the engine kept a checkpoint and marked the run KILLED
+        print(f"stopped; continue with: labkit train toy-motion --resume --output {args.output}", file=sys.stderr)
+        return 130
+    print(f"toy motion model written to {path}")
+    return 0
+
+
+def cmd_train_lora(args: argparse.Namespace) -> int:
+    from labkit.training.lora import LoraTrainConfig, train_lora
+
+    given = {k: getattr(args, k) for k in ("rank", "alpha", "resolution", "steps", "batch_size", "learning_rate",
+                                           "checkpoint_every", "validate_every", "threads", "eval_prompts",
+                                           "concept", "guidance_scale", "sampling_steps", "licence")
+             if getattr(args, k) is not None}
+    if args.target_modules:
+        given["target_modules"] = tuple(args.target_modules)
+    if args.validation_prompt:
+        given["validation_prompts"] = tuple(args.validation_prompt)
+        given.setdefault("validate_every", max(1, (args.steps or 500) // 4))
+    cfg = LoraTrainConfig(data=args.data, output_dir=args.output, base=args.base, seed=args.seed,
+                          train_text_encoder=args.train_text_encoder, kohya=args.kohya,
+                          gradient_accumulation_steps=args.accumulation, lr_schedule=args.lr_schedule,
+                          gradient_checkpointing=args.gradient_checkpointing,
+                          resume="latest" if args.resume else None, **given)
+    result = train_lora(_lab(args), cfg)
+    if result.status != "finished":
+        print(f"stopped at step {result.step}; continue with: labkit train lora {args.data} --output {args.output} "
+              "--resume (same settings)", file=sys.stderr)
+        return 130
+    if args.json:
+        _print_json({"run_id": result.run_id, "adapter": str(result.export_dir), "steps": result.step,
+                     "wall_s": result.wall_s, "metrics": result.metrics})
+    else:
+        print(f"adapter written to {result.export_dir} (run {result.run_id}, {result.wall_s / 60:.1f} min)")
+        for k, v in sorted(result.metrics.items()):
+            print(f"  {k}: {v:.4g}")
+    return 0
+
+
+def cmd_compare_adapters(args: argparse.Namespace) -> int:
+    from labkit.training.compare import compare_adapters
+
+    out = compare_adapters(_lab(args), args.adapters, prompts=args.prompts, seeds=args.seeds, weights=args.weights,
+                           model=args.model, steps=args.steps)
+    if args.json:
+        _print_json({"run_id": out.run_id, "rows": out.rows,
+                     "means": [{"checkpoint": c, "weight": w, "all_correct": v} for (c, w), v in out.means().items()]})
+    else:
+        print(f"run {out.run_id}: {len(out.checkpoints)} checkpoint(s) × {len(out.weights)} weight(s) × "
+              f"{len(out.seeds)} seed(s) × {len(out.prompts)} prompt(s)")
+        for (c, w), v in out.means().items():
+            print(f"  {c} @ {w:g}: all correct {v:.0%}")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     result, check = _lab(args).replay(args.run_id, check=args.check)
     if args.json:
@@ -304,13 +368,102 @@ def cmd_eval(args: argparse.Namespace) -> int:
         else:
             print(result.to_table())
         return 0
-    from labkit.toyworld.evaluate import evaluate
+    if args.which == "toymotion":
+        from labkit.toyworld.motion_eval import evaluate_motion
 
-    report = evaluate(_lab(args), model=args.model or "toyworld", n=args.n, seed=args.seed, steps=args.steps)
+        report = evaluate_motion(_lab(args), model=args.model or "toyworld-motion",
+                                 n=args.n if args.n is not None else 60, seed=args.seed, steps=args.steps,
+                                 image_to_video=args.image_to_video)
+    else:
+        from labkit.toyworld.evaluate import evaluate
+
+        report = evaluate(_lab(args), model=args.model or "toyworld", n=args.n if args.n is not None else 200,
+                          seed=args.seed, steps=args.steps)
     if args.json:
         _print_json(report.to_dict())
     else:
         print("\n".join(report.lines()))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from labkit.sweeps import load_spec, run_sweep
+
+    lab = _lab(args)
+    spec = load_spec(args.file, root=lab.config.root)
+    try:
+        result = run_sweep(lab, spec, jobs=args.jobs, resume=args.resume, yes=args.yes, dry_run=args.dry_run,
+                           progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"stopped; finish the missing points with: labkit sweep {args.file} --resume", file=sys.stderr)
+        return 130
+    if args.json:
+        _print_json({"parent_run_id": result.parent_run_id, "dry_run": result.dry_run, "runs": len(result.points),
+                     "skipped": [p.index for p in result.skipped],
+                     "outcomes": [{"index": o.point.index, "run_id": o.run_id, "status": o.status, "error": o.error,
+                                   "values": o.point.values} for o in result.outcomes]})
+    else:
+        print("\n".join(result.lines()))
+        if result.report is not None:
+            print("\n".join(result.report.lines()[1:]))
+            print(f"summary, figures and grid: artifacts summary/ of run {result.parent_run_id} "
+                  f"(labkit compare sweep {result.parent_run_id})")
+    return 1 if result.failed else 0
+
+
+def _setting(text: str) -> dict[str, Any]:
+    """'steps=4,guidance=2.0' → {'steps': 4, 'guidance': 2.0} (values read as YAML)."""
+    import yaml
+
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise argparse.ArgumentTypeError(f"{part!r} is not NAME=VALUE (e.g. steps=4)")
+        k, v = part.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def cmd_compare_sweep(args: argparse.Namespace) -> int:
+    from labkit.sweeps import report
+
+    lab = _lab(args)
+    compare = [(args.a, args.b, args.metric)] if args.a and args.b else None
+    if bool(args.a) != bool(args.b):
+        from labkit.errors import InvalidParameter
+
+        raise InvalidParameter("--a and --b go together.", value=args.a or args.b,
+                               fix="pass both settings, e.g. --a steps=4 --b steps=12.")
+    rep = report(lab, args.run_id, metrics=args.metrics or None, compare=compare, log=not args.no_log)
+    if args.json:
+        _print_json({"parent_run_id": rep.parent_run_id, "axes": list(rep.axes), "metrics": list(rep.metrics),
+                     "summary": json.loads(rep.summary.to_json(orient="records")),
+                     "paired": [p.to_dict() for p in rep.comparisons]})
+    else:
+        print("\n".join(rep.lines()))
+        if not args.no_log:
+            print(f"written to the artifacts summary/ of run {rep.parent_run_id} (summary.html, grid.png, plots)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from labkit.tracking.bundle import export_bundle
+    from labkit.tracking.store import Tracker
+
+    summary = export_bundle(Tracker(_config(args)), args.what, args.out)
+    print(summary.line("export"))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from labkit.tracking.bundle import import_bundle
+    from labkit.tracking.store import Tracker
+
+    summary = import_bundle(Tracker(_config(args)), args.file, experiment=args.into)
+    if args.json:
+        _print_json({"imported": summary.imported, "skipped": summary.skipped, "id_map": summary.id_map})
+    else:
+        print(summary.line("import"))
     return 0
 
 
@@ -371,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=1, help="number of images")
     p.add_argument("--image", help="input image for image-to-image")
     p.add_argument("--strength", type=float, help="image-to-image strength 0–1 (default 0.6)")
+    p.add_argument("--adapter", action="append", metavar="PATH_OR_ID[:WEIGHT]",
+                   help="a LoRA adapter (.safetensors file or folder, run:RUN_ID, catalogue id, hub repo) with an "
+                        "optional weight; repeat to stack several")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("video", parents=[common, render], help="image-to-video or text-to-video")
@@ -448,17 +604,112 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-eval", action="store_true", help="skip the final adherence check")
     t.set_defaults(func=cmd_train_toy_base)
 
+    t = tsub.add_parser("toy-motion", parents=[common], help="train the toy motion adapter (AnimateDiff) on the "
+                        "frozen toy model")
+    t.add_argument("--output", default="toy-motion", help="folder for checkpoints, validation strips and the model")
+    t.add_argument("--base", default="toyworld", help="the toy text-to-image model to animate (default toyworld)")
+    t.add_argument("--steps", type=int, help="training steps (default: ToyMotionConfig's)")
+    t.add_argument("--batch-size", type=int, help="clips per step")
+    t.add_argument("--frames", type=int, help="frames per training clip (default 16)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    t.set_defaults(func=cmd_train_toy_motion)
+
+    t = tsub.add_parser("lora", parents=[common], help="train a LoRA adapter on an image folder with metadata.jsonl")
+    t.add_argument("data", help="image folder with metadata.jsonl (file_name, text, licence per line)")
+    t.add_argument("--output", default="lora", help="folder for checkpoints, validation grids and the adapter")
+    t.add_argument("--base", default="toyworld", help="base model: catalogue id, repo id or folder (default toyworld)")
+    t.add_argument("--rank", type=int)
+    t.add_argument("--alpha", type=float)
+    t.add_argument("--target-modules", nargs="+", help="UNet layers to adapt (default to_q to_k to_v to_out.0)")
+    t.add_argument("--train-text-encoder", action="store_true", help="also train LoRA layers on the text encoder")
+    t.add_argument("--resolution", type=int)
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--accumulation", type=int, default=1, help="gradient accumulation steps")
+    t.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate")
+    t.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--validation-prompt", action="append", help="a validation prompt (repeatable)")
+    t.add_argument("--validate-every", type=int)
+    t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--gradient-checkpointing", action="store_true")
+    t.add_argument("--guidance-scale", type=float, help="validation guidance (default: the base model's)")
+    t.add_argument("--sampling-steps", type=int, help="validation steps (default: the base model's)")
+    t.add_argument("--licence", help="the adapter's licence (default: the data's, when all items share one)")
+    t.add_argument("--kohya", action="store_true", help="also write a kohya-format copy")
+    t.add_argument("--eval-prompts", type=int, help="toy world: held-out prompts scored at the end")
+    t.add_argument("--concept", help="toy world: the new shape the adapter teaches (for --eval-prompts)")
+    t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train_lora)
+
+    p = sub.add_parser("compare", help="side-by-side comparisons: adapters (checkpoint × weight × seed), "
+                                                 "sweeps")
+    csub = p.add_subparsers(dest="compare_command", required=True, metavar="WHAT")
+    c = csub.add_parser("adapters", parents=[common], help="an XYZ grid of checkpoints × weights × seeds, "
+                                                           "scored where a metric exists, logged as one run")
+    c.add_argument("adapters", nargs="+", metavar="RUN_OR_FILE",
+                   help="adapter files, training output folders (every checkpoint) or run:RUN_ID")
+    c.add_argument("--prompts", nargs="+", required=True)
+    c.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    c.add_argument("--weights", nargs="+", type=float, default=[0.0, 1.0])
+    c.add_argument("--model", help="the base model (default: the lab's default image model)")
+    c.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare_adapters)
+    c = csub.add_parser("sweep", parents=[common], help="a sweep's table, mean and 95%% CI over seeds, plots, "
+                                                        "image grid, paired comparison; logged into its parent run")
+    c.add_argument("run_id", help="the sweep's parent run id")
+    c.add_argument("--metric", dest="metrics", action="append", help="a metric to summarise (repeatable; default: "
+                                                                     "the spec's metrics)")
+    c.add_argument("--a", type=_setting, help="paired comparison: the baseline setting, e.g. steps=4")
+    c.add_argument("--b", type=_setting, help="paired comparison: the other setting, e.g. steps=12")
+    c.add_argument("--paired-metric", dest="metric", help="the metric of the paired comparison (default: the first)")
+    c.add_argument("--no-log", action="store_true", help="print only; write nothing into the parent run")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare_sweep)
+
     p = sub.add_parser("replay", parents=[common], help="re-render a run from its stored plan")
     p.add_argument("run_id")
     p.add_argument("--check", action="store_true", help="compare the pixels with the original (exit 1 if not equal)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_replay)
 
+    p = sub.add_parser("sweep", parents=[common], help="run a study from a sweep spec (experiments/*.yaml): "
+                                                       "one parent run, one child run per point and seed")
+    p.add_argument("file", help="the sweep spec (YAML)")
+    p.add_argument("--dry-run", action="store_true", help="check the spec and list the points; run nothing")
+    p.add_argument("--jobs", type=int, default=1, help="notebook points run on up to N kernels at once (bounded "
+                                                       "by cores and RAM; default 1)")
+    p.add_argument("--resume", action="store_true", help="continue the latest sweep of this name: run only the "
+                                                         "points without a finished run")
+    p.add_argument("--yes", action="store_true", help="start it even when it has more runs than the spec's max_runs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("export", parents=[common], help="write runs to a portable bundle (zip: JSON manifest + "
+                                                        "artifact files)")
+    p.add_argument("what", nargs="+", metavar="EXPERIMENT|RUN_ID", help="an experiment name, or run ids (each "
+                                                                         "with the runs nested under it)")
+    p.add_argument("--out", required=True, help="the bundle to write (FILE.zip)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", parents=[common], help="add the runs of a bundle to this store (again: no-op)")
+    p.add_argument("file", help="a bundle written by labkit export")
+    p.add_argument("--into", help="put every run into this experiment (default: each run's own, by name)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_import)
+
     p = sub.add_parser("eval", parents=[common], help="quality benchmarks: toyworld adherence, controller accuracy")
-    p.add_argument("which", choices=["toyworld", "controller"])
+    p.add_argument("which", choices=["toyworld", "toymotion", "controller"])
     p.add_argument("--controller", default="rules", help="controller: the one to evaluate (default rules)")
     p.add_argument("--model", help="the model to evaluate (default: toyworld)")
-    p.add_argument("--n", type=int, default=200, help="held-out prompts of each kind (default 200)")
+    p.add_argument("--n", type=int, help="held-out prompts (of each kind; default 200, toymotion 60)")
+    p.add_argument("--image-to-video", action="store_true", help="toymotion: start each clip from its first frame")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     p.add_argument("--json", action="store_true")

@@ -1,0 +1,564 @@
+"""The toy-motion recipe: an AnimateDiff motion adapter on the frozen toy text-to-image model.
+
+    path = train_toy_motion(lab, ToyMotionConfig(output_dir="toy-motion"))   # `labkit train toy-motion`
+
+The model is diffusers' AnimateDiff, unchanged: the toy model's `UNet2DConditionModel` becomes a
+`UNetMotionModel` (`UNetMotionModel.from_unet2d(unet, MotionAdapter(...))`), its 2D weights frozen,
+and only the temporal transformers of the `MotionAdapter` (zero-initialised output projections, so an
+untrained adapter leaves every frame as the base model draws it) learn v-prediction on moving toy
+scenes (`toyworld.motion`, train split only). The export is an `AnimateDiffPipeline` folder in
+diffusers layout — `unet/` is the base's own `UNet2DConditionModel`, `motion_adapter/` the trained
+adapter (a couple of MB, stored in float16), and `AnimateDiffPipeline.from_pretrained` joins them —
+with ``"labkit": {"family": "toy", "kind": "motion"}`` in `model_index.json`, so labkit's ordinary
+loader loads it and a new toy base can reuse the adapter.
+
+Image-to-video: first-frame conditioning by clean-latent replacement
+---------------------------------------------------------------------
+With probability `first_frame_prob` a training clip has its frame 0 replaced, in the UNet's input,
+by the clean latent of that frame, and frame 0 is left out of the loss: the motion modules learn to
+read a given first frame through temporal attention and continue it. At sampling time
+`first_frame_kwargs` does the same with a plain `AnimateDiffPipeline` call: the initial latents carry
+the image's latent in frame 0, and a step-end callback puts it back after every scheduler step, so
+the decoded frame 0 is the given image (through the VAE) and the other frames are denoised knowing
+it. No extra weights, no custom pipeline class, and text-to-video (no image) is the same model with
+nothing replaced. Chosen over the alternatives diffusers has: `AnimateDiffVideoToVideoPipeline`
+(re-noises a static clip, so motion must fight the input), SparseCtrl (a ControlNet copy of the
+encoder, several MB more than the adapter) and PIA (a 9-channel conv_in: a second input layout and
+no text-to-video from the same weights).
+
+A base model must keep the standard 3×3 `conv_in`: diffusers' `UNetMotionModel` hard-codes it, so a
+base trained with `conv_in_kernel=7` cannot be animated (`build_motion_unet` says so).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labkit.errors import InvalidParameter
+from labkit.training.task import StepContext, TrainTask, Validation
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from labkit.lab import Lab
+
+LICENCE = "CC0-1.0"
+DATA_DESCRIPTION = ("labkit.toyworld.motion procedural clips (64x64, one flat shape moving left/right/up/down, "
+                    "growing or shrinking, uniform motion), train split only: about 15% of (shape, colour, size, "
+                    "motion) combinations and the base model's held-out objects are never shown")
+#: Block types `UNetMotionModel.from_unet2d` knows how to convert.
+_CONVERTIBLE = {"DownBlock2D", "CrossAttnDownBlock2D", "UpBlock2D", "CrossAttnUpBlock2D"}
+
+
+@dataclass
+class ToyMotionConfig:
+    """The toy-motion recipe's settings.
+
+    Attributes:
+        output_dir: checkpoints, validation strips and the export (`model/`).
+        base: the toy text-to-image model to animate (catalogue id, folder or repo id).
+        seed, data_seed: initialise the adapter and the step noise; choose the clips.
+        steps, batch_size (clips per step), frames (per training clip), lr, warmup_steps, min_lr_ratio:
+            the optimisation (AdamW, cosine schedule).
+        first_frame_prob: share of clips trained with their clean first frame given (image-to-video).
+        caption_dropout: share of captions replaced by "" (classifier-free guidance).
+        min_snr_gamma: Min-SNR-γ weighting as in the base recipe (None: off).
+        object_weight: extra loss weight on latent pixels an object covers in any frame.
+        motion_heads, max_seq_length, mid_block: the adapter's temporal attention heads, longest clip
+            it can take (its positional table) and whether the UNet's middle block gets a motion module.
+        guidance_scale, sampling_steps: how validation and the export's recommended call sample.
+        checkpoint_every, validate_every, log_every: as in `TrainConfig`.
+        eval_prompts: held-out prompts judged at each validation (0: none).
+        adapter_dtype: storage dtype of the exported adapter ("float16" keeps it about 1.3 MB).
+        resume: None, or "latest" to continue in the same output_dir.
+        threads: torch CPU threads (None: torch's default).
+    """
+
+    output_dir: str | Path = "toy-motion"
+    base: str = "toyworld"
+    seed: int = 0
+    data_seed: int = 0
+    steps: int = 2000
+    batch_size: int = 2
+    frames: int = 16
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    first_frame_prob: float = 0.5
+    caption_dropout: float = 0.1
+    min_snr_gamma: float | None = 5.0
+    object_weight: float = 4.0
+    motion_heads: int = 4
+    max_seq_length: int = 32
+    mid_block: bool = False
+    guidance_scale: float = 4.0
+    sampling_steps: int = 20
+    checkpoint_every: int = 250
+    validate_every: int = 500
+    log_every: int = 25
+    eval_prompts: int = 12
+    adapter_dtype: str = "float16"
+    resume: str | None = None
+    threads: int | None = None
+    fps: int = 8
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.output_dir = Path(self.output_dir)
+
+    def check(self) -> None:
+        """Raise `InvalidParameter` for the first value the recipe cannot use (before any heavy work)."""
+        from labkit.toyworld.motion import MIN_FRAMES
+
+        def bad(name: str, fix: str) -> InvalidParameter:
+            return InvalidParameter(f"ToyMotionConfig.{name}={getattr(self, name)!r} is not valid.",
+                                    value=getattr(self, name), fix=fix)
+
+        if not MIN_FRAMES <= self.frames <= self.max_seq_length:
+            raise bad("frames", f"use {MIN_FRAMES}..max_seq_length ({self.max_seq_length}).")
+        for name in ("first_frame_prob", "caption_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise bad(name, "use a fraction in [0, 1].")
+        if self.adapter_dtype not in ("float32", "float16"):
+            raise bad("adapter_dtype", "use 'float32' or 'float16'.")
+        if self.resume not in (None, "latest"):
+            raise bad("resume", "use None (fresh) or 'latest'.")
+        if self.motion_heads < 1:
+            raise bad("motion_heads", "use an integer >= 1 that divides every block's channels.")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["output_dir"] = str(self.output_dir)
+        return d
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+
+def adapter_config(unet_config: Any, heads: int = 4, max_seq_length: int = 32, mid_block: bool = False
+                   ) -> dict[str, Any]:
+    """`MotionAdapter` kwargs that fit a `UNet2DConditionModel` config; `InvalidParameter` when the UNet
+    cannot become a `UNetMotionModel` (non-3×3 conv_in/out, other block types, per-block layer counts)."""
+    cfg = dict(unet_config)
+    for key in ("conv_in_kernel", "conv_out_kernel"):
+        if cfg.get(key, 3) != 3:
+            raise InvalidParameter(
+                f"The base UNet has {key}={cfg[key]}; diffusers' UNetMotionModel (AnimateDiff) only has a 3x3 "
+                f"{key.removesuffix('_kernel')}, so its weights cannot be carried over.", value=cfg[key],
+                fix="animate a base model trained with the default 3x3 kernels (ToyModelConfig unet "
+                    "conv_in_kernel=3).")
+    blocks = set(cfg["down_block_types"]) | set(cfg["up_block_types"])
+    if not blocks <= _CONVERTIBLE:
+        raise InvalidParameter(f"The base UNet has blocks {sorted(blocks - _CONVERTIBLE)} that AnimateDiff cannot "
+                               "convert.", value=sorted(blocks), fix=f"use only {sorted(_CONVERTIBLE)}.")
+    if not isinstance(cfg["layers_per_block"], int):
+        raise InvalidParameter("The base UNet has per-block layer counts.", value=cfg["layers_per_block"],
+                               fix="use one layers_per_block for every block.")
+    channels = tuple(cfg["block_out_channels"])
+    groups = int(cfg["norm_num_groups"])
+    bad = [c for c in channels if c % heads or (c // heads) < 1]
+    if bad:
+        raise InvalidParameter(f"{heads} motion attention heads do not divide the block channels {bad}.",
+                               value=heads, fix=f"use a head count that divides {list(channels)}.")
+    # UNetMotionModel builds its motion modules with the UNet's own norm groups, so the adapter must too.
+    return {"block_out_channels": channels, "motion_layers_per_block": int(cfg["layers_per_block"]),
+            "motion_num_attention_heads": heads, "motion_norm_num_groups": groups,
+            "motion_max_seq_length": int(max_seq_length), "use_motion_mid_block": bool(mid_block)}
+
+
+def build_motion_unet(unet, config: ToyMotionConfig | None = None, seed: int = 0):
+    """(motion_unet, adapter_kwargs): the base `unet` as a `UNetMotionModel` with a fresh adapter whose
+    temporal output projections are zero (so it starts as the identity), its 2D weights frozen."""
+    import torch
+    from diffusers import MotionAdapter, UNetMotionModel
+
+    config = config or ToyMotionConfig()
+    kwargs = adapter_config(unet.config, config.motion_heads, config.max_seq_length, config.mid_block)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 1000 + 11)
+        adapter = MotionAdapter(**kwargs)
+    for name, module in adapter.named_modules():
+        if name.endswith("proj_out") and isinstance(module, torch.nn.Linear):
+            torch.nn.init.zeros_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+    motion = UNetMotionModel.from_unet2d(unet, adapter)
+    motion.freeze_unet2d_params()
+    return motion, kwargs
+
+
+def motion_modules(motion_unet):
+    """The trainable part of a `UNetMotionModel`, as one module sharing its parameters."""
+    import torch
+
+    parts = {"down": torch.nn.ModuleList([b.motion_modules for b in motion_unet.down_blocks]),
+             "up": torch.nn.ModuleList([b.motion_modules for b in motion_unet.up_blocks])}
+    mid = getattr(motion_unet.mid_block, "motion_modules", None)
+    if mid is not None:
+        parts["mid"] = mid
+    return torch.nn.ModuleDict(parts)
+
+
+def extract_adapter(motion_unet, kwargs: dict[str, Any]):
+    """A `MotionAdapter` holding a copy of `motion_unet`'s motion modules."""
+    from diffusers import MotionAdapter
+
+    adapter = MotionAdapter(**kwargs)
+    state = {k: v.detach().clone() for k, v in motion_unet.state_dict().items() if "motion_modules" in k}
+    adapter.load_state_dict(state, strict=True)
+    return adapter
+
+
+def make_motion_pipeline(components: dict[str, Any], motion_unet, kwargs: dict[str, Any]):
+    """An `AnimateDiffPipeline` over the base components and `motion_unet` (sharing its weights)."""
+    from diffusers import AnimateDiffPipeline
+
+    pipe = AnimateDiffPipeline(vae=components["vae"], text_encoder=components["text_encoder"],
+                               tokenizer=components["tokenizer"], unet=motion_unet,
+                               motion_adapter=extract_adapter(motion_unet, kwargs), scheduler=components["scheduler"])
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_motion_pipeline(components: dict[str, Any], motion_unet, kwargs: dict[str, Any], folder: str | Path, *,
+                         adapter_dtype: str = "float16", meta: dict[str, Any] | None = None,
+                         card: str | None = None, tokenizer_files: Path | None = None) -> Path:
+    """Write the motion model in diffusers layout: `unet/` the base `UNet2DConditionModel`
+    (`components["unet"]`, unchanged), `motion_adapter/` the adapter in `adapter_dtype`, and the base's
+    VAE, text encoder, tokenizer and scheduler; `model_index.json` names `AnimateDiffPipeline` and carries
+    ``"labkit": {"family": "toy", "kind": "motion", ...meta}``."""
+    import torch
+    from diffusers import AnimateDiffPipeline
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    adapter = extract_adapter(motion_unet, kwargs).to(getattr(torch, adapter_dtype))
+    pipe = AnimateDiffPipeline(vae=components["vae"], text_encoder=components["text_encoder"],
+                               tokenizer=components["tokenizer"], unet=motion_unet, motion_adapter=adapter,
+                               scheduler=components["scheduler"])
+    # Store the frozen base UNet in its own class: from_pretrained rebuilds the UNetMotionModel from
+    # it and the adapter, and no weight is written twice.
+    pipe.register_modules(unet=components["unet"])
+    pipe.save_pretrained(folder, safe_serialization=True)
+    tok = folder / "tokenizer"
+    if tokenizer_files is not None and not (tok / "vocab.json").exists():
+        for name in ("vocab.json", "merges.txt"):
+            if (tokenizer_files / name).is_file():
+                shutil.copy(tokenizer_files / name, tok / name)
+    index_path = folder / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index["labkit"] = {"family": "toy", "kind": "motion", **(meta or {})}
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    if card is not None:
+        (folder / "README.md").write_text(card, encoding="utf-8")
+    return folder
+
+
+def load_base(lab: Lab, base: str) -> tuple[dict[str, Any], Any, Path]:
+    """The base text-to-image model's components (fp32, CPU), its `ModelRef` and its folder."""
+    from diffusers import DiffusionPipeline
+
+    from labkit.pipelines.loader import check_safe, local_folder, resolve_model
+
+    ref = resolve_model(base, lab.catalog)
+    folder = local_folder(ref)
+    check_safe(ref, folder, allow_pickle=False)
+    index = json.loads((folder / "model_index.json").read_text())
+    if index.get("_class_name") != "StableDiffusionPipeline":
+        raise InvalidParameter(f"Base model {base!r} is a {index.get('_class_name')}, not a text-to-image "
+                               "StableDiffusionPipeline.", value=base,
+                               fix="animate the toy text-to-image model (--base toyworld or its folder).")
+    pipe = DiffusionPipeline.from_pretrained(str(folder), use_safetensors=True, local_files_only=True)
+    comps = {k: getattr(pipe, k) for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+    for k in ("vae", "text_encoder", "unet"):
+        comps[k].requires_grad_(False).eval()
+    return comps, ref, folder
+
+
+# --- sampling ------------------------------------------------------------------------------------
+
+
+def encode_image(pipe, image, size: int | None = None):
+    """The scaled VAE latent (posterior mean, as in training) of a PIL image: (1, C, h, w)."""
+    import numpy as np
+    import torch
+
+    size = size or pipe.unet.config.sample_size * pipe.vae_scale_factor
+    arr = np.asarray(image.convert("RGB").resize((size, size)), dtype=np.float32) / 127.5 - 1.0
+    x = torch.from_numpy(arr).permute(2, 0, 1)[None].to(pipe.vae.device, pipe.vae.dtype)
+    with torch.no_grad():
+        return pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+
+
+def first_frame_kwargs(pipe, image, *, frames: int, generator, height: int = 64, width: int = 64,
+                       on_step: Callable[[int], bool] | None = None) -> dict[str, Any]:
+    """kwargs for an `AnimateDiffPipeline` call that start the clip from `image` (see the module docstring):
+    `latents` with the image's latent in frame 0, and a step-end callback that puts it back after every
+    step (and calls `on_step(i)`, stopping the denoising when it returns True)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    z0 = encode_image(pipe, image, size=width)
+    c, f = pipe.unet.config.in_channels, frames
+    shape = (1, c, f, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    latents = randn_tensor(shape, generator=generator, dtype=z0.dtype)
+    latents[:, :, 0] = z0 / pipe.scheduler.init_noise_sigma  # the pipeline multiplies it back
+
+    def callback(p, step, timestep, kw):
+        lat = kw["latents"]
+        lat[:, :, 0] = z0.to(lat.device, lat.dtype)
+        if on_step is not None and on_step(step + 1):
+            p._interrupt = True
+        return {"latents": lat}
+
+    return {"latents": latents, "callback_on_step_end": callback, "callback_on_step_end_tensor_inputs": ["latents"]}
+
+
+def animate(pipe, prompt: str, *, image=None, frames: int = 16, steps: int = 20, guidance: float = 4.0,
+            seed: int = 0, negative_prompt: str = "", on_step: Callable[[int], bool] | None = None) -> list[Any]:
+    """One clip (PIL frames) from an `AnimateDiffPipeline`: text-to-video, or image-to-video from `image`."""
+    import torch
+
+    gen = torch.Generator("cpu").manual_seed(int(seed))
+    kwargs: dict[str, Any] = dict(prompt=prompt, num_frames=frames, height=64, width=64, num_inference_steps=steps,
+                                  guidance_scale=guidance, generator=gen, output_type="pil")
+    if negative_prompt:
+        kwargs["negative_prompt"] = negative_prompt
+    if image is not None:
+        kwargs.update(first_frame_kwargs(pipe, image, frames=frames, generator=gen, on_step=on_step))
+    elif on_step is not None:
+        from labkit.pipelines.calls import step_callback
+
+        kwargs.update(step_callback(pipe, on_step))
+    return list(pipe(**kwargs).frames[0])
+
+
+# --- the training task ---------------------------------------------------------------------------
+
+
+def _clips_to_tensor(clips: Sequence[Any]) -> torch.Tensor:
+    """(B, F, 3, H, W) in [-1, 1] from uint8 (F, H, W, 3) arrays."""
+    import numpy as np
+    import torch
+
+    arr = np.stack(clips).astype(np.float32) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(0, 1, 4, 2, 3).contiguous()
+
+
+class ToyMotionTask(TrainTask):
+    """Motion modules learn v-prediction on toy clips; everything else is the frozen base."""
+
+    name = "toy-motion"
+
+    def __init__(self, components: dict[str, Any], config: ToyMotionConfig, base_id: str = "toyworld",
+                 base_licence: str | None = "cc0-1.0", base_revision: str | None = None, card: str = ""):
+        from diffusers import DDPMScheduler
+
+        self.c = components
+        self.config = config
+        self.base_id, self.base_licence, self.base_revision = base_id, base_licence, base_revision
+        self.card = card
+        self.unet, self.adapter_kwargs = build_motion_unet(components["unet"], config, seed=config.seed)
+        self.motion = motion_modules(self.unet)
+        self.noise = DDPMScheduler.from_config(components["scheduler"].config)
+        self.empty_ids = self._tokenize([""])
+
+    def _tokenize(self, texts: Sequence[str]):
+        tok = self.c["tokenizer"]
+        return tok(list(texts), padding="max_length", max_length=tok.model_max_length, truncation=True,
+                   return_tensors="pt").input_ids
+
+    def models(self):
+        return {"motion": self.motion}
+
+    def batches(self, batch_size: int, start: int) -> Iterator[Any]:
+        from labkit.toyworld.motion import make_clip_item, render_clip
+
+        i = start
+        while True:
+            items = [make_clip_item(self.config.data_seed, i * batch_size + j, "train", self.config.frames)
+                     for j in range(batch_size)]
+            yield _clips_to_tensor([render_clip(c) for c, _ in items]), self._tokenize([t for _, t in items])
+            i += 1
+
+    def loss(self, batch, ctx: StepContext):
+        import torch
+        import torch.nn.functional as F
+
+        video, ids = batch
+        video, ids = video.to(ctx.device), ids.to(ctx.device)
+        b, f = video.shape[:2]
+        vae = self.c["vae"]
+        with torch.no_grad():
+            z = vae.encode(video.flatten(0, 1)).latent_dist.mean * vae.config.scaling_factor
+            z = z.unflatten(0, (b, f)).permute(0, 2, 1, 3, 4)  # (B, C, F, h, w), the pipeline's layout
+            drop = torch.rand(b, generator=ctx.generator) < self.config.caption_dropout
+            ids = torch.where(drop[:, None].to(ctx.device), self.empty_ids.to(ctx.device).expand_as(ids), ids)
+            cond = self.c["text_encoder"](ids)[0].repeat_interleave(f, dim=0)
+        noise = torch.randn(z.shape, generator=ctx.generator).to(ctx.device)
+        t = torch.randint(0, self.noise.config.num_train_timesteps, (b,), generator=ctx.generator).to(ctx.device)
+        noisy = self.noise.add_noise(z, noise, t)
+        target = self.noise.get_velocity(z, noise, t)
+        # Image-to-video: some clips see their clean first frame and are not graded on it.
+        given = (torch.rand(b, generator=ctx.generator) < self.config.first_frame_prob).to(ctx.device)
+        noisy[:, :, 0] = torch.where(given[:, None, None, None], z[:, :, 0], noisy[:, :, 0])
+        pred = self.unet(noisy, t, cond).sample
+        err = (pred.float() - target.float()) ** 2
+        weight = torch.ones_like(err[:, :1])
+        if self.config.object_weight:
+            factor = video.shape[-1] // z.shape[-1]
+            obj = (video.amax(dim=2, keepdim=True) > -0.5).float().flatten(0, 1)
+            mask = F.max_pool2d(obj, factor).unflatten(0, (b, f)).permute(0, 2, 1, 3, 4)
+            weight = weight + self.config.object_weight * mask
+        frame_w = torch.ones(b, 1, f, 1, 1, device=ctx.device)
+        frame_w[:, :, 0] = torch.where(given, 0.0, 1.0)[:, None]
+        weight = weight * frame_w
+        per_sample = (weight * err).sum(dim=(1, 2, 3, 4)) / (weight.expand_as(err)).sum(dim=(1, 2, 3, 4))
+        if self.config.min_snr_gamma:
+            ac = self.noise.alphas_cumprod.to(ctx.device)[t]
+            snr = ac / (1 - ac)
+            per_sample = per_sample * torch.clamp(snr, max=self.config.min_snr_gamma) / (snr + 1) * 2
+        return per_sample.mean()
+
+    def pipeline(self):
+        return make_motion_pipeline(self.c, self.unet, self.adapter_kwargs)
+
+    def validate(self, prompts, seeds, step):
+        """A strip per prompt × seed (the last prompt animates its ground-truth first frame), and the
+        motion checks on `eval_prompts` held-out prompts."""
+        import numpy as np
+        from PIL import Image
+
+        from labkit.toyworld.motion import make_clip_item, parse_motion, strip
+
+        self.unet.eval()
+        pipe = self.pipeline()
+        cfg = self.config
+        images, labels = [], []
+        for k, p in enumerate(prompts):
+            first = None
+            if k == len(prompts) - 1 and len(prompts) > 1:  # the image-to-video row
+                spec = parse_motion(p)
+                first = _first_frame_for(spec)
+            for s in seeds:
+                frames = animate(pipe, p, image=first, frames=cfg.frames, steps=cfg.sampling_steps,
+                                 guidance=cfg.guidance_scale, seed=s)
+                images.append(Image.fromarray(strip(np.stack([np.asarray(f) for f in frames]))))
+                labels.append(f"{p} (seed {s}{', from its first frame' if first is not None else ''})")
+        metrics: dict[str, float] = {}
+        if cfg.eval_prompts:
+            from labkit.toyworld.motion_eval import motion_verdict
+
+            vs = []
+            for i in range(cfg.eval_prompts):
+                _, text = make_clip_item(10_000 + cfg.data_seed, i, "heldout", cfg.frames)
+                frames = animate(pipe, text, frames=cfg.frames, steps=cfg.sampling_steps, guidance=cfg.guidance_scale,
+                                 seed=i)
+                vs.append(motion_verdict(text, frames))
+            for key in ("direction", "identity", "smooth", "all_correct"):
+                metrics[f"heldout_{key}"] = sum(bool(v[key]) for v in vs) / len(vs)
+        return Validation(images, labels, metrics)
+
+    def export(self, folder: Path) -> None:
+        from labkit.toyworld.motion import DEFAULT_FPS
+
+        cfg = self.config
+        save_motion_pipeline(
+            self.c, self.unet, self.adapter_kwargs, folder, adapter_dtype=cfg.adapter_dtype, card=self.card or None,
+            tokenizer_files=getattr(self, "tokenizer_files", None),
+            meta={"base": self.base_id, "trained": True, "frames": cfg.frames, "fps": cfg.fps or DEFAULT_FPS,
+                  "guidance_scale": cfg.guidance_scale, "sampling_steps": cfg.sampling_steps,
+                  "image_to_video": "first-frame clean-latent replacement (labkit.toyworld.motion_train)",
+                  **cfg.extra_meta})
+
+    def data_card(self):
+        return {"description": DATA_DESCRIPTION, "licence": LICENCE,
+                "source": f"labkit.toyworld.motion seed={self.config.data_seed}",
+                "first_frame_prob": self.config.first_frame_prob}
+
+    def licence_chain(self):
+        from labkit.compliance import Asset
+
+        return [Asset("model", self.base_id, self.base_licence, self.base_revision), *super().licence_chain()]
+
+    def card_notes(self) -> str:
+        return "\n".join([
+            "## Model", "",
+            f"An AnimateDiff `MotionAdapter` trained on the frozen toy model `{self.base_id}` "
+            f"(licence {self.base_licence or 'unknown'}); load the folder with "
+            "`AnimateDiffPipeline.from_pretrained`. Image-to-video: "
+            "`labkit.toyworld.motion_train.animate(pipe, prompt, image=first_frame)`.", ""])
+
+
+def _first_frame_for(spec) -> Any:
+    """A toy image of what a motion spec starts from (named size and position, or their defaults)."""
+    from labkit.toyworld.motion import GROWTH_SIZE
+    from labkit.toyworld.scenes import Obj, Scene, render_pil
+
+    size = spec.size or GROWTH_SIZE.get(spec.motion, "small")
+    position = spec.position or {"left": "right", "right": "left", "up": "bottom", "down": "top"}.get(spec.motion,
+                                                                                                       "centre")
+    return render_pil(Scene((Obj(spec.shape, spec.colour, size, position),)))
+
+
+def validation_prompts(seed: int = 321) -> tuple[str, ...]:
+    """Held-out motion prompts for the validation strips (the last one also animates its first frame)."""
+    from labkit.toyworld.motion import motion_prompts
+
+    return tuple(p for p, _ in motion_prompts("heldout", n=3, seed=seed))
+
+
+def train_toy_motion(lab: Lab, config: ToyMotionConfig | None = None) -> Path:
+    """Train the motion adapter on the frozen toy base and export the motion pipeline; return its folder.
+
+    Steps: (1) check the settings and load the base (its UNet must convert to a `UNetMotionModel`);
+    (2) train the motion modules with labkit's engine (one MLflow run "toy-motion": loss, validation
+    strips, held-out motion checks, checkpoints that resume exactly); (3) export `output_dir/model`.
+    """
+    import torch
+
+    from labkit.training import TrainConfig, train
+
+    # 1. settings and the base
+    config = config or ToyMotionConfig()
+    config.check()
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    comps, ref, base_folder = load_base(lab, config.base)
+    adapter_config(comps["unet"].config, config.motion_heads, config.max_seq_length, config.mid_block)
+    task = ToyMotionTask(comps, config, base_id=ref.id, base_licence=ref.licence or _folder_licence(base_folder),
+                         base_revision=ref.revision)
+    task.tokenizer_files = base_folder / "tokenizer"
+    # 2. training
+    tcfg = TrainConfig(output_dir=config.output_dir, steps=config.steps, batch_size=config.batch_size,
+                       learning_rate=config.lr, lr_schedule="cosine", warmup_steps=min(config.warmup_steps,
+                                                                                       config.steps - 1),
+                       min_lr_ratio=config.min_lr_ratio, validate_every=config.validate_every,
+                       validation_prompts=validation_prompts() if config.validate_every else (),
+                       validation_seeds=(0,), log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+                       keep_checkpoints=2, seed=config.seed, licence=LICENCE, resume=config.resume,
+                       extra={"recipe": config.to_dict()})
+    res = train(task, tcfg, lab=lab, run_name="toy-motion", tags={"labkit.task": "toy-motion"})
+    if res.status != "finished":
+        raise KeyboardInterrupt
+    # 3. the export was written by the engine (task.export + model card)
+    return Path(config.output_dir) / "model"
+
+
+def _folder_licence(folder: Path) -> str | None:
+    """The licence a model card's front matter declares (`license: …`), if any."""
+    card = folder / "README.md"
+    if card.is_file():
+        for line in card.read_text(encoding="utf-8").splitlines()[:12]:
+            if line.startswith("license:"):
+                return line.partition(":")[2].strip() or None
+    return None
+
+
+__all__ = ["LICENCE", "ToyMotionConfig", "ToyMotionTask", "adapter_config", "animate", "build_motion_unet",
+           "encode_image", "extract_adapter", "first_frame_kwargs", "load_base", "make_motion_pipeline",
+           "motion_modules", "save_motion_pipeline", "train_toy_motion", "validation_prompts"]
