@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +21,10 @@ from labkit.tracking import Run, Tracker, versions
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.catalog import Catalog
+    from labkit.compliance import Verdict
     from labkit.controller.plan import Plan
     from labkit.render import PipelineCache, Progress, Result
+    from labkit.tracking.compare import Comparison, RunSummary
 
 
 class Lab:
@@ -58,6 +61,10 @@ class Lab:
         self._catalog: Catalog | None = None
         self._pipelines: PipelineCache | None = None
         self._hash_cache: dict[str, Any] | None = None
+        #: The last render's Result and the last run this lab closed (what `note()` attaches to).
+        self.last_result: Result | None = None
+        self.last_run_id: str | None = None
+        self._open_runs: list[str] = []
 
     def __repr__(self) -> str:
         return f"Lab(root={str(self.config.root)!r}, tracking_uri={self.config.tracking_uri!r})"
@@ -133,8 +140,18 @@ class Lab:
         """
         from labkit.render import render
 
-        return render(self, plan, progress=progress, cancel=cancel, out=out, allow_pickle=allow_pickle,
-                      config=config, tags=tags)
+        result = render(self, plan, progress=progress, cancel=cancel, out=out, allow_pickle=allow_pickle,
+                        config=config, tags=tags)
+        self.last_result = result
+        return result
+
+    def complete(self, plan: Plan, *, validate: bool = True, config: str | None = None) -> Plan:
+        """`plan` with its model and open fields filled in from the catalogue and (unless `validate`
+        is False) validated, without loading anything: the plan `render` would start from. Raises
+        `LabkitError` for an unknown model or a bad value."""
+        from labkit.render import complete
+
+        return complete(self, plan, config, validate=validate)[0]
 
     def plan(self, request: str, *, controller: str = "rules", use_cache: bool = True) -> Plan:
         """The plan a controller writes for `request`, without rendering it.
@@ -184,14 +201,19 @@ class Lab:
     def generate(self, prompt: str, *, model: str | None = None, negative_prompt: str = "",
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
                  size: tuple[int, int] | None = None, n: int = 1, image: str | Path | None = None,
-                 strength: float | None = None, **render_kwargs: Any) -> Result:
-        """Text-to-image, or image-to-image when `image` is given. `size` is (width, height)."""
-        from labkit.controller.plan import Plan
+                 strength: float | None = None, adapters: Sequence[Any] = (), **render_kwargs: Any) -> Result:
+        """Text-to-image, or image-to-image when `image` is given. `size` is (width, height).
+
+        `adapters`: LoRA adapters, each an `AdapterRef` or a string "PATH_OR_ID[:WEIGHT]" (a
+        `.safetensors` file or folder, "run:RUN_ID", an `[adapters.ID]` catalogue entry, a hub repo)."""
+        from labkit.controller.plan import AdapterRef, Plan
+        from labkit.pipelines.lora import parse_adapter
 
         width, height = size if size else (None, None)
         plan = Plan(prompt=prompt, model=model, negative_prompt=negative_prompt, steps=steps, guidance=guidance,
                     seed=seed, width=width, height=height, count=n, image=str(image) if image else None,
-                    strength=strength)
+                    strength=strength,
+                    adapters=tuple(a if isinstance(a, AdapterRef) else parse_adapter(a) for a in adapters))
         return self.render(plan, **render_kwargs)
 
     def video(self, prompt: str = "", *, image: str | Path | None = None, model: str | None = None,
@@ -221,7 +243,125 @@ class Lab:
         all_tags = {**self.hardware.tags(), "labkit.compliance_mode": self.config.compliance_mode,
                     **(tags or {})}
         with self.tracker.run(name, params=params, tags=all_tags, **kwargs) as run:
-            yield run
+            self._open_runs.append(run.run_id)
+            try:
+                yield run
+            finally:
+                self._open_runs.remove(run.run_id)
+                self.last_run_id = run.run_id
+
+    # -- models, notes and runs: what the panels show ------------------------------------------
+
+    def models(self, task: str | None = None) -> list[ModelStatus]:
+        """The catalogue's models (those doing `task`, when given) marked against this machine and
+        the compliance mode: whether each fits, needs offload or is too large here, whether the mode
+        allows, warns about or blocks its licence, and whether its weights are here."""
+        from labkit.controller.rules import Vocabulary, model_fit
+        from labkit.pipelines.loader import is_available, resolve_model
+
+        entries = self.catalog.entries(task) if task else list(self.catalog)
+        if task == "txt2vid":  # an image-to-video model animates a rendered first frame
+            entries += [e for e in self.catalog.entries("img2vid") if e not in entries]
+        verdict = self.check_catalog(entries=[e.id for e in entries])
+        vocab = Vocabulary.load()
+        out = []
+        for entry, decision in zip(entries, verdict.decisions, strict=True):
+            fit = model_fit(entry, self.hardware, vocab)
+            if fit.strategy is None:
+                label = "no strategy"
+            elif not fit.fits:
+                label = "too slow on CPU" if self.hardware.tier == "cpu" else "too large"
+            elif self.hardware.tier != "cpu" and fit.strategy.offload != "none":
+                label = "needs offload"
+            else:
+                label = "fits"
+            try:
+                available = is_available(resolve_model(entry.id, self.catalog))
+            except Exception:  # a broken entry is reported by `labkit doctor`; here it is just not available
+                available = False
+            out.append(ModelStatus(id=entry.id, name=entry.name, family=entry.family, tasks=entry.tasks,
+                                   licence=entry.licence, fit=label, fit_detail=fit.describe(self.hardware),
+                                   strategy=fit.strategy.name if fit.strategy else None,
+                                   compliance=decision.action, reasons=decision.reasons, available=available))
+        return out
+
+    def check_catalog(self, mode: str | None = None, *, entries: list[str] | None = None) -> Verdict:
+        """The compliance verdict on every catalogue model (or the ids in `entries`) under `mode`
+        (default: the lab's mode): one decision per model, never raising for a blocked one."""
+        from labkit.compliance import Asset, check
+
+        chosen = [self.catalog.get(i) for i in entries] if entries is not None else list(self.catalog)
+        return check([Asset("model", e.id, e.licence, e.revision, e.repo or e.source) for e in chosen],
+                     mode or self.compliance)
+
+    def note(self, markdown: str, run_id: str | None = None, *, experiment: bool = False,
+             replace: bool = False) -> dict[str, str]:
+        """Attach a research note (Markdown) to a run or to the experiment; the MLflow UI and the Runs
+        panel show it.
+
+        The note goes to `run_id` when given; else to the experiment when `experiment=True`; else to
+        the run open in `with lab.run(...)`, or the last run this lab closed (e.g. the last render);
+        else, when this lab has made no run yet, to the experiment. Notes add up below one another
+        unless `replace`. Returns {"target": "run" | "experiment", "id": …, "note": the whole note}.
+        """
+        if run_id is None and not experiment:
+            run_id = self._open_runs[-1] if self._open_runs else self.last_run_id
+        if run_id is not None:
+            return {"target": "run", "id": run_id, "note": self.tracker.note(markdown, run_id, replace=replace)}
+        note = self.tracker.note(markdown, replace=replace)
+        return {"target": "experiment", "id": self.tracker.experiment_id(), "note": note}
+
+    def notes(self, run_id: str | None = None) -> str:
+        """The note of run `run_id`, or of the experiment."""
+        return self.tracker.get_note(run_id)
+
+    def runs(self, n: int = 20, *, job: str | None = None, filter_string: str = "") -> list[RunSummary]:
+        """The experiment's `n` most recent runs (of one `job`, e.g. "render", when given), newest first."""
+        from labkit.tracking.compare import RunSummary
+
+        if job:
+            clause = f"tags.`labkit.job` = '{job}'"
+            filter_string = f"{filter_string} and {clause}" if filter_string else clause
+        return [RunSummary.from_mlflow(r) for r in self.tracker.search_runs(filter_string=filter_string,
+                                                                             max_results=n)]
+
+    def runs_frame(self, n: int = 100, *, job: str | None = None):
+        """`runs(n, job=job)` as a pandas DataFrame: one row per run, plan params, metrics, terms, note."""
+        from labkit.tracking.compare import to_frame
+
+        return to_frame(self.runs(n, job=job))
+
+    def compare(self, run_ids: list[str]) -> Comparison:
+        """The runs `run_ids` side by side: the plan params that differ and their per-step timings."""
+        from labkit.errors import InvalidParameter
+        from labkit.tracking.compare import RunSummary, compare
+
+        if not run_ids:
+            raise InvalidParameter("No runs to compare.", value=run_ids, fix="pass one or more run ids.")
+        client = self.tracker.client
+        runs = []
+        for rid in run_ids:
+            try:
+                runs.append(RunSummary.from_mlflow(client.get_run(rid)))
+            except Exception as e:
+                raise InvalidParameter(f"Run {rid!r} is not in the store {self.config.tracking_uri}.", value=rid,
+                                       fix="pick a run id from lab.runs() or the MLflow UI.") from e
+        steps = {r.run_id: [m.value for m in sorted(client.get_metric_history(r.run_id, "time.step_s"),
+                                                    key=lambda m: m.step)] for r in runs}
+        return compare(runs, {"time.step_s": steps})
+
+    def keep_input(self, data: bytes, name: str) -> Path:
+        """Store an input file (e.g. an uploaded image) in the project, named by its content hash, and
+        return its path: a plan that names it stays replayable."""
+        import hashlib
+
+        suffix = Path(name).suffix.lower() or ".png"
+        folder = self.config.root / "mlruns" / "inputs"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+        if not path.exists():
+            path.write_bytes(data)
+        return path
 
     def doctor(self) -> dict[str, Any]:
         """The lab's self-report: hardware, strategies (family → tier → strategy), this machine's
@@ -271,6 +411,35 @@ class Lab:
             run_id, artifact_dir = run.run_id, run.artifact_dir
         return {"run_id": run_id, "experiment": self.config.experiment, "tracking_uri": self.config.tracking_uri,
                 "artifact_dir": str(artifact_dir), "report": report, "model": model, "renders": renders}
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """A catalogue model as the model menu shows it (see `Lab.models`).
+
+    fit: "fits", "needs offload", "too large" (GPU) or "too slow on CPU"; fit_detail: the starting
+    strategy and its estimate. compliance: "allow", "warn" or "block" under the lab's mode, with the
+    reasons. available: whether its weights can load now (a packaged or local model is on disk;
+    offline, a hub model is cached).
+    """
+
+    id: str
+    name: str
+    family: str
+    tasks: tuple[str, ...]
+    licence: str
+    fit: str
+    fit_detail: str
+    strategy: str | None
+    compliance: str
+    reasons: tuple[str, ...] = ()
+    available: bool = True
+
+    @property
+    def label(self) -> str:
+        """One line for a menu: 'toyworld — fits, allowed'."""
+        word = {"allow": "allowed", "warn": "licence warns", "block": "blocked"}[self.compliance]
+        return f"{self.id} — {self.fit}, {word}" + ("" if self.available else ", not installed")
 
 
 #: What `labkit demo` draws with the toy world: one of each kind of prompt it understands.

@@ -38,6 +38,38 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def _fresh_store_file(tmp_path_factory) -> Path:
+    """An MLflow SQLite store with its schema created, made once per session."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def migrated_store(project: Path, _fresh_store_file: Path) -> Path:
+    """`project` with its MLflow store already created: a copy of a fresh one, because creating a
+    store runs MLflow's schema migrations (seconds each) and tests that open many stores add up."""
+    import shutil
+
+    shutil.copy(_fresh_store_file, project / "mlruns" / "mlflow.db")
+    return project
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one CPU thread for the test: tiny models gain nothing from more, and on a busy
+    2-core machine spinning OpenMP threads made each denoising step 10-100x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def lab(project: Path):
     from labkit.hardware import HardwareProfile

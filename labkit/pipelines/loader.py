@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -289,15 +291,16 @@ def load_pipeline(ref: ModelRef, strategy: MemoryStrategy, device: str, *, allow
     hashes = file_hashes(ref, folder, hash_cache)
     dtype = torch_dtype(strategy.dtype)
     try:
-        if ref.kind == "single_file":
-            pipe = _from_single_file(ref, dtype)
-        else:
-            from diffusers import DiffusionPipeline
+        with quiet_loading():
+            if ref.kind == "single_file":
+                pipe = _from_single_file(ref, dtype)
+            else:
+                from diffusers import DiffusionPipeline
 
-            pipe = DiffusionPipeline.from_pretrained(
-                str(folder), dtype=dtype, use_safetensors=None if allow_pickle else True, local_files_only=True,
-                variant=variant if variant and any(f".{variant}." in k for k in hashes) else None,
-            )
+                pipe = DiffusionPipeline.from_pretrained(
+                    str(folder), dtype=dtype, use_safetensors=None if allow_pickle else True, local_files_only=True,
+                    variant=variant if variant and any(f".{variant}." in k for k in hashes) else None,
+                )
     except (LabkitError, MemoryError):
         raise
     except Exception as e:
@@ -314,6 +317,41 @@ def load_pipeline(ref: ModelRef, strategy: MemoryStrategy, device: str, *, allow
     size = sum(p.numel() * p.element_size() for c in pipe.components.values()
                if hasattr(c, "parameters") for p in c.parameters())
     return Loaded(pipe, ref, strategy, hashes, applied, time.perf_counter() - start, size)
+
+
+#: Notices libraries print on every load that no user can act on: transformers' fallback to its PIL image
+#: processors (labkit does not use torchvision, on purpose) and diffusers' remark that model_index.json
+#: has a key it does not know (labkit's own `labkit` section).
+_NOISE = ("requires torchvision (not installed)", "{'labkit':")
+
+
+class _DropNoise:
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        return not any(n in message for n in _NOISE)
+
+
+@contextmanager
+def quiet_loading():
+    """While a pipeline loads: no loading progress bars, and none of the `_NOISE` notices (added once to
+    the libraries' own log handlers; every other warning still shows)."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    for lib in (dlog, tlog):
+        lib.get_logger()  # makes sure the library's handler exists
+        for handler in logging.getLogger(lib.__name__.split(".")[0]).handlers:
+            if not any(isinstance(f, _DropNoise) for f in handler.filters):
+                handler.addFilter(_DropNoise())
+    bars = [(lib, lib.is_progress_bar_enabled()) for lib in (dlog, tlog)]
+    for lib, _ in bars:
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, was_on in bars:
+            if was_on:
+                lib.enable_progress_bar()
 
 
 def _from_single_file(ref: ModelRef, dtype):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 import traceback
@@ -27,6 +28,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: MLflow's limit on one param value; longer values go to an artifact instead.
 _MAX_PARAM_LEN = 6000
+#: The tag the MLflow UI shows (and edits) as a run's or an experiment's description.
+NOTE_TAG = "mlflow.note.content"
+#: MLflow's limits on one tag value: runs truncate silently beyond 8000, experiments refuse 20000.
+_MAX_NOTE_LEN = {"run": 8000, "experiment": 20000}
 _VERSION_PACKAGES = ("labkit", "torch", "diffusers", "transformers", "mlflow")
 
 
@@ -210,6 +215,8 @@ class Tracker:
         all_tags[MLFLOW_SOURCE_NAME] = "labkit"
         if name:
             all_tags[MLFLOW_RUN_NAME] = name
+        # A notebook run by `labkit sweep` gets its point's run here, so the runs it makes nest under it.
+        parent_run_id = parent_run_id or os.environ.get("LABKIT_PARENT_RUN_ID") or None
         if parent_run_id:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         all_tags.update(flatten(tags or {}))
@@ -261,6 +268,39 @@ class Tracker:
         """Runs of `experiment` as MLflow `Run` objects, newest first."""
         return self.client.search_runs([self.experiment_id(experiment)], filter_string=filter_string,
                                        max_results=max_results, order_by=["attributes.start_time DESC"])
+
+    def get_note(self, run_id: str | None = None, *, experiment: str | None = None) -> str:
+        """The Markdown note of run `run_id`, or of `experiment` (default: the config's) without one."""
+        if run_id is not None:
+            return self.client.get_run(run_id).data.tags.get(NOTE_TAG, "")
+        exp = self.client.get_experiment(self.experiment_id(experiment))
+        return exp.tags.get(NOTE_TAG, "")
+
+    def note(self, text: str, run_id: str | None = None, *, experiment: str | None = None,
+             replace: bool = False) -> str:
+        """Add `text` (Markdown) to the note of run `run_id`, or of `experiment` without one; return the note.
+
+        The note is MLflow's own description tag, so the MLflow UI shows it (and can edit it). A new
+        note goes below the earlier ones, after a blank line, unless `replace`.
+        """
+        from labkit.errors import InvalidParameter
+
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidParameter("The note is empty.", value=text, fix="write the note as a Markdown string.")
+        old = "" if replace else self.get_note(run_id, experiment=experiment)
+        note = f"{old.rstrip()}\n\n{text.strip()}" if old.strip() else text.strip()
+        target = "run" if run_id is not None else "experiment"
+        limit = _MAX_NOTE_LEN[target]
+        if len(note) > limit:
+            raise InvalidParameter(
+                f"The {target} note would have {len(note)} characters; MLflow keeps at most {limit}.",
+                value=len(note), fix="shorten it, pass replace=True, or log long text as an artifact "
+                                     "(run.log_text(text, 'notes.md')).")
+        if run_id is not None:
+            self.client.set_tag(run_id, NOTE_TAG, note)
+        else:
+            self.client.set_experiment_tag(self.experiment_id(experiment), NOTE_TAG, note)
+        return note
 
 
 def _stop_monitor(monitor) -> None:

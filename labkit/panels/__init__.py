@@ -1,0 +1,49 @@
+"""ipywidgets panels: the lab bench in a notebook, each a view over the `Lab` API.
+
+Each builder takes a `Lab` and returns a `Panel` — a (widget, controls) pair: the widget to show
+and a dict of its named controls, which tests (and scripts) set and click through::
+
+    from labkit import Lab, panels
+    lab = Lab()
+    panel = panels.generate_panel(lab)        # shown when it is the last expression of a cell
+    widget, controls = panel
+    controls["request"].value = "a small red circle on the left"
+    controls["plan"].click(); controls["render"].click()
+
+- `generate_panel` — request and controller → the plan as editable fields → render, with
+  progress, images, run id, output terms; the model menu marks each model against this machine
+  and the compliance mode.
+- `video_panel` — a clip from a request, the last rendered image or an uploaded one.
+- `runs_panel` — recent runs; several side by side with the params that differ highlighted, and
+  their timings plotted; research notes.
+- `hardware_panel` — the profile and the memory strategy each model family gets.
+- `compliance_panel` — the mode, the licence of every catalogue model, a dataset's breakdown.
+- `lab()` — all of them in tabs.
+
+Renders (Generate, Video) run on a background thread, so Cancel is heard and the notebook stays
+usable; the quick jobs of the other panels run in the callback. Either way the panel's buttons are
+disabled while a job runs, widgets are written only through trait assignment and
+`Output.append_stdout` (safe from any thread, and from a comm subshell), and a `LabkitError` is
+shown in the panel with its fix instead of being raised into the kernel. `background=False` makes a
+render run in the callback (what the tests use).
+
+Importing this package imports no ipywidgets; each builder does.
+"""
+
+from __future__ import annotations
+
+from labkit._lazy import lazy_exports
+
+_EXPORTS = {
+    "Panel": "labkit.panels.common",
+    "generate_panel": "labkit.panels.generate",
+    "video_panel": "labkit.panels.video",
+    "runs_panel": "labkit.panels.runs",
+    "hardware_panel": "labkit.panels.hardware",
+    "compliance_panel": "labkit.panels.compliance",
+    "lab": "labkit.panels.tabs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,157 @@
+"""The Video panel: a clip from a request, from the last rendered image, or from an uploaded image."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+from labkit.errors import InvalidParameter, LabkitError
+from labkit.panels.common import Panel, Worker, ensure_option, error_html, labelled, model_options
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.lab import Lab
+
+SOURCES = ("request", "last image", "upload")
+
+
+def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: str | None = None,
+                frames: int | None = None, fps: int | None = None, steps: int | None = None,
+                size: tuple[int, int] | None = None, seed: int | None = None, background: bool = True) -> Panel:
+    """The Video panel for `lab`.
+
+    Choose where the clip starts — a request (text-to-video, or the lab's image model draws the
+    first frame for an image-to-video model), the last image this lab rendered (e.g. in the
+    Generate panel), or an uploaded image (kept under `mlruns/inputs/` so the run can be replayed)
+    — set frames and fps, and press Render. The clip plays in the panel, with its GIF beside it as
+    a fallback. The keyword arguments set the starting values; open ones come from the model's
+    catalogue entry.
+
+    Controls: source, request, upload, model, frames, fps, steps, width, height, seed, render,
+    cancel, progress, status, video, gif, run_id, terms, error, log, worker.
+    """
+    import ipywidgets as widgets
+
+    from labkit.controller.plan import Plan
+
+    if source not in SOURCES:
+        raise InvalidParameter(f"Unknown video source {source!r}.", value=source, fix=f"use one of {SOURCES}.")
+    small = widgets.Layout(width="90px")
+    c: dict[str, Any] = {
+        "source": widgets.ToggleButtons(options=list(SOURCES), value=source),
+        "request": widgets.Textarea(value=request, placeholder="a red circle moving to the right",
+                                    layout=widgets.Layout(width="480px", height="56px")),
+        "upload": widgets.FileUpload(accept="image/*", multiple=False, description="Upload image"),
+        "model": widgets.Dropdown(options=[], layout=widgets.Layout(width="480px")),
+        "frames": widgets.IntText(layout=small),
+        "fps": widgets.IntText(layout=small),
+        "steps": widgets.IntText(layout=small),
+        "width": widgets.IntText(layout=small),
+        "height": widgets.IntText(layout=small),
+        "seed": widgets.IntText(layout=widgets.Layout(width="130px")),
+        "render": widgets.Button(description="Render", button_style="primary", icon="play"),
+        "cancel": widgets.Button(description="Cancel", icon="stop", disabled=True),
+        "progress": widgets.IntProgress(value=0, min=0, max=1, description="steps"),
+        "status": widgets.HTML(),
+        "video": widgets.Video(value=b"", format="mp4", autoplay=True, loop=True, controls=True,
+                               layout=widgets.Layout(display="none")),
+        "gif": widgets.Image(value=b"", format="gif", layout=widgets.Layout(display="none")),
+        "run_id": widgets.Text(description="run id", disabled=True, layout=widgets.Layout(width="480px")),
+        "terms": widgets.HTML(),
+        "error": widgets.HTML(),
+        "log": widgets.Output(),
+    }
+    c["video"].add_class("labkit-video")
+    worker = Worker([c["render"]], c["error"], c["log"], background=background, cancel=c["cancel"])
+    c["worker"] = worker
+
+    start_model = model or lab.default_model("video")
+    try:
+        c["model"].options = model_options(lab.models("txt2vid"), start_model)
+    except LabkitError as e:
+        c["model"].options = [(start_model, start_model)]
+        c["error"].value = error_html(e)
+    ensure_option(c["model"], start_model)
+    try:
+        filled = lab.complete(Plan(prompt=request, modality="video", model=start_model), validate=False)
+    except LabkitError as e:
+        filled = Plan(prompt=request, modality="video", model=start_model).resolve(None)
+        c["error"].value = error_html(e)
+    width, height = size if size else (filled.width, filled.height)
+    for name, value in (("frames", frames or filled.frames), ("fps", fps or filled.fps),
+                        ("steps", steps or filled.steps), ("width", width), ("height", height),
+                        ("seed", filled.seed if seed is None else seed)):
+        c[name].value = value
+
+    def input_image() -> str | None:
+        which = c["source"].value
+        if which == "request":
+            return None
+        if which == "last image":
+            last = lab.last_result
+            images = [f for f in (last.files if last else []) if f.suffix.lower() == ".png"]
+            if not images:
+                raise InvalidParameter("This lab has rendered no image yet.", value=None,
+                                       fix="render one (Generate tab, or lab.generate), or choose 'upload'.")
+            return str(images[0])
+        uploaded = c["upload"].value
+        if not uploaded:
+            raise InvalidParameter("No image uploaded.", value=None, fix="press 'Upload image' and pick a PNG or JPEG.")
+        item = uploaded[0] if isinstance(uploaded, (tuple, list)) else next(iter(uploaded.values()))
+        return str(lab.keep_input(bytes(item["content"]), item.get("name", "upload.png")))
+
+    def do_render() -> None:
+        image = input_image()
+        prompt = c["request"].value.strip()
+        if image is None and not prompt:
+            raise InvalidParameter("The request is empty.", value=prompt,
+                                   fix="describe the clip, or start from the last image or an upload.")
+        plan = Plan(prompt=prompt, modality="video", model=c["model"].value or None, image=image,
+                    frames=c["frames"].value, fps=c["fps"].value, steps=c["steps"].value, width=c["width"].value,
+                    height=c["height"].value, seed=c["seed"].value)
+        c["progress"].value = 0
+        c["run_id"].value = ""
+        c["terms"].value = ""
+        c["status"].value = "loading…"
+        for name in ("video", "gif"):
+            c[name].layout.display = "none"
+
+        def progress(step: int, total: int) -> None:
+            c["progress"].max = max(total, 1)
+            c["progress"].value = min(step, total)
+            c["status"].value = f"step {step} of {total}"
+
+        result = lab.render(plan, progress=progress, cancel=worker.cancel_event)
+        mp4 = [f for f in result.files if f.suffix == ".mp4"]
+        gif = [f for f in result.files if f.suffix == ".gif"]
+        if mp4:
+            c["video"].value = mp4[0].read_bytes()
+            c["video"].layout.display = None
+        if gif:
+            c["gif"].value = gif[0].read_bytes()
+            c["gif"].layout.display = None
+            c["gif"].layout.width = f"{max(result.plan.width, 128)}px"
+        c["run_id"].value = result.run_id or ""
+        c["terms"].value = f"<b>Terms</b>: {html.escape((result.record or {}).get('terms', ''))}"
+        c["status"].value = (f"{result.status}: {len(result.frames)} frames at {result.plan.fps} fps in "
+                             f"{result.timings.get('total_s', 0):.1f} s with {html.escape(result.model.get('id', ''))}")
+        c["log"].append_stdout(f"run {result.run_id}: {result.plan.task} {result.plan.model}, "
+                               f"{result.plan.frames} frames, seed {result.plan.seed}\n")
+
+    c["render"].on_click(lambda _: worker.start(do_render))
+    c["cancel"].on_click(lambda _: worker.cancel_event.set())
+
+    size_row = widgets.HBox([widgets.Label("size", layout=widgets.Layout(width="110px")), c["width"],
+                             widgets.Label("×"), c["height"]])
+    widget = widgets.VBox([
+        widgets.HTML("<b>Video</b> — start from a request, the last image, or an upload."),
+        labelled("start from", c["source"]), labelled("request", c["request"]), labelled("image", c["upload"]),
+        labelled("model", c["model"]), labelled("frames", c["frames"]), labelled("fps", c["fps"]),
+        labelled("steps", c["steps"]), size_row, labelled("seed", c["seed"]),
+        widgets.HBox([c["render"], c["cancel"], c["progress"], c["status"]]), c["error"],
+        widgets.HBox([c["video"], c["gif"]]), c["run_id"], c["terms"], c["log"],
+    ])
+    widget.add_class("labkit-video-panel")
+    return Panel(widget, c)
+
+
+__all__ = ["SOURCES", "video_panel"]

@@ -1,0 +1,228 @@
+"""Runs side by side: what each run was, which of their parameters differ, tables and plots.
+
+    runs = lab.runs(10)                       # RunSummary, newest first
+    frame = to_frame(runs)                    # one row per run: plan params, metrics, terms, note
+    cmp = lab.compare([r.run_id for r in runs[:3]])
+    cmp.differing                             # ["plan.seed", "plan.steps"]: what changed between them
+    cmp.figure()                              # matplotlib Figure: images captioned with what differs, timings
+
+A render run's params are its plan (`plan.*`), its tags the model, strategy, licences and terms,
+its metrics the timings; the images are its `outputs/` artifacts (read from the local store).
+Matplotlib is used through its Agg canvas only: no pyplot, no change to the global backend.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from labkit.tracking.store import NOTE_TAG
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+CLIP_SUFFIXES = (".mp4", ".gif")
+#: Params that name a run rather than describe it: never reported as "differing".
+_IDENTITY = ("plan.controller.fallback_reason",)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One MLflow run as a researcher reads it.
+
+    params: the run's params (a render's plan as `plan.*`); metrics: latest value of each metric;
+    tags: the run's tags; note: its Markdown note; files: the output files in its artifacts.
+    """
+
+    run_id: str
+    name: str
+    status: str
+    start: datetime | None
+    duration_s: float | None
+    params: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    note: str = ""
+    artifact_dir: Path | None = None
+    files: tuple[Path, ...] = ()
+
+    @classmethod
+    def from_mlflow(cls, run: Any) -> RunSummary:
+        """A summary of an MLflow `Run` (from `MlflowClient.get_run` or `search_runs`)."""
+        from urllib.parse import unquote, urlparse
+
+        info, data = run.info, run.data
+        parsed = urlparse(info.artifact_uri or "")
+        folder = Path(unquote(parsed.path)) if parsed.scheme in ("file", "") and info.artifact_uri else None
+        files: tuple[Path, ...] = ()
+        if folder is not None and (folder / "outputs").is_dir():
+            files = tuple(sorted(p for p in (folder / "outputs").iterdir()
+                                 if p.suffix.lower() in IMAGE_SUFFIXES + CLIP_SUFFIXES))
+        start = datetime.fromtimestamp(info.start_time / 1000, tz=UTC) if info.start_time else None
+        duration = (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None
+        return cls(run_id=info.run_id, name=info.run_name or "", status=info.status, start=start,
+                   duration_s=duration, params=dict(data.params), metrics=dict(data.metrics),
+                   tags=dict(data.tags), note=data.tags.get(NOTE_TAG, ""), artifact_dir=folder, files=files)
+
+    @property
+    def job(self) -> str:
+        return self.tags.get("labkit.job", "")
+
+    @property
+    def prompt(self) -> str:
+        return self.params.get("plan.prompt", "")
+
+    @property
+    def model(self) -> str:
+        """The model that ran (a render's `model.id` tag), else the one the plan asked for."""
+        return self.tags.get("model.id") or self.params.get("plan.model", "")
+
+    @property
+    def images(self) -> list[Path]:
+        return [f for f in self.files if f.suffix.lower() in IMAGE_SUFFIXES]
+
+    @property
+    def clips(self) -> list[Path]:
+        return [f for f in self.files if f.suffix.lower() in CLIP_SUFFIXES]
+
+    @property
+    def terms(self) -> str:
+        """The output terms the run's licence chain implies (empty for runs that made no output)."""
+        return self.tags.get("labkit.terms.text", "")
+
+    def row(self) -> dict[str, Any]:
+        """The run as one flat row: identity, plan params, metrics, model, licence, terms, note."""
+        row: dict[str, Any] = {
+            "run_id": self.run_id, "name": self.name, "status": self.status, "start": self.start,
+            "job": self.job, "model": self.model, "licence": self.tags.get("model.licence", ""),
+            "compliance": self.tags.get("labkit.compliance.verdict", ""), "terms": self.terms,
+            "commercial": self.tags.get("labkit.terms.commercial", ""), "note": self.note,
+        }
+        row.update({k: _number(v) for k, v in self.params.items()})
+        row.update({f"metric.{k}": v for k, v in self.metrics.items()})
+        return row
+
+
+def _number(value: str) -> Any:
+    """Param values come back from MLflow as text; numbers are numbers again for tables and plots."""
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except (TypeError, ValueError):
+            continue
+    return value
+
+
+def differing(runs: Sequence[RunSummary], prefix: str = "plan.") -> list[str]:
+    """Param keys starting with `prefix` whose values are not the same in every run (sorted)."""
+    keys = sorted({k for r in runs for k in r.params if k.startswith(prefix) and k not in _IDENTITY})
+    return [k for k in keys if len({r.params.get(k) for r in runs}) > 1]
+
+
+def to_frame(runs: Iterable[RunSummary]):
+    """A pandas DataFrame with one row per run (see `RunSummary.row`), indexed by run id."""
+    import pandas as pd
+
+    rows = [r.row() for r in runs]
+    frame = pd.DataFrame(rows)
+    return frame.set_index("run_id") if rows else frame
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Several runs side by side.
+
+    differing: the plan params whose values differ; same: the plan params every run shares;
+    histories: metric name → run id → the metric's values by step (e.g. `time.step_s`).
+    """
+
+    runs: tuple[RunSummary, ...]
+    differing: tuple[str, ...]
+    same: Mapping[str, str]
+    histories: Mapping[str, Mapping[str, list[float]]] = field(default_factory=dict)
+
+    def caption(self, run: RunSummary) -> str:
+        """What sets `run` apart: its values of the differing params (or its name when none differ)."""
+        parts = [f"{k.removeprefix('plan.')}={run.params.get(k, '')}" for k in self.differing]
+        return ", ".join(parts) or run.name or run.run_id[:8]
+
+    def table(self) -> list[dict[str, Any]]:
+        """Rows of param → one value per run (run ids as keys), the differing params first."""
+        keys = [*self.differing, *sorted(self.same)]
+        return [{"param": k, "differs": k in self.differing, **{r.run_id: r.params.get(k, "") for r in self.runs}}
+                for k in keys]
+
+    def html(self) -> str:
+        """The param table as HTML, differing rows highlighted (for notebooks and panels)."""
+        head = "".join(f"<th>{html.escape(r.name or r.run_id[:8])}<br><code>{r.run_id[:8]}</code></th>"
+                       for r in self.runs)
+        rows = []
+        for row in self.table():
+            style = ' style="background:#fff3b0;font-weight:bold"' if row["differs"] else ""
+            cells = "".join(f"<td>{html.escape(str(row[r.run_id]))[:120]}</td>" for r in self.runs)
+            rows.append(f'<tr class="{"labkit-differs" if row["differs"] else ""}"{style}>'
+                        f"<td>{html.escape(row['param'])}</td>{cells}</tr>")
+        return (f'<table class="labkit-compare"><thead><tr><th>param</th>{head}</tr></thead>'
+                f"<tbody>{''.join(rows)}</tbody></table>")
+
+    def figure(self, metric: str = "time.total_s"):
+        """A matplotlib Figure: each run's first image captioned with what differs, then `metric` per run
+        and the per-step times when recorded."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from PIL import Image
+
+        n = max(len(self.runs), 1)
+        steps = self.histories.get("time.step_s", {})
+        fig = Figure(figsize=(max(2.2 * n, 6.0), 5.2), dpi=100)
+        FigureCanvasAgg(fig)
+        grid = fig.add_gridspec(2, n, height_ratios=[1.2, 1.0])
+        for i, run in enumerate(self.runs):
+            ax = fig.add_subplot(grid[0, i])
+            ax.set_axis_off()
+            if run.images:
+                with Image.open(run.images[0]) as img:
+                    ax.imshow(img.convert("RGB"))
+            else:
+                ax.text(0.5, 0.5, "no image", ha="center", va="center")
+            ax.set_title(self.caption(run), fontsize=8, wrap=True)
+        labels = [r.run_id[:8] for r in self.runs]
+        ax_bar = fig.add_subplot(grid[1, : max(n // 2, 1)] if n > 1 else grid[1, 0])
+        ax_bar.bar(labels, [r.metrics.get(metric, 0.0) for r in self.runs], color="#4c72b0")
+        ax_bar.set_ylabel(metric, fontsize=8)
+        ax_bar.tick_params(labelsize=7)
+        if n > 1:
+            ax_steps = fig.add_subplot(grid[1, n // 2:])
+            for run in self.runs:
+                values = steps.get(run.run_id) or []
+                if values:
+                    ax_steps.plot(range(1, len(values) + 1), values, marker="o", label=run.run_id[:8])
+            ax_steps.set_xlabel("step", fontsize=8)
+            ax_steps.set_ylabel("seconds per step", fontsize=8)
+            ax_steps.tick_params(labelsize=7)
+            if any(steps.get(r.run_id) for r in self.runs):
+                ax_steps.legend(fontsize=7)
+        fig.tight_layout()
+        return fig
+
+    def png(self, metric: str = "time.total_s") -> bytes:
+        """`figure()` as PNG bytes."""
+        import io
+
+        buf = io.BytesIO()
+        self.figure(metric).savefig(buf, format="png")
+        return buf.getvalue()
+
+
+def compare(runs: Sequence[RunSummary], histories: Mapping[str, Mapping[str, list[float]]] | None = None
+            ) -> Comparison:
+    """The `Comparison` of `runs` (in the order given)."""
+    diff = differing(runs)
+    keys = {k for r in runs for k in r.params if k.startswith("plan.") and k not in diff}
+    same = {k: runs[0].params.get(k, "") for k in sorted(keys)} if runs else {}
+    return Comparison(runs=tuple(runs), differing=tuple(diff), same=same, histories=dict(histories or {}))
+
+
+__all__ = ["CLIP_SUFFIXES", "IMAGE_SUFFIXES", "Comparison", "RunSummary", "compare", "differing", "to_frame"]

@@ -1,0 +1,176 @@
+"""The numbered notebooks, executed top to bottom by papermill on a real ipykernel with parameters
+injected, on tiny local models in a temporary project; and the committed notebooks are clean."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+EXPECTED = ["00_quickstart", "01_image_lab", "02_video_lab", "03_controller", "04_compare_runs",
+            "05_compliance_report"]
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def test_committed_notebooks_are_thin_and_have_no_outputs():
+    found = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+    assert set(EXPECTED) <= set(found)
+    for name in found:
+        book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        nbformat.validate(book)
+        first = book.cells[0]
+        assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", []), name
+        assert book.metadata["kernelspec"]["name"] == "python3", name
+        assert "widgets" not in book.metadata, f"{name} carries saved widget state"
+        for cell in book.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, f"{name} has outputs: {cell.source[:60]!r}"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    from labkit.testing import build_tiny_sd15, build_tiny_svd
+
+    root = tmp_path_factory.mktemp("tiny-notebooks")
+    return {"sd15": build_tiny_sd15(root / "sd15"), "svd": build_tiny_svd(root / "svd")}
+
+
+@pytest.fixture
+def run_notebook(migrated_store: Path, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread):
+    """Execute a notebook with papermill against `project`; return (output notebook, seconds)."""
+    import papermill
+
+    # The kernel inherits this environment: no hub. One OpenMP thread: toy-sized models gain nothing
+    # from more, and on a shared 2-core machine two spinning threads made each step 10-100x slower.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+    def run(name: str, **parameters):
+        out = tmp_path / f"{name}.out.ipynb"
+        start = time.perf_counter()
+        papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out),
+                                   parameters={"root": str(project), **parameters}, kernel_name="python3",
+                                   cwd=str(project), progress_bar=False, log_output=False)
+        return nbformat.read(out, as_version=4), time.perf_counter() - start
+
+    return run
+
+
+def _text(book) -> str:
+    """Everything the notebook printed or displayed as text or HTML."""
+    parts = []
+    for cell in book.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                parts.append(out["text"])
+            data = out.get("data", {})
+            for mime in ("text/plain", "text/html"):
+                if mime in data:
+                    parts.append(data[mime] if isinstance(data[mime], str) else "".join(data[mime]))
+    return "\n".join(parts)
+
+
+def _mimes(book) -> set[str]:
+    return {m for cell in book.cells for out in cell.get("outputs", []) for m in out.get("data", {})}
+
+
+def _render_runs(search_runs, project: Path):
+    runs = search_runs(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    return [r for r in runs if r.data.tags.get("labkit.job") == "render"]
+
+
+def _render(project: Path, tiny, seeds):
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+
+    lab = Lab(project, hardware=HardwareProfile.simulated(None))
+    return [lab.generate("a small red circle on the left", model=str(tiny["sd15"]), size=(32, 32), steps=2, seed=s)
+            for s in seeds]
+
+
+@pytest.mark.notebook
+def test_quickstart_renders_records_and_shows_the_panel(run_notebook, project, search_runs):
+    # As a user runs it: the shipped toy world, offline. Its wall time is printed, not asserted
+    # (timings do not belong in tests); the issue's "under a minute" is checked by hand.
+    book, seconds = run_notebook("00_quickstart", seed=3)
+    print(f"00_quickstart ran in {seconds:.1f} s")
+    [run] = _render_runs(search_runs, project)
+    text = _text(book)
+    assert f"run {run.info.run_id}" in text and "terms:" in text
+    assert run.data.params["plan.seed"] == "3"
+    assert run.data.params["plan.model"] == "toyworld"
+    assert run.data.tags["mlflow.note.content"].startswith("Quickstart: 'a small red circle on the left'")
+    assert {"image/png", WIDGET} <= _mimes(book)
+
+
+@pytest.mark.notebook
+def test_image_lab_plans_then_renders_each_seed(run_notebook, tiny, project, search_runs):
+    book, _ = run_notebook("01_image_lab", model=str(tiny["sd15"]), steps=2, size=[32, 32], seeds=[0, 1])
+    runs = _render_runs(search_runs, project)
+    assert sorted(r.data.params["plan.seed"] for r in runs) == ["0", "1"]
+    assert all(r.data.params["plan.prompt"] == "a large blue square in the centre" for r in runs)
+    text = _text(book)
+    assert '"controller"' in text and "plan.seed" in text   # the plan as JSON, then what differs
+    assert {"image/png", WIDGET} <= _mimes(book)
+
+
+@pytest.mark.notebook
+def test_video_lab_animates_an_image(run_notebook, tiny, project, search_runs, tmp_path):
+    from PIL import Image
+
+    first = tmp_path / "first.png"
+    Image.new("RGB", (32, 32), "blue").save(first)
+    book, _ = run_notebook("02_video_lab", image=str(first), model=str(tiny["svd"]), frames=3, fps=6, steps=2,
+                           size=[32, 32])
+    [run] = _render_runs(search_runs, project)
+    assert run.data.tags["labkit.task"] == "img2vid" and run.data.params["plan.frames"] == "3"
+    assert "3 frames at 6 fps" in _text(book)
+    assert {"image/gif", WIDGET} <= _mimes(book)
+
+
+@pytest.mark.notebook
+def test_controller_notebook_compares_controllers_and_shows_fallbacks(run_notebook, tiny, project, search_runs):
+    requests = ["a small red circle on the left", "a watercolor lighthouse at dusk, portrait"]
+    book, _ = run_notebook("03_controller", requests=requests,
+                           controllers=["rules", "remote:http://127.0.0.1:9/v1#none"], render=True,
+                           model=str(tiny["sd15"]), steps=2, size=[32, 32])
+    text = _text(book)
+    assert "sd-turbo" in text and "toyworld" in text        # what rules chose for each request
+    assert "remote:http://127.0.0.1:9/v1#none failed" in text  # an unreachable LLM falls back, and says so
+    assert len(_render_runs(search_runs, project)) == 4
+
+
+@pytest.mark.notebook
+def test_compare_runs_notebook(run_notebook, tiny, project):
+    a, b = _render(project, tiny, seeds=[1, 2])
+    book, _ = run_notebook("04_compare_runs", n=2)
+    text = _text(book)
+    assert "differ: plan.seed" in text
+    assert a.run_id in text and b.run_id in text
+    assert {"image/png", WIDGET} <= _mimes(book)
+
+
+@pytest.mark.notebook
+def test_compliance_report_notebook(run_notebook, tiny, project, tmp_path):
+    from PIL import Image
+
+    _render(project, tiny, seeds=[0])
+    data = tmp_path / "shapes"
+    data.mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(data / f"{i}.png")
+    (data / "metadata.jsonl").write_text("\n".join(json.dumps({"file_name": f"{i}.png", "text": "a shape",
+                                                                 **({"licence": "cc0-1.0"} if i else {})})
+                                                     for i in range(3)) + "\n")
+    book, _ = run_notebook("05_compliance_report", mode="open", dataset=str(data))
+    text = _text(book)
+    assert "mode open:" in text
+    assert "sai-nc-community" in text and "block" in text       # sd-turbo's licence under "open"
+    assert "without a licence: 0.png" in text
+    assert "mode open: block" in text                           # the unlicensed item blocks the dataset
+    assert "licence unknown" in text                            # the tiny local model's output terms
+    assert {"image/png", WIDGET} <= _mimes(book)

@@ -1,0 +1,263 @@
+"""Panels with real ipywidgets objects: set values and click through the controls dict, as a user
+would, and check what the user would see — the plan, the images, the run id, the error."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from labkit import panels
+from labkit.hardware import HardwareProfile
+from labkit.lab import Lab
+
+REQUEST = "a small red circle on the left"
+
+
+@pytest.fixture(autouse=True)
+def _store(migrated_store, one_thread):
+    return migrated_store
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    from labkit.testing import build_tiny_sd15, build_tiny_svd
+
+    root = tmp_path_factory.mktemp("tiny-panels")
+    return {"sd15": build_tiny_sd15(root / "sd15"), "svd": build_tiny_svd(root / "svd")}
+
+
+def test_importing_panels_loads_no_widgets_or_torch():
+    from tests.unit.test_import import HEAVY, _imported_top_level_modules
+
+    loaded = _imported_top_level_modules("import labkit.panels; labkit.panels.Panel")
+    assert "labkit" in loaded
+    assert not loaded & {*HEAVY, "ipywidgets"}, sorted(loaded & {*HEAVY, "ipywidgets"})
+
+
+def _png(widget) -> Image.Image:
+    return Image.open(io.BytesIO(widget.value))
+
+
+def _generate(lab: Lab, tiny, **kw):
+    return panels.generate_panel(lab, model=str(tiny["sd15"]), size=(32, 32), steps=2, background=False, **kw)
+
+
+def test_plan_fills_the_fields_and_render_shows_images_run_id_and_terms(lab, tiny, search_runs):
+    widget, c = _generate(lab, tiny)
+    assert c["model"].value == str(tiny["sd15"]) and (c["width"].value, c["steps"].value) == (32, 2)
+
+    c["request"].value = REQUEST
+    c["plan"].click()
+    assert c["error"].value == ""
+    assert "rules" in c["plan_view"].value
+    assert c["prompt"].value == REQUEST            # the rules controller keeps a toy-world caption as the prompt
+    assert c["model"].value == "toyworld"          # ... and picks the toy world for it
+    assert (c["width"].value, c["height"].value, c["steps"].value) == (64, 64, 20)
+
+    # Edit the plan: the tiny local model, small and quick, a chosen seed, two images.
+    c["model"].value = str(tiny["sd15"])
+    c["width"].value, c["height"].value, c["steps"].value = 32, 32, 2
+    c["seed"].value, c["count"].value, c["negative_prompt"].value = 1234, 2, "blurry"
+    c["render"].click()
+
+    assert c["error"].value == ""
+    assert len(c["images"].children) == 2
+    assert _png(c["images"].children[0]).size == (32, 32)
+    assert c["progress"].value == c["progress"].max > 0
+    assert "finished" in c["status"].value
+    assert "Terms" in c["terms"].value and "commercial" in c["terms"].value
+    assert not c["render"].disabled and not c["plan"].disabled and c["cancel"].disabled
+
+    [run] = search_runs(lab.config.tracking_uri)
+    assert c["run_id"].value == run.info.run_id
+    assert run.data.params["plan.seed"] == "1234"
+    assert run.data.params["plan.count"] == "2"
+    assert run.data.params["plan.negative_prompt"] == "blurry"
+    assert run.data.params["plan.controller.name"] == "rules"   # the plan's author is kept through the edits
+    assert lab.last_result.run_id == run.info.run_id
+
+
+def test_a_bad_value_is_shown_in_the_panel_and_nothing_runs(lab, tiny, search_runs):
+    _, c = _generate(lab, tiny)
+    c["prompt"].value = REQUEST
+    c["width"].value = 33
+    c["render"].click()
+    assert "width 33 is not a multiple of 8" in c["error"].value
+    assert "Fix: use 32 or 40" in c["error"].value
+    assert c["images"].children == () and c["run_id"].value == ""
+    assert not c["render"].disabled
+    assert search_runs(lab.config.tracking_uri) == []
+
+    c["width"].value = 32   # fixing the value and pressing Render again works, and clears the error
+    c["render"].click()
+    assert c["error"].value == "" and len(c["images"].children) == 1
+
+
+def test_an_empty_request_and_an_unknown_model_are_errors_not_exceptions(lab, tiny):
+    _, c = _generate(lab, tiny)
+    c["plan"].click()
+    assert "The request is empty" in c["error"].value
+    c["prompt"].value = REQUEST
+    c["model"].options = [*c["model"].options, ("nope", "no-such-model")]
+    c["model"].value = "no-such-model"
+    c["render"].click()
+    assert "not in the catalogue" in c["error"].value
+
+
+def test_render_in_the_background_disables_the_buttons_until_done(lab, tiny):
+    _, c = panels.generate_panel(lab, prompt=REQUEST, model=str(tiny["sd15"]), size=(32, 32), steps=2, seed=7)
+    c["render"].click()
+    assert c["render"].disabled and c["plan"].disabled and not c["cancel"].disabled
+    c["render"].click()   # a second click while it runs starts nothing
+    assert c["worker"].wait(120)
+    assert not c["render"].disabled and c["cancel"].disabled
+    assert c["error"].value == "" and len(c["images"].children) == 1 and c["run_id"].value
+    assert lab.runs(10) and len(lab.runs(10)) == 1
+
+
+def test_cancel_stops_a_running_render_and_keeps_what_it_made(lab, tiny, search_runs):
+    _, c = panels.generate_panel(lab, prompt=REQUEST, model=str(tiny["sd15"]), size=(32, 32), steps=8)
+    c["render"].click()
+    c["cancel"].click()   # heard while the render runs on its thread: it stops after the current step
+    assert c["worker"].wait(120)
+    assert c["status"].value.startswith("cancelled") and c["progress"].value < 8
+    assert len(c["images"].children) == 1 and c["error"].value == ""
+    [run] = search_runs(lab.config.tracking_uri)
+    assert run.info.status == "KILLED" and run.info.run_id == c["run_id"].value
+
+
+def test_reroll_draws_a_new_seed(lab, tiny):
+    _, c = _generate(lab, tiny, seed=5)
+    assert c["seed"].value == 5
+    c["reroll"].click()
+    assert c["seed"].value != 5 and 0 <= c["seed"].value < 2**32
+
+
+def test_model_menu_marks_fit_and_compliance(project):
+    lab = Lab(project, hardware=HardwareProfile.simulated(8), compliance_mode="open")
+    _, c = panels.generate_panel(lab, background=False)
+    labels = dict((v, k) for k, v in c["model"].options)
+    assert labels["sd15"].startswith("sd15 — fits")
+    assert "needs offload" in labels["sdxl"]                        # SDXL on 8 GB starts with offload
+    assert labels["sd-turbo"].endswith("blocked")                   # non-commercial licence, mode "open"
+    assert "allowed" in labels["sd15"]
+    big = Lab(project, hardware=HardwareProfile.simulated(4), compliance_mode="research")
+    assert any(m.fit == "too large" for m in big.models())          # something does not fit 4 GB
+    cpu = Lab(project, hardware=HardwareProfile.simulated(None))
+    marks = {m.id: m.fit for m in cpu.models("txt2img")}
+    assert marks["toyworld"] == "fits" and marks["sdxl"] == "too slow on CPU"
+
+
+def test_video_from_the_last_image_and_from_an_upload(lab, tiny, search_runs):
+    _, c = panels.video_panel(lab, source="last image", model=str(tiny["svd"]), frames=3, fps=6, steps=2,
+                              size=(32, 32), seed=0, background=False)
+    c["render"].click()
+    assert "rendered no image yet" in c["error"].value   # nothing rendered in this lab so far
+
+    first = lab.generate(REQUEST, model=str(tiny["sd15"]), size=(32, 32), steps=2, seed=3)
+    c["render"].click()
+    assert c["error"].value == ""
+    assert c["video"].value[4:8] == b"ftyp"               # an MP4 plays in the panel
+    assert c["gif"].value[:4] == b"GIF8"                  # and its GIF beside it
+    runs = {r.info.run_id: r for r in search_runs(lab.config.tracking_uri)}
+    video_run = runs[c["run_id"].value]
+    assert video_run.data.params["plan.image"] == str(first.files[0])
+    assert video_run.data.params["plan.frames"] == "3"
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(buf, format="PNG")
+    c["source"].value = "upload"
+    c["upload"].value = ({"name": "red.png", "type": "image/png", "size": len(buf.getvalue()),
+                          "content": memoryview(buf.getvalue()),
+                          "last_modified": datetime.datetime.now(datetime.UTC)},)
+    c["render"].click()
+    assert c["error"].value == ""
+    uploaded = search_runs(lab.config.tracking_uri)[0]
+    assert uploaded.info.run_id == c["run_id"].value
+    kept = Path(uploaded.data.params["plan.image"])
+    assert kept.parent == lab.config.root / "mlruns" / "inputs" and kept.read_bytes() == buf.getvalue()
+
+
+def test_runs_panel_compares_runs_and_takes_notes(lab, tiny):
+    a = lab.generate(REQUEST, model=str(tiny["sd15"]), size=(32, 32), steps=2, seed=1)
+    b = lab.generate(REQUEST, model=str(tiny["sd15"]), size=(32, 32), steps=3, seed=2)
+    _, c = panels.runs_panel(lab)
+    assert a.run_id[:8] in c["table"].value and b.run_id[:8] in c["table"].value
+    assert {v for _, v in c["select"].options} == {a.run_id, b.run_id}
+
+    c["compare"].click()
+    assert "No runs selected" in c["error"].value
+    c["select"].value = (a.run_id, b.run_id)
+    c["compare"].click()
+    assert c["error"].value == ""
+    assert "plan.seed, plan.steps" in c["comparison"].value     # exactly what differs, highlighted
+    assert c["comparison"].value.count("labkit-differs") == 2
+    assert len(c["images"].children) == 2
+    assert "seed=1, steps=2" in c["images"].children[0].children[-1].value
+    assert _png(c["plot"]).size[0] > 100
+
+    c["note_text"].value = "Three steps look no better than two."
+    c["add_note"].click()
+    assert lab.notes(a.run_id) == lab.notes(b.run_id) == "Three steps look no better than two."
+    assert "Three steps" in c["table"].value and "Note on" in c["notes"].value
+    c["select"].value = ()
+    c["note_text"].value = "## Study\nseed sweep on the tiny model"
+    c["add_note"].click()
+    assert lab.notes() == "## Study\nseed sweep on the tiny model"
+    assert "Experiment note" in c["notes"].value
+    c["add_note"].click()
+    assert "The note is empty" in c["error"].value
+
+
+def test_hardware_panel_shows_the_profile_and_strategies(project):
+    lab = Lab(project, hardware=HardwareProfile.simulated(8))
+    _, c = panels.hardware_panel(lab)
+    assert "simulated 8 GB GPU" in c["summary"].value and "tier: <code>8</code>" in c["summary"].value
+    assert lab.strategy("sdxl").name in c["this_machine"].value
+    for tier in ("cpu", "4", "24", "40"):
+        assert f">{tier}</th>" in c["matrix"].value
+    assert c["error"].value == ""
+
+
+def test_compliance_panel_modes_and_dataset_breakdown(lab, tmp_path):
+    _, c = panels.compliance_panel(lab)
+    assert c["mode"].value == "research"
+    assert "sd-turbo" in c["models"].value and "sai-nc-community" in c["models"].value
+    c["mode"].value = "open"
+    assert "previewing" in c["mode_info"].value
+    row = next(r for r in c["models"].value.split("<tr>") if "sd-turbo" in r)
+    assert ">block<" in row
+    assert lab.compliance.name == "research"   # previewing a mode leaves the lab's mode alone
+
+    c["breakdown"].click()
+    assert "No dataset folder given" in c["error"].value
+    data = tmp_path / "shapes"
+    data.mkdir()
+    lines = []
+    for i, lic in enumerate(["cc0-1.0", "cc0-1.0", None]):
+        Image.new("RGB", (8, 8)).save(data / f"{i}.png")
+        lines.append(json.dumps({"file_name": f"{i}.png", "text": "a shape", **({"licence": lic} if lic else {})}))
+    (data / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    c["dataset"].value = str(data)
+    c["breakdown"].click()
+    assert c["error"].value == ""
+    assert _png(c["chart"]).size[0] > 100
+    assert "3 items" in c["dataset_table"].value and "2.png" in c["dataset_table"].value
+    assert "Mode open</b>: block" in c["dataset_terms"].value   # an item without a licence blocks in "open"
+
+
+def test_lab_puts_the_panels_in_tabs(lab, tiny):
+    tabs, controls = panels.lab(lab, model=str(tiny["sd15"]), background=False)
+    assert [tabs.get_title(i) for i in range(5)] == ["Generate", "Video", "Runs", "Hardware", "Compliance"]
+    assert set(controls) == {"generate", "video", "runs", "hardware", "compliance", "tabs"}
+    gen = controls["generate"]
+    gen["prompt"].value, gen["width"].value, gen["height"].value, gen["steps"].value = REQUEST, 32, 32, 2
+    gen["render"].click()
+    assert gen["run_id"].value
+    tabs.selected_index = 2   # opening the Runs tab refreshes it
+    assert gen["run_id"].value[:8] in controls["runs"]["table"].value
