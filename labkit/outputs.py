@@ -171,10 +171,14 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
     return path if path.suffix.lower() == ".json" else path.with_name(path.name + ".json")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    # A crash mid-write must not leave a half file that a later reader takes for an output.
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write `data` to `path` through a temporary file and a rename, so a crash mid-write never leaves
+    a half file that a later reader takes for the real one. `mode`: the file's permissions (mkstemp's
+    0600 when None)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -193,7 +197,7 @@ def write_sidecar(path: str | os.PathLike[str], record: Mapping[str, Any]) -> Pa
     target = sidecar_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(record, sort_keys=True, default=str, indent=2) + "\n"
-    _atomic_write_bytes(target, text.encode("utf-8"))
+    atomic_write_bytes(target, text.encode("utf-8"))
     return target
 
 

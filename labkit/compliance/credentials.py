@@ -186,15 +186,9 @@ def keygen(folder: str | Path, *, common_name: str = "labkit local test signer",
 
 
 def _write(path: Path, data: bytes, private: bool = False) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600 if private else 0o644)  # mkstemp makes 0600; certificates are public
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from labkit.outputs import atomic_write_bytes
+
+    atomic_write_bytes(path, data, mode=0o600 if private else 0o644)  # keys are private, certificates public
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,6 +50,23 @@ def iter_pairs(seed: int = 0, split: str = "train", n_objects: int | Sequence[in
         yield render(scene, size=size), text
 
 
+def prepare_folder(folder: str | Path, n: int, licence: str, overwrite: bool, item: str = "image"
+                   ) -> tuple[Path, Path]:
+    """Check a dataset's size and licence, refuse to overwrite an existing `metadata.jsonl` unless
+    asked, create the folder; return (folder, metadata path)."""
+    if n < 1:
+        raise InvalidParameter(f"n={n}: a dataset needs at least one {item}.", value=n, fix="Pass n >= 1.")
+    if not licence or not licence.strip():
+        raise InvalidParameter("Empty licence.", value=licence, fix="Pass an SPDX id such as 'CC0-1.0'.")
+    out = Path(folder)
+    meta = out / METADATA_FILE
+    if meta.exists() and not overwrite:
+        raise InvalidParameter(f"{meta} already exists.", value=str(meta),
+                               fix="Choose an empty folder, or pass overwrite=True.")
+    out.mkdir(parents=True, exist_ok=True)
+    return out, meta
+
+
 def write_dataset(folder: str | Path, n: int, seed: int = 0, split: str = "train",
                   n_objects: int | Sequence[int] = (1, 2), licence: str = "CC0-1.0",
                   shapes: Sequence[str] = BASE_SHAPES, backgrounds: Sequence[str] = (DEFAULT_BACKGROUND,),
@@ -61,18 +78,9 @@ def write_dataset(folder: str | Path, n: int, seed: int = 0, split: str = "train
     so `datasets.load_dataset("imagefolder", data_dir=folder)` reads it and every item carries its
     licence. Refuses to overwrite an existing metadata file unless `overwrite` is set.
     """
-    if n < 1:
-        raise InvalidParameter(f"n={n}: a dataset needs at least one image.", value=n, fix="Pass n >= 1.")
-    if not licence or not licence.strip():
-        raise InvalidParameter("Empty licence.", value=licence, fix="Pass an SPDX id such as 'CC0-1.0'.")
-    out = Path(folder)
-    meta = out / METADATA_FILE
-    if meta.exists() and not overwrite:
-        raise InvalidParameter(f"{meta} already exists.", value=str(meta),
-                               fix="Choose an empty folder, or pass overwrite=True.")
+    out, meta = prepare_folder(folder, n, licence, overwrite, item="image")
     from PIL import Image
 
-    out.mkdir(parents=True, exist_ok=True)
     lines = []
     for i in range(n):
         scene, text = make_item(seed, i, split, n_objects, shapes, backgrounds)

@@ -410,20 +410,13 @@ def write_clip_dataset(folder: str | Path, n: int, seed: int = 0, split: str = "
     `toyworld.data.write_dataset` does for images.
     """
     _check("format", fmt, CLIP_FORMATS)
-    if n < 1:
-        raise InvalidParameter(f"n={n}: a dataset needs at least one clip.", value=n, fix="Pass n >= 1.")
-    if not licence or not licence.strip():
-        raise InvalidParameter("Empty licence.", value=licence, fix="Pass an SPDX id such as 'CC0-1.0'.")
     if not 1 <= fps <= 60:
         raise InvalidParameter(f"fps={fps} is out of range.", value=fps, fix="Use 1..60.")
-    out = Path(folder)
-    meta = out / METADATA_FILE
-    if meta.exists() and not overwrite:
-        raise InvalidParameter(f"{meta} already exists.", value=str(meta),
-                               fix="Choose an empty folder, or pass overwrite=True.")
     from PIL import Image
 
-    out.mkdir(parents=True, exist_ok=True)
+    from labkit.toyworld.data import prepare_folder
+
+    out, meta = prepare_folder(folder, n, licence, overwrite, item="clip")
     lines = []
     for i in range(n):
         clip, text = make_clip_item(seed, i, split, frames)
