@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 #   make setup TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.labkit-setup
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -m "not slow"
 CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: setup demo test lab ui clean
