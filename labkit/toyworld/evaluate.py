@@ -20,8 +20,20 @@ if TYPE_CHECKING:  # pragma: no cover
 ATTRS = ("colour", "shape", "size", "position", "count", "all_correct")
 
 
+class ReportRows:
+    """What every benchmark report shares: `to_dict`, with its per-prompt `rows` only when asked."""
+
+    rows: list[dict[str, Any]]
+
+    def to_dict(self, rows: bool = False) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "rows"}
+        if rows:
+            d["rows"] = self.rows
+        return d
+
+
 @dataclass
-class EvalReport:
+class EvalReport(ReportRows):
     """Accuracy per attribute for single-object prompts, and the two-object score."""
 
     model: str
@@ -35,11 +47,6 @@ class EvalReport:
     run_id: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_dict(self, rows: bool = False) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "rows"}
-        if rows:
-            d["rows"] = self.rows
-        return d
 
     def lines(self) -> list[str]:
         s = self.single

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labkit.errors import InvalidParameter
+from labkit.toyworld.evaluate import ReportRows
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
@@ -137,7 +138,7 @@ def motion_verdict(expected: MotionSpec | Clip | str, frames: Any) -> dict[str, 
 
 
 @dataclass
-class MotionReport:
+class MotionReport(ReportRows):
     """Rates of each check over held-out motion prompts, and every clip's row."""
 
     model: str
@@ -153,11 +154,6 @@ class MotionReport:
     run_id: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_dict(self, rows: bool = False) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "rows"}
-        if rows:
-            d["rows"] = self.rows
-        return d
 
     def lines(self) -> list[str]:
         return [
