@@ -265,45 +265,47 @@ def cmd_compliance_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, object]:
+    """The options the user set; the rest keep the recipe config's defaults."""
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+
+
+def _train_recipe(args: argparse.Namespace, recipe: str, train, cfg, what: str) -> int:
+    """Run a toy training recipe; on Ctrl-C or SIGTERM (the engine kept a checkpoint and marked the runs
+    KILLED) say how to continue."""
+    try:
+        path = train(_lab(args), cfg)
+    except KeyboardInterrupt:
+        print(f"stopped; continue with: labkit train {recipe} --resume --output {args.output}", file=sys.stderr)
+        return 130
+    print(f"{what} written to {path}")
+    return 0
+
+
 def cmd_train_toy_base(args: argparse.Namespace) -> int:
     from labkit.toyworld.train import ToyBaseConfig, train_toy_base
 
-    given = {k: getattr(args, k) for k in ("steps", "vae_steps", "text_steps", "batch_size")
-             if getattr(args, k) is not None}  # the rest keep ToyBaseConfig's defaults
     cfg = ToyBaseConfig(output_dir=args.output, seed=args.seed, threads=args.threads,
-                        resume="latest" if args.resume else None, eval_prompts=0 if args.no_eval else 60, **given)
-    try:
-        path = train_toy_base(_lab(args), cfg)
-    except KeyboardInterrupt:  # the engine kept a checkpoint and marked the runs KILLED
-        print(f"stopped; continue with: labkit train toy-base --resume --output {args.output}", file=sys.stderr)
-        return 130
-    print(f"toy model written to {path}")
-    return 0
+                        resume="latest" if args.resume else None, eval_prompts=0 if args.no_eval else 60,
+                        **_given(args, ("steps", "vae_steps", "text_steps", "batch_size")))
+    return _train_recipe(args, "toy-base", train_toy_base, cfg, "toy model")
 
 
 def cmd_train_toy_motion(args: argparse.Namespace) -> int:
     from labkit.toyworld.motion_train import ToyMotionConfig, train_toy_motion
 
-    given = {k: getattr(args, k) for k in ("steps", "batch_size", "frames", "threads")
-             if getattr(args, k) is not None}  # the rest keep ToyMotionConfig's defaults
     cfg = ToyMotionConfig(output_dir=args.output, base=args.base, seed=args.seed,
-                          resume="latest" if args.resume else None, **given)
-    try:
-        path = train_toy_motion(_lab(args), cfg)
-    except KeyboardInterrupt:  # the engine kept a checkpoint and marked the run KILLED
-        print(f"stopped; continue with: labkit train toy-motion --resume --output {args.output}", file=sys.stderr)
-        return 130
-    print(f"toy motion model written to {path}")
-    return 0
+                          resume="latest" if args.resume else None,
+                          **_given(args, ("steps", "batch_size", "frames", "threads")))
+    return _train_recipe(args, "toy-motion", train_toy_motion, cfg, "toy motion model")
 
 
 def cmd_train_lora(args: argparse.Namespace) -> int:
     from labkit.training.lora import LoraTrainConfig, train_lora
 
-    given = {k: getattr(args, k) for k in ("rank", "alpha", "resolution", "steps", "batch_size", "learning_rate",
-                                           "checkpoint_every", "validate_every", "threads", "eval_prompts",
-                                           "concept", "guidance_scale", "sampling_steps", "licence")
-             if getattr(args, k) is not None}
+    given = _given(args, ("rank", "alpha", "resolution", "steps", "batch_size", "learning_rate", "checkpoint_every",
+                          "validate_every", "threads", "eval_prompts", "concept", "guidance_scale", "sampling_steps",
+                          "licence"))
     if args.target_modules:
         given["target_modules"] = tuple(args.target_modules)
     if args.validation_prompt:
