@@ -94,6 +94,14 @@ class HardwareProfile:
             return "cpu"
         return tier_for(self.vram_total_gb)
 
+    @property
+    def training_precision(self) -> str:
+        """The mixed precision training runs best in here: "bf16" (CUDA, Ampere or newer), "fp16"
+        (older CUDA cards: T4, P100, V100), "no" (CPU, MPS). What `TrainConfig.mixed_precision` takes."""
+        if self.device != "cuda":
+            return "no"
+        return "bf16" if self.bf16 else "fp16"
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["tier"] = self.tier

@@ -31,6 +31,22 @@ def test_committed_notebooks_are_thin_and_have_no_outputs():
                 assert cell.outputs == [] and cell.execution_count is None, f"{name} has outputs: {cell.source[:60]!r}"
 
 
+def test_papermill_sees_every_parameter_a_notebook_declares():
+    """A parameters-cell line papermill cannot parse (a comment with a colon, say) is silently dropped:
+    sweeps and cloud pushes would then refuse or ignore that parameter."""
+    import ast
+
+    from labkit.notebooks import notebook_parameters
+
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        book = nbformat.read(path, as_version=4)
+        cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+        declared = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name)]
+        assert declared, path.name
+        assert list(notebook_parameters(path)) == declared, path.name
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     from labkit.testing import build_tiny_sd15, build_tiny_svd
