@@ -60,7 +60,7 @@ def bench_import(repeats: int = 10, **_: Any) -> BenchResult:
                        {"heavy_modules_loaded": heavy.split(",") if heavy else []})
 
 
-def bench_generate(repeats: int = 5, *, model: str | None = None, steps: int = 20,
+def bench_generate(repeats: int = 5, *, model: str | None = None, steps: int | None = 20,
                    size: tuple[int, int] | None = None, root: str | None = None, **_: Any) -> BenchResult:
     """`Lab.generate` (plan, validation, tracking, files) against a bare diffusers call on the
     same loaded pipeline, steps and seed, interleaved. On CUDA it also measures it/s and peak
@@ -73,7 +73,7 @@ def bench_generate(repeats: int = 5, *, model: str | None = None, steps: int = 2
     from labkit.render import prepare
 
     lab = Lab(root, experiment="labkit-bench")
-    plan, ref = prepare(lab, Plan(prompt="a red circle on the left", model=model, steps=steps, seed=0,
+    plan, ref = prepare(lab, Plan(prompt="a red circle on the left", model=model, steps=steps or 20, seed=0,
                                   width=size[0] if size else None, height=size[1] if size else None))
     first = lab.render(plan)  # loads and caches the pipeline; not timed
     pipe = lab.pipelines.get(next(k for k in lab.pipelines.keys() if k[1] == ref.location)).pipe
@@ -134,4 +134,58 @@ def _cuda_strategies(lab, plan, ref, choose, degrade) -> list[dict[str, Any]]:
             return rows
 
 
-BENCHMARKS = {"import": bench_import, "generate": bench_generate}
+#: The toy motion model's render target: a 16-frame 64x64 clip on 2 CPU cores (issue 10).
+TOY_MOTION_TARGET_S = 5.0
+
+
+def bench_toy_motion(repeats: int = 5, *, model: str | None = None, steps: int | None = None,
+                     size: tuple[int, int] | None = None, root: str | None = None, **_: Any) -> BenchResult:
+    """`Lab.video` of a 16-frame toy clip (plan, tracking, MP4 + GIF with the record) against the bare
+    `AnimateDiffPipeline` call on the same loaded pipeline, steps and seed, interleaved.
+
+    `extra` says where the time goes (denoising per step, VAE decode, everything labkit adds) and how the
+    bare clip compares with the toy motion target (`TOY_MOTION_TARGET_S` on 2 CPU cores) as a ratio.
+    Steps default to the model's (its catalogue entry).
+    """
+    import torch
+
+    from labkit.controller.plan import Plan
+    from labkit.lab import Lab
+    from labkit.pipelines import calls
+    from labkit.render import prepare
+
+    lab = Lab(root, experiment="labkit-bench")
+    plan, ref = prepare(lab, Plan(prompt="a blue square moving up", modality="video", model=model or "toyworld-motion",
+                                  steps=steps, seed=0, width=size[0] if size else None,
+                                  height=size[1] if size else None))
+    first = lab.render(plan)  # loads and caches the pipeline; not timed
+    pipe = lab.pipelines.get(next(k for k in lab.pipelines.keys() if k[1] == ref.location)).pipe
+
+    def bare() -> None:
+        calls.run_txt2vid(pipe, prompt=plan.prompt, negative_prompt=plan.negative_prompt, steps=plan.steps,
+                          guidance=plan.guidance, width=plan.width, height=plan.height, frames=plan.frames,
+                          seed=plan.seed, count=1, on_step=lambda i: False)
+
+    subject, baseline, timings = [], [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        bare()
+        baseline.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        timings.append(lab.render(plan).timings)
+        subject.append(time.perf_counter() - t)
+    s, b = statistics.median(subject), statistics.median(baseline)
+    steps_s = statistics.median(t["steps_s"] for t in timings)
+    decode_s = statistics.median(t["decode_s"] for t in timings)
+    extra: dict[str, Any] = {
+        "model": first.model["id"], "strategy": first.strategy.name, "steps": plan.steps, "guidance": plan.guidance,
+        "frames": plan.frames, "size": f"{plan.width}x{plan.height}", "device": lab.hardware.device,
+        "torch_threads": torch.get_num_threads(), "clip_s": round(b, 3),
+        "clip_vs_target": round(b / TOY_MOTION_TARGET_S, 3), "target_s": TOY_MOTION_TARGET_S,
+        "denoise_s": round(steps_s, 3), "step_s": round(steps_s / plan.steps, 3), "decode_s": round(decode_s, 3),
+        "labkit_s": round(s - steps_s - decode_s, 3), "overhead_pct": round((s / b - 1) * 100, 1)}
+    return BenchResult("toy-motion", "Lab.video (tracked, MP4 + GIF)", "bare AnimateDiff call", s, b, s / b, repeats,
+                       extra)
+
+
+BENCHMARKS = {"import": bench_import, "generate": bench_generate, "toy-motion": bench_toy_motion}

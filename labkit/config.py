@@ -18,7 +18,7 @@ CONFIG_FILE = "labkit.toml"
 DEFAULT_EXPERIMENT = "labkit"
 DEFAULT_COMPLIANCE_MODE = "research"
 DEFAULT_IMAGE_MODEL = "toyworld"
-DEFAULT_VIDEO_MODEL = "svd"
+DEFAULT_VIDEO_MODEL = "toyworld-motion"
 
 
 def find_project_root(start: str | Path | None = None) -> Path:

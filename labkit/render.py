@@ -507,7 +507,8 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
                                             image=image, strength=plan.strength, **common)
         elif plan.task == "img2vid":
             result.clips = calls.run_img2vid(pipe, image=image, frames=plan.frames, fps=plan.fps,
-                                             decode_chunk_size=loaded.strategy.decode_chunk_size, **common)
+                                             decode_chunk_size=loaded.strategy.decode_chunk_size,
+                                             prompt=plan.prompt, negative_prompt=plan.negative_prompt, **common)
         else:
             result.clips = calls.run_txt2vid(pipe, prompt=plan.prompt, negative_prompt=plan.negative_prompt,
                                              frames=plan.frames, **common)
@@ -522,6 +523,18 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     result.memory_kind = mem.kind
     result.status = "cancelled" if cancelled else "finished"
     return result
+
+
+def _input_image_record(path: str) -> dict[str, Any]:
+    """The input image as the record names it: where it was read, its sha256, its pixel size."""
+    import hashlib
+
+    from PIL import Image
+
+    p = Path(path).expanduser()
+    with Image.open(p) as im:
+        size = list(im.size)
+    return {"file": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "size": size}
 
 
 def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None) -> None:
@@ -547,6 +560,8 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
         },
         "terms": terms.text,
     }
+    if plan.image:
+        record["provenance"]["input_image"] = _input_image_record(plan.image)
     result.record = record
     stem = f"{plan.task}-{plan.seed}"
     with tempfile.TemporaryDirectory(prefix="labkit-out-") as tmp:
@@ -565,6 +580,8 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
             signed = sign_outputs(written, identity)
         run.log_artifact(tmp_dir, "outputs")
         run.log_dict(plan.to_dict(), "plan.json")
+        if plan.image:  # the input travels with the run, so the run alone shows what was animated or edited
+            run.log_artifact(Path(plan.image).expanduser(), "inputs")
         result.files = [run.artifact_dir / "outputs" / p.name for p in written]
         if out is not None:
             out_dir = Path(out).expanduser()

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from labkit.hardware import HardwareProfile
 
 #: The lab's defaults when a context names none (labkit.config's DEFAULT_IMAGE/VIDEO_MODEL).
-DEFAULT_MODELS: Mapping[str, str] = MappingProxyType({"image": "toyworld", "video": "svd"})
+DEFAULT_MODELS: Mapping[str, str] = MappingProxyType({"image": "toyworld", "video": "toyworld-motion"})
 
 
 @dataclass(frozen=True)

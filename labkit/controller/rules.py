@@ -12,7 +12,9 @@ It is labkit's embedded default and the fallback of the LLM controllers. What it
 - speed ("quick", "draft", "preview" → a turbo / fast model; "best", "high quality", "detailed" →
   more steps and the best model that fits);
 - a model named in the request ("with sdxl", "using wan");
-- toy-world captions ("a small red circle on the left") → the `toyworld` model, caption as prompt.
+- toy-world captions ("a small red circle on the left") → the `toyworld` model, caption as prompt;
+  toy-world motion captions ("a blue square moving up", "a small red circle grows") and toy captions
+  asked as video → the toy motion model (`toyworld-motion`), also from a toy first frame (img2vid).
 
 The prompt is the user's own subject text — the request minus the phrases that became plan fields
 ("three images of", "in portrait", "10 seconds") — plus the style words, and the plan's one-sentence
@@ -43,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from labkit.hardware import HardwareProfile, MemoryStrategy
 
 #: Bumped whenever a rule changes what plan a request gets (with the vocabulary hash, the revision).
-RULES_VERSION = "1.1"
+RULES_VERSION = "1.2"
 #: Requests longer than this are cut (at a word boundary) before they are read; the rationale says so.
 MAX_REQUEST_CHARS = MAX_PROMPT_CHARS
 ENV_VAR = "LABKIT_STYLES"
@@ -416,6 +418,7 @@ class Request:
     steps: int | None = None
     guidance: float | None = None
     toy: bool = False
+    toy_motion: bool = False
     english: bool = True
     injection: bool = False
     notes: list[str] = field(default_factory=list)
@@ -727,6 +730,7 @@ def read_request(request: str, vocab: Vocabulary, catalog: Any = None) -> Reques
 
     # 5. the toy world
     r.toy = _is_toy_caption(r.subject)
+    r.toy_motion = not r.toy and _is_toy_motion_caption(r.subject)
     return r
 
 
@@ -770,23 +774,45 @@ _TOY_FILLER = frozenset("a an one the on in at of and with shape shapes object o
                         "its it is are".split())
 
 
-def _is_toy_caption(subject: str) -> bool:
-    """A toy-world caption: `captions.parse` reads it, and it has no word outside the grammar."""
-    if not subject or len(subject) > 300:
-        return False
+def _toy_words_only(text: str) -> bool:
+    """Every word of `text` is one of the toy world's (shapes, colours, sizes, positions, fillers)."""
     from labkit.toyworld import captions, scenes
 
     vocab = set(scenes.ALL_SHAPES) | set(scenes.COLOURS) | set(scenes.SIZES) | set(scenes.POSITIONS)
     vocab |= set(captions._SYNONYMS) | {f"{s}s" for s in scenes.ALL_SHAPES} | set(scenes.BACKGROUNDS)
     vocab |= {"background", "dark"}
-    words = re.findall(r"[a-z]+", subject.lower())
-    if not words or any(w not in vocab and w not in _TOY_FILLER for w in words):
+    words = re.findall(r"[a-z]+", text.lower())
+    return bool(words) and all(w in vocab or w in _TOY_FILLER for w in words)
+
+
+def _is_toy_caption(subject: str) -> bool:
+    """A toy-world caption: `captions.parse` reads it, and it has no word outside the grammar."""
+    if not subject or len(subject) > 300 or not _toy_words_only(subject):
         return False
+    from labkit.toyworld import captions
+
     try:
         captions.parse(subject)
     except LabkitError:
         return False
     return True
+
+
+def _is_toy_motion_caption(subject: str) -> bool:
+    """A toy-world motion caption ("a blue square moving up"): `motion.parse_motion` reads it, and once its
+    motion phrase is taken out no word is left outside the toy grammar."""
+    if not subject or len(subject) > 300:
+        return False
+    from labkit.toyworld import motion
+
+    try:
+        motion.parse_motion(subject)
+    except LabkitError:
+        return False
+    rest = subject.lower()
+    for pattern in (motion._MOVE_RE, motion._GROW_RE, motion._SHRINK_RE):
+        rest = pattern.sub(" ", rest)
+    return _toy_words_only(rest)
 
 
 # -- choosing the model ----------------------------------------------------------------------------
@@ -995,8 +1021,12 @@ class RulesController:
 
         # the toy world
         toys = [e for e in allowed if e.family == "toy"]
-        if r.toy and ctx.toy_world and toys and task == "txt2img":
-            return toys[0], f"model {toys[0].id} (the request is a toy-world caption){refused_note}"
+        if ctx.toy_world and toys:
+            if r.toy and task == "txt2img":
+                return toys[0], f"model {toys[0].id} (the request is a toy-world caption){refused_note}"
+            if (r.toy or r.toy_motion) and task in ("txt2vid", "img2vid"):
+                what = "a toy-world motion caption" if r.toy_motion else "a toy-world caption asked as video"
+                return toys[0], f"model {toys[0].id} (the request is {what}){refused_note}"
         general = [e for e in allowed if e.family != "toy"] or allowed
 
         fits = [model_fit(e, hw, vocab) for e in general]

@@ -60,8 +60,17 @@ def run_image(pipe: Any, *, prompt: str, negative_prompt: str, steps: int, guida
 
 
 def run_img2vid(pipe: Any, *, image: Any, steps: int, guidance: float, width: int, height: int, frames: int, fps: int,
-                seed: int, count: int, decode_chunk_size: int, on_step: Callable[[int], bool]) -> list[list[Any]]:
-    """Image-to-video (Stable Video Diffusion class); returns `count` clips of PIL frames."""
+                seed: int, count: int, decode_chunk_size: int, on_step: Callable[[int], bool], prompt: str = "",
+                negative_prompt: str = "") -> list[list[Any]]:
+    """Image-to-video; returns `count` clips of PIL frames. Stable Video Diffusion class: the image alone;
+    a labkit motion model (AnimateDiff): the image as frame 0 and `prompt` for the motion."""
+    from labkit.pipelines.animatediff import run_first_frame, takes_first_frame
+
+    if takes_first_frame(pipe):
+        image = image.convert("RGB")
+        return [run_first_frame(pipe, image=image, prompt=prompt, negative_prompt=negative_prompt, steps=steps,
+                                guidance=guidance, width=width, height=height, frames=frames, seed=seed + i,
+                                on_step=on_step) for i in range(count)]
     clips = []
     for i in range(count):
         kwargs: dict[str, Any] = dict(

@@ -173,8 +173,7 @@ def local_folder(ref: ModelRef, *, variant: str | None = None, allow_pickle: boo
         folder = Path(ref.location)
         if not is_available(ref):
             where = ref.entry.source if ref.entry else ref.location
-            fix = ("train it with `labkit train toy-base`, or reinstall labkit." if ref.family == "toy"
-                   else "check the folder, or the source of its catalogue entry.")
+            fix = _missing_fix(ref, folder)
             raise ModelNotCached(f"Model {ref.id!r} is not at {where} (no model_index.json in {folder}).",
                                  value=ref.id, fix=fix)
         return folder
@@ -191,6 +190,16 @@ def local_folder(ref: ModelRef, *, variant: str | None = None, allow_pickle: boo
         ))
     except Exception as e:
         raise _not_cached(ref, e) from e
+
+
+def _missing_fix(ref: ModelRef, folder: Path) -> str:
+    """How to get a local model that is not there: the toy recipes say which command makes it."""
+    if ref.family != "toy":
+        return "check the folder, or the source of its catalogue entry."
+    if ref.entry is not None and ref.entry.is_video:
+        return (f"train it with `labkit train toy-motion --output toy-motion` and copy toy-motion/model/ to "
+                f"{folder} (or pass the folder with --model), or reinstall labkit.")
+    return "train it with `labkit train toy-base`, or reinstall labkit."
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -321,8 +330,9 @@ def load_pipeline(ref: ModelRef, strategy: MemoryStrategy, device: str, *, allow
 
 #: Notices libraries print on every load that no user can act on: transformers' fallback to its PIL image
 #: processors (labkit does not use torchvision, on purpose) and diffusers' remark that model_index.json
-#: has a key it does not know (labkit's own `labkit` section).
-_NOISE = ("requires torchvision (not installed)", "{'labkit':")
+#: has a key it does not know (labkit's own `labkit` section), and its note, when AnimateDiff joins a UNet
+#: and a motion adapter, that an empty list of modules "should be kept in float32".
+_NOISE = ("requires torchvision (not installed)", "{'labkit':", "should be kept in float32: []")
 
 
 class _DropNoise:
@@ -374,7 +384,22 @@ def require_task(ref: ModelRef, pipe: Any, task: str):
     from labkit.pipelines.tasks import pipeline_for_task
 
     try:
-        return pipeline_for_task(pipe, task)
+        return pipeline_for_task(pipe, task, first_frame=task == "img2vid" and first_frame_trained(ref))
     except ValueError as e:
+        fix = "choose a model whose catalogue entry lists this task."
+        if task == "img2vid" and type(pipe).__name__.startswith("AnimateDiff"):
+            fix = ("this AnimateDiff model was not trained to continue a given first frame: render text-to-video "
+                   "(no image), or use a labkit motion model (toyworld-motion, or one `labkit train toy-motion` "
+                   "exported).")
         raise InvalidParameter(f"Model {ref.id!r} ({type(pipe).__name__}) cannot do {task}.", value=task,
-                               fix="choose a model whose catalogue entry lists this task.") from e
+                               fix=fix) from e
+
+
+def first_frame_trained(ref: ModelRef) -> bool:
+    """Whether `ref` is a motion model trained to continue a given first frame: its catalogue entry lists
+    img2vid, or its folder is a labkit motion export (`model_index.json` "labkit": {"kind": "motion"})."""
+    from labkit.pipelines.animatediff import trained_for_first_frame
+
+    if ref.entry is not None and "img2vid" in ref.entry.tasks:
+        return True
+    return ref.kind in ("folder", "package") and trained_for_first_frame(ref.location)

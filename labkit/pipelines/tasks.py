@@ -18,12 +18,19 @@ def pipeline_kind(pipe: Any) -> str:
     return "image"
 
 
-def pipeline_for_task(pipe: Any, task: str) -> Any:
+def pipeline_for_task(pipe: Any, task: str, *, first_frame: bool = False) -> Any:
     """The pipeline that does `task` with `pipe`'s components.
 
+    `first_frame`: the model was trained to continue a given first frame (a labkit motion model), so a
+    text-to-video AnimateDiff pipeline also does img2vid (`labkit.pipelines.animatediff`).
     Raises ValueError when the loaded model cannot do the task.
     """
     kind = pipeline_kind(pipe)
+    if task == "img2vid" and kind == "txt2vid" and first_frame:
+        from labkit.pipelines.animatediff import takes_first_frame
+
+        if takes_first_frame(pipe):
+            return pipe
     if task == "txt2img":
         if kind != "image":
             raise ValueError(task)

@@ -182,12 +182,13 @@ def clip_sheet(clips: Sequence[Sequence[Any]], captions: Sequence[str], max_fram
     return sheet
 
 
-def evaluate_motion(lab: Lab, *, model: str = "toyworld-motion", n: int = 60, seed: int = 0, steps: int = 20,
+def evaluate_motion(lab: Lab, *, model: str = "toyworld-motion", n: int = 60, seed: int = 0, steps: int | None = None,
                     guidance: float | None = None, frames: int = 16, image_to_video: bool = False,
                     config: str | None = None) -> MotionReport:
     """Render `n` held-out motion prompts with `model` and judge every clip; one MLflow run.
 
-    Prompt i renders with seed `seed + i`. With `image_to_video`, each clip starts from the ground
+    Prompt i renders with seed `seed + i`; `steps` and `guidance` default to the model's (as in
+    `labkit video`). With `image_to_video`, each clip starts from the ground
     truth's first frame (the toy image of the object at its start) and `start` checks that frame 0 kept
     the object's colour, shape, size and position.
     """

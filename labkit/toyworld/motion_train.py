@@ -98,7 +98,7 @@ class ToyMotionConfig:
     max_seq_length: int = 32
     mid_block: bool = False
     guidance_scale: float = 4.0
-    sampling_steps: int = 20
+    sampling_steps: int = 8  # the catalogue entry's default_steps: validation samples as `labkit video` renders
     checkpoint_every: int = 250
     validate_every: int = 500
     log_every: int = 25
@@ -285,37 +285,18 @@ def load_base(lab: Lab, base: str) -> tuple[dict[str, Any], Any, Path]:
 
 def encode_image(pipe, image, size: int | None = None):
     """The scaled VAE latent (posterior mean, as in training) of a PIL image: (1, C, h, w)."""
-    import numpy as np
-    import torch
+    from labkit.pipelines.animatediff import encode_image as _encode
 
-    size = size or pipe.unet.config.sample_size * pipe.vae_scale_factor
-    arr = np.asarray(image.convert("RGB").resize((size, size)), dtype=np.float32) / 127.5 - 1.0
-    x = torch.from_numpy(arr).permute(2, 0, 1)[None].to(pipe.vae.device, pipe.vae.dtype)
-    with torch.no_grad():
-        return pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+    return _encode(pipe, image, size, size)
 
 
 def first_frame_kwargs(pipe, image, *, frames: int, generator, height: int = 64, width: int = 64,
                        on_step: Callable[[int], bool] | None = None) -> dict[str, Any]:
-    """kwargs for an `AnimateDiffPipeline` call that start the clip from `image` (see the module docstring):
-    `latents` with the image's latent in frame 0, and a step-end callback that puts it back after every
-    step (and calls `on_step(i)`, stopping the denoising when it returns True)."""
-    from diffusers.utils.torch_utils import randn_tensor
+    """kwargs for an `AnimateDiffPipeline` call that start the clip from `image` (see the module docstring;
+    the render path uses the same `labkit.pipelines.animatediff.first_frame_kwargs`)."""
+    from labkit.pipelines.animatediff import first_frame_kwargs as _kwargs
 
-    z0 = encode_image(pipe, image, size=width)
-    c, f = pipe.unet.config.in_channels, frames
-    shape = (1, c, f, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-    latents = randn_tensor(shape, generator=generator, dtype=z0.dtype)
-    latents[:, :, 0] = z0 / pipe.scheduler.init_noise_sigma  # the pipeline multiplies it back
-
-    def callback(p, step, timestep, kw):
-        lat = kw["latents"]
-        lat[:, :, 0] = z0.to(lat.device, lat.dtype)
-        if on_step is not None and on_step(step + 1):
-            p._interrupt = True
-        return {"latents": lat}
-
-    return {"latents": latents, "callback_on_step_end": callback, "callback_on_step_end_tensor_inputs": ["latents"]}
+    return _kwargs(pipe, image, frames=frames, generator=generator, height=height, width=width, on_step=on_step)
 
 
 def animate(pipe, prompt: str, *, image=None, frames: int = 16, steps: int = 20, guidance: float = 4.0,
@@ -415,7 +396,7 @@ class ToyMotionTask(TrainTask):
             mask = F.max_pool2d(obj, factor).unflatten(0, (b, f)).permute(0, 2, 1, 3, 4)
             weight = weight + self.config.object_weight * mask
         frame_w = torch.ones(b, 1, f, 1, 1, device=ctx.device)
-        frame_w[:, :, 0] = torch.where(given, 0.0, 1.0)[:, None]
+        frame_w[:, :, 0] = torch.where(given, 0.0, 1.0)[:, None, None, None]
         weight = weight * frame_w
         per_sample = (weight * err).sum(dim=(1, 2, 3, 4)) / (weight.expand_as(err)).sum(dim=(1, 2, 3, 4))
         if self.config.min_snr_gamma:

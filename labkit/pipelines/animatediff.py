@@ -1,0 +1,89 @@
+"""Image-to-video with a plain `AnimateDiffPipeline`: the given image is frame 0, as a clean latent.
+
+A motion model trained the labkit way (`labkit.toyworld.motion_train`: some training clips see their
+clean first-frame latent and are not graded on it) continues a given first frame. Sampling does the
+same with an ordinary pipeline call: the initial latents carry the image's latent in frame 0, and a
+step-end callback puts it back after every scheduler step, so the decoded frame 0 is the image
+(through the VAE) and every other frame is denoised knowing it. No extra weights, no custom class.
+
+Which models may do it: an AnimateDiff folder whose `model_index.json` says
+``"labkit": {"kind": "motion"}`` (the recipe's export), or a catalogue entry of such a model that lists
+img2vid. A hub AnimateDiff adapter was never trained to read a clean frame 0, so it is refused for
+img2vid rather than run badly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: Pipeline classes that take a first frame this way.
+FIRST_FRAME_CLASSES = ("AnimateDiffPipeline",)
+
+
+def takes_first_frame(pipe: Any) -> bool:
+    """Whether `pipe`'s class can be given a first frame by clean-latent replacement."""
+    return type(pipe).__name__ in FIRST_FRAME_CLASSES
+
+
+def trained_for_first_frame(folder: str | Path) -> bool:
+    """Whether the pipeline folder is a labkit motion export (trained to continue a clean first frame)."""
+    index = Path(folder) / "model_index.json"
+    try:
+        meta = json.loads(index.read_text()).get("labkit") or {}
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("kind") == "motion"
+
+
+def encode_image(pipe: Any, image: Any, width: int | None = None, height: int | None = None):
+    """The scaled VAE latent (posterior mean, as in training) of a PIL image: (1, C, h, w)."""
+    import numpy as np
+    import torch
+
+    side = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    size = (int(width or side), int(height or width or side))
+    arr = np.asarray(image.convert("RGB").resize(size), dtype=np.float32) / 127.5 - 1.0
+    x = torch.from_numpy(arr).permute(2, 0, 1)[None].to(pipe.vae.device, pipe.vae.dtype)
+    with torch.no_grad():
+        return pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+
+
+def first_frame_kwargs(pipe: Any, image: Any, *, frames: int, generator: Any, height: int = 64, width: int = 64,
+                       on_step: Callable[[int], bool] | None = None) -> dict[str, Any]:
+    """kwargs for an `AnimateDiffPipeline` call that start the clip from `image`: `latents` with the
+    image's latent in frame 0 and noise elsewhere, and a step-end callback that puts the latent back
+    after every step (and calls `on_step(i)`, stopping the denoising when it returns True)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    z0 = encode_image(pipe, image, width, height)
+    shape = (1, pipe.unet.config.in_channels, frames, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    latents = randn_tensor(shape, generator=generator, dtype=z0.dtype)
+    latents[:, :, 0] = z0.cpu() / pipe.scheduler.init_noise_sigma  # the pipeline multiplies it back
+
+    def callback(p, step, timestep, kw):
+        lat = kw["latents"]
+        lat[:, :, 0] = z0.to(lat.device, lat.dtype)
+        if on_step is not None and on_step(step + 1):
+            p._interrupt = True
+        return {"latents": lat}
+
+    return {"latents": latents, "callback_on_step_end": callback, "callback_on_step_end_tensor_inputs": ["latents"]}
+
+
+def run_first_frame(pipe: Any, *, image: Any, prompt: str, negative_prompt: str, steps: int, guidance: float,
+                    width: int, height: int, frames: int, seed: int, on_step: Callable[[int], bool]) -> list[Any]:
+    """One clip (PIL frames) that starts from `image` and follows `prompt`."""
+    import torch
+
+    gen = torch.Generator("cpu").manual_seed(int(seed))
+    kwargs: dict[str, Any] = dict(prompt=prompt, num_frames=frames, height=height, width=width,
+                                  num_inference_steps=steps, guidance_scale=guidance, generator=gen,
+                                  output_type="pil")
+    if negative_prompt:
+        kwargs["negative_prompt"] = negative_prompt
+    kwargs.update(first_frame_kwargs(pipe, image, frames=frames, generator=gen, height=height, width=width,
+                                     on_step=on_step))
+    return list(pipe(**kwargs).frames[0])
