@@ -29,11 +29,11 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.cloud import BUNDLE_NAME, JOB_TAG, NOTEBOOK_TAG, PLATFORM_TAG, SESSION_FILE, CloudError
+from labkit.cloud.jobs import now
 from labkit.hardware import HardwareProfile, Platform, detect_platform
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,10 +45,6 @@ COLAB_DRIVE = Path("/content/drive")
 WORKDIR_ENV = "LABKIT_CLOUD_WORKDIR"
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 @dataclass
 class CloudSession:
     """One notebook session on Colab, Kaggle (or locally): its job, folder and hardware."""
@@ -58,7 +54,7 @@ class CloudSession:
     workdir: Path
     hardware: HardwareProfile
     drive: Path | None = None
-    started: str = field(default_factory=_now)
+    started: str = field(default_factory=now)
     state: str = "running"
     _exporting: bool = False
 
@@ -96,7 +92,7 @@ class CloudSession:
         from labkit import __version__
 
         data = {"format": "labkit-cloud-session", "job": self.job, "platform": self.platform,
-                "workdir": str(self.workdir), "started": self.started, "updated": _now(), "state": self.state,
+                "workdir": str(self.workdir), "started": self.started, "updated": now(), "state": self.state,
                 "labkit": __version__, "hardware": self.hardware.to_dict(), **extra}
         (self.workdir / SESSION_FILE).write_text(json.dumps(data, indent=1, default=str))
 
