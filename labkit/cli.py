@@ -694,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train_toy_base)
 
     t = tsub.add_parser("toy-motion", parents=[common], help="train the toy motion adapter (AnimateDiff) on the "
-                        "frozen toy model")
+                        "toy model")
     t.add_argument("--output", default="toy-motion", help="folder for checkpoints, validation strips and the model")
     t.add_argument("--base", default="toyworld", help="the toy text-to-image model to animate (default toyworld)")
     t.add_argument("--steps", type=int, help="training steps (default: ToyMotionConfig's)")

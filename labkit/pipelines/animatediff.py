@@ -6,6 +6,10 @@ same with an ordinary pipeline call: the initial latents carry the image's laten
 step-end callback puts it back after every scheduler step, so the decoded frame 0 is the image
 (through the VAE) and every other frame is denoised knowing it. No extra weights, no custom class.
 
+The noise prior: a labkit motion model may be trained with part of every frame's noise shared by the
+whole clip (``"labkit": {"shared_noise": ρ}`` in `model_index.json`); `clip_latents` draws the initial
+latents the same way, for text-to-video (`labkit.pipelines.calls.run_txt2vid`) and image-to-video alike.
+
 Which models may do it: an AnimateDiff folder whose `model_index.json` says
 ``"labkit": {"kind": "motion"}`` (the recipe's export), or a catalogue entry of such a model that lists
 img2vid. A hub AnimateDiff adapter was never trained to read a clean frame 0, so it is refused for
@@ -30,12 +34,52 @@ def takes_first_frame(pipe: Any) -> bool:
 
 def trained_for_first_frame(folder: str | Path) -> bool:
     """Whether the pipeline folder is a labkit motion export (trained to continue a clean first frame)."""
-    index = Path(folder) / "model_index.json"
+    return _folder_meta(folder).get("kind") == "motion"
+
+
+def _folder_meta(folder: str | Path) -> dict[str, Any]:
+    """The ``"labkit"`` section of a pipeline folder's `model_index.json` ({} when there is none)."""
     try:
-        meta = json.loads(index.read_text()).get("labkit") or {}
+        meta = json.loads((Path(folder) / "model_index.json").read_text()).get("labkit") or {}
     except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("kind") == "motion"
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def shared_noise(pipe: Any) -> float:
+    """The share ρ of the initial noise that a labkit motion model wants common to all frames (0: none).
+
+    Read from the pipeline's `_labkit_shared_noise` attribute when set (the training recipe sets it on its
+    in-memory pipeline), else from ``"labkit": {"shared_noise": ρ}`` in the loaded folder's `model_index.json`.
+    """
+    value = getattr(pipe, "_labkit_shared_noise", None)
+    if value is None:
+        folder = getattr(pipe, "name_or_path", None)
+        meta = _folder_meta(folder) if folder else {}
+        value = meta.get("shared_noise", 0.0) if meta.get("kind") == "motion" else 0.0
+    return float(value or 0.0)
+
+
+def video_noise(shape: tuple[int, ...], *, generator: Any, shared: float, dtype: Any = None):
+    """Noise for a (B, C, F, h, w) clip: each frame N(0, I), with a share `shared` (ρ) of its variance
+    common to all frames: sqrt(1-ρ)·ε_frame + sqrt(ρ)·ε_clip (the "mixed" noise prior of video diffusion
+    models fine-tuned from image models; ρ=0 is the ordinary independent noise, drawn as before)."""
+    import math
+
+    from diffusers.utils.torch_utils import randn_tensor
+
+    noise = randn_tensor(tuple(shape), generator=generator, dtype=dtype)
+    if shared > 0:
+        common = randn_tensor((shape[0], shape[1], 1, *shape[3:]), generator=generator, dtype=dtype)
+        noise = math.sqrt(1.0 - shared) * noise + math.sqrt(shared) * common
+    return noise
+
+
+def clip_latents(pipe: Any, *, frames: int, generator: Any, height: int = 64, width: int = 64):
+    """The initial latents of one clip as the model was trained (`video_noise` with its `shared_noise`),
+    ready for the pipeline's `latents=` (which multiplies them by the scheduler's initial sigma)."""
+    shape = (1, pipe.unet.config.in_channels, frames, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    return video_noise(shape, generator=generator, shared=shared_noise(pipe)) / pipe.scheduler.init_noise_sigma
 
 
 def encode_image(pipe: Any, image: Any, width: int | None = None, height: int | None = None):
@@ -56,11 +100,8 @@ def first_frame_kwargs(pipe: Any, image: Any, *, frames: int, generator: Any, he
     """kwargs for an `AnimateDiffPipeline` call that start the clip from `image`: `latents` with the
     image's latent in frame 0 and noise elsewhere, and a step-end callback that puts the latent back
     after every step (and calls `on_step(i)`, stopping the denoising when it returns True)."""
-    from diffusers.utils.torch_utils import randn_tensor
-
     z0 = encode_image(pipe, image, width, height)
-    shape = (1, pipe.unet.config.in_channels, frames, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-    latents = randn_tensor(shape, generator=generator, dtype=z0.dtype)
+    latents = clip_latents(pipe, frames=frames, generator=generator, height=height, width=width).to(z0.dtype)
     latents[:, :, 0] = z0.cpu() / pipe.scheduler.init_noise_sigma  # the pipeline multiplies it back
 
     def callback(p, step, timestep, kw):

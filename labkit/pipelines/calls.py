@@ -92,7 +92,10 @@ def run_img2vid(pipe: Any, *, image: Any, steps: int, guidance: float, width: in
 
 def run_txt2vid(pipe: Any, *, prompt: str, negative_prompt: str, steps: int, guidance: float, width: int, height: int,
                 frames: int, seed: int, count: int, on_step: Callable[[int], bool]) -> list[list[Any]]:
-    """Native text-to-video (Wan, LTX … class); returns `count` clips of PIL frames."""
+    """Text-to-video (Wan, LTX … class, AnimateDiff); returns `count` clips of PIL frames."""
+    from labkit.pipelines.animatediff import clip_latents, shared_noise, takes_first_frame
+
+    shared = takes_first_frame(pipe) and shared_noise(pipe) > 0
     clips = []
     for i in range(count):
         kwargs: dict[str, Any] = dict(
@@ -102,5 +105,8 @@ def run_txt2vid(pipe: Any, *, prompt: str, negative_prompt: str, steps: int, gui
         )
         if negative_prompt:
             kwargs["negative_prompt"] = negative_prompt
+        if shared:  # a labkit motion model trained with frame-shared noise samples from the same prior
+            kwargs["latents"] = clip_latents(pipe, frames=frames, generator=kwargs["generator"], height=height,
+                                             width=width)
         clips.append(list(pipe(**kwargs).frames[0]))
     return clips

@@ -1,16 +1,19 @@
-"""The toy-motion recipe: an AnimateDiff motion adapter on the frozen toy text-to-image model.
+"""The toy-motion recipe: an AnimateDiff motion adapter on the toy text-to-image model.
 
     path = train_toy_motion(lab, ToyMotionConfig(output_dir="toy-motion"))   # `labkit train toy-motion`
 
 The model is diffusers' AnimateDiff, unchanged: the toy model's `UNet2DConditionModel` becomes a
-`UNetMotionModel` (`UNetMotionModel.from_unet2d(unet, MotionAdapter(...))`), its 2D weights frozen,
-and only the temporal transformers of the `MotionAdapter` (zero-initialised output projections, so an
-untrained adapter leaves every frame as the base model draws it) learn v-prediction on moving toy
-scenes (`toyworld.motion`, train split only). The export is an `AnimateDiffPipeline` folder in
-diffusers layout — `unet/` is the base's own `UNet2DConditionModel`, `motion_adapter/` the trained
-adapter (a couple of MB, stored in float16), and `AnimateDiffPipeline.from_pretrained` joins them —
-with ``"labkit": {"family": "toy", "kind": "motion"}`` in `model_index.json`, so labkit's ordinary
-loader loads it and a new toy base can reuse the adapter.
+`UNetMotionModel` (`UNetMotionModel.from_unet2d(unet, MotionAdapter(...))`) whose temporal transformers
+(zero-initialised output projections, so an untrained adapter leaves every frame as the base model draws
+it) learn v-prediction on moving toy scenes (`toyworld.motion`, train split only). The base's own 2D
+weights fine-tune with them at a fifth of the learning rate (`spatial_lr_scale`; 0 freezes them, as
+AnimateDiff proper does): temporal attention only mixes a latent pixel with the same pixel in other
+frames, so moving an object takes spatial layers that act on what it says, and with the 2D weights frozen
+two runs of 1000 steps learnt no motion at all. The export is an `AnimateDiffPipeline` folder in diffusers
+layout — `unet/` a `UNet2DConditionModel` (the base's class and config, the fine-tuned 2D weights),
+`motion_adapter/` the trained adapter (a couple of MB, stored in float16), and
+`AnimateDiffPipeline.from_pretrained` joins them — with ``"labkit": {"family": "toy", "kind": "motion"}``
+in `model_index.json`, so labkit's ordinary loader loads it.
 
 Image-to-video: first-frame conditioning by clean-latent replacement
 ---------------------------------------------------------------------
@@ -32,6 +35,7 @@ base trained with `conv_in_kernel=7` cannot be animated (`build_motion_unet` say
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import shutil
@@ -68,7 +72,17 @@ class ToyMotionConfig:
             the optimisation (AdamW, cosine schedule).
         first_frame_prob: share of clips trained with their clean first frame given (image-to-video).
         caption_dropout: share of captions replaced by "" (classifier-free guidance).
-        min_snr_gamma: Min-SNR-γ weighting as in the base recipe (None: off).
+        min_snr_gamma: Min-SNR-γ weighting as in the base recipe (None: off). Off by default: it gives the
+            high-noise steps, where the frames' common layout and the motion are decided, almost no weight,
+            and a run with γ=5 drew several flickering objects per clip after 1000 steps (as did one
+            without it while the 2D weights stayed frozen).
+        shared_noise: share ρ of every frame's noise that is common to the clip, in training and sampling
+            (exported as ``"shared_noise"`` in the model's `labkit` metadata; see
+            `labkit.pipelines.animatediff.video_noise`). With independent noise the frames settle on
+            different layouts at the high-noise steps and the clip flickers.
+        spatial_lr_scale: the base UNet's own (2D) weights train too, at this fraction of `lr` (0: frozen,
+            as in AnimateDiff proper; see the module docstring for why they train). The export's `unet/`
+            then holds the fine-tuned 2D weights.
         object_weight: extra loss weight on latent pixels an object covers in any frame.
         motion_heads, max_seq_length, mid_block: the adapter's temporal attention heads, longest clip
             it can take (its positional table) and whether the UNet's middle block gets a motion module.
@@ -92,11 +106,13 @@ class ToyMotionConfig:
     min_lr_ratio: float = 0.1
     first_frame_prob: float = 0.5
     caption_dropout: float = 0.1
-    min_snr_gamma: float | None = 5.0
+    min_snr_gamma: float | None = None
+    shared_noise: float = 0.8
+    spatial_lr_scale: float = 0.2
     object_weight: float = 4.0
     motion_heads: int = 4
     max_seq_length: int = 32
-    mid_block: bool = False
+    mid_block: bool = True
     guidance_scale: float = 4.0
     sampling_steps: int = 8  # the catalogue entry's default_steps: validation samples as `labkit video` renders
     checkpoint_every: int = 250
@@ -125,6 +141,10 @@ class ToyMotionConfig:
         for name in ("first_frame_prob", "caption_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise bad(name, "use a fraction in [0, 1].")
+        if not 0.0 <= self.shared_noise < 1.0:
+            raise bad("shared_noise", "use a share in [0, 1): 1 would leave the frames no noise of their own.")
+        if not 0.0 <= self.spatial_lr_scale <= 1.0:
+            raise bad("spatial_lr_scale", "use a fraction of lr in [0, 1] (0: the base UNet stays frozen).")
         if self.adapter_dtype not in ("float32", "float16"):
             raise bad("adapter_dtype", "use 'float32' or 'float16'.")
         if self.resume not in (None, "latest"):
@@ -174,7 +194,8 @@ def adapter_config(unet_config: Any, heads: int = 4, max_seq_length: int = 32, m
 
 def build_motion_unet(unet, config: ToyMotionConfig | None = None, seed: int = 0):
     """(motion_unet, adapter_kwargs): the base `unet` as a `UNetMotionModel` with a fresh adapter whose
-    temporal output projections are zero (so it starts as the identity), its 2D weights frozen."""
+    temporal output projections are zero (so it starts as the identity), its 2D weights frozen unless
+    `config.spatial_lr_scale` > 0."""
     import torch
     from diffusers import MotionAdapter, UNetMotionModel
 
@@ -189,6 +210,8 @@ def build_motion_unet(unet, config: ToyMotionConfig | None = None, seed: int = 0
             torch.nn.init.zeros_(module.bias)
     motion = UNetMotionModel.from_unet2d(unet, adapter)
     motion.freeze_unet2d_params()
+    if config.spatial_lr_scale > 0:
+        motion.requires_grad_(True)
     return motion, kwargs
 
 
@@ -202,6 +225,12 @@ def motion_modules(motion_unet):
     if mid is not None:
         parts["mid"] = mid
     return torch.nn.ModuleDict(parts)
+
+
+def spatial_state(motion_unet) -> dict[str, Any]:
+    """The 2D (`UNet2DConditionModel`) weights of a `UNetMotionModel`: every tensor but the motion modules
+    (diffusers keeps the 2D names when it converts, so they load into the base's class as they are)."""
+    return {k: v.detach().clone() for k, v in motion_unet.state_dict().items() if "motion_modules" not in k}
 
 
 def extract_adapter(motion_unet, kwargs: dict[str, Any]):
@@ -228,8 +257,8 @@ def make_motion_pipeline(components: dict[str, Any], motion_unet, kwargs: dict[s
 def save_motion_pipeline(components: dict[str, Any], motion_unet, kwargs: dict[str, Any], folder: str | Path, *,
                          adapter_dtype: str = "float16", meta: dict[str, Any] | None = None,
                          card: str | None = None, tokenizer_files: Path | None = None) -> Path:
-    """Write the motion model in diffusers layout: `unet/` the base `UNet2DConditionModel`
-    (`components["unet"]`, unchanged), `motion_adapter/` the adapter in `adapter_dtype`, and the base's
+    """Write the motion model in diffusers layout: `unet/` a `UNet2DConditionModel` (the base's class and
+    config) holding `motion_unet`'s 2D weights, `motion_adapter/` the adapter in `adapter_dtype`, and the base's
     VAE, text encoder, tokenizer and scheduler; `model_index.json` names `AnimateDiffPipeline` and carries
     ``"labkit": {"family": "toy", "kind": "motion", ...meta}``."""
     import torch
@@ -241,9 +270,11 @@ def save_motion_pipeline(components: dict[str, Any], motion_unet, kwargs: dict[s
     pipe = AnimateDiffPipeline(vae=components["vae"], text_encoder=components["text_encoder"],
                                tokenizer=components["tokenizer"], unet=motion_unet, motion_adapter=adapter,
                                scheduler=components["scheduler"])
-    # Store the frozen base UNet in its own class: from_pretrained rebuilds the UNetMotionModel from
-    # it and the adapter, and no weight is written twice.
-    pipe.register_modules(unet=components["unet"])
+    # Store the 2D UNet in its own class, with the motion UNet's 2D weights (fine-tuned or not):
+    # from_pretrained rebuilds the UNetMotionModel from it and the adapter, and no weight is written twice.
+    unet2d = copy.deepcopy(components["unet"])
+    unet2d.load_state_dict(spatial_state(motion_unet), strict=True)
+    pipe.register_modules(unet=unet2d)
     pipe.save_pretrained(folder, safe_serialization=True)
     tok = folder / "tokenizer"
     if tokenizer_files is not None and not (tok / "vocab.json").exists():
@@ -311,10 +342,14 @@ def animate(pipe, prompt: str, *, image=None, frames: int = 16, steps: int = 20,
         kwargs["negative_prompt"] = negative_prompt
     if image is not None:
         kwargs.update(first_frame_kwargs(pipe, image, frames=frames, generator=gen, on_step=on_step))
-    elif on_step is not None:
+    else:
+        from labkit.pipelines.animatediff import clip_latents, shared_noise
         from labkit.pipelines.calls import step_callback
 
-        kwargs.update(step_callback(pipe, on_step))
+        if shared_noise(pipe) > 0:
+            kwargs["latents"] = clip_latents(pipe, frames=frames, generator=gen)
+        if on_step is not None:
+            kwargs.update(step_callback(pipe, on_step))
     return list(pipe(**kwargs).frames[0])
 
 
@@ -331,7 +366,8 @@ def _clips_to_tensor(clips: Sequence[Any]) -> torch.Tensor:
 
 
 class ToyMotionTask(TrainTask):
-    """Motion modules learn v-prediction on toy clips; everything else is the frozen base."""
+    """Motion modules (and, at `spatial_lr_scale` × lr, the base's 2D weights) learn v-prediction on toy
+    clips; the VAE and the text encoder stay the base's."""
 
     name = "toy-motion"
 
@@ -354,7 +390,15 @@ class ToyMotionTask(TrainTask):
                    return_tensors="pt").input_ids
 
     def models(self):
-        return {"motion": self.motion}
+        return {"motion": self.unet if self.config.spatial_lr_scale > 0 else self.motion}
+
+    def param_groups(self, learning_rate: float):
+        if not self.config.spatial_lr_scale > 0:
+            return None
+        motion = {id(p) for p in self.motion.parameters()}
+        spatial = [p for p in self.unet.parameters() if id(p) not in motion]
+        return [{"params": list(self.motion.parameters())},
+                {"params": spatial, "lr": learning_rate * self.config.spatial_lr_scale}]
 
     def batches(self, batch_size: int, start: int) -> Iterator[Any]:
         from labkit.toyworld.motion import make_clip_item, render_clip
@@ -370,6 +414,8 @@ class ToyMotionTask(TrainTask):
         import torch
         import torch.nn.functional as F
 
+        from labkit.pipelines.animatediff import video_noise
+
         video, ids = batch
         video, ids = video.to(ctx.device), ids.to(ctx.device)
         b, f = video.shape[:2]
@@ -380,7 +426,7 @@ class ToyMotionTask(TrainTask):
             drop = torch.rand(b, generator=ctx.generator) < self.config.caption_dropout
             ids = torch.where(drop[:, None].to(ctx.device), self.empty_ids.to(ctx.device).expand_as(ids), ids)
             cond = self.c["text_encoder"](ids)[0].repeat_interleave(f, dim=0)
-        noise = torch.randn(z.shape, generator=ctx.generator).to(ctx.device)
+        noise = video_noise(tuple(z.shape), generator=ctx.generator, shared=self.config.shared_noise).to(ctx.device)
         t = torch.randint(0, self.noise.config.num_train_timesteps, (b,), generator=ctx.generator).to(ctx.device)
         noisy = self.noise.add_noise(z, noise, t)
         target = self.noise.get_velocity(z, noise, t)
@@ -406,7 +452,9 @@ class ToyMotionTask(TrainTask):
         return per_sample.mean()
 
     def pipeline(self):
-        return make_motion_pipeline(self.c, self.unet, self.adapter_kwargs)
+        pipe = make_motion_pipeline(self.c, self.unet, self.adapter_kwargs)
+        pipe._labkit_shared_noise = self.config.shared_noise  # what the export's metadata tells the loader
+        return pipe
 
     def validate(self, prompts, seeds, step):
         """A strip per prompt × seed (the last prompt animates its ground-truth first frame), and the
@@ -453,6 +501,7 @@ class ToyMotionTask(TrainTask):
             tokenizer_files=getattr(self, "tokenizer_files", None),
             meta={"base": self.base_id, "trained": True, "frames": cfg.frames, "fps": cfg.fps or DEFAULT_FPS,
                   "guidance_scale": cfg.guidance_scale, "sampling_steps": cfg.sampling_steps,
+                  "shared_noise": cfg.shared_noise,
                   "image_to_video": "first-frame clean-latent replacement (labkit.toyworld.motion_train)",
                   **cfg.extra_meta})
 
@@ -469,7 +518,8 @@ class ToyMotionTask(TrainTask):
     def card_notes(self) -> str:
         return "\n".join([
             "## Model", "",
-            f"An AnimateDiff `MotionAdapter` trained on the frozen toy model `{self.base_id}` "
+            f"An AnimateDiff `MotionAdapter` trained on the toy model `{self.base_id}` (its 2D UNet "
+            f"fine-tuned at {self.config.spatial_lr_scale:g}× the adapter's learning rate) "
             f"(licence {self.base_licence or 'unknown'}); load the folder with "
             "`AnimateDiffPipeline.from_pretrained`. Image-to-video: "
             "`labkit.toyworld.motion_train.animate(pipe, prompt, image=first_frame)`.", ""])
@@ -494,11 +544,12 @@ def validation_prompts(seed: int = 321) -> tuple[str, ...]:
 
 
 def train_toy_motion(lab: Lab, config: ToyMotionConfig | None = None) -> Path:
-    """Train the motion adapter on the frozen toy base and export the motion pipeline; return its folder.
+    """Train the motion adapter on the toy base and export the motion pipeline; return its folder.
 
     Steps: (1) check the settings and load the base (its UNet must convert to a `UNetMotionModel`);
-    (2) train the motion modules with labkit's engine (one MLflow run "toy-motion": loss, validation
-    strips, held-out motion checks, checkpoints that resume exactly); (3) export `output_dir/model`.
+    (2) train the motion modules (and the 2D UNet at a lower lr) with labkit's engine (one MLflow run
+    "toy-motion": loss, validation strips, held-out motion checks, checkpoints that resume exactly);
+    (3) export `output_dir/model`.
     """
     import torch
 

@@ -47,10 +47,10 @@ def test_training_exports_an_animatediff_folder_of_base_unet_and_small_adapter(t
     assert index["labkit"]["family"] == "toy" and index["labkit"]["kind"] == "motion"
     adapter = out / "motion_adapter" / "diffusion_pytorch_model.safetensors"
     assert adapter.stat().st_size < 2_000_000 and weights_bytes(out) < 10_000_000
-    # The base UNet is stored unchanged: only the motion modules were trained.
+    # unet/ is the base's UNet2DConditionModel (same tensors) with the 2D weights the recipe fine-tuned.
     ours = load_file(str(out / "unet" / "diffusion_pytorch_model.safetensors"))
     theirs = load_file(str(base / "unet" / "diffusion_pytorch_model.safetensors"))
-    assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+    assert ours.keys() == theirs.keys() and any(not np.array_equal(ours[k], theirs[k]) for k in ours)
     trained_adapter = load_file(str(adapter))
     assert any(float(v.float().abs().sum()) > 0 for k, v in trained_adapter.items() if k.endswith("proj_out.weight"))
     assert "license: cc0-1.0" in (out / "README.md").read_text()
@@ -75,6 +75,11 @@ def test_loader_loads_it_and_renders_16_frames_from_text_or_a_first_frame(traine
     pipe = loaded.pipe
     assert type(pipe).__name__ == "AnimateDiffPipeline" and type(pipe.unet).__name__ == "UNetMotionModel"
     assert pipeline_kind(pipe) == "txt2vid"
+    # the noise prior it was trained with comes from its model_index.json, and the render path samples from it
+    from labkit.pipelines.animatediff import shared_noise
+    from labkit.toyworld.motion_train import ToyMotionConfig
+
+    assert shared_noise(pipe) == ToyMotionConfig().shared_noise > 0
     (clip,) = run_txt2vid(pipe, prompt="a red circle moving right", negative_prompt="", steps=2, guidance=1.0,
                           width=64, height=64, frames=16, seed=0, count=1, on_step=lambda _: False)
     assert len(clip) == 16 and clip[0].size == (64, 64)
@@ -121,6 +126,40 @@ def test_cli_eval_toymotion_prints_json(trained, capsys):
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["mode"] == "image-to-video" and printed["n"] == 1
+
+
+def test_the_2d_weights_train_at_a_fraction_of_the_lr_or_stay_frozen(trained):
+    from labkit.toyworld.motion_train import ToyMotionConfig, ToyMotionTask, load_base
+
+    lab, base, _ = trained
+    comps, _, _ = load_base(lab, str(base))
+    task = ToyMotionTask(comps, ToyMotionConfig(spatial_lr_scale=0.25))
+    motion, spatial = task.param_groups(1e-3)
+    assert motion.get("lr") is None and spatial["lr"] == pytest.approx(2.5e-4)  # None: the engine's lr
+    every = {id(p) for p in task.unet.parameters()}
+    assert {id(p) for p in motion["params"]} | {id(p) for p in spatial["params"]} == every
+    assert {id(p) for p in motion["params"]} == {id(p) for p in task.motion.parameters()}
+    frozen = ToyMotionTask(comps, ToyMotionConfig(spatial_lr_scale=0.0))
+    assert frozen.param_groups(1e-3) is None and frozen.models()["motion"] is frozen.motion
+    assert {id(p) for p in frozen.unet.parameters() if p.requires_grad} == {id(p) for p in frozen.motion.parameters()}
+    with pytest.raises(InvalidParameter, match="spatial_lr_scale"):
+        ToyMotionConfig(spatial_lr_scale=2.0).check()
+
+
+def test_frame_shared_noise_has_the_asked_correlation_and_is_plain_noise_at_zero():
+    import torch
+
+    from labkit.pipelines.animatediff import video_noise
+
+    shape = (2, 4, 16, 32, 32)
+    plain = video_noise(shape, generator=torch.Generator().manual_seed(3), shared=0.0)
+    assert torch.equal(plain, torch.randn(shape, generator=torch.Generator().manual_seed(3)))
+    mixed = video_noise(shape, generator=torch.Generator().manual_seed(3), shared=0.8)
+    assert mixed.shape == shape and abs(float(mixed.var()) - 1.0) < 0.05  # every frame stays N(0, I)
+    a, b = mixed[:, :, 0].flatten(), mixed[:, :, 9].flatten()
+    assert float(torch.corrcoef(torch.stack([a, b]))[0, 1]) == pytest.approx(0.8, abs=0.03)
+    a, b = plain[:, :, 0].flatten(), plain[:, :, 9].flatten()
+    assert abs(float(torch.corrcoef(torch.stack([a, b]))[0, 1])) < 0.03
 
 
 def test_a_base_with_a_7x7_conv_in_is_refused_with_the_reason():
