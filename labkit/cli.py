@@ -296,7 +296,9 @@ def cmd_train_toy_motion(args: argparse.Namespace) -> int:
 
     cfg = ToyMotionConfig(output_dir=args.output, base=args.base, seed=args.seed,
                           resume="latest" if args.resume else None,
-                          **_given(args, ("steps", "batch_size", "frames", "threads")))
+                          **_given(args, ("steps", "batch_size", "frames", "threads", "lr", "first_frame_prob",
+                                          "timestep_shift", "terminal_share", "spatial_lr_scale", "text_lr_scale",
+                                          "shared_noise")))
     return _train_recipe(args, "toy-motion", train_toy_motion, cfg, "toy motion model")
 
 
@@ -700,6 +702,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, help="training steps (default: ToyMotionConfig's)")
     t.add_argument("--batch-size", type=int, help="clips per step")
     t.add_argument("--frames", type=int, help="frames per training clip (default 16)")
+    t.add_argument("--lr", type=float, help="the adapter's learning rate")
+    t.add_argument("--first-frame-prob", type=float, help="share of clips trained with their first frame given "
+                   "(image-to-video)")
+    t.add_argument("--timestep-shift", type=float, help="move training timesteps toward noise (1: uniform)")
+    t.add_argument("--terminal-share", type=float, help="share of training steps at the last, zero-signal timestep")
+    t.add_argument("--spatial-lr-scale", type=float, help="the base's 2D weights train at this fraction of --lr "
+                   "(0: frozen)")
+    t.add_argument("--text-lr-scale", type=float, help="the base's text encoder trains at this fraction of --lr "
+                   "(0: frozen)")
+    t.add_argument("--shared-noise", type=float, help="share of every frame's noise common to the clip")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")

@@ -146,6 +146,45 @@ def test_the_2d_weights_train_at_a_fraction_of_the_lr_or_stay_frozen(trained):
         ToyMotionConfig(spatial_lr_scale=2.0).check()
 
 
+def test_the_text_encoder_trains_at_its_own_fraction_of_the_lr_or_stays_frozen(trained):
+    from labkit.toyworld.motion_train import ToyMotionConfig, ToyMotionTask, load_base
+
+    lab, base, _ = trained
+    comps, _, _ = load_base(lab, str(base))
+    task = ToyMotionTask(comps, ToyMotionConfig(spatial_lr_scale=0.0, text_lr_scale=0.5))
+    assert task.models()["text_encoder"] is comps["text_encoder"]
+    motion, text = task.param_groups(1e-3)
+    assert text["lr"] == pytest.approx(5e-4)
+    assert {id(p) for p in text["params"]} == {id(p) for p in comps["text_encoder"].parameters()}
+    assert all(p.requires_grad for p in comps["text_encoder"].parameters())
+    frozen = ToyMotionTask(comps, ToyMotionConfig())
+    assert "text_encoder" not in frozen.models()
+    assert not any(p.requires_grad for p in comps["text_encoder"].parameters())
+    with pytest.raises(InvalidParameter, match="text_lr_scale"):
+        ToyMotionConfig(text_lr_scale=-0.1).check()
+
+
+def test_a_trained_text_encoder_is_checkpointed_and_exported(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    from labkit.toyworld.motion_train import ToyMotionConfig, train_toy_motion
+
+    lab, base, _ = trained
+    out = train_toy_motion(lab, ToyMotionConfig(
+        output_dir=tmp_path / "motion", base=str(base), steps=2, batch_size=1, frames=4, warmup_steps=0,
+        validate_every=0, eval_prompts=0, checkpoint_every=1, log_every=1, text_lr_scale=1.0))
+    name = "text_encoder/model.safetensors"
+    before, after = load_file(base / name), load_file(out / name)
+    assert before.keys() == after.keys()
+    assert any(not np.allclose(before[k].numpy(), after[k].numpy()) for k in before)
+    # the last checkpoint holds the same encoder (resuming restores it), beside the motion UNet
+    last = tmp_path / "motion" / "checkpoints" / "checkpoint-000002"
+    saved = [load_file(f) for f in sorted(last.glob("*.safetensors"))]
+    text = [d for d in saved if d.keys() == after.keys()]
+    assert len(saved) == 2 and len(text) == 1
+    assert all(np.allclose(text[0][k].numpy(), after[k].numpy()) for k in after)
+
+
 def test_frame_shared_noise_has_the_asked_correlation_and_is_plain_noise_at_zero():
     import torch
 
@@ -160,6 +199,56 @@ def test_frame_shared_noise_has_the_asked_correlation_and_is_plain_noise_at_zero
     assert float(torch.corrcoef(torch.stack([a, b]))[0, 1]) == pytest.approx(0.8, abs=0.03)
     a, b = plain[:, :, 0].flatten(), plain[:, :, 9].flatten()
     assert abs(float(torch.corrcoef(torch.stack([a, b]))[0, 1])) < 0.03
+
+
+def test_object_weight_covers_the_whole_path_in_every_frame():
+    from labkit.toyworld.motion import Clip, render_clip
+    from labkit.toyworld.motion_train import _clips_to_tensor, path_mask
+    from labkit.toyworld.scenes import Obj
+
+    clip = Clip(Obj("square", "red", "small", "left"), "right", frames=8)
+    frames = render_clip(clip)
+    mask = path_mask(_clips_to_tensor([frames]), 32)
+    assert mask.shape == (1, 1, 1, 32, 32)
+    covered = np.argwhere(mask[0, 0, 0].numpy() > 0)
+    # every frame's object is inside the one mask, and the mask spans the path from first to last frame
+    for frame in frames[[0, -1]]:
+        ys, xs = np.nonzero(frame.max(axis=-1) > 64)
+        assert set(zip(ys // 2, xs // 2, strict=True)) <= {tuple(c) for c in covered}
+    first_x = np.nonzero(frames[0].max(axis=-1) > 64)[1].mean() / 2
+    last_x = np.nonzero(frames[-1].max(axis=-1) > 64)[1].mean() / 2
+    assert covered[:, 1].min() < first_x < last_x < covered[:, 1].max()
+    assert float(mask.mean()) < 0.1  # the background stays unweighted
+
+
+def test_timestep_shift_moves_training_steps_toward_noise():
+    import torch
+
+    from labkit.toyworld.motion_train import ToyMotionConfig, sample_timesteps
+
+    def draw(**kw):
+        return sample_timesteps(20_000, steps=1000, generator=torch.Generator().manual_seed(0), **kw).float()
+
+    plain = draw()
+    assert plain.min() >= 0 and plain.max() <= 999 and float(plain.mean()) == pytest.approx(499.5, abs=8)
+    assert float((plain >= 900).float().mean()) == pytest.approx(0.1, abs=0.01)
+    shifted = draw(shift=3.0)
+    # u' = 3u / (1 + 2u) >= 0.9  <=>  u >= 0.75
+    assert float((shifted >= 900).float().mean()) == pytest.approx(0.25, abs=0.015)
+    terminal = draw(shift=3.0, terminal_share=0.3)
+    assert float((terminal == 999).float().mean()) == pytest.approx(0.3, abs=0.015)
+    for bad in ({"timestep_shift": 0.0}, {"terminal_share": 1.5}):
+        with pytest.raises(InvalidParameter, match=next(iter(bad))):
+            ToyMotionConfig(**bad).check()
+
+
+def test_cli_passes_the_recipe_options_and_refuses_a_bad_one_before_training(project, tmp_path, cli_env):
+    from tests.integration.test_cli import labkit
+
+    out = labkit("train", "toy-motion", "--output", str(tmp_path / "m"), "--timestep-shift", "0",
+                 "--terminal-share", "0.3", env=cli_env, check=False)
+    assert out.returncode == 2 and "timestep_shift=0.0" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "m").exists()  # refused before any checkpoint or run
 
 
 def test_a_base_with_a_7x7_conv_in_is_refused_with_the_reason():
