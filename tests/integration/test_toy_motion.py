@@ -164,6 +164,28 @@ def test_the_text_encoder_trains_at_its_own_fraction_of_the_lr_or_stays_frozen(t
         ToyMotionConfig(text_lr_scale=-0.1).check()
 
 
+def test_up_and_down_start_from_the_base_words_top_and_bottom(trained):
+    import torch
+
+    from labkit.toyworld.motion_train import ToyMotionConfig, ToyMotionTask, init_word_embeddings, load_base
+
+    lab, base, _ = trained
+    comps, _, _ = load_base(lab, str(base))
+    tok, table = comps["tokenizer"], comps["text_encoder"].get_input_embeddings().weight
+
+    def row(word):
+        (i,) = tok(word, add_special_tokens=False).input_ids
+        return table[i].detach().clone()
+
+    before = {w: row(w) for w in ("up", "down", "top", "bottom", "left")}
+    assert not torch.equal(before["up"], before["top"])
+    ToyMotionTask(comps, ToyMotionConfig())
+    assert torch.equal(row("up"), before["top"]) and torch.equal(row("down"), before["bottom"])
+    assert torch.equal(row("left"), before["left"]) and torch.equal(row("top"), before["top"])
+    with pytest.raises(InvalidParameter, match="sliding"):  # several pieces: no one embedding to copy
+        init_word_embeddings(tok, comps["text_encoder"], {"sliding": "left"})
+
+
 def test_a_trained_text_encoder_is_checkpointed_and_exported(trained, tmp_path):
     from safetensors.torch import load_file
 
