@@ -86,7 +86,7 @@ class ToyMotionConfig:
             signal is exactly zero. The motion of a sampled clip is decided there: the first of the 8
             sampling steps sees no signal at all, and a one-step x0 at t=999 from the clean first frame got
             17% of held-out directions right, against 92% at t=900 (400 steps, s=3, first frame always
-            given). Neither is on by default yet: no run with them has sampled better clips.
+            given). Both are off by default until a run with them meets the thresholds.
         shared_noise: share ρ of every frame's noise that is common to the clip, in training and sampling
             (exported as ``"shared_noise"`` in the model's `labkit` metadata; see
             `labkit.pipelines.animatediff.video_noise`). With independent noise the frames of a partly
