@@ -297,8 +297,8 @@ def cmd_train_toy_motion(args: argparse.Namespace) -> int:
     cfg = ToyMotionConfig(output_dir=args.output, base=args.base, seed=args.seed,
                           resume="latest" if args.resume else None,
                           **_given(args, ("steps", "batch_size", "frames", "threads", "lr", "first_frame_prob",
-                                          "timestep_shift", "terminal_share", "spatial_lr_scale", "text_lr_scale",
-                                          "shared_noise")))
+                                          "timestep_shift", "terminal_share", "spatial_lr_scale",
+                                          "text_encoder_lr_scale", "shared_noise")))
     return _train_recipe(args, "toy-motion", train_toy_motion, cfg, "toy motion model")
 
 
@@ -709,8 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--terminal-share", type=float, help="share of training steps at the last, zero-signal timestep")
     t.add_argument("--spatial-lr-scale", type=float, help="the base's 2D weights train at this fraction of --lr "
                    "(0: frozen)")
-    t.add_argument("--text-lr-scale", type=float, help="the base's text encoder trains at this fraction of --lr "
-                   "(0: frozen)")
+    t.add_argument("--text-encoder-lr-scale", type=float, help="the base's text encoder trains at this fraction of "
+                   "--lr (0: frozen)")
     t.add_argument("--shared-noise", type=float, help="share of every frame's noise common to the clip")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")

@@ -95,7 +95,7 @@ class ToyMotionConfig:
         spatial_lr_scale: the base UNet's own (2D) weights train too, at this fraction of `lr` (0: frozen,
             as in AnimateDiff proper; see the module docstring for why they train). The export's `unet/`
             then holds the fine-tuned 2D weights.
-        text_lr_scale: the base's text encoder trains too, at this fraction of `lr` (0: frozen; the export
+        text_encoder_lr_scale: the base's text encoder trains too, at this fraction of `lr` (0: frozen; the export
             then holds the fine-tuned encoder). The base never saw a motion caption, and frozen it hardly
             tells "up" from "down": its outputs for "a large red square moving up" and "… moving down" have
             cosine 0.98, against 0.88 for "red" vs "blue" and 0.25 for "left" vs "right".
@@ -133,7 +133,7 @@ class ToyMotionConfig:
     terminal_share: float = 0.0
     shared_noise: float = 0.8
     spatial_lr_scale: float = 0.2
-    text_lr_scale: float = 0.0
+    text_encoder_lr_scale: float = 0.0
     word_init: dict[str, str] = field(default_factory=lambda: dict(MOTION_WORD_INIT))
     object_weight: float = 4.0
     motion_heads: int = 4
@@ -175,8 +175,8 @@ class ToyMotionConfig:
             raise bad("shared_noise", "use a share in [0, 1): 1 would leave the frames no noise of their own.")
         if not 0.0 <= self.spatial_lr_scale <= 1.0:
             raise bad("spatial_lr_scale", "use a fraction of lr in [0, 1] (0: the base UNet stays frozen).")
-        if not 0.0 <= self.text_lr_scale <= 1.0:
-            raise bad("text_lr_scale", "use a fraction of lr in [0, 1] (0: the base text encoder stays frozen).")
+        if not 0.0 <= self.text_encoder_lr_scale <= 1.0:
+            raise bad("text_encoder_lr_scale", "use a fraction of lr in [0, 1] (0: the text encoder stays frozen).")
         if self.adapter_dtype not in ("float32", "float16"):
             raise bad("adapter_dtype", "use 'float32' or 'float16'.")
         if self.resume not in (None, "latest"):
@@ -463,7 +463,7 @@ class ToyMotionTask(TrainTask):
         self.unet, self.adapter_kwargs = build_motion_unet(components["unet"], config, seed=config.seed)
         self.motion = motion_modules(self.unet)
         init_word_embeddings(components["tokenizer"], components["text_encoder"], config.word_init)
-        components["text_encoder"].requires_grad_(config.text_lr_scale > 0)
+        components["text_encoder"].requires_grad_(config.text_encoder_lr_scale > 0)
         self.noise = DDPMScheduler.from_config(components["scheduler"].config)
         self.empty_ids = self._tokenize([""])
 
@@ -474,22 +474,22 @@ class ToyMotionTask(TrainTask):
 
     def models(self):
         models = {"motion": self.unet if self.config.spatial_lr_scale > 0 else self.motion}
-        if self.config.text_lr_scale > 0:
+        if self.config.text_encoder_lr_scale > 0:
             models["text_encoder"] = self.c["text_encoder"]
         return models
 
     def param_groups(self, learning_rate: float):
         cfg = self.config
-        if not (cfg.spatial_lr_scale > 0 or cfg.text_lr_scale > 0):
+        if not (cfg.spatial_lr_scale > 0 or cfg.text_encoder_lr_scale > 0):
             return None
         groups = [{"params": list(self.motion.parameters())}]
         if cfg.spatial_lr_scale > 0:
             motion = {id(p) for p in self.motion.parameters()}
             groups.append({"params": [p for p in self.unet.parameters() if id(p) not in motion],
                            "lr": learning_rate * cfg.spatial_lr_scale})
-        if cfg.text_lr_scale > 0:
+        if cfg.text_encoder_lr_scale > 0:
             groups.append({"params": list(self.c["text_encoder"].parameters()),
-                           "lr": learning_rate * cfg.text_lr_scale})
+                           "lr": learning_rate * cfg.text_encoder_lr_scale})
         return groups
 
     def batches(self, batch_size: int, start: int) -> Iterator[Any]:
@@ -516,7 +516,7 @@ class ToyMotionTask(TrainTask):
             z = z.unflatten(0, (b, f)).permute(0, 2, 1, 3, 4)  # (B, C, F, h, w), the pipeline's layout
             drop = torch.rand(b, generator=ctx.generator) < self.config.caption_dropout
             ids = torch.where(drop[:, None].to(ctx.device), self.empty_ids.to(ctx.device).expand_as(ids), ids)
-        with torch.set_grad_enabled(self.config.text_lr_scale > 0):
+        with torch.set_grad_enabled(self.config.text_encoder_lr_scale > 0):
             cond = self.c["text_encoder"](ids)[0].repeat_interleave(f, dim=0)
         noise = video_noise(tuple(z.shape), generator=ctx.generator, shared=self.config.shared_noise).to(ctx.device)
         t = sample_timesteps(b, steps=self.noise.config.num_train_timesteps, shift=self.config.timestep_shift,
@@ -610,7 +610,7 @@ class ToyMotionTask(TrainTask):
             "## Model", "",
             f"An AnimateDiff `MotionAdapter` trained on the toy model `{self.base_id}` (its 2D UNet "
             f"fine-tuned at {self.config.spatial_lr_scale:g}× the adapter's learning rate, its text encoder at "
-            f"{self.config.text_lr_scale:g}×) "
+            f"{self.config.text_encoder_lr_scale:g}×) "
             f"(licence {self.base_licence or 'unknown'}); load the folder with "
             "`AnimateDiffPipeline.from_pretrained`. Image-to-video: "
             "`labkit.toyworld.motion_train.animate(pipe, prompt, image=first_frame)`.", ""])

@@ -151,7 +151,7 @@ def test_the_text_encoder_trains_at_its_own_fraction_of_the_lr_or_stays_frozen(t
 
     lab, base, _ = trained
     comps, _, _ = load_base(lab, str(base))
-    task = ToyMotionTask(comps, ToyMotionConfig(spatial_lr_scale=0.0, text_lr_scale=0.5))
+    task = ToyMotionTask(comps, ToyMotionConfig(spatial_lr_scale=0.0, text_encoder_lr_scale=0.5))
     assert task.models()["text_encoder"] is comps["text_encoder"]
     motion, text = task.param_groups(1e-3)
     assert text["lr"] == pytest.approx(5e-4)
@@ -160,8 +160,8 @@ def test_the_text_encoder_trains_at_its_own_fraction_of_the_lr_or_stays_frozen(t
     frozen = ToyMotionTask(comps, ToyMotionConfig())
     assert "text_encoder" not in frozen.models()
     assert not any(p.requires_grad for p in comps["text_encoder"].parameters())
-    with pytest.raises(InvalidParameter, match="text_lr_scale"):
-        ToyMotionConfig(text_lr_scale=-0.1).check()
+    with pytest.raises(InvalidParameter, match="text_encoder_lr_scale"):
+        ToyMotionConfig(text_encoder_lr_scale=-0.1).check()
 
 
 def test_up_and_down_start_from_the_base_words_top_and_bottom(trained):
@@ -194,7 +194,7 @@ def test_a_trained_text_encoder_is_checkpointed_and_exported(trained, tmp_path):
     lab, base, _ = trained
     out = train_toy_motion(lab, ToyMotionConfig(
         output_dir=tmp_path / "motion", base=str(base), steps=2, batch_size=1, frames=4, warmup_steps=0,
-        validate_every=0, eval_prompts=0, checkpoint_every=1, log_every=1, text_lr_scale=1.0))
+        validate_every=0, eval_prompts=0, checkpoint_every=1, log_every=1, text_encoder_lr_scale=1.0))
     name = "text_encoder/model.safetensors"
     before, after = load_file(base / name), load_file(out / name)
     assert before.keys() == after.keys()
