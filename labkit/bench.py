@@ -141,7 +141,8 @@ TOY_MOTION_TARGET_S = 5.0
 def bench_toy_motion(repeats: int = 5, *, model: str | None = None, steps: int | None = None,
                      size: tuple[int, int] | None = None, root: str | None = None, **_: Any) -> BenchResult:
     """`Lab.video` of a 16-frame toy clip (plan, tracking, MP4 + GIF with the record) against the bare
-    `AnimateDiffPipeline` call on the same loaded pipeline, steps and seed, interleaved.
+    `AnimateDiffPipeline` call on the same loaded pipeline, steps and seed, interleaved (for a model with
+    a keyframe model, both draw the keyframe first: the bare path with a plain pipeline call).
 
     `extra` says where the time goes (denoising per step, VAE decode, everything labkit adds) and how the
     bare clip compares with the toy motion target (`TOY_MOTION_TARGET_S` on 2 CPU cores) as a ratio.
@@ -152,19 +153,35 @@ def bench_toy_motion(repeats: int = 5, *, model: str | None = None, steps: int |
     from labkit.controller.plan import Plan
     from labkit.lab import Lab
     from labkit.pipelines import calls
-    from labkit.render import prepare
+    from labkit.pipelines.animatediff import keyframe_prompt
+    from labkit.render import keyframe_for, prepare
 
     lab = Lab(root, experiment="labkit-bench")
     plan, ref = prepare(lab, Plan(prompt="a blue square moving up", modality="video", model=model or "toyworld-motion",
                                   steps=steps, seed=0, width=size[0] if size else None,
                                   height=size[1] if size else None))
-    first = lab.render(plan)  # loads and caches the pipeline; not timed
-    pipe = lab.pipelines.get(next(k for k in lab.pipelines.keys() if k[1] == ref.location)).pipe
+    first = lab.render(plan)  # loads and caches the pipeline (and its keyframe model's); not timed
+
+    def cached(location: str) -> Any:
+        return lab.pipelines.get(next(k for k in lab.pipelines.keys() if k[1] == location)).pipe
+
+    pipe = cached(ref.location)
+    keyframe = keyframe_for(ref)
+    if keyframe:  # the bare path draws the keyframe too, as `Lab.video` does
+        kplan, kref = prepare(lab, Plan(prompt=keyframe_prompt(ref.family, plan.prompt), model=keyframe, seed=0,
+                                        width=plan.width, height=plan.height))
+        kpipe = cached(kref.location)
 
     def bare() -> None:
-        calls.run_txt2vid(pipe, prompt=plan.prompt, negative_prompt=plan.negative_prompt, steps=plan.steps,
-                          guidance=plan.guidance, width=plan.width, height=plan.height, frames=plan.frames,
-                          seed=plan.seed, count=1, on_step=lambda i: False)
+        common = dict(negative_prompt=plan.negative_prompt, width=plan.width, height=plan.height, seed=plan.seed,
+                      count=1, on_step=lambda i: False)
+        if not keyframe:
+            calls.run_txt2vid(pipe, prompt=plan.prompt, steps=plan.steps, guidance=plan.guidance, frames=plan.frames,
+                              **common)
+            return
+        (image,) = calls.run_image(kpipe, prompt=kplan.prompt, steps=kplan.steps, guidance=kplan.guidance, **common)
+        calls.run_img2vid(pipe, image=image, prompt=plan.prompt, steps=plan.steps, guidance=plan.guidance,
+                          frames=plan.frames, fps=plan.fps, decode_chunk_size=0, **common)
 
     subject, baseline, timings = [], [], []
     for _ in range(repeats):

@@ -264,6 +264,16 @@ def plan_adapters(lab: Lab, plan: Plan, ref: ModelRef) -> list[tuple[Any, float]
                                  hash_cache=lab.hash_cache)
 
 
+def keyframe_for(ref: ModelRef) -> str | None:
+    """The image model that draws frame 0 of `ref`'s text-to-video clips (a labkit motion export's
+    ``"keyframe_model"``, `labkit.pipelines.animatediff.keyframe_model`), or None."""
+    if ref.kind not in ("folder", "package"):
+        return None
+    from labkit.pipelines.animatediff import keyframe_model
+
+    return keyframe_model(ref.location)
+
+
 def licence_chain(plan: Plan, ref: ModelRef, adapters: list[tuple[Any, float]] = ()) -> list[Any]:
     """The compliance assets a plan puts together: the model, the adapters (each with the training
     data it records), then the controller's LLM."""
@@ -344,10 +354,15 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
     tags = {"labkit.job": "render", "labkit.task": plan.task, "model.requested": plan.model,
             "labkit.controller": plan.controller.name, **(tags or {})}
     inputs: list[dict[str, Any]] = []
-    if plan.task == "txt2vid" and ref.family == "svd":
-        # An image-to-video model asked for text-to-video: render the first frame with the lab's
-        # image model (its own recorded run), then animate it. The plan keeps the frame's path.
-        frame_plan = Plan(prompt=plan.prompt, negative_prompt=plan.negative_prompt, seed=plan.seed,
+    keyframe = keyframe_for(ref) if plan.task == "txt2vid" else None
+    if plan.task == "txt2vid" and (ref.family == "svd" or keyframe):
+        # An image-to-video model asked for text-to-video, or a motion model that animates a keyframe:
+        # render the first frame with the image model (the lab's, or the one the motion model names) as
+        # its own recorded run, then animate it. The plan keeps the frame's path.
+        from labkit.pipelines.animatediff import keyframe_prompt
+
+        frame_plan = Plan(prompt=keyframe_prompt(ref.family, plan.prompt) if keyframe else plan.prompt,
+                          model=keyframe, negative_prompt=plan.negative_prompt, seed=plan.seed,
                           width=plan.width, height=plan.height, controller=plan.controller)
         try:  # the clip's size when the image model can draw it, else the image model's own default
             prepare(lab, frame_plan)

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from labkit.errors import InvalidParameter
-from labkit.toyworld.captions import HELD_OUT_PER_MILLE, is_held_out
+from labkit.toyworld.captions import HELD_OUT_PER_MILLE, caption, is_held_out
 from labkit.toyworld.scenes import (
     BASE_SHAPES,
     COLOURS,
@@ -353,6 +353,24 @@ def parse_motion(text: str) -> MotionSpec:
                       (got["position"] or [None])[0])
 
 
+#: Where an object starts when the caption does not say: the side it moves away from (growth: the centre).
+START_POSITION = {"left": "right", "right": "left", "up": "bottom", "down": "top"}
+
+
+def start_object(spec: MotionSpec) -> Obj:
+    """The object a motion spec starts from: its named size and position, or the defaults (`GROWTH_SIZE`,
+    else small; `START_POSITION`, else the centre)."""
+    return Obj(spec.shape, spec.colour, spec.size or GROWTH_SIZE.get(spec.motion, "small"),
+               spec.position or START_POSITION.get(spec.motion, "centre"))
+
+
+def still_prompt(text: str) -> str:
+    """The toy image caption of a motion caption's first frame ("a small blue square at the bottom" for
+    "a blue square moving up"): what the toy text-to-image model draws as the keyframe of text-to-video.
+    `InvalidParameter` (from `parse_motion`) when `text` is not a motion caption."""
+    return caption(Scene((start_object(parse_motion(text)),)), template=0)
+
+
 # --- datasets ---------------------------------------------------------------------------------
 
 
@@ -451,5 +469,6 @@ __all__ = [
     "CLIP_FORMATS", "DEFAULT_FPS", "DEFAULT_FRAMES", "DIRECTIONS", "GROWTH", "GROWTH_SIZE", "MOTIONS",
     "MOTION_TEMPLATES", "Clip", "MotionSpec", "clip_split", "combinations", "fits", "is_held_out_motion",
     "iter_clips", "make_clip_item", "motion_caption", "motion_prompts", "parse_motion", "read_clip",
-    "render_clip", "sample_clip", "strip", "unstrip", "write_clip_dataset",
+    "render_clip", "sample_clip", "START_POSITION", "start_object", "still_prompt", "strip", "unstrip",
+    "write_clip_dataset",
 ]

@@ -190,12 +190,15 @@ def evaluate_motion(lab: Lab, *, model: str = "toyworld-motion", n: int = 60, se
     Prompt i renders with seed `seed + i`; `steps` and `guidance` default to the model's (as in
     `labkit video`). With `image_to_video`, each clip starts from the ground
     truth's first frame (the toy image of the object at its start) and `start` checks that frame 0 kept
-    the object's colour, shape, size and position.
+    the object's colour, shape, size and position. Text-to-video renders as `labkit video` does: from
+    noise, or, for a motion model that names a keyframe model, from the frame that model draws of the
+    caption's still prompt (same seed).
     """
     from labkit.controller.plan import Plan
     from labkit.hardware import choose
-    from labkit.pipelines.calls import run_txt2vid
-    from labkit.render import load_cached, prepare
+    from labkit.pipelines.animatediff import keyframe_prompt
+    from labkit.pipelines.calls import run_image, run_txt2vid
+    from labkit.render import keyframe_for, load_cached, prepare
     from labkit.toyworld.motion import MOTIONS, motion_prompts, render_clip
     from labkit.toyworld.motion_train import animate
 
@@ -205,22 +208,31 @@ def evaluate_motion(lab: Lab, *, model: str = "toyworld-motion", n: int = 60, se
     plan, ref = prepare(lab, Plan(prompt="a red circle moving right", model=model, modality="video", steps=steps,
                                   seed=seed, width=64, height=64, frames=frames, fps=8, guidance=guidance), config)
     cases = motion_prompts("heldout", n=n, seed=seed, frames=frames)
-    mode = "image-to-video" if image_to_video else "text-to-video"
+    keyframe = None if image_to_video else keyframe_for(ref)
+    mode = "image-to-video" if image_to_video else "text-to-video" + (f" (keyframe: {keyframe})" if keyframe else "")
     params = {"job": "eval-toymotion", "model": plan.model, "n": n, "seed": seed, "steps": plan.steps,
               "guidance": plan.guidance, "frames": frames, "mode": mode, "size": f"{plan.width}x{plan.height}"}
     with lab.run("eval toymotion", params=params, tags={"labkit.job": "eval-toymotion"}) as run:
         loaded, _ = load_cached(lab, ref, choose(ref.family, lab.hardware))
+        if keyframe:  # text-to-video as `labkit video` renders it: the keyframe model draws frame 0
+            kplan, kref = prepare(lab, Plan(prompt="a red circle on the left", model=keyframe, width=64, height=64))
+            kloaded, _ = load_cached(lab, kref, choose(kref.family, lab.hardware))
         rows, clips = [], []
         start = time.perf_counter()
         # 2. render and judge every prompt
         for i, (prompt, truth) in enumerate(cases):
-            if image_to_video:
+            if image_to_video or keyframe:
                 from PIL import Image
 
-                first = Image.fromarray(render_clip(truth)[0])
+                if image_to_video:
+                    first = Image.fromarray(render_clip(truth)[0])
+                else:
+                    (first,) = run_image(kloaded.pipe, prompt=keyframe_prompt(ref.family, prompt), negative_prompt="",
+                                         steps=kplan.steps, guidance=kplan.guidance, width=64, height=64,
+                                         seed=seed + i, count=1, on_step=lambda _: False)
                 clip = animate(loaded.pipe, prompt, image=first, frames=frames, steps=plan.steps,
                                guidance=plan.guidance, seed=seed + i)
-                v = motion_verdict(truth, clip)
+                v = motion_verdict(truth if image_to_video else prompt, clip)
             else:
                 (clip,) = run_txt2vid(loaded.pipe, prompt=prompt, negative_prompt="", steps=plan.steps,
                                       guidance=plan.guidance, width=64, height=64, frames=frames, seed=seed + i,

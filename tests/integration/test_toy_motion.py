@@ -45,6 +45,7 @@ def test_training_exports_an_animatediff_folder_of_base_unet_and_small_adapter(t
     assert index["_class_name"] == "AnimateDiffPipeline"
     assert index["unet"] == ["diffusers", "UNet2DConditionModel"] and index["motion_adapter"][1] == "MotionAdapter"
     assert index["labkit"]["family"] == "toy" and index["labkit"]["kind"] == "motion"
+    assert index["labkit"]["keyframe_model"] == str(base)  # text-to-video starts from a frame the base draws
     adapter = out / "motion_adapter" / "diffusion_pytorch_model.safetensors"
     assert adapter.stat().st_size < 2_000_000 and weights_bytes(out) < 10_000_000
     # unet/ is the base's UNet2DConditionModel (same tensors) with the 2D weights the recipe fine-tuned.
@@ -103,12 +104,13 @@ def test_loader_loads_it_and_renders_16_frames_from_text_or_a_first_frame(traine
 def test_motion_benchmark_logs_rates_table_and_failing_clips(trained, search_runs):
     from labkit.toyworld.motion_eval import CHECKS, evaluate_motion
 
-    lab, _, out = trained
+    lab, base, out = trained
     report = evaluate_motion(lab, model=str(out), n=2, seed=4, steps=1, frames=16)
     assert len(report.rows) == 2 and set(report.rates) == set(CHECKS)
     assert report.rates["all_correct"] == 0.0  # random weights draw no tracked, moving shape
     run = next(r for r in search_runs(lab.config.tracking_uri) if r.info.run_id == report.run_id)
-    assert run.data.params["n"] == "2" and run.data.params["mode"] == "text-to-video"
+    # the recipe's export names its base as keyframe model: text-to-video animates the frame the base draws
+    assert run.data.params["n"] == "2" and run.data.params["mode"] == f"text-to-video (keyframe: {base})"
     assert run.data.metrics["motion.all_correct"] == 0.0
     art = Path(run.info.artifact_uri.removeprefix("file://"))
     table = json.loads((art / "verdicts.json").read_text())
@@ -455,6 +457,60 @@ def _rgb(path):
         return im.convert("RGB")
 
 
+def test_still_prompt_is_the_start_scene_of_a_motion_caption():
+    from labkit.toyworld.motion import still_prompt
+
+    assert still_prompt("a blue square moving up") == "a small blue square at the bottom"
+    assert still_prompt("make it go left: a green diamond") == "a small green diamond on the right"
+    assert still_prompt("on the left, a large red circle shrinks") == "a large red circle on the left"
+    assert still_prompt("a purple triangle grows") == "a small purple triangle in the centre"
+    with pytest.raises(InvalidParameter, match="no motion"):
+        still_prompt("a blue square")
+
+
+@pytest.fixture(scope="module")
+def keyframe_catalog(motion_catalog, tmp_path_factory):
+    """The same untrained motion model with `"keyframe_model": "toyworld"` in its metadata, as the recipe exports."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("toy-motion-keyframe")
+    folder = Path(shutil.copytree(motion_catalog[1], root / "motion_model"))
+    index = json.loads((folder / "model_index.json").read_text())
+    index["labkit"]["keyframe_model"] = "toyworld"
+    (folder / "model_index.json").write_text(json.dumps(index))
+    override = root / "catalog.toml"
+    override.write_text(f'[models.toyworld-motion]\nsource = "path:{folder.as_posix()}"\n')
+    return override
+
+
+def test_text_to_video_animates_the_keyframe_the_base_draws_with_both_runs_recorded(
+        keyframe_catalog, project, monkeypatch, one_thread, offline, search_runs):
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+    from labkit.toyworld.detect import detect
+
+    monkeypatch.setenv("LABKIT_CATALOG", str(keyframe_catalog))
+    lab = Lab(project, hardware=HardwareProfile.simulated(None))
+    r = lab.video("a blue square moving up", steps=2, seed=3)
+    # the toy base drew the still of the clip's start, and the motion model kept it as frame 0
+    assert r.plan.model == "toyworld-motion" and r.plan.task == "img2vid" and len(r.frames) == 16
+    (obj,) = detect(r.frames[0])
+    assert (obj.colour, obj.shape, obj.size, obj.position) == ("blue", "square", "small", "bottom")
+    (frame,) = r.inputs
+    assert frame["kind"] == "first_frame" and frame["id"] == "toyworld" and frame["licence"] == "cc0-1.0"
+    assert np.abs(np.asarray(r.frames[0], dtype=np.float32) - np.asarray(_rgb(frame["file"]), dtype=np.float32)
+                  ).mean() < 4.0
+    runs = {x.info.run_id: x for x in search_runs(lab.config.tracking_uri)}
+    assert runs[r.run_id].data.tags["labkit.first_frame_run"] == frame["run_id"]
+    still = runs[frame["run_id"]]
+    assert still.info.status == "FINISHED" and still.data.tags["model.id"] == "toyworld"
+    assert still.data.params["plan.prompt"] == "a small blue square at the bottom"
+    assert any(a.get("kind") == "first_frame" and a["id"] == "toyworld" for a in r.record["provenance"]["assets"])
+    # a caption that names no motion cannot be staged: a clear error before any rendering
+    with pytest.raises(InvalidParameter, match="no motion"):
+        lab.video("a blue square", steps=2)
+
+
 def test_img2vid_is_refused_for_an_animatediff_model_not_trained_on_first_frames(motion_catalog):
     from labkit.catalog import Catalog
     from labkit.errors import InvalidParameter as Invalid
@@ -473,10 +529,13 @@ def test_img2vid_is_refused_for_an_animatediff_model_not_trained_on_first_frames
     assert "first frame" in e.value.fix and "toyworld-motion" in e.value.fix
 
 
-def test_bench_toy_motion_reports_ratios_and_where_the_time_goes(motion_catalog, cli_env):
+@pytest.mark.parametrize("catalog", ["motion_catalog", "keyframe_catalog"])
+def test_bench_toy_motion_reports_ratios_and_where_the_time_goes(catalog, request, cli_env):
     from tests.integration.test_cli import labkit
 
-    env = {**cli_env, "LABKIT_CATALOG": str(motion_catalog[0]), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    override = request.getfixturevalue(catalog)
+    override = override[0] if isinstance(override, tuple) else override  # keyframe: both paths draw the frame too
+    env = {**cli_env, "LABKIT_CATALOG": str(override), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     out = json.loads(labkit("bench", "toy-motion", "--repeat", "1", "--steps", "1", "--json", env=env).stdout)
     assert out["name"] == "toy-motion" and out["baseline"] == "bare AnimateDiff call"
     assert out["ratio"] == pytest.approx(out["subject_s"] / out["baseline_s"])
