@@ -169,7 +169,7 @@ def bench_toy_motion(repeats: int = 5, *, model: str | None = None, steps: int |
     keyframe = keyframe_for(ref)
     if keyframe:  # the bare path draws the keyframe too, as `Lab.video` does
         kplan, kref = prepare(lab, Plan(prompt=keyframe_prompt(ref.family, plan.prompt), model=keyframe, seed=0,
-                                        width=plan.width, height=plan.height))
+                                        steps=plan.steps, width=plan.width, height=plan.height))
         kpipe = cached(kref.location)
 
     def bare() -> None:

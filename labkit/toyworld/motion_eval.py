@@ -215,7 +215,8 @@ def evaluate_motion(lab: Lab, *, model: str = "toyworld-motion", n: int = 60, se
     with lab.run("eval toymotion", params=params, tags={"labkit.job": "eval-toymotion"}) as run:
         loaded, _ = load_cached(lab, ref, choose(ref.family, lab.hardware))
         if keyframe:  # text-to-video as `labkit video` renders it: the keyframe model draws frame 0
-            kplan, kref = prepare(lab, Plan(prompt="a red circle on the left", model=keyframe, width=64, height=64))
+            kplan, kref = prepare(lab, Plan(prompt="a red circle on the left", model=keyframe, width=64, height=64,
+                                            steps=plan.steps))
             kloaded, _ = load_cached(lab, kref, choose(kref.family, lab.hardware))
         rows, clips = [], []
         start = time.perf_counter()
@@ -248,7 +249,10 @@ def evaluate_motion(lab: Lab, *, model: str = "toyworld-motion", n: int = 60, se
         jerks = [r["jerk_px"] for r in rows if r["jerk_px"] is not None]
         report = MotionReport(
             model=plan.model, n=n, seed=seed, steps=plan.steps, frames=frames, mode=mode,
-            rates={k: statistics.fmean(r[k] for r in rows) for k in CHECKS},
+            rates={k: statistics.fmean(r[k] for r in rows) for k in CHECKS} | (
+                # issue 10's image-to-video check: frame 0 kept the given object and it moved as asked
+                {"kept_and_moved": statistics.fmean(r["start"] and r["direction"] for r in rows)}
+                if image_to_video else {}),
             by_motion={m: statistics.fmean(r["direction"] for r in rows if r["motion"] == m)
                        for m in MOTIONS if any(r["motion"] == m for r in rows)},
             mean_jerk_px=statistics.fmean(jerks) if jerks else math.inf,
