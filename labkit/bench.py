@@ -153,35 +153,26 @@ def bench_toy_motion(repeats: int = 5, *, model: str | None = None, steps: int |
     from labkit.controller.plan import Plan
     from labkit.lab import Lab
     from labkit.pipelines import calls
-    from labkit.pipelines.animatediff import keyframe_prompt
-    from labkit.render import keyframe_for, prepare
+    from labkit.render import keyframe_drawer, prepare
 
     lab = Lab(root, experiment="labkit-bench")
     plan, ref = prepare(lab, Plan(prompt="a blue square moving up", modality="video", model=model or "toyworld-motion",
                                   steps=steps, seed=0, width=size[0] if size else None,
                                   height=size[1] if size else None))
     first = lab.render(plan)  # loads and caches the pipeline (and its keyframe model's); not timed
-
-    def cached(location: str) -> Any:
-        return lab.pipelines.get(next(k for k in lab.pipelines.keys() if k[1] == location)).pipe
-
-    pipe = cached(ref.location)
-    keyframe = keyframe_for(ref)
-    if keyframe:  # the bare path draws the keyframe too, as `Lab.video` does
-        kplan, kref = prepare(lab, Plan(prompt=keyframe_prompt(ref.family, plan.prompt), model=keyframe, seed=0,
-                                        steps=plan.steps, width=plan.width, height=plan.height))
-        kpipe = cached(kref.location)
+    pipe = lab.pipelines.get(next(k for k in lab.pipelines.keys() if k[1] == ref.location)).pipe
+    # the bare path draws the keyframe too, as `Lab.video` does
+    draw = keyframe_drawer(lab, ref, steps=plan.steps, width=plan.width, height=plan.height)
 
     def bare() -> None:
         common = dict(negative_prompt=plan.negative_prompt, width=plan.width, height=plan.height, seed=plan.seed,
                       count=1, on_step=lambda i: False)
-        if not keyframe:
+        if draw is None:
             calls.run_txt2vid(pipe, prompt=plan.prompt, steps=plan.steps, guidance=plan.guidance, frames=plan.frames,
                               **common)
             return
-        (image,) = calls.run_image(kpipe, prompt=kplan.prompt, steps=kplan.steps, guidance=kplan.guidance, **common)
-        calls.run_img2vid(pipe, image=image, prompt=plan.prompt, steps=plan.steps, guidance=plan.guidance,
-                          frames=plan.frames, fps=plan.fps, decode_chunk_size=0, **common)
+        calls.run_img2vid(pipe, image=draw(plan.prompt, plan.seed), prompt=plan.prompt, steps=plan.steps,
+                          guidance=plan.guidance, frames=plan.frames, fps=plan.fps, decode_chunk_size=0, **common)
 
     subject, baseline, timings = [], [], []
     for _ in range(repeats):

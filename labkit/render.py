@@ -274,6 +274,30 @@ def keyframe_for(ref: ModelRef) -> str | None:
     return keyframe_model(ref.location)
 
 
+def keyframe_drawer(lab: Lab, ref: ModelRef, *, steps: int, width: int, height: int
+                    ) -> Callable[[str, int], Any] | None:
+    """In memory, what `render` draws as its own run before animating `ref`'s text-to-video: a function
+    (clip prompt, seed) -> the keyframe model's PIL picture of `keyframe_prompt`, at the clip's steps and
+    size, the model loaded (and cached) once; None when `ref` names no keyframe model. For callers that
+    render many clips without a run each (`eval toymotion`, `bench toy-motion`)."""
+    keyframe = keyframe_for(ref)
+    if not keyframe:
+        return None
+    from labkit.pipelines.animatediff import keyframe_prompt
+    from labkit.pipelines.calls import run_image
+
+    plan, kref = prepare(lab, Plan(prompt="keyframe", model=keyframe, steps=steps, width=width, height=height))
+    pipe = load_cached(lab, kref, choose(kref.family, lab.hardware))[0].pipe
+
+    def draw(prompt: str, seed: int) -> Any:
+        (image,) = run_image(pipe, prompt=keyframe_prompt(ref.family, prompt), negative_prompt="", steps=plan.steps,
+                             guidance=plan.guidance, width=plan.width, height=plan.height, seed=seed, count=1,
+                             on_step=lambda _: False)
+        return image
+
+    return draw
+
+
 def licence_chain(plan: Plan, ref: ModelRef, adapters: list[tuple[Any, float]] = ()) -> list[Any]:
     """The compliance assets a plan puts together: the model, the adapters (each with the training
     data it records), then the controller's LLM."""

@@ -196,9 +196,8 @@ def evaluate_motion(lab: Lab, *, model: str = "toyworld-motion", n: int = 60, se
     """
     from labkit.controller.plan import Plan
     from labkit.hardware import choose
-    from labkit.pipelines.animatediff import keyframe_prompt
-    from labkit.pipelines.calls import run_image, run_txt2vid
-    from labkit.render import keyframe_for, load_cached, prepare
+    from labkit.pipelines.calls import run_txt2vid
+    from labkit.render import keyframe_drawer, keyframe_for, load_cached, prepare
     from labkit.toyworld.motion import MOTIONS, motion_prompts, render_clip
     from labkit.toyworld.motion_train import animate
 
@@ -214,10 +213,8 @@ def evaluate_motion(lab: Lab, *, model: str = "toyworld-motion", n: int = 60, se
               "guidance": plan.guidance, "frames": frames, "mode": mode, "size": f"{plan.width}x{plan.height}"}
     with lab.run("eval toymotion", params=params, tags={"labkit.job": "eval-toymotion"}) as run:
         loaded, _ = load_cached(lab, ref, choose(ref.family, lab.hardware))
-        if keyframe:  # text-to-video as `labkit video` renders it: the keyframe model draws frame 0
-            kplan, kref = prepare(lab, Plan(prompt="a red circle on the left", model=keyframe, width=64, height=64,
-                                            steps=plan.steps))
-            kloaded, _ = load_cached(lab, kref, choose(kref.family, lab.hardware))
+        # text-to-video as `labkit video` renders it: the keyframe model draws frame 0
+        draw = keyframe_drawer(lab, ref, steps=plan.steps, width=64, height=64) if keyframe else None
         rows, clips = [], []
         start = time.perf_counter()
         # 2. render and judge every prompt
@@ -228,9 +225,7 @@ def evaluate_motion(lab: Lab, *, model: str = "toyworld-motion", n: int = 60, se
                 if image_to_video:
                     first = Image.fromarray(render_clip(truth)[0])
                 else:
-                    (first,) = run_image(kloaded.pipe, prompt=keyframe_prompt(ref.family, prompt), negative_prompt="",
-                                         steps=kplan.steps, guidance=kplan.guidance, width=64, height=64,
-                                         seed=seed + i, count=1, on_step=lambda _: False)
+                    first = draw(prompt, seed + i)
                 clip = animate(loaded.pipe, prompt, image=first, frames=frames, steps=plan.steps,
                                guidance=plan.guidance, seed=seed + i)
                 v = motion_verdict(truth if image_to_video else prompt, clip)
