@@ -141,7 +141,7 @@ TOY_MOTION_TARGET_S = 5.0
 def bench_toy_motion(repeats: int = 5, *, model: str | None = None, steps: int | None = None,
                      size: tuple[int, int] | None = None, root: str | None = None, **_: Any) -> BenchResult:
     """`Lab.video` of a 16-frame toy clip (plan, tracking, MP4 + GIF with the record) against the bare
-    `AnimateDiffPipeline` call on the same loaded pipeline, steps and seed, interleaved (for a model with
+    pipeline call on the same loaded pipeline, steps and seed, interleaved (for a model with
     a keyframe model, both draw the keyframe first: the bare path with a plain pipeline call).
 
     `extra` says where the time goes (denoising per step, VAE decode, everything labkit adds) and how the
@@ -192,7 +192,7 @@ def bench_toy_motion(repeats: int = 5, *, model: str | None = None, steps: int |
         "clip_vs_target": round(b / TOY_MOTION_TARGET_S, 3), "target_s": TOY_MOTION_TARGET_S,
         "denoise_s": round(steps_s, 3), "step_s": round(steps_s / plan.steps, 3), "decode_s": round(decode_s, 3),
         "labkit_s": round(s - steps_s - decode_s, 3), "overhead_pct": round((s / b - 1) * 100, 1)}
-    return BenchResult("toy-motion", "Lab.video (tracked, MP4 + GIF)", "bare AnimateDiff call", s, b, s / b, repeats,
+    return BenchResult("toy-motion", "Lab.video (tracked, MP4 + GIF)", "bare pipeline call", s, b, s / b, repeats,
                        extra)
 
 

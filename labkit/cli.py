@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from labkit.errors import LabkitError
+from labkit.errors import InvalidParameter, LabkitError
 
 
 def _lab(args: argparse.Namespace):
@@ -294,6 +294,20 @@ def cmd_train_toy_base(args: argparse.Namespace) -> int:
 def cmd_train_toy_motion(args: argparse.Namespace) -> int:
     from labkit.toyworld.motion_train import ToyMotionConfig, train_toy_motion
 
+    adapter_only = _given(args, ("first_frame_prob", "timestep_shift", "terminal_share", "spatial_lr_scale",
+                                 "text_encoder_lr_scale", "shared_noise"))
+    if args.arch == "warp":
+        from labkit.toyworld.warp import ToyWarpConfig, train_toy_warp
+
+        if adapter_only:
+            flags = " ".join("--" + k.replace("_", "-") for k in adapter_only)
+            raise InvalidParameter(f"{flags} set the AnimateDiff recipe; the default --arch warp has no such "
+                                   "setting.", value=sorted(adapter_only),
+                                   fix="add --arch animatediff to train the motion adapter, or drop the option.")
+        given = _given(args, ("steps", "batch_size", "frames", "threads", "lr"))
+        cfg = ToyWarpConfig(output_dir=args.output, base=args.base, seed=args.seed,
+                            resume="latest" if args.resume else None, **given)
+        return _train_recipe(args, "toy-motion", train_toy_warp, cfg, "toy motion model")
     cfg = ToyMotionConfig(output_dir=args.output, base=args.base, seed=args.seed,
                           resume="latest" if args.resume else None,
                           **_given(args, ("steps", "batch_size", "frames", "threads", "lr", "first_frame_prob",
@@ -434,8 +448,6 @@ def cmd_compare_sweep(args: argparse.Namespace) -> int:
     lab = _lab(args)
     compare = [(args.a, args.b, args.metric)] if args.a and args.b else None
     if bool(args.a) != bool(args.b):
-        from labkit.errors import InvalidParameter
-
         raise InvalidParameter("--a and --b go together.", value=args.a or args.b,
                                fix="pass both settings, e.g. --a steps=4 --b steps=12.")
     rep = report(lab, args.run_id, metrics=args.metrics or None, compare=compare, log=not args.no_log)
@@ -695,8 +707,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-eval", action="store_true", help="skip the final adherence check")
     t.set_defaults(func=cmd_train_toy_base)
 
-    t = tsub.add_parser("toy-motion", parents=[common], help="train the toy motion adapter (AnimateDiff) on the "
-                        "toy model")
+    t = tsub.add_parser("toy-motion", parents=[common], help="train the toy motion model on the toy model: a "
+                        "trajectory diffusion model with a warp renderer (default), or an AnimateDiff motion adapter")
+    t.add_argument("--arch", choices=["warp", "animatediff"], default="warp",
+                   help="warp: trajectory diffusion + warp renderer (labkit.toyworld.warp; what ships); animatediff: "
+                   "a motion adapter (labkit.toyworld.motion_train)")
     t.add_argument("--output", default="toy-motion", help="folder for checkpoints, validation strips and the model")
     t.add_argument("--base", default="toyworld", help="the toy text-to-image model to animate (default toyworld)")
     t.add_argument("--steps", type=int, help="training steps (default: ToyMotionConfig's)")

@@ -78,6 +78,10 @@ def run_img2vid(pipe: Any, *, image: Any, steps: int, guidance: float, width: in
             num_inference_steps=steps, generator=generators(seed + i, 1)[0], output_type="pil",
             **step_callback(pipe, on_step),
         )
+        if _supports(pipe, "prompt"):  # an image-to-video model that also reads the caption (labkit.toyworld.warp)
+            kwargs.update(prompt=prompt, guidance_scale=guidance)
+            if negative_prompt:
+                kwargs["negative_prompt"] = negative_prompt
         if _supports(pipe, "fps"):
             # SVD is conditioned on fps - 1 (diffusers' SVD guide); the playback rate stays `fps`.
             kwargs["fps"] = max(fps - 1, 1)

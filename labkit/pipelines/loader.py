@@ -12,9 +12,11 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from labkit.errors import InvalidParameter, LabkitError, ModelNotCached, UnknownModel, UnsafeWeights
@@ -197,7 +199,8 @@ def _missing_fix(ref: ModelRef, folder: Path) -> str:
     if ref.family != "toy":
         return "check the folder, or the source of its catalogue entry."
     if ref.entry is not None and ref.entry.is_video:
-        return (f"train it with `labkit train toy-motion --output toy-motion` and copy toy-motion/model/ to "
+        arch = " --arch animatediff" if "animatediff" in ref.entry.id else ""
+        return (f"train it with `labkit train toy-motion{arch} --output toy-motion` and copy toy-motion/model/ to "
                 f"{folder} (or pass the folder with --model), or reinstall labkit.")
     return "train it with `labkit train toy-base`, or reinstall labkit."
 
@@ -304,9 +307,7 @@ def load_pipeline(ref: ModelRef, strategy: MemoryStrategy, device: str, *, allow
             if ref.kind == "single_file":
                 pipe = _from_single_file(ref, dtype)
             else:
-                from diffusers import DiffusionPipeline
-
-                pipe = DiffusionPipeline.from_pretrained(
+                pipe = pipeline_class(folder).from_pretrained(
                     str(folder), dtype=dtype, use_safetensors=None if allow_pickle else True, local_files_only=True,
                     variant=variant if variant and any(f".{variant}." in k for k in hashes) else None,
                 )
@@ -326,6 +327,30 @@ def load_pipeline(ref: ModelRef, strategy: MemoryStrategy, device: str, *, allow
     size = sum(p.numel() * p.element_size() for c in pipe.components.values()
                if hasattr(c, "parameters") for p in c.parameters())
     return Loaded(pipe, ref, strategy, hashes, applied, time.perf_counter() - start, size)
+
+
+#: Pipeline classes labkit defines, by the `_class_name` their folders' `model_index.json` gives: diffusers
+#: looks a class name up in its own package, so the loader imports these itself (their components name their
+#: modules, which diffusers imports).
+LABKIT_PIPELINES: Mapping[str, str] = MappingProxyType({
+    "ToyWarpImageToVideoPipeline": "labkit.toyworld.warp",
+})
+
+
+def pipeline_class(folder: Path) -> Any:
+    """The class whose `from_pretrained` loads the pipeline in `folder`: a labkit pipeline (`LABKIT_PIPELINES`)
+    or diffusers' `DiffusionPipeline`, which picks the class `model_index.json` names."""
+    import importlib
+
+    try:
+        name = json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name")
+    except (OSError, ValueError):
+        name = None
+    if name in LABKIT_PIPELINES:
+        return getattr(importlib.import_module(LABKIT_PIPELINES[name]), name)
+    from diffusers import DiffusionPipeline
+
+    return DiffusionPipeline
 
 
 #: Notices libraries print on every load that no user can act on: transformers' fallback to its PIL image

@@ -196,10 +196,9 @@ def evaluate_motion(lab: Lab, *, model: str = "toyworld-motion", n: int = 60, se
     """
     from labkit.controller.plan import Plan
     from labkit.hardware import choose
-    from labkit.pipelines.calls import run_txt2vid
+    from labkit.pipelines.calls import run_img2vid, run_txt2vid
     from labkit.render import keyframe_drawer, keyframe_for, load_cached, prepare
     from labkit.toyworld.motion import MOTIONS, motion_prompts, render_clip
-    from labkit.toyworld.motion_train import animate
 
     if n < 1:
         raise InvalidParameter(f"n={n}: the benchmark needs at least one prompt.", value=n, fix="Pass n >= 1.")
@@ -226,8 +225,9 @@ def evaluate_motion(lab: Lab, *, model: str = "toyworld-motion", n: int = 60, se
                     first = Image.fromarray(render_clip(truth)[0])
                 else:
                     first = draw(prompt, seed + i)
-                clip = animate(loaded.pipe, prompt, image=first, frames=frames, steps=plan.steps,
-                               guidance=plan.guidance, seed=seed + i)
+                (clip,) = run_img2vid(loaded.pipe, image=first, prompt=prompt, negative_prompt="", steps=plan.steps,
+                                      guidance=plan.guidance, width=64, height=64, frames=frames, fps=plan.fps,
+                                      seed=seed + i, count=1, decode_chunk_size=0, on_step=lambda _: False)
                 v = motion_verdict(truth if image_to_video else prompt, clip)
             else:
                 (clip,) = run_txt2vid(loaded.pipe, prompt=prompt, negative_prompt="", steps=plan.steps,

@@ -1,6 +1,7 @@
-"""The toy-motion recipe: an AnimateDiff motion adapter on the toy text-to-image model.
+"""The AnimateDiff toy-motion recipe: a motion adapter on the toy text-to-image model.
 
-    path = train_toy_motion(lab, ToyMotionConfig(output_dir="toy-motion"))   # `labkit train toy-motion`
+    # `labkit train toy-motion --arch animatediff`:
+    path = train_toy_motion(lab, ToyMotionConfig(output_dir="toy-motion"))
 
 The model is diffusers' AnimateDiff, unchanged: the toy model's `UNet2DConditionModel` becomes a
 `UNetMotionModel` (`UNetMotionModel.from_unet2d(unet, MotionAdapter(...))`) whose temporal transformers
@@ -9,7 +10,7 @@ it) learn v-prediction on moving toy scenes (`toyworld.motion`, train split only
 weights fine-tune with them at a fifth of the learning rate (`spatial_lr_scale`; 0 freezes them, as
 AnimateDiff proper does): temporal attention only mixes a latent pixel with the same pixel in other
 frames, so moving an object takes spatial layers that act on what it says, and with the 2D weights frozen
-two runs of 1000 steps learnt no motion at all. (With them the shipped model gets 93% of held-out
+two runs of 1000 steps learnt no motion at all. (With them the shipped `toyworld-animatediff` gets 93% of held-out
 directions right, but keeps the object's shape in every frame in only about a tenth of its clips, far
 short of issue 10's thresholds; its notes hold the measurements.) The export is an
 `AnimateDiffPipeline` folder in diffusers layout — `unet/` a `UNet2DConditionModel` (the base's class

@@ -163,7 +163,8 @@ def test_unknown_id_lists_close_matches_and_the_fix(shipped):
 
 
 def test_entries_filters(shipped):
-    assert {e.id for e in shipped.entries(task="img2vid")} == {"svd", "svd-xt", "ltx-video", "toyworld-motion"}
+    assert {e.id for e in shipped.entries(task="img2vid")} == {"svd", "svd-xt", "ltx-video", "toyworld-motion",
+                                                                 "toyworld-animatediff"}
     assert {e.id for e in shipped.entries(family="t2v")} == {"wan2.1-t2v-1.3b", "ltx-video"}
     assert [e.id for e in shipped.entries(task="txt2img", family="toy")] == ["toyworld"]
     assert len(shipped.entries()) == len(shipped)
