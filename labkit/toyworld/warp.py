@@ -505,8 +505,8 @@ class ToyWarpTask(TrainTask):
             f"A trajectory diffusion model ({sum(p.numel() for p in self.model.parameters()):,} parameters) "
             f"and a warp renderer (`labkit.toyworld.warp`), reading captions with the text encoder of "
             f"`{self.base_id}` (licence {self.base_licence or 'unknown'}), which also draws the keyframe of "
-            "text-to-video. Load the folder with `ToyWarpImageToVideoPipeline.from_pretrained` (or "
-            "`DiffusionPipeline.from_pretrained(folder, custom_pipeline=...)`); "
+            "text-to-video. Load the folder with `ToyWarpImageToVideoPipeline.from_pretrained` (labkit's loader "
+            "picks that class from `model_index.json`); "
             "`pipe(image=first_frame, prompt=...)` animates a toy picture.", ""])
 
 
