@@ -714,10 +714,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "a motion adapter (labkit.toyworld.motion_train)")
     t.add_argument("--output", default="toy-motion", help="folder for checkpoints, validation strips and the model")
     t.add_argument("--base", default="toyworld", help="the toy text-to-image model to animate (default toyworld)")
-    t.add_argument("--steps", type=int, help="training steps (default: ToyMotionConfig's)")
+    t.add_argument("--steps", type=int, help="training steps (default: the recipe's, ToyWarpConfig or ToyMotionConfig)")
     t.add_argument("--batch-size", type=int, help="clips per step")
     t.add_argument("--frames", type=int, help="frames per training clip (default 16)")
-    t.add_argument("--lr", type=float, help="the adapter's learning rate")
+    t.add_argument("--lr", type=float, help="the learning rate (the adapter's, for --arch animatediff)")
     t.add_argument("--first-frame-prob", type=float, help="share of clips trained with their first frame given "
                    "(image-to-video)")
     t.add_argument("--timestep-shift", type=float, help="move training timesteps toward noise (1: uniform)")

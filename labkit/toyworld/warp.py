@@ -230,7 +230,7 @@ class ToyWarpImageToVideoPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, image: Any = None, prompt: str | Sequence[str] = "", negative_prompt: str | None = None,
                  num_frames: int = 16, height: int | None = None, width: int | None = None,
-                 num_inference_steps: int = 20, guidance_scale: float = 3.0, generator: Any = None,
+                 num_inference_steps: int = 20, guidance_scale: float = 2.0, generator: Any = None,
                  latents: torch.Tensor | None = None, output_type: str = "pil", return_dict: bool = True,
                  callback_on_step_end: Callable[..., dict[str, Any]] | None = None,
                  callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",)) -> Any:
@@ -345,6 +345,10 @@ class ToyWarpConfig:
             return InvalidParameter(f"ToyWarpConfig.{name}={getattr(self, name)!r} is not valid.",
                                     value=getattr(self, name), fix=fix)
 
+        from labkit.toyworld.motion import MIN_FRAMES
+
+        if self.frames < MIN_FRAMES:
+            raise bad("frames", f"use {MIN_FRAMES} or more frames per training clip (16 by default).")
         if self.degree < 1:
             raise bad("degree", "use 1 or more (1: straight uniform motion only; 3 by default).")
         for name in ("steps", "batch_size", "width", "depth", "sampling_steps"):
@@ -380,9 +384,10 @@ class ToyWarpTask(TrainTask):
         self.base_id, self.base_licence, self.base_revision = base_id, base_licence, base_revision
         init_word_embeddings(components["tokenizer"], components["text_encoder"], config.word_init)
         components["text_encoder"].requires_grad_(False).eval()
-        torch.manual_seed(config.seed * 1000 + 17)
-        self.model = ToyTrajectoryModel(degree=config.degree, text_dim=components["text_encoder"].config.hidden_size,
-                                        width=config.width, depth=config.depth)
+        with torch.random.fork_rng(devices=[]):  # the model's start depends on the seed alone
+            torch.manual_seed(config.seed * 1000 + 17)
+            self.model = ToyTrajectoryModel(degree=config.degree, width=config.width, depth=config.depth,
+                                            text_dim=components["text_encoder"].config.hidden_size)
         self.noise = DDPMScheduler.from_config(components["scheduler"].config)
         self.sampler = DDIMScheduler.from_config(components["scheduler"].config)
         self.tokenizer_files: Path | None = None
@@ -412,14 +417,14 @@ class ToyWarpTask(TrainTask):
     def loss(self, batch, ctx: StepContext):
         image, traj, ids = (t.to(ctx.device) for t in batch)
         b = traj.shape[0]
-        drop = torch.rand(b, generator=ctx.generator) < self.config.caption_dropout
-        ids = torch.where(drop[:, None], self._tokenize([""]).expand_as(ids), ids)
+        drop = (torch.rand(b, generator=ctx.generator) < self.config.caption_dropout).to(ctx.device)
+        ids = torch.where(drop[:, None], self._tokenize([""]).to(ctx.device).expand_as(ids), ids)
         with torch.no_grad():
             text = self.c["text_encoder"](ids)[0]
-        if self.config.image_noise:
-            image = image + self.config.image_noise * torch.randn(image.shape, generator=ctx.generator)
-        noise = torch.randn(traj.shape, generator=ctx.generator)
-        t = torch.randint(0, self.noise.config.num_train_timesteps, (b,), generator=ctx.generator)
+        if self.config.image_noise:  # the draws come from the step's CPU generator, then move
+            image = image + self.config.image_noise * torch.randn(image.shape, generator=ctx.generator).to(ctx.device)
+        noise = torch.randn(traj.shape, generator=ctx.generator).to(ctx.device)
+        t = torch.randint(0, self.noise.config.num_train_timesteps, (b,), generator=ctx.generator).to(ctx.device)
         noisy = self.noise.add_noise(traj, noise, t)
         target = self.noise.get_velocity(traj, noise, t)
         pred = self.model(noisy, t, text, image)

@@ -354,6 +354,19 @@ def test_catalogue_entry_is_the_packaged_animatediff_model():
     assert index["_class_name"] == "AnimateDiffPipeline" and index["labkit"]["keyframe_model"] == "toyworld"
 
 
+def test_the_shipped_animatediff_model_loads_and_animates_its_keyframe(project, one_thread, offline):
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+    from labkit.toyworld.detect import detect
+
+    lab = Lab(project, hardware=HardwareProfile.simulated(None))
+    r = lab.video("a blue square moving up", model="toyworld-animatediff", steps=2, seed=1)
+    assert r.status == "finished" and r.plan.task == "img2vid" and len(r.frames) == 16
+    assert r.record["model"]["pipeline"] == "AnimateDiffPipeline" and r.inputs[0]["id"] == "toyworld"
+    (obj,) = detect(r.frames[0])  # the keyframe the toy model drew, kept as frame 0
+    assert (obj.colour, obj.shape, obj.position) == ("blue", "square", "bottom")
+
+
 def test_a_missing_motion_model_says_how_to_train_it(project, tmp_path, monkeypatch, cli_env):
     from labkit.errors import ModelNotCached
     from labkit.hardware import HardwareProfile

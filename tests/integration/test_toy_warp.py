@@ -274,6 +274,6 @@ def test_shipped_motion_model_meets_the_issue_thresholds(project, one_thread):
 def test_bad_recipe_settings_are_refused_before_any_work():
     from labkit.toyworld.warp import ToyWarpConfig
 
-    for bad in ({"degree": 0}, {"caption_dropout": 1.5}, {"image_noise": -1.0}, {"resume": "yes"}):
+    for bad in ({"degree": 0}, {"frames": 1}, {"caption_dropout": 1.5}, {"image_noise": -1.0}, {"resume": "yes"}):
         with pytest.raises(InvalidParameter, match=next(iter(bad))):
             ToyWarpConfig(**bad).check()
