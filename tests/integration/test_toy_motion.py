@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -415,34 +416,52 @@ def test_rules_controller_keeps_other_requests_off_the_toy_motion_model():
     assert rules.plan("a blue square moving up", off).model != "toyworld-motion"
 
 
-def test_labkit_video_and_ask_write_mp4_and_gif_with_the_record_logged_offline(motion_catalog, cli_env, project,
-                                                                               search_runs):
+def video_and_ask(env: dict[str, str], project: Path, search_runs, *video_args: str
+                  ) -> list[tuple[dict, str, list, Any]]:
+    """`labkit video "a blue square moving up" [video_args]` and `labkit ask "make a short clip of a blue square
+    moving up"` in a subprocess each, with `env`: [(the --json result, the controller that planned it, the GIF's
+    frames as arrays, its MLflow run)], after checking that each wrote an MP4 and a 16-frame 64x64 GIF whose
+    records name the run, the toy motion model and the controller, and that each run finished."""
     from PIL import Image
 
     from labkit import outputs
     from tests.integration.test_cli import labkit
 
-    env = {**cli_env, "LABKIT_CATALOG": str(motion_catalog[0]), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
-    video = json.loads(labkit("video", "a blue square moving up", "--steps", "2", "--seed", "3", "--json",
-                              env=env).stdout)
+    env = {**env, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    video = json.loads(labkit("video", "a blue square moving up", *video_args, "--json", env=env).stdout)
     asked = json.loads(labkit("ask", "make a short clip of a blue square moving up", "--json", env=env).stdout)
     runs = {r.info.run_id: r for r in search_runs(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")}
+    out = []
     for result, controller in ((video, "api"), (asked, "rules")):
         files = [Path(f) for f in result["files"]]
         assert sorted(f.suffix for f in files) == [".gif", ".mp4"] and all(f.stat().st_size > 0 for f in files)
-        gif = next(f for f in files if f.suffix == ".gif")
-        with Image.open(gif) as im:
+        with Image.open(next(f for f in files if f.suffix == ".gif")) as im:
             assert im.n_frames == 16 and im.size == (64, 64)
+            frames = []
+            for k in range(im.n_frames):
+                im.seek(k)
+                frames.append(np.asarray(im.convert("RGB")))
         for f in files:
             record = outputs.read_record(f)
             assert record["run_id"] == result["run_id"] and record["plan"]["model"] == "toyworld-motion"
-            assert record["model"]["pipeline"] == "AnimateDiffPipeline" and record["plan"]["frames"] == 16
-            assert record["plan"]["controller"]["name"] == controller
+            assert record["plan"]["frames"] == 16 and record["plan"]["controller"]["name"] == controller
         run = runs[result["run_id"]]
         assert run.info.status == "FINISHED" and run.data.tags["model.id"] == "toyworld-motion"
         assert run.data.tags["labkit.task"] == "txt2vid" and run.data.tags["model.licence"] == "cc0-1.0"
-    assert asked["plan"]["prompt"] == "a blue square moving up"
+        assert result["plan"]["prompt"] == "a blue square moving up"
+        out.append((result, controller, frames, run))
+    return out
+
+
+def test_labkit_video_and_ask_write_mp4_and_gif_with_the_record_logged_offline(motion_catalog, cli_env, project,
+                                                                               search_runs):
+    from labkit import outputs
+
+    env = {**cli_env, "LABKIT_CATALOG": str(motion_catalog[0])}
+    (video, _, _, _), (asked, _, _, _) = video_and_ask(env, project, search_runs, "--steps", "2", "--seed", "3")
+    for result in (video, asked):
+        for f in result["files"]:
+            assert outputs.read_record(Path(f))["model"]["pipeline"] == "AnimateDiffPipeline"
     assert asked["plan"]["steps"] == 8  # the override's default_steps (ANIMATEDIFF_ENTRY), not the shipped entry's
 
 

@@ -197,39 +197,19 @@ def test_catalogue_entry_is_the_packaged_warp_model():
 
 @needs_shipped
 def test_labkit_video_and_ask_render_the_shipped_model_to_mp4_and_gif_logged_offline(cli_env, project, search_runs):
-    from PIL import Image
-
     from labkit import outputs
     from labkit.toyworld.detect import detect
     from labkit.toyworld.motion_eval import motion_verdict
-    from tests.integration.test_cli import labkit
+    from tests.integration.test_toy_motion import video_and_ask
 
-    env = {**cli_env, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    video = json.loads(labkit("video", "a blue square moving up", "--seed", "3", "--json", env=env).stdout)
-    asked = json.loads(labkit("ask", "make a short clip of a blue square moving up", "--json", env=env).stdout)
-    runs = {r.info.run_id: r for r in search_runs(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")}
-    for result, controller in ((video, "api"), (asked, "rules")):
-        files = [Path(f) for f in result["files"]]
-        assert sorted(f.suffix for f in files) == [".gif", ".mp4"] and all(f.stat().st_size > 0 for f in files)
-        gif = next(f for f in files if f.suffix == ".gif")
-        with Image.open(gif) as im:
-            assert im.n_frames == 16 and im.size == (64, 64)
-            frames = []
-            for k in range(im.n_frames):
-                im.seek(k)
-                frames.append(np.asarray(im.convert("RGB")))
+    for result, _, frames, run in video_and_ask(cli_env, project, search_runs, "--seed", "3"):
         # the clip does what the caption says: a blue square that rises, the same square in every frame
         v = motion_verdict("a blue square moving up", frames)
         assert v["direction"] and v["identity"], v
         assert [(d.colour, d.shape) for d in detect(frames[0])] == [("blue", "square")]
-        for f in files:
-            record = outputs.read_record(f)
-            assert record["run_id"] == result["run_id"] and record["plan"]["model"] == "toyworld-motion"
-            assert record["model"]["pipeline"] == "ToyWarpImageToVideoPipeline" and record["plan"]["frames"] == 16
-            assert record["plan"]["controller"]["name"] == controller
-        run = runs[result["run_id"]]
-        assert run.info.status == "FINISHED" and run.data.tags["model.id"] == "toyworld-motion"
-        assert run.data.tags["labkit.task"] == "txt2vid" and run.data.tags["model.licence"] == "cc0-1.0"
+        for f in result["files"]:
+            assert outputs.read_record(Path(f))["model"]["pipeline"] == "ToyWarpImageToVideoPipeline"
+        runs = {r.info.run_id: r for r in search_runs(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")}
         still = runs[run.data.tags["labkit.first_frame_run"]]  # the keyframe, its own recorded run
         assert still.info.status == "FINISHED" and still.data.tags["model.id"] == "toyworld"
         assert still.data.params["plan.prompt"] == "a small blue square at the bottom"
