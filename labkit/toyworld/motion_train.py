@@ -324,11 +324,7 @@ def save_motion_pipeline(components: dict[str, Any], motion_unet, kwargs: dict[s
     unet2d.load_state_dict(spatial_state(motion_unet), strict=True)
     pipe.register_modules(unet=unet2d)
     pipe.save_pretrained(folder, safe_serialization=True)
-    tok = folder / "tokenizer"
-    if tokenizer_files is not None and not (tok / "vocab.json").exists():
-        for name in ("vocab.json", "merges.txt"):
-            if (tokenizer_files / name).is_file():
-                shutil.copy(tokenizer_files / name, tok / name)
+    copy_tokenizer_files(tokenizer_files, folder)
     index_path = folder / "model_index.json"
     index = json.loads(index_path.read_text())
     index["labkit"] = {"family": "toy", "kind": "motion", **(meta or {})}
@@ -661,8 +657,6 @@ def train_toy_motion(lab: Lab, config: ToyMotionConfig | None = None) -> Path:
     """
     import torch
 
-    from labkit.training import TrainConfig, train
-
     # 1. settings and the base
     config = config or ToyMotionConfig()
     config.check()
@@ -673,7 +667,16 @@ def train_toy_motion(lab: Lab, config: ToyMotionConfig | None = None) -> Path:
     task = ToyMotionTask(comps, config, base_id=ref.id, base_licence=ref.licence or _folder_licence(base_folder),
                          base_revision=ref.revision)
     task.tokenizer_files = base_folder / "tokenizer"
-    # 2. training
+    # 2. training, and 3. the export (the engine writes it: task.export + model card)
+    return run_motion_recipe(lab, task, config, {"arch": "animatediff", **config.to_dict()})
+
+
+def run_motion_recipe(lab: Lab, task: TrainTask, config: Any, recipe: dict[str, Any]) -> Path:
+    """Train a toy-motion `task` with labkit's engine under a recipe `config` (either architecture's: both name
+    the optimisation, validation and checkpoint settings alike) — one MLflow run "toy-motion" with `recipe` in
+    its params — and return the export's folder; KeyboardInterrupt when the run was stopped (it resumes)."""
+    from labkit.training import TrainConfig, train
+
     tcfg = TrainConfig(output_dir=config.output_dir, steps=config.steps, batch_size=config.batch_size,
                        learning_rate=config.lr, lr_schedule="cosine", warmup_steps=min(config.warmup_steps,
                                                                                        config.steps - 1),
@@ -681,12 +684,21 @@ def train_toy_motion(lab: Lab, config: ToyMotionConfig | None = None) -> Path:
                        validation_prompts=validation_prompts() if config.validate_every else (),
                        validation_seeds=(0,), log_every=config.log_every, checkpoint_every=config.checkpoint_every,
                        keep_checkpoints=2, seed=config.seed, licence=LICENCE, resume=config.resume,
-                       extra={"recipe": config.to_dict()})
+                       extra={"recipe": recipe})
     res = train(task, tcfg, lab=lab, run_name="toy-motion", tags={"labkit.task": "toy-motion"})
     if res.status != "finished":
         raise KeyboardInterrupt
-    # 3. the export was written by the engine (task.export + model card)
     return Path(config.output_dir) / "model"
+
+
+def copy_tokenizer_files(source: Path | None, folder: Path) -> None:
+    """Copy the base's BPE files (vocab.json, merges.txt) into an export's `tokenizer/` when it lacks them."""
+    if source is None:
+        return
+    tok = Path(folder) / "tokenizer"
+    for name in ("vocab.json", "merges.txt"):
+        if (source / name).is_file() and not (tok / name).exists():
+            shutil.copy(source / name, tok / name)
 
 
 def _folder_licence(folder: Path) -> str | None:
@@ -700,6 +712,6 @@ def _folder_licence(folder: Path) -> str | None:
 
 
 __all__ = ["LICENCE", "MOTION_WORD_INIT", "ToyMotionConfig", "ToyMotionTask", "adapter_config", "animate",
-           "build_motion_unet", "encode_image", "extract_adapter", "first_frame_kwargs", "init_word_embeddings",
-           "load_base", "make_motion_pipeline", "motion_modules", "path_mask", "sample_timesteps",
-           "save_motion_pipeline", "train_toy_motion", "validation_prompts"]
+           "build_motion_unet", "copy_tokenizer_files", "encode_image", "extract_adapter", "first_frame_kwargs",
+           "init_word_embeddings", "load_base", "make_motion_pipeline", "motion_modules", "path_mask",
+           "run_motion_recipe", "sample_timesteps", "save_motion_pipeline", "train_toy_motion", "validation_prompts"]

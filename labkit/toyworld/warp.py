@@ -57,7 +57,6 @@ if TYPE_CHECKING:  # pragma: no cover
 #: shrink by 1.4–1.6).
 TRAVEL_SCALE = 0.3
 SCALE_SCALE = 1.6
-PIPELINE_CLASS = "ToyWarpImageToVideoPipeline"
 
 
 # --- the motion representation -------------------------------------------------------------------
@@ -473,16 +472,12 @@ class ToyWarpTask(TrainTask):
         return Validation(images, labels, metrics)
 
     def export(self, folder: Path) -> None:
+        from labkit.toyworld.motion_train import copy_tokenizer_files
+
         folder = Path(folder)
         cfg = self.config
         self.pipeline().save_pretrained(folder, safe_serialization=True)
-        tok = folder / "tokenizer"
-        if self.tokenizer_files is not None:
-            import shutil
-
-            for name in ("vocab.json", "merges.txt"):
-                if (self.tokenizer_files / name).is_file() and not (tok / name).exists():
-                    shutil.copy(self.tokenizer_files / name, tok / name)
+        copy_tokenizer_files(self.tokenizer_files, folder)
         index_path = folder / "model_index.json"
         index = json.loads(index_path.read_text())
         index["labkit"] = {"family": "toy", "kind": "motion", "architecture": "trajectory-warp",
@@ -522,8 +517,7 @@ def train_toy_warp(lab: Lab, config: ToyWarpConfig | None = None) -> Path:
     "toy-motion": loss, validation strips, held-out motion checks, checkpoints that resume exactly);
     (3) the export, `output_dir/model`, was written by the engine.
     """
-    from labkit.toyworld.motion_train import LICENCE, _folder_licence, load_base, validation_prompts
-    from labkit.training import TrainConfig, train
+    from labkit.toyworld.motion_train import _folder_licence, load_base, run_motion_recipe
 
     config = config or ToyWarpConfig()
     config.check()
@@ -533,20 +527,9 @@ def train_toy_warp(lab: Lab, config: ToyWarpConfig | None = None) -> Path:
     task = ToyWarpTask(comps, config, base_id=ref.id, base_licence=ref.licence or _folder_licence(base_folder),
                        base_revision=ref.revision)
     task.tokenizer_files = base_folder / "tokenizer"
-    tcfg = TrainConfig(output_dir=config.output_dir, steps=config.steps, batch_size=config.batch_size,
-                       learning_rate=config.lr, lr_schedule="cosine",
-                       warmup_steps=min(config.warmup_steps, config.steps - 1), min_lr_ratio=config.min_lr_ratio,
-                       validate_every=config.validate_every,
-                       validation_prompts=validation_prompts() if config.validate_every else (),
-                       validation_seeds=(0,), log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-                       keep_checkpoints=2, seed=config.seed, licence=LICENCE, resume=config.resume,
-                       extra={"recipe": {"arch": "warp", **config.to_dict()}})
-    res = train(task, tcfg, lab=lab, run_name="toy-motion", tags={"labkit.task": "toy-motion"})
-    if res.status != "finished":
-        raise KeyboardInterrupt
-    return Path(config.output_dir) / "model"
+    return run_motion_recipe(lab, task, config, {"arch": "warp", **config.to_dict()})
 
 
-__all__ = ["PIPELINE_CLASS", "SCALE_SCALE", "TRAVEL_SCALE", "ToyTrajectoryModel", "ToyWarpConfig",
+__all__ = ["SCALE_SCALE", "TRAVEL_SCALE", "ToyTrajectoryModel", "ToyWarpConfig",
            "ToyWarpImageToVideoPipeline", "ToyWarpTask", "ToyWarpVideoOutput", "clip_trajectory", "frame_transforms",
            "image_tensor", "state_dim", "train_toy_warp", "warp_frames"]
