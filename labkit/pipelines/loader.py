@@ -199,9 +199,9 @@ def _missing_fix(ref: ModelRef, folder: Path) -> str:
     if ref.family != "toy":
         return "check the folder, or the source of its catalogue entry."
     if ref.entry is not None and ref.entry.is_video:
-        arch = " --arch animatediff" if "animatediff" in ref.entry.id else ""
-        return (f"train it with `labkit train toy-motion{arch} --output toy-motion` and copy toy-motion/model/ to "
-                f"{folder} (or pass the folder with --model), or reinstall labkit.")
+        return (f"train it with `labkit train toy-motion --output toy-motion` (add `--arch animatediff` for an "
+                f"AnimateDiff model) and copy toy-motion/model/ to {folder} (or pass the folder with --model), or "
+                "reinstall labkit.")
     return "train it with `labkit train toy-base`, or reinstall labkit."
 
 

@@ -26,7 +26,9 @@ Text-to-video: like the AnimateDiff export, the model names a keyframe model (th
 and labkit's render path draws frame 0 with it from the caption's still prompt before animating it.
 The folder is a diffusers pipeline: `model_index.json` names this class and `["labkit.toyworld.warp",
 "ToyTrajectoryModel"]` for the motion model (diffusers imports custom component classes by module path), and
-`ToyWarpImageToVideoPipeline.from_pretrained` loads it with diffusers' own machinery.
+`ToyWarpImageToVideoPipeline.from_pretrained` loads it with diffusers' own machinery. Unlike the rest of
+`labkit.toyworld`, this module imports torch and diffusers when it is imported (it defines a diffusers model
+and pipeline); labkit imports it only to load a folder that names its pipeline, or to train one.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 
 from labkit.errors import InvalidParameter
+from labkit.toyworld.motion_train import MOTION_WORD_INIT
 from labkit.training.task import StepContext, TrainTask, Validation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -323,7 +326,7 @@ class ToyWarpConfig:
     depth: int = 4
     caption_dropout: float = 0.1
     image_noise: float = 0.05
-    word_init: dict[str, str] = field(default_factory=lambda: {"up": "top", "down": "bottom"})
+    word_init: dict[str, str] = field(default_factory=lambda: dict(MOTION_WORD_INIT))
     guidance_scale: float = 2.0
     sampling_steps: int = 20
     frames: int = 16
