@@ -581,3 +581,6 @@ def test_bench_toy_motion_reports_ratios_and_where_the_time_goes(catalog, reques
     assert x["model"] == "toyworld-motion" and x["frames"] == 16 and x["steps"] == 1 and x["size"] == "64x64"
     assert x["clip_vs_target"] == pytest.approx(x["clip_s"] / x["target_s"], abs=1e-3) and x["target_s"] == 5.0
     assert x["denoise_s"] > 0 and x["decode_s"] > 0 and x["torch_threads"] == 1
+    # the keyframe is timed on its own where the model names one (it is part of both sides)
+    assert (x["keyframe_s"] > 0) == (catalog == "keyframe_catalog")
+    assert x["labkit_s"] == pytest.approx(out["subject_s"] - x["keyframe_s"] - x["denoise_s"] - x["decode_s"], abs=2e-3)
