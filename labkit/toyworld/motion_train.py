@@ -564,7 +564,7 @@ class ToyMotionTask(TrainTask):
         import numpy as np
         from PIL import Image
 
-        from labkit.toyworld.motion import make_clip_item, parse_motion, render_clip, strip
+        from labkit.toyworld.motion import parse_motion, strip
 
         self.unet.eval()
         pipe = self.pipeline()
@@ -580,21 +580,11 @@ class ToyMotionTask(TrainTask):
                                  guidance=cfg.guidance_scale, seed=s)
                 images.append(Image.fromarray(strip(np.stack([np.asarray(f) for f in frames]))))
                 labels.append(f"{p} (seed {s}{', from its first frame' if first is not None else ''})")
-        metrics: dict[str, float] = {}
-        if cfg.eval_prompts:
-            from labkit.toyworld.motion_eval import motion_verdict
-
-            vs = []
-            for i in range(cfg.eval_prompts):
-                clip, text = make_clip_item(10_000 + cfg.data_seed, i, "heldout", cfg.frames)
-                # With a keyframe model, text-to-video animates a drawn first frame: judge that step, from
-                # the clip's true first frame.
-                first = Image.fromarray(render_clip(clip)[0]) if cfg.keyframe else None
-                frames = animate(pipe, text, image=first, frames=cfg.frames, steps=cfg.sampling_steps,
-                                 guidance=cfg.guidance_scale, seed=i)
-                vs.append(motion_verdict(clip if cfg.keyframe else text, frames))
-            for key in ("direction", "identity", "smooth", "all_correct"):
-                metrics[f"heldout_{key}"] = sum(bool(v[key]) for v in vs) / len(vs)
+        # With a keyframe model, text-to-video animates a drawn first frame: judge that step, from the clip's
+        # true first frame.
+        metrics = heldout_metrics(cfg, lambda text, first, i: animate(
+            pipe, text, image=first, frames=cfg.frames, steps=cfg.sampling_steps, guidance=cfg.guidance_scale,
+            seed=i), from_first_frame=cfg.keyframe)
         return Validation(images, labels, metrics)
 
     def export(self, folder: Path) -> None:
@@ -630,6 +620,27 @@ class ToyMotionTask(TrainTask):
             f"(licence {self.base_licence or 'unknown'}); load the folder with "
             "`AnimateDiffPipeline.from_pretrained`. Image-to-video: "
             "`labkit.toyworld.motion_train.animate(pipe, prompt, image=first_frame)`.", ""])
+
+
+def heldout_metrics(config: Any, animate: Callable[[str, Any, int], Sequence[Any]], *,
+                    from_first_frame: bool = True) -> dict[str, float]:
+    """The rates of the motion checks on `config.eval_prompts` held-out prompts ({} for none), for a recipe's
+    validation: `animate(caption, first frame or None, seed)` renders prompt i with seed i, from the clip's true
+    first frame when `from_first_frame` (then judged against the clip, else against the caption)."""
+    from PIL import Image
+
+    from labkit.toyworld.motion import make_clip_item, render_clip
+    from labkit.toyworld.motion_eval import motion_verdict
+
+    verdicts = []
+    for i in range(config.eval_prompts):
+        clip, text = make_clip_item(10_000 + config.data_seed, i, "heldout", config.frames)
+        first = Image.fromarray(render_clip(clip)[0]) if from_first_frame else None
+        verdicts.append(motion_verdict(clip if from_first_frame else text, animate(text, first, i)))
+    if not verdicts:
+        return {}
+    return {f"heldout_{key}": sum(bool(v[key]) for v in verdicts) / len(verdicts)
+            for key in ("direction", "identity", "smooth", "all_correct")}
 
 
 def _first_frame_for(spec) -> Any:
@@ -713,5 +724,6 @@ def _folder_licence(folder: Path) -> str | None:
 
 __all__ = ["LICENCE", "MOTION_WORD_INIT", "ToyMotionConfig", "ToyMotionTask", "adapter_config", "animate",
            "build_motion_unet", "copy_tokenizer_files", "encode_image", "extract_adapter", "first_frame_kwargs",
-           "init_word_embeddings", "load_base", "make_motion_pipeline", "motion_modules", "path_mask",
-           "run_motion_recipe", "sample_timesteps", "save_motion_pipeline", "train_toy_motion", "validation_prompts"]
+           "heldout_metrics", "init_word_embeddings", "load_base", "make_motion_pipeline", "motion_modules",
+           "path_mask", "run_motion_recipe", "sample_timesteps", "save_motion_pipeline", "train_toy_motion",
+           "validation_prompts"]

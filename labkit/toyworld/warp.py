@@ -448,9 +448,8 @@ class ToyWarpTask(TrainTask):
         `eval_prompts` held-out prompts from their true first frame."""
         from PIL import Image
 
-        from labkit.toyworld.motion import make_clip_item, parse_motion, render_clip, strip
-        from labkit.toyworld.motion_eval import motion_verdict
-        from labkit.toyworld.motion_train import _first_frame_for
+        from labkit.toyworld.motion import parse_motion, strip
+        from labkit.toyworld.motion_train import _first_frame_for, heldout_metrics
 
         self.model.eval()
         pipe = self.pipeline()
@@ -461,16 +460,7 @@ class ToyWarpTask(TrainTask):
                 frames = self.animate(pipe, p, first, s)
                 images.append(Image.fromarray(strip(np.stack([np.asarray(f) for f in frames]))))
                 labels.append(f"{p} (seed {s})")
-        metrics: dict[str, float] = {}
-        cfg = self.config
-        if cfg.eval_prompts:
-            vs = []
-            for i in range(cfg.eval_prompts):
-                clip, text = make_clip_item(10_000 + cfg.data_seed, i, "heldout", cfg.frames)
-                frames = self.animate(pipe, text, Image.fromarray(render_clip(clip)[0]), i)
-                vs.append(motion_verdict(clip, frames))
-            for key in ("direction", "identity", "smooth", "all_correct"):
-                metrics[f"heldout_{key}"] = sum(bool(v[key]) for v in vs) / len(vs)
+        metrics = heldout_metrics(self.config, lambda text, first, i: self.animate(pipe, text, first, i))
         self.model.train()
         return Validation(images, labels, metrics)
 
