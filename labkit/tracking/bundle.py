@@ -23,34 +23,125 @@ Import makes each experiment by name in the target store (or uses the one there)
 with its original times, params, tags, metric history and artifacts, and rewrites the parent links
 to the new run ids. Every imported run carries `labkit.origin.run_id` (its id where it was made), so
 importing a bundle again — or into the store it came from — adds nothing.
+
+A bundle is untrusted input (it may come from a cloud notebook or a colleague). Import therefore
+works in three steps and writes nothing to the store until the first two have passed:
+
+1. Check (nothing written anywhere). The manifest is read with a size cap and validated against
+   `MANIFEST_SCHEMA` (every key present, every value of its type: run ids of letters, digits, `-`
+   and `_`; each run's experiment listed; artifact entries `{path, size: int >= 0, sha256: 64 hex}`),
+   then checked across entries: unique ids, no parent cycle, and every artifact path a plain
+   relative path that stays under its run's artifact folder — no `..` or `.` parts, no absolute
+   path, no drive letter, no backslash, no control character (NUL included), no empty part, no path
+   that is both a file and a folder. In the zip, the member `runs/<run_id>/<path>` of every declared
+   artifact must exist and be a plain file whose stored size is the declared one; a bundle with a
+   symbolic link member anywhere, or an encrypted member, is refused. The declared sizes must add up
+   to at most `max_bytes` (default `DEFAULT_MAX_BYTES`, 20 GiB). Zip members not named in the manifest
+   are never read.
+2. Stage (only a temporary folder). Each artifact is streamed from the zip in 1 MiB chunks into a
+   fresh file of a private temporary folder, counting and hashing as it goes: reading stops as soon
+   as a member gives more than its declared size (a zip bomb never gets written beyond its declared
+   size), and the count and sha256 must match the manifest. The total is counted against `max_bytes`.
+3. Write. Experiments and runs are created, artifacts copied in from the staging folder, and each
+   run ended with its original status. If anything fails here (MLflow refuses a value, the disk
+   fills, Ctrl-C), every run this import created is ended FAILED and deleted, with its artifact
+   folder, and an experiment this import created is renamed aside and deleted, so the store holds
+   no RUNNING or half-imported run and the name is free: importing again works.
+
+Every refusal is a `ConfigError` (a bad bundle) or an `InvalidParameter` (a bad argument) that names
+the bad key or value and the fix. A run that was RUNNING where it was exported is imported RUNNING.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
+import os
+import re
 import shutil
+import stat
 import tempfile
 import time
+import uuid
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labkit.errors import ConfigError, InvalidParameter
+from labkit.errors import ConfigError, InvalidParameter, LabkitError, TrackingError
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.tracking.store import Tracker
+
+log = logging.getLogger(__name__)
 
 FORMAT = "labkit-run-bundle"
 FORMAT_VERSION = 1
 ORIGIN_TAG = "labkit.origin.run_id"
 ORIGIN_DONE_TAG = "labkit.origin.complete"
 PARENT_TAG = "mlflow.parentRunId"
+#: The most an import writes unless the caller passes a larger `max_bytes`.
+DEFAULT_MAX_BYTES = 20 * 1024**3
+#: The largest manifest.json read (a full metric history of a big study is tens of MB).
+MANIFEST_MAX_BYTES = 256 * 1024**2
+_CHUNK = 1024**2
 _RUN_ID_CHARS = set("0123456789abcdef")
+_RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_DRIVE = re.compile(r"[A-Za-z]:")
+_FIX_BUNDLE = "export the bundle again with `labkit export` (or `export_bundle`) and import that file; " \
+              "do not edit a bundle by hand."
+
+_STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_MS = {"type": ["integer", "null"], "minimum": 0}
+_VALUE = {"anyOf": [{"type": "number"}, {"enum": ["NaN", "Infinity", "-Infinity"]}]}
+#: The JSON schema every manifest is validated against before anything is written (step 1 above).
+MANIFEST_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["format", "format_version", "experiments", "runs"],
+    "properties": {
+        "format": {"const": FORMAT},
+        "format_version": {"type": "integer", "minimum": 1, "maximum": FORMAT_VERSION},
+        "created": {"type": ["string", "null"]},
+        "labkit": {"type": ["string", "null"]},
+        "mlflow": {"type": ["string", "null"]},
+        "source": {"type": "object"},
+        "experiments": {"type": "array", "items": {
+            "type": "object", "required": ["id", "name", "tags"],
+            "properties": {"id": {"type": "string", "minLength": 1, "maxLength": 256},
+                           "name": {"type": "string", "minLength": 1, "maxLength": 500},
+                           "tags": _STR_MAP}}},
+        "runs": {"type": "array", "items": {
+            "type": "object",
+            "required": ["run_id", "experiment_id", "name", "status", "start_time", "end_time", "params", "tags",
+                         "metrics", "artifacts"],
+            "properties": {
+                "run_id": {"type": "string", "pattern": r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$"},
+                "experiment_id": {"type": "string", "minLength": 1},
+                "name": {"type": ["string", "null"]},
+                "status": {"enum": ["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"]},
+                "start_time": _MS,
+                "end_time": _MS,
+                "parent_run_id": {"type": ["string", "null"]},
+                "params": _STR_MAP,
+                "tags": _STR_MAP,
+                "metrics": {"type": "object", "additionalProperties": {"type": "array", "items": {
+                    "type": "array", "minItems": 3, "maxItems": 3,
+                    "prefixItems": [{"type": "integer"}, {"type": "integer", "minimum": 0}, _VALUE]}}},
+                "artifacts": {"type": "array", "items": {
+                    "type": "object", "required": ["path", "size", "sha256"],
+                    "properties": {"path": {"type": "string", "minLength": 1, "maxLength": 4096},
+                                   "size": {"type": "integer", "minimum": 0},
+                                   "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}},
+            }}},
+    },
+}
 
 
 @dataclass
@@ -85,6 +176,14 @@ def _decode(v: float | str) -> float:
     return float(v)  # float() reads "NaN", "Infinity" and "-Infinity"
 
 
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
 def _select(tracker: Tracker, selection: Sequence[str]) -> list[Any]:
     """The MLflow runs named by `selection`: experiment names (all their runs) and run ids (each with
     the runs nested under it)."""
@@ -117,19 +216,21 @@ def _select(tracker: Tracker, selection: Sequence[str]) -> list[Any]:
     return list(runs.values())
 
 
-def _search_all(client, exp_ids: list[str], filter_string: str) -> list[Any]:
+def _search_all(client, exp_ids: list[str], filter_string: str, view_type: int | None = None) -> list[Any]:
     out, token = [], None
+    kwargs = {} if view_type is None else {"run_view_type": view_type}
     while True:
         page = client.search_runs(exp_ids, filter_string=filter_string, max_results=1000,
-                                  order_by=["attributes.start_time ASC"], page_token=token)
+                                  order_by=["attributes.start_time ASC"], page_token=token, **kwargs)
         out += list(page)
         token = page.token
         if not token:
             return out
 
 
-def _artifact_files(client, run) -> tuple[Path | None, list[str]]:
-    """The run's artifact folder (a local copy) and the relative paths of its files."""
+def _artifact_files(client, run) -> tuple[Path | None, list[str], bool]:
+    """The run's artifact folder (a local copy), the relative paths of its files, and whether the
+    folder is a temporary download to remove afterwards."""
     from urllib.parse import unquote, urlparse
 
     uri = run.info.artifact_uri or ""
@@ -137,86 +238,331 @@ def _artifact_files(client, run) -> tuple[Path | None, list[str]]:
     if parsed.scheme in ("file", ""):
         folder = Path(unquote(parsed.path))
         if not folder.is_dir():
-            return None, []
+            return None, [], False
+        temporary = False
     else:  # a remote artifact store: fetch a local copy
         folder = Path(tempfile.mkdtemp(prefix="labkit-bundle-"))
+        temporary = True
         if client.list_artifacts(run.info.run_id):
             client.download_artifacts(run.info.run_id, "", str(folder))
     files = sorted(str(p.relative_to(folder)).replace("\\", "/") for p in folder.rglob("*") if p.is_file())
-    return folder, files
+    return folder, files, temporary
+
+
+def _check_out(out: str | Path) -> Path:
+    """`out` as a path a bundle can be written to, or an InvalidParameter naming it and the fix.
+    A missing parent folder is created, as for every other file labkit writes."""
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise InvalidParameter(f"The bundle path {_short(out)} is not a file path.", value=out,
+                               fix="pass a path ending in .zip, e.g. runs/study.zip.")
+    out = Path(out)
+    if out.is_dir():
+        raise InvalidParameter(f"The bundle path {str(out)!r} is an existing folder.", value=str(out),
+                               fix=f"pass a file path inside it, e.g. {str(out / 'study.zip')!r}.")
+    if out.suffix.lower() != ".zip":
+        raise InvalidParameter(f"The bundle {str(out)!r} must be a .zip file.", value=str(out),
+                               fix="pass --out NAME.zip.")
+    parent = out.parent
+    for folder in (parent, *parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise InvalidParameter(f"Cannot write the bundle {str(out)!r}: {str(folder)!r} is a file, not a "
+                                       "folder.", value=str(out),
+                                       fix="pass --out in an existing folder (or a new one under a folder).")
+            break
+    return out
+
+
+def _writable_parent(out: Path) -> Path:
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidParameter(f"Cannot create the folder {str(parent)!r} for the bundle {str(out)!r}: "
+                               f"{e.strerror or e}.", value=str(out),
+                               fix="pass --out in a folder you can write to.") from e
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InvalidParameter(f"Cannot write the bundle {str(out)!r}: the folder {str(parent)!r} is not "
+                               "writable.", value=str(out), fix="pass --out in a folder you can write to.")
+    return parent
+
+
+def _add_file(zf: zipfile.ZipFile, path: Path, arcname: str) -> dict[str, Any]:
+    """Stream `path` into the zip as `arcname`; its size and sha256 come from the very bytes written."""
+    info = zipfile.ZipInfo.from_file(path, arcname)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as src, zf.open(info, "w", force_zip64=True) as dst:
+        while chunk := src.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            dst.write(chunk)
+    return {"size": size, "sha256": digest.hexdigest()}
 
 
 def export_bundle(tracker: Tracker, selection: Sequence[str], out: str | Path) -> BundleSummary:
     """Write the runs named by `selection` (experiment names and/or run ids; a run brings the runs nested
-    under it) to the zip `out`, in the format described in the module docstring."""
+    under it) to the zip `out`, in the format described in the module docstring. The zip is written to a
+    unique temporary name beside `out` and renamed into place, so `out` is never half-written."""
     from labkit.tracking.store import versions
 
-    if not selection:
-        raise InvalidParameter("Nothing to export.", value=selection,
-                               fix="name an experiment or one or more run ids.")
-    out = Path(out)
-    if out.suffix.lower() != ".zip":
-        raise InvalidParameter(f"The bundle {str(out)!r} must be a .zip file.", value=str(out),
-                               fix="pass --out NAME.zip.")
+    if isinstance(selection, str):
+        selection = [selection]
+    if not selection or not isinstance(selection, Sequence) or \
+            not all(isinstance(s, str) and s.strip() for s in selection):
+        raise InvalidParameter(f"Nothing to export: {_short(selection)}.", value=selection,
+                               fix="name an experiment or one or more run ids (a list of strings).")
+    out = _check_out(out)
     client = tracker.client
     runs = _select(tracker, selection)
+    parent = _writable_parent(out)
     experiments: dict[str, dict[str, Any]] = {}
     entries, n_files = [], 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(".zip.part")
-    with zipfile.ZipFile(tmp_out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for run in runs:
-            info, data = run.info, run.data
-            if info.experiment_id not in experiments:
-                exp = client.get_experiment(info.experiment_id)
-                experiments[info.experiment_id] = {"id": exp.experiment_id, "name": exp.name, "tags": dict(exp.tags)}
-            metrics = {}
-            for key in data.metrics:
-                history = client.get_metric_history(info.run_id, key)
-                metrics[key] = [[m.step, m.timestamp, _encode(m.value)] for m in history]
-            folder, files = _artifact_files(client, run)
-            artifacts = []
-            for rel in files:
-                path = folder / rel
-                blob = path.read_bytes()
-                zf.writestr(f"runs/{info.run_id}/{rel}", blob)
-                artifacts.append({"path": rel, "size": len(blob), "sha256": hashlib.sha256(blob).hexdigest()})
-            n_files += len(artifacts)
-            entries.append({"run_id": info.run_id, "experiment_id": info.experiment_id, "name": info.run_name,
-                            "status": info.status, "start_time": info.start_time, "end_time": info.end_time,
-                            "parent_run_id": data.tags.get(PARENT_TAG), "params": dict(data.params),
-                            "tags": dict(data.tags), "metrics": metrics, "artifacts": artifacts})
-        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                    "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "labkit": versions().get("labkit"), "mlflow": versions().get("mlflow"),
-                    "source": {"tracking_uri": tracker.uri, "selection": list(selection)},
-                    "experiments": list(experiments.values()), "runs": entries}
-        zf.writestr("manifest.json", json.dumps(manifest, indent=1, allow_nan=False))
-    tmp_out.replace(out)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=parent)
+        os.close(fd)
+    except OSError as e:
+        raise InvalidParameter(f"Cannot write the bundle {str(out)!r}: {e.strerror or e}.", value=str(out),
+                               fix="pass --out in a folder you can write to.") from e
+    tmp_out = Path(tmp_name)
+    try:
+        with zipfile.ZipFile(tmp_out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for run in runs:
+                info, data = run.info, run.data
+                if info.experiment_id not in experiments:
+                    exp = client.get_experiment(info.experiment_id)
+                    experiments[info.experiment_id] = {"id": exp.experiment_id, "name": exp.name,
+                                                       "tags": dict(exp.tags)}
+                metrics = {}
+                for key in data.metrics:
+                    history = client.get_metric_history(info.run_id, key)
+                    metrics[key] = [[m.step, m.timestamp, _encode(m.value)] for m in history]
+                folder, files, temporary = _artifact_files(client, run)
+                artifacts = []
+                try:
+                    for rel in files:
+                        artifacts.append({"path": rel, **_add_file(zf, folder / rel, f"runs/{info.run_id}/{rel}")})
+                finally:
+                    if temporary:
+                        shutil.rmtree(folder, ignore_errors=True)
+                n_files += len(artifacts)
+                entries.append({"run_id": info.run_id, "experiment_id": info.experiment_id, "name": info.run_name,
+                                "status": info.status, "start_time": info.start_time, "end_time": info.end_time,
+                                "parent_run_id": data.tags.get(PARENT_TAG), "params": dict(data.params),
+                                "tags": dict(data.tags), "metrics": metrics, "artifacts": artifacts})
+            manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "labkit": versions().get("labkit"), "mlflow": versions().get("mlflow"),
+                        "source": {"tracking_uri": tracker.uri, "selection": list(selection)},
+                        "experiments": list(experiments.values()), "runs": entries}
+            zf.writestr("manifest.json", json.dumps(manifest, indent=1, allow_nan=False))
+        tmp_out.replace(out)
+    except OSError as e:
+        raise InvalidParameter(f"Cannot write the bundle {str(out)!r}: {e.strerror or e}"
+                               f"{f' ({e.filename})' if e.filename else ''}.", value=str(out),
+                               fix="free some disk space or pass --out on another disk.") from e
+    finally:
+        tmp_out.unlink(missing_ok=True)
     return BundleSummary(path=out, experiments=[e["name"] for e in experiments.values()], runs=len(entries),
                          artifacts=n_files)
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of a bundle, after checking it is one this labkit can read."""
+# ---------------------------------------------------------------------------------------------- import
+
+
+def _bad(path: Path, what: str, value: Any, fix: str = _FIX_BUNDLE) -> ConfigError:
+    return ConfigError(f"The bundle {str(path)!r} is refused: {what}.", value=value, fix=fix)
+
+
+def _where(parts) -> str:
+    out = "manifest"
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+def _read_manifest_bytes(path: Path, zf: zipfile.ZipFile) -> bytes:
+    try:
+        info = zf.getinfo("manifest.json")
+    except KeyError as e:
+        raise ConfigError(f"{str(path)!r} is not a labkit bundle (no manifest.json in the zip).", value=str(path),
+                          fix="pass a .zip written by `labkit export`.") from e
+    if info.file_size > MANIFEST_MAX_BYTES:
+        raise _bad(path, f"manifest.json declares {info.file_size:,} bytes, over the {MANIFEST_MAX_BYTES:,} this "
+                         "labkit reads", info.file_size)
+    with zf.open(info) as f:
+        blob = f.read(MANIFEST_MAX_BYTES + 1)
+    if len(blob) > MANIFEST_MAX_BYTES:
+        raise _bad(path, f"manifest.json holds more than {MANIFEST_MAX_BYTES:,} bytes", len(blob))
+    return blob
+
+
+def _schema_error(path: Path, manifest: Any) -> ConfigError | None:
+    from jsonschema import Draft202012Validator
+
+    errors = sorted(Draft202012Validator(MANIFEST_SCHEMA).iter_errors(manifest),
+                    key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    if not errors:
+        return None
+    err = errors[0]
+    where = _where(err.absolute_path)
+    if err.validator == "required":
+        missing = [k for k in err.validator_value if k not in err.instance]
+        what = f"{where} lacks the key {missing[0]!r}" if missing else f"{where}: {err.message}"
+        value = missing[0] if missing else err.instance
+    elif err.validator == "pattern" and where.endswith(".sha256"):
+        what, value = f"{where} is {_short(err.instance)}, not a sha256 (64 lowercase hex digits)", err.instance
+    elif err.validator == "pattern":
+        what, value = f"{where} is {_short(err.instance)}, which is not a run id (letters, digits, - and _)", \
+            err.instance
+    else:
+        what, value = f"{where} is {_short(err.instance)}: {_short(err.message, 200)}", err.instance
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return _bad(path, what + more, value)
+
+
+def _check_artifact_path(path: Path, where: str, rel: str) -> None:
+    """Refuse `rel` unless it is a plain relative path that stays under its run's folder."""
+    def refuse(why: str) -> ConfigError:
+        return _bad(path, f"{where} is {_short(rel)}, {why}; an artifact path must be a relative path under its "
+                          "run's folder", rel)
+
+    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
+        raise refuse("which holds a control character (such as NUL)")
+    if "\\" in rel:
+        raise refuse("which holds a backslash")
+    if rel.startswith("/"):
+        raise refuse("an absolute path")
+    parts = rel.split("/")
+    if any(_DRIVE.match(p) for p in parts):
+        raise refuse("which names a drive")
+    if any(p in ("..", ".") for p in parts):
+        raise refuse("which climbs out with '..'" if ".." in parts else "which holds a '.' part")
+    if any(p == "" for p in parts):
+        raise refuse("which holds an empty part ('//' or a trailing '/')")
+    root = Path("/labkit-run")
+    if not (root / rel).resolve().is_relative_to(root):  # belt and braces: the checks above already ensure it
+        raise refuse("which leaves the folder")
+    return rel
+
+
+def _check_manifest(path: Path, manifest: Any) -> None:
+    """Step 1 on the manifest alone: the schema, then what a schema cannot say."""
+    if not isinstance(manifest, dict):
+        raise _bad(path, f"manifest.json holds a {type(manifest).__name__}, not an object", _short(manifest))
+    if manifest.get("format") != FORMAT:
+        raise ConfigError(f"{str(path)!r} is a {manifest.get('format')!r} file, not a labkit run bundle.",
+                          value=manifest.get("format"), fix="pass a .zip written by `labkit export`.")
+    version = manifest.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise ConfigError(f"{str(path)!r} has bundle format version {version!r}; this labkit reads up to "
+                          f"{FORMAT_VERSION}.", value=version, fix="upgrade labkit (pip install -U labkit).")
+    error = _schema_error(path, manifest)
+    if error is not None:
+        raise error
+    exp_ids: set[str] = set()
+    for i, e in enumerate(manifest["experiments"]):
+        if e["id"] in exp_ids:
+            raise _bad(path, f"{_where(['experiments', i, 'id'])} repeats the experiment id {e['id']!r}", e["id"])
+        exp_ids.add(e["id"])
+    runs: dict[str, dict[str, Any]] = {}
+    for i, r in enumerate(manifest["runs"]):
+        where = _where(["runs", i])
+        if not _RUN_ID.fullmatch(r["run_id"]):  # re's `$` in the schema also matches before a final newline
+            raise _bad(path, f"{where}.run_id is {_short(r['run_id'])}, which is not a run id (letters, digits, "
+                             "- and _)", r["run_id"])
+        if r["run_id"] in runs:
+            raise _bad(path, f"{where}.run_id repeats the run id {r['run_id']!r}", r["run_id"])
+        runs[r["run_id"]] = r
+        if r["experiment_id"] not in exp_ids:
+            raise _bad(path, f"{where}.experiment_id is {r['experiment_id']!r}, which is not among the experiments "
+                             f"of the bundle ({', '.join(map(repr, sorted(exp_ids))) or 'none'})", r["experiment_id"])
+        seen: set[str] = set()
+        for j, a in enumerate(r["artifacts"]):
+            rel = a["path"]
+            _check_artifact_path(path, f"{where}.artifacts[{j}].path", rel)
+            if not _SHA256.fullmatch(a["sha256"]):
+                raise _bad(path, f"{where}.artifacts[{j}].sha256 is {_short(a['sha256'])}, not a sha256 "
+                                 "(64 lowercase hex digits)", a["sha256"])
+            if rel in seen:
+                raise _bad(path, f"{where}.artifacts[{j}].path repeats {rel!r}", rel)
+            seen.add(rel)
+        folders = {"/".join(p.split("/")[:k]) for p in seen for k in range(1, p.count("/") + 1)}
+        clash = sorted(seen & folders)
+        if clash:
+            raise _bad(path, f"{where}.artifacts name {clash[0]!r} both as a file and as a folder", clash[0])
+    for rid in runs:  # a parent cycle would make the parents-first order loop forever
+        chain, cur = [rid], runs[rid].get("parent_run_id")
+        while cur in runs:
+            if cur in chain:
+                raise _bad(path, f"the runs' parent links loop ({' -> '.join([*chain[chain.index(cur):], cur])})",
+                           cur)
+            chain.append(cur)
+            cur = runs[cur].get("parent_run_id")
+
+
+def _member(path: Path, zf: zipfile.ZipFile, run_id: str, artifact: dict[str, Any]) -> zipfile.ZipInfo:
+    """The zip member of a declared artifact, after checking it is a plain file of the declared size."""
+    name = f"runs/{run_id}/{artifact['path']}"
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise _bad(path, f"the artifact {artifact['path']!r} of run {run_id} is declared in the manifest but the zip "
+                         f"has no member {name!r}", artifact["path"]) from None
+    if info.is_dir():
+        raise _bad(path, f"the zip member {name!r} is a folder, not a file", name)
+    if info.flag_bits & 0x1:
+        raise _bad(path, f"the zip member {name!r} is encrypted", name)
+    if info.file_size != artifact["size"]:
+        raise _bad(path, f"the artifact {artifact['path']!r} of run {run_id} declares {artifact['size']:,} bytes but "
+                         f"its zip member holds {info.file_size:,}", artifact["path"])
+    return info
+
+
+def _check_members(path: Path, zf: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
+    for info in zf.infolist():
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise _bad(path, f"the zip member {info.filename!r} is a symbolic link; a bundle holds plain files only",
+                       info.filename)
+    for r in manifest["runs"]:
+        for a in r["artifacts"]:
+            _member(path, zf, r["run_id"], a)
+
+
+def _open_checked(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidParameter(f"The bundle {_short(path)} is not a file path.", value=path,
+                               fix="pass the path of a .zip written by `labkit export`.")
     path = Path(path)
     if not path.is_file():
         raise InvalidParameter(f"There is no bundle at {str(path)!r}.", value=str(path),
                                fix="pass a .zip written by `labkit export`.")
     try:
         with zipfile.ZipFile(path) as zf:
-            manifest = json.loads(zf.read("manifest.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError) as e:
-        raise ConfigError(f"{str(path)!r} is not a labkit bundle (no readable manifest.json): {e}.", value=str(path),
-                          fix="pass a .zip written by `labkit export`.") from e
-    if manifest.get("format") != FORMAT:
-        raise ConfigError(f"{str(path)!r} is a {manifest.get('format')!r} file, not a labkit run bundle.",
-                          value=manifest.get("format"), fix="pass a .zip written by `labkit export`.")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ConfigError(f"{str(path)!r} has bundle format version {version!r}; this labkit reads up to "
-                          f"{FORMAT_VERSION}.", value=version, fix="upgrade labkit (pip install -U labkit).")
-    return manifest
+            blob = _read_manifest_bytes(path, zf)
+            try:
+                manifest = json.loads(blob)
+            except (ValueError, RecursionError) as e:
+                raise ConfigError(f"{str(path)!r} is not a labkit bundle (its manifest.json is not JSON: "
+                                  f"{_short(str(e), 200)}).", value=str(path),
+                                  fix="pass a .zip written by `labkit export`.") from e
+            _check_manifest(path, manifest)
+            _check_members(path, zf, manifest)
+    except LabkitError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as e:
+        raise ConfigError(f"{str(path)!r} is not a labkit bundle (not a readable zip: {_short(str(e), 200)}).",
+                          value=str(path), fix="pass a .zip written by `labkit export`.") from e
+    except OSError as e:
+        raise InvalidParameter(f"Cannot read the bundle {str(path)!r}: {e.strerror or e}.", value=str(path),
+                               fix="check the file's permissions and that it is fully downloaded.") from e
+    return path, manifest
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of a bundle, after checking it is one this labkit can read: step 1 of the module
+    docstring (the schema, the paths, the zip members), without writing anything."""
+    return _open_checked(path)[1]
 
 
 def _imported(client, exp_id: str) -> dict[str, Any]:
@@ -224,91 +570,226 @@ def _imported(client, exp_id: str) -> dict[str, Any]:
     return {r.data.tags[ORIGIN_TAG]: r for r in _search_all(client, [exp_id], f"tags.`{ORIGIN_TAG}` LIKE '%'")}
 
 
-def import_bundle(tracker: Tracker, path: str | Path, *, experiment: str | None = None) -> BundleSummary:
+def _stage(path: Path, zf: zipfile.ZipFile, entries: list[dict[str, Any]], staging: Path,
+           max_bytes: int) -> dict[str, Path]:
+    """Step 2: each artifact of `entries` streamed into `staging`, counted and hashed; run id → its folder."""
+    folders, total = {}, 0
+    for i, entry in enumerate(entries):
+        if not entry["artifacts"]:
+            continue
+        folder = staging / f"run-{i}"  # not named by the run id: nothing from the bundle names a folder here
+        folders[entry["run_id"]] = folder
+        for a in entry["artifacts"]:
+            info, size, what = _member(path, zf, entry["run_id"], a), a["size"], \
+                f"the artifact {a['path']!r} of run {entry['run_id']}"
+            target = folder.joinpath(*a["path"].split("/"))
+            if not target.resolve().is_relative_to(folder.resolve()):
+                raise _bad(path, f"{what} leaves its run's folder", a["path"])
+            digest, n = hashlib.sha256(), 0
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "xb") as dst:
+                    # Never ask for more than one byte past the declared size: a bomb is not inflated.
+                    while chunk := src.read(min(_CHUNK, size - n + 1)):
+                        n += len(chunk)
+                        total += len(chunk)
+                        if n > size:
+                            raise _bad(path, f"{what} holds more than its declared {size:,} bytes", a["path"])
+                        if total > max_bytes:
+                            raise _bad(path, f"its artifacts hold more than max_bytes={max_bytes:,}", max_bytes,
+                                       fix="if you trust the bundle, pass a larger max_bytes to import_bundle.")
+                        digest.update(chunk)
+                        dst.write(chunk)
+            except LabkitError:
+                raise
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
+                raise _bad(path, f"{what} cannot be read from the zip ({_short(str(e), 200)})", a["path"]) from e
+            except FileExistsError as e:  # two paths that are one on this file system (case-insensitive)
+                raise _bad(path, f"{what} collides with another artifact path on this file system", a["path"]) from e
+            except OSError as e:
+                raise InvalidParameter(f"Cannot stage the bundle {str(path)!r} in {str(staging)!r}: "
+                                       f"{e.strerror or e}.", value=str(staging),
+                                       fix="free some disk space, or point TMPDIR at a larger disk.") from e
+            if n != size:
+                raise _bad(path, f"{what} holds {n:,} bytes, not its declared {size:,}", a["path"])
+            if digest.hexdigest() != a["sha256"]:
+                raise _bad(path, f"{what} does not match its checksum (sha256 {digest.hexdigest()} where the "
+                                 f"manifest says {a['sha256']}); the bundle is damaged", a["path"])
+    return folders
+
+
+def _order(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs, parents before children, so each child's link can point at its parent's new id."""
+    order, placed, runs = [], set(), {r["run_id"]: r for r in manifest["runs"]}
+    for rid in runs:
+        chain = []
+        cur = rid
+        while cur in runs and cur not in placed:  # no cycles: _check_manifest refused them
+            chain.append(cur)
+            placed.add(cur)
+            cur = runs[cur].get("parent_run_id")
+        order += [runs[c] for c in reversed(chain)]
+    return order
+
+
+def _rollback(tracker: Tracker, created_runs: list[str], created_exps: dict[str, str]) -> None:
+    """Undo a failed step 3: end and delete the runs it created (and their artifact folders), and set
+    aside the experiments it created, renamed so their names are free for the next import."""
+    from urllib.parse import unquote, urlparse
+
+    from mlflow.entities import ViewType
+
+    client = tracker.client
+    for rid in reversed(created_runs):
+        try:
+            uri = client.get_run(rid).info.artifact_uri or ""
+            client.set_terminated(rid, status="FAILED")
+            client.delete_run(rid)
+            parsed = urlparse(uri)
+            run_folder = Path(unquote(parsed.path)).parent
+            if parsed.scheme in ("file", "") and run_folder.name == rid:  # <experiment>/<run id>/artifacts
+                shutil.rmtree(run_folder, ignore_errors=True)
+        except Exception:  # keep undoing the rest; the caller raises the error that started this
+            log.warning("could not undo the imported run %s", rid, exc_info=True)
+    for name, exp_id in created_exps.items():
+        getattr(tracker, "_experiments", {}).pop(name, None)
+        try:
+            if _search_all(client, [exp_id], "", ViewType.ACTIVE_ONLY):
+                continue  # another process put runs there meanwhile: it is theirs now
+            client.rename_experiment(exp_id, f"{name} (failed import {uuid.uuid4().hex[:8]})")
+            client.delete_experiment(exp_id)
+        except Exception:
+            log.warning("could not undo the imported experiment %s", name, exc_info=True)
+
+
+def import_bundle(tracker: Tracker, path: str | Path, *, experiment: str | None = None,
+                  max_bytes: int = DEFAULT_MAX_BYTES) -> BundleSummary:
     """Add the runs of a bundle to `tracker`'s store (into `experiment` when given, else each run's own
     experiment by name). Runs already imported (or made in this store) are skipped; a run whose earlier
-    import was cut off is imported again from scratch."""
+    import was cut off is imported again from scratch.
+
+    The bundle is checked whole and its artifacts staged and verified before the store is touched, and
+    a failure while writing undoes what this import wrote (see the module docstring). `max_bytes` caps
+    the artifact bytes one import writes (default 20 GiB). Raises `ConfigError` for a bundle that is
+    damaged or hostile, `InvalidParameter` for bad arguments or a disk that cannot hold the bundle."""
     from mlflow.entities import Metric, Param, RunTag
 
-    manifest = read_manifest(path)
+    if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
+        raise InvalidParameter(f"The experiment {_short(experiment)} is not a name.", value=experiment,
+                               fix="pass an experiment name, or None to keep each run's own experiment.")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+        raise InvalidParameter(f"max_bytes={_short(max_bytes)} is not a positive number of bytes.", value=max_bytes,
+                               fix=f"pass a positive int, e.g. {DEFAULT_MAX_BYTES} (20 GiB).")
+    # 1. Check: the manifest, the paths, the zip members, the total size. Nothing is written.
+    path, manifest = _open_checked(path)
     client = tracker.client
     exp_names = {e["id"]: (experiment or e["name"]) for e in manifest["experiments"]}
-    exp_ids: dict[str, str] = {}
-    for e in manifest["experiments"]:
-        name = exp_names[e["id"]]
-        exp_ids[e["id"]] = tracker.experiment_id(name)
-        if experiment is None:
-            current = client.get_experiment(exp_ids[e["id"]]).tags
-            for k, v in e["tags"].items():
-                if not k.startswith("mlflow.") or k == "mlflow.note.content":
-                    if k not in current:
-                        client.set_experiment_tag(exp_ids[e["id"]], k, v)
+    existing_exps: dict[str, str] = {}
+    for name in sorted(set(exp_names.values())):
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            continue
+        if exp.lifecycle_stage != "active":
+            raise InvalidParameter(f"The experiment {name!r} of the bundle {str(path)!r} is deleted in "
+                                   f"{tracker.uri}.", value=name,
+                                   fix=f"restore it (`mlflow experiments restore --experiment-id "
+                                       f"{exp.experiment_id}`) or import into another experiment (--into NAME).")
+        existing_exps[name] = exp.experiment_id
     known: dict[str, Any] = {}
-    for exp_id in set(exp_ids.values()):
+    for exp_id in existing_exps.values():
         known.update(_imported(client, exp_id))
-    summary = BundleSummary(path=Path(path), experiments=sorted(set(exp_names.values())), runs=len(manifest["runs"]),
+    summary = BundleSummary(path=path, experiments=sorted(set(exp_names.values())), runs=len(manifest["runs"]),
                             artifacts=sum(len(r["artifacts"]) for r in manifest["runs"]))
-    # Parents before children, so each child's link can point at its parent's new id.
-    order, placed, runs = [], set(), {r["run_id"]: r for r in manifest["runs"]}
-    def place(rid: str) -> None:
-        if rid in placed:
-            return
-        parent = runs[rid].get("parent_run_id")
-        if parent in runs:
-            place(parent)
-        placed.add(rid)
-        order.append(runs[rid])
-    for rid in runs:
-        place(rid)
+    plan: list[tuple[dict[str, Any], str, Any]] = []  # (entry, origin id, the run already here or None)
+    for entry in _order(manifest):
+        origin = entry["tags"].get(ORIGIN_TAG, entry["run_id"])
+        plan.append((entry, origin, known.get(origin) or _same_store_run(client, entry["run_id"])))
+    todo = [entry for entry, _, there in plan
+            if there is None or there.data.tags.get(ORIGIN_DONE_TAG, "1") != "1"]
+    declared = sum(a["size"] for entry in todo for a in entry["artifacts"])
+    if declared > max_bytes:
+        raise _bad(path, f"its artifacts declare {declared:,} bytes, over max_bytes={max_bytes:,}", declared,
+                   fix="if you trust the bundle, pass a larger max_bytes to import_bundle.")
     with zipfile.ZipFile(path) as zf, tempfile.TemporaryDirectory(prefix="labkit-import-") as tmp:
-        for entry in order:
-            origin = entry["tags"].get(ORIGIN_TAG, entry["run_id"])
-            existing = known.get(origin) or _same_store_run(client, entry["run_id"])
-            if existing is not None:
-                if existing.data.tags.get(ORIGIN_DONE_TAG, "1") == "1":
-                    summary.skipped.append(origin)
-                    summary.id_map[entry["run_id"]] = existing.info.run_id
-                    continue
-                client.delete_run(existing.info.run_id)  # a cut-off import: start that run again
-            tags = {k: v for k, v in entry["tags"].items() if k not in (PARENT_TAG, ORIGIN_TAG, ORIGIN_DONE_TAG)}
-            parent = entry.get("parent_run_id")
-            if parent:
-                tags[PARENT_TAG] = summary.id_map.get(parent, parent)
-            tags[ORIGIN_TAG] = origin
-            tags[ORIGIN_DONE_TAG] = "0"
-            run = client.create_run(exp_ids[entry["experiment_id"]], start_time=entry["start_time"],
-                                    tags={"mlflow.runName": entry["name"] or ""} if entry["name"] else None,
-                                    run_name=entry["name"] or None)
-            rid = run.info.run_id
-            summary.id_map[entry["run_id"]] = rid
-            params = [Param(k, v) for k, v in entry["params"].items()]
-            for i in range(0, len(params), 100):
-                client.log_batch(rid, params=params[i:i + 100])
-            tag_items = [RunTag(k, v) for k, v in tags.items() if k != "mlflow.runName"]
-            for i in range(0, len(tag_items), 100):
-                client.log_batch(rid, tags=tag_items[i:i + 100])
-            metrics = [Metric(k, _decode(v), ts, step) for k, hist in entry["metrics"].items() for step, ts, v in hist]
-            for i in range(0, len(metrics), 1000):
-                client.log_batch(rid, metrics=metrics[i:i + 1000])
-            if entry["artifacts"]:
-                folder = Path(tmp) / entry["run_id"]
-                for a in entry["artifacts"]:
-                    target = folder / a["path"]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(f"runs/{entry['run_id']}/{a['path']}") as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    if hashlib.sha256(target.read_bytes()).hexdigest() != a["sha256"]:
-                        raise ConfigError(f"The bundle {str(path)!r} is damaged: {a['path']} of run "
-                                          f"{entry['run_id']} does not match its checksum.", value=a["path"],
-                                          fix="export the bundle again.")
-                client.log_artifacts(rid, str(folder))
-                shutil.rmtree(folder)
-            client.set_tag(rid, ORIGIN_DONE_TAG, "1")
-            if entry["status"] in ("FINISHED", "FAILED", "KILLED"):  # a run still running there stays RUNNING
-                client.set_terminated(rid, status=entry["status"],
-                                      end_time=entry["end_time"] or int(time.time() * 1000))
-            summary.imported.append(rid)
+        # 2. Stage: every artifact to import, streamed, counted and hashed into a private folder.
+        folders = _stage(path, zf, todo, Path(tmp), max_bytes)
+        # 3. Write, undoing everything this import wrote if any of it fails.
+        created_runs: list[str] = []
+        created_exps: dict[str, str] = {}
+        try:
+            exp_ids: dict[str, str] = {}
+            for e in manifest["experiments"]:
+                name = exp_names[e["id"]]
+                if name not in existing_exps and name not in created_exps:
+                    created_exps[name] = tracker.experiment_id(name)
+                exp_ids[e["id"]] = existing_exps.get(name) or created_exps[name]
+            for entry, origin, existing in plan:
+                if existing is not None:
+                    if existing.data.tags.get(ORIGIN_DONE_TAG, "1") == "1":
+                        summary.skipped.append(origin)
+                        summary.id_map[entry["run_id"]] = existing.info.run_id
+                        continue
+                    client.delete_run(existing.info.run_id)  # a cut-off import: start that run again
+                tags = {k: v for k, v in entry["tags"].items() if k not in (PARENT_TAG, ORIGIN_TAG, ORIGIN_DONE_TAG)}
+                parent = entry.get("parent_run_id")
+                if parent:
+                    tags[PARENT_TAG] = summary.id_map.get(parent, parent)
+                tags[ORIGIN_TAG] = origin
+                tags[ORIGIN_DONE_TAG] = "0"
+                run = client.create_run(exp_ids[entry["experiment_id"]], start_time=entry["start_time"],
+                                        tags={"mlflow.runName": entry["name"] or ""} if entry["name"] else None,
+                                        run_name=entry["name"] or None)
+                rid = run.info.run_id
+                created_runs.append(rid)
+                summary.id_map[entry["run_id"]] = rid
+                params = [Param(k, v) for k, v in entry["params"].items()]
+                for i in range(0, len(params), 100):
+                    client.log_batch(rid, params=params[i:i + 100])
+                tag_items = [RunTag(k, v) for k, v in tags.items() if k != "mlflow.runName"]
+                for i in range(0, len(tag_items), 100):
+                    client.log_batch(rid, tags=tag_items[i:i + 100])
+                metrics = [Metric(k, _decode(v), ts, step) for k, hist in entry["metrics"].items()
+                           for step, ts, v in hist]
+                for i in range(0, len(metrics), 1000):
+                    client.log_batch(rid, metrics=metrics[i:i + 1000])
+                folder = folders.get(entry["run_id"])
+                if folder is not None:
+                    client.log_artifacts(rid, str(folder))
+                    shutil.rmtree(folder)
+                client.set_tag(rid, ORIGIN_DONE_TAG, "1")
+                if entry["status"] in ("FINISHED", "FAILED", "KILLED"):  # a run still running there stays RUNNING
+                    client.set_terminated(rid, status=entry["status"],
+                                          end_time=entry["end_time"] or int(time.time() * 1000))
+                summary.imported.append(rid)
+            if experiment is None:  # last, so a failed import adds no tag to an experiment that was there
+                for e in manifest["experiments"]:
+                    exp_id = exp_ids[e["id"]]
+                    current = client.get_experiment(exp_id).tags
+                    for k, v in e["tags"].items():
+                        if (not k.startswith("mlflow.") or k == "mlflow.note.content") and k not in current:
+                            client.set_experiment_tag(exp_id, k, v)
+        except BaseException as e:
+            _rollback(tracker, created_runs, created_exps)
+            if isinstance(e, LabkitError) or not isinstance(e, Exception):
+                raise
+            raise _write_error(path, tracker, e) from e
     return summary
+
+
+def _write_error(path: Path, tracker: Tracker, e: Exception) -> LabkitError:
+    from mlflow.exceptions import MlflowException
+
+    first = _short(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, 300)
+    if isinstance(e, MlflowException) and getattr(e, "error_code", "") == "INVALID_PARAMETER_VALUE":
+        return _bad(path, f"MLflow refuses one of its values ({first}); nothing was imported", first)
+    if isinstance(e, OSError):
+        return InvalidParameter(f"Cannot write the artifacts of the bundle {str(path)!r} into {tracker.uri}: "
+                                f"{first}; nothing was imported.", value=str(path),
+                                fix="free some disk space (or check the artifact folder's permissions) and import "
+                                    "again.")
+    return TrackingError(f"Importing the bundle {str(path)!r} into {tracker.uri} failed: {first}; nothing was "
+                         "imported.", value=str(path), fix="check that the store opens (`labkit doctor`) and "
+                                                           "import again.")
 
 
 def _same_store_run(client, run_id: str):
@@ -320,5 +801,5 @@ def _same_store_run(client, run_id: str):
     return run if run.info.lifecycle_stage == "active" else None
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ORIGIN_TAG", "BundleSummary", "export_bundle", "import_bundle",
-           "read_manifest"]
+__all__ = ["DEFAULT_MAX_BYTES", "FORMAT", "FORMAT_VERSION", "MANIFEST_SCHEMA", "ORIGIN_TAG", "BundleSummary",
+           "export_bundle", "import_bundle", "read_manifest"]
