@@ -114,3 +114,40 @@ def test_cli_exports_a_run_with_its_children_and_imports_it_once(migrated_store,
     assert "imported 3 run(s)" in labkit("import", str(tmp_path / "parent.zip"), env=env).stdout
     assert "imported 0 run(s)" in labkit("import", str(tmp_path / "parent.zip"), env=env).stdout
     assert len(search_runs(f"sqlite:///{other}/mlruns/mlflow.db")) == 3
+
+
+def test_export_to_a_path_it_cannot_write_names_the_path_and_the_fix(migrated_store, lab, tmp_path, cli_env):
+    import os
+
+    from labkit.errors import InvalidParameter
+    from labkit.tracking.bundle import export_bundle
+
+    with lab.run("one") as run:
+        run.log_text("hello\n", "notes/hello.txt")
+    (tmp_path / "a-file").write_text("in the way")
+    (tmp_path / "folder.zip").mkdir()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for out, named in ((tmp_path / "folder.zip", "is an existing folder"),
+                       (tmp_path / "a-file" / "study.zip", "is a file, not a folder"),
+                       (tmp_path / "a-file" / "deeper" / "study.zip", "is a file, not a folder"),
+                       (tmp_path / "study.tar", "must be a .zip file")):
+        with pytest.raises(InvalidParameter) as caught:
+            export_bundle(lab.tracker, ["labkit"], out)
+        assert str(out) in str(caught.value) and named in str(caught.value) and caught.value.fix
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no half-written .part left anywhere
+
+    done = labkit("export", "labkit", "--out", str(tmp_path / "a-file" / "study.zip"), env=cli_env, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "is a file, not a folder" in done.stderr
+
+    # A missing parent folder is made, as for every file labkit writes.
+    made = export_bundle(lab.tracker, "labkit", tmp_path / "new" / "folder" / "study.zip")
+    assert made.path.is_file() and made.runs == 1
+    assert sorted(p.name for p in made.path.parent.iterdir()) == ["study.zip"]
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+    else:  # root writes anywhere a mode forbids; sysfs takes no new file even from root
+        locked = Path("/sys")
+    with pytest.raises(InvalidParameter) as caught:
+        export_bundle(lab.tracker, ["labkit"], locked / "study.zip")
+    assert str(locked / "study.zip") in str(caught.value) and caught.value.fix
