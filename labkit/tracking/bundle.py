@@ -450,7 +450,7 @@ def _check_manifest(path: Path, manifest: Any) -> None:
     """Step 1 on the manifest alone: the schema, then what a schema cannot say."""
     if not isinstance(manifest, dict):
         raise _bad(path, f"manifest.json holds a {type(manifest).__name__}, not an object", _short(manifest))
-    if manifest.get("format") != FORMAT:
+    if "format" in manifest and manifest["format"] != FORMAT:  # a missing key is named by the schema below
         raise ConfigError(f"{str(path)!r} is a {manifest.get('format')!r} file, not a labkit run bundle.",
                           value=manifest.get("format"), fix="pass a .zip written by `labkit export`.")
     version = manifest.get("format_version")

@@ -353,6 +353,7 @@ def _file_and_folder(m):
     (_set(["format_version"], "1"), "format_version is '1'"),
     (_set(["format_version"], 99), "format version 99"),
     (_set(["format"], "zip"), "a 'zip' file"),
+    (_set(["format"], KeyError), "manifest lacks the key 'format'"),
     (_cycle, "parent links loop"),
     (_duplicate_artifact, "repeats"),
     (_file_and_folder, "both as a file and as a folder"),
