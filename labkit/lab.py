@@ -111,11 +111,27 @@ class Lab:
         return self.config.root / "mlruns" / "weight-hashes.json"
 
     def save_hash_cache(self) -> None:
+        """Merge this lab's weight hashes into the file other processes of the project share."""
+        from labkit.locks import file_lock
+        from labkit.outputs import atomic_write_bytes
+
         path = self._hash_cache_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.hash_cache))
-        tmp.replace(path)
+        with file_lock(path):  # read-modify-write: another process may have added hashes meanwhile
+            try:
+                on_disk = json.loads(path.read_text()) if path.is_file() else {}
+            except (OSError, ValueError):
+                on_disk = {}
+            merged = {**(on_disk if isinstance(on_disk, dict) else {}), **self.hash_cache}
+            atomic_write_bytes(path, json.dumps(merged).encode(), mode=0o644)
+        self._hash_cache = merged
+
+    @property
+    def cleaned_up(self) -> list[dict[str, str]]:
+        """Runs of this host left RUNNING by a process that died, which opening the store ended KILLED
+        (each: run_id, name, pid, host). Opens the store if it is not open yet."""
+        _ = self.tracker.client
+        return list(self.tracker.reaped)
 
     def default_model(self, modality: str) -> str:
         """The model a plan without one uses: `[lab] default_image_model` / `default_video_model`."""
@@ -366,16 +382,24 @@ class Lab:
     def doctor(self) -> dict[str, Any]:
         """The lab's self-report: hardware, strategies (family → tier → strategy), this machine's
         strategy per family, the tracking store, and versions."""
+        from labkit.errors import LabkitError
+
+        tracking: dict[str, Any] = {
+            "uri": self.config.tracking_uri,
+            "artifact_root": str(self.config.artifact_root),
+            "experiment": self.config.experiment,
+            "project_root": str(self.config.root),
+        }
+        try:  # opening the store also ends the runs whose process died (see `cleaned_up`)
+            tracking["cleaned_up"] = self.cleaned_up
+            tracking["status"] = "ok"
+        except LabkitError as e:
+            tracking["status"] = f"error: {e}"
         return {
             "hardware": self.hardware.to_dict(),
             "strategies": strategy_matrix(),
             "this_machine": {fam: self.strategy(fam).name for fam in families()},
-            "tracking": {
-                "uri": self.config.tracking_uri,
-                "artifact_root": str(self.config.artifact_root),
-                "experiment": self.config.experiment,
-                "project_root": str(self.config.root),
-            },
+            "tracking": tracking,
             "compliance_mode": self.config.compliance_mode,
             "versions": versions(),
         }
@@ -461,7 +485,9 @@ def hardware_report(report: Mapping[str, Any]) -> str:
         steps = ", ".join(MemoryStrategy(**{**s, "overrides": tuple(s["overrides"])}).steps())
         lines.append(f"- {fam}: {name} ({steps})")
     t = report["tracking"]
-    lines += ["", "# Tracking", "", f"- store: {t['uri']}", f"- artifacts: {t['artifact_root']}",
-              f"- experiment: {t['experiment']}", "", "# Versions", "",
-              *(f"- {k}: {v}" for k, v in report["versions"].items())]
+    lines += ["", "# Tracking", "", f"- store: {t['uri']} ({t.get('status', 'not opened')})",
+              f"- artifacts: {t['artifact_root']}", f"- experiment: {t['experiment']}",
+              *(f"- ended KILLED (its process {r['pid']} died): run {r['run_id']} {r['name']}"
+                for r in t.get("cleaned_up", [])),
+              "", "# Versions", "", *(f"- {k}: {v}" for k, v in report["versions"].items())]
     return "\n".join(lines) + "\n"

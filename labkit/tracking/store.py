@@ -22,6 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.config import LabConfig
 from labkit.errors import TrackingError
+from labkit.tracking.health import (
+    check_server,
+    enable_wal,
+    half_migrated,
+    process_tags,
+    reap_dead_runs,
+    sqlite_busy_timeout,
+    sqlite_path,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -150,6 +159,8 @@ class Tracker:
         self.config = config
         self._client: MlflowClient | None = None
         self._experiments: dict[str, str] = {}
+        #: Runs of this host whose process was gone when the store opened, ended KILLED then.
+        self.reaped: list[dict[str, str]] = []
 
     @property
     def uri(self) -> str:
@@ -157,19 +168,77 @@ class Tracker:
 
     @property
     def client(self) -> MlflowClient:
-        """The MLflow client for this store, opened on first use (creating the database)."""
+        """The MLflow client for this store, opened on first use.
+
+        Opening (1) checks that the store can be reached at all, failing within seconds instead of
+        MLflow's minutes of retries; (2) for SQLite, creates or migrates the database under a lock
+        beside it, so many processes starting at once in a new project make one schema, and sets it
+        up for many writers (WAL journal, busy timeout); (3) ends KILLED the runs of this host whose
+        process is gone (`reaped` lists them).
+        """
         if self._client is None:
             _quiet_mlflow_logging()
-            if self.uri.startswith("sqlite:///"):
-                Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            from mlflow import MlflowClient
-
-            try:
-                self._client = MlflowClient(tracking_uri=self.uri)
-            except Exception as e:
-                raise TrackingError(f"Cannot open the MLflow store {self.uri!r}: {e}.", value=self.uri,
-                                    fix="check MLFLOW_TRACKING_URI or [tracking] uri in labkit.toml.") from e
+            db = sqlite_path(self.uri)
+            if db is not None:
+                client = self._open_sqlite(db)
+            else:
+                check_server(self.uri)
+                client = self._new_client()
+            self._client = client
+            self.reaped = reap_dead_runs(client, db)
         return self._client
+
+    def _new_client(self) -> MlflowClient:
+        from mlflow import MlflowClient
+
+        try:
+            client = MlflowClient(tracking_uri=self.uri)
+            client.search_experiments(max_results=1)  # the store is made (and migrated) here
+            return client
+        except Exception as e:
+            text = str(e)
+            if "alembic" in text.lower() or "migration" in text.lower() or "out-of-date" in text:
+                raise TrackingError(
+                    f"The MLflow store {self.uri!r} has a half-finished or outdated schema: {text.splitlines()[0]}",
+                    value=self.uri, fix="run `labkit doctor --repair-store` (it keeps a backup of the database)."
+                ) from e
+            raise TrackingError(f"Cannot open the MLflow store {self.uri!r}: {text.splitlines()[0] if text else e}.",
+                                value=self.uri,
+                                fix="check MLFLOW_TRACKING_URI or [tracking] uri in labkit.toml.") from e
+
+    def _open_sqlite(self, db: Path) -> MlflowClient:
+        from labkit.locks import file_lock
+
+        if db.is_dir():
+            raise TrackingError(f"The MLflow store {self.uri!r} names a folder, not a database file.",
+                                value=str(db), fix=f"name a file, e.g. 'sqlite:///{db / 'mlflow.db'}'.")
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrackingError(f"Cannot make the folder of the MLflow store {str(db)!r}: {e.strerror}.",
+                                value=str(db.parent), fix="point the store at a folder you can write to "
+                                "(MLFLOW_TRACKING_URI or [tracking] uri in labkit.toml).") from e
+        sqlite_busy_timeout()
+        with file_lock(db):  # one process at a time creates or migrates the schema
+            leftovers = half_migrated(db)
+            if leftovers:
+                raise TrackingError(
+                    f"The MLflow store {str(db)!r} was left half-migrated by an interrupted process "
+                    f"(leftover tables: {', '.join(leftovers)}).", value=str(db),
+                    fix="run `labkit doctor --repair-store` (it keeps a backup of the database).")
+            client = self._new_client()
+            enable_wal(db)
+        return client
+
+    def lock(self):
+        """A cross-process lock on this store for a read-modify-write (a no-op for a tracking server,
+        whose writes labkit cannot serialise from one machine)."""
+        from contextlib import nullcontext
+
+        from labkit.locks import file_lock
+
+        db = sqlite_path(self.uri)
+        return file_lock(db) if db is not None else nullcontext()
 
     def experiment_id(self, name: str | None = None) -> str:
         """The id of experiment `name` (default: the config's), created with its artifacts under
@@ -213,6 +282,7 @@ class Tracker:
 
         all_tags = {f"version.{k}": v for k, v in versions().items()}
         all_tags[MLFLOW_SOURCE_NAME] = "labkit"
+        all_tags.update(process_tags())  # so a run whose process dies can be told from a live one
         if name:
             all_tags[MLFLOW_RUN_NAME] = name
         # A notebook run by `labkit sweep` gets its point's run here, so the runs it makes nest under it.
@@ -287,19 +357,20 @@ class Tracker:
 
         if not isinstance(text, str) or not text.strip():
             raise InvalidParameter("The note is empty.", value=text, fix="write the note as a Markdown string.")
-        old = "" if replace else self.get_note(run_id, experiment=experiment)
-        note = f"{old.rstrip()}\n\n{text.strip()}" if old.strip() else text.strip()
-        target = "run" if run_id is not None else "experiment"
-        limit = _MAX_NOTE_LEN[target]
-        if len(note) > limit:
-            raise InvalidParameter(
-                f"The {target} note would have {len(note)} characters; MLflow keeps at most {limit}.",
-                value=len(note), fix="shorten it, pass replace=True, or log long text as an artifact "
-                                     "(run.log_text(text, 'notes.md')).")
-        if run_id is not None:
-            self.client.set_tag(run_id, NOTE_TAG, note)
-        else:
-            self.client.set_experiment_tag(self.experiment_id(experiment), NOTE_TAG, note)
+        with self.lock():  # read-modify-write: two processes adding notes at once must both land
+            old = "" if replace else self.get_note(run_id, experiment=experiment)
+            note = f"{old.rstrip()}\n\n{text.strip()}" if old.strip() else text.strip()
+            target = "run" if run_id is not None else "experiment"
+            limit = _MAX_NOTE_LEN[target]
+            if len(note) > limit:
+                raise InvalidParameter(
+                    f"The {target} note would have {len(note)} characters; MLflow keeps at most {limit}.",
+                    value=len(note), fix="shorten it, pass replace=True, or log long text as an artifact "
+                                         "(run.log_text(text, 'notes.md')).")
+            if run_id is not None:
+                self.client.set_tag(run_id, NOTE_TAG, note)
+            else:
+                self.client.set_experiment_tag(self.experiment_id(experiment), NOTE_TAG, note)
         return note
 
 
