@@ -13,8 +13,6 @@ It is one small JSON file beside the store, `<root>/mlruns/cloud-jobs.json`:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,26 +83,33 @@ class JobList:
                              fix="move the file aside; `labkit cloud jobs` starts a new list.") from e
 
     def _write(self, jobs: list[Job]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".cloud-jobs-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"format": FORMAT, "jobs": [j.to_dict() for j in jobs]}, f, indent=1)
-        os.replace(tmp, self.path)
+        from labkit.outputs import atomic_write_bytes
+
+        data = json.dumps({"format": FORMAT, "jobs": [j.to_dict() for j in jobs]}, indent=1)
+        atomic_write_bytes(self.path, data.encode(), mode=0o644)
 
     def add(self, job: Job) -> Job:
-        jobs = [j for j in self.all() if j.id != job.id]
-        self._write([*jobs, job])
+        from labkit.locks import file_lock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.path):  # read-modify-write: another process may add or update a job meanwhile
+            jobs = [j for j in self.all() if j.id != job.id]
+            self._write([*jobs, job])
         return job
 
     def update(self, job_id: str, **changes: Any) -> Job | None:
-        jobs = self.all()
-        for job in jobs:
-            if job.id == job_id:
-                for k, v in changes.items():
-                    setattr(job, k, v)
-                job.updated = now()
-                self._write(jobs)
-                return job
+        from labkit.locks import file_lock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.path):
+            jobs = self.all()
+            for job in jobs:
+                if job.id == job_id:
+                    for k, v in changes.items():
+                        setattr(job, k, v)
+                    job.updated = now()
+                    self._write(jobs)
+                    return job
         return None
 
     def latest(self, platform: str, target: str) -> Job | None:

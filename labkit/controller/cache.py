@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from labkit.controller.plan import Plan
@@ -32,10 +31,11 @@ class PlanCache:
             return None  # absent or unreadable: plan afresh
 
     def put(self, key: str, plan: Plan, request: str) -> None:
+        from labkit.outputs import atomic_write_bytes
+
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{key}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"request": request, "plan": plan.to_json()}, ensure_ascii=False, indent=1))
-        tmp.replace(self.folder / f"{key}.json")  # atomic: a reader never sees half a file
+        data = json.dumps({"request": request, "plan": plan.to_json()}, ensure_ascii=False, indent=1)
+        atomic_write_bytes(self.folder / f"{key}.json", data.encode(), mode=0o644)  # a reader never sees half a file
 
     def __len__(self) -> int:
         return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
