@@ -92,9 +92,20 @@ def bench_generate(repeats: int = 5, *, model: str | None = None, steps: int | N
         lab.render(plan)
         subject.append(time.perf_counter() - t)
     s, b = statistics.median(subject), statistics.median(baseline)
+    # What the cross-process locks cost: a render in a fresh process takes two (opening the store and
+    # saving the weight-hash cache), a render on a warm Lab none; measured here uncontended.
+    locked = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        with lab.tracker.lock():
+            pass
+        locked.append(time.perf_counter() - t)
+    lock_s = statistics.median(locked)
     extra: dict[str, Any] = {"model": first.model["id"], "strategy": first.strategy.name, "steps": plan.steps,
                              "size": f"{plan.width}x{plan.height}", "device": lab.hardware.device,
-                             "overhead_pct": round((s / b - 1) * 100, 1)}
+                             "overhead_pct": round((s / b - 1) * 100, 1),
+                             "store_lock_s": round(lock_s, 6),
+                             "two_locks_pct_of_render": round(2 * lock_s / s * 100, 3)}
     if lab.hardware.device == "cuda":
         extra["strategies"] = _cuda_strategies(lab, plan, ref, choose, degrade)
     return BenchResult("generate", "Lab.generate (tracked)", "bare diffusers call", s, b, s / b, repeats, extra)
