@@ -376,7 +376,9 @@ class Lab:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
         if not path.exists():
-            path.write_bytes(data)
+            from labkit.outputs import atomic_write_bytes
+
+            atomic_write_bytes(path, data, mode=0o644)  # another process may read it the moment it appears
         return path
 
     def doctor(self) -> dict[str, Any]:

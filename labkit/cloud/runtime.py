@@ -94,7 +94,9 @@ class CloudSession:
         data = {"format": "labkit-cloud-session", "job": self.job, "platform": self.platform,
                 "workdir": str(self.workdir), "started": self.started, "updated": now(), "state": self.state,
                 "labkit": __version__, "hardware": self.hardware.to_dict(), **extra}
-        (self.workdir / SESSION_FILE).write_text(json.dumps(data, indent=1, default=str))
+        from labkit.outputs import atomic_write_bytes
+
+        atomic_write_bytes(self.workdir / SESSION_FILE, json.dumps(data, indent=1, default=str).encode(), mode=0o644)
 
     def export(self, *, state: str = "finished") -> BundleSummary | None:
         """Tag every run in the session's store with where it ran, and write them all to `bundle`.
