@@ -913,6 +913,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error already printed as one line
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except Exception as e:  # a check while parsing that failed in a way nobody foresaw
+        return _unexpected("", argparse.Namespace(), argv, e)
     command = _command_name(args)
     with _SigtermAsInterrupt() as sigterm:
         try:
@@ -927,11 +929,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 143
             _say(command, "interrupted.")
             return 130
+        except BrokenPipeError:  # `labkit … | head`: the reader left; say nothing more
+            _silence_stdout()
+            return 141
         except Exception as e:
-            log, why = _write_error_log(args, argv, e)
-            where = f"full traceback in {log}" if log else f"the traceback could not be written: {why}"
-            _say(command, f"unexpected error: {type(e).__name__}: {_short(str(e))} ({where})")
-            return 1
+            return _unexpected(command, args, argv, e)
 
 
 # -- the error boundary ------------------------------------------------------------------------------
@@ -945,6 +947,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{_printable(self.prog)}: {_one_line(_printable(message))}{fix}\n")
 
 
+def _unexpected(command: str, args: argparse.Namespace, argv: Sequence[str] | None, e: Exception) -> int:
+    log, why = _write_error_log(args, argv, e)
+    where = f"full traceback in {log}" if log else f"the traceback could not be written: {why}"
+    _say(command, f"unexpected error: {type(e).__name__}: {_short(str(e))} ({where})")
+    return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush into a closed pipe raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured in a test): nothing to flush
+        pass
+
+
 def _command_name(args: argparse.Namespace) -> str:
     """'generate', 'compliance dataset', 'cloud kaggle push', …"""
     words = [args.command]
@@ -956,7 +974,8 @@ def _command_name(args: argparse.Namespace) -> str:
 
 
 def _say(command: str, message: str) -> None:
-    print(f"labkit {command}: {_one_line(_printable(message))}", file=sys.stderr, flush=True)
+    prefix = f"labkit {command}".strip()
+    print(f"{prefix}: {_one_line(_printable(message))}", file=sys.stderr, flush=True)
 
 
 def _one_line(text: str) -> str:
@@ -1015,20 +1034,28 @@ def _check_text(args: argparse.Namespace, names: dict[str, str]) -> None:
 def _out_folder(text: str) -> str:
     """argparse type of an option naming a folder to write into (created if missing)."""
     path = _path_arg(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is a file, and a folder is expected. Fix: name a folder "
-                                         "(it is created when missing), or move the file away.")
-    _check_writable_parent(path, text, "folder")
+    try:
+        if path.exists() and not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a file, and a folder is expected. Fix: name a folder "
+                                             "(it is created when missing), or move the file away.")
+        _check_writable_parent(path, text, "folder")
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} cannot be used: {e.strerror or e}. "
+                                         "Fix: name another folder.") from None
     return text
 
 
 def _out_file(text: str) -> str:
     """argparse type of an option naming a file to write (its folder created if missing)."""
     path = _path_arg(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is a folder, and a file name is expected. Fix: name a file "
-                                         f"inside it, e.g. {str(path / 'out')!r} with the right extension.")
-    _check_writable_parent(path.parent, text, "file")
+    try:
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a folder, and a file name is expected. Fix: name a file "
+                                             f"inside it, e.g. {str(path / 'out')!r} with the right extension.")
+        _check_writable_parent(path.parent, text, "file")
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} cannot be used: {e.strerror or e}. "
+                                         "Fix: name another file.") from None
     return text
 
 

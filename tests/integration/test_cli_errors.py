@@ -75,10 +75,12 @@ CASES = [
     (["doctor", "--root", "{file}"], ["{file}", "is a file", "Fix:"]),
     (["compliance", "report", "--tracking-uri", "./mlruns"], ["'./mlruns'", "file store", "Fix:"]),
     (["compliance", "report", "--tracking-uri", "sqlite:///{folder}"], ["{folder}", "not a database file", "Fix:"]),
+    (["generate", "ok", "--out", "a" * 300], ["--out", "aaaa", "too long", "Fix:"]),
+    (["compliance", "sign", "x.png", "--out", ""], ["--out", "empty path", "Fix:"]),
 ]
 
 
-@pytest.mark.parametrize(("argv", "words"), CASES, ids=[" ".join(a)[:60] or "no-command" for a, _ in CASES])
+@pytest.mark.parametrize(("argv", "words"), CASES, ids=[" ".join(a)[:40] or "no-command" for a, _ in CASES])
 def test_bad_argument_is_one_line_with_the_value_and_a_fix(capsys, paths, argv, words):
     argv = [a.format(**paths) if "{" in a else a for a in argv]
     line = assert_one_line_error(*run_main(capsys, *argv))
@@ -265,6 +267,44 @@ def test_sigterm_during_a_command_ends_its_run_killed(cli_env, migrated_store, s
     assert err.splitlines() == ["labkit doctor: stopped by SIGTERM (an open run ends KILLED)."]
     (run,) = search_runs(f"sqlite:///{migrated_store}/mlruns/mlflow.db")
     assert run.info.run_id == run_id and run.info.status == "KILLED"
+
+
+ENGINE_COMMAND = """
+import sys, time
+import labkit.cli as cli
+from labkit.training.engine import _SigtermAsInterrupt
+
+def train(args):
+    sigterm = _SigtermAsInterrupt()  # what TrainingEngine.run installs around its loop
+    sigterm.install()
+    try:
+        print("training", flush=True)
+        time.sleep(120)
+    except KeyboardInterrupt as e:
+        sigterm.release()
+        print(f"engine caught {e}; saving a checkpoint", flush=True)
+        time.sleep(120)
+    return 130
+
+cli.cmd_doctor = train
+sys.exit(cli.main(["doctor"]))
+"""
+
+
+def test_the_training_engine_keeps_its_own_sigterm_handling_under_the_cli(cli_env, project):
+    """The engine's handler takes the first SIGTERM (checkpoint path); a second one during the save still ends
+    the process at once, as it does without the CLI's handler."""
+    proc = subprocess.Popen([sys.executable, "-c", ENGINE_COMMAND], env=_env(cli_env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "training", proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline().strip() == "engine caught signal SIGTERM; saving a checkpoint"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM and "Traceback" not in err
 
 
 # -- property-based: arbitrary values for the options of cheap commands ---------------------------------------------
