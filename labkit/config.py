@@ -50,6 +50,25 @@ SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
 _MAY_BE_EMPTY = {("c2pa", "cert"), ("c2pa", "key"), ("c2pa", "trust"), ("c2pa", "tsa_url")}
 
 
+def _env(name: str) -> str | None:
+    """An environment variable, refused when it is not UTF-8 text (undecodable bytes become lone surrogates,
+    which no record, URI or database can hold)."""
+    value = os.environ.get(name)
+    if value is not None and not _is_utf8(value):
+        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise ConfigError(f"${name} = '{shown}' is not UTF-8 text.", value=shown,
+                          fix=f"set {name} to UTF-8 text, or unset it.")
+    return value
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def find_project_root(start: str | Path | None = None) -> Path:
     """The project folder: `$LABKIT_ROOT`, else the nearest folder at or above `start` (default:
     the working directory) that holds `labkit.toml` or `mlruns/`, else `start` itself.
@@ -57,7 +76,7 @@ def find_project_root(start: str | Path | None = None) -> Path:
     Notebooks run from `notebooks/` and find the repository's store one level up this way.
     `$LABKIT_ROOT` must name an existing folder (a stale or misspelt setting is a `ConfigError`).
     """
-    env = os.environ.get(ENV_ROOT)
+    env = _env(ENV_ROOT)
     if env:
         try:
             root = Path(env).expanduser().resolve()
@@ -141,6 +160,9 @@ class LabConfig:
             if value is not None and not isinstance(value, str):
                 raise InvalidParameter(f"{name} must be text, not {type(value).__name__} {value!r}.", value=value,
                                        fix=f"pass {name} as a string, or None for the default.")
+            if value is not None and ("\x00" in value or not _is_utf8(value)):
+                raise InvalidParameter(f"{name} = {value!r} is not UTF-8 text without NUL characters.", value=value,
+                                       fix=f"pass {name} as UTF-8 text.")
         if system_metrics is not None and not isinstance(system_metrics, bool):
             raise InvalidParameter(f"system_metrics must be True, False or None, not {system_metrics!r}.",
                                    value=system_metrics, fix="pass a bool, or None to use labkit.toml.")
@@ -154,7 +176,7 @@ class LabConfig:
         artifact_root = _artifact_root(tracking.get("artifact_root"), root, config_path)
         if tracking_uri:
             uri, uri_from = tracking_uri, "the tracking URI argument"
-        elif os.environ.get(ENV_TRACKING_URI):
+        elif _env(ENV_TRACKING_URI):
             uri, uri_from = os.environ[ENV_TRACKING_URI], f"${ENV_TRACKING_URI}"
         elif tracking.get("uri"):
             uri, uri_from = tracking["uri"], f"{config_path} [tracking] uri"
@@ -164,7 +186,7 @@ class LabConfig:
 
         if compliance_mode and compliance_mode.strip():
             mode, mode_from = compliance_mode, "argument"
-        elif os.environ.get(ENV_COMPLIANCE_MODE, "").strip():
+        elif (_env(ENV_COMPLIANCE_MODE) or "").strip():
             mode, mode_from = os.environ[ENV_COMPLIANCE_MODE], f"${ENV_COMPLIANCE_MODE}"
         elif "compliance_mode" in lab:
             mode, mode_from = lab["compliance_mode"], f"{config_path} [lab] compliance_mode"
@@ -174,7 +196,7 @@ class LabConfig:
             root=root,
             tracking_uri=uri,
             artifact_root=artifact_root,
-            experiment=(experiment or os.environ.get(ENV_EXPERIMENT) or tracking.get("experiment")
+            experiment=(experiment or _env(ENV_EXPERIMENT) or tracking.get("experiment")
                         or DEFAULT_EXPERIMENT),
             compliance_mode=mode.strip(),
             compliance_mode_source=mode_from,
@@ -186,7 +208,7 @@ class LabConfig:
             c2pa_cert=_path_setting("LABKIT_C2PA_CERT", c2pa, "cert", root),
             c2pa_key=_path_setting("LABKIT_C2PA_KEY", c2pa, "key", root),
             c2pa_trust=_path_setting("LABKIT_C2PA_TRUST", c2pa, "trust", root),
-            c2pa_tsa_url=os.environ.get("LABKIT_C2PA_TSA_URL") or c2pa.get("tsa_url") or None,
+            c2pa_tsa_url=_env("LABKIT_C2PA_TSA_URL") or c2pa.get("tsa_url") or None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -265,7 +287,7 @@ def _check_tracking_uri(uri: str, where: str, root: Path) -> None:
 def _path_setting(env: str, table: dict[str, Any], key: str, root: Path) -> Path | None:
     """A file setting: the environment (relative to the working directory), then `labkit.toml`
     (relative to the project root); None when neither names one."""
-    value = os.environ.get(env)
+    value = _env(env)
     base = Path.cwd()
     where = f"${env}"
     if not value:

@@ -121,9 +121,9 @@ def test_bad_configuration_is_one_line_with_the_source_and_a_fix(capsys, monkeyp
 def test_a_mode_from_labkit_toml_is_checked_before_it_can_tag_a_run(capsys, project):
     """`compliance_mode = 5` used to render under `research` with the run tagged `5`."""
     (project / "labkit.toml").write_text("[lab]\ncompliance_mode = 5\n")
-    rc, _, err = run_main(capsys, "plan", "a red circle")
+    rc, _, err = run_main(capsys, "generate", "a red circle", "--steps", "2")
     assert rc == 2 and "compliance_mode = 5 is not text" in err
-    assert not (project / "mlruns" / "mlflow.db").exists()
+    assert not (project / "mlruns" / "mlflow.db").exists(), "a run was opened"
 
 
 # -- unexpected errors: one line on the terminal, the traceback in a log file -----------------------------------

@@ -236,3 +236,17 @@ def test_any_environment_resolves_or_raises_a_labkit_error(project, monkeypatch,
         resolve_mode(config.compliance_mode, source=config.compliance_mode_source)
     except LabkitError as e:
         assert e.fix
+
+
+@pytest.mark.parametrize("var", ["LABKIT_EXPERIMENT", "MLFLOW_TRACKING_URI", "LABKIT_COMPLIANCE_MODE", "LABKIT_ROOT"])
+def test_an_environment_variable_that_is_not_utf8(project, monkeypatch, var):
+    monkeypatch.setenv(var, "caf\udce9")  # the bytes b"caf\xe9", as Python decodes a Latin-1 environment
+    with pytest.raises(ConfigError) as err:
+        LabConfig.resolve()
+    assert f"${var} = 'caf\\xe9' is not UTF-8 text" in str(err.value) and var in err.value.fix
+
+
+def test_an_argument_that_is_not_utf8(project):
+    with pytest.raises(InvalidParameter, match="experiment = 'x\\\\udcff' is not UTF-8") as err:
+        LabConfig.resolve(project, experiment="x\udcff")
+    assert err.value.fix
