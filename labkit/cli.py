@@ -599,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     from labkit import __version__
 
     parser = _Parser(prog="labkit", description="A research lab for generative image and video "
-                                     "models: plan, render, record every run in MLflow.")
+                     "models: plan, render, record every run in MLflow.")
     parser.add_argument("--version", action="version", version=f"labkit {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", help="project folder (default: found from the working directory)")
@@ -1073,8 +1073,6 @@ def _check_writable_parent(path: Path, text: str, what: str) -> None:
     folder = path if path.is_absolute() else Path.cwd() / path
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    if folder == path and folder.is_dir() and what == "file":
-        return
     if not folder.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r}: {str(folder)!r} is a file, so the {what} cannot be created "
                                          "under it. Fix: choose a path under a folder.")
