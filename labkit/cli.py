@@ -1,7 +1,13 @@
 """`labkit …`: one sub-command per job. Each parses its arguments, calls the `Lab` API, prints.
 
-A `LabkitError` ends the command with its message (value and fix) on stderr and exit status 2,
-never a traceback.
+`main` is the one error boundary, and nothing it catches reaches the terminal as a traceback:
+
+- a bad argument (argparse, text that is not UTF-8, an `--out` that is a file where a folder is
+  expected, …) or a `LabkitError`: one line `labkit COMMAND: message Fix: …`, exit status 2;
+- any other exception: one line naming it and the log file that holds the full traceback
+  (`<project>/mlruns/logs/labkit-<UTC time>-<pid>.log`, else `<tmp>/labkit-logs/`), exit status 1;
+  a run that was open has already ended FAILED with the traceback as its `error.txt`;
+- Ctrl-C: "interrupted", exit 130. SIGTERM takes the same path (an open run ends KILLED), exit 143.
 """
 
 from __future__ import annotations
@@ -12,16 +18,23 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from labkit.errors import InvalidParameter, LabkitError
 
 
 def _lab(args: argparse.Namespace):
+    from labkit.compliance import resolve_mode
+    from labkit.config import LabConfig
     from labkit.lab import Lab
 
-    return Lab(args.root, tracking_uri=args.tracking_uri, experiment=args.experiment,
-               compliance_mode=getattr(args, "mode", None))
+    config = LabConfig.resolve(args.root, tracking_uri=args.tracking_uri, experiment=args.experiment,
+                               compliance_mode=getattr(args, "mode", None))
+    # Checked here with where the mode came from (--mode, $LABKIT_COMPLIANCE_MODE, labkit.toml, default),
+    # so a bad one is reported against its real source.
+    resolve_mode(config.compliance_mode, source=config.compliance_mode_source)
+    return Lab(config=config)
 
 
 def _print_json(data: Any) -> None:
@@ -162,8 +175,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_compliance_dataset(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from labkit.compliance import dataset_breakdown
 
     lab = _lab(args)
@@ -587,8 +598,8 @@ def cmd_cloud_jobs(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from labkit import __version__
 
-    parser = argparse.ArgumentParser(prog="labkit", description="A research lab for generative image and video "
-                                     "models: plan, render, record every run in MLflow.")
+    parser = _Parser(prog="labkit", description="A research lab for generative image and video "
+                     "models: plan, render, record every run in MLflow.")
     parser.add_argument("--version", action="version", version=f"labkit {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", help="project folder (default: found from the working directory)")
@@ -601,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("demo", parents=[common], help="run the lab's main job on the embedded default")
-    p.add_argument("--out", help="also copy the rendered images into this folder")
+    p.add_argument("--out", type=_out_folder, help="also copy the rendered images into this folder")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("ui", parents=[common], help="open the MLflow UI on the local store")
@@ -616,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--seed", type=int, help="seed of the first output (default: random, recorded)")
     render.add_argument("--size", type=_size, help="WIDTHxHEIGHT, multiples of 8 (default: the model's)")
     render.add_argument("--negative", default="", help="negative prompt")
-    render.add_argument("--out", help="also copy the outputs into this folder")
+    render.add_argument("--out", type=_out_folder, help="also copy the outputs into this folder")
     render.add_argument("--allow-pickle", action="store_true", help="allow pickle weights (they can run code)")
     render.add_argument("--config", help="for a .safetensors checkpoint: the diffusers folder/repo of its base model")
     render.add_argument("--mode", help="compliance mode: open, research (default), strict, or one of yours")
@@ -652,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", parents=[common, controller], help="plan a request, then render it")
     p.add_argument("request")
-    p.add_argument("--out", help="also copy the outputs into this folder")
+    p.add_argument("--out", type=_out_folder, help="also copy the outputs into this folder")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ask)
 
@@ -660,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = p.add_subparsers(dest="compliance_command", required=True, metavar="SUBCOMMAND")
     c = csub.add_parser("dataset", parents=[common], help="licence counts, missing licences, implied terms, chart")
     c.add_argument("path", help="an image folder with metadata.jsonl")
-    c.add_argument("--chart", help="where to write the chart (default: PATH/licences.png)")
+    c.add_argument("--chart", type=_out_file, help="where to write the chart (default: PATH/licences.png)")
     c.add_argument("--mode", help="compliance mode to check against (exit 1 when it blocks)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compliance_dataset)
@@ -671,7 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compliance_report)
     c = csub.add_parser("keygen", parents=[common], help="make a local test CA and signing certificate for C2PA")
-    c.add_argument("--out", help="folder for ca.pem, signer.pem, signer.key (default: <project>/c2pa)")
+    c.add_argument("--out", type=_out_folder,
+                   help="folder for ca.pem, signer.pem, signer.key (default: <project>/c2pa)")
     c.add_argument("--name", default="labkit local test signer", help="the signer's common name")
     c.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
     c.add_argument("--force", action="store_true", help="replace keys already in the folder")
@@ -682,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("files", nargs="+", metavar="FILE")
     c.add_argument("--cert", help="certificate chain, PEM (default: [c2pa] cert or LABKIT_C2PA_CERT)")
     c.add_argument("--key", help="private key, PEM (default: [c2pa] key or LABKIT_C2PA_KEY)")
-    c.add_argument("--out", help="write the signed copy here instead of replacing FILE")
+    c.add_argument("--out", type=_out_file, help="write the signed copy here instead of replacing FILE")
     c.add_argument("--force", action="store_true", help="replace content credentials the file already has")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compliance_sign)
@@ -696,7 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="training recipes (toy-base: the toy world's text-to-image model)")
     tsub = p.add_subparsers(dest="train_command", required=True, metavar="RECIPE")
     t = tsub.add_parser("toy-base", parents=[common], help="train the toy text-to-image model from scratch")
-    t.add_argument("--output", default="toy-base", help="folder for checkpoints, validation grids and the model")
+    t.add_argument("--output", default="toy-base", type=_out_folder,
+                   help="folder for checkpoints, validation grids and the model")
     t.add_argument("--steps", type=int, help="diffusion steps (default: ToyBaseConfig's)")
     t.add_argument("--vae-steps", type=int, help="VAE steps")
     t.add_argument("--text-steps", type=int, help="text-encoder pre-training steps (0: skip)")
@@ -712,7 +725,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--arch", choices=["warp", "animatediff"], default="warp",
                    help="warp: trajectory diffusion + warp renderer (labkit.toyworld.warp; what ships); animatediff: "
                    "a motion adapter (labkit.toyworld.motion_train)")
-    t.add_argument("--output", default="toy-motion", help="folder for checkpoints, validation strips and the model")
+    t.add_argument("--output", default="toy-motion", type=_out_folder,
+                   help="folder for checkpoints, validation strips and the model")
     t.add_argument("--base", default="toyworld", help="the toy text-to-image model to animate (default toyworld)")
     t.add_argument("--steps", type=int, help="training steps (default: the recipe's, ToyWarpConfig or ToyMotionConfig)")
     t.add_argument("--batch-size", type=int, help="clips per step")
@@ -734,7 +748,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = tsub.add_parser("lora", parents=[common], help="train a LoRA adapter on an image folder with metadata.jsonl")
     t.add_argument("data", help="image folder with metadata.jsonl (file_name, text, licence per line)")
-    t.add_argument("--output", default="lora", help="folder for checkpoints, validation grids and the adapter")
+    t.add_argument("--output", default="lora", type=_out_folder,
+                   help="folder for checkpoints, validation grids and the adapter")
     t.add_argument("--base", default="toyworld", help="base model: catalogue id, repo id or folder (default toyworld)")
     t.add_argument("--rank", type=int)
     t.add_argument("--alpha", type=float)
@@ -811,7 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "artifact files)")
     p.add_argument("what", nargs="+", metavar="EXPERIMENT|RUN_ID", help="an experiment name, or run ids (each "
                                                                          "with the runs nested under it)")
-    p.add_argument("--out", required=True, help="the bundle to write (FILE.zip)")
+    p.add_argument("--out", required=True, type=_out_file, help="the bundle to write (FILE.zip)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", parents=[common], help="add the runs of a bundle to this store (again: no-op)")
@@ -892,12 +907,265 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one `labkit` command; return its exit status (see the module docstring for the error boundary)."""
+    parser = build_parser()
     try:
-        return args.func(args)
-    except LabkitError as e:
-        print(f"labkit {args.command}: {e}", file=sys.stderr)
-        return 2
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed as one line
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except Exception as e:  # a check while parsing that failed in a way nobody foresaw
+        return _unexpected("", argparse.Namespace(), argv, e)
+    command = _command_name(args)
+    with _SigtermAsInterrupt() as sigterm:
+        try:
+            _check_text(args, _option_names(parser))
+            return args.func(args)
+        except LabkitError as e:
+            _say(command, str(e))
+            return 2
+        except KeyboardInterrupt:
+            if sigterm.received:
+                _say(command, "stopped by SIGTERM (an open run ends KILLED).")
+                return 143
+            _say(command, "interrupted.")
+            return 130
+        except BrokenPipeError:  # `labkit … | head`: the reader left; say nothing more
+            _silence_stdout()
+            return 141
+        except Exception as e:
+            return _unexpected(command, args, argv, e)
+
+
+# -- the error boundary ------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line, like every other error of the CLI."""
+
+    def error(self, message: str):  # type: ignore[override]
+        fix = "" if "Fix:" in message else f" Fix: see `{self.prog} --help`."
+        self.exit(2, f"{_printable(self.prog)}: {_one_line(_printable(message))}{fix}\n")
+
+
+def _unexpected(command: str, args: argparse.Namespace, argv: Sequence[str] | None, e: Exception) -> int:
+    log, why = _write_error_log(args, argv, e)
+    where = f"full traceback in {log}" if log else f"the traceback could not be written: {why}"
+    _say(command, f"unexpected error: {type(e).__name__}: {_short(str(e))} ({where})")
+    return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush into a closed pipe raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured in a test): nothing to flush
+        pass
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    """'generate', 'compliance dataset', 'cloud kaggle push', …"""
+    words = [args.command]
+    for key in ("compliance_command", "train_command", "compare_command", "cloud_command", "kaggle_command",
+                "colab_command"):
+        if getattr(args, key, None):
+            words.append(getattr(args, key))
+    return " ".join(words)
+
+
+def _say(command: str, message: str) -> None:
+    prefix = f"labkit {command}".strip()
+    print(f"{prefix}: {_one_line(_printable(message))}", file=sys.stderr, flush=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _short(text: str, limit: int = 400) -> str:
+    text = _one_line(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _printable(text: str) -> str:
+    """`text` with what is not UTF-8 (bytes argv decoded with surrogateescape, lone surrogates) written as
+    escapes, so printing it can never raise."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _option_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """dest → how the user wrote it ('--out', 'prompt'), over every sub-command."""
+    names: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                for dest, name in _option_names(sub).items():
+                    names.setdefault(dest, name)
+        elif action.dest not in (argparse.SUPPRESS, "help"):
+            longs = [o for o in action.option_strings if o.startswith("--")]
+            names.setdefault(action.dest, (longs or action.option_strings or [action.metavar or action.dest])[0])
+    return names
+
+
+def _check_text(args: argparse.Namespace, names: dict[str, str]) -> None:
+    """Every text argument is UTF-8: prompts, paths and names end up in JSON records, MLflow and PNG
+    metadata, none of which can hold the lone surrogates that undecodable argv bytes become."""
+    for dest, value in vars(args).items():
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, str) and not _is_utf8(item):
+                name = names.get(dest, dest)
+                raise InvalidParameter(f'The argument {name} = "{_printable(item)}" is not valid UTF-8 text.',
+                                       value=_printable(item),
+                                       fix=f"pass {name} as UTF-8 text (check the terminal's or the script's "
+                                           "encoding; LANG=C.UTF-8).")
+
+
+def _out_folder(text: str) -> str:
+    """argparse type of an option naming a folder to write into (created if missing)."""
+    path = _path_arg(text)
+    try:
+        if path.exists() and not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a file, and a folder is expected. Fix: name a folder "
+                                             "(it is created when missing), or move the file away.")
+        _check_writable_parent(path, text, "folder")
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} cannot be used: {e.strerror or e}. "
+                                         "Fix: name another folder.") from None
+    return text
+
+
+def _out_file(text: str) -> str:
+    """argparse type of an option naming a file to write (its folder created if missing)."""
+    path = _path_arg(text)
+    try:
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a folder, and a file name is expected. Fix: name a file "
+                                             f"inside it, e.g. {str(path / 'out')!r} with the right extension.")
+        _check_writable_parent(path.parent, text, "file")
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} cannot be used: {e.strerror or e}. "
+                                         "Fix: name another file.") from None
+    return text
+
+
+def _path_arg(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path. Fix: name a path, or leave the option out.")
+    if "\x00" in text or not _is_utf8(text):
+        raise argparse.ArgumentTypeError(f"{_printable(text)!r} is not a usable path (not UTF-8 text, or a NUL "
+                                         "character). Fix: name the path in UTF-8 text.")
+    return Path(text).expanduser()
+
+
+def _check_writable_parent(path: Path, text: str, what: str) -> None:
+    """The nearest folder that exists at or above `path` must be a folder labkit can write in."""
+    folder = path if path.is_absolute() else Path.cwd() / path
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: {str(folder)!r} is a file, so the {what} cannot be created "
+                                         "under it. Fix: choose a path under a folder.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text!r}: the folder {str(folder)!r} is not writable. Fix: choose a "
+                                         "folder you can write to, or change its permissions.")
+
+
+class _SigtermAsInterrupt:
+    """While a command runs, SIGTERM (`kill`, a scheduler, a closing service) raises KeyboardInterrupt in the
+    main thread: an open run ends KILLED and outputs are cleaned up the way Ctrl-C does it.
+
+    Handlers nest: the training engine and `labkit ui` install their own for their loops and restore this
+    one after. A SIGTERM arriving while an interrupt is already being handled (a checkpoint being saved,
+    a run being closed) ends the process at once, as it would without labkit."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.previous: Any = None
+        self.installed = False
+
+    def __enter__(self) -> _SigtermAsInterrupt:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self.previous = signal.signal(signal.SIGTERM, self._handle)
+                self.installed = True
+            except (ValueError, OSError):  # no signals here (an embedded interpreter): nothing to do
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        import signal
+
+        if self.received or isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        self.received = True
+        raise KeyboardInterrupt("SIGTERM")
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
+
+
+def _write_error_log(args: argparse.Namespace, argv: Sequence[str] | None, exc: BaseException
+                     ) -> tuple[Path | None, str]:
+    """Write the traceback of an unexpected error to a log file; (its path, "") or (None, why not).
+
+    The file goes to `<project>/mlruns/logs/` when the project has an `mlruns/` folder (no folder is made
+    in a directory that is not a project), else to `<tmp>/labkit-logs/`."""
+    import datetime
+    import tempfile
+    import traceback
+
+    from labkit import __version__
+
+    now = datetime.datetime.now(datetime.UTC)
+    command = [_printable(a) for a in (sys.argv[1:] if argv is None else argv)]
+    text = (f"labkit {__version__}, Python {sys.version.split()[0]}, pid {os.getpid()}\n"
+            f"time: {now.isoformat()}\ncwd: {_printable(os.getcwd())}\ncommand: labkit {' '.join(command)}\n\n"
+            + _printable("".join(traceback.format_exception(exc))))
+    folders = []
+    try:
+        from labkit.config import find_project_root
+
+        root = Path(args.root).expanduser() if getattr(args, "root", None) else find_project_root()
+        if (root / "mlruns").is_dir():
+            folders.append(root / "mlruns" / "logs")
+    except Exception:  # a bad root or $LABKIT_ROOT: the temporary folder will do
+        pass
+    folders.append(Path(tempfile.gettempdir()) / "labkit-logs")
+    why = "no folder to write to"
+    stem = f"labkit-{now.strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in range(100):
+                path = folder / (stem + (f"-{n}" if n else "") + ".log")
+                try:
+                    with open(path, "x", encoding="utf-8") as f:
+                        f.write(text)
+                    return path, ""
+                except FileExistsError:
+                    continue
+        except OSError as e:
+            why = f"{folder}: {e.strerror or e}"
+    return None, why
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ is blocked, naming the asset, its licence, the mode and what would make it pass.
     pick = licence_ok("open")              # a predicate a controller can filter models with
     [m for m in catalogue if pick(m.licence)]
 
-Mode resolution: explicit argument > $LABKIT_COMPLIANCE_MODE > "research".
+Mode resolution: explicit argument > $LABKIT_COMPLIANCE_MODE > "research" (a `LabConfig` also reads
+`[lab] compliance_mode` and passes where its mode came from as `source=`).
 """
 
 from __future__ import annotations
@@ -134,18 +135,28 @@ def _check_action(origin: str, where: str, rule: str, action: Any) -> None:
                           fix=f"Use one of {list(ACTIONS)}.")
 
 
-def resolve_mode(explicit: str | None = None, modes: Mapping[str, Mode] | None = None) -> Mode:
-    """The mode in force: `explicit` > $LABKIT_COMPLIANCE_MODE > "research"; InvalidParameter if unknown."""
+def resolve_mode(explicit: str | None = None, modes: Mapping[str, Mode] | None = None, *,
+                 source: str | None = None) -> Mode:
+    """The mode in force: `explicit` > $LABKIT_COMPLIANCE_MODE > "research"; InvalidParameter if unknown.
+
+    `source` says where `explicit` came from (a `LabConfig`'s `compliance_mode_source`: "argument",
+    "$LABKIT_COMPLIANCE_MODE", "<file> [lab] compliance_mode", "default"), so the error names it; without
+    it an explicit mode is reported as "argument".
+    """
     modes = modes if modes is not None else load_modes()
-    source = "argument"
+    where = source or "argument"
+    if explicit is not None and not isinstance(explicit, str):
+        raise InvalidParameter(f"Compliance mode {explicit!r} (from {where}) is not a name but "
+                               f"{type(explicit).__name__}.", value=explicit,
+                               fix=f"Use one of {sorted(modes)} as text, e.g. compliance_mode = \"research\".")
     name = explicit.strip() if isinstance(explicit, str) and explicit.strip() else None
     if name is None and os.environ.get(ENV_MODE, "").strip():
-        name, source = os.environ[ENV_MODE].strip(), f"${ENV_MODE}"
+        name, where = os.environ[ENV_MODE].strip(), f"${ENV_MODE}"
     if name is None:
-        name, source = DEFAULT_MODE, "default"
+        name, where = DEFAULT_MODE, "default"
     key = name.lower()
     if key not in modes:
-        raise InvalidParameter(f"Compliance mode {name!r} (from {source}) is not defined.", value=name,
+        raise InvalidParameter(f"Compliance mode {name!r} (from {where}) is not defined.", value=name,
                                fix=f"Use one of {sorted(modes)}, or define it in a TOML file named by {ENV_MODES}.")
     return modes[key]
 
