@@ -57,7 +57,7 @@ class Lab:
         from labkit.compliance import resolve_mode
 
         # Resolved now so a misspelt mode fails before any work; the same Mode is used everywhere.
-        self.compliance = resolve_mode(self.config.compliance_mode)
+        self.compliance = resolve_mode(self.config.compliance_mode, source=self.config.compliance_mode_source)
         self._catalog: Catalog | None = None
         self._pipelines: PipelineCache | None = None
         self._hash_cache: dict[str, Any] | None = None

@@ -209,9 +209,6 @@ class Tracker:
     def _open_sqlite(self, db: Path) -> MlflowClient:
         from labkit.locks import file_lock
 
-        if db.is_dir():
-            raise TrackingError(f"The MLflow store {self.uri!r} names a folder, not a database file.",
-                                value=str(db), fix=f"name a file, e.g. 'sqlite:///{db / 'mlflow.db'}'.")
         try:
             db.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
