@@ -44,7 +44,14 @@ def _print_json(data: Any) -> None:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from labkit.lab import hardware_report
 
-    report = _lab(args).doctor()
+    lab = _lab(args)
+    if args.repair_store:
+        from labkit.tracking.health import repair_store
+
+        done = repair_store(lab.config.tracking_uri)
+        print(f"repaired {done['store']}: dropped {', '.join(done['dropped_tables']) or 'no leftover tables'}, "
+              f"migrations finished; the database before the repair is kept as {done['backup']}", file=sys.stderr)
+    report = lab.doctor()
     if args.json:
         _print_json(report)
     else:
@@ -483,10 +490,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from labkit.tracking.bundle import import_bundle
+    from labkit.tracking.bundle import DEFAULT_MAX_BYTES, import_bundle
     from labkit.tracking.store import Tracker
 
-    summary = import_bundle(Tracker(_config(args)), args.file, experiment=args.into)
+    limit = DEFAULT_MAX_BYTES if args.max_bytes is None else args.max_bytes
+    summary = import_bundle(Tracker(_config(args)), args.file, experiment=args.into, max_bytes=limit)
     if args.json:
         _print_json({"imported": summary.imported, "skipped": summary.skipped, "id_map": summary.id_map})
     else:
@@ -609,6 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", parents=[common], help="hardware, memory strategies, tracking store, versions")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--repair-store", action="store_true",
+                   help="first repair a SQLite store an interrupted migration left half-done (keeps a backup)")
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("demo", parents=[common], help="run the lab's main job on the embedded default")
@@ -832,6 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", parents=[common], help="add the runs of a bundle to this store (again: no-op)")
     p.add_argument("file", help="a bundle written by labkit export")
     p.add_argument("--into", help="put every run into this experiment (default: each run's own, by name)")
+    p.add_argument("--max-bytes", type=int, help="refuse a bundle whose artifacts add up to more (default 20 GiB)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_import)
 

@@ -136,7 +136,9 @@ def repair_store(uri: str) -> dict[str, Any]:
     """Recover a SQLite store left half-migrated: back the file up, drop the leftover alembic tables, and
     run MLflow's migrations to the end. Returns what was done (backup path, dropped tables)."""
     from labkit.locks import file_lock
+    from labkit.tracking.store import _quiet_mlflow_logging
 
+    _quiet_mlflow_logging()
     db = sqlite_path(uri)
     if db is None or not db.is_file():
         raise TrackingError(f"There is no SQLite store to repair at {uri!r}.", value=uri,

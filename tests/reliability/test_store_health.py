@@ -41,6 +41,21 @@ def test_a_half_migrated_store_is_detected_with_the_repair_and_the_repair_works(
     assert [r.info.run_id for r in lab.tracker.search_runs()] == [kept.run_id]  # nothing lost
 
 
+def test_labkit_doctor_repair_store_repairs_it_from_the_command_line(migrated_store: Path, monkeypatch, capsys):
+    from labkit.cli import main
+    from labkit.lab import Lab
+
+    db = migrated_store / "mlruns" / "mlflow.db"
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("CREATE TABLE _alembic_tmp_metrics (key VARCHAR(250))")
+    monkeypatch.setenv("LABKIT_ROOT", str(migrated_store))
+    assert main(["doctor", "--json"]) == 0  # reports the broken store and its fix, does not fail
+    assert "labkit doctor --repair-store" in capsys.readouterr().out
+    assert main(["doctor", "--repair-store"]) == 0
+    assert "dropped _alembic_tmp_metrics" in capsys.readouterr().err
+    assert Lab(migrated_store).runs() == []
+
+
 def test_a_store_path_that_is_a_folder_or_under_a_file_fails_naming_it(tmp_path: Path, project: Path):
     from labkit.errors import LabkitError
     from labkit.lab import Lab
