@@ -332,9 +332,28 @@ class Tracker:
             self.client.set_terminated(run.run_id, status=status)
 
     def search_runs(self, experiment: str | None = None, filter_string: str = "", max_results: int = 100):
-        """Runs of `experiment` as MLflow `Run` objects, newest first."""
-        return self.client.search_runs([self.experiment_id(experiment)], filter_string=filter_string,
-                                       max_results=max_results, order_by=["attributes.start_time DESC"])
+        """Runs of `experiment` as MLflow `Run` objects, newest first; `filter_string` in MLflow's search
+        syntax (e.g. "params.`plan.steps` = '20' and metrics.`time.total_s` < 5")."""
+        from mlflow.exceptions import MlflowException
+
+        from labkit.errors import InvalidParameter
+
+        if not isinstance(filter_string, str):
+            raise InvalidParameter(f"The run filter must be text, got {type(filter_string).__name__} "
+                                   f"{filter_string!r}.", value=filter_string,
+                                   fix="pass an MLflow search string, e.g. \"tags.`labkit.job` = 'render'\".")
+        exp_id = self.experiment_id(experiment)
+        try:
+            return self.client.search_runs([exp_id], filter_string=filter_string, max_results=max_results,
+                                           order_by=["attributes.start_time DESC"])
+        except MlflowException as e:
+            if e.error_code != "INVALID_PARAMETER_VALUE":
+                raise
+            raise InvalidParameter(f"The run filter {filter_string!r} is not valid MLflow search syntax: {e.message}",
+                                   value=filter_string,
+                                   fix="write clauses as KEY OP VALUE joined by 'and', quoting names with dots in "
+                                       "backticks, e.g. \"params.`plan.steps` = '20'\" or \"metrics.score > 0.5\" "
+                                       "(https://mlflow.org/docs/latest/search-runs.html).") from e
 
     def get_note(self, run_id: str | None = None, *, experiment: str | None = None) -> str:
         """The Markdown note of run `run_id`, or of `experiment` (default: the config's) without one."""

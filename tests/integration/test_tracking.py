@@ -112,3 +112,20 @@ def test_a_series_is_logged_with_its_steps(lab):
         run.log_series("time.step_s", [0.5, 0.25, 0.125])
     history = lab.tracker.client.get_metric_history(run.run_id, "time.step_s")
     assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(0, 0.5), (1, 0.25), (2, 0.125)]
+
+
+@pytest.mark.parametrize("bad", ["bad ((", "params.x = ", "metrics.score > 'high'", "tags.`a = 1", "nonsense", 5])
+def test_a_malformed_run_filter_is_an_invalid_parameter_naming_it(migrated_store, bad):
+    from labkit.errors import InvalidParameter
+    from labkit.lab import Lab
+
+    with pytest.raises(InvalidParameter) as err:
+        Lab(migrated_store).runs(filter_string=bad)
+    assert repr(bad) in str(err.value) and "e.g." in err.value.fix
+
+
+def test_a_valid_run_filter_still_finds_runs(lab):
+    with lab.run("kept", params={"steps": 20}):
+        pass
+    assert [r.name for r in lab.runs(filter_string="params.steps = '20'")] == ["kept"]
+    assert lab.runs(filter_string="params.steps = '21'") == []
