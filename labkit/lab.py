@@ -599,17 +599,9 @@ def _check_job(job: Any) -> None:
 
 
 def _size_arg(size: Any) -> tuple[Any, Any]:
-    """(width, height) from `size`: None, or a pair of whole numbers."""
-    from labkit.controller.plan import check_int
+    from labkit.controller.plan import check_size
 
-    if size is None:
-        return None, None
-    if isinstance(size, (str, bytes)) or not isinstance(size, (list, tuple)) or len(size) != 2:
-        raise _invalid(f"size must be (width, height), got {_describe(size)}.", size,
-                       "pass size=(64, 64): two whole numbers, width first; or None for the model's default.")
-    check_int("width (size[0])", size[0])
-    check_int("height (size[1])", size[1])
-    return size[0], size[1]
+    return check_size("size", size)
 
 
 def _path_arg(name: str, value: Any) -> str | None:

@@ -362,6 +362,19 @@ def check_number(name: str, value: Any, *, optional: bool = False) -> float | No
     return value
 
 
+def check_size(name: str, size: Any, *, optional: bool = True) -> tuple[Any, Any]:
+    """(width, height) from `size`, a pair of whole numbers (None: (None, None) when `optional`)."""
+    if size is None and optional:
+        return None, None
+    if isinstance(size, (str, bytes)) or not isinstance(size, (list, tuple)) or len(size) != 2:
+        raise InvalidParameter(f"{name} must be (width, height), got {describe(size)}.", value=size,
+                               fix=f"pass {name}=(64, 64): two whole numbers, width first"
+                                   + ("; or None for the model's default." if optional else "."))
+    check_int(f"width ({name}[0])", size[0])
+    check_int(f"height ({name}[1])", size[1])
+    return size[0], size[1]
+
+
 def _adapter_from(item: Any, i: int) -> AdapterRef:
     if isinstance(item, AdapterRef):
         return item
