@@ -212,7 +212,7 @@ class Plan:
                                    value=self.adapters, fix="use Plan.from_dict, or adapters=(AdapterRef('ID', 1.0),).")
         for i, a in enumerate(self.adapters):
             check_text(f"adapters[{i}].id", a.id, max_chars=MAX_PATH_CHARS, nonempty=True)
-            check_number(f"adapters[{i}].weight", a.weight)
+            check_number(f"adapters[{i}].weight", a.weight, example="1.0")
         for name in ("width", "height", "steps", "seed", "frames", "fps"):
             check_int(name, getattr(self, name), optional=True)
         check_int("count", self.count)
@@ -250,9 +250,9 @@ class Plan:
                                    fix="use a strength between 0.1 (close to the input) and 1.0.")
         if self.task == "img2img" and not self.image:
             raise InvalidParameter("Image-to-image needs an input image.", value=None, fix="pass image=PATH.")
-        for a in self.adapters:
+        for i, a in enumerate(self.adapters):
             if not -4 <= a.weight <= 4:
-                raise InvalidParameter(f"Adapter {a.id!r} has weight {a.weight!r}.", value=a.weight,
+                raise InvalidParameter(f"adapters[{i}] ({a.id!r}) has weight {a.weight!r}.", value=a.weight,
                                        fix="use a weight between -4 and 4 (1.0 is the trained strength).")
         for name in ("width", "height"):
             v = getattr(self, name)
@@ -349,16 +349,16 @@ def check_int(name: str, value: Any, *, optional: bool = False, lo: int | None =
     return value
 
 
-def check_number(name: str, value: Any, *, optional: bool = False) -> float | None:
+def check_number(name: str, value: Any, *, optional: bool = False, example: str = "7.5") -> float | None:
     """`value` when it is a finite real number (`int` or `float`, not `bool`); else `InvalidParameter`."""
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidParameter(f"{name} must be a number, got {describe(value)}.", value=value,
-                               fix=f"pass {name} as a number such as 7.5" + (" or None." if optional else "."))
+                               fix=f"pass {name} as a number such as {example}" + (" or None." if optional else "."))
     if not math.isfinite(value):
         raise InvalidParameter(f"{name} must be a finite number, got {value!r}.", value=value,
-                               fix=f"pass {name} as an ordinary number such as 7.5.")
+                               fix=f"pass {name} as an ordinary number such as {example}.")
     return value
 
 
