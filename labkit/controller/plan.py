@@ -288,7 +288,7 @@ def _int_in(name: str, value: Any, lo: int, hi: int) -> None:
                                fix=f"use an integer between {lo} and {hi}.")
     if not lo <= value <= hi:
         raise InvalidParameter(f"{name} {value} is outside {lo}–{hi}.", value=value,
-                               fix=f"use a {name} between {lo} and {hi}.")
+                               fix=f"use {name} = a whole number from {lo} to {hi}.")
 
 
 def describe(value: Any) -> str:
@@ -345,7 +345,7 @@ def check_int(name: str, value: Any, *, optional: bool = False, lo: int | None =
                                fix=f"pass an integer{rng}" + (" or None." if optional else "."))
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise InvalidParameter(f"{name} {value} is outside {lo}–{hi}.", value=value,
-                               fix=f"use a {name} between {lo} and {hi}.")
+                               fix=f"use {name} = a whole number from {lo} to {hi}.")
     return value
 
 
