@@ -151,6 +151,7 @@ class Lab:
         `LabkitError` for an unknown model or a bad value."""
         from labkit.render import complete
 
+        _check_bool("validate", validate)
         return complete(self, plan, config, validate=validate)[0]
 
     def plan(self, request: str, *, controller: str = "rules", use_cache: bool = True) -> Plan:
@@ -324,7 +325,7 @@ class Lab:
         """
         from labkit.controller.plan import check_text
 
-        check_text("note", markdown, max_chars=MAX_NOTE_CHARS, nonempty=True)
+        check_text("note", markdown)  # blank and too long: the store says so, with MLflow's own limits
         if run_id is not None:
             _check_run_id("run_id", run_id)
         _check_bool("experiment", experiment)
@@ -532,8 +533,6 @@ def hardware_report(report: Mapping[str, Any]) -> str:
 # The type and range checks themselves live with the plan data (`labkit.controller.plan`:
 # check_text, check_int, check_number); these name the façade's own arguments.
 
-#: A note longer than this is a file, not a note: attach it with `lab.run(...).log_text`.
-MAX_NOTE_CHARS = 100_000
 #: The most runs one listing returns.
 MAX_RUNS = 10_000
 _RENDER_KWARGS = ("progress", "cancel", "out", "allow_pickle", "config", "tags")

@@ -105,6 +105,8 @@ CASES = {
     "render plan bad model": (lambda lab: lab.render(Plan(prompt=PROMPT, model=123)), ["model must be text"]),
     "render plan adapters list": (lambda lab: lab.render(Plan(prompt=PROMPT, adapters=["x"])),
                                   ["adapters must be a tuple of AdapterRef"]),
+    "complete validate str": (lambda lab: lab.complete(Plan(prompt=PROMPT), validate="no"),
+                              ["validate must be True or False, got str 'no'"]),
     "complete text": (lambda lab: lab.complete("text"), ["render needs a Plan, got str"]),
     # plan and ask
     "plan request int": (lambda lab: lab.plan(123), ["request must be text, got int 123"]),
@@ -117,7 +119,8 @@ CASES = {
     "ask unknown kwarg": (lambda lab: lab.ask(PROMPT, steps=3), ["unknown argument(s) steps"]),
     # notes and runs
     "note int": (lambda lab: lab.note(5), ["note must be text, got int 5"]),
-    "note blank": (lambda lab: lab.note("  "), ["note is blank"]),
+    "note blank": (lambda lab: lab.note("  "), ["The note is empty"]),
+    "note too long": (lambda lab: lab.note("x" * 30_000, experiment=True), ["at most 20000"]),
     "note surrogate": (lambda lab: lab.note("seed \ud83d"), ["note is not valid Unicode"]),
     "note run_id int": (lambda lab: lab.note("hi", 5), ["run_id must be text, got int 5"]),
     "note experiment str": (lambda lab: lab.note("hi", experiment="yes"), ["experiment must be True or False"]),
