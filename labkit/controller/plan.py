@@ -164,6 +164,11 @@ class Plan:
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> Plan:
+        """A copy with `changes` (field names; their types are checked by `check_fields`/`validate`)."""
+        unknown = [k for k in changes if k not in _FIELD_NAMES]
+        if unknown:
+            raise InvalidParameter(f"Unknown plan field(s): {', '.join(unknown)}.", value=unknown,
+                                   fix=f"use only {', '.join(_FIELD_NAMES)}.")
         return dataclasses.replace(self, **changes)
 
     # -- completing and checking ---------------------------------------------------------------
@@ -280,6 +285,9 @@ class Plan:
 
                 validate_size(entry, self.width, self.height)
         return self
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Plan))
 
 
 def _int_in(name: str, value: Any, lo: int, hi: int) -> None:

@@ -192,6 +192,12 @@ def test_bad_plan_json(text, fragments):
         assert fragment in str(info.value), (fragment, str(info.value))
 
 
+def test_replace_with_an_unknown_field_names_it():
+    with pytest.raises(InvalidParameter, match="Unknown plan field.*stepz") as info:
+        Plan(prompt="a").replace(stepz=3)
+    assert "steps" in info.value.fix
+
+
 def test_an_image_to_video_plan_may_have_an_empty_prompt():
     plan = Plan.from_dict({"prompt": "", "modality": "video", "image": "frame.png"}).validate()
     assert plan.task == "img2vid"
