@@ -213,3 +213,31 @@ def test_messages_never_carry_a_lone_surrogate():
     err = _err({"prompt": "x\ud800y" * 10})
     str(err).encode("utf-8")
     json.dumps(str(err), ensure_ascii=False).encode("utf-8")
+
+
+PROMPT_OK = "a red circle on the left"
+API_ARGS = {
+    "generate": ["prompt", "model", "negative_prompt", "steps", "guidance", "seed", "size", "n", "image", "strength",
+                 "adapters"],
+    "video": ["prompt", "image", "model", "frames", "fps", "seed", "steps", "guidance", "size", "negative_prompt", "n"],
+}
+API_CALLS = [(method, arg) for method, args in API_ARGS.items() for arg in args]
+
+
+@settings(deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(API_CALLS), JSON | st.tuples(JSON, JSON))
+def test_lab_generate_and_video_with_any_value_for_one_argument(lab, monkeypatch, call, value):
+    # Render stops at the plan it would start from (model resolved, fields filled, validated): the
+    # argument checks are what is under test, not the pixels.
+    monkeypatch.setattr(type(lab), "render", lambda self, plan, **kw: self.complete(plan))
+    method, name = call
+    model = "toyworld" if method == "generate" else "toyworld-motion"
+    args = {"prompt": PROMPT_OK, "model": model, **{name: value}}
+    try:
+        plan = getattr(lab, method)(**args)
+    except LabkitError as e:
+        assert e.fix and str(e).encode("utf-8")
+        return
+    assert isinstance(plan, Plan)
+    _check_valid_plan(plan)
