@@ -167,6 +167,7 @@ class Lab:
         `LabkitError` for an unknown model or a bad value."""
         from labkit.render import complete
 
+        _check_bool("validate", validate)
         return complete(self, plan, config, validate=validate)[0]
 
     def plan(self, request: str, *, controller: str = "rules", use_cache: bool = True) -> Plan:
@@ -183,8 +184,12 @@ class Lab:
         from labkit.compliance import licence_ok
         from labkit.controller.base import PlanContext, get_controller
         from labkit.controller.cache import PlanCache
+        from labkit.controller.plan import MAX_PROMPT_CHARS, check_text
         from labkit.errors import ControllerFailed
 
+        check_text("request", request, max_chars=MAX_PROMPT_CHARS, nonempty=True)
+        check_text("controller", controller, max_chars=2000, nonempty=True)
+        _check_bool("use_cache", use_cache)
         context = PlanContext.from_lab(self, licence_ok=licence_ok(self.compliance))
         ctrl = get_controller(controller)
         cache = PlanCache(self.config.root / "mlruns" / "plan-cache")
@@ -203,6 +208,7 @@ class Lab:
 
     def ask(self, request: str, *, controller: str = "rules", **render_kwargs: Any) -> Result:
         """Plan `request` with `controller`, then render the plan (see `plan` and `render`)."""
+        _check_render_kwargs("ask", render_kwargs)
         return self.render(self.plan(request, controller=controller), **render_kwargs)
 
     def replay(self, run_id: str, *, check: bool = False):
@@ -212,6 +218,8 @@ class Lab:
         """
         from labkit.replay import replay
 
+        _check_run_id("run_id", run_id)
+        _check_bool("check", check)
         return replay(self, run_id, check=check)
 
     def generate(self, prompt: str, *, model: str | None = None, negative_prompt: str = "",
@@ -222,14 +230,16 @@ class Lab:
 
         `adapters`: LoRA adapters, each an `AdapterRef` or a string "PATH_OR_ID[:WEIGHT]" (a
         `.safetensors` file or folder, "run:RUN_ID", an `[adapters.ID]` catalogue entry, a hub repo)."""
-        from labkit.controller.plan import AdapterRef, Plan
-        from labkit.pipelines.lora import parse_adapter
+        from labkit.controller.plan import MAX_COUNT, Plan, check_int
 
-        width, height = size if size else (None, None)
+        # Every argument is checked here, before a model is resolved: a wrong type names itself
+        # rather than surfacing as a TypeError from deep inside.
+        _check_render_kwargs("generate", render_kwargs)
+        check_int("n", n, lo=1, hi=MAX_COUNT)
+        width, height = _size_arg(size)
         plan = Plan(prompt=prompt, model=model, negative_prompt=negative_prompt, steps=steps, guidance=guidance,
-                    seed=seed, width=width, height=height, count=n, image=str(image) if image else None,
-                    strength=strength,
-                    adapters=tuple(a if isinstance(a, AdapterRef) else parse_adapter(a) for a in adapters))
+                    seed=seed, width=width, height=height, count=n, image=_path_arg("image", image),
+                    strength=strength, adapters=_adapters_arg(adapters)).check_fields()
         return self.render(plan, **render_kwargs)
 
     def video(self, prompt: str = "", *, image: str | Path | None = None, model: str | None = None,
@@ -237,16 +247,21 @@ class Lab:
               steps: int | None = None, guidance: float | None = None, size: tuple[int, int] | None = None,
               negative_prompt: str = "", n: int = 1, **render_kwargs: Any) -> Result:
         """Image-to-video when `image` is given, else text-to-video."""
-        from labkit.controller.plan import Plan
+        from labkit.controller.plan import MAX_COUNT, Plan, check_int
 
-        width, height = size if size else (None, None)
-        plan = Plan(prompt=prompt, modality="video", model=model, image=str(image) if image else None,
+        _check_render_kwargs("video", render_kwargs)
+        check_int("n", n, lo=1, hi=MAX_COUNT)
+        width, height = _size_arg(size)
+        plan = Plan(prompt=prompt, modality="video", model=model, image=_path_arg("image", image),
                     frames=frames, fps=fps, seed=seed, steps=steps, guidance=guidance, width=width, height=height,
-                    negative_prompt=negative_prompt, count=n)
+                    negative_prompt=negative_prompt, count=n).check_fields()
         return self.render(plan, **render_kwargs)
 
     def strategy(self, family: str, **overrides: Any) -> MemoryStrategy:
         """The memory strategy `family` gets on this lab's hardware (overrides are opt-in and recorded)."""
+        from labkit.controller.plan import check_text
+
+        check_text("family", family, max_chars=200, nonempty=True)
         return choose(family, self.hardware, **overrides)
 
     @contextmanager
@@ -275,6 +290,7 @@ class Lab:
         from labkit.controller.rules import Vocabulary, model_fit
         from labkit.pipelines.loader import is_available, resolve_model
 
+        _check_task(task)
         entries = self.catalog.entries(task) if task else list(self.catalog)
         if task == "txt2vid":  # an image-to-video model animates a rendered first frame
             entries += [e for e in self.catalog.entries("img2vid") if e not in entries]
@@ -305,7 +321,10 @@ class Lab:
         """The compliance verdict on every catalogue model (or the ids in `entries`) under `mode`
         (default: the lab's mode): one decision per model, never raising for a blocked one."""
         from labkit.compliance import Asset, check
+        from labkit.controller.plan import check_text
 
+        check_text("mode", mode, optional=True, max_chars=200, nonempty=True)
+        _check_str_list("entries", entries, optional=True)
         chosen = [self.catalog.get(i) for i in entries] if entries is not None else list(self.catalog)
         return check([Asset("model", e.id, e.licence, e.revision, e.repo or e.source) for e in chosen],
                      mode or self.compliance)
@@ -320,6 +339,13 @@ class Lab:
         else, when this lab has made no run yet, to the experiment. Notes add up below one another
         unless `replace`. Returns {"target": "run" | "experiment", "id": …, "note": the whole note}.
         """
+        from labkit.controller.plan import check_text
+
+        check_text("note", markdown)  # blank and too long: the store says so, with MLflow's own limits
+        if run_id is not None:
+            _check_run_id("run_id", run_id)
+        _check_bool("experiment", experiment)
+        _check_bool("replace", replace)
         if run_id is None and not experiment:
             run_id = self._open_runs[-1] if self._open_runs else self.last_run_id
         if run_id is not None:
@@ -329,22 +355,42 @@ class Lab:
 
     def notes(self, run_id: str | None = None) -> str:
         """The note of run `run_id`, or of the experiment."""
+        if run_id is not None:
+            _check_run_id("run_id", run_id)
         return self.tracker.get_note(run_id)
 
     def runs(self, n: int = 20, *, job: str | None = None, filter_string: str = "") -> list[RunSummary]:
         """The experiment's `n` most recent runs (of one `job`, e.g. "render", when given), newest first."""
+        from labkit.controller.plan import check_int, check_text
+        from labkit.errors import InvalidParameter
         from labkit.tracking.compare import RunSummary
 
+        check_int("n", n, lo=1, hi=MAX_RUNS)
+        _check_job(job)
+        check_text("filter_string", filter_string, max_chars=10_000)
         if job:
             clause = f"tags.`labkit.job` = '{job}'"
             filter_string = f"{filter_string} and {clause}" if filter_string else clause
-        return [RunSummary.from_mlflow(r) for r in self.tracker.search_runs(filter_string=filter_string,
-                                                                             max_results=n)]
+        try:
+            found = self.tracker.search_runs(filter_string=filter_string, max_results=n)
+        except Exception as e:
+            from mlflow.exceptions import MlflowException
+
+            if not isinstance(e, MlflowException) or e.error_code != "INVALID_PARAMETER_VALUE":
+                raise
+            raise InvalidParameter(f"The filter {filter_string!r} is not an MLflow search filter: "
+                                   f"{str(e).splitlines()[0][:200]}", value=filter_string,
+                                   fix="write e.g. \"params.`plan.seed` = '3' and metrics.`time.total_s` < 10\" "
+                                       "(see MLflow's search syntax), or leave it empty.") from e
+        return [RunSummary.from_mlflow(r) for r in found]
 
     def runs_frame(self, n: int = 100, *, job: str | None = None):
         """`runs(n, job=job)` as a pandas DataFrame: one row per run, plan params, metrics, terms, note."""
+        from labkit.controller.plan import check_int
         from labkit.tracking.compare import to_frame
 
+        check_int("n", n, lo=1, hi=MAX_RUNS)
+        _check_job(job)
         return to_frame(self.runs(n, job=job))
 
     def compare(self, run_ids: list[str]) -> Comparison:
@@ -352,8 +398,14 @@ class Lab:
         from labkit.errors import InvalidParameter
         from labkit.tracking.compare import RunSummary, compare
 
+        if isinstance(run_ids, str):
+            raise InvalidParameter(f"compare takes a list of run ids, got one string {run_ids!r}.", value=run_ids,
+                                   fix=f"pass [{run_ids!r}] (a list), e.g. lab.compare([id1, id2]).")
+        _check_str_list("run_ids", run_ids)
         if not run_ids:
             raise InvalidParameter("No runs to compare.", value=run_ids, fix="pass one or more run ids.")
+        for rid in run_ids:
+            _check_run_id("run id", rid)
         client = self.tracker.client
         runs = []
         for rid in run_ids:
@@ -371,6 +423,14 @@ class Lab:
         return its path: a plan that names it stays replayable."""
         import hashlib
 
+        from labkit.controller.plan import check_text
+        from labkit.errors import InvalidParameter
+
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidParameter(f"keep_input needs the file's bytes, got {_describe(data)}.",
+                                   value=type(data).__name__, fix="pass Path(file).read_bytes().")
+        check_text("name", name, max_chars=1000, nonempty=True)
+        data = bytes(data)
         suffix = Path(name).suffix.lower() or ".png"
         folder = self.config.root / "mlruns" / "inputs"
         folder.mkdir(parents=True, exist_ok=True)
@@ -415,7 +475,9 @@ class Lab:
         """
         from labkit.controller.plan import Plan
         from labkit.pipelines.loader import is_available, resolve_model
+        from labkit.render import check_render_args
 
+        check_render_args(Plan(prompt="demo"), out=out)
         report = self.doctor()
         model = self.default_model("image")
         renders: list[Result] = []
@@ -493,3 +555,110 @@ def hardware_report(report: Mapping[str, Any]) -> str:
                 for r in t.get("cleaned_up", [])),
               "", "# Versions", "", *(f"- {k}: {v}" for k, v in report["versions"].items())]
     return "\n".join(lines) + "\n"
+
+
+# -- argument checks shared by the public methods above ----------------------------------------
+# The type and range checks themselves live with the plan data (`labkit.controller.plan`:
+# check_text, check_int, check_number); these name the façade's own arguments.
+
+#: The most runs one listing returns.
+MAX_RUNS = 10_000
+_RENDER_KWARGS = ("progress", "cancel", "out", "allow_pickle", "config", "tags")
+_TASKS = ("txt2img", "img2img", "txt2vid", "img2vid")
+
+
+def _describe(value: Any) -> str:
+    from labkit.controller.plan import describe
+
+    return describe(value)
+
+
+def _invalid(message: str, value: Any, fix: str) -> Exception:
+    from labkit.errors import InvalidParameter
+
+    return InvalidParameter(message, value=value, fix=fix)
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _invalid(f"{name} must be True or False, got {_describe(value)}.", value, f"pass {name}=True or False.")
+
+
+def _check_render_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
+    unknown = [k for k in kwargs if k not in _RENDER_KWARGS]
+    if unknown:
+        raise _invalid(f"lab.{method}() got unknown argument(s) {', '.join(unknown)}.", unknown,
+                       f"use the documented arguments; render options are {', '.join(_RENDER_KWARGS)}.")
+
+
+def _check_run_id(name: str, value: Any) -> None:
+    from labkit.controller.plan import check_text
+
+    check_text(name, value, max_chars=200, nonempty=True)
+
+
+def _check_str_list(name: str, value: Any, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise _invalid(f"{name} must be a list of strings, got {_describe(value)}.", value,
+                       f"pass {name} as a list, e.g. [{value!r}]." if isinstance(value, str)
+                       else f"pass {name} as a list of strings.")
+    bad = [v for v in value if not isinstance(v, str)]
+    if bad:
+        raise _invalid(f"{name} must hold strings, got {_describe(bad[0])}.", bad[0],
+                       f"pass {name} as a list of strings.")
+
+
+def _check_task(task: Any) -> None:
+    if task is not None and task not in _TASKS:
+        raise _invalid(f"Unknown task {_describe(task)}.", task, f"use one of {', '.join(_TASKS)}, or None for all.")
+
+
+def _check_job(job: Any) -> None:
+    import re
+
+    if job is None:
+        return
+    if not isinstance(job, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", job):
+        raise _invalid(f"job must be a job name such as 'render', got {_describe(job)}.", job,
+                       "pass a job name (letters, digits, '_', '-', '.', ':'), e.g. 'render', 'train', 'demo'.")
+
+
+def _size_arg(size: Any) -> tuple[Any, Any]:
+    from labkit.controller.plan import check_size
+
+    return check_size("size", size)
+
+
+def _path_arg(name: str, value: Any) -> str | None:
+    from labkit.controller.plan import MAX_PATH_CHARS, check_text
+
+    if value is None:
+        return None
+    if isinstance(value, Path):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _invalid(f"{name} must be a file path, got {_describe(value)}.", value,
+                       f"pass {name} as a path (str or pathlib.Path), or None.")
+    return check_text(name, value, max_chars=MAX_PATH_CHARS, nonempty=True)
+
+
+def _adapters_arg(adapters: Any) -> tuple[Any, ...]:
+    """`adapters` as AdapterRefs: None or a list of AdapterRef / "PATH_OR_ID[:WEIGHT]" strings."""
+    from labkit.controller.plan import MAX_PATH_CHARS, AdapterRef, check_text
+    from labkit.pipelines.lora import parse_adapter
+
+    if adapters is None:
+        return ()
+    if isinstance(adapters, (str, bytes)) or not isinstance(adapters, (list, tuple)):
+        raise _invalid(f"adapters must be a list, got {_describe(adapters)}.", adapters,
+                       f"pass adapters=[{adapters!r}] (a list of 'PATH_OR_ID[:WEIGHT]' or AdapterRef)."
+                       if isinstance(adapters, str) else "pass a list of 'PATH_OR_ID[:WEIGHT]' strings or AdapterRef.")
+    refs = []
+    for i, a in enumerate(adapters):
+        if not isinstance(a, AdapterRef):
+            check_text(f"adapters[{i}]", a, max_chars=MAX_PATH_CHARS, nonempty=True)
+            a = parse_adapter(a)
+        refs.append(a)
+    return tuple(refs)

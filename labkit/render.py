@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labkit.controller.plan import Plan
+from labkit.controller.plan import MAX_PATH_CHARS, Plan, check_text, describe
 from labkit.errors import ComplianceViolation, InvalidParameter, LabkitError, ModelNotCached, OutOfMemory, UnknownModel
 from labkit.hardware import MemoryStrategy, choose, degrade
 
@@ -232,11 +232,49 @@ def _load_image(path: str):
                                fix="pass a PNG or JPEG file.") from e
 
 
+def check_plan_arg(plan: Any) -> Plan:
+    """`plan` when it is a `Plan` whose fields have the right types; else `InvalidParameter`."""
+    if not isinstance(plan, Plan):
+        hint = ("lab.generate(TEXT) renders a prompt, lab.ask(TEXT) plans a request first"
+                if isinstance(plan, str) else "build one with Plan(prompt=...) or Plan.from_dict(...)")
+        raise InvalidParameter(f"render needs a Plan, got {describe(plan)}.", value=plan, fix=f"{hint}.")
+    return plan.check_fields()
+
+
+def check_render_args(plan: Any, *, progress: Any = None, cancel: Any = None, out: Any = None,
+                      allow_pickle: Any = False, tags: Any = None) -> None:
+    """The render arguments' types (and that `out` is not a file), before anything is resolved or opened."""
+    check_plan_arg(plan)
+    if progress is not None and not callable(progress):
+        raise InvalidParameter(f"progress must be a function progress(step, total), got {describe(progress)}.",
+                               value=progress, fix="pass a function, or None.")
+    if cancel is not None and not all(callable(getattr(cancel, m, None)) for m in ("is_set", "set")):
+        raise InvalidParameter(f"cancel must be a threading.Event, got {describe(cancel)}.", value=cancel,
+                               fix="pass cancel=threading.Event() and call .set() on it to stop, or None.")
+    if not isinstance(allow_pickle, bool):
+        raise InvalidParameter(f"allow_pickle must be True or False, got {describe(allow_pickle)}.",
+                               value=allow_pickle, fix="pass allow_pickle=True only for weights you trust.")
+    if tags is not None and (not isinstance(tags, Mapping) or not all(isinstance(k, str) for k in tags)):
+        raise InvalidParameter(f"tags must be a mapping of names to values, got {describe(tags)}.", value=tags,
+                               fix='pass tags={"name": "value"}, or None.')
+    if out is not None:
+        if not isinstance(out, (str, Path)) or (isinstance(out, str) and not out.strip()):
+            raise InvalidParameter(f"out must be a folder path, got {describe(out)}.", value=out,
+                                   fix="pass a folder path (str or pathlib.Path), or None.")
+        check_text("out", str(out), max_chars=MAX_PATH_CHARS)
+        folder = Path(out).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise InvalidParameter(f"out {str(out)!r} is a file, not a folder.", value=str(out),
+                                   fix="pass a folder (it is created when missing), or remove the file.")
+
+
 def complete(lab: Lab, plan: Plan, config: str | None = None, *, validate: bool = True) -> tuple[Plan, ModelRef]:
     """The plan with its model and open fields resolved (and validated); nothing is loaded and nothing
     checked on disk but the model's own folder: what a panel shows before anyone presses Render."""
     from labkit.pipelines.loader import resolve_model
 
+    check_plan_arg(plan)
+    check_text("config", config, optional=True, max_chars=MAX_PATH_CHARS, nonempty=True)
     model = plan.model or lab.default_model(plan.modality)
     ref = resolve_model(model, lab.catalog, config=config)
     plan = plan.replace(model=model).resolve(ref.entry)
@@ -371,6 +409,7 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
     free memory and retry one rung cheaper; 4. write the outputs with their record; 5. log
     metrics, tags and artifacts. A run that fails is recorded FAILED with its error.
     """
+    check_render_args(plan, progress=progress, cancel=cancel, out=out, allow_pickle=allow_pickle, tags=tags)
     requested = plan
     plan, ref = prepare(lab, plan, config)
     check_compliance(lab, plan, ref)  # a blocked asset or prompt never renders

@@ -32,15 +32,17 @@ class Worker:
 
     While a job runs its panel's `buttons` are disabled (and `cancel`, when given, enabled); a
     `LabkitError` it raises is shown in the `error` widget with its fix, any other exception with
-    its traceback appended to `log` — the kernel never sees either. With `background` the job runs
+    its traceback appended to `log` — the kernel never sees either; `status`, when given, then says
+    the job failed rather than keeping the "loading…" it last showed. With `background` the job runs
     on its own thread, so the callback returns at once and a Cancel click is heard meanwhile.
     Widgets are only written through trait assignment and `Output.append_stdout`, which are safe
     from any thread (the `with output:` capture is not).
     """
 
     def __init__(self, buttons: Sequence[Any], error: Any, log: Any, *, background: bool = True,
-                 cancel: Any = None):
+                 cancel: Any = None, status: Any = None):
         self.buttons = list(buttons)
+        self.status = status
         self.error = error
         self.log = log
         self.background = background
@@ -83,9 +85,11 @@ class Worker:
             job()
         except LabkitError as e:
             self.error.value = error_html(e)
+            self._failed()
         except Exception as e:  # a bug, not a user error: say so, keep the traceback, keep the kernel
             self.error.value = error_html(e)
-            self.log.append_stdout("".join(traceback.format_exception(e)))
+            self._failed()
+            self.log.append_stdout(_safe("".join(traceback.format_exception(e))))
         finally:
             for b in self.buttons:
                 b.disabled = False
@@ -94,14 +98,24 @@ class Worker:
             self._done.set()
 
 
+    def _failed(self) -> None:
+        if self.status is not None:
+            self.status.value = "<span style='color:#a00000'>failed: see the error below</span>"
+
+
+def _safe(text: str) -> str:
+    """`text` that the widget protocol (JSON over the kernel's comm) can send: lone surrogates escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_html(e: BaseException) -> str:
     """An error as the panel shows it: the message, then the fix on its own line."""
     if isinstance(e, LabkitError):
-        body = f"<b>{html.escape(e.message)}</b>"
+        body = f"<b>{html.escape(_safe(str(e.message)))}</b>"
         if e.fix:
-            body += f"<br>Fix: {html.escape(e.fix)}"
+            body += f"<br>Fix: {html.escape(_safe(str(e.fix)))}"
     else:
-        body = f"<b>Unexpected error: {html.escape(type(e).__name__)}: {html.escape(str(e))}</b>" \
+        body = f"<b>Unexpected error: {html.escape(type(e).__name__)}: {html.escape(_safe(str(e)))}</b>" \
                "<br>The traceback is in the log below; please report it."
     return (f'<div class="labkit-error" style="color:#a00000;border-left:4px solid #a00000;'
             f'padding:4px 8px;background:#fff0f0">{body}</div>')

@@ -37,8 +37,19 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
     """
     import ipywidgets as widgets
 
-    from labkit.controller.plan import MAX_SEED, Plan
+    from labkit.controller.plan import MAX_SEED, Plan, check_int, check_number, check_size, check_text
 
+    # The starting values are checked before any widget is built: a wrong type is named here, not
+    # a TraitError from inside ipywidgets.
+    check_text("request", request)
+    check_text("prompt", prompt)
+    check_text("model", model, optional=True, nonempty=True)
+    check_text("controller", controller, nonempty=True)
+    for name, value in (("steps", steps), ("seed", seed)):
+        check_int(name, value, optional=True)
+    check_int("count", count)
+    check_number("guidance", guidance, optional=True)
+    check_size("size", size)
     state: dict[str, Any] = {"planned": None, "result": None}
     layout = widgets.Layout(width="480px")
     c: dict[str, Any] = {
@@ -73,7 +84,7 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
     c["run_id"].add_class("labkit-run-id")
     c["error"].add_class("labkit-error-box")
     worker = Worker([c["plan"], c["render"], c["reroll"]], c["error"], c["log"], background=background,
-                    cancel=c["cancel"])
+                    cancel=c["cancel"], status=c["status"])
     c["worker"] = worker
 
     # The model menu, and the fields' starting values from the model's catalogue entry.

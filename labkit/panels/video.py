@@ -31,8 +31,13 @@ def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: 
     """
     import ipywidgets as widgets
 
-    from labkit.controller.plan import Plan
+    from labkit.controller.plan import Plan, check_int, check_size, check_text
 
+    check_text("request", request)
+    check_text("model", model, optional=True, nonempty=True)
+    for name, value in (("frames", frames), ("fps", fps), ("steps", steps), ("seed", seed)):
+        check_int(name, value, optional=True)
+    check_size("size", size)
     if source not in SOURCES:
         raise InvalidParameter(f"Unknown video source {source!r}.", value=source, fix=f"use one of {SOURCES}.")
     small = widgets.Layout(width="90px")
@@ -61,7 +66,8 @@ def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: 
         "log": widgets.Output(),
     }
     c["video"].add_class("labkit-video")
-    worker = Worker([c["render"]], c["error"], c["log"], background=background, cancel=c["cancel"])
+    worker = Worker([c["render"]], c["error"], c["log"], background=background, cancel=c["cancel"],
+                    status=c["status"])
     c["worker"] = worker
 
     start_model = model or lab.default_model("video")
