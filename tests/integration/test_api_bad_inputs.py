@@ -131,7 +131,7 @@ CASES = {
     "runs job quote": (lambda lab: lab.runs(job="x' or '1"), ["job must be a job name", "x' or '1"]),
     "runs filter int": (lambda lab: lab.runs(filter_string=5), ["filter_string must be text, got int 5"]),
     "runs filter malformed": (lambda lab: lab.runs(filter_string="params.seed === 3"),
-                              ["params.seed === 3", "not an MLflow search filter"]),
+                              ["params.seed === 3", "not valid MLflow search syntax"]),
     "runs_frame n negative": (lambda lab: lab.runs_frame(-1), ["n -1 is outside"]),
     "compare str": (lambda lab: lab.compare("abc"), ["a list of run ids, got one string 'abc'"]),
     "compare empty": (lambda lab: lab.compare([]), ["No runs to compare"]),
