@@ -24,8 +24,8 @@ def runs_panel(lab: Lab, *, n: int = 20, background: bool = False) -> Panel:
     own note, so the MLflow UI shows it too) to each selected run — or to the experiment when none
     is selected. Notes of the experiment and of the selected runs are shown below.
 
-    Controls: refresh, table, select, compare, comparison, images, plot, note_text, add_note, notes,
-    error, log, worker.
+    Controls: refresh, cleaned_up (runs of dead processes ended KILLED when the store opened), table, select,
+    compare, comparison, images, plot, note_text, add_note, notes, error, log, worker.
     """
     import ipywidgets as widgets
 
@@ -35,6 +35,7 @@ def runs_panel(lab: Lab, *, n: int = 20, background: bool = False) -> Panel:
     c: dict[str, Any] = {
         "refresh": widgets.Button(description="Refresh", icon="refresh"),
         "table": widgets.HTML(),
+        "cleaned_up": widgets.HTML(),  # runs whose process died, which opening the store ended KILLED
         "select": widgets.SelectMultiple(options=[], rows=8, layout=widgets.Layout(width="640px")),
         "compare": widgets.Button(description="Compare", button_style="primary", icon="columns"),
         "comparison": widgets.HTML(),
@@ -57,6 +58,10 @@ def runs_panel(lab: Lab, *, n: int = 20, background: bool = False) -> Panel:
         state["runs"] = runs
         c["table"].value = (table_html([_row(r) for r in runs], COLUMNS) if runs
                             else "<i>No runs yet in this experiment.</i>")
+        c["cleaned_up"].value = "".join(
+            f"<div>Ended KILLED: <code>{html.escape(d['run_id'][:8])}</code> {html.escape(d['name'])} "
+            f"(its process {html.escape(d['pid'])} on {html.escape(d['host'])} died without closing it)</div>"
+            for d in lab.cleaned_up)
         selected = set(c["select"].value)
         c["select"].options = [(_label(r), r.run_id) for r in runs]
         c["select"].value = tuple(r.run_id for r in runs if r.run_id in selected)
@@ -115,7 +120,8 @@ def runs_panel(lab: Lab, *, n: int = 20, background: bool = False) -> Panel:
     widget = widgets.VBox([
         widgets.HTML(f"<b>Runs</b> — the latest {n} runs of experiment <code>{html.escape(lab.config.experiment)}"
                      "</code>; select several and press Compare."),
-        c["refresh"], c["table"], c["select"], c["compare"], c["error"], c["images"], c["comparison"], c["plot"],
+        c["refresh"], c["cleaned_up"], c["table"], c["select"], c["compare"], c["error"], c["images"],
+        c["comparison"], c["plot"],
         widgets.HTML("<b>Research notes</b> — added to the selected runs, or to the experiment."),
         c["note_text"], c["add_note"], c["notes"], c["log"],
     ])

@@ -33,7 +33,11 @@ def test_a_render_killed_with_sigkill_is_ended_killed_by_the_next_lab(project: P
 
     from labkit.lab import Lab
 
+    from labkit.panels.runs import runs_panel
+
     lab = Lab(project)
+    _, controls = runs_panel(lab)  # the Runs panel opens the store and says what it ended
+    assert run_id[:8] in controls["cleaned_up"].value and f"process {proc.pid}" in controls["cleaned_up"].value
     assert [r["run_id"] for r in lab.cleaned_up] == [run_id]
     assert statuses(project)[run_id] == "KILLED"
     tags = _tags(project, run_id)
