@@ -66,7 +66,7 @@ class Point:
 
     @property
     def key(self) -> str:
-        return json.dumps(self.values, sort_keys=True, default=str)
+        return _dumps(self.values)
 
     def label(self, axes: tuple[str, ...] = ()) -> str:
         shown = {k: v for k, v in self.params.items() if not axes or k in axes}
@@ -76,8 +76,17 @@ class Point:
         return " ".join(parts) or f"point {self.index}"
 
 
+def _dumps(value: Any) -> str:
+    """Canonical JSON of a YAML value: keys sorted when they can be (YAML allows `{1: a, b: c}`, which
+    cannot), anything JSON lacks (dates) as its str."""
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except TypeError:
+        return json.dumps(value, default=str)
+
+
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= 30 else text[:27] + "…"
 
 
@@ -120,7 +129,7 @@ class SweepSpec:
         for p in self.explicit:
             names += [k for k in p if k not in names]
         points = self.points()
-        return tuple(n for n in names if len({json.dumps(p.params.get(n), sort_keys=True, default=str)
+        return tuple(n for n in names if len({_dumps(p.params.get(n))
                                               for p in points}) > 1)
 
     def settings(self) -> list[dict[str, Any]]:
@@ -328,7 +337,7 @@ def spec_from_dict(data: Any, *, path: Path | None = None, root: str | Path | No
         notebook = _find_notebook(nb or "", path, root, name)
     plan = data.get("plan")
     if plan is not None and not isinstance(plan, Mapping):
-        raise ConfigError(f"The sweep {name!r}'s `plan:` must be a mapping of plan fields, not {_kind(plan)}.",
+        raise ConfigError(f"The sweep {name!r}'s `plan:` must be a mapping of plan fields, not {_shown(plan)}.",
                           value=_shown(plan), fix="write e.g. plan: {prompt: 'a red circle', model: toyworld}.")
     if plan is not None:
         _names(plan, "plan", name)
@@ -384,8 +393,7 @@ def spec_from_dict(data: Any, *, path: Path | None = None, root: str | Path | No
                      parameters=parameters, grid={k: list(v) for k, v in grid.items()},
                      explicit=tuple(dict(p) for p in points), seeds=seeds, score=score,
                      metrics=tuple(metrics), compare=dict(compare) if compare else None,
-                     max_runs=max_runs, text=text if text is not None else json.dumps(data, sort_keys=True,
-                                                                                      default=str))
+                     max_runs=max_runs, text=text if text is not None else _dumps(data))
 
 
 def _kind(value: Any) -> str:

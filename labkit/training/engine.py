@@ -534,6 +534,7 @@ def train(task: TrainTask, config: TrainConfig, *, lab: Lab | None = None, run: 
     KILLED), and the result has status "interrupted" — resume with `config.replace(resume="latest")`.
     With neither `lab` nor `run`, nothing is logged to MLflow.
     """
+    config.validate()  # a bad number, output folder or resume point opens no run
     trainer = Trainer(task, config, run=run, callbacks=callbacks)
     compliance_tags: dict[str, str] = {}
     if lab is not None:
