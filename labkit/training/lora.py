@@ -532,7 +532,15 @@ def load_base(lab: Lab, base: str, mixed_precision: str = "no"):
     dtype = torch.float32
     if torch.cuda.is_available() and mixed_precision in ("fp16", "bf16"):
         dtype = torch.float16 if mixed_precision == "fp16" else torch.bfloat16
-    pipe = DiffusionPipeline.from_pretrained(str(folder), dtype=dtype, use_safetensors=True, local_files_only=True)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(str(folder), dtype=dtype, use_safetensors=True,
+                                                 local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:  # a component config or file is broken
+        from labkit.errors import UnknownModel
+
+        raise UnknownModel(f"Base model {base!r} could not be loaded from {folder}: {type(e).__name__}: {e}",
+                           value=base, fix="check that it is a complete diffusers pipeline (re-save it with "
+                                           "save_pretrained, or download it again).") from e
     for attr in ("unet", "text_encoder", "vae", "tokenizer"):
         if getattr(pipe, attr, None) is None:
             raise InvalidParameter(f"Base model {base!r} ({type(pipe).__name__}) has no {attr}.", value=base,

@@ -342,6 +342,18 @@ def test_at_least_35_cases():
     assert len(CASES) >= 35
 
 
+def test_a_catalogue_named_by_the_environment_that_is_not_utf8(tmp_path, monkeypatch):
+    from labkit.catalog import Catalog
+    from labkit.errors import ConfigError
+
+    path = tmp_path / "mine.toml"
+    path.write_bytes(b'[models.mine]\nname = "Mod\xe8le"\n')
+    monkeypatch.setenv("LABKIT_CATALOG", str(path))
+    with pytest.raises(ConfigError, match="line 2") as info:
+        Catalog.load()
+    assert str(path) in str(info.value) and "LABKIT_CATALOG" in str(info.value) and info.value.fix
+
+
 def test_a_text_file_is_not_called_a_pickle(tmp_path):
     from labkit.errors import InvalidParameter, UnsafeWeights
     from labkit.pipelines.lora import resolve_adapter
