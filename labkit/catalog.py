@@ -479,11 +479,10 @@ def _families() -> list[str]:
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"Cannot read catalogue file {str(path)!r}: {e.strerror or e}.", value=str(path),
-                          fix=f"pass the path of an existing TOML file (check {ENV_VAR} too).") from e
+    from labkit.files import read_text
+
+    return read_text(path, what=f"catalogue file (from {ENV_VAR} or Catalog.load)",
+                     fix=f"pass the path of an existing TOML file (check {ENV_VAR} too).")
 
 
 def _parse(text: str, name: str) -> dict[str, Any]:

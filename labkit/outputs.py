@@ -187,6 +187,61 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
         raise
 
 
+def check_output_folder(folder: str | os.PathLike[str], *, option: str = "--out") -> Path:
+    """The folder outputs will be written or copied into, checked before any work: `InvalidParameter`
+    naming it (and `option`, how the user gave it) when it, or a folder above it, is a file, or when
+    the nearest existing folder above it cannot be written. Creates nothing; returns the expanded path."""
+    if not isinstance(folder, (str, os.PathLike)) or not str(folder).strip():
+        raise InvalidParameter(f"{option} {folder!r} is not a folder path.", value=folder,
+                               fix=f"pass {option} a folder path, e.g. {option} outputs/")
+    path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InvalidParameter(f"{option} {str(path)!r} is a file, not a folder.", value=str(path),
+                               fix=f"give {option} a folder (it is created when missing), or move the file away.")
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise InvalidParameter(f"{option} {str(path)!r} lies under {str(existing)!r}, which is a file.",
+                               value=str(path), fix=f"give {option} a folder whose parents are folders.")
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidParameter(f"{option} {str(path)!r} cannot be written: {str(existing)!r} is not writable.",
+                               value=str(path), fix=f"give {option} a folder you can write to.")
+    return path
+
+
+def copy_outputs(files: Sequence[str | os.PathLike[str]], folder: str | os.PathLike[str], *,
+                 option: str = "--out") -> list[Path]:
+    """Copy `files` into `folder` (created when missing; checked with `check_output_folder`), each through
+    a temporary name and a rename; return the copies' paths. `InvalidParameter` naming the folder when it
+    cannot be made or written."""
+    import shutil
+
+    out = check_output_folder(folder, option=option)
+    copies = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            src = Path(f)
+            dst = out / src.name
+            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{src.name}.", suffix=".tmp")
+            os.close(fd)
+            try:
+                shutil.copy2(src, tmp)
+                os.replace(tmp, dst)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            copies.append(dst)
+    except OSError as e:
+        raise InvalidParameter(f"Cannot copy the outputs into {option} {str(out)!r}: {e.strerror or e}.",
+                               value=str(out), fix=f"pass {option} a folder you can write to (the run's own "
+                                                   "copies are in its artifacts).") from e
+    return copies
+
+
 def write_sidecar(path: str | os.PathLike[str], record: Mapping[str, Any]) -> Path:
     """Write the record as JSON next to an output file (`<file>.json`) and return its path.
 

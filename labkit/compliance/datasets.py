@@ -121,23 +121,42 @@ def _some(files: list[str], n: int = 3) -> str:
 
 
 def read_records(folder: str | Path) -> list[dict[str, Any]]:
-    """The records of `folder/metadata.jsonl`; InvalidParameter naming the file and line of a bad record."""
-    path = Path(folder) / METADATA_FILE
+    """The records of `folder/metadata.jsonl`; InvalidParameter naming the file and line of a bad record
+    (not UTF-8, not a JSON object, no `file_name` text), or the folder when it is a file or has no metadata."""
+    from labkit.files import read_text
+
+    folder = Path(folder)
+    layout = (f"Point at an imagefolder dataset: a folder of images plus a {METADATA_FILE} with one JSON object "
+              "per line (file_name, text, licence, source, author).")
+    if folder.is_file():
+        raise InvalidParameter(f"The dataset {str(folder)!r} is a file, not a folder.", value=str(folder),
+                               fix=f"pass the folder that holds the images and {METADATA_FILE}"
+                                   + (f" ({str(folder.parent)!r})." if folder.name == METADATA_FILE else "."))
+    if not folder.is_dir():
+        raise InvalidParameter(f"There is no dataset folder {str(folder)!r}.", value=str(folder), fix=layout)
+    path = folder / METADATA_FILE
     if not path.is_file():
-        raise InvalidParameter(f"No {METADATA_FILE} in {folder}.", value=str(folder),
-                               fix=f"Point at an imagefolder dataset: images plus a {METADATA_FILE} with one "
-                                   "JSON object per line (file_name, text, licence, source, author).")
+        raise InvalidParameter(f"No {METADATA_FILE} in {folder}.", value=str(folder), fix=layout)
+    text = read_text(path, what="dataset metadata", fix="write one JSON object per line.", error=InvalidParameter)
     records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InvalidParameter(f"{path} line {n} is not JSON: {err}.", value=line[:80],
+        except (ValueError, RecursionError) as err:
+            raise InvalidParameter(f"{path} line {n} is not JSON: {err}.", value=f"{path}:{n}: {line[:80]}",
                                    fix="Write one JSON object per line.") from err
-        if not isinstance(rec, dict) or "file_name" not in rec:
-            raise InvalidParameter(f"{path} line {n} has no file_name.", value=line[:80],
+        if not isinstance(rec, dict):
+            raise InvalidParameter(f"{path} line {n} is a JSON {type(rec).__name__}, not an object.",
+                                   value=f"{path}:{n}: {line[:80]}",
+                                   fix='Write one object per line, e.g. {"file_name": "0001.png", "text": "…", '
+                                       '"licence": "cc0-1.0"}.')
+        name = rec.get("file_name")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidParameter(f"{path} line {n} has no file_name"
+                                   + (f" (it is {name!r})." if "file_name" in rec else "."),
+                                   value=f"{path}:{n}: {line[:80]}",
                                    fix='Give every line a "file_name" (the image path relative to the folder).')
         records.append(rec)
     if not records:

@@ -81,11 +81,18 @@ def resolve_model(model: str, catalog: Catalog, *, family: str | None = None, co
             if not index.is_file():
                 raise UnknownModel(f"Folder {str(path)!r} is not a diffusers pipeline (no model_index.json).",
                                    value=str(path), fix="pass a folder saved with pipeline.save_pretrained().")
-            fam = family or family_from_model_index(json.loads(index.read_text()))
+            fam = family or family_from_model_index(read_model_index(index))
             if fam is None:
                 raise UnknownModel(f"Cannot tell the model family of {str(path)!r} from its model_index.json.",
                                    value=str(path), fix="pass family=… (one of labkit.hardware.families()).")
             return ModelRef(id=model, kind="folder", location=str(path), family=fam)
+        if path.name == "model_index.json":
+            raise UnknownModel(f"{str(path)!r} is a pipeline's model_index.json, not a model.", value=str(path),
+                               fix=f"pass the folder that holds it: {str(path.parent)!r}.")
+        if path.suffix not in SAFE_SUFFIXES + PICKLE_SUFFIXES:
+            raise UnknownModel(f"{str(path)!r} is not a weights file (a {path.suffix or 'suffix-less'} file).",
+                               value=str(path), fix="pass a diffusers folder (with model_index.json), a "
+                                                    ".safetensors checkpoint with config=…, or a catalogue id.")
         fam = family or _family_from_checkpoint(path)
         if config is None:
             raise InvalidParameter(
@@ -109,7 +116,7 @@ def resolve_model(model: str, catalog: Catalog, *, family: str | None = None, co
     ref = ModelRef(id=model, kind="hub", location=model, revision="main", family=family or "")
     if not ref.family:
         index = _hub_file(ref, "model_index.json")
-        fam = family_from_model_index(json.loads(Path(index).read_text()))
+        fam = family_from_model_index(read_model_index(Path(index)))
         if fam is None:
             raise UnknownModel(f"Cannot tell the model family of hub repo {model!r}.", value=model,
                                fix="add it to your catalogue with a family, or pass family=….")
@@ -117,14 +124,87 @@ def resolve_model(model: str, catalog: Catalog, *, family: str | None = None, co
     return ref
 
 
+def read_model_index(path: Path) -> dict[str, Any]:
+    """A pipeline folder's parsed `model_index.json`; `UnknownModel` naming the file when it is not UTF-8,
+    not JSON (a truncated download) or not a JSON object."""
+    from labkit.files import read_text
+
+    fix = ("re-save the pipeline with pipeline.save_pretrained(), or download it again "
+           "(a truncated download leaves a cut-off file).")
+    text = read_text(path, what="model index", fix=fix, error=UnknownModel)
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise UnknownModel(f"{str(path)!r} is not valid JSON ({e}).", value=str(path), fix=fix) from e
+    if not isinstance(data, dict):
+        raise UnknownModel(f"{str(path)!r} holds a JSON {type(data).__name__}, not an object with _class_name.",
+                           value=str(path), fix=fix)
+    return data
+
+
+#: A safetensors header larger than this is not a real one (the format's own limit is 100 MB).
+MAX_HEADER_BYTES = 100_000_000
+
+
+def safetensors_header(path: str | Path, *, what: str = "a weights file",
+                       error: type[LabkitError] = InvalidParameter, fix: str | None = None) -> dict[str, Any]:
+    """The parsed JSON header of a `.safetensors` file, checked without torch: an 8-byte length, a JSON
+    object of tensors whose data lies inside the file. `error` (naming the file and what is wrong) for an
+    empty, truncated, garbage or text file, so a bad file fails before any model loads."""
+    path = Path(path)
+    fix = fix or "download or export the file again: it is cut off or not a safetensors file."
+
+    def bad(problem: str) -> LabkitError:
+        return error(f"{str(path)!r} ({what}) is not a valid safetensors file: {problem}.", value=str(path),
+                     fix=fix)
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise bad(f"it is only {size} bytes long")
+            n = int.from_bytes(head, "little")
+            if n < 2 or n > MAX_HEADER_BYTES or n > size - 8:
+                raise bad(f"its header claims {n} bytes, the file has {size - 8} after the length")
+            raw = f.read(n)
+    except OSError as e:
+        raise error(f"Cannot read {str(path)!r} ({what}): {e.strerror or e}.", value=str(path), fix=fix) from e
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise bad("its header is not JSON (is it a text, pickle or other file renamed .safetensors?)") from None
+    if not isinstance(header, dict):
+        raise bad("its header is not a JSON object")
+    data_len = size - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            if not isinstance(info, dict):
+                raise bad("its __metadata__ is not an object")
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1]):
+            raise bad(f"tensor {name!r} has no valid data_offsets")
+        if offsets[1] > data_len:
+            raise bad(f"tensor {name!r} ends at byte {offsets[1]} of data, the file holds {data_len} (truncated?)")
+    return header
+
+
+def check_weights(folder: Path, ref: ModelRef) -> None:
+    """Check the header of every `.safetensors` file of a pipeline folder (cheap: headers only)."""
+    for p in weight_files(folder):
+        if p.suffix in SAFE_SUFFIXES:
+            safetensors_header(p, what=f"a weights file of model {ref.id!r}", error=UnknownModel)
+
+
 def _family_from_checkpoint(path: Path) -> str:
     """sd15 or sdxl, from the key names of an original-layout single-file checkpoint."""
     if path.suffix != ".safetensors":
         return "sd15"  # pickle files are refused before loading unless allowed; assume the common case
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        keys = list(f.keys())
+    header = safetensors_header(path, what="a single-file checkpoint", error=UnknownModel)
+    keys = [k for k in header if k != "__metadata__"]
     if any(k.startswith("conditioner.embedders.1") for k in keys):
         return "sdxl"
     if any(k.startswith("model.diffusion_model.") for k in keys):
@@ -211,7 +291,13 @@ def weight_files(folder: Path) -> list[Path]:
 
 
 def check_safe(ref: ModelRef, folder: Path, *, allow_pickle: bool) -> None:
-    """Refuse a model whose weights exist only as pickle files, unless pickle is allowed."""
+    """Refuse a model whose weights exist only as pickle files, unless pickle is allowed, and one whose
+    `.safetensors` files have a broken header (garbage, cut off): both before anything loads."""
+    if ref.kind == "single_file":
+        if Path(ref.location).suffix in SAFE_SUFFIXES:
+            safetensors_header(ref.location, what="a single-file checkpoint", error=UnknownModel)
+    else:
+        check_weights(folder, ref)
     if allow_pickle:
         return
     if ref.kind == "single_file":
@@ -291,8 +377,9 @@ def load_pipeline(ref: ModelRef, strategy: MemoryStrategy, device: str, *, allow
     """Load `ref` with `strategy` applied for `device` ("cuda", "mps" or "cpu").
 
     Steps: 1. find the files (hub cache, folder, single file); 2. refuse pickle weights unless
-    allowed; 3. hash the weight files; 4. from_pretrained / from_single_file in the strategy's
-    dtype, safetensors only, no remote code; 5. apply the strategy's memory steps.
+    allowed, and weights files whose safetensors header is broken (before anything loads); 3. hash the
+    weight files; 4. from_pretrained / from_single_file in the strategy's dtype, safetensors only, no
+    remote code; 5. apply the strategy's memory steps.
     """
     from labkit.pipelines.memory import apply_strategy
 

@@ -168,14 +168,27 @@ def adapter_entries(catalog: Catalog | None) -> dict[str, AdapterEntry]:
 
     out: dict[str, AdapterEntry] = {}
     sources = catalog.sources if catalog is not None else (SHIPPED,)
+    from labkit.files import read_text
+
     for src in sources:
         if src == SHIPPED:
             text, base = resources.files("labkit").joinpath("catalog.toml").read_text(encoding="utf-8"), None
         else:
             p = Path(src).expanduser()
-            text, base = p.read_text(encoding="utf-8"), p.parent
-        for aid, spec in tomllib.loads(text).get("adapters", {}).items():
+            text, base = read_text(p, what="catalogue file", fix="pass the path of an existing TOML file."), p.parent
+        try:
+            tables = tomllib.loads(text).get("adapters", {})
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"Catalogue file {src} is not valid TOML: {e}.", value=str(src),
+                              fix="fix the TOML syntax at the position shown.") from e
+        if not isinstance(tables, dict):
+            raise ConfigError(f"{src}: `adapters` is {tables!r}, not a set of [adapters.ID] tables.", value=tables,
+                              fix="write each adapter as an [adapters.ID] table.")
+        for aid, spec in tables.items():
             where = f"{src} [adapters.{aid}]"
+            if not isinstance(spec, dict):
+                raise ConfigError(f"{where} is {spec!r}, not a table.", value=spec,
+                                  fix=f"write it as an [adapters.{aid}] table of keys.")
             unknown = sorted(set(spec) - _ADAPTER_KEYS)
             if unknown:
                 raise ConfigError(f"{where}: unknown field(s) {unknown}.", value=unknown,
@@ -184,6 +197,10 @@ def adapter_entries(catalog: Catalog | None) -> dict[str, AdapterEntry]:
                 if not isinstance(spec.get(key), str):
                     raise ConfigError(f"{where}: field `{key}` is missing.", value=None,
                                       fix=f'add {key} = "…" (the base family it was made for, its licence).')
+            for key in ("repo", "path", "weight_name", "revision", "name", "description"):
+                if key in spec and not isinstance(spec[key], str):
+                    raise ConfigError(f"{where}: field `{key}` = {spec[key]!r} is not a string.", value=spec[key],
+                                      fix=f'write {key} = "…".')
             if ("repo" in spec) == ("path" in spec):
                 raise ConfigError(f"{where}: set exactly one of repo and path.",
                                   value=spec.get("repo") or spec.get("path"),
@@ -200,11 +217,12 @@ def adapter_entries(catalog: Catalog | None) -> dict[str, AdapterEntry]:
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """The safetensors header metadata of `path` (reads the header only)."""
-    from safetensors import safe_open
+    """The safetensors header metadata of `path` (reads the header only); InvalidParameter naming the file
+    when it is not a safetensors file."""
+    from labkit.pipelines.loader import safetensors_header
 
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+    meta = safetensors_header(path, what="a LoRA adapter").get("__metadata__") or {}
+    return dict(meta) if isinstance(meta, dict) else {}
 
 
 def _file_in(folder: Path) -> Path:
@@ -233,17 +251,31 @@ def _format_of(keys: Iterable[str]) -> str:
 
 def _source(spec: str, kind: str, path: Path, *, family: str | None = None, licence: str | None = None,
             revision: str | None = None, hash_cache: dict | None = None) -> AdapterSource:
-    from safetensors import safe_open
+    from labkit.pipelines.loader import PICKLE_SUFFIXES, safetensors_header, sha256_file
 
-    from labkit.pipelines.loader import sha256_file
-
-    if path.suffix != ".safetensors":
+    if path.suffix in PICKLE_SUFFIXES:
         raise UnsafeWeights(f"Adapter {spec!r} is {path.name}, a pickle format that can run code when loaded.",
                             value=spec, fix="use the adapter's .safetensors file (convert it once if you trust it).")
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
-        fmt = _format_of(f.keys())
-    chain = json.loads(meta.get(f"{META_PREFIX}licence_chain", "[]"))
+    if path.suffix != ".safetensors":
+        raise InvalidParameter(f"Adapter {spec!r} is {path.name}, not a weights file (a LoRA adapter is a "
+                               ".safetensors file).", value=spec,
+                               fix="pass the adapter's .safetensors file, or the folder that holds it.")
+    header = safetensors_header(path, what=f"the LoRA adapter {spec!r}" if str(path) != spec else "a LoRA adapter",
+                                fix="pass a LoRA adapter saved as .safetensors (download or export it again if "
+                                    "it was cut off).")
+    meta = header.get("__metadata__") or {}
+    if not all(isinstance(v, str) for v in meta.values()):
+        raise InvalidParameter(f"Adapter {spec!r} has a safetensors header whose metadata is not text.", value=spec,
+                               fix="export the adapter again with safetensors' save_file.")
+    fmt = _format_of(k for k in header if k != "__metadata__")
+    try:
+        chain = json.loads(meta.get(f"{META_PREFIX}licence_chain", "[]"))
+    except ValueError:
+        chain = None
+    if not isinstance(chain, list) or not all(isinstance(a, Mapping) for a in chain):
+        raise InvalidParameter(f"Adapter {spec!r} records a licence chain labkit cannot read "
+                               f"({META_PREFIX}licence_chain).", value=spec,
+                               fix="export the adapter again with labkit, or remove that metadata key.")
     return AdapterSource(
         id=spec, kind=kind, path=path, format=fmt, sha256=sha256_file(path, hash_cache),
         family=family or meta.get(f"{META_PREFIX}base_family") or None,
@@ -385,11 +417,16 @@ def component_state_dicts(pipe: Any, path: str | Path) -> tuple[dict[str, dict[s
         convert_state_dict_to_peft,
         convert_unet_state_dict_to_peft,
     )
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    raw = load_file(str(path))
-    meta_json = read_metadata(path).get("lora_adapter_metadata")
-    metadata = json.loads(meta_json) if meta_json else None
+    try:
+        raw = load_file(str(path))
+        meta_json = read_metadata(path).get("lora_adapter_metadata")
+        metadata = json.loads(meta_json) if meta_json else None
+    except (SafetensorError, OSError, ValueError) as e:  # a file broken past its header, or bad JSON metadata
+        raise InvalidParameter(f"Adapter file {str(path)!r} cannot be read: {type(e).__name__}: {e}.",
+                               value=str(path), fix="download or export the adapter again.") from e
     raw = {k: v for k, v in raw.items() if "dora_scale" not in k}
     if _format_of(raw) == "kohya":
         raw = _fold_kohya_alphas(raw)

@@ -27,13 +27,14 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labkit.errors import ConfigError
+from labkit.errors import ConfigError, LabkitError
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.controller.plan import Plan
@@ -43,6 +44,8 @@ KEYS = ("name", "description", "experiment", "notebook", "kernel", "timeout", "p
         "points", "seeds", "score", "metrics", "compare", "max_runs")
 #: More runs than this need `--yes` (or `max_runs:` in the spec).
 DEFAULT_MAX_RUNS = 100
+#: No sweep starts more runs than this, even with `--yes`: split such a study into several specs.
+HARD_MAX_RUNS = 100_000
 SCORERS = ("toyworld",)
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -63,7 +66,7 @@ class Point:
 
     @property
     def key(self) -> str:
-        return json.dumps(self.values, sort_keys=True, default=str)
+        return _dumps(self.values)
 
     def label(self, axes: tuple[str, ...] = ()) -> str:
         shown = {k: v for k, v in self.params.items() if not axes or k in axes}
@@ -73,8 +76,17 @@ class Point:
         return " ".join(parts) or f"point {self.index}"
 
 
+def _dumps(value: Any) -> str:
+    """Canonical JSON of a YAML value: keys sorted when they can be (YAML allows `{1: a, b: c}`, which
+    cannot), anything JSON lacks (dates) as its str."""
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except TypeError:
+        return json.dumps(value, default=str)
+
+
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= 30 else text[:27] + "…"
 
 
@@ -117,7 +129,7 @@ class SweepSpec:
         for p in self.explicit:
             names += [k for k in p if k not in names]
         points = self.points()
-        return tuple(n for n in names if len({json.dumps(p.params.get(n), sort_keys=True, default=str)
+        return tuple(n for n in names if len({_dumps(p.params.get(n))
                                               for p in points}) > 1)
 
     def settings(self) -> list[dict[str, Any]]:
@@ -129,6 +141,11 @@ class SweepSpec:
                 out.append({**self.parameters, **dict(zip(names, combo, strict=True))})
         out += [{**self.parameters, **p} for p in self.explicit]
         return out
+
+    def count(self) -> int:
+        """How many runs `points()` gives, counted without listing them."""
+        settings = math.prod(len(v) for v in self.grid.values()) if self.grid else 0
+        return (settings + len(self.explicit)) * (len(self.seeds) if self.seeds is not None else 1)
 
     def points(self) -> list[Point]:
         """Every (setting, seed) pair in order: settings outer, seeds inner."""
@@ -150,15 +167,20 @@ class SweepSpec:
         empty; the run count is within `max_runs` (or `yes`); every parameter is in the notebook's
         `parameters` cell, or is a plan field or a `{placeholder}` of the template; and, given a lab,
         each point's plan completes and validates. Raises `ConfigError` naming the problem."""
-        points = self.points()
-        if not points:
+        runs = self.count()  # counted first: a grid of a billion points must not be listed to be refused
+        if not runs:
             raise ConfigError(f"The sweep {self.name!r} has no points: its grid and points are empty.",
                               value=self.where, fix="give `grid:` at least one parameter with a list of values, "
                                                     "or list `points:`.")
-        if len(points) > self.max_runs and not yes:
-            raise ConfigError(f"The sweep {self.name!r} would start {len(points)} runs, more than {self.max_runs}.",
-                              value=len(points), fix="pass --yes (yes=True) if you mean it, raise `max_runs:` in "
-                                                     "the spec, or make the grid smaller.")
+        if runs > HARD_MAX_RUNS:
+            raise ConfigError(f"The sweep {self.name!r} would start {runs} runs, more than labkit's limit of "
+                              f"{HARD_MAX_RUNS}.", value=runs,
+                              fix="make the grid smaller, or split the study into several specs.")
+        if runs > self.max_runs and not yes:
+            raise ConfigError(f"The sweep {self.name!r} would start {runs} runs, more than {self.max_runs}.",
+                              value=runs, fix="pass --yes (yes=True) if you mean it, raise `max_runs:` in "
+                                              "the spec, or make the grid smaller.")
+        points = self.points()
         names = set(self.parameters) | set(self.grid) | {k for p in self.explicit for k in p}
         if self.kind == "notebook":
             self._check_notebook(names)
@@ -214,11 +236,7 @@ class SweepSpec:
                 seen.add(plan.to_json())
                 try:
                     lab.complete(plan)
-                except Exception as e:
-                    from labkit.errors import LabkitError
-
-                    if not isinstance(e, LabkitError):
-                        raise
+                except LabkitError as e:
                     raise ConfigError(f"Point {p.index} of the sweep {self.name!r} ({p.label()}) is not a valid "
                                       f"plan: {e.message}", value=e.value, fix=e.fix) from e
 
@@ -246,15 +264,20 @@ class SweepSpec:
         data.update({k: v for k, v in values.items() if k in fields or k == "size"})
         if "size" in data:
             size = data.pop("size")
-            if not (isinstance(size, (list, tuple)) and len(size) == 2):
-                raise ConfigError(f"size {size!r} is not [width, height].", value=size, fix="write size: [64, 64].")
-            data["width"], data["height"] = int(size[0]), int(size[1])
+            if not (isinstance(size, (list, tuple)) and len(size) == 2) or not all(
+                    isinstance(x, int) and not isinstance(x, bool) for x in size):
+                raise ConfigError(f"size {_shown(size)} is not [width, height] in whole pixels.", value=_shown(size),
+                                  fix="write size: [64, 64].")
+            data["width"], data["height"] = size[0], size[1]
         if data.get("seed") is None:
             data["seed"] = 0  # a sweep is reproducible: no point draws a random seed
         try:
             return Plan.from_dict(data)
-        except TypeError as e:
-            raise ConfigError(f"The sweep {self.name!r}'s plan template is not a plan: {e}.", value=data,
+        except LabkitError as e:
+            raise ConfigError(f"The sweep {self.name!r}'s point {point.index} ({point.label()}) is not a plan: "
+                              f"{e.message}", value=e.value, fix=e.fix) from e
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ConfigError(f"The sweep {self.name!r}'s plan template is not a plan: {e}.", value=_shown(data),
                               fix="give the plan fields as a mapping (prompt, model, steps, …).") from e
 
 
@@ -262,92 +285,157 @@ def load_spec(path: str | Path, *, root: str | Path | None = None) -> SweepSpec:
     """Read a sweep spec from YAML and check its shape (not yet its notebook or plans: see `check`).
 
     A relative notebook path is looked up beside the spec, then in `root` (the project folder).
-    Raises `ConfigError` naming the bad key or value.
+    Raises `ConfigError` naming the bad key or value (or the file and line that is not UTF-8 / YAML).
     """
     import yaml
 
+    from labkit.files import read_text
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"There is no sweep spec at {str(path)!r}.", value=str(path),
                           fix="name a YAML file, e.g. experiments/toy-steps-guidance.yaml.")
-    text = path.read_text()
+    text = read_text(path, what="sweep spec", fix="name a YAML file, e.g. experiments/toy-steps-guidance.yaml.")
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}", value=str(path), fix="fix the YAML syntax.") from e
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{at}: {e.problem or e.context or e}.", value=str(path),
+                          fix="fix the YAML syntax at the position shown.") from e
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as e:
+        # PyYAML raises ValueError for a date such as 2024-13-45, RecursionError for absurd nesting.
+        raise ConfigError(f"{path} is not valid YAML: {type(e).__name__}: {e}.", value=str(path),
+                          fix="fix the YAML value it names (quote dates and odd values as strings).") from e
     return spec_from_dict(data, path=path, root=root, text=text)
 
 
 def spec_from_dict(data: Any, *, path: Path | None = None, root: str | Path | None = None,
                    text: str | None = None) -> SweepSpec:
-    """A `SweepSpec` from its mapping form (what the YAML holds)."""
+    """A `SweepSpec` from its mapping form (what the YAML holds); `ConfigError` naming the first bad key."""
     where = str(path) if path else "the sweep spec"
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where} must be a mapping of keys (name, plan or notebook, grid, seeds…).", value=data,
-                          fix="start from one of the specs in experiments/.")
-    unknown = sorted(set(data) - set(KEYS))
+        raise ConfigError(f"{where} must be a mapping of keys (name, plan or notebook, grid, seeds…), not "
+                          f"{_kind(data)}.", value=_shown(data), fix="start from one of the specs in experiments/.")
+    unknown = sorted((k for k in data if k not in KEYS), key=str)
     if unknown:
         raise ConfigError(f"{where} has unknown key(s) {unknown}.", value=unknown, fix=f"use only {list(KEYS)}.")
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{where} has no `name:`.", value=name, fix="give the study a name, e.g. name: steps-x-cfg.")
+        raise ConfigError(f"{where} has no `name:` (it is {_shown(name)}).", value=name,
+                          fix="give the study a name, e.g. name: steps-x-cfg.")
     if ("notebook" in data) == ("plan" in data):
         raise ConfigError(f"The sweep {name!r} must have exactly one of `notebook:` and `plan:`.",
                           value=sorted(k for k in ("notebook", "plan") if k in data),
                           fix="name a notebook to run with papermill, or give a plan template to render.")
+    description = _text(data, "description", name, "description: What the study asks", allow_number=True)
+    experiment = _text(data, "experiment", name, 'experiment: "my-study" (an MLflow experiment name)')
+    kernel = _text(data, "kernel", name, "kernel: python3 (a Jupyter kernel name)")
     notebook = None
     if "notebook" in data:
-        notebook = _find_notebook(str(data["notebook"]), path, root, name)
+        nb = _text(data, "notebook", name, "notebook: notebooks/00_quickstart.ipynb")
+        notebook = _find_notebook(nb or "", path, root, name)
     plan = data.get("plan")
     if plan is not None and not isinstance(plan, Mapping):
-        raise ConfigError(f"The sweep {name!r}'s `plan:` must be a mapping of plan fields.", value=plan,
-                          fix="write e.g. plan: {prompt: 'a red circle', model: toyworld}.")
+        raise ConfigError(f"The sweep {name!r}'s `plan:` must be a mapping of plan fields, not {_shown(plan)}.",
+                          value=_shown(plan), fix="write e.g. plan: {prompt: 'a red circle', model: toyworld}.")
+    if plan is not None:
+        _names(plan, "plan", name)
     parameters = _mapping(data.get("parameters"), "parameters", name)
     grid = _mapping(data.get("grid"), "grid", name)
     for axis, values in grid.items():
         if not isinstance(values, list):
-            raise ConfigError(f"The sweep {name!r}'s grid axis {axis!r} is {values!r}, not a list.", value=values,
-                              fix=f"write {axis}: [{values!r}], or move it to `parameters:` if it does not vary.")
+            raise ConfigError(f"The sweep {name!r}'s grid axis {axis!r} is {_shown(values)}, not a list.",
+                              value=values, fix=f"write {axis}: [{_shown(values)}], or move it to `parameters:` "
+                                                "if it does not vary.")
         if not values:
             raise ConfigError(f"The sweep {name!r}'s grid axis {axis!r} is empty.", value=axis,
                               fix=f"give {axis} at least one value, or remove it.")
     points = data.get("points") or []
     if not isinstance(points, list) or not all(isinstance(p, Mapping) for p in points):
-        raise ConfigError(f"The sweep {name!r}'s `points:` must be a list of mappings.", value=points,
-                          fix="write e.g. points: [{steps: 4}, {steps: 8, guidance: 2.0}].")
+        raise ConfigError(f"The sweep {name!r}'s `points:` must be a list of mappings, not {_shown(points)}.",
+                          value=_shown(points), fix="write e.g. points: [{steps: 4}, {steps: 8, guidance: 2.0}].")
+    for i, p in enumerate(points):
+        _names(p, f"points[{i}]", name)
     seeds = _seeds(data.get("seeds"), name)
     score = data.get("score")
-    if score is not None and score not in SCORERS:
-        raise ConfigError(f"Unknown scorer {score!r} in the sweep {name!r}.", value=score, fix=f"use one of {SCORERS}.")
+    if score is not None and (not isinstance(score, str) or score not in SCORERS):
+        raise ConfigError(f"Unknown scorer {_shown(score)} in the sweep {name!r}.", value=_shown(score),
+                          fix=f"use one of {SCORERS}, or remove `score:`.")
     metrics = data.get("metrics") or []
     if isinstance(metrics, str):
         metrics = [metrics]
+    if not isinstance(metrics, list) or not all(isinstance(m, str) and m.strip() for m in metrics):
+        raise ConfigError(f"The sweep {name!r}'s `metrics:` is {_shown(metrics)}, not a list of metric names.",
+                          value=_shown(metrics), fix="write e.g. metrics: [adherence.all_correct].")
     compare = data.get("compare")
     if compare is not None and not isinstance(compare, Mapping):
-        raise ConfigError(f"The sweep {name!r}'s `compare:` must be a mapping.", value=compare,
+        raise ConfigError(f"The sweep {name!r}'s `compare:` must be a mapping, not {_shown(compare)}.",
+                          value=_shown(compare),
                           fix="write compare: {a: {steps: 4}, b: {steps: 8}, metric: adherence.all_correct}.")
+    if compare is not None and "metric" in compare and not isinstance(compare["metric"], str):
+        raise ConfigError(f"The sweep {name!r}'s compare.metric is {_shown(compare['metric'])}, not a metric name.",
+                          value=_shown(compare["metric"]), fix="write e.g. metric: adherence.all_correct.")
     max_runs = data.get("max_runs", DEFAULT_MAX_RUNS)
-    if not isinstance(max_runs, int) or max_runs < 1:
-        raise ConfigError(f"max_runs {max_runs!r} is not a positive whole number.", value=max_runs,
-                          fix="write e.g. max_runs: 500.")
+    if isinstance(max_runs, bool) or not isinstance(max_runs, int) or not 1 <= max_runs <= HARD_MAX_RUNS:
+        raise ConfigError(f"The sweep {name!r} has max_runs: {_shown(max_runs)}, not a whole number from 1 to "
+                          f"{HARD_MAX_RUNS}.", value=_shown(max_runs), fix="write e.g. max_runs: 500.")
     timeout = data.get("timeout")
-    return SweepSpec(name=name.strip(), path=path, description=str(data.get("description") or ""),
-                     experiment=data.get("experiment"), notebook=notebook, kernel=str(data.get("kernel") or "python3"),
-                     timeout=float(timeout) if timeout else None, plan=dict(plan) if plan is not None else None,
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not math.isfinite(timeout) or timeout <= 0):
+        raise ConfigError(f"The sweep {name!r} has timeout: {_shown(timeout)}, not a positive number of seconds.",
+                          value=_shown(timeout), fix="write e.g. timeout: 600 (seconds per notebook), or remove "
+                                                     "`timeout:` for no limit.")
+    return SweepSpec(name=name.strip(), path=path, description=description or "",
+                     experiment=experiment, notebook=notebook, kernel=kernel or "python3",
+                     timeout=float(timeout) if timeout is not None else None,
+                     plan=dict(plan) if plan is not None else None,
                      parameters=parameters, grid={k: list(v) for k, v in grid.items()},
                      explicit=tuple(dict(p) for p in points), seeds=seeds, score=score,
-                     metrics=tuple(str(m) for m in metrics), compare=dict(compare) if compare else None,
-                     max_runs=max_runs, text=text if text is not None else json.dumps(data, sort_keys=True,
-                                                                                      default=str))
+                     metrics=tuple(metrics), compare=dict(compare) if compare else None,
+                     max_runs=max_runs, text=text if text is not None else _dumps(data))
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "empty"}.get(
+        type(value), f"a {type(value).__name__}")
+
+
+def _shown(value: Any) -> str:
+    """A value as the message shows it: its repr, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def _text(data: Mapping[str, Any], key: str, name: str, example: str, *, allow_number: bool = False) -> str | None:
+    """An optional text value: None when absent or empty; ConfigError when it is a list, a mapping, a bool…"""
+    value = data.get(key)
+    if value is None:
+        return None
+    if allow_number and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"The sweep {name!r} has {key}: {_shown(value)}, not a text.", value=_shown(value),
+                          fix=f"write e.g. {example}; quote it if it looks like a number.")
+    return value
+
+
+def _names(mapping: Mapping[Any, Any], key: str, name: str) -> None:
+    bad = sorted((k for k in mapping if not isinstance(k, str) or not k), key=str)
+    if bad:
+        raise ConfigError(f"The sweep {name!r}'s `{key}:` has key(s) {bad} that are not names.", value=bad,
+                          fix="use parameter names such as steps or guidance (quote them if they look like numbers).")
 
 
 def _mapping(value: Any, key: str, name: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ConfigError(f"The sweep {name!r}'s `{key}:` must be a mapping of parameter → value.", value=value,
+        raise ConfigError(f"The sweep {name!r}'s `{key}:` must be a mapping of parameter → value, not "
+                          f"{_shown(value)}.", value=_shown(value),
                           fix=f"write e.g. {key}: {{steps: [4, 8]}}." if key == "grid" else f"write e.g. {key}: "
                                                                                             "{steps: 4}.")
+    _names(value, key, name)
     return dict(value)
 
 
@@ -356,12 +444,17 @@ def _seeds(value: Any, name: str) -> tuple[int, ...] | None:
         return None
     if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, list) and value and all(
             isinstance(s, int) and not isinstance(s, bool) for s in value))):
-        raise ConfigError(f"The sweep {name!r} has seeds {value!r}.", value=value,
+        raise ConfigError(f"The sweep {name!r} has seeds {_shown(value)}.", value=_shown(value),
                           fix="write a count (seeds: 3 means 0, 1, 2) or a list of whole numbers (seeds: [7, 8]).")
     if isinstance(value, int):
-        if value < 1:
-            raise ConfigError(f"The sweep {name!r} has seeds: {value}.", value=value, fix="use at least 1 seed.")
+        if not 1 <= value <= HARD_MAX_RUNS:
+            raise ConfigError(f"The sweep {name!r} has seeds: {value}.", value=value,
+                              fix=f"use from 1 to {HARD_MAX_RUNS} seeds.")
         return tuple(range(value))
+    bad = [s for s in value if not 0 <= s < 2**63]
+    if bad:
+        raise ConfigError(f"The sweep {name!r} has seed {bad[0]}, outside 0 … 2**63 - 1.", value=bad[0],
+                          fix="use whole numbers from 0, e.g. seeds: [7, 8].")
     return tuple(value)
 
 

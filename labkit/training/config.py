@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,9 @@ from labkit.errors import InvalidParameter
 LR_SCHEDULES = ("constant", "cosine")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 CHECKPOINT_ARTIFACTS = ("none", "last", "all")
+#: `resume` values besides a checkpoint folder: the newest checkpoint (which must exist), or it when there is one.
+RESUME_LATEST = "latest"
+RESUME_IF_ANY = "latest-if-any"
 
 # Fields that shape the optimisation trajectory: a checkpoint can only be resumed under the same values.
 TRAJECTORY_FIELDS = ("batch_size", "gradient_accumulation_steps", "learning_rate", "lr_schedule", "warmup_steps",
@@ -42,8 +48,9 @@ class TrainConfig:
         validate_every: render the validation prompts every N steps (0: off; also at the end when > 0).
         validation_prompts, validation_seeds: what the validation grid shows (rows × columns).
         log_every: log loss / lr / throughput every N steps.
-        resume: None (fresh start), "latest" (the newest checkpoint in output_dir, fresh when none) or
-            a checkpoint folder.
+        resume: None (fresh start), "latest" (the newest checkpoint in output_dir; an error when there is
+            none), "latest-if-any" (the newest checkpoint when there is one, else a fresh start: for
+            recipes whose later phases may not have begun) or a checkpoint folder.
         cpu: force the CPU even when a GPU is present.
         licence: the licence of the trained weights, for the model card (usually that of the data).
         export: write the final model (safetensors + model card) into `output_dir/model`.
@@ -77,39 +84,61 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.output_dir = Path(self.output_dir)
-        self.validation_prompts = tuple(self.validation_prompts)
-        self.validation_seeds = tuple(int(s) for s in self.validation_seeds)
-        self.adam_betas = tuple(float(b) for b in self.adam_betas)  # type: ignore[assignment]
+        if isinstance(self.output_dir, (str, os.PathLike)):
+            self.output_dir = Path(self.output_dir)
+        self.validation_prompts = _tuple(self, "validation_prompts")
+        self.validation_seeds = _tuple(self, "validation_seeds")
+        self.adam_betas = _tuple(self, "adam_betas")  # type: ignore[assignment]
 
     def validate(self) -> None:
-        """Raise `InvalidParameter` naming the first bad value and its fix (called before any work)."""
+        """Raise `InvalidParameter` naming the first bad value and its fix: types and ranges of every
+        number, the output folder (not a file), and the resume point (a checkpoint must exist and have
+        been made with the same trajectory settings). Cheap: recipes call it before any model loads."""
         def bad(name: str, fix: str) -> InvalidParameter:
             return InvalidParameter(f"TrainConfig.{name}={getattr(self, name)!r} is not valid.",
                                     value=getattr(self, name), fix=fix)
 
+        if not isinstance(self.output_dir, (str, os.PathLike)) or not str(self.output_dir).strip():
+            raise bad("output_dir", "pass a folder path for checkpoints and the export.")
         for name in ("steps", "batch_size", "gradient_accumulation_steps", "log_every", "keep_checkpoints"):
-            if int(getattr(self, name)) < 1:
-                raise bad(name, "use an integer >= 1.")
-        for name in ("checkpoint_every", "validate_every", "warmup_steps"):
-            if int(getattr(self, name)) < 0:
-                raise bad(name, "use 0 (off) or a positive integer.")
-        if not self.learning_rate > 0:
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise bad(name, "use a whole number >= 1.")
+        for name in ("checkpoint_every", "validate_every", "warmup_steps", "seed"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "use 0 (off) or a positive whole number." if name != "seed" else
+                          "use a whole number >= 0.")
+        if not _is_real(self.learning_rate) or not self.learning_rate > 0:
             raise bad("learning_rate", "use a positive learning rate such as 1e-4.")
-        if self.lr_schedule not in LR_SCHEDULES:
+        if not _is_real(self.weight_decay) or self.weight_decay < 0:
+            raise bad("weight_decay", "use 0 or a small positive number such as 0.01.")
+        if not _is_real(self.adam_eps) or not self.adam_eps > 0:
+            raise bad("adam_eps", "use a small positive number such as 1e-8.")
+        if len(self.adam_betas) != 2 or not all(_is_real(b) and 0 <= b < 1 for b in self.adam_betas):
+            raise bad("adam_betas", "use two numbers in [0, 1), e.g. (0.9, 0.999).")
+        if not isinstance(self.lr_schedule, str) or self.lr_schedule not in LR_SCHEDULES:
             raise bad("lr_schedule", f"use one of {LR_SCHEDULES}.")
-        if self.mixed_precision not in MIXED_PRECISION:
+        if not isinstance(self.mixed_precision, str) or self.mixed_precision not in MIXED_PRECISION:
             raise bad("mixed_precision", f"use one of {MIXED_PRECISION}.")
-        if self.checkpoint_artifacts not in CHECKPOINT_ARTIFACTS:
+        if not isinstance(self.checkpoint_artifacts, str) or self.checkpoint_artifacts not in CHECKPOINT_ARTIFACTS:
             raise bad("checkpoint_artifacts", f"use one of {CHECKPOINT_ARTIFACTS}.")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
+        if not _is_real(self.min_lr_ratio) or not 0.0 <= self.min_lr_ratio <= 1.0:
             raise bad("min_lr_ratio", "use a fraction in [0, 1].")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+        if self.max_grad_norm is not None and (not _is_real(self.max_grad_norm) or not self.max_grad_norm > 0):
             raise bad("max_grad_norm", "use a positive norm, or None to turn clipping off.")
+        if not all(isinstance(p, str) for p in self.validation_prompts):
+            raise bad("validation_prompts", "give the prompts as strings.")
         if self.validate_every and not self.validation_prompts:
             raise bad("validation_prompts", "give at least one prompt, or set validate_every=0.")
-        if not self.validation_seeds:
-            raise bad("validation_seeds", "give at least one seed.")
+        if not self.validation_seeds or not all(_is_int(x) and x >= 0 for x in self.validation_seeds):
+            raise bad("validation_seeds", "give at least one seed (whole numbers >= 0).")
+        if self.licence is not None and not isinstance(self.licence, str):
+            raise bad("licence", 'use a licence id such as "cc0-1.0", or None.')
+        from labkit.outputs import check_output_folder
+
+        check_output_folder(self.output_dir, option="--output (output_dir)")
+        from labkit.training.engine import resolve_resume
+
+        resolve_resume(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field (paths as strings, tuples as lists)."""
@@ -124,3 +153,20 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes` applied."""
         return dataclasses.replace(self, **changes)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _tuple(config: Any, name: str) -> tuple:
+    """A sequence field as a tuple (a lone string or number is an error, not a tuple of characters)."""
+    value = getattr(config, name)
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise InvalidParameter(f"{type(config).__name__}.{name}={value!r} is not a list.", value=value,
+                               fix=f"give {name} as a list or tuple, e.g. {name}=({value!r},).")
+    return tuple(value)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
 from labkit.training.card import image_grid, model_card
-from labkit.training.config import TRAJECTORY_FIELDS, TrainConfig
+from labkit.training.config import RESUME_IF_ANY, RESUME_LATEST, TRAJECTORY_FIELDS, TrainConfig
 from labkit.training.task import StepContext, TrainTask
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,21 +113,70 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)
-             and (p / STATE_FILE).is_file()]
+             and p.name.removeprefix(CHECKPOINT_PREFIX).isdigit() and (p / STATE_FILE).is_file()]
     return sorted(found, key=lambda p: int(p.name.removeprefix(CHECKPOINT_PREFIX)))
 
 
+def read_state(checkpoint: Path) -> dict[str, Any]:
+    """A checkpoint's `trainer_state.json`; InvalidParameter naming it when it is damaged."""
+    from labkit.files import read_text
+
+    path = Path(checkpoint) / STATE_FILE
+    fix = "resume from another checkpoint (resume=<its folder>), or start fresh in another output_dir."
+    text = read_text(path, what="checkpoint state", fix=fix, error=InvalidParameter)
+    try:
+        state = json.loads(text)
+    except ValueError:
+        state = None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise InvalidParameter(f"Checkpoint {str(checkpoint)!r} is damaged: its {STATE_FILE} is not a labkit trainer "
+                               "state.", value=str(path), fix=fix)
+    return state
+
+
+def check_trajectory(config: TrainConfig, state: Mapping[str, Any], path: Path) -> None:
+    """Refuse to resume `path` under settings that change the optimisation trajectory."""
+    saved = state.get("config", {})
+    if not isinstance(saved, Mapping):
+        saved = {}
+    now = config.to_dict()
+    for k in TRAJECTORY_FIELDS:
+        if k in saved and saved[k] != now[k]:
+            raise InvalidParameter(
+                f"Checkpoint {str(path)!r} was made with {k}={saved[k]!r}, this config has {now[k]!r}.",
+                value=now[k],
+                fix=f"resume with {k}={saved[k]!r}, or start fresh (resume=None) in another output_dir.")
+
+
 def resolve_resume(config: TrainConfig) -> Path | None:
-    """The checkpoint `config.resume` names: None (fresh), the newest for "latest", or a folder."""
-    if config.resume is None or config.resume == "":
+    """The checkpoint `config.resume` names, checked (cheap: no model is needed): None for a fresh start;
+    the newest under `output_dir/checkpoints` for "latest" (InvalidParameter naming the folder searched
+    when there is none) or for "latest-if-any" (None when there is none); else a checkpoint folder. The
+    checkpoint must have been made with the same trajectory settings (`TRAJECTORY_FIELDS`)."""
+    resume = config.resume
+    if resume is None or resume == "":
         return None
-    if str(config.resume) == "latest":
+    if not isinstance(resume, (str, os.PathLike)):
+        raise InvalidParameter(f"TrainConfig.resume={resume!r} is not valid.", value=resume,
+                               fix=f"use None (fresh), {RESUME_LATEST!r}, {RESUME_IF_ANY!r} or a checkpoint folder.")
+    if str(resume) in (RESUME_LATEST, RESUME_IF_ANY):
         found = list_checkpoints(config.output_dir)
-        return found[-1] if found else None
-    path = Path(config.resume)
-    if not (path / STATE_FILE).is_file():
-        raise InvalidParameter(f"Cannot resume from {str(path)!r}: it is not a labkit checkpoint (no {STATE_FILE}).",
-                               value=str(path), fix="pass resume='latest' or a folder under <output_dir>/checkpoints.")
+        if not found:
+            if str(resume) == RESUME_IF_ANY:
+                return None
+            root = Path(config.output_dir) / "checkpoints"
+            raise InvalidParameter(
+                f"Nothing to resume: there is no checkpoint in {str(root)!r} (resume={RESUME_LATEST!r}).",
+                value=str(root), fix="pass the --output (output_dir) of the run to continue, or drop --resume "
+                                     "(resume=None) to start fresh.")
+        path = found[-1]
+    else:
+        path = Path(resume).expanduser()
+        if not (path / STATE_FILE).is_file():
+            raise InvalidParameter(
+                f"Cannot resume from {str(path)!r}: it is not a labkit checkpoint (no {STATE_FILE}).",
+                value=str(path), fix=f"pass resume={RESUME_LATEST!r} or a folder under <output_dir>/checkpoints.")
+    check_trajectory(config, read_state(path), path)
     return path
 
 
@@ -237,14 +286,7 @@ class Trainer:
         return final
 
     def _check_compatible(self, state: Mapping[str, Any], path: Path) -> None:
-        saved = state.get("config", {})
-        now = self.config.to_dict()
-        for k in TRAJECTORY_FIELDS:
-            if k in saved and saved[k] != now[k]:
-                raise InvalidParameter(
-                    f"Checkpoint {str(path)!r} was made with {k}={saved[k]!r}, this config has {now[k]!r}.",
-                    value=now[k],
-                    fix=f"resume with {k}={saved[k]!r}, or start fresh (resume=None) in another output_dir.")
+        check_trajectory(self.config, state, path)
         if state.get("task") not in (None, self.task.name):
             raise InvalidParameter(
                 f"Checkpoint {str(path)!r} belongs to task {state['task']!r}, not {self.task.name!r}.",
@@ -296,7 +338,7 @@ class Trainer:
         if cfg.mixed_precision == "fp16" and (cfg.cpu or not torch.cuda.is_available()):
             raise InvalidParameter("mixed_precision='fp16' needs a CUDA GPU.", value=cfg.mixed_precision,
                                    fix="use 'bf16' or 'no' on this machine.")
-        resume_state = json.loads((resume_from / STATE_FILE).read_text()) if resume_from else None
+        resume_state = read_state(resume_from) if resume_from else None
         if resume_state:
             self._check_compatible(resume_state, resume_from)
         self.breakdown = self.task.dataset_breakdown()  # a malformed metadata.jsonl fails here
@@ -492,6 +534,7 @@ def train(task: TrainTask, config: TrainConfig, *, lab: Lab | None = None, run: 
     KILLED), and the result has status "interrupted" — resume with `config.replace(resume="latest")`.
     With neither `lab` nor `run`, nothing is logged to MLflow.
     """
+    config.validate()  # a bad number, output folder or resume point opens no run
     trainer = Trainer(task, config, run=run, callbacks=callbacks)
     compliance_tags: dict[str, str] = {}
     if lab is not None:

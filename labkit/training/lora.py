@@ -18,6 +18,7 @@ like any adapter and `labkit compare adapters` can set them side by side.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,34 +101,62 @@ class LoraTrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.data = Path(self.data)
-        self.output_dir = Path(self.output_dir)
-        self.target_modules = tuple(self.target_modules)
-        self.text_encoder_targets = tuple(self.text_encoder_targets)
-        self.validation_prompts = tuple(self.validation_prompts)
-        self.validation_seeds = tuple(int(s) for s in self.validation_seeds)
+        from labkit.training.config import _tuple
+
+        for name in ("data", "output_dir"):
+            if isinstance(getattr(self, name), (str, os.PathLike)):
+                setattr(self, name, Path(getattr(self, name)))
+        for name in ("target_modules", "text_encoder_targets", "validation_prompts", "validation_seeds"):
+            setattr(self, name, _tuple(self, name))
 
     def validate(self) -> None:
-        """Raise `InvalidParameter` naming the first bad value and its fix (before any heavy work)."""
-        from labkit.toyworld.data import METADATA_FILE
+        """Raise `InvalidParameter` naming the first bad value and its fix, before any model loads: the
+        numbers (rank, steps, learning rate, batch size…), the output folder, the resume point (a checkpoint
+        must exist for "latest"), and the data folder (its metadata.jsonl, and every image it lists opens
+        and decodes)."""
+        from labkit.training.config import _is_int, _is_real
 
-        if not (Path(self.data) / METADATA_FILE).is_file():
-            raise InvalidParameter(f"LoraTrainConfig.data={str(self.data)!r} has no {METADATA_FILE}.",
-                                   value=str(self.data),
-                                   fix="point at an image folder with metadata.jsonl (file_name, text, licence per "
-                                       "line), e.g. one written by labkit.toyworld.write_dataset.")
-        if int(self.rank) < 1:
-            raise InvalidParameter(f"LoraTrainConfig.rank={self.rank!r} is not valid.", value=self.rank,
-                                   fix="use a rank >= 1 (4–32 is usual).")
-        if self.alpha is not None and not float(self.alpha) > 0:
-            raise InvalidParameter(f"LoraTrainConfig.alpha={self.alpha!r} is not valid.", value=self.alpha,
-                                   fix="use a positive alpha, or None for alpha = rank.")
-        if not self.target_modules:
-            raise InvalidParameter("LoraTrainConfig.target_modules is empty.", value=self.target_modules,
-                                   fix=f"name the UNet layers to adapt, e.g. {list(UNET_TARGETS)}.")
-        if self.resolution is not None and (int(self.resolution) < 8 or int(self.resolution) % 8):
-            raise InvalidParameter(f"LoraTrainConfig.resolution={self.resolution!r} is not valid.",
-                                   value=self.resolution, fix="use a multiple of 8, or None for the model's size.")
+        def bad(name: str, fix: str) -> InvalidParameter:
+            return InvalidParameter(f"LoraTrainConfig.{name}={getattr(self, name)!r} is not valid.",
+                                    value=getattr(self, name), fix=fix)
+
+        if not _is_int(self.rank) or self.rank < 1:
+            raise bad("rank", "use a rank >= 1 (4–32 is usual).")
+        if self.alpha is not None and (not _is_real(self.alpha) or not self.alpha > 0):
+            raise bad("alpha", "use a positive alpha, or None for alpha = rank.")
+        if not self.target_modules or not all(isinstance(t, str) and t for t in self.target_modules):
+            raise bad("target_modules", f"name the UNet layers to adapt, e.g. {list(UNET_TARGETS)}.")
+        if self.train_text_encoder and not all(isinstance(t, str) and t for t in self.text_encoder_targets):
+            raise bad("text_encoder_targets", f"name text-encoder layers, e.g. {list(TEXT_ENCODER_TARGETS)}.")
+        if not _is_real(self.text_encoder_lr_scale) or not self.text_encoder_lr_scale > 0:
+            raise bad("text_encoder_lr_scale", "use a positive fraction such as 0.5.")
+        if self.resolution is not None and (not _is_int(self.resolution) or self.resolution < 8
+                                            or self.resolution % 8):
+            raise bad("resolution", "use a multiple of 8, or None for the model's size.")
+        if self.guidance_scale is not None and (not _is_real(self.guidance_scale) or self.guidance_scale < 0):
+            raise bad("guidance_scale", "use a guidance scale >= 0, or None for the model's default.")
+        if self.sampling_steps is not None and (not _is_int(self.sampling_steps) or self.sampling_steps < 1):
+            raise bad("sampling_steps", "use a whole number >= 1, or None for the model's default.")
+        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+            raise bad("threads", "use a whole number >= 1, or None for torch's default.")
+        if not _is_int(self.eval_prompts) or self.eval_prompts < 0:
+            raise bad("eval_prompts", "use 0 (off) or a whole number of held-out prompts.")
+        if not isinstance(self.base, str) or not self.base.strip():
+            raise bad("base", "name the base model: a catalogue id, a diffusers repo id or a local folder.")
+        if not _is_int(self.steps) or self.steps < 1:
+            raise bad("steps", "use a whole number of optimizer steps >= 1, e.g. --steps 500.")
+        for name in ("batch_size", "gradient_accumulation_steps", "keep_checkpoints"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise bad(name, "use a whole number >= 1.")
+        for name in ("checkpoint_every", "validate_every", "warmup_steps", "seed"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "use 0 (off) or a positive whole number.")
+        if not _is_real(self.learning_rate) or not self.learning_rate > 0:
+            raise bad("learning_rate", "use a positive learning rate such as 1e-4 (--learning-rate).")
+        # The engine's own checks (steps, batch size, learning rate, schedule, output folder, resume point),
+        # made here too so that nothing loads first.
+        self.train_config(7.5, 25).validate()
+        check_dataset(self.data)
         if self.use_8bit_adam:
             import importlib.util
 
@@ -163,6 +192,43 @@ class LoraTrainConfig:
             validation_prompts=self.validation_prompts, validation_seeds=self.validation_seeds,
             log_every=max(1, min(25, self.steps // 10 or 1)), resume=self.resume, licence=self.licence,
             extra={"lora": {**self.to_dict(), "guidance_scale": guidance, "sampling_steps": sampling}})
+
+
+def check_dataset(folder: str | Path) -> list[dict[str, Any]]:
+    """The records of an imagefolder dataset, checked before any model loads: the folder is a folder with a
+    readable metadata.jsonl (see `read_records`), and every image it lists exists, has a caption and
+    decodes. InvalidParameter naming the folder, the line or the image otherwise."""
+    from labkit.compliance.datasets import read_records
+
+    if not isinstance(folder, (str, os.PathLike)) or not str(folder).strip():
+        raise InvalidParameter(f"LoraTrainConfig.data={folder!r} is not a folder path.", value=folder,
+                               fix="point at an image folder with metadata.jsonl (file_name, text, licence per line).")
+    records = read_records(folder)
+    for r in records:
+        if not isinstance(r.get("text"), str) or not r["text"].strip():
+            raise InvalidParameter(f"{r['file_name']} has no caption (`text`) in {Path(folder) / 'metadata.jsonl'}.",
+                                   value=r["file_name"], fix="give every image a caption in metadata.jsonl.")
+        open_image(Path(folder) / r["file_name"]).close()
+    return records
+
+
+def open_image(path: Path):
+    """The image at `path` decoded as RGB; InvalidParameter naming the file when it is missing, not an
+    image, or cut off."""
+    from PIL import Image
+
+    fix = "replace or remove the file, and its line in metadata.jsonl."
+    if not path.is_file():
+        raise InvalidParameter(f"{path} (listed in metadata.jsonl) does not exist" + (" (it is a folder)." if
+                               path.is_dir() else "."), value=str(path), fix="remove its line or add the image.")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        # UnidentifiedImageError (not an image) is an OSError; PIL reports a cut-off file as OSError or SyntaxError.
+        raise InvalidParameter(f"{path} is not an image labkit can read ({type(e).__name__}: {e}).", value=str(path),
+                               fix=fix) from e
 
 
 def _lora_layers(*models):
@@ -236,22 +302,11 @@ class LoraTask(TrainTask):
         import torch
         from PIL import Image
 
-        from labkit.toyworld.data import read_metadata
-
-        records = read_metadata(self.config.data)
-        if not records:
-            raise InvalidParameter(f"{self.config.data} lists no images.", value=str(self.config.data),
-                                   fix="add one line per image to metadata.jsonl.")
+        records = check_dataset(self.config.data)
         images, captions = [], []
         for r in records:
-            path = Path(self.config.data) / str(r.get("file_name", ""))
-            if not path.is_file():
-                raise InvalidParameter(f"{path} (listed in metadata.jsonl) does not exist.", value=str(path),
-                                       fix="remove its line or add the image.")
-            if not str(r.get("text", "")).strip():
-                raise InvalidParameter(f"{r.get('file_name')} has no caption (`text`).", value=r.get("file_name"),
-                                       fix="give every image a caption in metadata.jsonl.")
-            im = Image.open(path).convert("RGB").resize((self.resolution, self.resolution), Image.BICUBIC)
+            im = open_image(Path(self.config.data) / r["file_name"])
+            im = im.resize((self.resolution, self.resolution), Image.BICUBIC)
             images.append(np.asarray(im, dtype=np.float32) / 127.5 - 1.0)
             captions.append(str(r["text"]))
         self.captions = captions
@@ -477,7 +532,15 @@ def load_base(lab: Lab, base: str, mixed_precision: str = "no"):
     dtype = torch.float32
     if torch.cuda.is_available() and mixed_precision in ("fp16", "bf16"):
         dtype = torch.float16 if mixed_precision == "fp16" else torch.bfloat16
-    pipe = DiffusionPipeline.from_pretrained(str(folder), dtype=dtype, use_safetensors=True, local_files_only=True)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(str(folder), dtype=dtype, use_safetensors=True,
+                                                 local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:  # a component config or file is broken
+        from labkit.errors import UnknownModel
+
+        raise UnknownModel(f"Base model {base!r} could not be loaded from {folder}: {type(e).__name__}: {e}",
+                           value=base, fix="check that it is a complete diffusers pipeline (re-save it with "
+                                           "save_pretrained, or download it again).") from e
     for attr in ("unet", "text_encoder", "vae", "tokenizer"):
         if getattr(pipe, attr, None) is None:
             raise InvalidParameter(f"Base model {base!r} ({type(pipe).__name__}) has no {attr}.", value=base,
@@ -552,5 +615,5 @@ def concept_adherence(task: LoraTask, n: int = 20, concept: str | None = None, s
     return out
 
 
-__all__ = ["TEXT_ENCODER_TARGETS", "UNET_TARGETS", "LoraTask", "LoraTrainConfig", "concept_adherence", "load_base",
-           "train_lora"]
+__all__ = ["TEXT_ENCODER_TARGETS", "UNET_TARGETS", "LoraTask", "LoraTrainConfig", "check_dataset", "concept_adherence",
+           "load_base", "open_image", "train_lora"]
