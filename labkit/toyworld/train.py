@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
 from labkit.toyworld.model import LICENCE, ToyModelConfig
+from labkit.training.config import RESUME_IF_ANY
 from labkit.training.task import StepContext, TrainTask, Validation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -540,12 +541,17 @@ def train_toy_base(lab: Lab, config: ToyBaseConfig | None = None) -> Path:
     if config.threads:
         torch.set_num_threads(int(config.threads))
     out = Path(config.output_dir)
+    if config.resume == "latest" and not (out / "vae").is_dir():
+        raise InvalidParameter(f"Nothing to resume: {str(out)!r} holds no toy-base run (no 'vae' phase folder).",
+                               value=str(out), fix="name the output folder of the stopped run, or leave out "
+                                                   "--resume to train from scratch.")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     comps = build_components(out / "build", config.model, seed=config.seed)
+    # A recipe stopped in one phase has no checkpoint yet in the later ones: each phase resumes what it has.
     common = {"seed": config.seed, "log_every": config.log_every, "licence": LICENCE,
               "checkpoint_every": config.checkpoint_every, "keep_checkpoints": 2,
-              "resume": config.resume}
+              "resume": RESUME_IF_ANY if config.resume else None}
     with lab.run("toy-base", params=config.to_dict(), tags={"labkit.job": "train", "labkit.task": "toy-base"}) as run:
         # 2. the VAE
         vae_done = out / "vae" / "model" / "vae.safetensors"

@@ -134,3 +134,13 @@ def test_cli_train_toy_base_writes_a_loadable_toy_pipeline(cli_env, project, tmp
     lab = Lab(project, hardware=HardwareProfile.simulated(None))
     r = lab.generate("a small red circle on the left", model=str(model), steps=2, seed=0, size=(64, 64))
     assert r.model["family"] == "toy" and r.image.size == (64, 64)
+
+
+def test_toy_base_resume_without_a_stopped_run_says_there_is_nothing_to_resume(lab, tmp_path):
+    from labkit.errors import InvalidParameter
+    from labkit.toyworld.train import ToyBaseConfig, train_toy_base
+
+    with pytest.raises(InvalidParameter, match="Nothing to resume") as err:
+        train_toy_base(lab, ToyBaseConfig(output_dir=tmp_path / "empty", resume="latest"))
+    assert "--resume" in err.value.fix
+    assert not (tmp_path / "empty").exists() and lab.runs() == []
