@@ -261,7 +261,8 @@ class _PointRunner:
         return f"{self.spec.name} #{p.index}: {p.label(self.axes)}"
 
     def params(self, p: Point) -> dict[str, Any]:
-        return {f"point.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in p.values.items()}
+        return {f"point.{k}": json.dumps(v, default=str) if isinstance(v, (list, dict)) else v
+                for k, v in p.values.items()}
 
     def run(self, p: Point) -> PointOutcome:
         start = time.perf_counter()
