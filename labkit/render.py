@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import json
-import shutil
 import tempfile
 import threading
 import time
@@ -262,10 +261,9 @@ def check_render_args(plan: Any, *, progress: Any = None, cancel: Any = None, ou
             raise InvalidParameter(f"out must be a folder path, got {describe(out)}.", value=out,
                                    fix="pass a folder path (str or pathlib.Path), or None.")
         check_text("out", str(out), max_chars=MAX_PATH_CHARS)
-        folder = Path(out).expanduser()
-        if folder.exists() and not folder.is_dir():
-            raise InvalidParameter(f"out {str(out)!r} is a file, not a folder.", value=str(out),
-                                   fix="pass a folder (it is created when missing), or remove the file.")
+        from labkit.outputs import check_output_folder
+
+        check_output_folder(out, option="out")
 
 
 def complete(lab: Lab, plan: Plan, config: str | None = None, *, validate: bool = True) -> tuple[Plan, ModelRef]:
@@ -663,11 +661,10 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
             run.log_artifact(Path(plan.image).expanduser(), "inputs")
         result.files = [run.artifact_dir / "outputs" / p.name for p in written]
         if out is not None:
-            out_dir = Path(out).expanduser()
-            out_dir.mkdir(parents=True, exist_ok=True)
-            for p in tmp_dir.iterdir():
-                shutil.copy2(p, out_dir / p.name)
-            result.files += [out_dir / p.name for p in written]
+            from labkit.outputs import copy_outputs
+
+            copy_outputs(sorted(tmp_dir.iterdir()), out, option="out")  # each through a temporary name
+            result.files += [Path(out).expanduser() / p.name for p in written]
 
     t = result.timings
     run.log_metrics({"time.load_s": t["load_s"], "time.steps_s": t["steps_s"], "time.decode_s": t["decode_s"],
