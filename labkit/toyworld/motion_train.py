@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
+from labkit.training.config import TrainConfig
 from labkit.training.task import StepContext, TrainTask, Validation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -671,6 +672,7 @@ def train_toy_motion(lab: Lab, config: ToyMotionConfig | None = None) -> Path:
     # 1. settings and the base
     config = config or ToyMotionConfig()
     config.check()
+    motion_train_config(config).validate()  # output folder and resume point too, before the base loads
     if config.threads:
         torch.set_num_threads(int(config.threads))
     comps, ref, base_folder = load_base(lab, config.base)
@@ -682,21 +684,27 @@ def train_toy_motion(lab: Lab, config: ToyMotionConfig | None = None) -> Path:
     return run_motion_recipe(lab, task, config, {"arch": "animatediff", **config.to_dict()})
 
 
-def run_motion_recipe(lab: Lab, task: TrainTask, config: Any, recipe: dict[str, Any]) -> Path:
-    """Train a toy-motion `task` with labkit's engine under a recipe `config` (either architecture's: both name
-    the optimisation, validation and checkpoint settings alike) — one MLflow run "toy-motion" with `recipe` in
-    its params — and return the export's folder; KeyboardInterrupt when the run was stopped (it resumes)."""
-    from labkit.training import TrainConfig, train
-
-    tcfg = TrainConfig(output_dir=config.output_dir, steps=config.steps, batch_size=config.batch_size,
+def motion_train_config(config: Any, recipe: dict[str, Any] | None = None) -> TrainConfig:
+    """The engine's `TrainConfig` for a toy-motion recipe `config` (either architecture's: both name the
+    optimisation, validation and checkpoint settings alike), with `recipe` in its params."""
+    return TrainConfig(output_dir=config.output_dir, steps=config.steps, batch_size=config.batch_size,
                        learning_rate=config.lr, lr_schedule="cosine", warmup_steps=min(config.warmup_steps,
                                                                                        config.steps - 1),
                        min_lr_ratio=config.min_lr_ratio, validate_every=config.validate_every,
                        validation_prompts=validation_prompts() if config.validate_every else (),
                        validation_seeds=(0,), log_every=config.log_every, checkpoint_every=config.checkpoint_every,
                        keep_checkpoints=2, seed=config.seed, licence=LICENCE, resume=config.resume,
-                       extra={"recipe": recipe})
-    res = train(task, tcfg, lab=lab, run_name="toy-motion", tags={"labkit.task": "toy-motion"})
+                       extra={"recipe": recipe or {}})
+
+
+def run_motion_recipe(lab: Lab, task: TrainTask, config: Any, recipe: dict[str, Any]) -> Path:
+    """Train a toy-motion `task` with labkit's engine under a recipe `config` — one MLflow run "toy-motion"
+    with `recipe` in its params — and return the export's folder; KeyboardInterrupt when the run was
+    stopped (it resumes)."""
+    from labkit.training import train
+
+    res = train(task, motion_train_config(config, recipe), lab=lab, run_name="toy-motion",
+                tags={"labkit.task": "toy-motion"})
     if res.status != "finished":
         raise KeyboardInterrupt
     return Path(config.output_dir) / "model"

@@ -510,10 +510,11 @@ def train_toy_warp(lab: Lab, config: ToyWarpConfig | None = None) -> Path:
     "toy-motion": loss, validation strips, held-out motion checks, checkpoints that resume exactly);
     (3) the export, `output_dir/model`, was written by the engine.
     """
-    from labkit.toyworld.motion_train import _folder_licence, load_base, run_motion_recipe
+    from labkit.toyworld.motion_train import _folder_licence, load_base, motion_train_config, run_motion_recipe
 
     config = config or ToyWarpConfig()
     config.check()
+    motion_train_config(config).validate()  # output folder and resume point too, before the base loads
     if config.threads:
         torch.set_num_threads(int(config.threads))
     comps, ref, base_folder = load_base(lab, config.base)

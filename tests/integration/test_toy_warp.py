@@ -257,3 +257,19 @@ def test_bad_recipe_settings_are_refused_before_any_work():
     for bad in ({"degree": 0}, {"frames": 1}, {"caption_dropout": 1.5}, {"image_noise": -1.0}, {"resume": "yes"}):
         with pytest.raises(InvalidParameter, match=next(iter(bad))):
             ToyWarpConfig(**bad).check()
+
+
+@pytest.mark.parametrize("recipe", ["warp", "animatediff"])
+def test_resume_with_no_checkpoint_is_refused_before_the_base_loads(lab, tmp_path, monkeypatch, recipe):
+    import labkit.toyworld.motion_train as mt
+    from labkit.toyworld.motion_train import ToyMotionConfig, train_toy_motion
+    from labkit.toyworld.warp import ToyWarpConfig, train_toy_warp
+
+    def no_load(*a, **k):
+        raise AssertionError("the base model loaded before the settings were checked")
+
+    monkeypatch.setattr(mt, "load_base", no_load)
+    train, config = (train_toy_warp, ToyWarpConfig) if recipe == "warp" else (train_toy_motion, ToyMotionConfig)
+    with pytest.raises(InvalidParameter, match="Nothing to resume") as err:
+        train(lab, config(output_dir=str(tmp_path / "empty"), resume="latest"))
+    assert err.value.fix and lab.runs() == []

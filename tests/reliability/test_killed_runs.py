@@ -32,7 +32,6 @@ def test_a_render_killed_with_sigkill_is_ended_killed_by_the_next_lab(project: P
     assert statuses(project)[run_id] == "RUNNING"  # nobody could close it
 
     from labkit.lab import Lab
-
     from labkit.panels.runs import runs_panel
 
     lab = Lab(project)
