@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from labkit.config import is_utf8, printable
 from labkit.errors import InvalidParameter, LabkitError
 
 
@@ -955,7 +956,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         fix = "" if "Fix:" in message else f" Fix: see `{self.prog} --help`."
-        self.exit(2, f"{_printable(self.prog)}: {_one_line(_printable(message))}{fix}\n")
+        self.exit(2, f"{printable(self.prog)}: {_one_line(printable(message))}{fix}\n")
 
 
 def _unexpected(command: str, args: argparse.Namespace, argv: Sequence[str] | None, e: Exception) -> int:
@@ -986,7 +987,7 @@ def _command_name(args: argparse.Namespace) -> str:
 
 def _say(command: str, message: str) -> None:
     prefix = f"labkit {command}".strip()
-    print(f"{prefix}: {_one_line(_printable(message))}", file=sys.stderr, flush=True)
+    print(f"{prefix}: {_one_line(printable(message))}", file=sys.stderr, flush=True)
 
 
 def _one_line(text: str) -> str:
@@ -996,23 +997,6 @@ def _one_line(text: str) -> str:
 def _short(text: str, limit: int = 400) -> str:
     text = _one_line(text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _printable(text: str) -> str:
-    """`text` with what is not UTF-8 (bytes argv decoded with surrogateescape, lone surrogates) written as
-    escapes, so printing it can never raise."""
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _option_names(parser: argparse.ArgumentParser) -> dict[str, str]:
@@ -1034,10 +1018,10 @@ def _check_text(args: argparse.Namespace, names: dict[str, str]) -> None:
     metadata, none of which can hold the lone surrogates that undecodable argv bytes become."""
     for dest, value in vars(args).items():
         for item in value if isinstance(value, (list, tuple)) else (value,):
-            if isinstance(item, str) and not _is_utf8(item):
+            if isinstance(item, str) and not is_utf8(item):
                 name = names.get(dest, dest)
-                raise InvalidParameter(f'The argument {name} = "{_printable(item)}" is not valid UTF-8 text.',
-                                       value=_printable(item),
+                raise InvalidParameter(f'The argument {name} = "{printable(item)}" is not valid UTF-8 text.',
+                                       value=printable(item),
                                        fix=f"pass {name} as UTF-8 text (check the terminal's or the script's "
                                            "encoding; LANG=C.UTF-8).")
 
@@ -1073,8 +1057,8 @@ def _out_file(text: str) -> str:
 def _path_arg(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path. Fix: name a path, or leave the option out.")
-    if "\x00" in text or not _is_utf8(text):
-        raise argparse.ArgumentTypeError(f"{_printable(text)!r} is not a usable path (not UTF-8 text, or a NUL "
+    if "\x00" in text or not is_utf8(text):
+        raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a usable path (not UTF-8 text, or a NUL "
                                          "character). Fix: name the path in UTF-8 text.")
     return Path(text).expanduser()
 
@@ -1147,10 +1131,10 @@ def _write_error_log(args: argparse.Namespace, argv: Sequence[str] | None, exc: 
     from labkit import __version__
 
     now = datetime.datetime.now(datetime.UTC)
-    command = [_printable(a) for a in (sys.argv[1:] if argv is None else argv)]
+    command = [printable(a) for a in (sys.argv[1:] if argv is None else argv)]
     text = (f"labkit {__version__}, Python {sys.version.split()[0]}, pid {os.getpid()}\n"
-            f"time: {now.isoformat()}\ncwd: {_printable(os.getcwd())}\ncommand: labkit {' '.join(command)}\n\n"
-            + _printable("".join(traceback.format_exception(exc))))
+            f"time: {now.isoformat()}\ncwd: {printable(os.getcwd())}\ncommand: labkit {' '.join(command)}\n\n"
+            + printable("".join(traceback.format_exception(exc))))
     folders = []
     try:
         from labkit.config import find_project_root

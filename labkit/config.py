@@ -54,19 +54,30 @@ def _env(name: str) -> str | None:
     """An environment variable, refused when it is not UTF-8 text (undecodable bytes become lone surrogates,
     which no record, URI or database can hold)."""
     value = os.environ.get(name)
-    if value is not None and not _is_utf8(value):
-        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if value is not None and not is_utf8(value):
+        shown = printable(value)
         raise ConfigError(f"${name} = '{shown}' is not UTF-8 text.", value=shown,
                           fix=f"set {name} to UTF-8 text, or unset it.")
     return value
 
 
-def _is_utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
+    """Whether `text` can be written as UTF-8 (it cannot when it holds lone surrogates, which is what
+    undecodable bytes in argv, the environment or file names become)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
+
+
+def printable(text: str) -> str:
+    """`text` with what is not UTF-8 (undecodable bytes, lone surrogates) written as backslash escapes,
+    so printing, logging or sending it can never raise."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def find_project_root(start: str | Path | None = None) -> Path:
@@ -160,7 +171,7 @@ class LabConfig:
             if value is not None and not isinstance(value, str):
                 raise InvalidParameter(f"{name} must be text, not {type(value).__name__} {value!r}.", value=value,
                                        fix=f"pass {name} as a string, or None for the default.")
-            if value is not None and ("\x00" in value or not _is_utf8(value)):
+            if value is not None and ("\x00" in value or not is_utf8(value)):
                 raise InvalidParameter(f"{name} = {value!r} is not UTF-8 text without NUL characters.", value=value,
                                        fix=f"pass {name} as UTF-8 text.")
         if system_metrics is not None and not isinstance(system_metrics, bool):

@@ -105,7 +105,9 @@ class Worker:
 
 def _safe(text: str) -> str:
     """`text` that the widget protocol (JSON over the kernel's comm) can send: lone surrogates escaped."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    from labkit.config import printable
+
+    return printable(text)
 
 
 def error_html(e: BaseException) -> str:
