@@ -375,12 +375,9 @@ class Lab:
 
     def runs_frame(self, n: int = 100, *, job: str | None = None):
         """`runs(n, job=job)` as a pandas DataFrame: one row per run, plan params, metrics, terms, note."""
-        from labkit.controller.plan import check_int
         from labkit.tracking.compare import to_frame
 
-        check_int("n", n, lo=1, hi=MAX_RUNS)
-        _check_job(job)
-        return to_frame(self.runs(n, job=job))
+        return to_frame(self.runs(n, job=job))  # runs() checks n and job
 
     def compare(self, run_ids: list[str]) -> Comparison:
         """The runs `run_ids` side by side: the plan params that differ and their per-step timings."""
