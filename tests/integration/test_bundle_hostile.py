@@ -27,7 +27,8 @@ import pytest
 
 from labkit.errors import ConfigError, InvalidParameter, LabkitError
 
-DB_FILES = ("mlflow.db", "mlflow.db-journal", "mlflow.db-wal", "mlflow.db-shm")
+#: The store's own files (the database, its journals, and the lock that serialises opening it).
+DB_FILES = ("mlflow.db", "mlflow.db-journal", "mlflow.db-wal", "mlflow.db-shm", "mlflow.db.lock")
 
 
 @pytest.fixture(scope="module")
