@@ -137,7 +137,7 @@ def _boom(args):
 
 
 def test_an_unexpected_error_is_one_line_and_its_traceback_goes_to_the_project_log(capsys, monkeypatch, project):
-    monkeypatch.setattr(cli, "cmd_doctor", _boom)
+    monkeypatch.setattr(cli.system, "cmd_doctor", _boom)
     rc, out, err = run_main(capsys, "doctor")
     assert rc == 1
     line = assert_one_line_error(rc, out, err)
@@ -159,7 +159,7 @@ def test_without_a_project_the_log_goes_to_the_temporary_folder(capsys, monkeypa
     for var in ("LABKIT_ROOT", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    monkeypatch.setattr(cli, "cmd_doctor", _boom)
+    monkeypatch.setattr(cli.system, "cmd_doctor", _boom)
     line = assert_one_line_error(*run_main(capsys, "doctor"))
     log = Path(line.split("(full traceback in ", 1)[1].rstrip(")"))
     assert log.parent == tmp_path / "tmp" / "labkit-logs" and "RuntimeError" in log.read_text()
@@ -172,7 +172,7 @@ def test_an_unexpected_error_inside_a_run_fails_the_run_with_error_txt(capsys, m
         with cli._lab(args).run("failing"):
             raise KeyError("no such thing")
 
-    monkeypatch.setattr(cli, "cmd_doctor", failing)
+    monkeypatch.setattr(cli.system, "cmd_doctor", failing)
     line = assert_one_line_error(*run_main(capsys, "doctor"))
     assert "unexpected error: KeyError: 'no such thing'" in line
     (run,) = search_runs(f"sqlite:///{migrated_store}/mlruns/mlflow.db")
@@ -185,7 +185,7 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch, project):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_doctor", interrupted)
+    monkeypatch.setattr(cli.system, "cmd_doctor", interrupted)
     rc, out, err = run_main(capsys, "doctor")
     assert rc == 130 and err == "labkit doctor: interrupted.\n"
 
@@ -198,7 +198,7 @@ def test_sigterm_in_process_is_an_interrupt_and_the_handler_is_restored(capsys, 
         signal.sigtimedwait([], 0.5) if hasattr(signal, "sigtimedwait") else None
         raise AssertionError("SIGTERM did not interrupt the command")
 
-    monkeypatch.setattr(cli, "cmd_doctor", terminated)
+    monkeypatch.setattr(cli.system, "cmd_doctor", terminated)
     rc, out, err = run_main(capsys, "doctor")
     assert rc == 143 and err.startswith("labkit doctor: stopped by SIGTERM") and "Traceback" not in err
     assert signal.getsignal(signal.SIGTERM) == before
@@ -212,7 +212,7 @@ def labkit_bytes(*args: bytes | str, env: dict[str, str], timeout: float = 120) 
 
 
 def _env(cli_env: dict[str, str]) -> dict[str, str]:
-    return {**cli_env, "PYTHONPATH": str(Path(cli.__file__).parents[1])}
+    return {**cli_env, "PYTHONPATH": str(Path(cli.__file__).parents[2])}
 
 
 def test_a_prompt_that_is_not_utf8_in_a_real_process(cli_env):
@@ -248,7 +248,7 @@ def slow(args):
         time.sleep(120)
     return 0
 
-cli.cmd_doctor = slow
+cli.system.cmd_doctor = slow
 sys.exit(cli.main(["doctor"]))
 """
 
@@ -286,7 +286,7 @@ def train(args):
         time.sleep(120)
     return 130
 
-cli.cmd_doctor = train
+cli.system.cmd_doctor = train
 sys.exit(cli.main(["doctor"]))
 """
 

@@ -1,0 +1,97 @@
+"""`labkit …`: one sub-command per job. Each parses its arguments, calls the `Lab` API, prints.
+
+`main` is the one error boundary, and nothing it catches reaches the terminal as a traceback:
+
+- a bad argument (argparse, text that is not UTF-8, an `--out` that is a file where a folder is
+  expected, …) or a `LabkitError`: one line `labkit COMMAND: message Fix: …`, exit status 2;
+- any other exception: one line naming it and the log file that holds the full traceback
+  (`<project>/mlruns/logs/labkit-<UTC time>-<pid>.log`, else `<tmp>/labkit-logs/`), exit status 1;
+  a run that was open has already ended FAILED with the traceback as its `error.txt`;
+- Ctrl-C: "interrupted", exit 130. SIGTERM takes the same path (an open run ends KILLED), exit 143.
+
+Layout: one module per command group, each holding its `cmd_*` functions and a `register(sub, common)` that
+adds its parsers (`system`: doctor, demo, ui; `generate`: generate, video, plan, ask, replay; `compliance`;
+`train`; `compare`; `runs`: sweep, export, import; `eval`; `cloud`; `bench`). `_common` holds what the
+commands share (the `Lab` from the arguments, JSON output, argument types), `_boundary` the error boundary.
+A new command goes into its group's module and is registered in `build_parser`, which adds the groups in
+the order `labkit --help` lists them.
+
+Example: `labkit.cli.main(["plan", "a red circle", "--json"])` prints the plan and returns 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from labkit.cli import bench, cloud, compare, compliance, generate, runs, system, train
+from labkit.cli import eval as eval_cmd
+from labkit.cli._boundary import (
+    _check_text,
+    _command_name,
+    _option_names,
+    _Parser,
+    _say,
+    _SigtermAsInterrupt,
+    _silence_stdout,
+    _unexpected,
+)
+from labkit.cli._common import _config, _lab, _print_json
+from labkit.errors import LabkitError
+
+__all__ = ["build_parser", "main", "_config", "_lab", "_print_json"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from labkit import __version__
+
+    parser = _Parser(prog="labkit", description="A research lab for generative image and video "
+                     "models: plan, render, record every run in MLflow.")
+    parser.add_argument("--version", action="version", version=f"labkit {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", help="project folder (default: found from the working directory)")
+    common.add_argument("--tracking-uri", help="MLflow store URI (default: sqlite:///<root>/mlruns/mlflow.db)")
+    common.add_argument("--experiment", help="MLflow experiment name (default: labkit)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    system.register(sub, common)
+    generate.register(sub, common)
+    compliance.register(sub, common)
+    train.register(sub, common)
+    compare.register(sub, common)
+    generate.register_replay(sub, common)
+    runs.register(sub, common)
+    eval_cmd.register(sub, common)
+    cloud.register(sub, common)
+    bench.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `labkit` command; return its exit status (see the module docstring for the error boundary)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed as one line
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except Exception as e:  # a check while parsing that failed in a way nobody foresaw
+        return _unexpected("", argparse.Namespace(), argv, e)
+    command = _command_name(args)
+    with _SigtermAsInterrupt() as sigterm:
+        try:
+            _check_text(args, _option_names(parser))
+            return args.func(args)
+        except LabkitError as e:
+            _say(command, str(e))
+            return 2
+        except KeyboardInterrupt:
+            if sigterm.received:
+                _say(command, "stopped by SIGTERM (an open run ends KILLED).")
+                return 143
+            _say(command, "interrupted.")
+            return 130
+        except BrokenPipeError:  # `labkit … | head`: the reader left; say nothing more
+            _silence_stdout()
+            return 141
+        except Exception as e:
+            return _unexpected(command, args, argv, e)

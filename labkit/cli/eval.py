@@ -1,0 +1,53 @@
+"""`labkit eval toyworld | toymotion | controller`: the quality benchmarks.
+
+Example: `labkit eval controller --json` prints the controller's accuracy on its suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from labkit.cli._common import _lab, _print_json
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.which == "controller":
+        from labkit.controller.base import get_controller
+        from labkit.controller.evaluate import evaluate as evaluate_controller
+
+        result = evaluate_controller(get_controller(args.controller))
+        if args.json:
+            _print_json(result)
+        else:
+            print(result.to_table())
+        return 0
+    if args.which == "toymotion":
+        from labkit.toyworld.motion_eval import evaluate_motion
+
+        report = evaluate_motion(_lab(args), model=args.model or "toyworld-motion",
+                                 n=args.n if args.n is not None else 60, seed=args.seed, steps=args.steps,
+                                 image_to_video=args.image_to_video)
+    else:
+        from labkit.toyworld.evaluate import evaluate
+
+        report = evaluate(_lab(args), model=args.model or "toyworld", n=args.n if args.n is not None else 200,
+                          seed=args.seed, steps=args.steps if args.steps is not None else 20)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print("\n".join(report.lines()))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add eval."""
+    p = sub.add_parser("eval", parents=[common], help="quality benchmarks: toyworld adherence, controller accuracy")
+    p.add_argument("which", choices=["toyworld", "toymotion", "controller"])
+    p.add_argument("--controller", default="rules", help="controller: the one to evaluate (default rules)")
+    p.add_argument("--model", help="the model to evaluate (default: toyworld)")
+    p.add_argument("--n", type=int, help="held-out prompts (of each kind; default 200, toymotion 60)")
+    p.add_argument("--image-to-video", action="store_true", help="toymotion: start each clip from its first frame")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="sampling steps (default: toyworld 20, toymotion the model's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)

@@ -1,0 +1,118 @@
+"""`labkit doctor`, `labkit demo`, `labkit ui`: the lab itself (hardware and store report, the first-run demo,
+the MLflow UI on the local store).
+
+Example: `labkit doctor --json` prints the hardware report as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from labkit.cli._common import _lab, _out_folder, _print_json
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from labkit.lab import hardware_report
+
+    lab = _lab(args)
+    if args.repair_store:
+        from labkit.tracking.health import repair_store
+
+        done = repair_store(lab.config.tracking_uri)
+        print(f"repaired {done['store']}: dropped {', '.join(done['dropped_tables']) or 'no leftover tables'}, "
+              f"migrations finished; the database before the repair is kept as {done['backup']}", file=sys.stderr)
+    report = lab.doctor()
+    if args.json:
+        _print_json(report)
+    else:
+        print(hardware_report(report), end="")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from labkit.lab import hardware_report
+
+    lab = _lab(args)
+    print(f"labkit demo on {lab.hardware.summary()}\n")
+    out = lab.demo(out=args.out)
+    print(hardware_report(out["report"]))
+    if out["renders"]:
+        print(f"Rendered with {out['model']}:")
+        for r in out["renders"]:
+            print(f"  {r.plan.prompt!r}: {r.files[0]} ({r.timings['total_s']:.2f} s, run {r.run_id})")
+    else:
+        print(f"The default model {out['model']!r} is not installed here, so nothing was rendered "
+              "(train it with `labkit train toy-base`).")
+    print(f"Logged run {out['run_id']} to experiment {out['experiment']!r}")
+    print(f"  store:     {out['tracking_uri']}")
+    print(f"  artifacts: {out['artifact_dir']}")
+    print("Open the MLflow UI with `make ui` (or `labkit ui`) and look for the run named 'demo'.")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import signal
+
+    lab = _lab(args)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", lab.config.tracking_uri,
+           "--default-artifact-root", lab.config.artifact_root.as_uri(), "--host", args.host, "--port",
+           str(args.port)]
+    # The UI needs no background job workers, which MLflow would otherwise start as a dozen processes.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    print(f"MLflow UI on http://{args.host}:{args.port} for {lab.config.tracking_uri} (Ctrl-C stops it)",
+          flush=True)
+    lab.config.artifact_root.mkdir(parents=True, exist_ok=True)
+    # The server runs in its own process group, so stopping labkit (Ctrl-C or SIGTERM) stops all of it.
+    server = subprocess.Popen(cmd, cwd=lab.config.root, env=env, start_new_session=True)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop_group(server)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM a process group, then SIGKILL whatever is still there after a few seconds."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the leader is gone; give its children the same signal, then stop
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add doctor, demo and ui; `common` is the parent parser of --root, --tracking-uri and --experiment."""
+    p = sub.add_parser("doctor", parents=[common], help="hardware, memory strategies, tracking store, versions")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--repair-store", action="store_true",
+                   help="first repair a SQLite store an interrupted migration left half-done (keeps a backup)")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("demo", parents=[common], help="run the lab's main job on the embedded default")
+    p.add_argument("--out", type=_out_folder, help="also copy the rendered images into this folder")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ui", parents=[common], help="open the MLflow UI on the local store")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=int(os.environ.get("LABKIT_UI_PORT", "5000")))
+    p.set_defaults(func=cmd_ui)

@@ -1,0 +1,170 @@
+"""`labkit train toy-base | toy-motion | lora`: the training recipes. An option left out keeps the recipe
+config's default; Ctrl-C or SIGTERM keeps a checkpoint and prints how to continue (exit 130).
+
+Example: `labkit train lora data/shapes --steps 200 --output lora` writes the adapter to lora/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from labkit.cli._common import _lab, _out_folder, _print_json
+from labkit.errors import InvalidParameter
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, object]:
+    """The options the user set; the rest keep the recipe config's defaults."""
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+
+
+def _train_recipe(args: argparse.Namespace, recipe: str, train, cfg, what: str) -> int:
+    """Run a toy training recipe; on Ctrl-C or SIGTERM (the engine kept a checkpoint and marked the runs
+    KILLED) say how to continue."""
+    try:
+        path = train(_lab(args), cfg)
+    except KeyboardInterrupt:
+        print(f"stopped; continue with: labkit train {recipe} --resume --output {args.output}", file=sys.stderr)
+        return 130
+    print(f"{what} written to {path}")
+    return 0
+
+
+def cmd_train_toy_base(args: argparse.Namespace) -> int:
+    from labkit.toyworld.train import ToyBaseConfig, train_toy_base
+
+    cfg = ToyBaseConfig(output_dir=args.output, seed=args.seed, threads=args.threads,
+                        resume="latest" if args.resume else None, eval_prompts=0 if args.no_eval else 60,
+                        **_given(args, ("steps", "vae_steps", "text_steps", "batch_size")))
+    return _train_recipe(args, "toy-base", train_toy_base, cfg, "toy model")
+
+
+def cmd_train_toy_motion(args: argparse.Namespace) -> int:
+    from labkit.toyworld.motion_train import ToyMotionConfig, train_toy_motion
+
+    adapter_only = _given(args, ("first_frame_prob", "timestep_shift", "terminal_share", "spatial_lr_scale",
+                                 "text_encoder_lr_scale", "shared_noise"))
+    if args.arch == "warp":
+        from labkit.toyworld.warp import ToyWarpConfig, train_toy_warp
+
+        if adapter_only:
+            flags = " ".join("--" + k.replace("_", "-") for k in adapter_only)
+            raise InvalidParameter(f"{flags} set the AnimateDiff recipe; the default --arch warp has no such "
+                                   "setting.", value=sorted(adapter_only),
+                                   fix="add --arch animatediff to train the motion adapter, or drop the option.")
+        given = _given(args, ("steps", "batch_size", "frames", "threads", "lr"))
+        cfg = ToyWarpConfig(output_dir=args.output, base=args.base, seed=args.seed,
+                            resume="latest" if args.resume else None, **given)
+        return _train_recipe(args, "toy-motion", train_toy_warp, cfg, "toy motion model")
+    cfg = ToyMotionConfig(output_dir=args.output, base=args.base, seed=args.seed,
+                          resume="latest" if args.resume else None,
+                          **_given(args, ("steps", "batch_size", "frames", "threads", "lr", "first_frame_prob",
+                                          "timestep_shift", "terminal_share", "spatial_lr_scale",
+                                          "text_encoder_lr_scale", "shared_noise")))
+    return _train_recipe(args, "toy-motion", train_toy_motion, cfg, "toy motion model")
+
+
+def cmd_train_lora(args: argparse.Namespace) -> int:
+    from labkit.training.lora import LoraTrainConfig, train_lora
+
+    given = _given(args, ("rank", "alpha", "resolution", "steps", "batch_size", "learning_rate", "checkpoint_every",
+                          "validate_every", "threads", "eval_prompts", "concept", "guidance_scale", "sampling_steps",
+                          "licence"))
+    if args.target_modules:
+        given["target_modules"] = tuple(args.target_modules)
+    if args.validation_prompt:
+        given["validation_prompts"] = tuple(args.validation_prompt)
+        given.setdefault("validate_every", max(1, (args.steps or 500) // 4))
+    cfg = LoraTrainConfig(data=args.data, output_dir=args.output, base=args.base, seed=args.seed,
+                          train_text_encoder=args.train_text_encoder, kohya=args.kohya,
+                          gradient_accumulation_steps=args.accumulation, lr_schedule=args.lr_schedule,
+                          gradient_checkpointing=args.gradient_checkpointing,
+                          resume="latest" if args.resume else None, **given)
+    result = train_lora(_lab(args), cfg)
+    if result.status != "finished":
+        print(f"stopped at step {result.step}; continue with: labkit train lora {args.data} --output {args.output} "
+              "--resume (same settings)", file=sys.stderr)
+        return 130
+    if args.json:
+        _print_json({"run_id": result.run_id, "adapter": str(result.export_dir), "steps": result.step,
+                     "wall_s": result.wall_s, "metrics": result.metrics})
+    else:
+        print(f"adapter written to {result.export_dir} (run {result.run_id}, {result.wall_s / 60:.1f} min)")
+        for k, v in sorted(result.metrics.items()):
+            print(f"  {k}: {v:.4g}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add train and its recipes."""
+    p = sub.add_parser("train", help="training recipes (toy-base: the toy world's text-to-image model)")
+    tsub = p.add_subparsers(dest="train_command", required=True, metavar="RECIPE")
+    t = tsub.add_parser("toy-base", parents=[common], help="train the toy text-to-image model from scratch")
+    t.add_argument("--output", default="toy-base", type=_out_folder,
+                   help="folder for checkpoints, validation grids and the model")
+    t.add_argument("--steps", type=int, help="diffusion steps (default: ToyBaseConfig's)")
+    t.add_argument("--vae-steps", type=int, help="VAE steps")
+    t.add_argument("--text-steps", type=int, help="text-encoder pre-training steps (0: skip)")
+    t.add_argument("--batch-size", type=int, help="diffusion batch size")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    t.add_argument("--no-eval", action="store_true", help="skip the final adherence check")
+    t.set_defaults(func=cmd_train_toy_base)
+
+    t = tsub.add_parser("toy-motion", parents=[common], help="train the toy motion model on the toy model: a "
+                        "trajectory diffusion model with a warp renderer (default), or an AnimateDiff motion adapter")
+    t.add_argument("--arch", choices=["warp", "animatediff"], default="warp",
+                   help="warp: trajectory diffusion + warp renderer (labkit.toyworld.warp; what ships); animatediff: "
+                   "a motion adapter (labkit.toyworld.motion_train)")
+    t.add_argument("--output", default="toy-motion", type=_out_folder,
+                   help="folder for checkpoints, validation strips and the model")
+    t.add_argument("--base", default="toyworld", help="the toy text-to-image model to animate (default toyworld)")
+    t.add_argument("--steps", type=int, help="training steps (default: the recipe's, ToyWarpConfig or ToyMotionConfig)")
+    t.add_argument("--batch-size", type=int, help="clips per step")
+    t.add_argument("--frames", type=int, help="frames per training clip (default 16)")
+    t.add_argument("--lr", type=float, help="the learning rate (the adapter's, for --arch animatediff)")
+    t.add_argument("--first-frame-prob", type=float, help="share of clips trained with their first frame given "
+                   "(image-to-video)")
+    t.add_argument("--timestep-shift", type=float, help="move training timesteps toward noise (1: uniform)")
+    t.add_argument("--terminal-share", type=float, help="share of training steps at the last, zero-signal timestep")
+    t.add_argument("--spatial-lr-scale", type=float, help="the base's 2D weights train at this fraction of --lr "
+                   "(0: frozen)")
+    t.add_argument("--text-encoder-lr-scale", type=float, help="the base's text encoder trains at this fraction of "
+                   "--lr (0: frozen)")
+    t.add_argument("--shared-noise", type=float, help="share of every frame's noise common to the clip")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    t.set_defaults(func=cmd_train_toy_motion)
+
+    t = tsub.add_parser("lora", parents=[common], help="train a LoRA adapter on an image folder with metadata.jsonl")
+    t.add_argument("data", help="image folder with metadata.jsonl (file_name, text, licence per line)")
+    t.add_argument("--output", default="lora", type=_out_folder,
+                   help="folder for checkpoints, validation grids and the adapter")
+    t.add_argument("--base", default="toyworld", help="base model: catalogue id, repo id or folder (default toyworld)")
+    t.add_argument("--rank", type=int)
+    t.add_argument("--alpha", type=float)
+    t.add_argument("--target-modules", nargs="+", help="UNet layers to adapt (default to_q to_k to_v to_out.0)")
+    t.add_argument("--train-text-encoder", action="store_true", help="also train LoRA layers on the text encoder")
+    t.add_argument("--resolution", type=int)
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--accumulation", type=int, default=1, help="gradient accumulation steps")
+    t.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate")
+    t.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--validation-prompt", action="append", help="a validation prompt (repeatable)")
+    t.add_argument("--validate-every", type=int)
+    t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--gradient-checkpointing", action="store_true")
+    t.add_argument("--guidance-scale", type=float, help="validation guidance (default: the base model's)")
+    t.add_argument("--sampling-steps", type=int, help="validation steps (default: the base model's)")
+    t.add_argument("--licence", help="the adapter's licence (default: the data's, when all items share one)")
+    t.add_argument("--kohya", action="store_true", help="also write a kohya-format copy")
+    t.add_argument("--eval-prompts", type=int, help="toy world: held-out prompts scored at the end")
+    t.add_argument("--concept", help="toy world: the new shape the adapter teaches (for --eval-prompts)")
+    t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train_lora)
