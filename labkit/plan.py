@@ -4,6 +4,10 @@ A plan is what a controller writes and what the lab renders: JSON in, JSON out, 
 plan renders the same result. Defaults a user left open (size, steps, guidance, frames, the seed)
 are filled in by `resolve()` from the model's catalogue entry and stored in the plan, so the
 recorded plan is always complete and replayable.
+
+Plain data on the base floor: this module imports only `labkit.errors` and `labkit.catalog`, so
+pipelines, controllers and views can all use it (`from labkit.plan import Plan`; the old path
+`labkit.controller.plan` still works).
 """
 
 from __future__ import annotations
