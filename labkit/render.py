@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labkit.controller.plan import MAX_PATH_CHARS, Plan, check_text, describe
 from labkit.errors import ComplianceViolation, InvalidParameter, LabkitError, ModelNotCached, OutOfMemory, UnknownModel
 from labkit.hardware import MemoryStrategy, choose, degrade
+from labkit.plan import MAX_PATH_CHARS, Plan, check_text, describe
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab

@@ -42,7 +42,7 @@ from labkit.errors import IncompatibleAdapter, InvalidParameter, ModelNotCached,
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.catalog import Catalog
-    from labkit.controller.plan import AdapterRef
+    from labkit.plan import AdapterRef
 
 #: File names labkit writes: diffusers' own default, and the kohya copy beside it.
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -69,7 +69,7 @@ def parse_adapter(text: str) -> AdapterRef:
     The part after the last colon is a weight only when it reads as a number, so Windows paths
     and "run:ID" keep their colons.
     """
-    from labkit.controller.plan import AdapterRef
+    from labkit.plan import AdapterRef
 
     spec = str(text).strip()
     if not spec:
