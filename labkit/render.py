@@ -342,7 +342,7 @@ def licence_chain(plan: Plan, ref: ModelRef, adapters: list[tuple[Any, float]] =
     entry = ref.entry
     chain = [Asset("model", entry.id if entry else ref.id, ref.licence, ref.revision if ref.kind == "hub" else None)]
     for src, _ in adapters:
-        chain += src.assets()
+        chain += [Asset.of(a) for a in src.assets()]
     if plan.controller.model:
         chain.append(Asset("controller-llm", plan.controller.model, plan.controller.licence,
                            plan.controller.revision))

@@ -119,15 +119,16 @@ class AdapterSource:
         """The adapter's name on a pipeline: one per file content, so the same file loads once."""
         return f"lk_{self.sha256[:16]}"
 
-    def assets(self) -> list[Any]:
-        """The adapter and what it brings (its training data) as compliance assets."""
-        from labkit.compliance import Asset
-
-        out = [Asset("adapter", self.id, self.licence, self.revision)]
+    def assets(self) -> list[Mapping[str, Any]]:
+        """The adapter and what it brings (its training data) as plain asset dicts (kind, id, licence, …):
+        the caller makes compliance assets of them (`labkit.compliance.Asset.of`), so pipelines need
+        not import compliance."""
+        out: list[Mapping[str, Any]] = [{"kind": "adapter", "id": self.id, "licence": self.licence,
+                                         "revision": self.revision}]
         for a in self.chain:
             if a.get("kind") == "model":  # its base model: the render's own model is in the chain already
                 continue
-            out.append(Asset.of(a))
+            out.append(a)
         return out
 
     def record(self, weight: float) -> dict[str, Any]:
