@@ -66,10 +66,10 @@ def bench_generate(repeats: int = 5, *, model: str | None = None, steps: int | N
     same loaded pipeline, steps and seed, interleaved. On CUDA it also measures it/s and peak
     VRAM for every GPU strategy of the model's family.
     """
-    from labkit.controller.plan import Plan
     from labkit.hardware import choose, degrade
     from labkit.lab import Lab
     from labkit.pipelines import calls
+    from labkit.plan import Plan
     from labkit.render import prepare
 
     lab = Lab(root, experiment="labkit-bench")
@@ -162,9 +162,9 @@ def bench_toy_motion(repeats: int = 5, *, model: str | None = None, steps: int |
     """
     import torch
 
-    from labkit.controller.plan import Plan
     from labkit.lab import Lab
     from labkit.pipelines import calls
+    from labkit.plan import Plan
     from labkit.render import keyframe_drawer, prepare
 
     lab = Lab(root, experiment="labkit-bench")

@@ -22,7 +22,7 @@ from labkit.tracking import Run, Tracker, versions
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.catalog import Catalog
     from labkit.compliance import Verdict
-    from labkit.controller.plan import Plan
+    from labkit.plan import Plan
     from labkit.render import PipelineCache, Progress, Result
     from labkit.tracking.compare import Comparison, RunSummary
 
@@ -184,8 +184,8 @@ class Lab:
         from labkit.compliance import licence_ok
         from labkit.controller.base import PlanContext, get_controller
         from labkit.controller.cache import PlanCache
-        from labkit.controller.plan import MAX_PROMPT_CHARS, check_text
         from labkit.errors import ControllerFailed
+        from labkit.plan import MAX_PROMPT_CHARS, check_text
 
         check_text("request", request, max_chars=MAX_PROMPT_CHARS, nonempty=True)
         check_text("controller", controller, max_chars=2000, nonempty=True)
@@ -230,7 +230,7 @@ class Lab:
 
         `adapters`: LoRA adapters, each an `AdapterRef` or a string "PATH_OR_ID[:WEIGHT]" (a
         `.safetensors` file or folder, "run:RUN_ID", an `[adapters.ID]` catalogue entry, a hub repo)."""
-        from labkit.controller.plan import MAX_COUNT, Plan, check_int
+        from labkit.plan import MAX_COUNT, Plan, check_int
 
         # Every argument is checked here, before a model is resolved: a wrong type names itself
         # rather than surfacing as a TypeError from deep inside.
@@ -247,7 +247,7 @@ class Lab:
               steps: int | None = None, guidance: float | None = None, size: tuple[int, int] | None = None,
               negative_prompt: str = "", n: int = 1, **render_kwargs: Any) -> Result:
         """Image-to-video when `image` is given, else text-to-video."""
-        from labkit.controller.plan import MAX_COUNT, Plan, check_int
+        from labkit.plan import MAX_COUNT, Plan, check_int
 
         _check_render_kwargs("video", render_kwargs)
         check_int("n", n, lo=1, hi=MAX_COUNT)
@@ -259,7 +259,7 @@ class Lab:
 
     def strategy(self, family: str, **overrides: Any) -> MemoryStrategy:
         """The memory strategy `family` gets on this lab's hardware (overrides are opt-in and recorded)."""
-        from labkit.controller.plan import check_text
+        from labkit.plan import check_text
 
         check_text("family", family, max_chars=200, nonempty=True)
         return choose(family, self.hardware, **overrides)
@@ -321,7 +321,7 @@ class Lab:
         """The compliance verdict on every catalogue model (or the ids in `entries`) under `mode`
         (default: the lab's mode): one decision per model, never raising for a blocked one."""
         from labkit.compliance import Asset, check
-        from labkit.controller.plan import check_text
+        from labkit.plan import check_text
 
         check_text("mode", mode, optional=True, max_chars=200, nonempty=True)
         _check_str_list("entries", entries, optional=True)
@@ -339,7 +339,7 @@ class Lab:
         else, when this lab has made no run yet, to the experiment. Notes add up below one another
         unless `replace`. Returns {"target": "run" | "experiment", "id": …, "note": the whole note}.
         """
-        from labkit.controller.plan import check_text
+        from labkit.plan import check_text
 
         check_text("note", markdown)  # blank and too long: the store says so, with MLflow's own limits
         if run_id is not None:
@@ -361,7 +361,7 @@ class Lab:
 
     def runs(self, n: int = 20, *, job: str | None = None, filter_string: str = "") -> list[RunSummary]:
         """The experiment's `n` most recent runs (of one `job`, e.g. "render", when given), newest first."""
-        from labkit.controller.plan import check_int, check_text
+        from labkit.plan import check_int, check_text
         from labkit.tracking.compare import RunSummary
 
         check_int("n", n, lo=1, hi=MAX_RUNS)
@@ -409,8 +409,8 @@ class Lab:
         return its path: a plan that names it stays replayable."""
         import hashlib
 
-        from labkit.controller.plan import check_text
         from labkit.errors import InvalidParameter
+        from labkit.plan import check_text
 
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidParameter(f"keep_input needs the file's bytes, got {_describe(data)}.",
@@ -459,8 +459,8 @@ class Lab:
         model is installed, renders `DEMO_PROMPTS` with it (each render a child run holding its
         images with their records) and logs a grid of the results on the demo run.
         """
-        from labkit.controller.plan import Plan
         from labkit.pipelines.loader import is_available, resolve_model
+        from labkit.plan import Plan
         from labkit.render import check_render_args
 
         check_render_args(Plan(prompt="demo"), out=out)
@@ -554,7 +554,7 @@ _TASKS = ("txt2img", "img2img", "txt2vid", "img2vid")
 
 
 def _describe(value: Any) -> str:
-    from labkit.controller.plan import describe
+    from labkit.plan import describe
 
     return describe(value)
 
@@ -578,7 +578,7 @@ def _check_render_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
 
 
 def _check_run_id(name: str, value: Any) -> None:
-    from labkit.controller.plan import check_text
+    from labkit.plan import check_text
 
     check_text(name, value, max_chars=200, nonempty=True)
 
@@ -612,13 +612,13 @@ def _check_job(job: Any) -> None:
 
 
 def _size_arg(size: Any) -> tuple[Any, Any]:
-    from labkit.controller.plan import check_size
+    from labkit.plan import check_size
 
     return check_size("size", size)
 
 
 def _path_arg(name: str, value: Any) -> str | None:
-    from labkit.controller.plan import MAX_PATH_CHARS, check_text
+    from labkit.plan import MAX_PATH_CHARS, check_text
 
     if value is None:
         return None
@@ -632,8 +632,8 @@ def _path_arg(name: str, value: Any) -> str | None:
 
 def _adapters_arg(adapters: Any) -> tuple[Any, ...]:
     """`adapters` as AdapterRefs: None or a list of AdapterRef / "PATH_OR_ID[:WEIGHT]" strings."""
-    from labkit.controller.plan import MAX_PATH_CHARS, AdapterRef, check_text
     from labkit.pipelines.lora import parse_adapter
+    from labkit.plan import MAX_PATH_CHARS, AdapterRef, check_text
 
     if adapters is None:
         return ()

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labkit.controller.plan import MAX_PATH_CHARS, Plan, check_text, describe
 from labkit.errors import ComplianceViolation, InvalidParameter, LabkitError, ModelNotCached, OutOfMemory, UnknownModel
 from labkit.hardware import MemoryStrategy, choose, degrade
+from labkit.plan import MAX_PATH_CHARS, Plan, check_text, describe
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
@@ -342,7 +342,7 @@ def licence_chain(plan: Plan, ref: ModelRef, adapters: list[tuple[Any, float]] =
     entry = ref.entry
     chain = [Asset("model", entry.id if entry else ref.id, ref.licence, ref.revision if ref.kind == "hub" else None)]
     for src, _ in adapters:
-        chain += src.assets()
+        chain += [Asset.of(a) for a in src.assets()]
     if plan.controller.model:
         chain.append(Asset("controller-llm", plan.controller.model, plan.controller.licence,
                            plan.controller.revision))

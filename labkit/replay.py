@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labkit.controller.plan import Plan
 from labkit.errors import InvalidParameter
+from labkit.plan import Plan
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab

@@ -5,6 +5,6 @@
 """
 
 from labkit.controller.base import Controller, PlanContext, get_controller
-from labkit.controller.plan import AdapterRef, ControllerInfo, Plan
+from labkit.plan import AdapterRef, ControllerInfo, Plan
 
 __all__ = ["AdapterRef", "Controller", "ControllerInfo", "Plan", "PlanContext", "get_controller"]

@@ -1,6 +1,6 @@
 """What every controller shares: the `PlanContext` it plans for, and the `Controller` protocol.
 
-A controller turns a free-text request into a `Plan` (see `labkit.controller.plan`). It plans for a
+A controller turns a free-text request into a `Plan` (see `labkit.plan`). It plans for a
 context: the hardware profile, the model catalogue, the compliance mode (and a predicate saying
 which licences it allows), the lab's default model per modality, and whether the toy world may be
 used. The context is data; `fingerprint()` is a stable string for plan caches.
@@ -22,8 +22,8 @@ from labkit.errors import InvalidParameter
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.catalog import Catalog
-    from labkit.controller.plan import Plan
     from labkit.hardware import HardwareProfile
+    from labkit.plan import Plan
 
 #: The lab's defaults when a context names none (labkit.config's DEFAULT_IMAGE/VIDEO_MODEL).
 DEFAULT_MODELS: Mapping[str, str] = MappingProxyType({"image": "toyworld", "video": "toyworld-motion"})

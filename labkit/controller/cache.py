@@ -8,7 +8,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from labkit.controller.plan import Plan
+from labkit.plan import Plan
 
 
 class PlanCache:

@@ -70,9 +70,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.controller.plan import MAX_COUNT, MAX_PROMPT_CHARS, MAX_STEPS, ControllerInfo, Plan
 from labkit.controller.remote import LLM_FIELDS, llm_schema, parse_answer, system_prompt
 from labkit.errors import ControllerFailed, InvalidParameter, LabkitError
+from labkit.plan import MAX_COUNT, MAX_PROMPT_CHARS, MAX_STEPS, ControllerInfo, Plan
 
 #: Numeric bounds added to the LLM schema: the same as `Plan.validate()` checks.
 NUMBER_BOUNDS: dict[str, tuple[float, float]] = {

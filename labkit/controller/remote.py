@@ -18,8 +18,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.controller.plan import ControllerInfo, Plan, plan_schema
 from labkit.errors import ControllerFailed, InvalidParameter, LabkitError
+from labkit.plan import ControllerInfo, Plan, plan_schema
 
 #: Plan fields an LLM decides; the rest (seed, input image, adapters, controller) stay with the user.
 LLM_FIELDS = ("modality", "prompt", "negative_prompt", "model", "width", "height", "steps", "guidance", "count",

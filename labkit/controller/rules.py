@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.controller.base import PlanContext
-from labkit.controller.plan import MAX_COUNT, MAX_PROMPT_CHARS, MAX_SEED, MAX_STEPS, ControllerInfo, Plan
 from labkit.errors import ComplianceViolation, ConfigError, InvalidParameter, LabkitError
+from labkit.plan import MAX_COUNT, MAX_PROMPT_CHARS, MAX_SEED, MAX_STEPS, ControllerInfo, Plan
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.catalog import CatalogEntry

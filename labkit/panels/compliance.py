@@ -30,7 +30,7 @@ def compliance_panel(lab: Lab, *, dataset: str | None = None, background: bool =
     import ipywidgets as widgets
 
     from labkit.compliance import DISCLAIMER, load_modes
-    from labkit.controller.plan import check_text
+    from labkit.plan import check_text
 
     check_text("dataset", dataset, optional=True)
     modes = load_modes()

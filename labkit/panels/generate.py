@@ -10,8 +10,8 @@ from labkit.errors import LabkitError
 from labkit.panels.common import Panel, Worker, ensure_option, error_html, image_widget, labelled, model_options
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.controller.plan import Plan
     from labkit.lab import Lab
+    from labkit.plan import Plan
 
 CONTROLLERS = ["rules"]
 
@@ -37,7 +37,7 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
     """
     import ipywidgets as widgets
 
-    from labkit.controller.plan import MAX_SEED, Plan, check_int, check_number, check_size, check_text
+    from labkit.plan import MAX_SEED, Plan, check_int, check_number, check_size, check_text
 
     # The starting values are checked before any widget is built: a wrong type is named here, not
     # a TraitError from inside ipywidgets.

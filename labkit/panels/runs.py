@@ -29,7 +29,7 @@ def runs_panel(lab: Lab, *, n: int = 20, background: bool = False) -> Panel:
     """
     import ipywidgets as widgets
 
-    from labkit.controller.plan import check_int
+    from labkit.plan import check_int
 
     check_int("n", n, lo=1, hi=10_000)
     c: dict[str, Any] = {

@@ -31,7 +31,7 @@ def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: 
     """
     import ipywidgets as widgets
 
-    from labkit.controller.plan import Plan, check_int, check_size, check_text
+    from labkit.plan import Plan, check_int, check_size, check_text
 
     check_text("request", request)
     check_text("model", model, optional=True, nonempty=True)

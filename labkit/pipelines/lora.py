@@ -42,7 +42,7 @@ from labkit.errors import IncompatibleAdapter, InvalidParameter, ModelNotCached,
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.catalog import Catalog
-    from labkit.controller.plan import AdapterRef
+    from labkit.plan import AdapterRef
 
 #: File names labkit writes: diffusers' own default, and the kohya copy beside it.
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -69,7 +69,7 @@ def parse_adapter(text: str) -> AdapterRef:
     The part after the last colon is a weight only when it reads as a number, so Windows paths
     and "run:ID" keep their colons.
     """
-    from labkit.controller.plan import AdapterRef
+    from labkit.plan import AdapterRef
 
     spec = str(text).strip()
     if not spec:
@@ -119,15 +119,16 @@ class AdapterSource:
         """The adapter's name on a pipeline: one per file content, so the same file loads once."""
         return f"lk_{self.sha256[:16]}"
 
-    def assets(self) -> list[Any]:
-        """The adapter and what it brings (its training data) as compliance assets."""
-        from labkit.compliance import Asset
-
-        out = [Asset("adapter", self.id, self.licence, self.revision)]
+    def assets(self) -> list[Mapping[str, Any]]:
+        """The adapter and what it brings (its training data) as plain asset dicts (kind, id, licence, …):
+        the caller makes compliance assets of them (`labkit.compliance.Asset.of`), so pipelines need
+        not import compliance."""
+        out: list[Mapping[str, Any]] = [{"kind": "adapter", "id": self.id, "licence": self.licence,
+                                         "revision": self.revision}]
         for a in self.chain:
             if a.get("kind") == "model":  # its base model: the render's own model is in the chain already
                 continue
-            out.append(Asset.of(a))
+            out.append(a)
         return out
 
     def record(self, weight: float) -> dict[str, Any]:

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 from labkit.errors import ConfigError, LabkitError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.controller.plan import Plan
     from labkit.lab import Lab
+    from labkit.plan import Plan
 
 KEYS = ("name", "description", "experiment", "notebook", "kernel", "timeout", "plan", "parameters", "grid",
         "points", "seeds", "score", "metrics", "compare", "max_runs")
@@ -207,7 +207,7 @@ class SweepSpec:
                 fix=f"use only {sorted(declared)}, or add the parameter to the notebook's `parameters` cell.")
 
     def _check_plan(self, names: set[str], points: list[Point], lab: Lab | None) -> None:
-        from labkit.controller.plan import Plan
+        from labkit.plan import Plan
 
         fields = {f.name for f in dataclasses.fields(Plan)} | {"size"}
         template = dict(self.plan or {})
@@ -253,7 +253,7 @@ class SweepSpec:
 
     def plan_for(self, point: Point) -> Plan:
         """The plan a point renders: the template with the point's parameters and seed."""
-        from labkit.controller.plan import Plan
+        from labkit.plan import Plan
 
         values = dict(point.values)
         data: dict[str, Any] = {}

@@ -83,9 +83,9 @@ def evaluate(lab: Lab, *, model: str = "toyworld", n: int = 200, seed: int = 0, 
 
     Prompt i renders with seed `seed + i`, so a report is reproducible on one machine.
     """
-    from labkit.controller.plan import Plan
     from labkit.hardware import choose
     from labkit.pipelines.calls import run_image
+    from labkit.plan import Plan
     from labkit.render import load_cached, prepare
     from labkit.toyworld.captions import prompts
     from labkit.toyworld.detect import verdict

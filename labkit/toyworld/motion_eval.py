@@ -194,9 +194,9 @@ def evaluate_motion(lab: Lab, *, model: str = "toyworld-motion", n: int = 60, se
     noise, or, for a motion model that names a keyframe model, from the frame that model draws of the
     caption's still prompt (same seed).
     """
-    from labkit.controller.plan import Plan
     from labkit.hardware import choose
     from labkit.pipelines.calls import run_img2vid, run_txt2vid
+    from labkit.plan import Plan
     from labkit.render import keyframe_drawer, keyframe_for, load_cached, prepare
     from labkit.toyworld.motion import MOTIONS, motion_prompts, render_clip
 

@@ -85,9 +85,9 @@ def compare_adapters(lab: Lab, adapters: Sequence[str], *, prompts: Sequence[str
     """
     import torch
 
-    from labkit.controller.plan import AdapterRef, Plan
     from labkit.hardware import choose
     from labkit.pipelines.lora import activate, resolve_plan_adapters
+    from labkit.plan import AdapterRef, Plan
     from labkit.render import load_cached, prepare
     from labkit.training.card import image_grid
     from labkit.training.lora import _toy_scores
