@@ -544,7 +544,7 @@ def hardware_report(report: Mapping[str, Any]) -> str:
 
 
 # -- argument checks shared by the public methods above ----------------------------------------
-# The type and range checks themselves live with the plan data (`labkit.controller.plan`:
+# The type and range checks themselves live with the plan data (`labkit.plan`:
 # check_text, check_int, check_number); these name the façade's own arguments.
 
 #: The most runs one listing returns.
