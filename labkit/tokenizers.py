@@ -1,4 +1,6 @@
-"""Tiny tokenizers written locally, so no test ever needs the hub.
+"""Tokenizer vocabularies trained locally: the shipped toy model's tokenizer, and the tiny test models'.
+
+    vocab, merges = train_clip_bpe()        # the same call gives the same files, byte for byte
 
 Two kinds, matching what the real pipelines load:
 

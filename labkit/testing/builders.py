@@ -3,7 +3,7 @@
 Each ``build_tiny_*`` writes ``model_index.json`` plus one folder per component (safetensors
 weights, JSON configs, tokenizer files) and returns the folder, so a test loads it with
 ``DiffusionPipeline.from_pretrained(folder)`` — exactly the path a hub model takes. Nothing is
-downloaded: tokenizers are trained locally (`labkit.testing.vocab`) and every model is built from
+downloaded: tokenizers are trained locally (`labkit.tokenizers`) and every model is built from
 the configs in `labkit.testing.configs`.
 
 The weights are random, so the pictures are noise: use these models to test plumbing (loading,
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.testing.configs import tiny_config
-from labkit.testing.vocab import CLIP_BOS, CLIP_EOS, t5_unigram_vocab, train_clip_bpe, write_clip_bpe_files
+from labkit.tokenizers import CLIP_BOS, CLIP_EOS, t5_unigram_vocab, train_clip_bpe, write_clip_bpe_files
 
 
 def _seeded(seed: int, offset: int, make: Callable[[], Any]) -> Any:

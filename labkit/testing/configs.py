@@ -4,7 +4,7 @@ Each family maps component name -> keyword arguments of that component's config 
 picked to be the smallest that still exercise the real architecture (cross-attention, down/up
 sampling, temporal layers), so every pipeline saves in well under 5 MB and renders in about a
 second on two CPU cores. Token vocabulary sizes are filled in by the builders from the locally
-trained tokenizers (see `labkit.testing.vocab`).
+trained tokenizers (see `labkit.tokenizers`).
 
 Plain data only: importing this module imports no torch.
 """

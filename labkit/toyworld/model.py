@@ -74,7 +74,7 @@ def train_tokenizer_files(folder: str | Path, max_merges: int = 2000) -> tuple[P
     Merges are learned (deterministically) from the toy captions' word frequencies plus one count of
     each word in `ENGLISH_WORDS`, until every corpus word is one token or `max_merges` is reached.
     """
-    from labkit.testing.vocab import train_clip_bpe
+    from labkit.tokenizers import train_clip_bpe
 
     counts = Counter(caption_corpus())
     for w in ENGLISH_WORDS:
