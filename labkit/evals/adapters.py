@@ -19,12 +19,9 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from labkit.errors import InvalidParameter
-
-if TYPE_CHECKING:  # pragma: no cover
-    from labkit.lab import Lab
 
 
 @dataclass
@@ -73,7 +70,7 @@ def expand(spec: str, tracker: Any = None) -> list[tuple[str, str]]:
     return [(Path(spec).stem if path.exists() else spec, spec)]
 
 
-def compare_adapters(lab: Lab, adapters: Sequence[str], *, prompts: Sequence[str], seeds: Sequence[int] = (0, 1),
+def compare_adapters(lab: Any, adapters: Sequence[str], *, prompts: Sequence[str], seeds: Sequence[int] = (0, 1),
                      weights: Sequence[float] = (0.0, 1.0), model: str | None = None, steps: int | None = None,
                      guidance: float | None = None, run_name: str | None = None) -> AdapterComparison:
     """Render every (checkpoint, weight, seed, prompt) on one base pipeline and log the comparison.
@@ -85,10 +82,8 @@ def compare_adapters(lab: Lab, adapters: Sequence[str], *, prompts: Sequence[str
     """
     import torch
 
-    from labkit.hardware import choose
     from labkit.pipelines.lora import activate, resolve_plan_adapters
     from labkit.plan import AdapterRef, Plan
-    from labkit.render import load_cached, prepare
     from labkit.training.card import image_grid
     from labkit.training.lora import _toy_scores
 
@@ -102,15 +97,14 @@ def compare_adapters(lab: Lab, adapters: Sequence[str], *, prompts: Sequence[str
         raise InvalidParameter("Seeds and weights must not be empty.", value={"seeds": list(seeds),
                                "weights": list(weights)}, fix="pass e.g. --seeds 0 1 --weights 0 0.5 1.")
     cells = [c for spec in adapters for c in expand(str(spec), lab.tracker)]
-    plan, ref = prepare(lab, Plan(prompt=prompts[0], model=model, steps=steps, guidance=guidance, seed=0))
+    plan, ref = lab.prepare(Plan(prompt=prompts[0], model=model, steps=steps, guidance=guidance, seed=0))
     sources = [resolve_plan_adapters([AdapterRef(aid)], lab.catalog, tracker=lab.tracker, family=ref.family,
                                      hash_cache=lab.hash_cache)[0][0] for _, aid in cells]
     labels = [label for label, _ in cells]
     if len(set(labels)) != len(labels):
         labels = [f"{i}:{label}" for i, label in enumerate(labels)]
     # 2. one base pipeline
-    loaded, _ = load_cached(lab, ref, choose(ref.family, lab.hardware))
-    pipe = loaded.pipe
+    pipe = lab.load_pipeline(ref).pipe
     out = AdapterComparison(labels, [float(w) for w in weights], [int(s) for s in seeds], list(prompts))
     images: dict[str, list[Any]] = {p: [] for p in prompts}
     # 3. render

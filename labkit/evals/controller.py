@@ -1,12 +1,12 @@
 """The controller benchmark: plan every request of a suite and score the fields a user would check.
 
-    from labkit.controller.evaluate import evaluate
+    from labkit.evals.controller import evaluate
     from labkit.controller.rules import RulesController
     report = evaluate(RulesController())
     print(report.to_table())          # per-field accuracy, latency, the cases that missed
     report["overall"]                 # fraction of checked fields that were right
 
-The suite (`suite.toml` beside this module, or any TOML of the same shape) is data: each case is a
+The suite (`labkit/controller/suite.toml`, or any TOML of the same shape) is data: each case is a
 request, a simulated hardware tier and the expected fields (see the file's header). Each case is
 planned on `context_factory(case)` — by default `PlanContext.simulated(case["tier"])` with the
 case's licence allow-list — and checked independently of the controller's own reasoning: the

@@ -4,7 +4,8 @@ Held-out prompts (attribute combinations the model never saw in training) are re
 classical detector reads each image, and every attribute is scored: colour, shape, size,
 position and count for single-object prompts; for two-object prompts, whether both objects
 are there with the right colours. One MLflow run holds the figures, a table of every prompt
-and verdict, and a grid of the failures.
+and verdict, and a grid of the failures. The lab is passed in and used through its methods
+(`prepare`, `load_pipeline`, `run`): this floor does not import the façade.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from labkit.lab import Lab
+from labkit.outputs import captioned_grid
 
 ATTRS = ("colour", "shape", "size", "position", "count", "all_correct")
 
@@ -60,45 +60,26 @@ class EvalReport(ReportRows):
         ]
 
 
-def captioned_grid(images: list[Any], captions: list[str], cols: int = 8):
-    """Images in a grid, each with its caption under it in two short lines."""
-    from PIL import Image, ImageDraw
-
-    tile, label = 64, 22
-    rows = max(1, -(-len(images) // cols))
-    sheet = Image.new("RGB", (cols * tile, rows * (tile + label)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (img, text) in enumerate(zip(images, captions, strict=True)):
-        x, y = (i % cols) * tile, (i // cols) * (tile + label)
-        sheet.paste(img.convert("RGB").resize((tile, tile)), (x, y))
-        words = text.split()
-        draw.text((x + 1, y + tile), " ".join(words[:3])[:14], fill="black")
-        draw.text((x + 1, y + tile + 10), " ".join(words[3:])[:14], fill="black")
-    return sheet
-
-
-def evaluate(lab: Lab, *, model: str = "toyworld", n: int = 200, seed: int = 0, steps: int = 20,
+def evaluate(lab: Any, *, model: str = "toyworld", n: int = 200, seed: int = 0, steps: int = 20,
              config: str | None = None) -> EvalReport:
     """Render `n` held-out single-object and `n` two-object prompts with `model` and score them.
 
     Prompt i renders with seed `seed + i`, so a report is reproducible on one machine.
     """
-    from labkit.hardware import choose
     from labkit.pipelines.calls import run_image
     from labkit.plan import Plan
-    from labkit.render import load_cached, prepare
     from labkit.toyworld.captions import prompts
     from labkit.toyworld.detect import verdict
 
     # The toy world is 64x64: the detector's anchors and sizes are defined at that size.
-    plan, ref = prepare(lab, Plan(prompt="a red circle", model=model, steps=steps, seed=seed, width=64, height=64),
+    plan, ref = lab.prepare(Plan(prompt="a red circle", model=model, steps=steps, seed=seed, width=64, height=64),
                         config)
     cases = [(p, 1) for p in prompts("heldout", n=n, seed=seed, n_objects=1)]
     cases += [(p, 2) for p in prompts("heldout", n=n, seed=seed + 1, n_objects=2)]
     params = {"job": "eval-toyworld", "model": plan.model, "n": n, "seed": seed, "steps": steps,
               "guidance": plan.guidance, "size": f"{plan.width}x{plan.height}"}
     with lab.run("eval toyworld", params=params, tags={"labkit.job": "eval-toyworld"}) as run:
-        loaded, _ = load_cached(lab, ref, choose(ref.family, lab.hardware))
+        loaded = lab.load_pipeline(ref)
         rows, images = [], []
         start = time.perf_counter()
         for i, (prompt, k) in enumerate(cases):
@@ -136,3 +117,6 @@ def evaluate(lab: Lab, *, model: str = "toyworld", n: int = 200, seed: int = 0, 
                 run.log_artifact(path)
         run.log_text("\n".join(report.lines()) + "\n", "summary.txt")
     return report
+
+
+__all__ = ["ATTRS", "EvalReport", "ReportRows", "captioned_grid", "evaluate"]
