@@ -170,6 +170,35 @@ class Lab:
         _check_bool("validate", validate)
         return complete(self, plan, config, validate=validate)[0]
 
+    # What the jobs that render many prompts on one loaded pipeline (labkit.evals, below this floor) call
+    # on the lab they are given: the façade's render steps, so those jobs never import labkit.render.
+
+    def prepare(self, plan: Plan, config: str | None = None) -> tuple[Plan, Any]:
+        """`plan` completed and validated (adapters found, inputs readable) before any heavy work, and the
+        `ModelRef` of its model: what `render` checks first."""
+        from labkit.render import prepare
+
+        return prepare(self, plan, config)
+
+    def load_pipeline(self, ref: Any, strategy: MemoryStrategy | None = None) -> Any:
+        """The loaded pipeline (`Loaded`) for `ref` from the lab's cache, or loaded now with `strategy`
+        (default: the one this machine's hardware chooses for the model's family)."""
+        from labkit.render import load_cached
+
+        return load_cached(self, ref, strategy or choose(ref.family, self.hardware))[0]
+
+    def keyframe_for(self, ref: Any) -> str | None:
+        """The image model that draws frame 0 of `ref`'s text-to-video clips, or None."""
+        from labkit.render import keyframe_for
+
+        return keyframe_for(ref)
+
+    def keyframe_drawer(self, ref: Any, *, steps: int, width: int, height: int) -> Any:
+        """(clip prompt, seed) -> the keyframe model's picture, as `render` draws it; None without one."""
+        from labkit.render import keyframe_drawer
+
+        return keyframe_drawer(self, ref, steps=steps, width=width, height=height)
+
     def plan(self, request: str, *, controller: str = "rules", use_cache: bool = True) -> Plan:
         """The plan a controller writes for `request`, without rendering it.
 
@@ -475,7 +504,7 @@ class Lab:
                 for i, prompt in enumerate(DEMO_PROMPTS):
                     renders.append(self.render(Plan(prompt=prompt, model=model, seed=i), out=out,
                                                tags={"mlflow.parentRunId": run.run_id}))
-                from labkit.toyworld.evaluate import captioned_grid
+                from labkit.outputs import captioned_grid
 
                 grid = captioned_grid([r.image for r in renders], list(DEMO_PROMPTS), cols=len(renders))
                 with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,7 @@ from labkit.errors import InvalidParameter
 
 
 def cmd_compare_adapters(args: argparse.Namespace) -> int:
-    from labkit.training.compare import compare_adapters
+    from labkit.evals.adapters import compare_adapters
 
     out = compare_adapters(_lab(args), args.adapters, prompts=args.prompts, seeds=args.seeds, weights=args.weights,
                            model=args.model, steps=args.steps)

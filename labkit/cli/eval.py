@@ -13,7 +13,7 @@ from labkit.cli._common import _lab, _print_json
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.which == "controller":
         from labkit.controller.base import get_controller
-        from labkit.controller.evaluate import evaluate as evaluate_controller
+        from labkit.evals.controller import evaluate as evaluate_controller
 
         result = evaluate_controller(get_controller(args.controller))
         if args.json:
@@ -22,13 +22,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(result.to_table())
         return 0
     if args.which == "toymotion":
-        from labkit.toyworld.motion_eval import evaluate_motion
+        from labkit.evals.toymotion import evaluate_motion
 
         report = evaluate_motion(_lab(args), model=args.model or "toyworld-motion",
                                  n=args.n if args.n is not None else 60, seed=args.seed, steps=args.steps,
                                  image_to_video=args.image_to_video)
     else:
-        from labkit.toyworld.evaluate import evaluate
+        from labkit.evals.toyworld import evaluate
 
         report = evaluate(_lab(args), model=args.model or "toyworld", n=args.n if args.n is not None else 200,
                           seed=args.seed, steps=args.steps if args.steps is not None else 20)

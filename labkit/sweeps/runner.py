@@ -401,8 +401,8 @@ def score_images(scorer: str, images: list[tuple[Path, str]]) -> dict[str, float
         return {}
     from PIL import Image
 
+    from labkit.evals.toyworld import ATTRS
     from labkit.toyworld.detect import verdict
-    from labkit.toyworld.evaluate import ATTRS
 
     verdicts = []
     for path, prompt in images:

@@ -4,7 +4,7 @@ The ground truth for the toy models: `scenes` renders one or two flat shapes on 
 `captions` describes them (and parses descriptions back, and fixes a train / held-out split of
 attribute combinations), `detect` reads the attributes back out of any image, and `data` writes
 imagefolder datasets or streams (image, caption) pairs; `motion` makes clips of one moving object with
-motion captions, and `motion_eval` tracks the object through a clip to judge it. Only numpy and
+motion captions, and `motion_score` tracks the object through a clip to judge it. Only numpy and
 Pillow are used; nothing is read, probed or cached at import.
 """
 
@@ -41,7 +41,7 @@ from labkit.toyworld.motion import (
                                       render_clip,
                                       write_clip_dataset,
 )
-from labkit.toyworld.motion_eval import motion_verdict
+from labkit.toyworld.motion_score import motion_verdict
 from labkit.toyworld.scenes import (
                                       ALL_SHAPES,
                                       BACKGROUNDS,

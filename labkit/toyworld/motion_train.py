@@ -631,7 +631,7 @@ def heldout_metrics(config: Any, animate: Callable[[str, Any, int], Sequence[Any
     from PIL import Image
 
     from labkit.toyworld.motion import make_clip_item, render_clip
-    from labkit.toyworld.motion_eval import motion_verdict
+    from labkit.toyworld.motion_score import motion_verdict
 
     verdicts = []
     for i in range(config.eval_prompts):
