@@ -37,7 +37,7 @@ def cmd_compliance_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_compliance_keygen(args: argparse.Namespace) -> int:
-    from labkit.compliance.credentials import keygen
+    from labkit.compliance.signing import keygen
 
     folder = args.out or _config(args).root / "c2pa"
     keys = keygen(folder, common_name=args.name, days=args.days, overwrite=args.force)
@@ -55,7 +55,7 @@ def cmd_compliance_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_compliance_sign(args: argparse.Namespace) -> int:
-    from labkit.compliance.credentials import identity_from_config, load_identity, sign_file
+    from labkit.compliance.signing import identity_from_config, load_identity, sign_file
     from labkit.errors import ConfigError
 
     config = _config(args)
@@ -83,7 +83,7 @@ def cmd_compliance_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_compliance_verify(args: argparse.Namespace) -> int:
-    from labkit.compliance.credentials import verify
+    from labkit.compliance.signing import verify
 
     trust = args.trust or _config(args).c2pa_trust
     results = [verify(f, trust=trust) for f in args.files]

@@ -11,7 +11,7 @@ labkit records what licences say; it does not give legal advice (see `DISCLAIMER
 - `dataset_breakdown(folder)` → `DatasetBreakdown`: licence counts, missing items, terms, chart.
 - `check_prompt(prompt, mode)` / `enforce_prompt(...)` — prompt_rules.toml names.
 - `compliance_report(tracker, experiment)` → `ComplianceReport`: assets, licences and output terms per run.
-- `labkit.compliance.credentials` (optional, c2pa-python): `keygen`, `load_identity`, `sign_file`, `verify`.
+- `labkit.compliance.signing` (optional, c2pa-python): `keygen`, `load_identity`, `sign_file`, `verify`.
 
 Importing this package reads no file and imports nothing heavy (matplotlib only inside `chart()`).
 """

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from labkit import outputs
-from labkit.compliance import credentials
+from labkit.compliance import signing
 from labkit.errors import ConfigError, CredentialsError, InvalidParameter, MissingDependency
 
 RECORD = {
@@ -72,12 +72,12 @@ def _change_one_pixel(signed: Path, out: Path) -> Path:
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     pytest.importorskip("c2pa")
-    return credentials.keygen(tmp_path_factory.mktemp("keys") / "c2pa")
+    return signing.keygen(tmp_path_factory.mktemp("keys") / "c2pa")
 
 
 @pytest.fixture(scope="module")
 def identity(keys):
-    return credentials.load_identity(keys.cert, keys.key)
+    return signing.load_identity(keys.cert, keys.key)
 
 
 def test_keygen_writes_a_ca_and_a_leaf_it_issued(keys):
@@ -96,7 +96,7 @@ def test_keygen_writes_a_ca_and_a_leaf_it_issued(keys):
     assert (keys.folder / ".gitignore").read_text().strip().endswith("*")
     assert f'cert = "{keys.cert}"' in keys.toml() and f'key = "{keys.key}"' in keys.toml()
     with pytest.raises(InvalidParameter, match="already exist"):
-        credentials.keygen(keys.folder)
+        signing.keygen(keys.folder)
 
 
 def test_signed_png_verifies_and_a_modified_copy_does_not(tmp_path, keys, identity):
@@ -104,12 +104,12 @@ def test_signed_png_verifies_and_a_modified_copy_does_not(tmp_path, keys, identi
 
     png = _png(tmp_path)
     before = np.asarray(Image.open(png)).copy()
-    assert credentials.verify(png).signed is False  # nothing there yet
+    assert signing.verify(png).signed is False  # nothing there yet
 
-    credentials.sign_file(png, identity)
-    v = credentials.verify(png)
+    signing.sign_file(png, identity)
+    v = signing.verify(png)
     assert v.signed and v.state == "Valid" and v.valid and not v.problems
-    assert v.digital_source_type == credentials.TRAINED_ALGORITHMIC_MEDIA
+    assert v.digital_source_type == signing.TRAINED_ALGORITHMIC_MEDIA
     assert v.signer["common_name"] == "labkit local test signer"
     prov = v.provenance
     assert prov["model"] == {"id": "toy", "revision": "abc123", "hash": "f" * 64, "licence": "apache-2.0"}
@@ -123,10 +123,10 @@ def test_signed_png_verifies_and_a_modified_copy_does_not(tmp_path, keys, identi
     assert outputs.read_png_record(png)["run_id"] == RECORD["run_id"]
 
     # Against the CA from keygen the signer is trusted, not merely valid.
-    assert credentials.verify(png, trust=keys.ca).state == "Trusted"
+    assert signing.verify(png, trust=keys.ca).state == "Trusted"
 
     # One pixel changed, the manifest kept: the content hash no longer matches.
-    changed = credentials.verify(_change_one_pixel(png, tmp_path / "changed.png"))
+    changed = signing.verify(_change_one_pixel(png, tmp_path / "changed.png"))
     assert changed.signed and changed.state == "Invalid" and not changed.valid
     assert "assertion.dataHash.mismatch" in [f["code"] for f in changed.problems]
     assert any("FAILED assertion.dataHash.mismatch" in line for line in changed.lines())
@@ -134,48 +134,48 @@ def test_signed_png_verifies_and_a_modified_copy_does_not(tmp_path, keys, identi
     # Re-saved by a tool that drops unknown chunks: the credentials are gone, not forged.
     stripped = tmp_path / "stripped.png"
     Image.open(png).save(stripped)
-    assert credentials.verify(stripped).signed is False
+    assert signing.verify(stripped).signed is False
 
 
 def test_signing_twice_needs_replace_and_out_writes_a_copy(tmp_path, identity):
     png = _png(tmp_path)
-    copy = credentials.sign_file(png, identity, out=tmp_path / "signed" / "copy.png")
-    assert credentials.verify(copy).valid and not credentials.verify(png).signed
+    copy = signing.sign_file(png, identity, out=tmp_path / "signed" / "copy.png")
+    assert signing.verify(copy).valid and not signing.verify(png).signed
     with pytest.raises(CredentialsError, match="already carries content credentials"):
-        credentials.sign_file(copy, identity)
-    credentials.sign_file(copy, identity, replace=True)
-    assert credentials.verify(copy).valid
+        signing.sign_file(copy, identity)
+    signing.sign_file(copy, identity, replace=True)
+    assert signing.verify(copy).valid
 
 
 def test_signed_mp4_and_gif_verify_and_keep_their_record(tmp_path, identity):
     frames = [np.full((16, 16, 3), 20 * i, dtype=np.uint8) for i in range(6)]
     paths = outputs.write_video(frames, tmp_path / "clip", 6, {**RECORD, "index": 0})
     for path in paths.values():
-        credentials.sign_file(path, identity)
-        v = credentials.verify(path)
+        signing.sign_file(path, identity)
+        v = signing.verify(path)
         assert v.state == "Valid", (path, v.failures)
         assert v.provenance["model"]["id"] == "toy"
         assert outputs.read_video_record(path)["run_id"] == RECORD["run_id"]
-    assert credentials.sign_outputs(list(paths.values()), identity) == [paths["mp4"]]  # PNG and MP4 only
+    assert signing.sign_outputs(list(paths.values()), identity) == [paths["mp4"]]  # PNG and MP4 only
 
 
 def test_files_labkit_cannot_sign(tmp_path, identity):
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     with pytest.raises(InvalidParameter, match=r"does not sign \.txt"):
-        credentials.sign_file(text, identity)
+        signing.sign_file(text, identity)
     bare = tmp_path / "bare.png"
     from PIL import Image
 
     Image.new("RGB", (4, 4)).save(bare)
     with pytest.raises(Exception, match="carries no labkit record"):
-        credentials.sign_file(bare, identity)
+        signing.sign_file(bare, identity)
     with pytest.raises(InvalidParameter, match="does not exist"):
-        credentials.verify(tmp_path / "missing.png")
+        signing.verify(tmp_path / "missing.png")
     garbage = tmp_path / "ca.pem"
     garbage.write_text("not a certificate")
     with pytest.raises(CredentialsError, match="trust anchors .* are not PEM certificates"):
-        credentials.verify(bare, trust=garbage)
+        signing.verify(bare, trust=garbage)
 
 
 def _cert(tmp_path: Path, *, self_signed: bool = False, eku: bool = True) -> tuple[Path, Path]:
@@ -207,15 +207,15 @@ def test_certificates_c2pa_would_refuse_fail_when_loaded(tmp_path, keys):
     pytest.importorskip("c2pa")
     cert, key = _cert(tmp_path, self_signed=True)
     with pytest.raises(CredentialsError, match="self-signed") as err:
-        credentials.load_identity(cert, key)
+        signing.load_identity(cert, key)
     assert "keygen" in err.value.fix
     cert, key = _cert(tmp_path, eku=False)  # CA-issued, but without the extended key usage C2PA asks for
     with pytest.raises(CredentialsError, match="c2pa refuses to sign"):
-        credentials.load_identity(cert, key)
+        signing.load_identity(cert, key)
     with pytest.raises(CredentialsError, match="does not belong"):
-        credentials.load_identity(keys.cert, key)
+        signing.load_identity(keys.cert, key)
     with pytest.raises(InvalidParameter, match="does not exist"):
-        credentials.load_identity(tmp_path / "nope.pem", key)
+        signing.load_identity(tmp_path / "nope.pem", key)
 
 
 def test_signing_config_from_labkit_toml_and_environment(tmp_path, monkeypatch, keys):
@@ -225,7 +225,7 @@ def test_signing_config_from_labkit_toml_and_environment(tmp_path, monkeypatch, 
         monkeypatch.delenv(var, raising=False)
     root = tmp_path / "project"
     root.mkdir()
-    assert credentials.identity_from_config(LabConfig.resolve(root)) is None  # nothing configured: no signing
+    assert signing.identity_from_config(LabConfig.resolve(root)) is None  # nothing configured: no signing
 
     rel = Path("keys")
     (root / rel).symlink_to(keys.folder)
@@ -233,13 +233,13 @@ def test_signing_config_from_labkit_toml_and_environment(tmp_path, monkeypatch, 
                                       f'trust = "{rel / "ca.pem"}"\n')
     config = LabConfig.resolve(root)
     assert config.c2pa_cert == (root / rel / "signer.pem").resolve()  # relative to the project root
-    assert credentials.identity_from_config(config).alg == "es256"
+    assert signing.identity_from_config(config).alg == "es256"
     assert config.to_dict()["c2pa_trust"] == str(keys.ca)
 
     (root / "labkit.toml").unlink()
     monkeypatch.setenv("LABKIT_C2PA_CERT", str(keys.cert))
     with pytest.raises(ConfigError, match="half configured") as err:
-        credentials.identity_from_config(LabConfig.resolve(root))
+        signing.identity_from_config(LabConfig.resolve(root))
     assert "LABKIT_C2PA_KEY" in err.value.fix
 
 
@@ -247,10 +247,10 @@ def test_without_c2pa_the_rest_works_and_the_error_says_what_to_install(tmp_path
     from labkit.config import LabConfig
 
     monkeypatch.setitem(sys.modules, "c2pa", None)  # what `import c2pa` does when it is not installed
-    assert credentials.available() is False
+    assert signing.available() is False
     png = _png(tmp_path)
-    for call in (lambda: credentials.verify(png), lambda: credentials.load_identity(png, png),
-                 lambda: credentials.sign_file(png, None)):
+    for call in (lambda: signing.verify(png), lambda: signing.load_identity(png, png),
+                 lambda: signing.sign_file(png, None)):
         with pytest.raises(MissingDependency) as err:
             call()
         assert err.value.fix == 'pip install "labkit[c2pa]"' and 'pip install "labkit[c2pa]"' in str(err.value)
@@ -258,4 +258,11 @@ def test_without_c2pa_the_rest_works_and_the_error_says_what_to_install(tmp_path
     assert outputs.read_png_record(png)["run_id"] == RECORD["run_id"]
     for var in ("LABKIT_C2PA_CERT", "LABKIT_C2PA_KEY", "MLFLOW_TRACKING_URI", "LABKIT_ROOT"):
         monkeypatch.delenv(var, raising=False)
-    assert credentials.identity_from_config(LabConfig.resolve(tmp_path)) is None
+    assert signing.identity_from_config(LabConfig.resolve(tmp_path)) is None
+
+
+def test_the_old_module_name_is_the_same_module():
+    from labkit.compliance import credentials as old
+
+    assert old is signing
+    assert old.sign_file is signing.sign_file

@@ -13,7 +13,7 @@ import pytest
 
 from labkit import outputs
 from tests.integration.test_cli import labkit
-from tests.unit.test_compliance_credentials import RECORD, _change_one_pixel
+from tests.unit.test_compliance_signing import RECORD, _change_one_pixel
 
 INSTALL = 'pip install "labkit[c2pa]"'
 
@@ -90,7 +90,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 def test_outputs_are_signed_when_a_certificate_is_configured(project, tiny_models, search_runs):
     pytest.importorskip("c2pa")
-    from labkit.compliance.credentials import keygen, verify
+    from labkit.compliance.signing import keygen, verify
     from labkit.errors import ConfigError
     from labkit.hardware import HardwareProfile
     from labkit.lab import Lab
