@@ -3,7 +3,7 @@
 from labkit.evals.controller import (
     FIELDS,
     HEADROOM,
-    EvalReport,
+    ControllerReport,
     case_request,
     check_case,
     default_context_factory,
@@ -13,7 +13,10 @@ from labkit.evals.controller import (
     to_table,
 )
 
+#: The report's old name (the toy world's report is `labkit.evals.toyworld.ToyEvalReport`).
+EvalReport = ControllerReport
+
 __all__ = [
-    "FIELDS", "HEADROOM", "EvalReport", "case_request", "check_case", "default_context_factory", "evaluate",
-    "fits_tier", "load_suite", "to_table",
+    "FIELDS", "HEADROOM", "ControllerReport", "EvalReport", "case_request", "check_case", "default_context_factory",
+    "evaluate", "fits_tier", "load_suite", "to_table",
 ]

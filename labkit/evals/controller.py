@@ -34,7 +34,7 @@ FIELDS = ("valid", "modality", "count", "fits", "frames", "seconds", "aspect", "
 HEADROOM = 0.85
 
 
-class EvalReport(dict):
+class ControllerReport(dict):
     """The result of `evaluate`: a plain dict (JSON-able) with a `to_table()` for printing."""
 
     def to_table(self, *, failures: int = 20) -> str:
@@ -178,7 +178,7 @@ def check_case(case: Mapping[str, Any], plan: Any, error: BaseException | None, 
 
 
 def evaluate(controller: Controller, suite: str | Path | Sequence[Mapping[str, Any]] | None = None,
-             context_factory: Callable[[Mapping[str, Any]], PlanContext] | None = None) -> EvalReport:
+             context_factory: Callable[[Mapping[str, Any]], PlanContext] | None = None) -> ControllerReport:
     """Plan every case of `suite` with `controller` and score the fields.
 
     Args:
@@ -186,7 +186,7 @@ def evaluate(controller: Controller, suite: str | Path | Sequence[Mapping[str, A
         suite: a suite file, a list of case dicts, or None for the shipped `suite.toml`.
         context_factory: case -> PlanContext; default `default_context_factory()`.
 
-    Returns an `EvalReport` (a dict): controller {name, model, revision}; cases (the number);
+    Returns an `ControllerReport` (a dict): controller {name, model, revision}; cases (the number);
     fields {field: {checked, right, accuracy}}; overall (right / checked over all fields);
     cases_right (cases with every field right); latency_ms {median, p95, max}; verdicts (one per
     case: id, request (first 80 characters), ok, fields {field: {ok, seen}}, ms, model).
@@ -224,7 +224,7 @@ def evaluate(controller: Controller, suite: str | Path | Sequence[Mapping[str, A
     right = sum(r for _, r in totals.values())
     ordered = sorted(times)
     p95 = ordered[min(len(ordered) - 1, max(0, int(round(0.95 * len(ordered))) - 1))]
-    return EvalReport(
+    return ControllerReport(
         controller={"name": getattr(controller, "name", type(controller).__name__),
                     "model": getattr(controller, "model", None), "revision": getattr(controller, "revision", None)},
         cases=len(cases),
@@ -261,5 +261,5 @@ def to_table(report: Mapping[str, Any], *, failures: int = 20) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FIELDS", "EvalReport", "case_request", "check_case", "default_context_factory", "evaluate",
+__all__ = ["FIELDS", "ControllerReport", "case_request", "check_case", "default_context_factory", "evaluate",
            "fits_tier", "load_suite", "to_table"]

@@ -33,7 +33,7 @@ class ReportRows:
 
 
 @dataclass
-class EvalReport(ReportRows):
+class ToyEvalReport(ReportRows):
     """Accuracy per attribute for single-object prompts, and the two-object score."""
 
     model: str
@@ -61,7 +61,7 @@ class EvalReport(ReportRows):
 
 
 def evaluate(lab: Any, *, model: str = "toyworld", n: int = 200, seed: int = 0, steps: int = 20,
-             config: str | None = None) -> EvalReport:
+             config: str | None = None) -> ToyEvalReport:
     """Render `n` held-out single-object and `n` two-object prompts with `model` and score them.
 
     Prompt i renders with seed `seed + i`, so a report is reproducible on one machine.
@@ -94,7 +94,7 @@ def evaluate(lab: Any, *, model: str = "toyworld", n: int = 200, seed: int = 0, 
         spent = time.perf_counter() - start
         single = [r for r in rows if r["objects"] == 1]
         two = [r for r in rows if r["objects"] == 2]
-        report = EvalReport(
+        report = ToyEvalReport(
             model=plan.model, n=n, seed=seed, steps=steps,
             single={a: statistics.fmean(r[a] for r in single) if single else 0.0 for a in ATTRS},
             two_objects_colours=statistics.fmean(r["colour"] for r in two) if two else 0.0,
@@ -119,4 +119,4 @@ def evaluate(lab: Any, *, model: str = "toyworld", n: int = 200, seed: int = 0, 
     return report
 
 
-__all__ = ["ATTRS", "EvalReport", "ReportRows", "captioned_grid", "evaluate"]
+__all__ = ["ATTRS", "ToyEvalReport", "ReportRows", "captioned_grid", "evaluate"]

@@ -2,10 +2,13 @@
 
 from labkit.evals.toyworld import (
     ATTRS,
-    EvalReport,
     ReportRows,
+    ToyEvalReport,
     captioned_grid,
     evaluate,
 )
 
-__all__ = ["ATTRS", "EvalReport", "ReportRows", "captioned_grid", "evaluate"]
+#: The report's old name (the controller's report is `labkit.evals.controller.ControllerReport`).
+EvalReport = ToyEvalReport
+
+__all__ = ["ATTRS", "EvalReport", "ToyEvalReport", "ReportRows", "captioned_grid", "evaluate"]
