@@ -1,3 +1,5 @@
+"""`python -m labkit …`, the same as the `labkit` command."""
+
 import sys
 
 from labkit.cli import main
