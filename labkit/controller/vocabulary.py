@@ -305,5 +305,5 @@ def _toml(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"Style vocabulary {source} is not valid TOML: {e}.", value=source,
+        raise ConfigError(f"Vocabulary file {source} is not valid TOML: {e}.", value=source,
                           fix="fix the TOML syntax at the position shown.") from e
