@@ -11,6 +11,8 @@ type each raise a `ConfigError` naming the file, the key, the value and the fix.
                 system_metrics_interval (seconds, a number > 0)
     [lab]       compliance_mode (text), default_image_model (text), default_video_model (text)
     [c2pa]      cert, key, trust, tsa_url (text)
+    [serve]     requests_per_minute, jobs_in_flight, queue (whole numbers > 0): `labkit serve`'s limits per
+                API key (requests a minute, jobs queued or running at once) and the job queue's length
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ ENV_COMPLIANCE_MODE = "LABKIT_COMPLIANCE_MODE"
 
 # What labkit.toml may hold: section -> key -> (kind, example for the fix).
 _TEXT, _BOOL, _SECONDS = "text", "true or false", "a number of seconds greater than 0"
+_COUNT = "a whole number greater than 0"
 SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
     "tracking": {"uri": (_TEXT, '"sqlite:////data/mlflow.db"'), "artifact_root": (_TEXT, '"mlruns/artifacts"'),
                  "experiment": (_TEXT, '"my-study"'), "system_metrics": (_BOOL, "true"),
@@ -45,6 +48,7 @@ SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
             "default_video_model": (_TEXT, '"toyworld-motion"')},
     "c2pa": {"cert": (_TEXT, '"c2pa/signer.pem"'), "key": (_TEXT, '"c2pa/signer.key"'),
              "trust": (_TEXT, '"c2pa/ca.pem"'), "tsa_url": (_TEXT, '"http://timestamp.example"')},
+    "serve": {"requests_per_minute": (_COUNT, "120"), "jobs_in_flight": (_COUNT, "4"), "queue": (_COUNT, "32")},
 }
 # Text keys where "" means "not set" rather than a mistake.
 _MAY_BE_EMPTY = {("c2pa", "cert"), ("c2pa", "key"), ("c2pa", "trust"), ("c2pa", "tsa_url")}
@@ -133,6 +137,8 @@ class LabConfig:
         c2pa_trust: extra trust anchors (PEM) `labkit compliance verify` checks signers against
             (`LABKIT_C2PA_TRUST`, `[c2pa] trust`).
         c2pa_tsa_url: a timestamp authority for signatures (`[c2pa] tsa_url`); None: no timestamp.
+        serve_requests_per_minute / serve_jobs_in_flight / serve_queue: `labkit serve`'s rate limit per API
+            key, jobs a key may have queued or running at once, and the job queue's length (`[serve]`).
     """
 
     root: Path
@@ -149,6 +155,9 @@ class LabConfig:
     c2pa_trust: Path | None = None
     c2pa_tsa_url: str | None = None
     compliance_mode_source: str = "default"
+    serve_requests_per_minute: int = 120
+    serve_jobs_in_flight: int = 4
+    serve_queue: int = 32
 
     @classmethod
     def resolve(
@@ -183,6 +192,7 @@ class LabConfig:
         tracking = file_cfg.get("tracking", {})
         lab = file_cfg.get("lab", {})
         c2pa = file_cfg.get("c2pa", {})
+        serve = file_cfg.get("serve", {})
 
         artifact_root = _artifact_root(tracking.get("artifact_root"), root, config_path)
         if tracking_uri:
@@ -220,6 +230,9 @@ class LabConfig:
             c2pa_key=_path_setting("LABKIT_C2PA_KEY", c2pa, "key", root),
             c2pa_trust=_path_setting("LABKIT_C2PA_TRUST", c2pa, "trust", root),
             c2pa_tsa_url=_env("LABKIT_C2PA_TSA_URL") or c2pa.get("tsa_url") or None,
+            serve_requests_per_minute=serve.get("requests_per_minute", 120),
+            serve_jobs_in_flight=serve.get("jobs_in_flight", 4),
+            serve_queue=serve.get("queue", 32),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -366,6 +379,8 @@ def _fits(kind: str, value: Any, *, empty_ok: bool) -> bool:
         return isinstance(value, str) and "\x00" not in value and (empty_ok or bool(value.strip()))
     if kind == _BOOL:
         return isinstance(value, bool)
+    if kind == _COUNT:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
     return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             and value > 0)
 

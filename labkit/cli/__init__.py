@@ -11,8 +11,9 @@
 
 Layout: one module per command group, each holding its `cmd_*` functions and a `register(sub, common)` that
 adds its parsers (`system`: doctor, demo, ui; `generate`: generate, video, plan, ask, replay; `compliance`;
-`train`; `compare`; `runs`: sweep, export, import; `eval`; `cloud`; `bench`). `_common` holds what the
-commands share (the `Lab` from the arguments, JSON output, argument types), `_boundary` the error boundary.
+`train`; `compare`; `runs`: sweep, export, import; `eval`; `cloud`; `bench`; `serve`: the REST API and its
+keys). `_common` holds what the commands share (the `Lab` from the arguments, JSON output, argument types),
+`_boundary` the error boundary.
 A new command goes into its group's module and is registered in `build_parser`, which adds the groups in
 the order `labkit --help` lists them.
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from labkit.cli import bench, cloud, compare, compliance, generate, runs, system, train
+from labkit.cli import bench, cloud, compare, compliance, generate, runs, serve, system, train
 from labkit.cli import eval as eval_cmd
 from labkit.cli._boundary import (
     _check_text,
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.register(sub, common)
     cloud.register(sub, common)
     bench.register(sub, common)
+    serve.register(sub, common)
     return parser
 
 

@@ -46,7 +46,7 @@ def _command_name(args: argparse.Namespace) -> str:
     """'generate', 'compliance dataset', 'cloud kaggle push', …"""
     words = [args.command]
     for key in ("compliance_command", "train_command", "compare_command", "cloud_command", "kaggle_command",
-                "colab_command"):
+                "colab_command", "serve_command", "keys_command"):
         if getattr(args, key, None):
             words.append(getattr(args, key))
     return " ".join(words)

@@ -28,6 +28,7 @@ FLOOR_OF = {
     "labkit.sweeps": "views",
     "labkit.cloud": "views",
     "labkit.bench": "views",
+    "labkit.serve": "views",  # the REST API (issue 21)
     "labkit.testing": "views",  # may import anything; nothing in labkit/ may import it (TEST_HELPERS)
     "labkit.lab": "facade",
     "labkit.render": "facade",

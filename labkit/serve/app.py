@@ -1,0 +1,201 @@
+"""The REST API of `labkit serve`: the `Lab` API over HTTP (a view, like the panels), as a FastAPI app.
+
+    app = create_app(Lab(), keys=KeyStore.for_project(root))     # what `labkit serve` runs on uvicorn
+    # curl -H "Authorization: Bearer $KEY" -d '{"plan": {"prompt": "a small red circle on the left"}}' \
+    #      http://127.0.0.1:8765/jobs        -> 202 {"id": "…", "state": "queued"}, Location: /jobs/…
+
+Endpoints (OpenAPI at /openapi.json, docs at /docs): GET /health; GET /models, GET /models/status,
+POST /models/switch; POST /plans; POST /jobs, GET /jobs, GET /jobs/{id}, DELETE /jobs/{id},
+GET /jobs/{id}/events (server-sent events); GET /outputs/{run_id}/{name}; POST /runs/{run_id}/note;
+POST /replay/{run_id}; POST /experiment/save, GET /experiment/list. Errors and status codes:
+`labkit.serve.http`. Renders go through one `JobQueue` (one at a time, first in first out).
+
+What a remote caller may not do that a local one may: name files on the server. An input image comes
+inside the request as a `data:` URL (kept in the project like an upload), models and adapters are catalogue
+ids, hub ids or `run:RUN_ID`, never paths; outputs are served from the run's own `outputs/` folder only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import json
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from labkit.errors import InvalidParameter, LabkitError
+from labkit.plan import Plan
+from labkit.serve.http import MAX_BODY, ApiError, BodyLimit, Caller, Gate, from_labkit
+from labkit.serve.jobs import DONE, TAG_KEY, TAG_STATE, JobQueue, QueueFull, find_run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.lab import Lab
+    from labkit.serve.keys import KeyStore
+
+# -- the app -------------------------------------------------------------------------------------
+
+class Server:
+    """What the endpoints share: the lab, its job queue, the gate, the default models set by /models/switch."""
+
+    def __init__(self, lab: Lab, keys: KeyStore, *, queue: int | None = None):
+        cfg = lab.config
+        self.lab = lab
+        self.jobs = JobQueue(lab, max_queue=queue or cfg.serve_queue)
+        self.gate = Gate(keys, per_minute=cfg.serve_requests_per_minute, jobs_in_flight=cfg.serve_jobs_in_flight)
+        self.defaults = {"image": cfg.default_image_model, "video": cfg.default_video_model}
+
+    def plan(self, data: dict[str, Any]) -> Plan:
+        """A plan from a request body, checked as `labkit generate` checks it, plus what only a remote
+        caller gets: no paths on this machine, the image inside the request."""
+        if "controller" in data or "rationale" in data:
+            data = {k: v for k, v in data.items() if k not in ("controller", "rationale")}
+        image = data.get("image")
+        data = {**data, "image": None} if image is not None else data
+        plan = Plan.from_dict(data)
+        for what, ref in [("model", plan.model), *(("adapter", a.id) for a in plan.adapters)]:
+            _no_path(what, ref)
+        if plan.model is None:
+            plan = dataclasses.replace(plan, model=self.defaults[plan.modality])
+        if image is not None:
+            plan = dataclasses.replace(plan, image=str(self._keep_image(image)))
+        return plan
+
+    def _keep_image(self, value: Any) -> Path:
+        fix = "send the image inside the request as a data URL: data:image/png;base64,…"
+        if not isinstance(value, str) or not value.startswith("data:image/") or ";base64," not in value:
+            raise InvalidParameter("The plan's image must be a data: URL (a path names a file on the server, "
+                                   "which a remote caller may not read).", value=str(value)[:100], fix=fix)
+        head, _, payload = value.partition(";base64,")
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise InvalidParameter("The plan's image is not valid base64.", value=head, fix=fix) from e
+        suffix = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg", "webp": ".webp", "gif": ".gif"}.get(
+            head.removeprefix("data:image/").lower())
+        if suffix is None:
+            raise InvalidParameter(f"The image type {head[5:]!r} is not one labkit reads.", value=head[5:],
+                                   fix="send a PNG, JPEG, WebP or GIF.")
+        return self.lab.keep_input(data, "input" + suffix)
+
+    def check(self, plan: Plan) -> Plan:
+        """The plan validated and allowed by the compliance mode (403 when blocked); nothing renders."""
+        from labkit.render import check_compliance
+
+        done, ref = self.lab.prepare(plan)
+        check_compliance(self.lab, done, ref)
+        return done
+
+    def submit(self, plan: Plan, caller: Caller, tags: dict[str, str] | None = None) -> JSONResponse:
+        if self.jobs.in_flight(caller.name) >= self.gate.jobs_in_flight:
+            raise ApiError(429, "TooManyJobs", f"{caller.name!r} has {self.gate.jobs_in_flight} jobs queued or "
+                           "running.", "wait for one to finish, or raise [serve] jobs_in_flight in labkit.toml.",
+                           {"Retry-After": "5"})
+        try:
+            job = self.jobs.submit(plan, caller.name, tags=tags)
+        except QueueFull:
+            raise ApiError(503, "QueueFull", f"The job queue is full ({self.jobs.max_queue} waiting).",
+                           "try again in a little while.", {"Retry-After": "10"}) from None
+        url = f"/jobs/{job.id}"
+        return JSONResponse({"id": job.id, "state": job.state, "url": url}, status_code=202, headers={"Location": url})
+
+
+def _no_path(what: str, value: str | None) -> None:
+    if value is None or value.startswith("run:"):
+        return
+    if value.startswith(("/", "~", ".", "\\")) or "\\" in value or ":" in value or value.count("/") > 1:
+        raise InvalidParameter(f"The {what} {value!r} looks like a path on the server, which a remote caller "
+                               "may not name.", value=value,
+                               fix=f"name the {what} by its catalogue id or hub id (add a local folder to the "
+                                   "catalogue as [models.ID] path = … on the server).")
+
+
+def create_app(lab: Lab, keys: KeyStore, *, queue: int | None = None) -> FastAPI:
+    """The FastAPI app serving `lab` (see the module docstring); its job worker starts with the app."""
+    server = Server(lab, keys, queue=queue)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        server.jobs.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(server.jobs.shutdown)
+
+    app = FastAPI(title="labkit", version=_version(), lifespan=lifespan,
+                  description="The labkit lab over HTTP: plans, render jobs, outputs with their provenance, "
+                              "runs in MLflow. Send `Authorization: Bearer KEY` (`labkit serve keys add NAME`).")
+    app.state.server = server
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    bearer = Depends(HTTPBearer(auto_error=False, description="an API key from `labkit serve keys add NAME`"))
+
+    def need(scope: str):
+        def check(credentials: HTTPAuthorizationCredentials | None = bearer) -> Caller:
+            return server.gate.caller(credentials.credentials if credentials else None, scope)
+        return check
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, e: ApiError) -> JSONResponse:
+        return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+
+    @app.exception_handler(LabkitError)
+    async def labkit_error(request: Request, e: LabkitError) -> JSONResponse:
+        return await api_error(request, from_labkit(e))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        message = f"{where}: {first.get('msg', 'invalid')}" + (f" (and {len(e.errors()) - 1} more)"
+                                                                 if len(e.errors()) > 1 else "")
+        return await api_error(request, ApiError(422, "InvalidParameter", message,
+                                                 "see /docs for the request's fields and an example."))
+
+    from labkit.serve.routes import add_routes
+
+    add_routes(app, server, need)
+    return app
+
+
+def _version() -> str:
+    from labkit import __version__
+
+    return __version__
+
+
+# -- what GET /jobs/{id} reads after a restart -----------------------------------------------------
+
+def job_from_run(lab: Lab, job_id: str) -> dict[str, Any] | None:
+    """A job this server no longer holds in memory, as its MLflow run recorded it."""
+    run_id = find_run(lab, job_id)
+    if run_id is None:
+        return None
+    run = lab.tracker.client.get_run(run_id)
+    tags = run.data.tags
+    state = tags.get(TAG_STATE) or {"FINISHED": "finished", "FAILED": "failed", "KILLED": "cancelled"}.get(
+        run.info.status, "running")
+    if state == "running" and run.info.status != "RUNNING":  # the server stopped before it could say
+        state = {"FINISHED": "finished", "FAILED": "failed"}.get(run.info.status, "cancelled")
+    body: dict[str, Any] = {"id": job_id, "key": tags.get(TAG_KEY), "state": state, "run_id": run_id,
+                            "step": None, "total_steps": None,
+                            "error": ({"type": tags.get("labkit.error_type", ""), "message": tags["labkit.error"],
+                                       "fix": ""} if "labkit.error" in tags else None)}
+    if state in DONE:
+        names = [Path(f.path).name for f in lab.tracker.client.list_artifacts(run_id, "outputs")]
+        body["outputs"] = [{"name": n, "url": f"/outputs/{run_id}/{n}"} for n in names
+                           if not n.endswith(".json")]
+        body["terms"] = tags.get("labkit.terms.text")
+    return body
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
