@@ -81,8 +81,9 @@ class Gate:
 
     With no key in the project (a server on loopback only: `labkit serve` refuses another host then), every
     request is the local user with the admin scope. Once a key exists, every endpoint but /health and the
-    docs needs `Authorization: Bearer KEY`, for as long as the server runs (revoking every key closes it). Each caller may make `per_minute` requests a minute (a moving
-    window, the `limits` library) and have `jobs_in_flight` jobs queued or running.
+    docs needs `Authorization: Bearer KEY`, for as long as the server runs (revoking every key closes it).
+    Each caller may make `per_minute` requests a minute (a moving window, the `limits` library) and have
+    `jobs_in_flight` jobs queued or running.
     """
 
     def __init__(self, keys: KeyStore, *, per_minute: int, jobs_in_flight: int):

@@ -177,7 +177,8 @@ def test_an_image_inside_the_request_becomes_frame_zero(served):
     assert done["plan"]["image"].startswith(str(served.root / "mlruns" / "inputs"))  # kept in the project
     assert {Path(o["name"]).suffix for o in done["outputs"]} >= {".mp4", ".gif"}
     with served.client("reader") as c:
-        gif = Image.open(io.BytesIO(c.get(next(o["url"] for o in done["outputs"] if o["name"].endswith(".gif"))).content))
+        gif_url = next(o["url"] for o in done["outputs"] if o["name"].endswith(".gif"))
+        gif = Image.open(io.BytesIO(c.get(gif_url).content))
         first = np.asarray(gif.convert("RGB"))
     sent = np.asarray(Image.open(buf).convert("RGB"))
     assert np.abs(first.astype(int) - sent.astype(int)).mean() < 8  # frame 0 is the picture sent (GIF palette)
