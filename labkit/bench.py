@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -215,4 +216,88 @@ def bench_toy_motion(repeats: int = 5, *, model: str | None = None, steps: int |
                        extra)
 
 
-BENCHMARKS = {"import": bench_import, "generate": bench_generate, "toy-motion": bench_toy_motion}
+def bench_serve(repeats: int = 3, *, model: str | None = None, steps: int | None = 20,
+                size: tuple[int, int] | None = None, root: str | None = None, batch: int = 4, **_: Any) -> BenchResult:
+    """Renders through `labkit serve`'s API (POST /jobs, poll GET /jobs/{id}, on a server in this process
+    sharing the lab's loaded pipeline) against a direct `Lab.render` loop of the same plans, in batches of
+    `batch` renders, interleaved. `extra` has the throughput ratio (API renders per second ÷ direct; the goal
+    is ≥ 0.9) and /health latency (median, p95) measured while the queue was busy.
+    """
+    import tempfile
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from labkit.lab import Lab
+    from labkit.plan import Plan
+    from labkit.serve import create_app
+    from labkit.serve.keys import KeyStore
+
+    lab = Lab(root, experiment="labkit-bench")
+    plan = Plan(prompt="a red circle on the left", model=model, steps=steps or 20, seed=0,
+                width=size[0] if size else None, height=size[1] if size else None)
+    first = lab.render(plan)  # loads and caches the pipeline; not timed
+    with tempfile.TemporaryDirectory() as tmp:
+        # no keys (loopback, open) and limits a benchmark's polling never reaches
+        app = create_app(lab, KeyStore(Path(tmp) / "keys.json"), queue=batch * 4, per_minute=10**9,
+                         jobs_in_flight=batch * 4)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="error"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.config.port}"
+        with httpx.Client(base_url=url, timeout=120) as client:
+            while not server.started:
+                time.sleep(0.05)
+            body = {"plan": {k: v for k, v in plan.to_dict().items() if k not in ("controller", "rationale")}}
+            subject, baseline, health = [], [], []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                for _ in range(batch):
+                    lab.render(plan)
+                baseline.append((time.perf_counter() - t) / batch)
+                t = time.perf_counter()
+                ids = [_ok(client.post("/jobs", json=body))["id"] for _ in range(batch)]
+                waiting = set(ids)
+                while waiting:
+                    h = time.perf_counter()
+                    client.get("/health")
+                    health.append(time.perf_counter() - h)
+                    for job_id in list(waiting):
+                        state = _ok(client.get(f"/jobs/{job_id}"))["state"]
+                        if state != "queued" and state != "running":
+                            if state != "finished":
+                                raise RuntimeError(f"bench job {job_id} ended {state}")
+                            waiting.discard(job_id)
+                    time.sleep(0.02)
+                subject.append((time.perf_counter() - t) / batch)
+        server.should_exit = True
+        thread.join(10)
+    s, b = statistics.median(subject), statistics.median(baseline)
+    health.sort()
+    extra: dict[str, Any] = {
+        "model": first.model["id"], "steps": plan.steps, "batch": batch, "device": lab.hardware.device,
+        "api_renders_per_s_vs_direct": round(b / s, 3), "goal": ">= 0.9",
+        "health_median_ms": round(statistics.median(health) * 1000, 1),
+        "health_p95_ms": round(health[min(len(health) - 1, int(0.95 * len(health)))] * 1000, 1),
+        "health_samples": len(health)}
+    return BenchResult("serve", "a render through the REST API", "Lab.render", s, b, s / b, repeats, extra)
+
+
+def _ok(response: Any) -> dict[str, Any]:
+    if response.status_code >= 300:
+        raise RuntimeError(f"{response.request.method} {response.request.url.path}: {response.status_code} "
+                           f"{response.text[:500]}")
+    return response.json()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+BENCHMARKS = {"import": bench_import, "generate": bench_generate, "toy-motion": bench_toy_motion,
+              "serve": bench_serve}

@@ -20,9 +20,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from labkit.serve.keys import KeyStore
 
 
-def create_app(lab: Lab, keys: KeyStore | None = None, *, queue: int | None = None) -> Any:
-    """The FastAPI app for `lab` (keys: the project's key store by default)."""
+def create_app(lab: Lab, keys: KeyStore | None = None, **limits: int | None) -> Any:
+    """The FastAPI app for `lab` (keys: the project's key store by default; `limits`: queue, per_minute,
+    jobs_in_flight, overriding the lab's `[serve]` settings)."""
     from labkit.serve.app import create_app as make
     from labkit.serve.keys import KeyStore
 
-    return make(lab, keys or KeyStore.for_project(lab.config.root), queue=queue)
+    return make(lab, keys or KeyStore.for_project(lab.config.root), **limits)

@@ -45,11 +45,13 @@ if TYPE_CHECKING:  # pragma: no cover
 class Server:
     """What the endpoints share: the lab, its job queue, the gate, the default models set by /models/switch."""
 
-    def __init__(self, lab: Lab, keys: KeyStore, *, queue: int | None = None):
+    def __init__(self, lab: Lab, keys: KeyStore, *, queue: int | None = None, per_minute: int | None = None,
+                 jobs_in_flight: int | None = None):
         cfg = lab.config
         self.lab = lab
         self.jobs = JobQueue(lab, max_queue=queue or cfg.serve_queue)
-        self.gate = Gate(keys, per_minute=cfg.serve_requests_per_minute, jobs_in_flight=cfg.serve_jobs_in_flight)
+        self.gate = Gate(keys, per_minute=per_minute or cfg.serve_requests_per_minute,
+                         jobs_in_flight=jobs_in_flight or cfg.serve_jobs_in_flight)
         self.defaults = {"image": cfg.default_image_model, "video": cfg.default_video_model}
 
     def plan(self, data: dict[str, Any]) -> Plan:
@@ -117,9 +119,11 @@ def _no_path(what: str, value: str | None) -> None:
                                    "catalogue as [models.ID] path = … on the server).")
 
 
-def create_app(lab: Lab, keys: KeyStore, *, queue: int | None = None) -> FastAPI:
-    """The FastAPI app serving `lab` (see the module docstring); its job worker starts with the app."""
-    server = Server(lab, keys, queue=queue)
+def create_app(lab: Lab, keys: KeyStore, *, queue: int | None = None, per_minute: int | None = None,
+               jobs_in_flight: int | None = None) -> FastAPI:
+    """The FastAPI app serving `lab` (see the module docstring); its job worker starts with the app. The
+    limits default to the lab's `[serve]` settings."""
+    server = Server(lab, keys, queue=queue, per_minute=per_minute, jobs_in_flight=jobs_in_flight)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -128,3 +128,22 @@ def test_ctrl_c_stops_the_server_cleanly(tmp_path, _fresh_store_file):
     server = start(root)
     assert server.stop(signal.SIGINT) == 0
     assert "Traceback" not in server.output()
+
+
+def test_bench_serve_reports_the_api_against_a_direct_render_loop(tmp_path, _fresh_store_file):
+    import json
+
+    root = project(tmp_path / "p", _fresh_store_file)
+    out = subprocess.run([sys.executable, "-m", "labkit", "bench", "serve", "--repeat", "1", "--steps", "2",
+                          "--json", "--root", str(root)], capture_output=True, text=True, timeout=600, env=env(root))
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["name"] == "serve" and result["baseline"] == "Lab.render"
+    assert result["ratio"] > 0 and result["extra"]["api_renders_per_s_vs_direct"] > 0
+    assert result["extra"]["health_samples"] >= 1 and result["extra"]["health_p95_ms"] > 0
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("labkit-bench")
+    finished = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'")
+    assert len(finished) == 1 + 4 + 4  # the warm-up, a batch direct, a batch through the API, all recorded
