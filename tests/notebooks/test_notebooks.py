@@ -12,7 +12,7 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 EXPECTED = ["00_quickstart", "01_image_lab", "02_video_lab", "03_controller", "04_compare_runs",
-            "05_compliance_report"]
+            "05_compliance_report", "08_rest_api"]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
@@ -190,3 +190,15 @@ def test_compliance_report_notebook(run_notebook, tiny, project, tmp_path):
     assert "mode open: block" in text                           # the unlicensed item blocks the dataset
     assert "licence unknown" in text                            # the tiny local model's output terms
     assert {"image/png", WIDGET} <= _mimes(book)
+
+
+def test_rest_api_notebook_renders_through_a_server_it_starts(run_notebook, project, search_runs):
+    book, _ = run_notebook("08_rest_api", steps=2, seed=4)
+    text = _text(book)
+    assert "ok, labkit" in text and "finished" in text and "202 /jobs/" in text
+    assert "InvalidParameter" in text and "steps" in text  # the bad request, refused with its fix
+    assert "image/png" in _mimes(book)
+    assert "server stopped: 0" in text
+    runs = search_runs(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    (run,) = [r for r in runs if r.data.tags.get("labkit.serve.job")]
+    assert run.info.status == "FINISHED" and run.data.params["plan.seed"] == "4"
