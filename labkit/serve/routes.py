@@ -152,10 +152,15 @@ def add_routes(app: FastAPI, server: Server, need: Callable[[str], Callable[...,
     @app.delete("/jobs/{job_id}", tags=["jobs"], responses=responses(*AUTH, 404))
     def cancel_job(job_id: str, caller: Caller = render) -> JSON:
         """Cancel a job: a queued one never runs, a running one stops after its current step and its MLflow
-        run ends KILLED (the partial output kept). A finished job is left as it was."""
-        job = jobs.cancel(job_id)
+        run ends KILLED (the partial output kept). A finished job is left as it was. A key cancels its own
+        jobs; an admin key anyone's."""
+        job = jobs.get(job_id)
         if job is None:
             raise _not_found("job", job_id, "only jobs of this server's session can be cancelled (GET /jobs).")
+        if job.key != caller.name and not caller.allows("admin"):
+            raise ApiError(403, "Forbidden", f"Job {job_id} belongs to {job.key!r}, not {caller.name!r}.",
+                           "cancel your own jobs, or use a key with the admin scope.")
+        jobs.cancel(job_id)
         return _brief(job.to_dict())
 
     @app.get("/jobs/{job_id}/events", tags=["jobs"], responses=responses(*AUTH, 404),

@@ -321,3 +321,28 @@ def test_models_their_status_and_a_switch(served):
         assert any(m["model"] == "toyworld" for m in status["loaded"])
         bad = c.post("/models/switch", json={"model": "no-such-model-anywhere"})
         assert bad.status_code == 422 and "no-such-model-anywhere" in bad.json()["error"]["message"]
+
+
+def test_a_client_that_goes_away_loses_nothing_and_only_owners_cancel(served):
+    other = add_key(served.root, "other", "render")
+    served.keys["other"] = other
+    with served.client("renderer") as c:
+        job = c.post("/jobs", json={"plan": {"prompt": PROMPT, "seed": 21, "steps": 3}}).json()
+        with c.stream("GET", f"/jobs/{job['id']}/events") as stream:
+            next(stream.iter_lines())  # one line, then the client hangs up
+    with served.client("other") as c:
+        r = c.delete(f"/jobs/{job['id']}")
+        assert r.status_code == 403 and "renderer" in r.json()["error"]["message"]
+        assert served.wait_job(c, job["id"])["state"] == "finished"
+
+
+def test_every_endpoint_is_described_and_every_body_has_an_example(served):
+    with served.client() as c:
+        spec = c.get("/openapi.json").json()
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            assert len(op.get("description", "")) > 30, (method, path)
+            body = op.get("requestBody")
+            if body:
+                ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+                assert spec["components"]["schemas"][ref].get("examples"), (method, path)
