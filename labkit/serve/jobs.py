@@ -89,6 +89,8 @@ class JobQueue:
         self._worker: threading.Thread | None = None
         self._closing = False
         self.running: Job | None = None
+        #: Held while a job renders; whatever else loads or frees pipelines (a model switch) takes it too.
+        self.device = threading.Lock()
 
     # -- asking --------------------------------------------------------------------------------
 
@@ -176,11 +178,12 @@ class JobQueue:
                 return
             if job.state != "queued":  # cancelled while it waited
                 continue
-            self.running = job
-            try:
-                self._render(job)
-            finally:
-                self.running = None
+            with self.device:
+                self.running = job
+                try:
+                    self._render(job)
+                finally:
+                    self.running = None
 
     def _render(self, job: Job) -> None:
         self._touch(job, state="running", started=time.time())

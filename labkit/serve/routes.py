@@ -88,14 +88,18 @@ def add_routes(app: FastAPI, server: Server, need: Callable[[str], Callable[...,
     def switch(body: SwitchRequest, caller: Caller = admin) -> JSON:
         """Load a model and make it the default for its modality; the lab's cache frees others as memory
         requires. 409 while a job is running. Needs the admin scope. Example: {"model": "toyworld"}."""
-        if jobs.busy:
-            raise ApiError(409, "Conflict", f"Job {jobs.running.id} is running on the loaded model.",
-                           "wait until GET /models/status shows no job, then switch.")
         entry = lab.catalog.get(body.model) if body.model in lab.catalog else None
         modality = "video" if entry is not None and not set(entry.tasks) & {"txt2img", "img2img"} else "image"
         plan = server.plan({"prompt": "switch", "model": body.model, "modality": modality})
         done, ref = lab.prepare(plan)
-        loaded = lab.load_pipeline(ref)
+        if not jobs.device.acquire(blocking=False):
+            running = jobs.running.id if jobs.running else "a job"
+            raise ApiError(409, "Conflict", f"Job {running} is running on the loaded model.",
+                           "wait until GET /health shows no running job, then switch.")
+        try:
+            loaded = lab.load_pipeline(ref)
+        finally:
+            jobs.device.release()
         server.defaults[modality] = body.model
         return {"model": ref.id, "modality": modality, "strategy": ", ".join(loaded.strategy.steps()),
                 "default": server.defaults}
