@@ -45,6 +45,7 @@ FLOOR_OF = {
     "labkit.tracking": "core",
     "labkit.training": "core",
     "labkit.toyworld": "core",
+    "labkit.controls": "core",  # control-map preprocessors (issue 22)
     "labkit.plan": "base",
     "labkit.errors": "base",
     "labkit.hardware": "base",
