@@ -37,6 +37,12 @@ MAX_PROMPT_CHARS = 4000
 MAX_RATIONALE_CHARS = 20000
 #: A model id, input image path or adapter reference longer than this is not a path any filesystem takes.
 MAX_PATH_CHARS = 4096
+#: Kinds of control map (what a ControlNet was trained on); "none": the image already is a control map.
+CONTROL_KINDS = ("canny", "pose", "depth", "layout", "scribble", "none")
+#: ControlNets one plan may stack (each holds a copy of half a UNet in memory).
+MAX_CONTROLS = 4
+#: Families whose pipelines take ControlNets (`labkit.pipelines.controlnet`).
+CONTROL_FAMILIES: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,23 @@ class AdapterRef:
 
 
 @dataclass(frozen=True)
+class ControlRef:
+    """A ControlNet steering the render: the kind of control map, the image it is made from (a photo to
+    preprocess, a ready map with `preprocess=False`, or an OpenPose keypoint JSON for "pose"), the ControlNet
+    (None: the catalogue's for the kind and the model's family), its scale and the fraction of the steps it
+    acts on (`start` to `end`), and the preprocessor's parameters (e.g. {"low": 100, "high": 200})."""
+
+    kind: str
+    image: str
+    model: str | None = None
+    scale: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    preprocess: bool = True
+    params: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
 class Plan:
     """One generation request, complete enough to render and to replay.
 
@@ -78,6 +101,7 @@ class Plan:
         frames, fps: clip length and playback rate (video only).
         image: an input image path, for image-to-image and image-to-video.
         strength: how far image-to-image may move from the input (0–1).
+        controls: ControlNets with their control images (`ControlRef`), applied together.
         controller: who wrote the plan; rationale: why, in a sentence.
     """
 
@@ -96,6 +120,7 @@ class Plan:
     fps: int | None = None
     image: str | None = None
     strength: float | None = None
+    controls: tuple[ControlRef, ...] = ()
     controller: ControllerInfo = field(default_factory=ControllerInfo)
     rationale: str = ""
 
@@ -111,6 +136,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["adapters"] = [dataclasses.asdict(a) for a in self.adapters]
+        d["controls"] = [dataclasses.asdict(c) for c in self.controls]
         return d
 
     def to_json(self) -> str:
@@ -147,6 +173,14 @@ class Plan:
                                    fix='write adapters as a list: [{"id": "run:RUN_ID", "weight": 1.0}] or [].')
         else:
             fields["adapters"] = tuple(_adapter_from(a, i) for i, a in enumerate(adapters))
+        controls = fields.get("controls")
+        if controls is None:
+            fields["controls"] = ()
+        elif not isinstance(controls, (list, tuple)):
+            raise InvalidParameter(f"controls must be a list, got {describe(controls)}.", value=controls,
+                                   fix='write controls as a list: [{"kind": "canny", "image": "photo.png"}] or [].')
+        else:
+            fields["controls"] = tuple(_control_from(c, i) for i, c in enumerate(controls))
         ctrl = fields.get("controller")
         if ctrl is None:
             fields.pop("controller", None)
@@ -222,6 +256,7 @@ class Plan:
         for i, a in enumerate(self.adapters):
             check_text(f"adapters[{i}].id", a.id, max_chars=MAX_PATH_CHARS, nonempty=True)
             check_number(f"adapters[{i}].weight", a.weight, example="1.0")
+        _check_controls(self.controls)
         for name in ("width", "height", "steps", "seed", "frames", "fps"):
             check_int(name, getattr(self, name), optional=True)
         check_int("count", self.count)
@@ -259,6 +294,7 @@ class Plan:
                                    fix="use a strength between 0.1 (close to the input) and 1.0.")
         if self.task == "img2img" and not self.image:
             raise InvalidParameter("Image-to-image needs an input image.", value=None, fix="pass image=PATH.")
+        _validate_controls(self.controls, entry)
         for i, a in enumerate(self.adapters):
             if not -4 <= a.weight <= 4:
                 raise InvalidParameter(f"adapters[{i}] ({a.id!r}) has weight {a.weight!r}.", value=a.weight,
@@ -401,6 +437,69 @@ def _adapter_from(item: Any, i: int) -> AdapterRef:
     return AdapterRef(**item)
 
 
+_CONTROL_FIX = 'write each control as {"kind": "canny", "image": "photo.png", "scale": 1.0}.'
+
+
+def _control_from(item: Any, i: int) -> ControlRef:
+    if isinstance(item, ControlRef):
+        return item
+    if not isinstance(item, Mapping):
+        raise InvalidParameter(f"controls[{i}] must be an object, got {describe(item)}.", value=item,
+                               fix=_CONTROL_FIX)
+    known = [f.name for f in dataclasses.fields(ControlRef)]
+    unknown = [k for k in item if k not in known]
+    missing = [k for k in ("kind", "image") if k not in item]
+    if unknown or missing:
+        what = (f"has unknown key(s) {', '.join(_short(k) for k in unknown)}" if unknown
+                else f"has no {' or '.join(repr(k) for k in missing)}")
+        raise InvalidParameter(f"controls[{i}] {what}.", value=dict(item), fix=_CONTROL_FIX + f" Keys: {known}.")
+    return ControlRef(**item)
+
+
+def _check_controls(controls: Any) -> None:
+    """Types of the controls (ranges: `_validate_controls`)."""
+    if not isinstance(controls, tuple) or not all(isinstance(c, ControlRef) for c in controls):
+        raise InvalidParameter(f"controls must be a tuple of ControlRef, got {describe(controls)}.", value=controls,
+                               fix="use Plan.from_dict, or controls=(ControlRef('canny', 'photo.png'),).")
+    for i, c in enumerate(controls):
+        if c.kind not in CONTROL_KINDS:
+            raise InvalidParameter(f"controls[{i}] has the unknown kind {_short(c.kind)}.", value=c.kind,
+                                   fix=f"use one of {', '.join(CONTROL_KINDS)} ('none': the image is the map).")
+        check_text(f"controls[{i}].image", c.image, max_chars=MAX_PATH_CHARS, nonempty=True)
+        check_text(f"controls[{i}].model", c.model, optional=True, max_chars=MAX_PATH_CHARS, nonempty=True)
+        for name in ("scale", "start", "end"):
+            check_number(f"controls[{i}].{name}", getattr(c, name), example="1.0")
+        if not isinstance(c.preprocess, bool):
+            raise InvalidParameter(f"controls[{i}].preprocess must be true or false, got {describe(c.preprocess)}.",
+                                   value=c.preprocess, fix="use true to make the map from the image, false when "
+                                                           "the image already is the map.")
+        if not isinstance(c.params, Mapping) or not all(
+                isinstance(k, str) and (v is None or isinstance(v, (str, int, float, bool)))
+                for k, v in c.params.items()):
+            raise InvalidParameter(f"controls[{i}].params must map names to plain values, got "
+                                   f"{describe(c.params)}.", value=c.params, fix='e.g. {"low": 100, "high": 200}.')
+
+
+def _validate_controls(controls: tuple[ControlRef, ...], entry: CatalogEntry | None) -> None:
+    if not controls:
+        return
+    if len(controls) > MAX_CONTROLS:
+        raise InvalidParameter(f"The plan has {len(controls)} controls; at most {MAX_CONTROLS} fit one render.",
+                               value=len(controls), fix=f"keep the {MAX_CONTROLS} that matter most.")
+    for i, c in enumerate(controls):
+        if not 0 <= c.scale <= 2:
+            raise InvalidParameter(f"controls[{i}].scale {c.scale!r} is outside 0–2.", value=c.scale,
+                                   fix="use a scale between 0 (no control) and 2; 1.0 is the trained strength.")
+        if not 0 <= c.start < c.end <= 1:
+            raise InvalidParameter(f"controls[{i}] acts from {c.start!r} to {c.end!r} of the steps.",
+                                   value=f"{c.start}..{c.end}", fix="use 0 <= start < end <= 1, e.g. 0.0 to 1.0.")
+    if entry is not None and entry.family not in CONTROL_FAMILIES:
+        takes = f"only {', '.join(CONTROL_FAMILIES)} models take them" if CONTROL_FAMILIES else (
+            "ControlNet rendering is not in this version of labkit yet")
+        raise InvalidParameter(f"Model {entry.id!r} ({entry.family}) cannot take controls: {takes}.",
+                               value=entry.id, fix="drop the controls, or choose a model that takes them.")
+
+
 def _controller_from(data: Mapping[str, Any]) -> ControllerInfo:
     known = [f.name for f in dataclasses.fields(ControllerInfo)]
     unknown = [k for k in data if k not in known]
@@ -426,6 +525,8 @@ def _schema_for(tp: Any) -> dict[str, Any]:
         return {"type": "string", "enum": list(args)}
     if origin is tuple:
         return {"type": "array", "items": _schema_for(args[0])}
+    if origin is dict:
+        return {"type": "object"}
     if dataclasses.is_dataclass(tp):
         return _dataclass_schema(tp)
     return {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"},
