@@ -15,6 +15,7 @@ Builders (all ``(folder, seed=0) -> Path``; the same seed gives byte-identical w
 - `build_tiny_svd` — StableVideoDiffusionPipeline (image to video)
 - `build_tiny_t2v` — WanPipeline (text to video)
 - `build_tiny(family, folder, seed=0)` — by family name: "sd15", "sdxl", "svd", "wan"
+- `build_tiny_controlnet(family, folder, seed=0)` — ControlNetModel for the tiny "sd15" or "sdxl" pipeline
 
 Other formats of the tiny SD 1.5: `save_single_file_sd15` (one original-layout .safetensors that
 ``StableDiffusionPipeline.from_single_file(path, config=folder, local_files_only=True)`` loads),
@@ -31,6 +32,7 @@ from labkit._lazy import lazy_exports
 
 _EXPORTS = {
     "build_tiny": "labkit.testing.builders",
+    "build_tiny_controlnet": "labkit.testing.builders",
     "build_tiny_sd15": "labkit.testing.builders",
     "build_tiny_sdxl": "labkit.testing.builders",
     "build_tiny_svd": "labkit.testing.builders",

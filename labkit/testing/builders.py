@@ -200,6 +200,39 @@ def build_tiny_t2v(folder: str | Path, seed: int = 0) -> Path:
     return _save(pipe, folder)
 
 
+def build_tiny_controlnet(family: str, folder: str | Path, seed: int = 0) -> Path:
+    """Write a tiny random `ControlNetModel` for the tiny ``family`` pipeline ("sd15" or "sdxl") to ``folder``.
+
+    Made from that family's tiny UNet config (`ControlNetModel.from_unet`, as the diffusers training script
+    starts one), with a conditioning embedding that downsamples as much as the tiny VAE does (2x), and with
+    its zero convolutions given small random weights instead of zeros, so that a control image changes the
+    picture (a freshly made ControlNet does nothing until trained). Its family shows in its config as a
+    hub ControlNet's does (SDXL's has ``"addition_embed_type": "text_time"``).
+    """
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    family = _ALIASES.get(family, family)
+    if family not in ("sd15", "sdxl"):
+        raise KeyError(f"no tiny ControlNet for family {family!r}; known: sd15, sdxl")
+    cfg = tiny_config(family)
+
+    def make():
+        unet = UNet2DConditionModel(**cfg["unet"])
+        net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
+        with torch.no_grad():
+            for block in (*net.controlnet_down_blocks, net.controlnet_mid_block):
+                block.weight.normal_(0.0, 0.2)
+                block.bias.normal_(0.0, 0.05)
+            net.controlnet_cond_embedding.conv_out.weight.normal_(0.0, 0.2)
+        return net
+
+    net = _seeded(seed, 7, make)
+    folder = Path(folder)
+    net.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
 BUILDERS: dict[str, Callable[..., Path]] = {
     "sd15": build_tiny_sd15,
     "sdxl": build_tiny_sdxl,
