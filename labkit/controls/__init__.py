@@ -7,7 +7,8 @@ made a map is recorded beside it (`map_record`).
     map_record(pose, "pose", {"threshold": 0.1})   # {"kind": "pose", "sha256": "…", "size": [512, 512], …}
 
 `pose` draws OpenPose / COCO keypoints as the OpenPose ControlNets' skeleton images; `canny` is OpenCV's edge
-detector. numpy, PIL and OpenCV only: no model is loaded here.
+detector; `maps.control_map` turns a plan's `ControlRef` into its map and record. numpy, PIL and OpenCV
+only: no model is loaded here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from labkit.controls.canny import canny
+from labkit.controls.maps import control_map
 from labkit.controls.pose import Person, Poses, draw_pose, read_keypoints
 
 
@@ -28,4 +30,4 @@ def map_record(image: Any, kind: str, params: Mapping[str, Any]) -> dict[str, An
             "sha256": hashlib.sha256(rgb.tobytes()).hexdigest()}
 
 
-__all__ = ["Person", "Poses", "canny", "draw_pose", "map_record", "read_keypoints"]
+__all__ = ["Person", "Poses", "canny", "control_map", "draw_pose", "map_record", "read_keypoints"]

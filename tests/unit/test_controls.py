@@ -175,3 +175,63 @@ def test_a_map_record_names_the_pixels():
     assert map_record(pose.copy(), "pose", {})["sha256"] == record["sha256"]
     other = draw_pose(read_keypoints(_openpose(_coco18(missing=("nose",)))), 128, 128)
     assert map_record(other, "pose", {})["sha256"] != record["sha256"]
+
+
+# -- a plan's ControlRef to its map ------------------------------------------------------------------
+
+def _square(path, size=64, fg="white", bg="black"):
+    picture = Image.new("RGB", (size, size), bg)
+    ImageDraw.Draw(picture).rectangle([size // 4, size // 4, 3 * size // 4, 3 * size // 4], outline=fg, width=3)
+    picture.save(path)
+    return path
+
+
+def test_control_maps_by_kind_with_their_records(tmp_path):
+    from labkit.controls import control_map
+    from labkit.plan import ControlRef
+
+    photo = _square(tmp_path / "photo.png", fg="red", bg="white")
+    edges, record = control_map(ControlRef("canny", str(photo), params={"low": 50}), 64, 64)
+    assert np.asarray(edges).any() and record["params"] == {"low": 50, "high": 200}
+    assert record["kind"] == "canny" and record["resized_from"] is None and len(record["source_sha256"]) == 64
+    assert record["sha256"] == map_record(edges, "canny", {})["sha256"]
+
+    keypoints = tmp_path / "pose.json"
+    keypoints.write_text(json.dumps(_openpose(_coco18())))
+    pose, record = control_map(ControlRef("pose", str(keypoints)), 128, 96)
+    assert pose.size == (128, 96) and record["params"] == {"threshold": 0.1}
+    assert np.array_equal(np.asarray(pose), np.asarray(draw_pose(read_keypoints(keypoints), 128, 96)))
+
+    drawing = _square(tmp_path / "drawing.png", fg="black", bg="white")  # dark strokes on paper
+    scribble, _ = control_map(ControlRef("scribble", str(drawing)), 64, 64)
+    a = np.asarray(scribble)
+    assert a[16, 32].tolist() == [255, 255, 255] and a[2, 2].tolist() == [0, 0, 0]
+
+    ready, record = control_map(ControlRef("canny", str(photo), preprocess=False), 32, 32)
+    assert ready.size == (32, 32) and record["resized_from"] == [64, 64]  # resized, and the record says so
+
+
+@pytest.mark.parametrize("kind", ["pose", "depth"])
+def test_a_map_from_a_photo_needs_an_estimator_in_the_cache(tmp_path, kind):
+    from labkit.controls import control_map
+    from labkit.errors import ModelNotCached
+    from labkit.plan import ControlRef
+
+    with pytest.raises(ModelNotCached) as e:
+        control_map(ControlRef(kind, str(_square(tmp_path / "photo.png"))), 64, 64)
+    assert "hf download" in e.value.fix and "preprocess=False" in e.value.fix
+
+
+def test_bad_control_inputs_are_named(tmp_path):
+    from labkit.controls import control_map
+    from labkit.plan import ControlRef
+
+    with pytest.raises(InvalidParameter, match="no-such.png"):
+        control_map(ControlRef("canny", str(tmp_path / "no-such.png")), 64, 64)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    with pytest.raises(InvalidParameter, match="cannot be read as an image"):
+        control_map(ControlRef("canny", str(junk)), 64, 64)
+    with pytest.raises(InvalidParameter, match="unknown params") as e:
+        control_map(ControlRef("canny", str(_square(tmp_path / "p.png")), params={"sigma": 2}), 64, 64)
+    assert "high" in e.value.fix
