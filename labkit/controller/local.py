@@ -25,33 +25,10 @@ folder) and ``sha256:<hex>`` over its weight, config and tokenizer files. Anythi
 missing model, a failure inside generation, output that is still invalid after repair — raises
 `ControllerFailed`, which the lab turns into a fallback to the `rules` controller.
 
-Why llguidance
---------------
-
-Compared on this stack (transformers 5.24, torch 2.13 CPU, tokenizers 0.23, Python 3.11) with a tiny
-Qwen2 chat model (`labkit.testing.chat`), greedy decoding, the plan schema with bounds, budget 1,024
-new tokens. Unconstrained, that model writes 400 newlines.
-
-- **llguidance 1.9.1** — works. 7.7 MB installed, no Python dependencies (one abi3 wheel). Honours
-  ``minimum``/``maximum``, ``maxLength`` and, with ``whitespace_flexible: False``, emits compact JSON:
-  a valid plan in 150 tokens, 0.3 s (tokenizer and grammar set-up: tens of milliseconds here, about
-  a second for a 150 k-token vocabulary by its own docs; once per controller). It ships no
-  transformers logits processor, so `_GuidanceProcessor` below is 25 lines; its torch helper
-  ``apply_token_bitmask_inplace`` is wrapped in ``torch.compile`` (27 s on the first call on CPU), so
-  the bitmask is unpacked with plain tensor ops instead.
-- **xgrammar 0.2.8** — works (``xgr.contrib.hf.LogitsProcessor``), fast (0.25 s set-up), needs
-  ``any_whitespace=False`` or a random model pads the object with spaces until the budget runs out.
-  But on Linux x86-64 it requires ``triton`` (~1 GB installed) and ``apache-tvm-ffi``; a CPU-only
-  torch has no triton, so labkit users would download a GPU compiler to plan on a laptop.
-- **outlines 1.3.3** (outlines-core 0.2.14) — runs (``outlines.from_transformers``) but the regex it
-  builds ignores integer ``maximum`` and allows free whitespace: the tiny model wrote a 900-digit
-  ``height`` and ran out of budget (invalid, 12 s for 1,012 tokens). 7.2 MB with outlines-core, diskcache, genson.
-- **lm-format-enforcer 0.11.3** — its transformers integration does not import on transformers 5
-  (``transformers.tokenization_utils.PreTrainedTokenizerBase`` moved). Driving its ``TokenEnforcer``
-  by hand works but allows leading whitespace and out-of-range numbers (``"guidance": 54``): invalid
-  after 1,024 tokens, 2.2 s. Pure Python, 0.7 MB with interegular.
-- **transformers-cfg 0.2.7** — EBNF grammars only (no JSON Schema), and for byte-level BPE
-  tokenizers it loads the ``gpt2`` tokenizer from the hub, so it fails offline.
+Why llguidance (and not xgrammar, outlines, lm-format-enforcer or transformers-cfg): the comparison and
+its figures are in docs/decisions/0001-constrained-decoding-llguidance.md. One fact the code depends on:
+its torch helper ``apply_token_bitmask_inplace`` is wrapped in ``torch.compile`` (27 s on the first call on
+CPU), so `_GuidanceProcessor` unpacks the bitmask with plain tensor ops instead.
 
 If llguidance is not installed the controller still runs, unconstrained: the answer is parsed
 (`labkit.controller.remote.parse_answer`), validated and repaired the same way, and the rationale
