@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labkit.deps import available
 from labkit.errors import ComplianceViolation, InvalidParameter, LabkitError, ModelNotCached, OutOfMemory, UnknownModel
 from labkit.hardware import MemoryStrategy, choose, degrade
 from labkit.plan import MAX_PATH_CHARS, Plan, check_text, describe
@@ -160,13 +161,11 @@ class PipelineCache:
 def free_memory() -> None:
     """Release what dropped pipelines held (Python objects, then the CUDA allocator's cache)."""
     gc.collect()
-    try:
+    if available("torch"):
         import torch
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    except ImportError:
-        pass
 
 
 class _PeakMemory:

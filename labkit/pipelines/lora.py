@@ -293,7 +293,7 @@ def resolve_adapter(spec: str, catalog: Catalog | None = None, *, tracker: Any =
     "owner/name/FILE.safetensors" for another file). Hub files come from the local cache when
     HF_HUB_OFFLINE is set; one that is not cached raises `ModelNotCached` naming the download command.
     """
-    from labkit.pipelines.loader import _offline
+    from labkit.deps import offline
 
     text = str(spec).strip()
     path = Path(text).expanduser()
@@ -342,9 +342,9 @@ def resolve_adapter(spec: str, catalog: Catalog | None = None, *, tracker: Any =
     from huggingface_hub import hf_hub_download
 
     try:
-        local = hf_hub_download(repo, weight_name, revision=revision, local_files_only=_offline())
+        local = hf_hub_download(repo, weight_name, revision=revision, local_files_only=offline())
     except Exception as e:
-        why = "HF_HUB_OFFLINE is set" if _offline() else "the hub could not be reached"
+        why = "HF_HUB_OFFLINE is set" if offline() else "the hub could not be reached"
         rev = f" --revision {revision}" if revision and revision != "main" else ""
         raise ModelNotCached(
             f"Adapter {text!r} ({repo}/{weight_name}) is not in the local Hugging Face cache and {why} "

@@ -51,6 +51,7 @@ FLOOR_OF = {
     "labkit.config": "base",
     "labkit.outputs": "base",
     "labkit.files": "base",
+    "labkit.deps": "base",
     "labkit.locks": "base",
     "labkit.tokenizers": "base",
     "labkit._lazy": "base",
