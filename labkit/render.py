@@ -325,7 +325,8 @@ def keyframe_drawer(lab: Lab, ref: ModelRef, *, steps: int, width: int, height: 
     pipe = load_cached(lab, kref, choose(kref.family, lab.hardware))[0].pipe
 
     def draw(prompt: str, seed: int) -> Any:
-        (image,) = run_image(pipe, prompt=keyframe_prompt(ref.family, prompt), negative_prompt="", steps=plan.steps,
+        still = keyframe_prompt(ref.family, prompt, lab.catalog)
+        (image,) = run_image(pipe, prompt=still, negative_prompt="", steps=plan.steps,
                              guidance=plan.guidance, width=plan.width, height=plan.height, seed=seed, count=1,
                              on_step=lambda _: False)
         return image
@@ -415,13 +416,13 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
             "labkit.controller": plan.controller.name, **(tags or {})}
     inputs: list[dict[str, Any]] = []
     keyframe = keyframe_for(ref) if plan.task == "txt2vid" else None
-    if plan.task == "txt2vid" and (ref.family == "svd" or keyframe):
+    if plan.task == "txt2vid" and (lab.catalog.family(ref.family).txt2vid_first_frame or keyframe):
         # An image-to-video model asked for text-to-video, or a motion model that animates a keyframe:
         # render the first frame with the image model (the lab's, or the one the motion model names) as
         # its own recorded run, then animate it. The plan keeps the frame's path.
         from labkit.pipelines.animatediff import keyframe_prompt
 
-        frame_plan = Plan(prompt=keyframe_prompt(ref.family, plan.prompt) if keyframe else plan.prompt,
+        frame_plan = Plan(prompt=keyframe_prompt(ref.family, plan.prompt, lab.catalog) if keyframe else plan.prompt,
                           model=keyframe, negative_prompt=plan.negative_prompt, seed=plan.seed,
                           steps=plan.steps if keyframe else None,  # the keyframe at the clip's step count
                           width=plan.width, height=plan.height, controller=plan.controller)

@@ -78,7 +78,7 @@ def run_img2vid(pipe: Any, *, image: Any, steps: int, guidance: float, width: in
             num_inference_steps=steps, generator=generators(seed + i, 1)[0], output_type="pil",
             **step_callback(pipe, on_step),
         )
-        if _supports(pipe, "prompt"):  # an image-to-video model that also reads the caption (labkit.toyworld.warp)
+        if _supports(pipe, "prompt"):  # an image-to-video model that also reads the caption (the toy world's warp)
             kwargs.update(prompt=prompt, guidance_scale=guidance)
             if negative_prompt:
                 kwargs["negative_prompt"] = negative_prompt

@@ -97,7 +97,7 @@ class AdapterSource:
         family: the base family it was made for, when known (labkit metadata or the catalogue).
         base_model: the base model it was trained from, when recorded.
         licence: the adapter's licence (catalogue entry or labkit metadata), None when unknown.
-        chain: the compliance assets it brings along besides itself (its training data), as dicts.
+        chain: the licence-chain assets it brings along besides itself (its training data), as dicts.
         sha256: the file's hash; `name` (the adapter name on the pipeline) derives from it.
         metadata: the file's whole safetensors header metadata.
     """
@@ -121,8 +121,8 @@ class AdapterSource:
 
     def assets(self) -> list[Mapping[str, Any]]:
         """The adapter and what it brings (its training data) as plain asset dicts (kind, id, licence, …):
-        the caller makes compliance assets of them (`labkit.compliance.Asset.of`), so pipelines need
-        not import compliance."""
+        the caller (the façade) makes licence-chain assets of them, so pipelines need not import the
+        licence checks."""
         out: list[Mapping[str, Any]] = [{"kind": "adapter", "id": self.id, "licence": self.licence,
                                          "revision": self.revision}]
         for a in self.chain:

@@ -52,6 +52,8 @@ FLOOR_OF = {
     "labkit.outputs": "base",
     "labkit.files": "base",
     "labkit.deps": "base",
+    "labkit.families": "base",
+    "labkit.grids": "base",
     "labkit.locks": "base",
     "labkit.tokenizers": "base",
     "labkit._lazy": "base",
@@ -77,8 +79,6 @@ KNOWN_VIOLATIONS = {
     # the package's face names Lab and Tracker for type checkers (its lazy exports are strings)
     ("labkit", "labkit.lab"),
     ("labkit", "labkit.tracking"),
-    # a model family's special step decided inside pipelines (issue 20: declared by the catalogue entry)
-    ("labkit.pipelines.animatediff", "labkit.toyworld.motion"),
     # training recipes that take a Lab (issue 20: they take a tracker, a hardware profile, a loader)
     ("labkit.toyworld.motion_train", "labkit.lab"),
     ("labkit.toyworld.train", "labkit.lab"),
