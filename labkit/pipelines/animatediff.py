@@ -8,7 +8,8 @@ step-end callback puts it back after every scheduler step, so the decoded frame 
 
 The noise prior: a labkit motion model may be trained with part of every frame's noise shared by the
 whole clip (``"labkit": {"shared_noise": ρ}`` in `model_index.json`); `clip_latents` draws the initial
-latents the same way, for text-to-video (`labkit.pipelines.calls.run_txt2vid`) and image-to-video alike.
+latents the same way, for text-to-video and image-to-video alike (`labkit.pipelines.calls.video_kwargs`
+builds both calls).
 
 Which models may do it: an AnimateDiff folder whose `model_index.json` says
 ``"labkit": {"kind": "motion"}`` (the recipe's export), or a catalogue entry of such a model that lists
@@ -148,15 +149,12 @@ def first_frame_kwargs(pipe: Any, image: Any, *, frames: int, generator: Any, he
 
 def run_first_frame(pipe: Any, *, image: Any, prompt: str, negative_prompt: str, steps: int, guidance: float,
                     width: int, height: int, frames: int, seed: int, on_step: Callable[[int], bool]) -> list[Any]:
-    """One clip (PIL frames) that starts from `image` and follows `prompt`."""
+    """One clip (PIL frames) that starts from `image` and follows `prompt` (`calls.video_kwargs`)."""
     import torch
 
+    from labkit.pipelines.calls import video_kwargs
+
     gen = torch.Generator("cpu").manual_seed(int(seed))
-    kwargs: dict[str, Any] = dict(prompt=prompt, num_frames=frames, height=height, width=width,
-                                  num_inference_steps=steps, guidance_scale=guidance, generator=gen,
-                                  output_type="pil")
-    if negative_prompt:
-        kwargs["negative_prompt"] = negative_prompt
-    kwargs.update(first_frame_kwargs(pipe, image, frames=frames, generator=gen, height=height, width=width,
-                                     on_step=on_step))
-    return list(pipe(**kwargs).frames[0])
+    return list(pipe(**video_kwargs(pipe, prompt=prompt, negative_prompt=negative_prompt, steps=steps,
+                                    guidance=guidance, width=width, height=height, frames=frames, generator=gen,
+                                    image=image, on_step=on_step)).frames[0])
