@@ -9,6 +9,10 @@ environment variable. Nothing is read at import: `Catalog.load()` reads and chec
     validate_size(entry, 768, 512)               # InvalidParameter names the value and the range
     [e.id for e in cat.fallback_chain("sdxl")]   # ["sdxl", "sdxl-turbo", "sd15", "sd-turbo"]
 
+A model family's special steps (the first frame of Stable Video Diffusion's text-to-video, the toy world's
+keyframe prompt) are declared in `[families.NAME]` tables, read by `Catalog.family(name)` (`FamilySteps`),
+so that no code says `if family == ...`.
+
 `family_from_model_index()` maps a diffusers `model_index.json` to a memory-strategy family for
 models that are not in the catalogue (a hub repo id or a local folder).
 """
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import ConfigError, InvalidParameter, UnknownFamily, UnknownModel
+from labkit.families import FamilySteps, build_family, merge_families
 
 IMAGE_TASKS = ("txt2img", "img2img")
 VIDEO_TASKS = ("img2vid", "txt2vid")
@@ -161,13 +166,18 @@ class CatalogEntry:
 
 
 class Catalog:
-    """The model catalogue: entries by id, looked up by id or repo id, checked as a whole."""
+    """The model catalogue: entries by id, looked up by id or repo id, checked as a whole.
 
-    def __init__(self, entries: Iterable[CatalogEntry], sources: Iterable[str] = (SHIPPED,)):
+    `families`: the `FamilySteps` declared by family name; None (a catalogue made from entries alone)
+    takes the shipped catalogue's."""
+
+    def __init__(self, entries: Iterable[CatalogEntry], sources: Iterable[str] = (SHIPPED,),
+                 families: Mapping[str, FamilySteps] | None = None):
         self._entries: dict[str, CatalogEntry] = {}
         for e in entries:
             self._entries[e.id] = e
         self.sources: tuple[str, ...] = tuple(sources)
+        self._families = dict(families) if families is not None else None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -192,7 +202,11 @@ class Catalog:
             text = _read(Path(path))
         raw: dict[str, dict[str, Any]] = {}
         origins: dict[str, str] = {}
-        _merge(raw, origins, _parse(text, base_name), base_name, override=False)
+        fams: dict[str, dict[str, Any]] = {}
+        fam_origins: dict[str, str] = {}
+        models, families = _parse(text, base_name)
+        _merge(raw, origins, models, base_name, override=False)
+        merge_families(fams, fam_origins, families, base_name)
 
         user: list[str] = []
         if use_env and os.environ.get(ENV_VAR):
@@ -201,9 +215,12 @@ class Catalog:
             user += [str(extra)] if isinstance(extra, (str, Path)) else [str(p) for p in extra]
         for name in user:
             p = Path(name).expanduser()
-            _merge(raw, origins, _parse(_read(p), str(p)), str(p), override=True)
+            models, families = _parse(_read(p), str(p))
+            _merge(raw, origins, models, str(p), override=True)
+            merge_families(fams, fam_origins, families, str(p))
 
-        catalog = cls([_build(i, spec, origins[i]) for i, spec in raw.items()], sources=[base_name, *user])
+        catalog = cls([_build(i, spec, origins[i]) for i, spec in raw.items()], sources=[base_name, *user],
+                      families={f: build_family(f, spec, fam_origins[f]) for f, spec in fams.items()})
         if check:
             catalog.check()
         return catalog
@@ -265,6 +282,12 @@ class Catalog:
         return [e for e in self._entries.values()
                 if (task is None or task in e.tasks) and (family is None or e.family == family)]
 
+    def family(self, name: str) -> FamilySteps:
+        """The special steps declared for model family `name` (an empty `FamilySteps` when none are)."""
+        if self._families is None:
+            self._families = Catalog.load(use_env=False, check=False)._families or {}
+        return self._families.get(name) or FamilySteps(name)
+
     def fallback_chain(self, key: str) -> list[CatalogEntry]:
         """The entry, then the models to try if it cannot load: its own fallbacks in order, then
         theirs (breadth first), each model once."""
@@ -296,6 +319,10 @@ class Catalog:
                               value=None, fix="add at least one [models.ID] table.")
         for e in self._entries.values():
             check_entry(e, fams)
+        for f in (self._families or {}).values():
+            if f.name not in fams:
+                raise ConfigError(f"{f.origin} [families.{f.name}]: {f.name!r} has no row in the memory-strategy "
+                                  "table.", value=f.name, fix=f"use one of {', '.join(fams)}.")
         for e in self._entries.values():
             for f in e.fallbacks:
                 if f == e.id:
@@ -485,7 +512,7 @@ def _read(path: Path) -> str:
                      fix=f"pass the path of an existing TOML file (check {ENV_VAR} too).")
 
 
-def _parse(text: str, name: str) -> dict[str, Any]:
+def _parse(text: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -493,7 +520,7 @@ def _parse(text: str, name: str) -> dict[str, Any]:
                           fix="fix the TOML syntax at the position shown.") from e
     models = data.get("models", {})
     # [adapters.ID] tables are read by labkit.pipelines.lora.adapter_entries
-    unknown = sorted(set(data) - {"models", "adapters"})
+    unknown = sorted(set(data) - {"models", "adapters", "families"})
     if unknown or not isinstance(models, dict):
         raise ConfigError(f"Catalogue file {name}: unexpected top-level keys {unknown or ['models']}.",
                           value=unknown, fix="put every model in a [models.ID] table.")
@@ -501,7 +528,12 @@ def _parse(text: str, name: str) -> dict[str, Any]:
         if not isinstance(spec, dict):
             raise ConfigError(f"Catalogue file {name}: models.{mid} is {spec!r}, not a table.", value=spec,
                               fix=f"write it as a [models.{mid}] table of keys.")
-    return models
+    families = data.get("families", {})
+    bad = families if not isinstance(families, dict) else {k: v for k, v in families.items() if not isinstance(v, dict)}
+    if bad:
+        raise ConfigError(f"Catalogue file {name}: families {bad!r} are not tables.", value=bad,
+                          fix="write each as a [families.NAME] table of keys.")
+    return models, families
 
 
 def _merge(raw: dict[str, dict[str, Any]], origins: dict[str, str], models: dict[str, Any], name: str,

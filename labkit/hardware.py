@@ -206,11 +206,13 @@ def _ram_gb() -> tuple[float, float]:
 
 def _nvml_gpu(notes: list[str]) -> dict[str, Any] | None:
     """GPU 0 as seen by the NVIDIA driver, or None (with the reason in `notes`)."""
-    try:
-        import pynvml
-    except ImportError:
-        notes.append("pynvml not installed (pip install nvidia-ml-py)")
+    from labkit.deps import available, install_command
+
+    if not available("pynvml"):
+        notes.append(f"pynvml not installed ({install_command('pynvml')})")
         return None
+    import pynvml
+
     try:
         pynvml.nvmlInit()
     except Exception as e:  # NVMLError_LibraryNotFound / DriverNotLoaded on machines without NVIDIA
@@ -257,11 +259,13 @@ def _nvml_gpu(notes: list[str]) -> dict[str, Any] | None:
 
 def _torch_gpu(notes: list[str]) -> dict[str, Any] | None:
     """A GPU as torch sees it (CUDA without NVML, or Apple MPS), or None."""
-    try:
-        import torch
-    except ImportError:
+    from labkit.deps import available
+
+    if not available("torch"):
         notes.append("torch not installed: cannot probe CUDA/MPS")
         return None
+    import torch
+
     try:
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from labkit.catalog import Catalog
     from labkit.compliance import Verdict
     from labkit.plan import Plan
-    from labkit.render import PipelineCache, Progress, Result
+    from labkit.results import PipelineCache, Progress, Result
     from labkit.tracking.compare import Comparison, RunSummary
 
 
@@ -89,7 +89,7 @@ class Lab:
     def pipelines(self) -> PipelineCache:
         """Loaded pipelines kept for reuse, within half of this machine's RAM."""
         if self._pipelines is None:
-            from labkit.render import PipelineCache
+            from labkit.results import PipelineCache
 
             budget = (self.hardware.ram_total_gb or 8.0) * 2**30 / 2
             self._pipelines = PipelineCache(int(budget))

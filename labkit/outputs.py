@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter, LabkitError
+from labkit.grids import captioned_grid  # moved to labkit.grids (issue 20); the old name stays here
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -655,23 +656,6 @@ def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     if suffix == ".png":
         return read_png_record(path)
     return read_video_record(path)
-
-
-def captioned_grid(images: list[Any], captions: list[str], cols: int = 8):
-    """Images in a grid, each with its caption under it in two short lines."""
-    from PIL import Image, ImageDraw
-
-    tile, label = 64, 22
-    rows = max(1, -(-len(images) // cols))
-    sheet = Image.new("RGB", (cols * tile, rows * (tile + label)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (img, text) in enumerate(zip(images, captions, strict=True)):
-        x, y = (i % cols) * tile, (i // cols) * (tile + label)
-        sheet.paste(img.convert("RGB").resize((tile, tile)), (x, y))
-        words = text.split()
-        draw.text((x + 1, y + tile), " ".join(words[:3])[:14], fill="black")
-        draw.text((x + 1, y + tile + 10), " ".join(words[3:])[:14], fill="black")
-    return sheet
 
 
 __all__ = [

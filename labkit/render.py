@@ -8,166 +8,22 @@ load, writes the outputs with their record embedded, and logs params, metrics, t
 
 from __future__ import annotations
 
-import gc
 import json
 import tempfile
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import ComplianceViolation, InvalidParameter, LabkitError, ModelNotCached, OutOfMemory, UnknownModel
 from labkit.hardware import MemoryStrategy, choose, degrade
 from labkit.plan import MAX_PATH_CHARS, Plan, check_text, describe
+from labkit.results import Attempt, PipelineCache, Progress, Result, free_memory  # noqa: F401 - their old home
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
     from labkit.pipelines.loader import Loaded, ModelRef
-
-#: progress(step, total): called after each denoising step.
-Progress = Callable[[int, int], None]
-
-
-@dataclass
-class Attempt:
-    """One try at loading or rendering: the model, the strategy, and how it ended."""
-
-    model: str
-    strategy: str
-    stage: str
-    outcome: str
-
-    def to_dict(self) -> dict[str, str]:
-        return dict(model=self.model, strategy=self.strategy, stage=self.stage, outcome=self.outcome)
-
-
-@dataclass
-class Result:
-    """What a render produced and everything about how.
-
-    Attributes:
-        plan: the plan that rendered (its `model` is the model that actually ran).
-        images: PIL images (image plans); clips: lists of PIL frames (video plans).
-        files: the output files in the run's artifacts (and copies under `out`, when given).
-        model: id requested and used, location, revision, family, licence, weight hashes.
-        strategy: the memory strategy that succeeded; applied: its steps as applied.
-        timings: load_s, step_s (per step), steps_s, decode_s, total_s.
-        peak_memory_gb: CUDA allocator peak on GPU, process RSS peak on CPU; memory_kind says which.
-        attempts: every load/render try, including the out-of-memory ones.
-        fallback_reason: why another model ran instead of the one asked for, if one did.
-        run_id: the MLflow run; status: "finished" or "cancelled".
-        record: the record embedded in each output file.
-        inputs: outputs of other runs this one used (e.g. a rendered first frame), with their models.
-    """
-
-    plan: Plan
-    images: list[Any] = field(default_factory=list)
-    clips: list[list[Any]] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
-    model: dict[str, Any] = field(default_factory=dict)
-    strategy: MemoryStrategy | None = None
-    applied: list[str] = field(default_factory=list)
-    timings: dict[str, Any] = field(default_factory=dict)
-    peak_memory_gb: float = 0.0
-    memory_kind: str = "rss"
-    attempts: list[Attempt] = field(default_factory=list)
-    fallback_reason: str | None = None
-    run_id: str | None = None
-    status: str = "finished"
-    record: dict[str, Any] = field(default_factory=dict)
-    inputs: list[dict[str, Any]] = field(default_factory=list)
-    ref: ModelRef | None = field(default=None, repr=False)
-
-    @property
-    def image(self):
-        """The first image (or the first frame of the first clip)."""
-        return self.images[0] if self.images else (self.clips[0][0] if self.clips else None)
-
-    @property
-    def frames(self) -> list[Any]:
-        """The first clip's frames."""
-        return self.clips[0] if self.clips else []
-
-    def to_dict(self) -> dict[str, Any]:
-        """The result's record as JSON-able data (no pixels): what `--json` prints."""
-        return {
-            "run_id": self.run_id, "status": self.status, "files": [str(f) for f in self.files],
-            "plan": self.plan.to_dict(), "model": self.model,
-            "strategy": self.strategy.to_dict() if self.strategy else None, "applied": self.applied,
-            "timings": self.timings, "peak_memory_gb": self.peak_memory_gb, "memory_kind": self.memory_kind,
-            "attempts": [a.to_dict() for a in self.attempts], "fallback_reason": self.fallback_reason,
-        }
-
-
-class PipelineCache:
-    """Loaded pipelines, least recently used first, within a memory budget.
-
-    A second render with the same model and strategy reuses the pipeline. Before a new one
-    loads, older ones are dropped until it fits the budget; a pipeline that lives on the GPU
-    evicts every other GPU-resident pipeline first, so switching models frees VRAM.
-    """
-
-    def __init__(self, budget_bytes: int):
-        self.budget_bytes = budget_bytes
-        self._items: OrderedDict[tuple, Loaded] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def keys(self) -> list[tuple]:
-        return list(self._items)
-
-    def get(self, key: tuple) -> Loaded | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
-
-    def put(self, key: tuple, item: Loaded) -> None:
-        with self._lock:
-            self._items[key] = item
-            self._items.move_to_end(key)
-
-    def make_room(self, needed_bytes: int, on_gpu: bool) -> None:
-        """Evict until `needed_bytes` more fit the budget (and, for a GPU pipeline, the GPU is free)."""
-        with self._lock:
-            if on_gpu:
-                for key in [k for k, v in self._items.items() if v.strategy.device == "gpu"]:
-                    self._drop(key)
-            while self._items and sum(v.size_bytes for v in self._items.values()) + needed_bytes > self.budget_bytes:
-                self._drop(next(iter(self._items)))
-        free_memory()
-
-    def evict(self, key: tuple) -> None:
-        with self._lock:
-            self._drop(key)
-        free_memory()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-        free_memory()
-
-    def _drop(self, key: tuple) -> None:
-        self._items.pop(key, None)
-
-
-def free_memory() -> None:
-    """Release what dropped pipelines held (Python objects, then the CUDA allocator's cache)."""
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
-
 
 class _PeakMemory:
     """Peak memory during a block: the CUDA allocator on GPU, sampled process RSS on CPU."""
@@ -326,7 +182,8 @@ def keyframe_drawer(lab: Lab, ref: ModelRef, *, steps: int, width: int, height: 
     pipe = load_cached(lab, kref, choose(kref.family, lab.hardware))[0].pipe
 
     def draw(prompt: str, seed: int) -> Any:
-        (image,) = run_image(pipe, prompt=keyframe_prompt(ref.family, prompt), negative_prompt="", steps=plan.steps,
+        still = keyframe_prompt(ref.family, prompt, lab.catalog)
+        (image,) = run_image(pipe, prompt=still, negative_prompt="", steps=plan.steps,
                              guidance=plan.guidance, width=plan.width, height=plan.height, seed=seed, count=1,
                              on_step=lambda _: False)
         return image
@@ -416,13 +273,13 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
             "labkit.controller": plan.controller.name, **(tags or {})}
     inputs: list[dict[str, Any]] = []
     keyframe = keyframe_for(ref) if plan.task == "txt2vid" else None
-    if plan.task == "txt2vid" and (ref.family == "svd" or keyframe):
+    if plan.task == "txt2vid" and (lab.catalog.family(ref.family).txt2vid_first_frame or keyframe):
         # An image-to-video model asked for text-to-video, or a motion model that animates a keyframe:
         # render the first frame with the image model (the lab's, or the one the motion model names) as
         # its own recorded run, then animate it. The plan keeps the frame's path.
         from labkit.pipelines.animatediff import keyframe_prompt
 
-        frame_plan = Plan(prompt=keyframe_prompt(ref.family, plan.prompt) if keyframe else plan.prompt,
+        frame_plan = Plan(prompt=keyframe_prompt(ref.family, plan.prompt, lab.catalog) if keyframe else plan.prompt,
                           model=keyframe, negative_prompt=plan.negative_prompt, seed=plan.seed,
                           steps=plan.steps if keyframe else None,  # the keyframe at the clip's step count
                           width=plan.width, height=plan.height, controller=plan.controller)

@@ -288,7 +288,9 @@ class _GuidanceProcessor:
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    from labkit.deps import offline  # one reading of HF_HUB_OFFLINE for the whole lab
+
+    return offline()
 
 
 def _resolve(model: str, cache_dir: str | None, allow_download: bool) -> tuple[Path, str, str]:

@@ -61,19 +61,15 @@ class MotionReport(ReportRows):
 
 def clip_sheet(clips: Sequence[Sequence[Any]], captions: Sequence[str], max_frames: int = 16):
     """One row per clip (frames left to right, at most `max_frames`), its caption above it."""
-    from PIL import Image, ImageDraw
+    from labkit.grids import image_grid
 
-    tile, label = 64, 12
     cols = min(max_frames, max(len(c) for c in clips))
-    sheet = Image.new("RGB", (cols * tile, len(clips) * (tile + label)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for r, (clip, text) in enumerate(zip(clips, captions, strict=True)):
-        y = r * (tile + label)
-        draw.text((2, y), text[:cols * 10], fill="black")
-        for c, frame in enumerate(list(clip)[:cols]):
-            img = frame if hasattr(frame, "convert") else Image.fromarray(np.asarray(frame))
-            sheet.paste(img.convert("RGB").resize((tile, tile)), (c * tile, y + label))
-    return sheet
+    cells: list[Any] = []
+    for clip in clips:
+        frames = list(clip)[:cols]
+        cells += frames + [None] * (cols - len(frames))
+    labels = [[text[:cols * 10]] if c == 0 else [] for text in captions for c in range(cols)]
+    return image_grid(cells, cols, tile=64, label=12, label_above=True, labels=labels, label_at=(2, 0))
 
 
 def evaluate_motion(lab: Any, *, model: str = "toyworld-motion", n: int = 60, seed: int = 0, steps: int | None = None,

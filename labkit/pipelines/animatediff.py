@@ -1,6 +1,6 @@
 """Image-to-video with a plain `AnimateDiffPipeline`: the given image is frame 0, as a clean latent.
 
-A motion model trained the labkit way (`labkit.toyworld.motion_train`: some training clips see their
+A motion model trained the labkit way (labkit's toy-motion recipe: some training clips see their
 clean first-frame latent and are not graded on it) continues a given first frame. Sampling does the
 same with an ordinary pipeline call: the initial latents carry the image's latent in frame 0, and a
 step-end callback puts it back after every scheduler step, so the decoded frame 0 is the image
@@ -8,7 +8,8 @@ step-end callback puts it back after every scheduler step, so the decoded frame 
 
 The noise prior: a labkit motion model may be trained with part of every frame's noise shared by the
 whole clip (``"labkit": {"shared_noise": ρ}`` in `model_index.json`); `clip_latents` draws the initial
-latents the same way, for text-to-video (`labkit.pipelines.calls.run_txt2vid`) and image-to-video alike.
+latents the same way, for text-to-video and image-to-video alike (`labkit.pipelines.calls.video_kwargs`
+builds both calls).
 
 Which models may do it: an AnimateDiff folder whose `model_index.json` says
 ``"labkit": {"kind": "motion"}`` (the recipe's export), or a catalogue entry of such a model that lists
@@ -17,8 +18,9 @@ img2vid rather than run badly.
 
 Text-to-video from a keyframe: a motion export whose metadata names a ``"keyframe_model"`` (the recipe's
 default: the toy base it was trained on) renders text-to-video in two steps — that image model draws frame 0
-from the caption's still prompt (`keyframe_prompt`: for the toy world, the start scene the motion caption
-implies), and the motion model animates it as in image-to-video. `labkit.render` does it with the frame as
+from the caption's still prompt (`keyframe_prompt`: the function the model family declares in the
+catalogue's `[families.NAME]`; for the toy family, the start scene the motion caption implies), and the
+motion model animates it as in image-to-video. `labkit.render` does it with the frame as
 its own recorded run (as for an image-to-video model asked for text-to-video); `labkit eval toymotion`
 does the same in memory. Such a model learns motion from a given first frame far better than layout and
 motion at once from noise (held-out directions: 93% from a keyframe against 2% from noise, 60 prompts,
@@ -30,7 +32,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.catalog import Catalog
 
 #: Pipeline classes that take a first frame this way.
 FIRST_FRAME_CLASSES = ("AnimateDiffPipeline",)
@@ -54,15 +59,15 @@ def keyframe_model(folder: str | Path) -> str | None:
     return str(value) if value else None
 
 
-def keyframe_prompt(family: str, prompt: str) -> str:
-    """What the keyframe model is asked to draw for a text-to-video `prompt`: for the toy world the still
-    caption of the clip's start (`toyworld.motion.still_prompt`; `InvalidParameter` for a caption that
-    names no single motion), for any other family the prompt itself."""
-    if family == "toy":
-        from labkit.toyworld.motion import still_prompt
+def keyframe_prompt(family: str, prompt: str, catalog: Catalog | None = None) -> str:
+    """What the keyframe model is asked to draw for a text-to-video `prompt`: what the family's declared
+    ``keyframe_prompt`` function returns (`catalog.family(family)`, the `[families.NAME]` table of the
+    catalogue, default the shipped one: for the toy family the still caption of the clip's start, and
+    `InvalidParameter` for a caption that names no single motion), else the prompt itself."""
+    from labkit.catalog import Catalog
 
-        return still_prompt(prompt)
-    return prompt
+    hook = (catalog if catalog is not None else Catalog.load()).family(family).function("keyframe_prompt")
+    return hook(prompt) if hook else prompt
 
 
 def _folder_meta(folder: str | Path) -> dict[str, Any]:
@@ -144,15 +149,12 @@ def first_frame_kwargs(pipe: Any, image: Any, *, frames: int, generator: Any, he
 
 def run_first_frame(pipe: Any, *, image: Any, prompt: str, negative_prompt: str, steps: int, guidance: float,
                     width: int, height: int, frames: int, seed: int, on_step: Callable[[int], bool]) -> list[Any]:
-    """One clip (PIL frames) that starts from `image` and follows `prompt`."""
+    """One clip (PIL frames) that starts from `image` and follows `prompt` (`calls.video_kwargs`)."""
     import torch
 
+    from labkit.pipelines.calls import video_kwargs
+
     gen = torch.Generator("cpu").manual_seed(int(seed))
-    kwargs: dict[str, Any] = dict(prompt=prompt, num_frames=frames, height=height, width=width,
-                                  num_inference_steps=steps, guidance_scale=guidance, generator=gen,
-                                  output_type="pil")
-    if negative_prompt:
-        kwargs["negative_prompt"] = negative_prompt
-    kwargs.update(first_frame_kwargs(pipe, image, frames=frames, generator=gen, height=height, width=width,
-                                     on_step=on_step))
-    return list(pipe(**kwargs).frames[0])
+    return list(pipe(**video_kwargs(pipe, prompt=prompt, negative_prompt=negative_prompt, steps=steps,
+                                    guidance=guidance, width=width, height=height, frames=frames, generator=gen,
+                                    image=image, on_step=on_step)).frames[0])

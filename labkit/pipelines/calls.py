@@ -78,7 +78,7 @@ def run_img2vid(pipe: Any, *, image: Any, steps: int, guidance: float, width: in
             num_inference_steps=steps, generator=generators(seed + i, 1)[0], output_type="pil",
             **step_callback(pipe, on_step),
         )
-        if _supports(pipe, "prompt"):  # an image-to-video model that also reads the caption (labkit.toyworld.warp)
+        if _supports(pipe, "prompt"):  # an image-to-video model that also reads the caption (the toy world's warp)
             kwargs.update(prompt=prompt, guidance_scale=guidance)
             if negative_prompt:
                 kwargs["negative_prompt"] = negative_prompt
@@ -94,23 +94,41 @@ def run_img2vid(pipe: Any, *, image: Any, steps: int, guidance: float, width: in
     return clips
 
 
+def video_kwargs(pipe: Any, *, prompt: str, negative_prompt: str = "", steps: int, guidance: float, width: int,
+                 height: int, frames: int, generator: Any, image: Any = None,
+                 on_step: Callable[[int], bool] | None = None) -> dict[str, Any]:
+    """The kwargs of one text-to-video call (Wan, LTX … class, AnimateDiff), or of an AnimateDiff call that
+    starts from `image` as frame 0: the one place that builds them (render, the benchmarks, the toy motion
+    recipe's validation clips).
+
+    A labkit motion model trained with frame-shared noise draws its initial latents from the same prior
+    (`animatediff.clip_latents`); with `image` (only for pipelines that `takes_first_frame`), frame 0 is the
+    image's clean latent and the step callback puts it back (`animatediff.first_frame_kwargs`). `on_step(i)`
+    is called after each step; True stops the denoising (see `step_callback`).
+    """
+    from labkit.pipelines.animatediff import clip_latents, first_frame_kwargs, shared_noise, takes_first_frame
+
+    kwargs: dict[str, Any] = dict(prompt=prompt, height=height, width=width, num_frames=frames,
+                                  num_inference_steps=steps, guidance_scale=guidance, generator=generator,
+                                  output_type="pil")
+    if negative_prompt:
+        kwargs["negative_prompt"] = negative_prompt
+    if image is not None:
+        kwargs.update(first_frame_kwargs(pipe, image, frames=frames, generator=generator, height=height, width=width,
+                                         on_step=on_step))
+        return kwargs
+    if on_step is not None:
+        kwargs.update(step_callback(pipe, on_step))
+    if takes_first_frame(pipe) and shared_noise(pipe) > 0:
+        # a labkit motion model trained with frame-shared noise samples from the same prior
+        kwargs["latents"] = clip_latents(pipe, frames=frames, generator=generator, height=height, width=width)
+    return kwargs
+
+
 def run_txt2vid(pipe: Any, *, prompt: str, negative_prompt: str, steps: int, guidance: float, width: int, height: int,
                 frames: int, seed: int, count: int, on_step: Callable[[int], bool]) -> list[list[Any]]:
-    """Text-to-video (Wan, LTX … class, AnimateDiff); returns `count` clips of PIL frames."""
-    from labkit.pipelines.animatediff import clip_latents, shared_noise, takes_first_frame
-
-    shared = takes_first_frame(pipe) and shared_noise(pipe) > 0
-    clips = []
-    for i in range(count):
-        kwargs: dict[str, Any] = dict(
-            prompt=prompt, height=height, width=width, num_frames=frames, num_inference_steps=steps,
-            guidance_scale=guidance, generator=generators(seed + i, 1)[0], output_type="pil",
-            **step_callback(pipe, on_step),
-        )
-        if negative_prompt:
-            kwargs["negative_prompt"] = negative_prompt
-        if shared:  # a labkit motion model trained with frame-shared noise samples from the same prior
-            kwargs["latents"] = clip_latents(pipe, frames=frames, generator=kwargs["generator"], height=height,
-                                             width=width)
-        clips.append(list(pipe(**kwargs).frames[0]))
-    return clips
+    """Text-to-video (Wan, LTX … class, AnimateDiff); returns `count` clips of PIL frames, clip i from seed + i."""
+    return [list(pipe(**video_kwargs(pipe, prompt=prompt, negative_prompt=negative_prompt, steps=steps,
+                                     guidance=guidance, width=width, height=height, frames=frames,
+                                     generator=generators(seed + i, 1)[0], on_step=on_step)).frames[0])
+            for i in range(count)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
+from labkit.deps import offline
 from labkit.errors import InvalidParameter, LabkitError, ModelNotCached, UnknownModel, UnsafeWeights
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,10 +59,6 @@ class ModelRef:
     def download_command(self) -> str:
         rev = f" --revision {self.revision}" if self.revision and self.revision != "main" else ""
         return f"hf download {self.location}{rev}"
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def resolve_model(model: str, catalog: Catalog, *, family: str | None = None, config: str | None = None) -> ModelRef:
@@ -218,13 +214,13 @@ def _hub_file(ref: ModelRef, filename: str) -> str:
     from huggingface_hub import hf_hub_download
 
     try:
-        return hf_hub_download(ref.location, filename, revision=ref.revision, local_files_only=_offline())
+        return hf_hub_download(ref.location, filename, revision=ref.revision, local_files_only=offline())
     except Exception as e:
         raise _not_cached(ref, e) from e
 
 
 def _not_cached(ref: ModelRef, err: Exception) -> LabkitError:
-    why = "HF_HUB_OFFLINE is set" if _offline() else "the hub could not be reached"
+    why = "HF_HUB_OFFLINE is set" if offline() else "the hub could not be reached"
     return ModelNotCached(
         f"Model {ref.id!r} ({ref.location}@{ref.revision or 'main'}) is not in the local Hugging Face cache and {why} "
         f"({type(err).__name__}).",
@@ -242,7 +238,7 @@ def is_available(ref: ModelRef) -> bool:
         return (Path(ref.location) / "model_index.json").is_file()
     if ref.kind == "single_file":
         return Path(ref.location).is_file()
-    if not _offline():
+    if not offline():
         return True
     from huggingface_hub import try_to_load_from_cache
 
@@ -268,7 +264,7 @@ def local_folder(ref: ModelRef, *, variant: str | None = None, allow_pickle: boo
     try:
         return Path(DiffusionPipeline.download(
             ref.location, revision=ref.revision, variant=variant, use_safetensors=not allow_pickle,
-            local_files_only=_offline(), trust_remote_code=False,
+            local_files_only=offline(), trust_remote_code=False,
         ))
     except Exception as e:
         raise _not_cached(ref, e) from e
@@ -482,7 +478,7 @@ def _from_single_file(ref: ModelRef, dtype):
     cls = StableDiffusionXLPipeline if ref.family == "sdxl" else StableDiffusionPipeline
     local = Path(ref.config).is_dir()
     return cls.from_single_file(ref.location, config=ref.config, dtype=dtype,
-                                local_files_only=local or _offline())
+                                local_files_only=local or offline())
 
 
 def _diffusers_version() -> str:

@@ -202,6 +202,8 @@ class SweepReport:
         from matplotlib.figure import Figure
         from PIL import Image
 
+        from labkit.grids import image_grid
+
         fin = self.finished
         if not len(fin) or not fin["image"].map(bool).any():
             return None
@@ -224,7 +226,7 @@ class SweepReport:
                 ax = fig.add_subplot(len(row_vals), len(col_keys), i * len(col_keys) + j + 1)
                 ax.set_xticks([])
                 ax.set_yticks([])
-                strip = Image.new("RGB", (tile_w * len(seeds), tile), "white")
+                cells: list[Any] = [None] * len(seeds)
                 for s_i, seed in enumerate(seeds):
                     m = fin
                     if row_axis:
@@ -235,8 +237,8 @@ class SweepReport:
                         m = m[m["seed"] == seed]
                     if len(m) and m.iloc[0]["image"]:
                         with Image.open(m.iloc[0]["image"]) as img:
-                            strip.paste(img.convert("RGB").resize((tile_w, tile)), (s_i * tile_w, 0))
-                ax.imshow(strip)
+                            cells[s_i] = img.convert("RGB")
+                ax.imshow(image_grid(cells, len(seeds), tile=(tile_w, tile)))
                 if j == 0 and row_axis:
                     ax.set_ylabel(f"{row_axis}={rv}", fontsize=8)
                 if i == 0:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,19 +11,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def image_grid(images: Sequence[Image.Image], cols: int | None = None, pad: int = 2) -> Image.Image:
-    """Tile `images` (all the same size) row-major into one image, `cols` per row."""
-    from PIL import Image
+    """Tile `images` (all the same size) row-major into one image, `cols` per row, `pad` grey pixels
+    around each (`labkit.grids.image_grid`); `InvalidParameter` (a ValueError) when there are none."""
+    from labkit.grids import image_grid as grid
 
-    if not images:
-        raise ValueError("no images to tile")
-    cols = cols or math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / cols)
-    w, h = images[0].size
-    grid = Image.new("RGB", (cols * (w + pad) + pad, rows * (h + pad) + pad), (128, 128, 128))
-    for i, im in enumerate(images):
-        r, c = divmod(i, cols)
-        grid.paste(im.convert("RGB"), (pad + c * (w + pad), pad + r * (h + pad)))
-    return grid
+    return grid(images, cols, pad=pad, background=(128, 128, 128))
 
 
 def model_card(*, title: str, task: str, config: Mapping[str, Any], steps: int, data: Mapping[str, Any],
