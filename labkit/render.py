@@ -219,7 +219,7 @@ def signing_identity(lab: Lab):
     config = lab.config
     if config.c2pa_cert is None and config.c2pa_key is None:
         return None
-    from labkit.compliance.credentials import identity_from_config
+    from labkit.compliance.signing import identity_from_config
 
     return identity_from_config(config)
 
@@ -509,7 +509,7 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
                 written += list(paths.values())
         signed = []
         if identity is not None:
-            from labkit.compliance.credentials import sign_outputs
+            from labkit.compliance.signing import sign_outputs
 
             signed = sign_outputs(written, identity)
         run.log_artifact(tmp_dir, "outputs")

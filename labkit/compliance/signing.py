@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labkit.deps import require
 from labkit.errors import ConfigError, CredentialsError, InvalidParameter, MissingDependency
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,20 +61,11 @@ KEY_FILE = "signer.key"
 
 
 def _c2pa():
-    try:
-        import c2pa
-    except ImportError as e:
-        raise MissingDependency("Content credentials (C2PA) need c2pa-python, which is not installed.",
-                                value="c2pa-python", fix=INSTALL) from e
-    return c2pa
+    return require("c2pa", feature="Content credentials (C2PA)", fix=INSTALL)
 
 
 def _crypto():
-    try:
-        import cryptography  # noqa: F401
-    except ImportError as e:
-        raise MissingDependency("Making C2PA keys needs the cryptography package, which is not installed.",
-                                value="cryptography", fix=INSTALL) from e
+    require("cryptography", feature="Making C2PA keys", fix=INSTALL)
 
 
 def available() -> bool:
