@@ -254,11 +254,14 @@ class Lab:
     def generate(self, prompt: str, *, model: str | None = None, negative_prompt: str = "",
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
                  size: tuple[int, int] | None = None, n: int = 1, image: str | Path | None = None,
-                 strength: float | None = None, adapters: Sequence[Any] = (), **render_kwargs: Any) -> Result:
+                 strength: float | None = None, adapters: Sequence[Any] = (), controls: Sequence[Any] = (),
+                 **render_kwargs: Any) -> Result:
         """Text-to-image, or image-to-image when `image` is given. `size` is (width, height).
 
         `adapters`: LoRA adapters, each an `AdapterRef` or a string "PATH_OR_ID[:WEIGHT]" (a
-        `.safetensors` file or folder, "run:RUN_ID", an `[adapters.ID]` catalogue entry, a hub repo)."""
+        `.safetensors` file or folder, "run:RUN_ID", an `[adapters.ID]` catalogue entry, a hub repo).
+        `controls`: ControlNets, each a `ControlRef` (or its dict form), e.g.
+        `ControlRef("pose", "pose.json", model="lllyasviel/control_v11p_sd15_openpose", scale=0.8)`."""
         from labkit.plan import MAX_COUNT, Plan, check_int
 
         # Every argument is checked here, before a model is resolved: a wrong type names itself
@@ -268,7 +271,8 @@ class Lab:
         width, height = _size_arg(size)
         plan = Plan(prompt=prompt, model=model, negative_prompt=negative_prompt, steps=steps, guidance=guidance,
                     seed=seed, width=width, height=height, count=n, image=_path_arg("image", image),
-                    strength=strength, adapters=_adapters_arg(adapters)).check_fields()
+                    strength=strength, adapters=_adapters_arg(adapters), controls=_controls_arg(controls)
+                    ).check_fields()
         return self.render(plan, **render_kwargs)
 
     def video(self, prompt: str = "", *, image: str | Path | None = None, model: str | None = None,
@@ -657,6 +661,18 @@ def _path_arg(name: str, value: Any) -> str | None:
         raise _invalid(f"{name} must be a file path, got {_describe(value)}.", value,
                        f"pass {name} as a path (str or pathlib.Path), or None.")
     return check_text(name, value, max_chars=MAX_PATH_CHARS, nonempty=True)
+
+
+def _controls_arg(controls: Any) -> tuple[Any, ...]:
+    """`controls` as ControlRefs: None or a list of ControlRef or their dict form."""
+    from labkit.plan import Plan
+
+    if controls is None:
+        return ()
+    if isinstance(controls, (str, bytes)) or not isinstance(controls, (list, tuple)):
+        raise _invalid(f"controls must be a list, got {_describe(controls)}.", controls,
+                       "pass a list of ControlRef, e.g. [ControlRef('canny', 'photo.png', model=PATH)].")
+    return Plan.from_dict({"prompt": "", "controls": list(controls)}).controls
 
 
 def _adapters_arg(adapters: Any) -> tuple[Any, ...]:

@@ -42,7 +42,7 @@ CONTROL_KINDS = ("canny", "pose", "depth", "layout", "scribble", "none")
 #: ControlNets one plan may stack (each holds a copy of half a UNet in memory).
 MAX_CONTROLS = 4
 #: Families whose pipelines take ControlNets (`labkit.pipelines.controlnet`).
-CONTROL_FAMILIES: tuple[str, ...] = ()
+CONTROL_FAMILIES: tuple[str, ...] = ("sd15", "sdxl")
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,27 @@ class ControlRef:
     end: float = 1.0
     preprocess: bool = True
     params: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @classmethod
+    def parse(cls, text: str, *, model: str | None = None) -> ControlRef:
+        """A control from "KIND:IMAGE[:SCALE]" (what `--control` takes), e.g. "canny:photo.png:0.8"; `model`
+        is the ControlNet. A path with colons works when the scale is given or the last part is no number."""
+        check_text("control", text, max_chars=MAX_PATH_CHARS, nonempty=True)
+        kind, sep, rest = text.partition(":")
+        fix = 'write KIND:IMAGE[:SCALE], e.g. "canny:photo.png:0.8" (kinds: ' + ", ".join(CONTROL_KINDS) + ")."
+        if not sep or not rest:
+            raise InvalidParameter(f"The control {_short(text)} is not KIND:IMAGE[:SCALE].", value=text, fix=fix)
+        if kind not in CONTROL_KINDS:
+            raise InvalidParameter(f"The control {_short(text)} has the unknown kind {_short(kind)}.", value=kind,
+                                   fix=fix)
+        image, scale = rest, 1.0
+        head, sep, tail = rest.rpartition(":")
+        if sep and head:
+            try:
+                image, scale = head, float(tail)
+            except ValueError:
+                image = rest
+        return cls(kind=kind, image=image, model=model, scale=scale)
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,7 @@ def prepare(lab: Lab, plan: Plan, config: str | None = None) -> tuple[Plan, Mode
         _load_image(plan.image)
     _require_available(lab, ref)
     plan_adapters(lab, plan, ref)  # an adapter that is missing or made for another family fails here
+    check_controls(plan, ref)  # and so does a ControlNet, or a control image that cannot be made into a map
     return plan, ref
 
 
@@ -154,6 +155,41 @@ def plan_adapters(lab: Lab, plan: Plan, ref: ModelRef) -> list[tuple[Any, float]
 
     return resolve_plan_adapters(plan.adapters, lab.catalog, tracker=lab.tracker, family=ref.family,
                                  hash_cache=lab.hash_cache)
+
+
+def check_controls(plan: Plan, ref: ModelRef) -> None:
+    """Every control of the plan usable before any work: its ControlNet found and made for the model's family
+    (its config read, no weights), its control map made (cheap: files and OpenCV)."""
+    from labkit.controls import control_map
+    from labkit.pipelines.controlnet import check_controlnet
+
+    for i, c in enumerate(plan.controls):
+        if c.model is None:
+            raise InvalidParameter(f"controls[{i}] ({c.kind}) names no ControlNet.", value=c.kind,
+                                   fix="give its model: a ControlNet folder or hub id made for "
+                                       f"{ref.family} (e.g. --control-model PATH).")
+        check_controlnet(c.model, family=ref.family, base_id=repr(ref.id))
+        control_map(c, plan.width, plan.height, index=i)
+
+
+def _controlled(plan: Plan, loaded: Loaded, pipe: Any) -> tuple[Any, dict[str, Any], list[dict[str, Any]], list]:
+    """`pipe` with the plan's ControlNets joined, the call's control arguments, the control records, the maps."""
+    from labkit.controls import control_map
+    from labkit.pipelines.controlnet import control_kwargs, load_controlnet, with_controlnets
+
+    unet = getattr(loaded.pipe, "unet", None)
+    dtype, device = (unet.dtype, unet.device) if unet is not None else (None, "cpu")
+    maps, records, nets = [], [], []
+    for i, c in enumerate(plan.controls):
+        image, record = control_map(c, plan.width, plan.height, index=i)
+        net = load_controlnet(c.model, family=loaded.ref.family, dtype=dtype, device=str(device),
+                              base_id=repr(loaded.ref.id))
+        maps.append(image)
+        nets.append(net)
+        records.append({**record, "model": c.model, "model_sha256": net.sha256, "revision": net.revision,
+                        "scale": c.scale, "start": c.start, "end": c.end})
+    controlled = with_controlnets(pipe, nets, family=loaded.ref.family, task=plan.task)
+    return controlled, control_kwargs(plan.controls, maps, task=plan.task), records, maps
 
 
 def keyframe_for(ref: ModelRef) -> str | None:
@@ -200,6 +236,8 @@ def licence_chain(plan: Plan, ref: ModelRef, adapters: list[tuple[Any, float]] =
     chain = [Asset("model", entry.id if entry else ref.id, ref.licence, ref.revision if ref.kind == "hub" else None)]
     for src, _ in adapters:
         chain += [Asset.of(a) for a in src.assets()]
+    for c in plan.controls:  # no ControlNet is catalogued yet: its licence is not recorded (the mode decides)
+        chain.append(Asset("controlnet", c.model or c.kind, None))
     if plan.controller.model:
         chain.append(Asset("controller-llm", plan.controller.model, plan.controller.licence,
                            plan.controller.revision))
@@ -427,6 +465,9 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
             cancelled = True
         return cancelled
 
+    control, control_records, control_maps = None, [], []
+    if plan.controls:
+        pipe, control, control_records, control_maps = _controlled(plan, loaded, pipe)
     image = _load_image(plan.image) if plan.image else None
     common = dict(steps=plan.steps, guidance=plan.guidance, width=plan.width, height=plan.height, seed=plan.seed,
                   count=plan.count, on_step=on_step)
@@ -438,7 +479,7 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     with _PeakMemory(device) as mem:
         if plan.task in ("txt2img", "img2img"):
             result.images = calls.run_image(pipe, prompt=plan.prompt, negative_prompt=plan.negative_prompt,
-                                            image=image, strength=plan.strength, **common)
+                                            image=image, strength=plan.strength, control=control, **common)
         elif plan.task == "img2vid":
             result.clips = calls.run_img2vid(pipe, image=image, frames=plan.frames, fps=plan.fps,
                                              decode_chunk_size=loaded.strategy.decode_chunk_size,
@@ -456,6 +497,7 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     result.peak_memory_gb = mem.peak / 2**30
     result.memory_kind = mem.kind
     result.status = "cancelled" if cancelled else "finished"
+    result.controls, result.control_maps = control_records, control_maps
     return result
 
 
@@ -496,6 +538,8 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
     }
     if plan.image:
         record["provenance"]["input_image"] = _input_image_record(plan.image)
+    if result.controls:
+        record["controls"] = result.controls
     result.record = record
     stem = f"{plan.task}-{plan.seed}"
     with tempfile.TemporaryDirectory(prefix="labkit-out-") as tmp:
@@ -513,6 +557,11 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
 
             signed = sign_outputs(written, identity)
         run.log_artifact(tmp_dir, "outputs")
+        if result.control_maps:  # the maps the ControlNets read, so the run alone shows what steered it
+            maps_dir = Path(tempfile.mkdtemp(prefix="labkit-controls-", dir=tmp))
+            for i, (m, c) in enumerate(zip(result.control_maps, result.controls, strict=True)):
+                m.save(maps_dir / f"control-{i}-{c['kind']}.png")
+            run.log_artifact(maps_dir, "controls")
         run.log_dict(plan.to_dict(), "plan.json")
         if plan.image:  # the input travels with the run, so the run alone shows what was animated or edited
             run.log_artifact(Path(plan.image).expanduser(), "inputs")

@@ -60,6 +60,8 @@ class Result:
         run_id: the MLflow run; status: "finished" or "cancelled".
         record: the record embedded in each output file.
         inputs: outputs of other runs this one used (e.g. a rendered first frame), with their models.
+        controls: one record per ControlNet (its control map's kind, source, parameters and hash, the
+            ControlNet's id and weights hash, scale, start, end); control_maps: the maps (PIL images).
     """
 
     plan: Plan
@@ -78,6 +80,8 @@ class Result:
     status: str = "finished"
     record: dict[str, Any] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    controls: list[dict[str, Any]] = field(default_factory=list)
+    control_maps: list[Any] = field(default_factory=list, repr=False)
     ref: ModelRef | None = field(default=None, repr=False)
 
     @property

@@ -22,11 +22,26 @@ def _print_result(result, as_json: bool) -> None:
           f"{result.timings['total_s']:.2f} s{note}")
 
 
+def _controls(args: argparse.Namespace) -> list:
+    """--control KIND:IMAGE[:SCALE] (repeatable), each with the --control-model given after it (or the last one
+    before it; one --control-model serves every control)."""
+    from labkit.errors import InvalidParameter
+    from labkit.plan import ControlRef
+
+    specs, models = args.control or [], args.control_model or []
+    if models and len(models) not in (1, len(specs)):
+        raise InvalidParameter(f"{len(specs)} --control but {len(models)} --control-model.", value=len(models),
+                               fix="give one --control-model for all controls, or one per --control, in order.")
+    return [ControlRef.parse(spec, model=(models[i] if len(models) > 1 else (models[0] if models else None)))
+            for i, spec in enumerate(specs)]
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     result = _lab(args).generate(
         args.prompt, model=args.model, negative_prompt=args.negative, steps=args.steps, guidance=args.guidance,
         seed=args.seed, size=args.size, n=args.n, image=args.image, strength=args.strength, out=args.out,
-        allow_pickle=args.allow_pickle, config=args.config, adapters=args.adapter or ())
+        allow_pickle=args.allow_pickle, config=args.config, adapters=args.adapter or (),
+        controls=_controls(args))
     _print_result(result, args.json)
     return 0
 
@@ -89,6 +104,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--n", type=int, default=1, help="number of images")
     p.add_argument("--image", help="input image for image-to-image")
     p.add_argument("--strength", type=float, help="image-to-image strength 0–1 (default 0.6)")
+    p.add_argument("--control", action="append", metavar="KIND:IMAGE[:SCALE]",
+                   help="a ControlNet control (repeatable): canny, pose (an image or OpenPose keypoint JSON), depth, "
+                        "scribble, layout or none (the image already is the map), with a scale (default 1.0)")
+    p.add_argument("--control-model", action="append", metavar="PATH_OR_ID",
+                   help="the ControlNet for --control (one for all, or one per --control in order)")
     p.add_argument("--adapter", action="append", metavar="PATH_OR_ID[:WEIGHT]",
                    help="a LoRA adapter (.safetensors file or folder, run:RUN_ID, catalogue id, hub repo) with an "
                         "optional weight; repeat to stack several")

@@ -44,8 +44,9 @@ def step_callback(pipe: Any, on_step: Callable[[int], bool]) -> dict[str, Any]:
 
 def run_image(pipe: Any, *, prompt: str, negative_prompt: str, steps: int, guidance: float, width: int, height: int,
               seed: int, count: int, on_step: Callable[[int], bool], image: Any = None,
-              strength: float | None = None) -> list[Any]:
-    """Text-to-image (image=None) or image-to-image; returns `count` PIL images."""
+              strength: float | None = None, control: dict[str, Any] | None = None) -> list[Any]:
+    """Text-to-image (image=None) or image-to-image; returns `count` PIL images. `control`: a ControlNet
+    pipeline's arguments (`labkit.pipelines.controlnet.control_kwargs`)."""
     kwargs: dict[str, Any] = dict(
         prompt=prompt, num_inference_steps=steps, guidance_scale=guidance, num_images_per_prompt=count,
         generator=generators(seed, count), output_type="pil", **step_callback(pipe, on_step),
@@ -56,6 +57,8 @@ def run_image(pipe: Any, *, prompt: str, negative_prompt: str, steps: int, guida
         kwargs.update(width=width, height=height)
     else:
         kwargs.update(image=image.convert("RGB").resize((width, height)), strength=strength)
+    if control:
+        kwargs.update(control)
     return list(pipe(**kwargs).images)
 
 
