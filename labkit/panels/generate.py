@@ -31,13 +31,18 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
     The keyword arguments set the fields' starting values (open ones come from the model's
     catalogue entry); `model` may also be a local diffusers folder or a hub repo id.
 
+    The Control section adds one ControlNet (SD 1.5 / SDXL models): upload a control image (a photo, a
+    drawing, a ready map, or OpenPose keypoints as .json), pick its kind, the ControlNet (folder or hub id)
+    and the scale; Preview map shows the map the ControlNet will read, beside the upload.
+
     Controls: request, controller, plan, plan_view, model, prompt, negative_prompt, width, height,
-    steps, guidance, seed, reroll, count, render, cancel, progress, status, images, run_id, terms,
-    error, log; plus `worker` (its `wait()` returns when the running job is done).
+    steps, guidance, seed, reroll, count, control_upload, control_kind, control_model, control_scale,
+    control_preview, control_map, render, cancel, progress, status, images, run_id, terms, error, log;
+    plus `worker` (its `wait()` returns when the running job is done).
     """
     import ipywidgets as widgets
 
-    from labkit.plan import MAX_SEED, Plan, check_int, check_number, check_size, check_text
+    from labkit.plan import CONTROL_KINDS, MAX_SEED, Plan, check_int, check_number, check_size, check_text
 
     # The starting values are checked before any widget is built: a wrong type is named here, not
     # a TraitError from inside ipywidgets.
@@ -70,6 +75,12 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
         "reroll": widgets.Button(description="Re-roll", icon="random", tooltip="A new random seed",
                                  layout=widgets.Layout(width="90px")),
         "count": widgets.IntText(value=count, layout=widgets.Layout(width="90px")),
+        "control_upload": widgets.FileUpload(accept="image/*,.json", multiple=False, description="Control image"),
+        "control_kind": widgets.Dropdown(options=[("no control", ""), *((k, k) for k in CONTROL_KINDS)], value=""),
+        "control_model": widgets.Text(placeholder="ControlNet folder or hub id", layout=layout),
+        "control_scale": widgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, description="scale"),
+        "control_preview": widgets.Button(description="Preview map", icon="eye"),
+        "control_map": widgets.HBox([]),
         "render": widgets.Button(description="Render", button_style="primary", icon="play"),
         "cancel": widgets.Button(description="Cancel", icon="stop", disabled=True),
         "progress": widgets.IntProgress(value=0, min=0, max=1, description="steps"),
@@ -83,7 +94,8 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
     c["images"].add_class("labkit-images")
     c["run_id"].add_class("labkit-run-id")
     c["error"].add_class("labkit-error-box")
-    worker = Worker([c["plan"], c["render"], c["reroll"]], c["error"], c["log"], background=background,
+    worker = Worker([c["plan"], c["render"], c["reroll"], c["control_preview"]], c["error"], c["log"],
+                    background=background,
                     cancel=c["cancel"], status=c["status"])
     c["worker"] = worker
 
@@ -105,12 +117,45 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
                                    guidance=filled.guidance if guidance is None else guidance,
                                    seed=filled.seed if seed is None else seed, count=count))
 
+    def control() -> tuple:
+        """The Control section as a plan's controls: () when no kind is chosen."""
+        from labkit.errors import InvalidParameter
+        from labkit.plan import ControlRef
+
+        kind = c["control_kind"].value
+        if not kind:
+            return ()
+        uploaded = c["control_upload"].value
+        if not uploaded:
+            raise InvalidParameter(f"The {kind} control has no image.", value=kind,
+                                   fix="press 'Control image' and pick one (or choose 'no control').")
+        item = uploaded[0] if isinstance(uploaded, (tuple, list)) else next(iter(uploaded.values()))
+        path = lab.keep_input(bytes(item["content"]), item.get("name", "control.png"))
+        return (ControlRef(kind, str(path), model=c["control_model"].value.strip() or None,
+                           scale=float(c["control_scale"].value)),)
+
     def fields_plan() -> Plan:
         base = state["planned"] or Plan(prompt="")
         return base.replace(modality="image", frames=None, fps=None, prompt=c["prompt"].value,
                             negative_prompt=c["negative_prompt"].value, model=c["model"].value or None,
                             width=c["width"].value, height=c["height"].value, steps=c["steps"].value,
-                            guidance=c["guidance"].value, seed=c["seed"].value, count=c["count"].value)
+                            guidance=c["guidance"].value, seed=c["seed"].value, count=c["count"].value,
+                            controls=control())
+
+    def do_preview() -> None:
+        from labkit.controls import control_map
+
+        controls = control()
+        if not controls:
+            c["control_map"].children = ()
+            return
+        image, record = control_map(controls[0], c["width"].value, c["height"].value)
+        source = controls[0].image
+        shown = [image_widget(image, css_class="labkit-control-map")]
+        if not source.endswith(".json"):
+            shown.insert(0, image_widget(source))
+        c["control_map"].children = tuple(shown)
+        c["status"].value = f"{record['kind']} map {record['size'][0]}×{record['size'][1]}"
 
     def do_plan() -> None:
         request_text = c["request"].value.strip()
@@ -156,6 +201,7 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
 
     c["plan"].on_click(lambda _: worker.start(do_plan))
     c["render"].on_click(lambda _: worker.start(do_render))
+    c["control_preview"].on_click(lambda _: worker.start(do_preview))
     c["cancel"].on_click(lambda _: worker.cancel_event.set())
     c["reroll"].on_click(lambda _: setattr(c["seed"], "value", random.SystemRandom().randint(0, MAX_SEED)))
     c["model"].observe(on_model, names="value")
@@ -169,6 +215,9 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
         c["plan_view"], labelled("model", c["model"]), labelled("prompt", c["prompt"]),
         labelled("negative", c["negative_prompt"]), size_row, labelled("steps", c["steps"]),
         labelled("guidance", c["guidance"]), seed_row, labelled("count", c["count"]),
+        widgets.HTML("<b>Control</b> — optional: a ControlNet steering composition (SD 1.5 / SDXL)."),
+        labelled("control", widgets.HBox([c["control_kind"], c["control_upload"], c["control_scale"]])),
+        labelled("ControlNet", c["control_model"]), widgets.HBox([c["control_preview"], c["control_map"]]),
         widgets.HBox([c["render"], c["cancel"], c["progress"], c["status"]]), c["error"], c["images"],
         c["run_id"], c["terms"], c["log"],
     ])

@@ -8,8 +8,9 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from labkit import panels
 from labkit.hardware import HardwareProfile
@@ -261,3 +262,34 @@ def test_lab_puts_the_panels_in_tabs(lab, tiny):
     assert gen["run_id"].value
     tabs.selected_index = 2   # opening the Runs tab refreshes it
     assert gen["run_id"].value[:8] in controls["runs"]["table"].value
+
+
+def test_generate_panel_control_section_previews_the_map_and_renders_with_it(lab, tiny, tmp_path, search_runs):
+    from labkit.testing import build_tiny_controlnet
+
+    net = build_tiny_controlnet("sd15", tmp_path / "cn")
+    buf = io.BytesIO()
+    drawing = Image.new("RGB", (32, 32), "white")
+    ImageDraw.Draw(drawing).ellipse([6, 6, 25, 25], outline="black", width=2)
+    drawing.save(buf, format="PNG")
+    widget, c = _generate(lab, tiny, prompt="a red circle", seed=2)
+    c["control_kind"].value = "canny"
+    c["render"].click()  # a kind but no image yet: said in the panel, nothing rendered
+    assert "has no image" in c["error"].value and search_runs(lab.config.tracking_uri) == []
+    c["control_upload"].value = ({"name": "drawing.png", "type": "image/png", "size": len(buf.getvalue()),
+                                  "content": memoryview(buf.getvalue()),
+                                  "last_modified": datetime.datetime.now(datetime.UTC)},)
+    c["control_preview"].click()
+    assert c["error"].value == ""
+    upload, preview = c["control_map"].children
+    edges = np.asarray(_png(preview).convert("L"))
+    assert edges.shape == (32, 32) and edges.max() == 255 and edges[16, 16] == 0  # the circle's outline, not inside
+    c["control_model"].value = str(net)
+    c["control_scale"].value = 0.5
+    c["render"].click()
+    assert c["error"].value == "" and c["run_id"].value
+    (run,) = search_runs(lab.config.tracking_uri)
+    import ast
+
+    controls = ast.literal_eval(run.data.params["plan.controls"])  # MLflow keeps the list's repr
+    assert controls[0]["kind"] == "canny" and controls[0]["scale"] == 0.5 and controls[0]["model"] == str(net)
