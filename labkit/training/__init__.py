@@ -22,5 +22,6 @@ from labkit.training.task import StepContext, TrainTask, Validation
 
 __all__ = [
     "StepContext", "TrainConfig", "TrainEnv", "TrainResult", "TrainState", "TrainTask", "Trainer", "Validation",
-    "as_train_env", "catalog_finder", "image_grid", "list_checkpoints", "micro_seed", "model_card", "resolve_resume", "train",
+    "as_train_env", "catalog_finder", "image_grid", "list_checkpoints", "micro_seed", "model_card", "resolve_resume",
+    "train",
 ]

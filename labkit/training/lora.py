@@ -1,6 +1,7 @@
 """The LoRA recipe: teach a base model a concept or a style from an image folder, on labkit's engine.
 
     result = train_lora(lab, LoraTrainConfig(data="hexagons/", output_dir="out/hexagon", steps=600))
+    # lab: a Lab, or any TrainEnv (a tracker, hardware, licence policy, model finder)
     lab.generate("a small red hexagon on the left", adapters=[str(result.export_dir)])
 
 Steps (`train_lora`): (1) check the config and the data folder (an imagefolder whose
@@ -28,8 +29,8 @@ from labkit.errors import InvalidParameter
 from labkit.training.task import StepContext, TrainTask, Validation
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.lab import Lab
     from labkit.training.engine import TrainResult
+    from labkit.training.env import TrainEnv
 
 UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
@@ -412,7 +413,7 @@ class LoraTask(TrainTask):
                 images += imgs
                 labels += [f"{which}: {p} (seed {s})" for s in seeds]
                 if self.base_family == "toy":
-                    scored[which] += _toy_scores(p, imgs)
+                    scored[which] += toy_scores(p, imgs)
         self.set_enabled(True)
         for which, vals in scored.items():
             if vals:
@@ -508,26 +509,23 @@ class LoraTask(TrainTask):
         ])
 
 
-def _toy_scores(prompt: str, images: Sequence[Any]) -> list[float]:
-    from labkit.errors import LabkitError
-    from labkit.toyworld.detect import verdict
+def toy_scores(prompt: str, images: Sequence[Any]) -> list[float]:
+    """1.0 or 0.0 per image: all of a toy-world `prompt` drawn right ([] when it is not a toy-world caption)."""
+    from labkit.toyworld.adherence import judge_toy
 
-    try:
-        return [float(verdict(prompt, im)["all_correct"]) for im in images]
-    except LabkitError:  # not a toy-world caption: no score
-        return []
+    verdicts = judge_toy(images, prompt)
+    return [float(v["all_correct"]) for v in verdicts] if verdicts is not None else []
 
 
-def load_base(lab: Lab, base: str, mixed_precision: str = "no"):
-    """(pipeline, ModelRef) of the base model, in fp32 (frozen weights in half precision only on CUDA)."""
+def load_base_pipeline(env: TrainEnv | Any, base: str, mixed_precision: str = "no"):
+    """(pipeline, ModelRef) of the Stable Diffusion-layout model a LoRA trains on, found by `env` (a
+    `TrainEnv`, or a `Lab`), in fp32 (frozen weights in half precision only on CUDA)."""
     import torch
-
-    from labkit.pipelines.loader import check_safe, local_folder, resolve_model
-
-    ref = resolve_model(base, lab.catalog)
-    folder = local_folder(ref)
-    check_safe(ref, folder, allow_pickle=False)
     from diffusers import DiffusionPipeline
+
+    from labkit.training.env import as_train_env
+
+    ref, folder = as_train_env(env).locate(base)
 
     dtype = torch.float32
     if torch.cuda.is_available() and mixed_precision in ("fp16", "bf16"):
@@ -549,9 +547,10 @@ def load_base(lab: Lab, base: str, mixed_precision: str = "no"):
     return pipe, ref
 
 
-def train_lora(lab: Lab, config: LoraTrainConfig, *, callbacks: Sequence[Any] = (),
+def train_lora(env: TrainEnv | Any, config: LoraTrainConfig, *, callbacks: Sequence[Any] = (),
                run_name: str | None = None) -> TrainResult:
-    """Train a LoRA adapter (see the module docstring); the result's `export_dir` holds it.
+    """Train a LoRA adapter (see the module docstring) in `env` (a `TrainEnv`, or a `Lab`); the result's
+    `export_dir` holds it.
 
     With `config.eval_prompts` on the toy world, the finished adapter is also scored on held-out
     prompts with the new concept (`config.concept`) and logged to the run as `eval/…` metrics.
@@ -559,13 +558,15 @@ def train_lora(lab: Lab, config: LoraTrainConfig, *, callbacks: Sequence[Any] = 
     import torch
 
     from labkit.training.engine import train
+    from labkit.training.env import as_train_env
 
     # 1. check before any heavy work
     config.validate()
+    env = as_train_env(env)
     if config.threads:
         torch.set_num_threads(int(config.threads))
     # 2. the base model, with LoRA layers
-    pipe, ref = load_base(lab, config.base, config.mixed_precision)
+    pipe, ref = load_base_pipeline(env, config.base, config.mixed_precision)
     entry = ref.entry
     resolution = int(config.resolution or (entry.default_size[0] if entry else pipe.unet.config.sample_size
                                            * pipe.vae_scale_factor))
@@ -576,31 +577,22 @@ def train_lora(lab: Lab, config: LoraTrainConfig, *, callbacks: Sequence[Any] = 
                     base_licence=ref.licence, base_revision=ref.revision if ref.kind == "hub" else None,
                     guidance_scale=guidance, sampling_steps=sampling, resolution=resolution)
     # 3. the engine: checkpoints, validation, MLflow, export and card
-    result = train(task, config.train_config(guidance, sampling), lab=lab, callbacks=callbacks,
+    result = train(task, config.train_config(guidance, sampling), env=env, callbacks=callbacks,
                    run_name=run_name or f"lora: {Path(config.data).name}",
                    tags={"labkit.task": "lora", "labkit.base_model": task.base_id})
     # 4. the toy world's adherence check on held-out prompts
     if result.status == "finished" and config.eval_prompts and ref.family == "toy" and result.run_id:
         rates = concept_adherence(task, n=config.eval_prompts, concept=config.concept)
-        lab.tracker.client.log_batch(result.run_id, metrics=_metrics(rates))
+        env.log_metrics(result.run_id, {f"eval/{k}": v for k, v in rates.items()})
         result.metrics.update({f"eval/{k}": v for k, v in rates.items()})
     return result
-
-
-def _metrics(rates: dict[str, float]):
-    import time
-
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    return [Metric(f"eval/{k}", float(v), now, 0) for k, v in rates.items()]
 
 
 def concept_adherence(task: LoraTask, n: int = 20, concept: str | None = None, seed: int = 7) -> dict[str, float]:
     """Toy world: the adapter's rate of the right shape (and of all attributes) on `n` held-out prompts
     with the concept, against the base model on the same prompts and seeds."""
+    from labkit.toyworld.adherence import judge, rates
     from labkit.toyworld.captions import prompts
-    from labkit.toyworld.detect import verdict
 
     out: dict[str, float] = {}
     shapes = (concept,) if concept else None
@@ -608,12 +600,11 @@ def concept_adherence(task: LoraTask, n: int = 20, concept: str | None = None, s
     seeds = list(range(1000, 1000 + n))
     for which, on in (("adapter", True), ("base", False)):
         task.set_enabled(on)
-        vs = [verdict(p, im) for p, im in zip(ps, task.render(ps, seeds), strict=True)]
-        out[f"{which}_shape"] = sum(v["shape"] for v in vs) / n
-        out[f"{which}_all_correct"] = sum(v["all_correct"] for v in vs) / n
+        rated = rates(judge(task.render(ps, seeds), ps), ("shape", "all_correct"))
+        out.update({f"{which}_{k}": v for k, v in rated.items()})
     task.set_enabled(True)
     return out
 
 
 __all__ = ["TEXT_ENCODER_TARGETS", "UNET_TARGETS", "LoraTask", "LoraTrainConfig", "check_dataset", "concept_adherence",
-           "load_base", "open_image", "train_lora"]
+           "load_base_pipeline", "open_image", "toy_scores", "train_lora"]

@@ -1,6 +1,6 @@
 """The toy-base recipe: train the toy world's text-to-image model from scratch with labkit's engine.
 
-    path = train_toy_base(lab, ToyBaseConfig(output_dir="toy-base"))   # `labkit train toy-base`
+    path = train_toy_base(env, ToyBaseConfig(output_dir="toy-base"))   # env: a TrainEnv or a Lab
 
 Steps: (1) build the untrained components (`labkit.toyworld.model`); (2) train the VAE alone on
 toy images (reconstruction + a light KL), then fix its latent scaling factor; (3) pre-train the text
@@ -28,12 +28,11 @@ from typing import TYPE_CHECKING, Any
 from labkit.errors import InvalidParameter
 from labkit.toyworld.model import LICENCE, ToyModelConfig
 from labkit.training.config import RESUME_IF_ANY
+from labkit.training.env import TrainEnv, as_train_env
 from labkit.training.task import StepContext, TrainTask, Validation
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-    from labkit.lab import Lab
 
 DATA_DESCRIPTION = ("labkit.toyworld procedural scenes (64x64, 1-2 flat shapes on black), train split only: "
                     "about 15% of (shape, colour, size, position) combinations are held out and never shown")
@@ -184,8 +183,8 @@ class ToyVAETask(TrainTask):
         import numpy as np
         from PIL import Image
 
+        from labkit.toyworld.adherence import judge
         from labkit.toyworld.captions import parse
-        from labkit.toyworld.detect import verdict
         from labkit.toyworld.scenes import render
 
         scenes = [parse(p) for p in prompts]
@@ -194,10 +193,8 @@ class ToyVAETask(TrainTask):
         rec = self.vae.decode(self.vae.encode(x).latent_dist.mean).sample
         out = ((rec.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
         orig = ((x + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-        images, ok = [], 0
-        for o, r, s in zip(orig, out, scenes, strict=True):
-            images += [Image.fromarray(o), Image.fromarray(r)]
-            ok += verdict(s, r)["all_correct"]
+        images = [Image.fromarray(a) for o, r in zip(orig, out, strict=True) for a in (o, r)]
+        ok = sum(v["all_correct"] for v in judge(list(out), scenes))
         mse = float(np.mean((out.astype(np.float32) - orig.astype(np.float32)) ** 2))
         return Validation(images, labels=[f"{k}: {p}" for p in prompts for k in ("original", "reconstruction")],
                           metrics={"recon_mse_uint8": mse, "recon_detector_all_correct": ok / len(scenes)})
@@ -440,8 +437,8 @@ def adherence(pipe, n: int = 60, seed: int = 0, guidance_scale: float = 4.0, ste
     with the right colours) and `two_all_correct`. A quick check for training; the full benchmark is
     `labkit eval toyworld`.
     """
+    from labkit.toyworld.adherence import both_colours, judge, rates
     from labkit.toyworld.captions import prompts as heldout_prompts
-    from labkit.toyworld.detect import verdict
 
     out: dict[str, float] = {}
     for k in (1, 2):
@@ -451,13 +448,12 @@ def adherence(pipe, n: int = 60, seed: int = 0, guidance_scale: float = 4.0, ste
             chunk = ps[i:i + batch]
             imgs = render_prompts(pipe, chunk, [seed * 100_000 + i + j for j in range(len(chunk))],
                                   guidance_scale, steps)
-            vs += [verdict(p, im) for p, im in zip(chunk, imgs, strict=True)]
+            vs += judge(imgs, chunk)
         if k == 1:
-            for a in ("colour", "shape", "size", "position", "all_correct"):
-                out[a] = sum(v[a] for v in vs) / len(vs)
+            out.update(rates(vs, ("colour", "shape", "size", "position", "all_correct")))
         else:
-            out["two_colour"] = sum(v["colour"] and len(v["detected"]) >= 2 for v in vs) / len(vs)
-            out["two_all_correct"] = sum(v["all_correct"] for v in vs) / len(vs)
+            out["two_colour"] = sum(both_colours(v) for v in vs) / len(vs)
+            out["two_all_correct"] = rates(vs, ("all_correct",))["all_correct"]
     return out
 
 
@@ -494,7 +490,7 @@ def toy_card(config: ToyBaseConfig, steps: dict[str, int], wall_s: float, rates:
         "LoRA / DreamBooth (new words such as \"hexagon\" or \"sks\" spell out as several BPE tokens), "
         "ControlNet and motion experiments. Not a general image model: it knows nothing beyond its world.", "",
         "## How it was made", "",
-        f"`labkit train toy-base` (labkit.toyworld.train.train_toy_base), seed {config.seed}, data seed "
+        f"`labkit train toy-base` (labkit.training.toy_base.train_toy_base), seed {config.seed}, data seed "
         f"{config.data_seed}, {wall_s / 60:.1f} minutes on this machine.", "",
         f"1. VAE: {steps.get('vae', 0)} steps × batch {config.vae_batch_size}, AdamW lr {config.vae_lr} (cosine), "
         f"L1 + MSE + {config.vae_kl_weight} × KL; latent scaling factor fixed afterwards.",
@@ -520,7 +516,7 @@ def toy_card(config: ToyBaseConfig, steps: dict[str, int], wall_s: float, rates:
     ])
 
 
-def train_toy_base(lab: Lab, config: ToyBaseConfig | None = None) -> Path:
+def train_toy_base(env: TrainEnv | Any, config: ToyBaseConfig | None = None) -> Path:
     """Train the toy base model from scratch and export it; return the exported pipeline folder.
 
     Logged as an MLflow run "toy-base" (params: the recipe config; metrics: the final adherence
@@ -535,6 +531,7 @@ def train_toy_base(lab: Lab, config: ToyBaseConfig | None = None) -> Path:
 
     # 1. settings, folders, the untrained components
     config = config or ToyBaseConfig()
+    env = as_train_env(env)
     if config.resume not in (None, "latest"):
         raise InvalidParameter(f"ToyBaseConfig.resume={config.resume!r} is not supported.", value=config.resume,
                                fix="use None (fresh) or 'latest'.")
@@ -552,7 +549,8 @@ def train_toy_base(lab: Lab, config: ToyBaseConfig | None = None) -> Path:
     common = {"seed": config.seed, "log_every": config.log_every, "licence": LICENCE,
               "checkpoint_every": config.checkpoint_every, "keep_checkpoints": 2,
               "resume": RESUME_IF_ANY if config.resume else None}
-    with lab.run("toy-base", params=config.to_dict(), tags={"labkit.job": "train", "labkit.task": "toy-base"}) as run:
+    with env.run("toy-base", params=config.to_dict(), tags={"labkit.job": "train", "labkit.task": "toy-base"}) as run:
+        run_id = run.run_id if run is not None else None  # None: a TrainEnv that logs nothing
         # 2. the VAE
         vae_done = out / "vae" / "model" / "vae.safetensors"
         if config.resume == "latest" and vae_done.is_file():
@@ -565,14 +563,15 @@ def train_toy_base(lab: Lab, config: ToyBaseConfig | None = None) -> Path:
                                learning_rate=config.vae_lr, lr_schedule="cosine", warmup_steps=50,
                                min_lr_ratio=0.05, validate_every=max(config.vae_steps // 2, 1),
                                validation_prompts=validation_prompts(4, 0), validation_seeds=(0,), **common)
-            res = train(ToyVAETask(comps["vae"], config.data_seed, config.vae_kl_weight), vcfg, lab=lab,
-                        parent_run_id=run.run_id, run_name="toy-vae")
+            res = train(ToyVAETask(comps["vae"], config.data_seed, config.vae_kl_weight), vcfg, env=env,
+                        parent_run_id=run_id, run_name="toy-vae")
             if res.status != "finished":
                 raise KeyboardInterrupt
             vae_steps = res.step
         comps["vae"].register_to_config(scaling_factor=_latent_scale(comps["vae"], config.data_seed))
         comps["vae"].requires_grad_(False).eval()
-        run.log_metrics({"vae.scaling_factor": comps["vae"].config.scaling_factor})
+        if run is not None:
+            run.log_metrics({"vae.scaling_factor": comps["vae"].config.scaling_factor})
 
         # 3. the text encoder's pre-training
         text_steps = 0
@@ -587,8 +586,8 @@ def train_toy_base(lab: Lab, config: ToyBaseConfig | None = None) -> Path:
                                learning_rate=config.text_lr, lr_schedule="cosine", warmup_steps=50,
                                min_lr_ratio=0.1, validate_every=max(config.text_steps // 2, 1),
                                validation_prompts=("held-out captions",), **common)
-            res = train(ToyTextTask(comps["text_encoder"], comps["tokenizer"], config.data_seed), tcfg, lab=lab,
-                        parent_run_id=run.run_id, run_name="toy-text")
+            res = train(ToyTextTask(comps["text_encoder"], comps["tokenizer"], config.data_seed), tcfg, env=env,
+                        parent_run_id=run_id, run_name="toy-text")
             if res.status != "finished":
                 raise KeyboardInterrupt
             text_steps = res.step
@@ -601,7 +600,7 @@ def train_toy_base(lab: Lab, config: ToyBaseConfig | None = None) -> Path:
                            learning_rate=config.lr, lr_schedule="cosine", warmup_steps=config.warmup_steps,
                            min_lr_ratio=config.min_lr_ratio, validate_every=config.validate_every,
                            validation_prompts=validation_prompts(), validation_seeds=(0, 1, 2), **common)
-        res = train(task, ucfg, lab=lab, parent_run_id=run.run_id, run_name="toy-diffusion")
+        res = train(task, ucfg, env=env, parent_run_id=run_id, run_name="toy-diffusion")
         if res.status != "finished":
             raise KeyboardInterrupt
         train_wall = time.time() - t0
@@ -613,13 +612,14 @@ def train_toy_base(lab: Lab, config: ToyBaseConfig | None = None) -> Path:
                           steps=config.sampling_steps) if config.eval_prompts else {}
         final = out / "model"
         shutil.rmtree(final, ignore_errors=True)
-        card = toy_card(config, {"vae": vae_steps, "text": text_steps, "unet": res.step}, train_wall, rates, run.run_id)
+        card = toy_card(config, {"vae": vae_steps, "text": text_steps, "unet": res.step}, train_wall, rates, run_id)
         save_pipeline(task.pipeline(), final, card=card,
                       labkit_meta={"trained": True, "guidance_scale": config.guidance_scale,
                                    "sampling_steps": config.sampling_steps})
-        run.log_metrics({**{f"adherence.{k}": v for k, v in rates.items()}, "train_wall_s": train_wall,
-                         "weights_mb": weights_bytes(final) / 1e6})
-        run.log_artifact(final, "model")
+        if run is not None:
+            run.log_metrics({**{f"adherence.{k}": v for k, v in rates.items()}, "train_wall_s": train_wall,
+                             "weights_mb": weights_bytes(final) / 1e6})
+            run.log_artifact(final, "model")
         shutil.rmtree(out / "build", ignore_errors=True)
     return final
 

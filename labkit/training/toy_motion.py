@@ -1,7 +1,7 @@
 """The AnimateDiff toy-motion recipe: a motion adapter on the toy text-to-image model.
 
     # `labkit train toy-motion --arch animatediff`:
-    path = train_toy_motion(lab, ToyMotionConfig(output_dir="toy-motion"))
+    path = train_toy_motion(env, ToyMotionConfig(output_dir="toy-motion"))   # env: a TrainEnv or a Lab
 
 The model is diffusers' AnimateDiff, unchanged: the toy model's `UNet2DConditionModel` becomes a
 `UNetMotionModel` (`UNetMotionModel.from_unet2d(unet, MotionAdapter(...))`) whose temporal transformers
@@ -47,28 +47,31 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
-from labkit.training.config import TrainConfig
+from labkit.training.env import TrainEnv, as_train_env
+from labkit.training.motion_recipes import (
+    DATA_DESCRIPTION,
+    LICENCE,
+    MOTION_WORD_INIT,
+    copy_tokenizer_files,
+    first_frame_for,
+    folder_licence,
+    heldout_metrics,
+    init_word_embeddings,
+    load_base_components,
+    motion_train_config,
+    run_motion_recipe,
+    validation_prompts,
+)
 from labkit.training.task import StepContext, TrainTask, Validation
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-    from labkit.lab import Lab
-
-LICENCE = "CC0-1.0"
-DATA_DESCRIPTION = ("labkit.toyworld.motion procedural clips (64x64, one flat shape moving left/right/up/down, "
-                    "growing or shrinking, uniform motion), train split only: about 15% of (shape, colour, size, "
-                    "motion) combinations and the base model's held-out objects are never shown")
-#: Direction words the toy base never saw (its captions name positions, not motions), each started from the
-#: embedding of the position word it leads to (`init_word_embeddings`).
-MOTION_WORD_INIT = {"up": "top", "down": "bottom"}
 #: Block types `UNetMotionModel.from_unet2d` knows how to convert.
 _CONVERTIBLE = {"DownBlock2D", "CrossAttnDownBlock2D", "UpBlock2D", "CrossAttnUpBlock2D"}
 
@@ -335,27 +338,6 @@ def save_motion_pipeline(components: dict[str, Any], motion_unet, kwargs: dict[s
     return folder
 
 
-def load_base(lab: Lab, base: str) -> tuple[dict[str, Any], Any, Path]:
-    """The base text-to-image model's components (fp32, CPU), its `ModelRef` and its folder."""
-    from diffusers import DiffusionPipeline
-
-    from labkit.pipelines.loader import check_safe, local_folder, resolve_model
-
-    ref = resolve_model(base, lab.catalog)
-    folder = local_folder(ref)
-    check_safe(ref, folder, allow_pickle=False)
-    index = json.loads((folder / "model_index.json").read_text())
-    if index.get("_class_name") != "StableDiffusionPipeline":
-        raise InvalidParameter(f"Base model {base!r} is a {index.get('_class_name')}, not a text-to-image "
-                               "StableDiffusionPipeline.", value=base,
-                               fix="animate the toy text-to-image model (--base toyworld or its folder).")
-    pipe = DiffusionPipeline.from_pretrained(str(folder), use_safetensors=True, local_files_only=True)
-    comps = {k: getattr(pipe, k) for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
-    for k in ("vae", "text_encoder", "unet"):
-        comps[k].requires_grad_(False).eval()
-    return comps, ref, folder
-
-
 # --- sampling ------------------------------------------------------------------------------------
 
 
@@ -399,25 +381,6 @@ def animate(pipe, prompt: str, *, image=None, frames: int = 16, steps: int = 20,
 
 
 # --- the training task ---------------------------------------------------------------------------
-
-
-def init_word_embeddings(tokenizer, text_encoder, mapping: dict[str, str]) -> None:
-    """Set the input embedding of each word `new` in `mapping` to that of `mapping[new]` (both must be single
-    tokens of `tokenizer`); `InvalidParameter` names a word that is not."""
-    import torch
-
-    def token(word: str) -> int:
-        ids = tokenizer(word, add_special_tokens=False).input_ids
-        if len(ids) != 1:
-            raise InvalidParameter(f"{word!r} is not one token of the base's tokenizer ({len(ids)} pieces), so its "
-                                   "embedding cannot be started from another word's.", value=word,
-                                   fix="map single-token words only (ToyMotionConfig.word_init), or pass {}.")
-        return ids[0]
-
-    table = text_encoder.get_input_embeddings().weight
-    with torch.no_grad():
-        for new, known in mapping.items():
-            table[token(new)] = table[token(known)]
 
 
 def path_mask(video: torch.Tensor, latent_size: int) -> torch.Tensor:
@@ -575,7 +538,7 @@ class ToyMotionTask(TrainTask):
             first = None
             if k == len(prompts) - 1 and len(prompts) > 1:  # the image-to-video row
                 spec = parse_motion(p)
-                first = _first_frame_for(spec)
+                first = first_frame_for(spec)
             for s in seeds:
                 frames = animate(pipe, p, image=first, frames=cfg.frames, steps=cfg.sampling_steps,
                                  guidance=cfg.guidance_scale, seed=s)
@@ -599,7 +562,7 @@ class ToyMotionTask(TrainTask):
                   "guidance_scale": cfg.guidance_scale, "sampling_steps": cfg.sampling_steps,
                   "shared_noise": cfg.shared_noise, "word_init": cfg.word_init,
                   **({"keyframe_model": self.base_id} if cfg.keyframe else {}),
-                  "image_to_video": "first-frame clean-latent replacement (labkit.toyworld.motion_train)",
+                  "image_to_video": "first-frame clean-latent replacement (labkit.training.toy_motion)",
                   **cfg.extra_meta})
 
     def data_card(self):
@@ -620,46 +583,10 @@ class ToyMotionTask(TrainTask):
             f"{self.config.text_encoder_lr_scale:g}×) "
             f"(licence {self.base_licence or 'unknown'}); load the folder with "
             "`AnimateDiffPipeline.from_pretrained`. Image-to-video: "
-            "`labkit.toyworld.motion_train.animate(pipe, prompt, image=first_frame)`.", ""])
+            "`labkit.training.toy_motion.animate(pipe, prompt, image=first_frame)`.", ""])
 
 
-def heldout_metrics(config: Any, animate: Callable[[str, Any, int], Sequence[Any]], *,
-                    from_first_frame: bool = True) -> dict[str, float]:
-    """The rates of the motion checks on `config.eval_prompts` held-out prompts ({} for none), for a recipe's
-    validation: `animate(caption, first frame or None, seed)` renders prompt i with seed i, from the clip's true
-    first frame when `from_first_frame` (then judged against the clip, else against the caption)."""
-    from PIL import Image
-
-    from labkit.toyworld.motion import make_clip_item, render_clip
-    from labkit.toyworld.motion_score import motion_verdict
-
-    verdicts = []
-    for i in range(config.eval_prompts):
-        clip, text = make_clip_item(10_000 + config.data_seed, i, "heldout", config.frames)
-        first = Image.fromarray(render_clip(clip)[0]) if from_first_frame else None
-        verdicts.append(motion_verdict(clip if from_first_frame else text, animate(text, first, i)))
-    if not verdicts:
-        return {}
-    return {f"heldout_{key}": sum(bool(v[key]) for v in verdicts) / len(verdicts)
-            for key in ("direction", "identity", "smooth", "all_correct")}
-
-
-def _first_frame_for(spec) -> Any:
-    """A toy image of what a motion spec starts from (`toyworld.motion.start_object`)."""
-    from labkit.toyworld.motion import start_object
-    from labkit.toyworld.scenes import Scene, render_pil
-
-    return render_pil(Scene((start_object(spec),)))
-
-
-def validation_prompts(seed: int = 321) -> tuple[str, ...]:
-    """Held-out motion prompts for the validation strips (the last one also animates its first frame)."""
-    from labkit.toyworld.motion import motion_prompts
-
-    return tuple(p for p, _ in motion_prompts("heldout", n=3, seed=seed))
-
-
-def train_toy_motion(lab: Lab, config: ToyMotionConfig | None = None) -> Path:
+def train_toy_motion(env: TrainEnv | Any, config: ToyMotionConfig | None = None) -> Path:
     """Train the motion adapter on the toy base and export the motion pipeline; return its folder.
 
     Steps: (1) check the settings and load the base (its UNet must convert to a `UNetMotionModel`);
@@ -675,63 +602,18 @@ def train_toy_motion(lab: Lab, config: ToyMotionConfig | None = None) -> Path:
     motion_train_config(config).validate()  # output folder and resume point too, before the base loads
     if config.threads:
         torch.set_num_threads(int(config.threads))
-    comps, ref, base_folder = load_base(lab, config.base)
+    env = as_train_env(env)
+    comps, ref, base_folder = load_base_components(env, config.base)
     adapter_config(comps["unet"].config, config.motion_heads, config.max_seq_length, config.mid_block)
-    task = ToyMotionTask(comps, config, base_id=ref.id, base_licence=ref.licence or _folder_licence(base_folder),
+    task = ToyMotionTask(comps, config, base_id=ref.id, base_licence=ref.licence or folder_licence(base_folder),
                          base_revision=ref.revision)
     task.tokenizer_files = base_folder / "tokenizer"
     # 2. training, and 3. the export (the engine writes it: task.export + model card)
-    return run_motion_recipe(lab, task, config, {"arch": "animatediff", **config.to_dict()})
-
-
-def motion_train_config(config: Any, recipe: dict[str, Any] | None = None) -> TrainConfig:
-    """The engine's `TrainConfig` for a toy-motion recipe `config` (either architecture's: both name the
-    optimisation, validation and checkpoint settings alike), with `recipe` in its params."""
-    return TrainConfig(output_dir=config.output_dir, steps=config.steps, batch_size=config.batch_size,
-                       learning_rate=config.lr, lr_schedule="cosine", warmup_steps=min(config.warmup_steps,
-                                                                                       config.steps - 1),
-                       min_lr_ratio=config.min_lr_ratio, validate_every=config.validate_every,
-                       validation_prompts=validation_prompts() if config.validate_every else (),
-                       validation_seeds=(0,), log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-                       keep_checkpoints=2, seed=config.seed, licence=LICENCE, resume=config.resume,
-                       extra={"recipe": recipe or {}})
-
-
-def run_motion_recipe(lab: Lab, task: TrainTask, config: Any, recipe: dict[str, Any]) -> Path:
-    """Train a toy-motion `task` with labkit's engine under a recipe `config` — one MLflow run "toy-motion"
-    with `recipe` in its params — and return the export's folder; KeyboardInterrupt when the run was
-    stopped (it resumes)."""
-    from labkit.training import train
-
-    res = train(task, motion_train_config(config, recipe), lab=lab, run_name="toy-motion",
-                tags={"labkit.task": "toy-motion"})
-    if res.status != "finished":
-        raise KeyboardInterrupt
-    return Path(config.output_dir) / "model"
-
-
-def copy_tokenizer_files(source: Path | None, folder: Path) -> None:
-    """Copy the base's BPE files (vocab.json, merges.txt) into an export's `tokenizer/` when it lacks them."""
-    if source is None:
-        return
-    tok = Path(folder) / "tokenizer"
-    for name in ("vocab.json", "merges.txt"):
-        if (source / name).is_file() and not (tok / name).exists():
-            shutil.copy(source / name, tok / name)
-
-
-def _folder_licence(folder: Path) -> str | None:
-    """The licence a model card's front matter declares (`license: …`), if any."""
-    card = folder / "README.md"
-    if card.is_file():
-        for line in card.read_text(encoding="utf-8").splitlines()[:12]:
-            if line.startswith("license:"):
-                return line.partition(":")[2].strip() or None
-    return None
+    return run_motion_recipe(env, task, config, {"arch": "animatediff", **config.to_dict()})
 
 
 __all__ = ["LICENCE", "MOTION_WORD_INIT", "ToyMotionConfig", "ToyMotionTask", "adapter_config", "animate",
            "build_motion_unet", "copy_tokenizer_files", "encode_image", "extract_adapter", "first_frame_kwargs",
-           "heldout_metrics", "init_word_embeddings", "load_base", "make_motion_pipeline", "motion_modules",
+           "heldout_metrics", "init_word_embeddings", "load_base_components", "make_motion_pipeline", "motion_modules",
            "path_mask", "run_motion_recipe", "sample_timesteps", "save_motion_pipeline", "train_toy_motion",
            "validation_prompts"]

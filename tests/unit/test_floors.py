@@ -78,12 +78,6 @@ KNOWN_VIOLATIONS = {
     ("labkit", "labkit.tracking"),
     # a model family's special step decided inside pipelines (issue 20: declared by the catalogue entry)
     ("labkit.pipelines.animatediff", "labkit.toyworld.motion"),
-    # training recipes that take a Lab (issue 20: they take a tracker, a hardware profile, a loader)
-    ("labkit.toyworld.motion_train", "labkit.lab"),
-    ("labkit.toyworld.train", "labkit.lab"),
-    ("labkit.toyworld.warp", "labkit.lab"),
-    ("labkit.training.engine", "labkit.lab"),
-    ("labkit.training.lora", "labkit.lab"),
 }
 
 # Import cycles through module-level imports (TYPE_CHECKING ones included), as groups of modules that
