@@ -21,11 +21,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
+from labkit.training.config import TrainConfig, _tuple, old_names, train_fields
 from labkit.training.task import StepContext, TrainTask, Validation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,9 +37,11 @@ UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
-@dataclass
-class LoraTrainConfig:
-    """Everything a LoRA training job needs (logged once as the run's params).
+@old_names(positional=("data", "output_dir"))
+@dataclass(kw_only=True)
+class LoraTrainConfig(TrainConfig):
+    """Everything a LoRA training job needs (logged once as the run's params): `TrainConfig` (here with the
+    defaults below) plus the recipe's own fields.
 
     Attributes:
         data: an image folder with `metadata.jsonl` (`file_name`, `text`, `licence` per line).
@@ -66,8 +69,17 @@ class LoraTrainConfig:
         concept: toy world only: the new shape the adapter teaches (for the final adherence check).
     """
 
+    # TrainConfig's fields, with this recipe's defaults
+    steps: int = 500
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    validation_seeds: tuple[int, ...] = (0, 1)
+    validate_every: int = 0
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    log_every: int | None = None  # None: a tenth of the steps, at most 25
+    # the recipe's own
     data: str | Path
-    output_dir: str | Path
     base: str = "toyworld"
     rank: int = 8
     alpha: float | None = None
@@ -76,38 +88,20 @@ class LoraTrainConfig:
     train_text_encoder: bool = False
     text_encoder_lr_scale: float = 0.5
     resolution: int | None = None
-    steps: int = 500
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-3
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    seed: int = 0
-    validation_prompts: tuple[str, ...] = ()
-    validation_seeds: tuple[int, ...] = (0, 1)
-    validate_every: int = 0
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 3
     gradient_checkpointing: bool = False
     use_8bit_adam: bool | None = None
-    mixed_precision: str = "no"
     guidance_scale: float | None = None
     sampling_steps: int | None = None
-    licence: str | None = None
     kohya: bool = False
-    resume: str | Path | None = None
     threads: int | None = None
     eval_prompts: int = 0
     concept: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from labkit.training.config import _tuple
-
-        for name in ("data", "output_dir"):
-            if isinstance(getattr(self, name), (str, os.PathLike)):
-                setattr(self, name, Path(getattr(self, name)))
-        for name in ("target_modules", "text_encoder_targets", "validation_prompts", "validation_seeds"):
+        super().__post_init__()
+        if isinstance(self.data, (str, os.PathLike)):
+            self.data = Path(self.data)
+        for name in ("target_modules", "text_encoder_targets"):
             setattr(self, name, _tuple(self, name))
 
     def validate(self) -> None:
@@ -177,22 +171,10 @@ class LoraTrainConfig:
         d["resume"] = None if self.resume is None else str(self.resume)
         return d
 
-    def replace(self, **changes: Any) -> LoraTrainConfig:
-        return dataclasses.replace(self, **changes)
-
-    def train_config(self, guidance: float, sampling: int):
-        """The engine's `TrainConfig` for this job."""
-        from labkit.training.config import TrainConfig
-
-        return TrainConfig(
-            output_dir=self.output_dir, steps=self.steps, batch_size=self.batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps, learning_rate=self.learning_rate,
-            lr_schedule=self.lr_schedule, warmup_steps=self.warmup_steps, seed=self.seed,
-            mixed_precision=self.mixed_precision, checkpoint_every=self.checkpoint_every,
-            keep_checkpoints=self.keep_checkpoints, validate_every=self.validate_every,
-            validation_prompts=self.validation_prompts, validation_seeds=self.validation_seeds,
-            log_every=max(1, min(25, self.steps // 10 or 1)), resume=self.resume, licence=self.licence,
-            extra={"lora": {**self.to_dict(), "guidance_scale": guidance, "sampling_steps": sampling}})
+    def train_config(self, guidance: float, sampling: int) -> TrainConfig:
+        """The engine's `TrainConfig` for this job (the recipe's settings in its params as `extra.lora`)."""
+        return train_fields(self, log_every=self.log_every or max(1, min(25, self.steps // 10 or 1)),
+                            extra={"lora": {**self.to_dict(), "guidance_scale": guidance, "sampling_steps": sampling}})
 
 
 def check_dataset(folder: str | Path) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import InvalidParameter
-from labkit.training.config import TrainConfig
+from labkit.training.config import TrainConfig, train_fields
 from labkit.training.env import TrainEnv, as_train_env
 from labkit.training.task import TrainTask
 
@@ -102,17 +102,13 @@ def validation_prompts(seed: int = 321) -> tuple[str, ...]:
     return tuple(p for p, _ in motion_prompts("heldout", n=3, seed=seed))
 
 
-def motion_train_config(config: Any, recipe: dict[str, Any] | None = None) -> TrainConfig:
-    """The engine's `TrainConfig` for a toy-motion recipe `config` (either architecture's: both name the
-    optimisation, validation and checkpoint settings alike), with `recipe` in its params."""
-    return TrainConfig(output_dir=config.output_dir, steps=config.steps, batch_size=config.batch_size,
-                       learning_rate=config.lr, lr_schedule="cosine", warmup_steps=min(config.warmup_steps,
-                                                                                       config.steps - 1),
-                       min_lr_ratio=config.min_lr_ratio, validate_every=config.validate_every,
-                       validation_prompts=validation_prompts() if config.validate_every else (),
-                       validation_seeds=(0,), log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-                       keep_checkpoints=2, seed=config.seed, licence=LICENCE, resume=config.resume,
-                       extra={"recipe": recipe or {}})
+def motion_train_config(config: TrainConfig, recipe: dict[str, Any] | None = None) -> TrainConfig:
+    """The engine's `TrainConfig` for a toy-motion recipe `config` (either architecture's: each is a
+    `TrainConfig` plus its own fields), with `recipe` in its params (`extra.recipe`) and the validation
+    strips' held-out prompts when validation is on and the config names none."""
+    prompts = config.validation_prompts or (validation_prompts() if config.validate_every else ())
+    return train_fields(config, warmup_steps=min(config.warmup_steps, config.steps - 1), validation_prompts=prompts,
+                        extra={**config.extra, "recipe": recipe or {}})
 
 
 def run_motion_recipe(env: TrainEnv | Any, task: TrainTask, config: Any, recipe: dict[str, Any]) -> Path:

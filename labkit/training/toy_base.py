@@ -16,7 +16,6 @@ Everything is logged to one MLflow parent run ("toy-base") with one child run pe
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
 from labkit.toyworld.model import LICENCE, ToyModelConfig
-from labkit.training.config import RESUME_IF_ANY
+from labkit.training.config import RESUME_IF_ANY, TrainConfig, old_names, train_fields
 from labkit.training.env import TrainEnv, as_train_env
 from labkit.training.task import StepContext, TrainTask, Validation
 
@@ -47,9 +46,12 @@ def validation_prompts(single: int = 4, two: int = 2, seed: int = 123) -> tuple[
                  + prompts("heldout", n=two, seed=seed, n_objects=2))
 
 
-@dataclass
-class ToyBaseConfig:
-    """The toy-base recipe's settings.
+@old_names(lr="learning_rate")
+@dataclass(kw_only=True)
+class ToyBaseConfig(TrainConfig):
+    """The toy-base recipe's settings: `TrainConfig` — the text-encoder + UNet phase's, here with the defaults
+    below (cosine schedule) — plus the recipe's own fields, the VAE and text phases' among them. `lr=` is
+    accepted as the old name of `learning_rate`.
 
     The shipped model is these defaults (seed 0): `labkit eval toyworld --n 200` on held-out
     combinations measured colour 100%, shape 99%, size 100%, position 100%, all correct 99%, two-object
@@ -64,7 +66,7 @@ class ToyBaseConfig:
         data_seed: which procedural scenes are drawn.
         vae_steps, vae_batch_size, vae_lr, vae_kl_weight: the VAE phase.
         text_steps, text_batch_size, text_lr: the text encoder's pre-training (0 steps: skip it).
-        steps, batch_size, lr, warmup_steps, min_lr_ratio: the text-encoder + UNet phase (cosine schedule).
+        steps, batch_size, learning_rate, warmup_steps, min_lr_ratio: the text-encoder + UNet phase.
         train_text_encoder: keep training the text encoder with the UNet (default False: frozen as its
             pre-training left it). Trained jointly, it lets the words the denoising loss rewards least
             fade: in the recipe's own run "a large yellow diamond on the right" and "… triangle …" went
@@ -87,8 +89,22 @@ class ToyBaseConfig:
         model: component sizes (`ToyModelConfig`).
     """
 
+    # TrainConfig's fields, with this recipe's defaults (the UNet phase's; the others share seed, log_every,
+    # licence, checkpoint_every and keep_checkpoints)
     output_dir: str | Path = "toy-base"
-    seed: int = 0
+    steps: int = 3500
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    validate_every: int = 500
+    validation_seeds: tuple[int, ...] = (0, 1, 2)
+    log_every: int = 50
+    licence: str | None = LICENCE
+    # the recipe's own
     data_seed: int = 0
     vae_steps: int = 1000
     vae_batch_size: int = 16
@@ -97,11 +113,6 @@ class ToyBaseConfig:
     text_steps: int = 800
     text_batch_size: int = 64
     text_lr: float = 1e-3
-    steps: int = 3500
-    batch_size: int = 16
-    lr: float = 1e-3
-    warmup_steps: int = 200
-    min_lr_ratio: float = 0.05
     train_text_encoder: bool = False
     text_encoder_lr_scale: float = 0.5
     caption_dropout: float = 0.1
@@ -109,21 +120,23 @@ class ToyBaseConfig:
     object_weight: float = 4.0
     guidance_scale: float = 4.0
     sampling_steps: int = 20
-    checkpoint_every: int = 250
-    validate_every: int = 500
-    log_every: int = 50
     eval_prompts: int = 60
-    resume: str | None = None
     threads: int | None = None
     model: ToyModelConfig = field(default_factory=ToyModelConfig)
 
-    def __post_init__(self) -> None:
-        self.output_dir = Path(self.output_dir)
+    def validate(self) -> None:
+        """Raise `InvalidParameter` for the first value the recipe cannot use, before any model is built: the
+        resume point (None or "latest"), and the engine's checks on the UNet phase's `unet_config()`."""
+        if self.resume not in (None, "latest"):
+            raise InvalidParameter(f"ToyBaseConfig.resume={self.resume!r} is not supported.", value=self.resume,
+                                   fix="use None (fresh) or 'latest'.")
+        self.unet_config().replace(resume=None).validate()
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["output_dir"] = str(self.output_dir)
-        return d
+    def unet_config(self) -> TrainConfig:
+        """The engine's config of the text-encoder + UNet phase (in `output_dir/unet`)."""
+        return train_fields(self, output_dir=Path(self.output_dir) / "unet",
+                            validation_prompts=self.validation_prompts or validation_prompts(),
+                            resume=RESUME_IF_ANY if self.resume else None)
 
 
 def _images_to_tensor(images: Sequence[Any]) -> torch.Tensor:
@@ -498,7 +511,7 @@ def toy_card(config: ToyBaseConfig, steps: dict[str, int], wall_s: float, rates:
         f"{config.text_lr} (cosine): linear heads on the mean hidden state predict the colour, shape and size "
         "of the object at each of the five positions (heads discarded afterwards).",
         f"3. {'Text encoder + UNet' if config.train_text_encoder else 'UNet'}: {steps.get('unet', 0)} steps × "
-        f"batch {config.batch_size}, AdamW lr {config.lr} (cosine, warm-up {config.warmup_steps}"
+        f"batch {config.batch_size}, AdamW lr {config.learning_rate} (cosine, warm-up {config.warmup_steps}"
         + (f"; text encoder × {config.text_encoder_lr_scale}" if config.train_text_encoder else "") + "), "
         "v-prediction, " + (f"Min-SNR-γ {config.min_snr_gamma}, " if config.min_snr_gamma else "")
         + f"object-pixel loss weight 1 + {config.object_weight}, "
@@ -527,14 +540,12 @@ def train_toy_base(env: TrainEnv | Any, config: ToyBaseConfig | None = None) -> 
     import torch
 
     from labkit.toyworld.model import build_components, save_pipeline, weights_bytes
-    from labkit.training import TrainConfig, train
+    from labkit.training import train
 
     # 1. settings, folders, the untrained components
     config = config or ToyBaseConfig()
+    config.validate()
     env = as_train_env(env)
-    if config.resume not in (None, "latest"):
-        raise InvalidParameter(f"ToyBaseConfig.resume={config.resume!r} is not supported.", value=config.resume,
-                               fix="use None (fresh) or 'latest'.")
     if config.threads:
         torch.set_num_threads(int(config.threads))
     out = Path(config.output_dir)
@@ -546,8 +557,8 @@ def train_toy_base(env: TrainEnv | Any, config: ToyBaseConfig | None = None) -> 
     t0 = time.time()
     comps = build_components(out / "build", config.model, seed=config.seed)
     # A recipe stopped in one phase has no checkpoint yet in the later ones: each phase resumes what it has.
-    common = {"seed": config.seed, "log_every": config.log_every, "licence": LICENCE,
-              "checkpoint_every": config.checkpoint_every, "keep_checkpoints": 2,
+    common = {"seed": config.seed, "log_every": config.log_every, "licence": config.licence,
+              "checkpoint_every": config.checkpoint_every, "keep_checkpoints": config.keep_checkpoints,
               "resume": RESUME_IF_ANY if config.resume else None}
     with env.run("toy-base", params=config.to_dict(), tags={"labkit.job": "train", "labkit.task": "toy-base"}) as run:
         run_id = run.run_id if run is not None else None  # None: a TrainEnv that logs nothing
@@ -596,11 +607,7 @@ def train_toy_base(env: TrainEnv | Any, config: ToyBaseConfig | None = None) -> 
         task = ToyDiffusionTask(comps, config.data_seed, config.caption_dropout, config.train_text_encoder,
                                 config.text_encoder_lr_scale, config.guidance_scale, config.sampling_steps,
                                 min_snr_gamma=config.min_snr_gamma, object_weight=config.object_weight)
-        ucfg = TrainConfig(output_dir=out / "unet", steps=config.steps, batch_size=config.batch_size,
-                           learning_rate=config.lr, lr_schedule="cosine", warmup_steps=config.warmup_steps,
-                           min_lr_ratio=config.min_lr_ratio, validate_every=config.validate_every,
-                           validation_prompts=validation_prompts(), validation_seeds=(0, 1, 2), **common)
-        res = train(task, ucfg, env=env, parent_run_id=run_id, run_name="toy-diffusion")
+        res = train(task, config.unet_config(), env=env, parent_run_id=run_id, run_name="toy-diffusion")
         if res.status != "finished":
             raise KeyboardInterrupt
         train_wall = time.time() - t0

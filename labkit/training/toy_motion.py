@@ -45,7 +45,6 @@ base trained with `conv_in_kernel=7` cannot be animated (`build_motion_unet` say
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
+from labkit.training.config import TrainConfig, old_names
 from labkit.training.env import TrainEnv, as_train_env
 from labkit.training.motion_recipes import (
     DATA_DESCRIPTION,
@@ -76,16 +76,18 @@ if TYPE_CHECKING:  # pragma: no cover
 _CONVERTIBLE = {"DownBlock2D", "CrossAttnDownBlock2D", "UpBlock2D", "CrossAttnUpBlock2D"}
 
 
-@dataclass
-class ToyMotionConfig:
-    """The toy-motion recipe's settings.
+@old_names(lr="learning_rate")
+@dataclass(kw_only=True)
+class ToyMotionConfig(TrainConfig):
+    """The toy-motion recipe's settings: `TrainConfig` (here with the defaults below: AdamW, cosine schedule)
+    plus the recipe's own fields. `lr=` is accepted as the old name of `learning_rate`.
 
     Attributes:
         output_dir: checkpoints, validation strips and the export (`model/`).
         base: the toy text-to-image model to animate (catalogue id, folder or repo id).
         seed, data_seed: initialise the adapter and the step noise; choose the clips.
-        steps, batch_size (clips per step), frames (per training clip), lr, warmup_steps, min_lr_ratio:
-            the optimisation (AdamW, cosine schedule).
+        steps, batch_size (clips per step), frames (per training clip), learning_rate, warmup_steps,
+            min_lr_ratio: the optimisation.
         first_frame_prob: share of clips trained with their clean first frame given (image-to-video). 1 by
             default: with `keyframe`, text-to-video animates a drawn first frame too, so every clip the model
             renders has one (half the clips without it: held-out directions 95% against 98%, GPU sweep at
@@ -107,11 +109,11 @@ class ToyMotionConfig:
             `labkit.pipelines.animatediff.video_noise`). With independent noise the frames of a partly
             trained adapter settle on different layouts; sharing 90% of it, at sampling alone, took a
             checkpoint's smooth clips from 0 to 75% (12 held-out prompts).
-        spatial_lr_scale: the base UNet's own (2D) weights train too, at this fraction of `lr` (0: frozen,
+        spatial_lr_scale: the base UNet's own (2D) weights train too, at this fraction of `learning_rate` (0: frozen,
             as in AnimateDiff proper; see the module docstring for why they train). The export's `unet/`
             then holds the fine-tuned 2D weights.
-        text_encoder_lr_scale: the base's text encoder trains too, at this fraction of `lr` (0: frozen; the export
-            then holds the fine-tuned encoder). The base never saw a motion caption, and frozen it hardly
+        text_encoder_lr_scale: the base's text encoder trains too, at this fraction of `learning_rate` (0: frozen;
+            the export then holds the fine-tuned encoder). The base never saw a motion caption, and frozen it hardly
             tells "up" from "down": its outputs for "a large red square moving up" and "… moving down" have
             cosine 0.98, against 0.88 for "red" vs "blue" and 0.25 for "left" vs "right".
         word_init: {new word: known word}: the text encoder's input embedding of each new word starts as the
@@ -135,16 +137,23 @@ class ToyMotionConfig:
         threads: torch CPU threads (None: torch's default).
     """
 
+    # TrainConfig's fields, with this recipe's defaults
     output_dir: str | Path = "toy-motion"
-    base: str = "toyworld"
-    seed: int = 0
-    data_seed: int = 0
     steps: int = 1000
     batch_size: int = 2
-    frames: int = 16
-    lr: float = 5e-4
+    learning_rate: float = 5e-4
+    lr_schedule: str = "cosine"
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    validate_every: int = 500
+    log_every: int = 25
+    licence: str | None = LICENCE
+    # the recipe's own
+    base: str = "toyworld"
+    data_seed: int = 0
+    frames: int = 16
     first_frame_prob: float = 1.0
     caption_dropout: float = 0.1
     min_snr_gamma: float | None = None
@@ -161,18 +170,16 @@ class ToyMotionConfig:
     mid_block: bool = True
     guidance_scale: float = 4.0
     sampling_steps: int = 8  # the catalogue entry's default_steps: validation samples as `labkit video` renders
-    checkpoint_every: int = 250
-    validate_every: int = 500
-    log_every: int = 25
     eval_prompts: int = 12
     adapter_dtype: str = "float16"
-    resume: str | None = None
     threads: int | None = None
     fps: int = 8
     extra_meta: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.output_dir = Path(self.output_dir)
+    def validate(self) -> None:
+        """`check()`, then the engine's checks (numbers, output folder, resume point) on `motion_train_config`."""
+        self.check()
+        motion_train_config(self).validate()
 
     def check(self) -> None:
         """Raise `InvalidParameter` for the first value the recipe cannot use (before any heavy work)."""
@@ -203,12 +210,6 @@ class ToyMotionConfig:
             raise bad("resume", "use None (fresh) or 'latest'.")
         if self.motion_heads < 1:
             raise bad("motion_heads", "use an integer >= 1 that divides every block's channels.")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["output_dir"] = str(self.output_dir)
-        return d
-
 
 # --- the model -----------------------------------------------------------------------------------
 
@@ -598,8 +599,7 @@ def train_toy_motion(env: TrainEnv | Any, config: ToyMotionConfig | None = None)
 
     # 1. settings and the base
     config = config or ToyMotionConfig()
-    config.check()
-    motion_train_config(config).validate()  # output folder and resume point too, before the base loads
+    config.validate()  # output folder and resume point too, before the base loads
     if config.threads:
         torch.set_num_threads(int(config.threads))
     env = as_train_env(env)

@@ -11,7 +11,6 @@ v-prediction with the base model's text encoder frozen, and the export as a diff
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import torch
 
 from labkit.errors import InvalidParameter
 from labkit.toyworld.warp import ToyTrajectoryModel, ToyWarpImageToVideoPipeline, clip_trajectory
+from labkit.training.config import TrainConfig, old_names
 from labkit.training.env import TrainEnv, as_train_env
 from labkit.training.motion_recipes import (
     DATA_DESCRIPTION,
@@ -40,9 +40,12 @@ from labkit.training.motion_recipes import (
 from labkit.training.task import StepContext, TrainTask, Validation
 
 
-@dataclass
-class ToyWarpConfig:
-    """The warp recipe's settings (`labkit train toy-motion --arch warp`).
+@old_names(lr="learning_rate")
+@dataclass(kw_only=True)
+class ToyWarpConfig(TrainConfig):
+    """The warp recipe's settings (`labkit train toy-motion --arch warp`): `TrainConfig` (here with the defaults
+    below: AdamW, cosine schedule) plus the recipe's own fields. `lr=` is accepted as the old name of
+    `learning_rate`.
 
     Attributes:
         output_dir: checkpoints, validation strips and the export (`model/`).
@@ -50,7 +53,7 @@ class ToyWarpConfig:
             frozen, "up"/"down" started from "top"/"bottom" as in the AnimateDiff recipe) and which it names as
             its keyframe model.
         seed, data_seed: initialise the model and the step noise; choose the clips.
-        steps, batch_size, lr, warmup_steps, min_lr_ratio: the optimisation (AdamW, cosine schedule).
+        steps, batch_size, learning_rate, warmup_steps, min_lr_ratio: the optimisation.
         degree: of the Bézier curve of the motion (3: a cubic, which holds any uniform or eased motion; clips of
             any length evaluate it).
         width, depth: the denoiser's residual MLP.
@@ -61,15 +64,22 @@ class ToyWarpConfig:
         eval_prompts: held-out prompts judged at each validation, from their true first frame (0: none).
     """
 
+    # TrainConfig's fields, with this recipe's defaults
     output_dir: str | Path = "toy-motion"
-    base: str = "toyworld"
-    seed: int = 0
-    data_seed: int = 0
     steps: int = 3000
     batch_size: int = 64
-    lr: float = 1e-3
+    learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    validate_every: int = 1000
+    log_every: int = 50
+    licence: str | None = LICENCE
+    # the recipe's own
+    base: str = "toyworld"
+    data_seed: int = 0
     degree: int = 3
     width: int = 256
     depth: int = 4
@@ -80,15 +90,13 @@ class ToyWarpConfig:
     sampling_steps: int = 20
     frames: int = 16
     fps: int = 8
-    checkpoint_every: int = 500
-    validate_every: int = 1000
-    log_every: int = 50
     eval_prompts: int = 24
-    resume: str | None = None
     threads: int | None = None
 
-    def __post_init__(self) -> None:
-        self.output_dir = Path(self.output_dir)
+    def validate(self) -> None:
+        """`check()`, then the engine's checks (numbers, output folder, resume point) on `motion_train_config`."""
+        self.check()
+        motion_train_config(self).validate()
 
     def check(self) -> None:
         """Raise `InvalidParameter` for the first value the recipe cannot use (before any heavy work)."""
@@ -112,10 +120,6 @@ class ToyWarpConfig:
         if self.resume not in (None, "latest"):
             raise bad("resume", "use None (fresh) or 'latest'.")
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["output_dir"] = str(self.output_dir)
-        return d
 
 
 class ToyWarpTask(TrainTask):
@@ -252,8 +256,7 @@ def train_toy_warp(env: TrainEnv | Any, config: ToyWarpConfig | None = None) -> 
     (3) the export, `output_dir/model`, was written by the engine.
     """
     config = config or ToyWarpConfig()
-    config.check()
-    motion_train_config(config).validate()  # output folder and resume point too, before the base loads
+    config.validate()  # output folder and resume point too, before the base loads
     if config.threads:
         torch.set_num_threads(int(config.threads))
     env = as_train_env(env)
