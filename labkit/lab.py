@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from labkit.plan import Plan
     from labkit.results import PipelineCache, Progress, Result
     from labkit.tracking.compare import Comparison, RunSummary
+    from labkit.training.env import TrainEnv
 
 
 class Lab:
@@ -313,6 +314,20 @@ class Lab:
             finally:
                 self._open_runs.remove(run.run_id)
                 self.last_run_id = run.run_id
+
+    def train_env(self) -> TrainEnv:
+        """What training takes from this lab: runs opened by `Lab.run`, its hardware, compliance and catalogue."""
+        from labkit.training.env import TrainEnv, catalog_finder
+
+        return TrainEnv(tracker=self.tracker, hardware=self.hardware, compliance=self.compliance,
+                        find_model=catalog_finder(lambda: self.catalog), open_run=self.run)
+
+    def train(self, config: Any, **kwargs: Any) -> Any:
+        """Run the recipe of `config` (LoraTrainConfig, ToyBaseConfig, ToyMotionConfig, ToyWarpConfig) in this
+        lab; `kwargs` go to it (e.g. `callbacks=`). Returns what the recipe returns (see `labkit.training`)."""
+        from labkit.training.recipes import run_recipe
+
+        return run_recipe(self.train_env(), config, **kwargs)
 
     # -- models, notes and runs: what the panels show ------------------------------------------
 

@@ -85,7 +85,7 @@ def compare_adapters(lab: Any, adapters: Sequence[str], *, prompts: Sequence[str
     from labkit.pipelines.lora import activate, resolve_plan_adapters
     from labkit.plan import AdapterRef, Plan
     from labkit.training.card import image_grid
-    from labkit.training.lora import _toy_scores
+    from labkit.training.lora import toy_scores
 
     # 1. what to compare
     if not adapters:
@@ -117,7 +117,7 @@ def compare_adapters(lab: Any, adapters: Sequence[str], *, prompts: Sequence[str
                     imgs = pipe([p] * len(seeds), num_inference_steps=plan.steps, guidance_scale=plan.guidance,
                                 width=plan.width, height=plan.height, generator=gens).images
                     images[p] += imgs
-                    scores = _toy_scores(p, imgs) if ref.family == "toy" else []
+                    scores = toy_scores(p, imgs) if ref.family == "toy" else []
                     for i, s in enumerate(seeds):
                         out.rows.append({"checkpoint": label, "adapter": src.id, "weight": float(w), "seed": int(s),
                                          "prompt": p, "all_correct": scores[i] if scores else None})

@@ -10,14 +10,12 @@ and verdict, and a grid of the failures. The lab is passed in and used through i
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.outputs import captioned_grid
-
-ATTRS = ("colour", "shape", "size", "position", "count", "all_correct")
+from labkit.toyworld.adherence import ATTRS
 
 
 class ReportRows:
@@ -68,8 +66,8 @@ def evaluate(lab: Any, *, model: str = "toyworld", n: int = 200, seed: int = 0, 
     """
     from labkit.pipelines.calls import run_image
     from labkit.plan import Plan
+    from labkit.toyworld.adherence import judge, rates
     from labkit.toyworld.captions import prompts
-    from labkit.toyworld.detect import verdict
 
     # The toy world is 64x64: the detector's anchors and sizes are defined at that size.
     plan, ref = lab.prepare(Plan(prompt="a red circle", model=model, steps=steps, seed=seed, width=64, height=64),
@@ -86,19 +84,16 @@ def evaluate(lab: Any, *, model: str = "toyworld", n: int = 200, seed: int = 0, 
             (img,) = run_image(loaded.pipe, prompt=prompt, negative_prompt="", steps=steps, guidance=plan.guidance,
                                width=plan.width, height=plan.height, seed=seed + i, count=1,
                                on_step=lambda _: False)
-            v = verdict(prompt, img)
+            (v,) = judge([img], prompt)
             rows.append({"prompt": prompt, "objects": k, "seed": seed + i, **{a: bool(v[a]) for a in ATTRS},
                          "detected": "; ".join(f"{d['size']} {d['colour']} {d['shape']} {d['position']}"
                                                for d in v["detected"])})
             images.append(img)
         spent = time.perf_counter() - start
-        single = [r for r in rows if r["objects"] == 1]
-        two = [r for r in rows if r["objects"] == 2]
+        two = rates([r for r in rows if r["objects"] == 2], ("colour", "all_correct"))
         report = ToyEvalReport(
-            model=plan.model, n=n, seed=seed, steps=steps,
-            single={a: statistics.fmean(r[a] for r in single) if single else 0.0 for a in ATTRS},
-            two_objects_colours=statistics.fmean(r["colour"] for r in two) if two else 0.0,
-            two_objects_all_correct=statistics.fmean(r["all_correct"] for r in two) if two else 0.0,
+            model=plan.model, n=n, seed=seed, steps=steps, single=rates(r for r in rows if r["objects"] == 1),
+            two_objects_colours=two["colour"], two_objects_all_correct=two["all_correct"],
             seconds_per_image=spent / max(1, len(rows)), run_id=run.run_id, rows=rows,
         )
         run.log_metrics({**{f"single.{a}": v for a, v in report.single.items()},

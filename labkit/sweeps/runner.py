@@ -401,14 +401,13 @@ def score_images(scorer: str, images: list[tuple[Path, str]]) -> dict[str, float
         return {}
     from PIL import Image
 
-    from labkit.evals.toyworld import ATTRS
-    from labkit.toyworld.detect import verdict
+    from labkit.toyworld.adherence import judge, rates
 
     verdicts = []
     for path, prompt in images:
         with Image.open(path) as img:
-            verdicts.append(verdict(prompt, img.convert("RGB")))
-    out = {f"adherence.{a}": sum(bool(v[a]) for v in verdicts) / len(verdicts) for a in ATTRS}
+            verdicts += judge([img.convert("RGB")], prompt)
+    out = {f"adherence.{a}": v for a, v in rates(verdicts).items()}
     out["adherence.images"] = float(len(verdicts))
     return out
 

@@ -14,7 +14,7 @@ hidden states and a small CNN of the frame, learns v-prediction with diffusers' 
 `warp_frames` renders any number of frames by evaluating the curve and resampling the first frame
 (`torch.nn.functional.grid_sample`, the border colour filling what enters the canvas).
 
-Why, next to the AnimateDiff recipe (`labkit.toyworld.motion_train`): that model gets held-out directions
+Why, next to the AnimateDiff recipe (`labkit.training.toy_motion`): that model gets held-out directions
 right (93%) but redraws the object in every frame, and keeps its shape and colour through all 16 frames in
 only about a tenth of the clips after the 60 CPU minutes issue 10 allows. Here the pixels of every frame are
 the first frame's, moved: identity holds unless the motion carries the object out of the canvas, and the
@@ -28,17 +28,15 @@ The folder is a diffusers pipeline: `model_index.json` names this class and `["l
 "ToyTrajectoryModel"]` for the motion model (diffusers imports custom component classes by module path), and
 `ToyWarpImageToVideoPipeline.from_pretrained` loads it with diffusers' own machinery. Unlike the rest of
 `labkit.toyworld`, this module imports torch and diffusers when it is imported (it defines a diffusers model
-and pipeline); labkit imports it only to load a folder that names its pipeline, or to train one.
+and pipeline); labkit imports it only to load a folder that names its pipeline, or to train one. The recipe
+that trains it is `labkit.training.toy_warp` (its names still import from here).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,12 +45,7 @@ from diffusers import ConfigMixin, DiffusionPipeline, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 
-from labkit.errors import InvalidParameter
-from labkit.toyworld.motion_train import MOTION_WORD_INIT
-from labkit.training.task import StepContext, TrainTask, Validation
-
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.lab import Lab
     from labkit.toyworld.motion import Clip
 
 #: Scales that bring the trajectory's numbers to about [-1, 1]: displacements are divided by TRAVEL_SCALE
@@ -288,242 +281,17 @@ class ToyWarpImageToVideoPipeline(DiffusionPipeline):
         return ToyWarpVideoOutput(frames=frames, trajectories=x)
 
 
-# --- the recipe ----------------------------------------------------------------------------------
+#: The warp recipe's names, at their old address (they moved to `labkit.training.toy_warp`, issue 20).
+_RECIPE = ("ToyWarpConfig", "ToyWarpTask", "train_toy_warp")
 
 
-@dataclass
-class ToyWarpConfig:
-    """The warp recipe's settings (`labkit train toy-motion --arch warp`).
+def __getattr__(name: str) -> Any:
+    if name in _RECIPE:  # imported on first use: the recipe imports this module
+        from labkit.training import toy_warp
 
-    Attributes:
-        output_dir: checkpoints, validation strips and the export (`model/`).
-        base: the toy text-to-image model whose text encoder and tokenizer the model reads captions with (kept
-            frozen, "up"/"down" started from "top"/"bottom" as in the AnimateDiff recipe) and which it names as
-            its keyframe model.
-        seed, data_seed: initialise the model and the step noise; choose the clips.
-        steps, batch_size, lr, warmup_steps, min_lr_ratio: the optimisation (AdamW, cosine schedule).
-        degree: of the Bézier curve of the motion (3: a cubic, which holds any uniform or eased motion; clips of
-            any length evaluate it).
-        width, depth: the denoiser's residual MLP.
-        caption_dropout: share of captions replaced by "" (classifier-free guidance).
-        image_noise: standard deviation of the noise added to the conditioning first frame (in [-1, 1] units):
-            text-to-video animates a frame the base drew, which is close to, not exactly, a rendered one.
-        guidance_scale, sampling_steps: the export's recommended call (and validation's).
-        eval_prompts: held-out prompts judged at each validation, from their true first frame (0: none).
-    """
-
-    output_dir: str | Path = "toy-motion"
-    base: str = "toyworld"
-    seed: int = 0
-    data_seed: int = 0
-    steps: int = 3000
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.05
-    degree: int = 3
-    width: int = 256
-    depth: int = 4
-    caption_dropout: float = 0.1
-    image_noise: float = 0.05
-    word_init: dict[str, str] = field(default_factory=lambda: dict(MOTION_WORD_INIT))
-    guidance_scale: float = 2.0
-    sampling_steps: int = 20
-    frames: int = 16
-    fps: int = 8
-    checkpoint_every: int = 500
-    validate_every: int = 1000
-    log_every: int = 50
-    eval_prompts: int = 24
-    resume: str | None = None
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        self.output_dir = Path(self.output_dir)
-
-    def check(self) -> None:
-        """Raise `InvalidParameter` for the first value the recipe cannot use (before any heavy work)."""
-        def bad(name: str, fix: str) -> InvalidParameter:
-            return InvalidParameter(f"ToyWarpConfig.{name}={getattr(self, name)!r} is not valid.",
-                                    value=getattr(self, name), fix=fix)
-
-        from labkit.toyworld.motion import MIN_FRAMES
-
-        if self.frames < MIN_FRAMES:
-            raise bad("frames", f"use {MIN_FRAMES} or more frames per training clip (16 by default).")
-        if self.degree < 1:
-            raise bad("degree", "use 1 or more (1: straight uniform motion only; 3 by default).")
-        for name in ("steps", "batch_size", "width", "depth", "sampling_steps"):
-            if getattr(self, name) < 1:
-                raise bad(name, "use an integer >= 1.")
-        if not 0.0 <= self.caption_dropout <= 1.0:
-            raise bad("caption_dropout", "use a fraction in [0, 1].")
-        if self.image_noise < 0:
-            raise bad("image_noise", "use a standard deviation >= 0.")
-        if self.resume not in (None, "latest"):
-            raise bad("resume", "use None (fresh) or 'latest'.")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["output_dir"] = str(self.output_dir)
-        return d
+        return getattr(toy_warp, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class ToyWarpTask(TrainTask):
-    """The trajectory denoiser learns v-prediction on the trajectories of toy clips (train split), given
-    their first frame and caption; the text encoder stays the base's (with `word_init`)."""
-
-    name = "toy-motion"
-
-    def __init__(self, components: dict[str, Any], config: ToyWarpConfig, base_id: str = "toyworld",
-                 base_licence: str | None = "cc0-1.0", base_revision: str | None = None):
-        from diffusers import DDIMScheduler, DDPMScheduler
-
-        from labkit.toyworld.motion_train import init_word_embeddings
-
-        self.c = components
-        self.config = config
-        self.base_id, self.base_licence, self.base_revision = base_id, base_licence, base_revision
-        init_word_embeddings(components["tokenizer"], components["text_encoder"], config.word_init)
-        components["text_encoder"].requires_grad_(False).eval()
-        with torch.random.fork_rng(devices=[]):  # the model's start depends on the seed alone
-            torch.manual_seed(config.seed * 1000 + 17)
-            self.model = ToyTrajectoryModel(degree=config.degree, width=config.width, depth=config.depth,
-                                            text_dim=components["text_encoder"].config.hidden_size)
-        self.noise = DDPMScheduler.from_config(components["scheduler"].config)
-        self.sampler = DDIMScheduler.from_config(components["scheduler"].config)
-        self.tokenizer_files: Path | None = None
-
-    def _tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        tok = self.c["tokenizer"]
-        return tok(list(texts), padding="max_length", max_length=tok.model_max_length, truncation=True,
-                   return_tensors="pt").input_ids
-
-    def models(self):
-        return {"motion": self.model}
-
-    def batches(self, batch_size: int, start: int) -> Iterator[Any]:
-        from labkit.toyworld.motion import make_clip_item
-        from labkit.toyworld.scenes import render
-
-        i = start
-        cfg = self.config
-        while True:
-            items = [make_clip_item(cfg.data_seed, i * batch_size + j, "train", cfg.frames) for j in range(batch_size)]
-            firsts = np.stack([render(c.scenes()[0]) for c, _ in items]).astype(np.float32) / 127.5 - 1.0
-            image = torch.from_numpy(firsts).permute(0, 3, 1, 2).contiguous()
-            traj = torch.from_numpy(np.stack([clip_trajectory(c, cfg.degree) for c, _ in items]))
-            yield image, traj, self._tokenize([t for _, t in items])
-            i += 1
-
-    def loss(self, batch, ctx: StepContext):
-        image, traj, ids = (t.to(ctx.device) for t in batch)
-        b = traj.shape[0]
-        drop = (torch.rand(b, generator=ctx.generator) < self.config.caption_dropout).to(ctx.device)
-        ids = torch.where(drop[:, None], self._tokenize([""]).to(ctx.device).expand_as(ids), ids)
-        with torch.no_grad():
-            text = self.c["text_encoder"](ids)[0]
-        if self.config.image_noise:  # the draws come from the step's CPU generator, then move
-            image = image + self.config.image_noise * torch.randn(image.shape, generator=ctx.generator).to(ctx.device)
-        noise = torch.randn(traj.shape, generator=ctx.generator).to(ctx.device)
-        t = torch.randint(0, self.noise.config.num_train_timesteps, (b,), generator=ctx.generator).to(ctx.device)
-        noisy = self.noise.add_noise(traj, noise, t)
-        target = self.noise.get_velocity(traj, noise, t)
-        pred = self.model(noisy, t, text, image)
-        return torch.nn.functional.mse_loss(pred, target)
-
-    def pipeline(self) -> ToyWarpImageToVideoPipeline:
-        pipe = ToyWarpImageToVideoPipeline(motion=self.model, text_encoder=self.c["text_encoder"],
-                                           tokenizer=self.c["tokenizer"], scheduler=self.sampler)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
-
-    def animate(self, pipe, prompt: str, image: Any, seed: int) -> list[Any]:
-        gen = torch.Generator("cpu").manual_seed(int(seed))
-        return pipe(image=image, prompt=prompt, num_frames=self.config.frames, num_inference_steps=
-                    self.config.sampling_steps, guidance_scale=self.config.guidance_scale, generator=gen).frames[0]
-
-    def validate(self, prompts, seeds, step):
-        """A strip per prompt × seed from the still the prompt starts from, and the motion checks on
-        `eval_prompts` held-out prompts from their true first frame."""
-        from PIL import Image
-
-        from labkit.toyworld.motion import parse_motion, strip
-        from labkit.toyworld.motion_train import _first_frame_for, heldout_metrics
-
-        self.model.eval()
-        pipe = self.pipeline()
-        images, labels = [], []
-        for p in prompts:
-            first = _first_frame_for(parse_motion(p))
-            for s in seeds:
-                frames = self.animate(pipe, p, first, s)
-                images.append(Image.fromarray(strip(np.stack([np.asarray(f) for f in frames]))))
-                labels.append(f"{p} (seed {s})")
-        metrics = heldout_metrics(self.config, lambda text, first, i: self.animate(pipe, text, first, i))
-        self.model.train()
-        return Validation(images, labels, metrics)
-
-    def export(self, folder: Path) -> None:
-        from labkit.toyworld.motion_train import copy_tokenizer_files
-
-        folder = Path(folder)
-        cfg = self.config
-        self.pipeline().save_pretrained(folder, safe_serialization=True)
-        copy_tokenizer_files(self.tokenizer_files, folder)
-        index_path = folder / "model_index.json"
-        index = json.loads(index_path.read_text())
-        index["labkit"] = {"family": "toy", "kind": "motion", "architecture": "trajectory-warp",
-                           "base": self.base_id, "keyframe_model": self.base_id, "trained": True,
-                           "frames": cfg.frames, "fps": cfg.fps, "guidance_scale": cfg.guidance_scale,
-                           "sampling_steps": cfg.sampling_steps, "word_init": cfg.word_init,
-                           "image_to_video": "the first frame warped along a sampled trajectory "
-                                             "(labkit.toyworld.warp)"}
-        index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-
-    def data_card(self):
-        from labkit.toyworld.motion_train import DATA_DESCRIPTION, LICENCE
-
-        return {"description": DATA_DESCRIPTION + " (trajectories and first frames)", "licence": LICENCE,
-                "source": f"labkit.toyworld.motion seed={self.config.data_seed}"}
-
-    def licence_chain(self):
-        from labkit.compliance import Asset
-
-        return [Asset("model", self.base_id, self.base_licence, self.base_revision), *super().licence_chain()]
-
-    def card_notes(self) -> str:
-        return "\n".join([
-            "## Model", "",
-            f"A trajectory diffusion model ({sum(p.numel() for p in self.model.parameters()):,} parameters) "
-            f"and a warp renderer (`labkit.toyworld.warp`), reading captions with the text encoder of "
-            f"`{self.base_id}` (licence {self.base_licence or 'unknown'}), which also draws the keyframe of "
-            "text-to-video. Load the folder with `ToyWarpImageToVideoPipeline.from_pretrained` (labkit's loader "
-            "picks that class from `model_index.json`); "
-            "`pipe(image=first_frame, prompt=...)` animates a toy picture.", ""])
-
-
-def train_toy_warp(lab: Lab, config: ToyWarpConfig | None = None) -> Path:
-    """Train the trajectory model on the toy base's text encoder and export the pipeline; return its folder.
-
-    Steps: (1) check the settings and load the base; (2) train with labkit's engine (one MLflow run
-    "toy-motion": loss, validation strips, held-out motion checks, checkpoints that resume exactly);
-    (3) the export, `output_dir/model`, was written by the engine.
-    """
-    from labkit.toyworld.motion_train import _folder_licence, load_base, motion_train_config, run_motion_recipe
-
-    config = config or ToyWarpConfig()
-    config.check()
-    motion_train_config(config).validate()  # output folder and resume point too, before the base loads
-    if config.threads:
-        torch.set_num_threads(int(config.threads))
-    comps, ref, base_folder = load_base(lab, config.base)
-    task = ToyWarpTask(comps, config, base_id=ref.id, base_licence=ref.licence or _folder_licence(base_folder),
-                       base_revision=ref.revision)
-    task.tokenizer_files = base_folder / "tokenizer"
-    return run_motion_recipe(lab, task, config, {"arch": "warp", **config.to_dict()})
-
-
-__all__ = ["SCALE_SCALE", "TRAVEL_SCALE", "ToyTrajectoryModel", "ToyWarpConfig",
-           "ToyWarpImageToVideoPipeline", "ToyWarpTask", "ToyWarpVideoOutput", "clip_trajectory", "frame_transforms",
-           "image_tensor", "state_dim", "train_toy_warp", "warp_frames"]
+__all__ = ["SCALE_SCALE", "TRAVEL_SCALE", "ToyTrajectoryModel", "ToyWarpImageToVideoPipeline", "ToyWarpVideoOutput",
+           "clip_trajectory", "frame_transforms", "image_tensor", "state_dim", "warp_frames"]

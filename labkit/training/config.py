@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import numbers
 import os
@@ -153,6 +154,50 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes` applied."""
         return dataclasses.replace(self, **changes)
+
+
+def train_fields(config: TrainConfig, **changes: Any) -> TrainConfig:
+    """A plain `TrainConfig` holding the `TrainConfig` fields of `config` (a recipe's config, which is a
+    TrainConfig plus fields of its own), with `changes` applied: what a recipe hands the engine."""
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{**values, **changes})
+
+
+def old_names(positional: tuple[str, ...] = ("output_dir",), **renamed: str):
+    """Class decorator for a recipe's config (a `TrainConfig` subclass): it takes the fields `positional` in
+    that order as positional arguments (what the config took before it was a subclass; any other positional
+    argument is refused), and each old field name (`lr=` for `learning_rate=`) as a keyword, read back as a
+    property, so the callers of a renamed field keep working."""
+
+    def wrap(cls):
+        init = cls.__init__
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if len(args) > len(positional):
+                raise InvalidParameter(f"{cls.__name__} takes {len(positional)} positional argument(s) "
+                                       f"({', '.join(positional)}), got {len(args)}.", value=len(args),
+                                       fix=f"pass the other settings by name, e.g. {cls.__name__}(steps=100).")
+            for name, value in zip(positional, args, strict=False):
+                if name in kwargs:
+                    raise InvalidParameter(f"{cls.__name__} got {name} twice.", value=name,
+                                           fix=f"pass {name} once.")
+                kwargs[name] = value
+            for old, new in renamed.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise InvalidParameter(f"{cls.__name__} got both {old}= and {new}= (the same setting).",
+                                               value=old, fix=f"pass {new}= only ({old} is its old name).")
+                    kwargs[new] = kwargs.pop(old)
+            init(self, **kwargs)
+
+        __init__.__doc__ = init.__doc__
+        __init__.__signature__ = inspect.signature(init)  # what help() and IDEs show: the fields
+        cls.__init__ = __init__
+        for old, new in renamed.items():
+            setattr(cls, old, property(lambda self, _n=new: getattr(self, _n), doc=f"The old name of `{new}`."))
+        return cls
+
+    return wrap
 
 
 def _is_int(value: Any) -> bool:

@@ -1,6 +1,6 @@
 """The training engine: an accelerate loop around a `TrainTask`, logged to one MLflow run.
 
-    result = train(task, TrainConfig(output_dir="out", steps=1000, ...), lab=lab)
+    result = train(task, TrainConfig(output_dir="out", steps=1000, ...), env=TrainEnv(tracker=tracker))
 
 Steps of a job (`Trainer.fit`): (1) validate the config and find the checkpoint to resume from;
 (2) build the `Accelerator` (device, mixed precision, gradient accumulation), AdamW and the lr
@@ -34,8 +34,8 @@ from labkit.training.config import RESUME_IF_ANY, RESUME_LATEST, TRAJECTORY_FIEL
 from labkit.training.task import StepContext, TrainTask
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.lab import Lab
     from labkit.tracking import Run
+    from labkit.training.env import TrainEnv
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
@@ -525,29 +525,33 @@ def _licence_notes(breakdown) -> str:
     return "\n".join(lines)
 
 
-def train(task: TrainTask, config: TrainConfig, *, lab: Lab | None = None, run: Run | None = None,
+def train(task: TrainTask, config: TrainConfig, *, env: TrainEnv | Any = None, run: Run | None = None,
           callbacks: Sequence[Callback] = (), run_name: str | None = None,
-          tags: Mapping[str, Any] | None = None, parent_run_id: str | None = None) -> TrainResult:
-    """Train `task` under `config`, logging to `run` (or to a new run of `lab`); return the result.
+          tags: Mapping[str, Any] | None = None, parent_run_id: str | None = None, lab: Any = None) -> TrainResult:
+    """Train `task` under `config`, logging to `run` (or to a new run of `env`); return the result.
 
-    Ctrl-C stops cleanly: the last finished step is checkpointed and recorded on the run (marked
-    KILLED), and the result has status "interrupted" — resume with `config.replace(resume="latest")`.
-    With neither `lab` nor `run`, nothing is logged to MLflow.
+    `env` is a `TrainEnv` (its tracker, hardware tags and licence policy) or a `Lab` (its `train_env()`);
+    `lab=` is the older name of the same argument. Ctrl-C stops cleanly: the last finished step is
+    checkpointed and recorded on the run (marked KILLED), and the result has status "interrupted" —
+    resume with `config.replace(resume="latest")`. With neither `env` nor `run`, nothing is logged to MLflow.
     """
+    from labkit.training.env import as_train_env
+
     config.validate()  # a bad number, output folder or resume point opens no run
+    env = as_train_env(env if env is not None else lab)
     trainer = Trainer(task, config, run=run, callbacks=callbacks)
     compliance_tags: dict[str, str] = {}
-    if lab is not None:
+    if env.compliance is not None:
         # Before any step: training on data (or from a base) the mode forbids never starts.
         from labkit.compliance import derive_terms, enforce
 
         chain = task.licence_chain()
-        compliance_tags = {**enforce(chain, lab.compliance).tags(), **derive_terms(chain).tags()}
+        compliance_tags = {**enforce(chain, env.compliance).tags(), **derive_terms(chain).tags()}
     try:
-        if run is None and lab is not None:
-            kwargs = {"parent_run_id": parent_run_id} if parent_run_id else {}
-            with lab.run(run_name or f"train-{task.name}",
-                         tags={"labkit.job": "train", **compliance_tags, **(tags or {})}, **kwargs) as new_run:
+        if run is None and env.logs:
+            with env.run(run_name or f"train-{task.name}", tags={"labkit.job": "train", **compliance_tags,
+                                                                  **(tags or {})},
+                         parent_run_id=parent_run_id) as new_run:
                 trainer.run = new_run
                 return trainer.fit()
         if run is not None and compliance_tags:

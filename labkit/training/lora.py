@@ -1,6 +1,7 @@
 """The LoRA recipe: teach a base model a concept or a style from an image folder, on labkit's engine.
 
     result = train_lora(lab, LoraTrainConfig(data="hexagons/", output_dir="out/hexagon", steps=600))
+    # lab: a Lab, or any TrainEnv (a tracker, hardware, licence policy, model finder)
     lab.generate("a small red hexagon on the left", adapters=[str(result.export_dir)])
 
 Steps (`train_lora`): (1) check the config and the data folder (an imagefolder whose
@@ -20,24 +21,27 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
+from labkit.training.config import TrainConfig, _tuple, old_names, train_fields
 from labkit.training.task import StepContext, TrainTask, Validation
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labkit.lab import Lab
     from labkit.training.engine import TrainResult
+    from labkit.training.env import TrainEnv
 
 UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
-@dataclass
-class LoraTrainConfig:
-    """Everything a LoRA training job needs (logged once as the run's params).
+@old_names(positional=("data", "output_dir"))
+@dataclass(kw_only=True)
+class LoraTrainConfig(TrainConfig):
+    """Everything a LoRA training job needs (logged once as the run's params): `TrainConfig` (here with the
+    defaults below) plus the recipe's own fields.
 
     Attributes:
         data: an image folder with `metadata.jsonl` (`file_name`, `text`, `licence` per line).
@@ -65,8 +69,17 @@ class LoraTrainConfig:
         concept: toy world only: the new shape the adapter teaches (for the final adherence check).
     """
 
+    # TrainConfig's fields, with this recipe's defaults
+    steps: int = 500
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    validation_seeds: tuple[int, ...] = (0, 1)
+    validate_every: int = 0
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    log_every: int | None = None  # None: a tenth of the steps, at most 25
+    # the recipe's own
     data: str | Path
-    output_dir: str | Path
     base: str = "toyworld"
     rank: int = 8
     alpha: float | None = None
@@ -75,38 +88,20 @@ class LoraTrainConfig:
     train_text_encoder: bool = False
     text_encoder_lr_scale: float = 0.5
     resolution: int | None = None
-    steps: int = 500
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-3
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    seed: int = 0
-    validation_prompts: tuple[str, ...] = ()
-    validation_seeds: tuple[int, ...] = (0, 1)
-    validate_every: int = 0
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 3
     gradient_checkpointing: bool = False
     use_8bit_adam: bool | None = None
-    mixed_precision: str = "no"
     guidance_scale: float | None = None
     sampling_steps: int | None = None
-    licence: str | None = None
     kohya: bool = False
-    resume: str | Path | None = None
     threads: int | None = None
     eval_prompts: int = 0
     concept: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from labkit.training.config import _tuple
-
-        for name in ("data", "output_dir"):
-            if isinstance(getattr(self, name), (str, os.PathLike)):
-                setattr(self, name, Path(getattr(self, name)))
-        for name in ("target_modules", "text_encoder_targets", "validation_prompts", "validation_seeds"):
+        super().__post_init__()
+        if isinstance(self.data, (str, os.PathLike)):
+            self.data = Path(self.data)
+        for name in ("target_modules", "text_encoder_targets"):
             setattr(self, name, _tuple(self, name))
 
     def validate(self) -> None:
@@ -176,22 +171,10 @@ class LoraTrainConfig:
         d["resume"] = None if self.resume is None else str(self.resume)
         return d
 
-    def replace(self, **changes: Any) -> LoraTrainConfig:
-        return dataclasses.replace(self, **changes)
-
-    def train_config(self, guidance: float, sampling: int):
-        """The engine's `TrainConfig` for this job."""
-        from labkit.training.config import TrainConfig
-
-        return TrainConfig(
-            output_dir=self.output_dir, steps=self.steps, batch_size=self.batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps, learning_rate=self.learning_rate,
-            lr_schedule=self.lr_schedule, warmup_steps=self.warmup_steps, seed=self.seed,
-            mixed_precision=self.mixed_precision, checkpoint_every=self.checkpoint_every,
-            keep_checkpoints=self.keep_checkpoints, validate_every=self.validate_every,
-            validation_prompts=self.validation_prompts, validation_seeds=self.validation_seeds,
-            log_every=max(1, min(25, self.steps // 10 or 1)), resume=self.resume, licence=self.licence,
-            extra={"lora": {**self.to_dict(), "guidance_scale": guidance, "sampling_steps": sampling}})
+    def train_config(self, guidance: float, sampling: int) -> TrainConfig:
+        """The engine's `TrainConfig` for this job (the recipe's settings in its params as `extra.lora`)."""
+        return train_fields(self, log_every=self.log_every or max(1, min(25, self.steps // 10 or 1)),
+                            extra={"lora": {**self.to_dict(), "guidance_scale": guidance, "sampling_steps": sampling}})
 
 
 def check_dataset(folder: str | Path) -> list[dict[str, Any]]:
@@ -412,7 +395,7 @@ class LoraTask(TrainTask):
                 images += imgs
                 labels += [f"{which}: {p} (seed {s})" for s in seeds]
                 if self.base_family == "toy":
-                    scored[which] += _toy_scores(p, imgs)
+                    scored[which] += toy_scores(p, imgs)
         self.set_enabled(True)
         for which, vals in scored.items():
             if vals:
@@ -508,26 +491,23 @@ class LoraTask(TrainTask):
         ])
 
 
-def _toy_scores(prompt: str, images: Sequence[Any]) -> list[float]:
-    from labkit.errors import LabkitError
-    from labkit.toyworld.detect import verdict
+def toy_scores(prompt: str, images: Sequence[Any]) -> list[float]:
+    """1.0 or 0.0 per image: all of a toy-world `prompt` drawn right ([] when it is not a toy-world caption)."""
+    from labkit.toyworld.adherence import judge_toy
 
-    try:
-        return [float(verdict(prompt, im)["all_correct"]) for im in images]
-    except LabkitError:  # not a toy-world caption: no score
-        return []
+    verdicts = judge_toy(images, prompt)
+    return [float(v["all_correct"]) for v in verdicts] if verdicts is not None else []
 
 
-def load_base(lab: Lab, base: str, mixed_precision: str = "no"):
-    """(pipeline, ModelRef) of the base model, in fp32 (frozen weights in half precision only on CUDA)."""
+def load_base_pipeline(env: TrainEnv | Any, base: str, mixed_precision: str = "no"):
+    """(pipeline, ModelRef) of the Stable Diffusion-layout model a LoRA trains on, found by `env` (a
+    `TrainEnv`, or a `Lab`), in fp32 (frozen weights in half precision only on CUDA)."""
     import torch
-
-    from labkit.pipelines.loader import check_safe, local_folder, resolve_model
-
-    ref = resolve_model(base, lab.catalog)
-    folder = local_folder(ref)
-    check_safe(ref, folder, allow_pickle=False)
     from diffusers import DiffusionPipeline
+
+    from labkit.training.env import as_train_env
+
+    ref, folder = as_train_env(env).locate(base)
 
     dtype = torch.float32
     if torch.cuda.is_available() and mixed_precision in ("fp16", "bf16"):
@@ -549,9 +529,10 @@ def load_base(lab: Lab, base: str, mixed_precision: str = "no"):
     return pipe, ref
 
 
-def train_lora(lab: Lab, config: LoraTrainConfig, *, callbacks: Sequence[Any] = (),
+def train_lora(env: TrainEnv | Any, config: LoraTrainConfig, *, callbacks: Sequence[Any] = (),
                run_name: str | None = None) -> TrainResult:
-    """Train a LoRA adapter (see the module docstring); the result's `export_dir` holds it.
+    """Train a LoRA adapter (see the module docstring) in `env` (a `TrainEnv`, or a `Lab`); the result's
+    `export_dir` holds it.
 
     With `config.eval_prompts` on the toy world, the finished adapter is also scored on held-out
     prompts with the new concept (`config.concept`) and logged to the run as `eval/…` metrics.
@@ -559,13 +540,15 @@ def train_lora(lab: Lab, config: LoraTrainConfig, *, callbacks: Sequence[Any] = 
     import torch
 
     from labkit.training.engine import train
+    from labkit.training.env import as_train_env
 
     # 1. check before any heavy work
     config.validate()
+    env = as_train_env(env)
     if config.threads:
         torch.set_num_threads(int(config.threads))
     # 2. the base model, with LoRA layers
-    pipe, ref = load_base(lab, config.base, config.mixed_precision)
+    pipe, ref = load_base_pipeline(env, config.base, config.mixed_precision)
     entry = ref.entry
     resolution = int(config.resolution or (entry.default_size[0] if entry else pipe.unet.config.sample_size
                                            * pipe.vae_scale_factor))
@@ -576,31 +559,22 @@ def train_lora(lab: Lab, config: LoraTrainConfig, *, callbacks: Sequence[Any] = 
                     base_licence=ref.licence, base_revision=ref.revision if ref.kind == "hub" else None,
                     guidance_scale=guidance, sampling_steps=sampling, resolution=resolution)
     # 3. the engine: checkpoints, validation, MLflow, export and card
-    result = train(task, config.train_config(guidance, sampling), lab=lab, callbacks=callbacks,
+    result = train(task, config.train_config(guidance, sampling), env=env, callbacks=callbacks,
                    run_name=run_name or f"lora: {Path(config.data).name}",
                    tags={"labkit.task": "lora", "labkit.base_model": task.base_id})
     # 4. the toy world's adherence check on held-out prompts
     if result.status == "finished" and config.eval_prompts and ref.family == "toy" and result.run_id:
         rates = concept_adherence(task, n=config.eval_prompts, concept=config.concept)
-        lab.tracker.client.log_batch(result.run_id, metrics=_metrics(rates))
+        env.log_metrics(result.run_id, {f"eval/{k}": v for k, v in rates.items()})
         result.metrics.update({f"eval/{k}": v for k, v in rates.items()})
     return result
-
-
-def _metrics(rates: dict[str, float]):
-    import time
-
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    return [Metric(f"eval/{k}", float(v), now, 0) for k, v in rates.items()]
 
 
 def concept_adherence(task: LoraTask, n: int = 20, concept: str | None = None, seed: int = 7) -> dict[str, float]:
     """Toy world: the adapter's rate of the right shape (and of all attributes) on `n` held-out prompts
     with the concept, against the base model on the same prompts and seeds."""
+    from labkit.toyworld.adherence import judge, rates
     from labkit.toyworld.captions import prompts
-    from labkit.toyworld.detect import verdict
 
     out: dict[str, float] = {}
     shapes = (concept,) if concept else None
@@ -608,12 +582,11 @@ def concept_adherence(task: LoraTask, n: int = 20, concept: str | None = None, s
     seeds = list(range(1000, 1000 + n))
     for which, on in (("adapter", True), ("base", False)):
         task.set_enabled(on)
-        vs = [verdict(p, im) for p, im in zip(ps, task.render(ps, seeds), strict=True)]
-        out[f"{which}_shape"] = sum(v["shape"] for v in vs) / n
-        out[f"{which}_all_correct"] = sum(v["all_correct"] for v in vs) / n
+        rated = rates(judge(task.render(ps, seeds), ps), ("shape", "all_correct"))
+        out.update({f"{which}_{k}": v for k, v in rated.items()})
     task.set_enabled(True)
     return out
 
 
 __all__ = ["TEXT_ENCODER_TARGETS", "UNET_TARGETS", "LoraTask", "LoraTrainConfig", "check_dataset", "concept_adherence",
-           "load_base", "open_image", "train_lora"]
+           "load_base_pipeline", "open_image", "toy_scores", "train_lora"]

@@ -33,7 +33,7 @@ def _no_load(monkeypatch):
 
     monkeypatch.setattr(loader, "pipeline_class", boom)
     monkeypatch.setattr(loader, "_from_single_file", boom)
-    monkeypatch.setattr(lora, "load_base", boom)
+    monkeypatch.setattr(lora, "load_base_pipeline", boom)
 
 
 def _running(lab) -> list:

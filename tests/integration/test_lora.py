@@ -79,10 +79,10 @@ def test_parse_adapter_spec():
 def test_adapter_moves_the_shape_toward_hexagon(trained):
     """The fast stand-in for the acceptance test: same held-out prompts and seeds, adapter on vs off."""
     from labkit.toyworld.captions import prompts
-    from labkit.training.lora import load_base
+    from labkit.training.lora import load_base_pipeline
 
     lab = trained["lab"]
-    pipe, _ = load_base(lab, "toyworld")
+    pipe, _ = load_base_pipeline(lab, "toyworld")
     from labkit.pipelines.lora import activate, resolve_adapter
 
     src = resolve_adapter(str(trained["adapter"]))
@@ -165,9 +165,9 @@ def test_stack_switch_and_drop_adapters_without_reloading_the_base(trained, fres
 
 def test_fused_equals_unfused_and_unload_restores_the_base(trained):
     from labkit.pipelines.lora import activate, fuse, resolve_adapter, unfuse, unload
-    from labkit.training.lora import load_base
+    from labkit.training.lora import load_base_pipeline
 
-    pipe, _ = load_base(trained["lab"], "toyworld")
+    pipe, _ = load_base_pipeline(trained["lab"], "toyworld")
     src = resolve_adapter(str(trained["adapter"]))
 
     def render():

@@ -24,8 +24,8 @@ def test_teach_the_toy_model_hexagons(lab, tmp_path):
     from labkit.toyworld.captions import prompts
     from labkit.toyworld.data import write_dataset
     from labkit.toyworld.detect import verdict
-    from labkit.toyworld.train import adherence
-    from labkit.training.lora import LoraTrainConfig, load_base, train_lora
+    from labkit.training.lora import LoraTrainConfig, load_base_pipeline, train_lora
+    from labkit.training.toy_base import adherence
 
     torch.set_num_threads(2)
     data = tmp_path / "hexagons"
@@ -38,7 +38,7 @@ def test_teach_the_toy_model_hexagons(lab, tmp_path):
     minutes = (time.perf_counter() - start) / 60
     assert result.status == "finished"
 
-    pipe, _ = load_base(lab, "toyworld")
+    pipe, _ = load_base_pipeline(lab, "toyworld")
     src = resolve_adapter(str(result.export_dir))
     ps = prompts("heldout", n=40, seed=11, n_objects=1, shapes=("hexagon",))
 

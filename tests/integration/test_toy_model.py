@@ -76,8 +76,8 @@ def test_tokenizer_spells_unseen_words_with_known_tokens(folder: Path, offline):
 
 
 def test_toy_recipe_phases_train_through_the_engine(lab, tmp_path, offline):
-    from labkit.toyworld.train import ToyDiffusionTask, ToyVAETask, validation_prompts
     from labkit.training import TrainConfig, train
+    from labkit.training.toy_base import ToyDiffusionTask, ToyVAETask, validation_prompts
 
     comps = tm.build_components(tmp_path / "build", seed=0)
     prompts = validation_prompts(1, 1)
@@ -88,7 +88,7 @@ def test_toy_recipe_phases_train_through_the_engine(lab, tmp_path, offline):
     assert res.status == "finished" and not torch.equal(before, comps["vae"].decoder.conv_out.weight)
     task = ToyDiffusionTask(comps, guidance_scale=3.0, sampling_steps=2, min_snr_gamma=5.0, object_weight=4.0)
     # adherence on an untrained model is a number in [0, 1]; cheap: fewer prompts
-    import labkit.toyworld.train as tt
+    import labkit.training.toy_base as tt
 
     real = tt.adherence
     tt.adherence = lambda pipe, **kw: real(pipe, **{**kw, "n": 2})
@@ -105,8 +105,8 @@ def test_toy_recipe_phases_train_through_the_engine(lab, tmp_path, offline):
 
 
 def test_text_pretraining_teaches_the_encoder_what_is_where_in_unseen_captions(lab, tmp_path, offline):
-    from labkit.toyworld.train import ToyTextTask
     from labkit.training import TrainConfig, train
+    from labkit.training.toy_base import ToyTextTask
 
     comps = tm.build_components(tmp_path / "build", seed=0)
     task = ToyTextTask(comps["text_encoder"], comps["tokenizer"])
@@ -138,7 +138,7 @@ def test_cli_train_toy_base_writes_a_loadable_toy_pipeline(cli_env, project, tmp
 
 def test_toy_base_resume_without_a_stopped_run_says_there_is_nothing_to_resume(lab, tmp_path):
     from labkit.errors import InvalidParameter
-    from labkit.toyworld.train import ToyBaseConfig, train_toy_base
+    from labkit.training.toy_base import ToyBaseConfig, train_toy_base
 
     with pytest.raises(InvalidParameter, match="Nothing to resume") as err:
         train_toy_base(lab, ToyBaseConfig(output_dir=tmp_path / "empty", resume="latest"))

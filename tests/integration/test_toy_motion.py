@@ -21,7 +21,7 @@ def trained(tmp_path_factory):
     from labkit.hardware import HardwareProfile
     from labkit.lab import Lab
     from labkit.toyworld.model import ToyModelConfig, build_untrained
-    from labkit.toyworld.motion_train import ToyMotionConfig, train_toy_motion
+    from labkit.training.toy_motion import ToyMotionConfig, train_toy_motion
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("motion-project")
@@ -68,7 +68,7 @@ def test_loader_loads_it_and_renders_16_frames_from_text_or_a_first_frame(traine
     from labkit.pipelines.calls import run_txt2vid
     from labkit.pipelines.loader import load_pipeline, resolve_model
     from labkit.pipelines.tasks import pipeline_kind
-    from labkit.toyworld.motion_train import animate, encode_image
+    from labkit.training.toy_motion import animate, encode_image
 
     lab, _, out = trained
     ref = resolve_model(str(out), lab.catalog)
@@ -79,7 +79,7 @@ def test_loader_loads_it_and_renders_16_frames_from_text_or_a_first_frame(traine
     assert pipeline_kind(pipe) == "txt2vid"
     # the noise prior it was trained with comes from its model_index.json, and the render path samples from it
     from labkit.pipelines.animatediff import shared_noise
-    from labkit.toyworld.motion_train import ToyMotionConfig
+    from labkit.training.toy_motion import ToyMotionConfig
 
     assert shared_noise(pipe) == ToyMotionConfig().shared_noise > 0
     (clip,) = run_txt2vid(pipe, prompt="a red circle moving right", negative_prompt="", steps=2, guidance=1.0,
@@ -134,10 +134,10 @@ def test_cli_eval_toymotion_prints_json(trained, capsys):
 
 
 def test_the_2d_weights_train_at_a_fraction_of_the_lr_or_stay_frozen(trained):
-    from labkit.toyworld.motion_train import ToyMotionConfig, ToyMotionTask, load_base
+    from labkit.training.toy_motion import ToyMotionConfig, ToyMotionTask, load_base_components
 
     lab, base, _ = trained
-    comps, _, _ = load_base(lab, str(base))
+    comps, _, _ = load_base_components(lab, str(base))
     task = ToyMotionTask(comps, ToyMotionConfig(spatial_lr_scale=0.25))
     motion, spatial = task.param_groups(1e-3)
     assert motion.get("lr") is None and spatial["lr"] == pytest.approx(2.5e-4)  # None: the engine's lr
@@ -152,10 +152,10 @@ def test_the_2d_weights_train_at_a_fraction_of_the_lr_or_stay_frozen(trained):
 
 
 def test_the_text_encoder_trains_at_its_own_fraction_of_the_lr_or_stays_frozen(trained):
-    from labkit.toyworld.motion_train import ToyMotionConfig, ToyMotionTask, load_base
+    from labkit.training.toy_motion import ToyMotionConfig, ToyMotionTask, load_base_components
 
     lab, base, _ = trained
-    comps, _, _ = load_base(lab, str(base))
+    comps, _, _ = load_base_components(lab, str(base))
     task = ToyMotionTask(comps, ToyMotionConfig(spatial_lr_scale=0.0, text_encoder_lr_scale=0.5))
     assert task.models()["text_encoder"] is comps["text_encoder"]
     motion, text = task.param_groups(1e-3)
@@ -172,10 +172,10 @@ def test_the_text_encoder_trains_at_its_own_fraction_of_the_lr_or_stays_frozen(t
 def test_up_and_down_start_from_the_base_words_top_and_bottom(trained):
     import torch
 
-    from labkit.toyworld.motion_train import ToyMotionConfig, ToyMotionTask, init_word_embeddings, load_base
+    from labkit.training.toy_motion import ToyMotionConfig, ToyMotionTask, init_word_embeddings, load_base_components
 
     lab, base, _ = trained
-    comps, _, _ = load_base(lab, str(base))
+    comps, _, _ = load_base_components(lab, str(base))
     tok, table = comps["tokenizer"], comps["text_encoder"].get_input_embeddings().weight
 
     def row(word):
@@ -194,7 +194,7 @@ def test_up_and_down_start_from_the_base_words_top_and_bottom(trained):
 def test_a_trained_text_encoder_is_checkpointed_and_exported(trained, tmp_path):
     from safetensors.torch import load_file
 
-    from labkit.toyworld.motion_train import ToyMotionConfig, train_toy_motion
+    from labkit.training.toy_motion import ToyMotionConfig, train_toy_motion
 
     lab, base, _ = trained
     out = train_toy_motion(lab, ToyMotionConfig(
@@ -230,8 +230,8 @@ def test_frame_shared_noise_has_the_asked_correlation_and_is_plain_noise_at_zero
 
 def test_object_weight_covers_the_whole_path_in_every_frame():
     from labkit.toyworld.motion import Clip, render_clip
-    from labkit.toyworld.motion_train import _clips_to_tensor, path_mask
     from labkit.toyworld.scenes import Obj
+    from labkit.training.toy_motion import _clips_to_tensor, path_mask
 
     clip = Clip(Obj("square", "red", "small", "left"), "right", frames=8)
     frames = render_clip(clip)
@@ -251,7 +251,7 @@ def test_object_weight_covers_the_whole_path_in_every_frame():
 def test_timestep_shift_moves_training_steps_toward_noise():
     import torch
 
-    from labkit.toyworld.motion_train import ToyMotionConfig, sample_timesteps
+    from labkit.training.toy_motion import ToyMotionConfig, sample_timesteps
 
     def draw(**kw):
         return sample_timesteps(20_000, steps=1000, generator=torch.Generator().manual_seed(0), **kw).float()
@@ -279,7 +279,7 @@ def test_cli_passes_the_recipe_options_and_refuses_a_bad_one_before_training(pro
 
 
 def test_a_base_with_a_7x7_conv_in_is_refused_with_the_reason():
-    from labkit.toyworld.motion_train import adapter_config
+    from labkit.training.toy_motion import adapter_config
 
     with pytest.raises(InvalidParameter, match="conv_in_kernel=7") as e:
         adapter_config({"conv_in_kernel": 7, "down_block_types": [], "up_block_types": []})
@@ -309,12 +309,17 @@ def motion_catalog(tmp_path_factory):
 
     from labkit.hardware import HardwareProfile
     from labkit.lab import Lab
-    from labkit.toyworld.motion_train import ToyMotionConfig, build_motion_unet, load_base, save_motion_pipeline
+    from labkit.training.toy_motion import (
+        ToyMotionConfig,
+        build_motion_unet,
+        load_base_components,
+        save_motion_pipeline,
+    )
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("toy-motion-entry")
     (root / "mlruns").mkdir()
-    comps, _, base_folder = load_base(Lab(root, hardware=HardwareProfile.simulated(None)), "toyworld")
+    comps, _, base_folder = load_base_components(Lab(root, hardware=HardwareProfile.simulated(None)), "toyworld")
     unet, kwargs = build_motion_unet(comps["unet"], ToyMotionConfig())
     folder = save_motion_pipeline(comps, unet, kwargs, root / "motion_model", tokenizer_files=base_folder / "tokenizer",
                                   meta={"base": "toyworld", "trained": False})

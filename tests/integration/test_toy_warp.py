@@ -67,21 +67,29 @@ def test_a_trajectory_is_the_start_and_the_control_points_of_the_motion():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """(lab, model folder, MLflow run): a few steps of the warp recipe on the shipped toy base."""
+    """(lab, model folder): a few steps of the warp recipe on the shipped toy base, trained without a Lab —
+    the recipe gets a tracker, a hardware profile, the licence policy and a model finder (`TrainEnv`); the Lab
+    is made afterwards, only to read the runs back."""
     import torch
 
+    from labkit.catalog import Catalog
+    from labkit.compliance import resolve_mode
+    from labkit.config import LabConfig
     from labkit.hardware import HardwareProfile
     from labkit.lab import Lab
-    from labkit.toyworld.warp import ToyWarpConfig, train_toy_warp
+    from labkit.tracking import Tracker
+    from labkit.training import TrainEnv, catalog_finder
+    from labkit.training.toy_warp import ToyWarpConfig, train_toy_warp
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("warp-project")
     (root / "mlruns").mkdir()
-    lab = Lab(root, hardware=HardwareProfile.simulated(None))
-    out = train_toy_warp(lab, ToyWarpConfig(output_dir=root / "warp", steps=6, batch_size=4, warmup_steps=0,
+    env = TrainEnv(tracker=Tracker(LabConfig.resolve(root)), hardware=HardwareProfile.simulated(None),
+                   compliance=resolve_mode("research"), find_model=catalog_finder(Catalog.load()))
+    out = train_toy_warp(env, ToyWarpConfig(output_dir=root / "warp", steps=6, batch_size=4, warmup_steps=0,
                                             validate_every=6, eval_prompts=2, sampling_steps=2, checkpoint_every=3,
                                             log_every=1, width=32, depth=1))
-    return lab, out
+    return Lab(root, hardware=HardwareProfile.simulated(None)), out
 
 
 def test_training_exports_a_diffusers_folder_that_names_its_classes_and_keyframe_model(trained):
@@ -105,6 +113,8 @@ def test_the_training_run_logs_loss_validation_and_held_out_checks(trained, sear
     assert run.data.metrics["train/loss"] > 0 and 0.0 <= run.data.metrics["val/heldout_identity"] <= 1.0
     assert "val/heldout_direction" in run.data.metrics
     assert run.data.params["extra.recipe.arch"] == "warp" and run.data.params["extra.recipe.degree"] == "3"
+    # what the TrainEnv gave: the hardware profile's tags and the licence check's verdict
+    assert run.data.tags["hardware.tier"] == "cpu" and run.data.tags["labkit.compliance.verdict"] == "allow"
 
 
 def test_diffusers_and_the_labkit_loader_load_it_and_frame_0_is_the_given_image(trained):
@@ -252,7 +262,7 @@ def test_shipped_motion_model_meets_the_issue_thresholds(project, one_thread):
 
 
 def test_bad_recipe_settings_are_refused_before_any_work():
-    from labkit.toyworld.warp import ToyWarpConfig
+    from labkit.training.toy_warp import ToyWarpConfig
 
     for bad in ({"degree": 0}, {"frames": 1}, {"caption_dropout": 1.5}, {"image_noise": -1.0}, {"resume": "yes"}):
         with pytest.raises(InvalidParameter, match=next(iter(bad))):
@@ -261,15 +271,16 @@ def test_bad_recipe_settings_are_refused_before_any_work():
 
 @pytest.mark.parametrize("recipe", ["warp", "animatediff"])
 def test_resume_with_no_checkpoint_is_refused_before_the_base_loads(lab, tmp_path, monkeypatch, recipe):
-    import labkit.toyworld.motion_train as mt
-    from labkit.toyworld.motion_train import ToyMotionConfig, train_toy_motion
-    from labkit.toyworld.warp import ToyWarpConfig, train_toy_warp
+    import dataclasses
+
+    from labkit.training.toy_motion import ToyMotionConfig, train_toy_motion
+    from labkit.training.toy_warp import ToyWarpConfig, train_toy_warp
 
     def no_load(*a, **k):
-        raise AssertionError("the base model loaded before the settings were checked")
+        raise AssertionError("the base model was looked up before the settings were checked")
 
-    monkeypatch.setattr(mt, "load_base", no_load)
+    env = dataclasses.replace(lab.train_env(), find_model=no_load)
     train, config = (train_toy_warp, ToyWarpConfig) if recipe == "warp" else (train_toy_motion, ToyMotionConfig)
     with pytest.raises(InvalidParameter, match="Nothing to resume") as err:
-        train(lab, config(output_dir=str(tmp_path / "empty"), resume="latest"))
+        train(env, config(output_dir=str(tmp_path / "empty"), resume="latest"))
     assert err.value.fix and lab.runs() == []

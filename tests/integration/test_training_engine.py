@@ -214,3 +214,25 @@ def test_training_checks_the_data_licence_before_any_step(project, tmp_path, sea
                  lab=research)
     tags = research.tracker.client.get_run(done.run_id).data.tags
     assert tags["labkit.compliance.mode"] == "research" and tags["labkit.terms.commercial"] == "false"
+
+
+def test_the_engine_takes_a_tracker_and_a_hardware_profile_not_a_lab(project, tmp_path):
+    from labkit.compliance import resolve_mode
+    from labkit.config import LabConfig
+    from labkit.hardware import HardwareProfile
+    from labkit.tracking import Tracker
+    from labkit.training import TrainEnv
+
+    tracker = Tracker(LabConfig.resolve(project))
+    env = TrainEnv(tracker=tracker, hardware=HardwareProfile.simulated(24), compliance=resolve_mode("research"),
+                   tags={"labkit.compliance_mode": "research"})
+    res = train(TinyTask(), _config(tmp_path / "env", steps=2, validate_every=0), env=env, run_name="no lab")
+    run = tracker.client.get_run(res.run_id)
+    assert res.status == "finished" and run.info.status == "FINISHED" and run.info.run_name == "no lab"
+    assert run.data.tags["hardware.vram_total_gb"] == "24.0" and run.data.tags["labkit.compliance_mode"] == "research"
+    assert run.data.tags["labkit.compliance.verdict"] == "allow" and run.data.metrics["train/loss"] > 0
+
+    # An empty TrainEnv (what a unit of a recipe needs) trains and exports, and records nothing.
+    quiet = train(TinyTask(), _config(tmp_path / "quiet", steps=2, validate_every=0), env=TrainEnv())
+    assert quiet.run_id is None and (quiet.export_dir / "net.safetensors").is_file()
+    assert [r.info.run_id for r in tracker.search_runs()] == [res.run_id]

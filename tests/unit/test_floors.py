@@ -82,12 +82,6 @@ KNOWN_VIOLATIONS = {
     # the package's face names Lab and Tracker for type checkers (its lazy exports are strings)
     ("labkit", "labkit.lab"),
     ("labkit", "labkit.tracking"),
-    # training recipes that take a Lab (issue 20: they take a tracker, a hardware profile, a loader)
-    ("labkit.toyworld.motion_train", "labkit.lab"),
-    ("labkit.toyworld.train", "labkit.lab"),
-    ("labkit.toyworld.warp", "labkit.lab"),
-    ("labkit.training.engine", "labkit.lab"),
-    ("labkit.training.lora", "labkit.lab"),
 }
 
 # Import cycles through module-level imports (TYPE_CHECKING ones included), as groups of modules that

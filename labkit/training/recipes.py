@@ -1,0 +1,36 @@
+"""Which recipe trains a config: `run_recipe(env, config)` runs the one whose config type `config` is.
+
+    run_recipe(lab.train_env(), ToyBaseConfig(output_dir="toy-base"))   # what `Lab.train` does
+
+Recipes (each also importable on its own): `LoraTrainConfig` → `lora.train_lora` (returns a `TrainResult`),
+`ToyBaseConfig` → `toy_base.train_toy_base`, `ToyMotionConfig` → `toy_motion.train_toy_motion`,
+`ToyWarpConfig` → `toy_warp.train_toy_warp` (each returns the exported model's folder).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from labkit.errors import InvalidParameter
+
+#: config class name → (module, recipe function)
+RECIPES = {
+    "LoraTrainConfig": ("labkit.training.lora", "train_lora"),
+    "ToyBaseConfig": ("labkit.training.toy_base", "train_toy_base"),
+    "ToyMotionConfig": ("labkit.training.toy_motion", "train_toy_motion"),
+    "ToyWarpConfig": ("labkit.training.toy_warp", "train_toy_warp"),
+}
+
+
+def run_recipe(env: Any, config: Any, **kwargs: Any) -> Any:
+    """Run the recipe of `config` in `env` (a `TrainEnv` or a `Lab`); `kwargs` go to the recipe."""
+    found = RECIPES.get(type(config).__name__)
+    if found is None:
+        raise InvalidParameter(f"No training recipe takes a {type(config).__name__}.", value=type(config).__name__,
+                               fix=f"pass one of {sorted(RECIPES)} (labkit.training).")
+    module, name = found
+    return getattr(importlib.import_module(module), name)(env, config, **kwargs)
+
+
+__all__ = ["RECIPES", "run_recipe"]
