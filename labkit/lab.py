@@ -17,6 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.config import LabConfig
 from labkit.hardware import HardwareProfile, MemoryStrategy, choose, families, strategy_matrix
+from labkit.lab_args import (  # the arguments' checks
+    MAX_RUNS,
+    _adapters_arg,
+    _check_bool,
+    _check_job,
+    _check_render_kwargs,
+    _check_run_id,
+    _check_str_list,
+    _check_task,
+    _controls_arg,
+    _describe,
+    _path_arg,
+    _size_arg,
+)
 from labkit.tracking import Run, Tracker, versions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -596,115 +610,3 @@ def hardware_report(report: Mapping[str, Any]) -> str:
 # check_text, check_int, check_number); these name the façade's own arguments.
 
 #: The most runs one listing returns.
-MAX_RUNS = 10_000
-_RENDER_KWARGS = ("progress", "cancel", "out", "allow_pickle", "config", "tags")
-_TASKS = ("txt2img", "img2img", "txt2vid", "img2vid")
-
-
-def _describe(value: Any) -> str:
-    from labkit.plan import describe
-
-    return describe(value)
-
-
-def _invalid(message: str, value: Any, fix: str) -> Exception:
-    from labkit.errors import InvalidParameter
-
-    return InvalidParameter(message, value=value, fix=fix)
-
-
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise _invalid(f"{name} must be True or False, got {_describe(value)}.", value, f"pass {name}=True or False.")
-
-
-def _check_render_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
-    unknown = [k for k in kwargs if k not in _RENDER_KWARGS]
-    if unknown:
-        raise _invalid(f"lab.{method}() got unknown argument(s) {', '.join(unknown)}.", unknown,
-                       f"use the documented arguments; render options are {', '.join(_RENDER_KWARGS)}.")
-
-
-def _check_run_id(name: str, value: Any) -> None:
-    from labkit.plan import check_text
-
-    check_text(name, value, max_chars=200, nonempty=True)
-
-
-def _check_str_list(name: str, value: Any, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise _invalid(f"{name} must be a list of strings, got {_describe(value)}.", value,
-                       f"pass {name} as a list, e.g. [{value!r}]." if isinstance(value, str)
-                       else f"pass {name} as a list of strings.")
-    bad = [v for v in value if not isinstance(v, str)]
-    if bad:
-        raise _invalid(f"{name} must hold strings, got {_describe(bad[0])}.", bad[0],
-                       f"pass {name} as a list of strings.")
-
-
-def _check_task(task: Any) -> None:
-    if task is not None and task not in _TASKS:
-        raise _invalid(f"Unknown task {_describe(task)}.", task, f"use one of {', '.join(_TASKS)}, or None for all.")
-
-
-def _check_job(job: Any) -> None:
-    import re
-
-    if job is None:
-        return
-    if not isinstance(job, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", job):
-        raise _invalid(f"job must be a job name such as 'render', got {_describe(job)}.", job,
-                       "pass a job name (letters, digits, '_', '-', '.', ':'), e.g. 'render', 'train', 'demo'.")
-
-
-def _size_arg(size: Any) -> tuple[Any, Any]:
-    from labkit.plan import check_size
-
-    return check_size("size", size)
-
-
-def _path_arg(name: str, value: Any) -> str | None:
-    from labkit.plan import MAX_PATH_CHARS, check_text
-
-    if value is None:
-        return None
-    if isinstance(value, Path):
-        value = str(value)
-    if not isinstance(value, str):
-        raise _invalid(f"{name} must be a file path, got {_describe(value)}.", value,
-                       f"pass {name} as a path (str or pathlib.Path), or None.")
-    return check_text(name, value, max_chars=MAX_PATH_CHARS, nonempty=True)
-
-
-def _controls_arg(controls: Any) -> tuple[Any, ...]:
-    """`controls` as ControlRefs: None or a list of ControlRef or their dict form."""
-    from labkit.plan import Plan
-
-    if controls is None:
-        return ()
-    if isinstance(controls, (str, bytes)) or not isinstance(controls, (list, tuple)):
-        raise _invalid(f"controls must be a list, got {_describe(controls)}.", controls,
-                       "pass a list of ControlRef, e.g. [ControlRef('canny', 'photo.png', model=PATH)].")
-    return Plan.from_dict({"prompt": "", "controls": list(controls)}).controls
-
-
-def _adapters_arg(adapters: Any) -> tuple[Any, ...]:
-    """`adapters` as AdapterRefs: None or a list of AdapterRef / "PATH_OR_ID[:WEIGHT]" strings."""
-    from labkit.pipelines.lora import parse_adapter
-    from labkit.plan import MAX_PATH_CHARS, AdapterRef, check_text
-
-    if adapters is None:
-        return ()
-    if isinstance(adapters, (str, bytes)) or not isinstance(adapters, (list, tuple)):
-        raise _invalid(f"adapters must be a list, got {_describe(adapters)}.", adapters,
-                       f"pass adapters=[{adapters!r}] (a list of 'PATH_OR_ID[:WEIGHT]' or AdapterRef)."
-                       if isinstance(adapters, str) else "pass a list of 'PATH_OR_ID[:WEIGHT]' strings or AdapterRef.")
-    refs = []
-    for i, a in enumerate(adapters):
-        if not isinstance(a, AdapterRef):
-            check_text(f"adapters[{i}]", a, max_chars=MAX_PATH_CHARS, nonempty=True)
-            a = parse_adapter(a)
-        refs.append(a)
-    return tuple(refs)

@@ -31,6 +31,7 @@ FLOOR_OF = {
     "labkit.serve": "views",  # the REST API (issue 21)
     "labkit.testing": "views",  # may import anything; nothing in labkit/ may import it (TEST_HELPERS)
     "labkit.lab": "facade",
+    "labkit.lab_args": "facade",
     "labkit.render": "facade",
     "labkit.replay": "facade",
     "labkit.results": "facade",
