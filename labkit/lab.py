@@ -349,7 +349,8 @@ class Lab:
         """The catalogue's models (those doing `task`, when given) marked against this machine and
         the compliance mode: whether each fits, needs offload or is too large here, whether the mode
         allows, warns about or blocks its licence, and whether its weights are here."""
-        from labkit.controller.rules import Vocabulary, model_fit
+        from labkit.controller.fit import model_fit
+        from labkit.controller.vocabulary import Vocabulary
         from labkit.pipelines.loader import is_available, resolve_model
 
         _check_task(task)

@@ -31,7 +31,7 @@ def _train_recipe(args: argparse.Namespace, recipe: str, train, cfg, what: str) 
 
 
 def cmd_train_toy_base(args: argparse.Namespace) -> int:
-    from labkit.toyworld.train import ToyBaseConfig, train_toy_base
+    from labkit.training.toy_base import ToyBaseConfig, train_toy_base
 
     cfg = ToyBaseConfig(output_dir=args.output, seed=args.seed, threads=args.threads,
                         resume="latest" if args.resume else None, eval_prompts=0 if args.no_eval else 60,
@@ -40,12 +40,12 @@ def cmd_train_toy_base(args: argparse.Namespace) -> int:
 
 
 def cmd_train_toy_motion(args: argparse.Namespace) -> int:
-    from labkit.toyworld.motion_train import ToyMotionConfig, train_toy_motion
+    from labkit.training.toy_motion import ToyMotionConfig, train_toy_motion
 
     adapter_only = _given(args, ("first_frame_prob", "timestep_shift", "terminal_share", "spatial_lr_scale",
                                  "text_encoder_lr_scale", "shared_noise"))
     if args.arch == "warp":
-        from labkit.toyworld.warp import ToyWarpConfig, train_toy_warp
+        from labkit.training.toy_warp import ToyWarpConfig, train_toy_warp
 
         if adapter_only:
             flags = " ".join("--" + k.replace("_", "-") for k in adapter_only)
@@ -116,7 +116,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                         "trajectory diffusion model with a warp renderer (default), or an AnimateDiff motion adapter")
     t.add_argument("--arch", choices=["warp", "animatediff"], default="warp",
                    help="warp: trajectory diffusion + warp renderer (labkit.toyworld.warp; what ships); animatediff: "
-                   "a motion adapter (labkit.toyworld.motion_train)")
+                   "a motion adapter (labkit.training.toy_motion)")
     t.add_argument("--output", default="toy-motion", type=_out_folder,
                    help="folder for checkpoints, validation strips and the model")
     t.add_argument("--base", default="toyworld", help="the toy text-to-image model to animate (default toyworld)")
