@@ -1,7 +1,8 @@
 """labkit — a research lab for generative image and video models that lives in Jupyter.
 
 `import labkit` is cheap: it loads no torch, diffusers or mlflow. The public names below are
-imported on first use.
+imported on first use. The package's face names everything, the `Lab` included, so it sits on the top
+floor (views); modules below import what they need from its submodules (`labkit.version` for the version).
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from labkit._lazy import lazy_exports
-
-__version__ = "0.1.0"
+from labkit.version import __version__
 
 # public name -> module that defines it
 _LAZY = {

@@ -377,7 +377,7 @@ def provenance_assertion(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def _manifest(record: Mapping[str, Any], title: str, digital_source_type: str = TRAINED_ALGORITHMIC_MEDIA
               ) -> dict[str, Any]:
-    from labkit import __version__
+    from labkit.version import __version__
 
     agent = {"name": "labkit", "version": __version__}
     plan = record.get("plan") or {}

@@ -32,3 +32,12 @@ def test_every_module_has_a_docstring(path: Path):
 def test_no_module_is_longer_than_700_lines():
     long = {_name(p): n for p in MODULES if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert not long, f"split these modules along a seam (over {MAX_LINES} lines): {long}"
+
+
+def test_the_version_is_one_string_everywhere():
+    import tomllib
+
+    from labkit.version import __version__
+
+    pyproject = tomllib.loads((ROOT.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert labkit.__version__ == __version__ == pyproject["project"]["version"]
