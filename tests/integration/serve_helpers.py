@@ -22,8 +22,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def add_key(root: Path, name: str, scope: str) -> str:
-    """A new API key made the way a user makes one (`labkit serve keys add`); the secret it printed."""
+def add_key(root: Path, name: str, scope: str, *, cli: bool = False) -> str:
+    """A new API key in the project's key store (with `cli`, made the way a user makes one, by
+    `labkit serve keys add` in a subprocess); the secret."""
+    if not cli:
+        from labkit.serve.keys import KeyStore
+
+        return KeyStore.for_project(root).add(name, scope)[1]
     out = subprocess.run([sys.executable, "-m", "labkit", "serve", "keys", "add", name, "--scope", scope,
                           "--root", str(root)], capture_output=True, text=True, timeout=120, env=env(root))
     assert out.returncode == 0, out.stderr

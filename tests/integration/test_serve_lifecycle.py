@@ -23,7 +23,7 @@ def _serve_cli(root, *args: str) -> subprocess.CompletedProcess:
 
 def test_keys_are_shown_once_stored_as_hashes_and_revocable(tmp_path, _fresh_store_file):
     root = project(tmp_path / "p", _fresh_store_file)
-    secret = add_key(root, "alice", "read")
+    secret = add_key(root, "alice", "read", cli=True)
     assert secret.startswith("lk_") and len(secret) > 40
     file = root / "mlruns" / "serve-keys.json"
     assert secret not in file.read_text() and stat.S_IMODE(file.stat().st_mode) == 0o600
