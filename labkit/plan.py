@@ -186,22 +186,10 @@ class Plan:
             raise InvalidParameter("The plan has no 'prompt' field.", value=dict(data),
                                    fix='add "prompt": "what to render" ("" for image-to-video).')
         fields = dict(data)
-        adapters = fields.get("adapters")
-        if adapters is None:
-            fields["adapters"] = ()
-        elif not isinstance(adapters, (list, tuple)):
-            raise InvalidParameter(f"adapters must be a list, got {describe(adapters)}.", value=adapters,
-                                   fix='write adapters as a list: [{"id": "run:RUN_ID", "weight": 1.0}] or [].')
-        else:
-            fields["adapters"] = tuple(_adapter_from(a, i) for i, a in enumerate(adapters))
-        controls = fields.get("controls")
-        if controls is None:
-            fields["controls"] = ()
-        elif not isinstance(controls, (list, tuple)):
-            raise InvalidParameter(f"controls must be a list, got {describe(controls)}.", value=controls,
-                                   fix='write controls as a list: [{"kind": "canny", "image": "photo.png"}] or [].')
-        else:
-            fields["controls"] = tuple(_control_from(c, i) for i, c in enumerate(controls))
+        fields["adapters"] = _list_field(fields.get("adapters"), "adapters", _adapter_from,
+                                         '[{"id": "run:RUN_ID", "weight": 1.0}]')
+        fields["controls"] = _list_field(fields.get("controls"), "controls", _control_from,
+                                         '[{"kind": "canny", "image": "photo.png"}]')
         ctrl = fields.get("controller")
         if ctrl is None:
             fields.pop("controller", None)
@@ -456,6 +444,16 @@ def _adapter_from(item: Any, i: int) -> AdapterRef:
         raise InvalidParameter(f"adapters[{i}] {what}.", value=dict(item),
                                fix='write each adapter as {"id": "run:RUN_ID", "weight": 1.0}.')
     return AdapterRef(**item)
+
+
+def _list_field(items: Any, name: str, parse: Any, example: str) -> tuple[Any, ...]:
+    """A plan's list field (adapters, controls) from its dict form: None is (), each item parsed by `parse`."""
+    if items is None:
+        return ()
+    if not isinstance(items, (list, tuple)):
+        raise InvalidParameter(f"{name} must be a list, got {describe(items)}.", value=items,
+                               fix=f"write {name} as a list: {example} or [].")
+    return tuple(parse(item, i) for i, item in enumerate(items))
 
 
 _CONTROL_FIX = 'write each control as {"kind": "canny", "image": "photo.png", "scale": 1.0}.'

@@ -31,7 +31,7 @@ from labkit.serve.bodies import (
     responses,
 )
 from labkit.serve.http import ApiError, Caller
-from labkit.serve.jobs import DONE, TAG_JOB
+from labkit.serve.jobs import DONE, TAG_JOB, TAG_KEY, TAG_STATE
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.serve.app import Server
@@ -135,8 +135,8 @@ def add_routes(app: FastAPI, server: Server, need: Callable[[str], Callable[...,
             job_id = run.data.tags.get(TAG_JOB)
             if job_id and job_id not in seen and len(out) < limit:
                 seen.add(job_id)
-                out.append({"id": job_id, "key": run.data.tags.get("labkit.serve.key"), "run_id": run.info.run_id,
-                            "state": run.data.tags.get("labkit.serve.state") or run.info.status.lower()})
+                out.append({"id": job_id, "key": run.data.tags.get(TAG_KEY), "run_id": run.info.run_id,
+                            "state": run.data.tags.get(TAG_STATE) or run.info.status.lower()})
         return out
 
     @app.get("/jobs/{job_id}", tags=["jobs"], responses=responses(*AUTH, 404))
