@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from labkit.catalog_files import SHIPPED, source_folder
 from labkit.errors import ConfigError, InvalidParameter, UnknownFamily, UnknownModel
 from labkit.families import FamilySteps, build_family, merge_families
 
@@ -39,7 +40,6 @@ VIDEO_TASKS = ("img2vid", "txt2vid")
 TASKS = IMAGE_TASKS + VIDEO_TASKS
 
 ENV_VAR = "LABKIT_CATALOG"
-SHIPPED = "labkit/catalog.toml"
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -134,23 +134,9 @@ class CatalogEntry:
 
         Only computes the path: whether the folder holds a model is the loader's question.
         """
-        kind = self.source_kind
-        if kind == "hub":
+        if self.source_kind == "hub":
             return None
-        rest = (self.source or "").partition(":")[2]
-        if kind == "package":
-            package, _, sub = rest.partition("/")
-            try:
-                root = resources.files(package)
-            except ModuleNotFoundError as err:
-                raise ConfigError(f"[models.{self.id}] source {self.source!r} names package {package!r}, "
-                                  "which is not installed.", value=self.source,
-                                  fix=f'install {package!r}, or point source at a folder ("path:FOLDER").') from err
-            return Path(str(root.joinpath(sub))) if sub else Path(str(root))
-        path = Path(rest).expanduser()
-        if not path.is_absolute() and self.origin != SHIPPED:
-            path = Path(self.origin).parent / path
-        return path
+        return source_folder(self.source or "", self.origin, f"[models.{self.id}]")
 
     def pretrained_name_or_path(self) -> str:
         """What `DiffusionPipeline.from_pretrained` takes: the repo id, or the local folder."""
@@ -519,8 +505,8 @@ def _parse(text: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ConfigError(f"Catalogue file {name} is not valid TOML: {e}.", value=name,
                           fix="fix the TOML syntax at the position shown.") from e
     models = data.get("models", {})
-    # [adapters.ID] tables are read by labkit.pipelines.lora.adapter_entries
-    unknown = sorted(set(data) - {"models", "adapters", "families"})
+    # [adapters.ID] and [controlnets.ID] tables are read by labkit.pipelines (`section_tables`)
+    unknown = sorted(set(data) - {"models", "adapters", "controlnets", "families"})
     if unknown or not isinstance(models, dict):
         raise ConfigError(f"Catalogue file {name}: unexpected top-level keys {unknown or ['models']}.",
                           value=unknown, fix="put every model in a [models.ID] table.")

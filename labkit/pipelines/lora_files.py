@@ -148,59 +148,35 @@ def adapter_entries(catalog: Catalog | None) -> dict[str, AdapterEntry]:
     Keys: family and licence (required), one of repo (hub, with optional revision and weight_name)
     and path (a `.safetensors` file, relative to the TOML file), name, description.
     """
-    import tomllib
-    from importlib import resources
-
-    from labkit.catalog import SHIPPED
+    from labkit.catalog_files import section_tables
     from labkit.errors import ConfigError
 
     out: dict[str, AdapterEntry] = {}
-    sources = catalog.sources if catalog is not None else (SHIPPED,)
-    from labkit.files import read_text
-
-    for src in sources:
-        if src == SHIPPED:
-            text, base = resources.files("labkit").joinpath("catalog.toml").read_text(encoding="utf-8"), None
-        else:
-            p = Path(src).expanduser()
-            text, base = read_text(p, what="catalogue file", fix="pass the path of an existing TOML file."), p.parent
-        try:
-            tables = tomllib.loads(text).get("adapters", {})
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"Catalogue file {src} is not valid TOML: {e}.", value=str(src),
-                              fix="fix the TOML syntax at the position shown.") from e
-        if not isinstance(tables, dict):
-            raise ConfigError(f"{src}: `adapters` is {tables!r}, not a set of [adapters.ID] tables.", value=tables,
-                              fix="write each adapter as an [adapters.ID] table.")
-        for aid, spec in tables.items():
-            where = f"{src} [adapters.{aid}]"
-            if not isinstance(spec, dict):
-                raise ConfigError(f"{where} is {spec!r}, not a table.", value=spec,
-                                  fix=f"write it as an [adapters.{aid}] table of keys.")
-            unknown = sorted(set(spec) - _ADAPTER_KEYS)
-            if unknown:
-                raise ConfigError(f"{where}: unknown field(s) {unknown}.", value=unknown,
-                                  fix=f"use only {sorted(_ADAPTER_KEYS)}.")
-            for key in ("family", "licence"):
-                if not isinstance(spec.get(key), str):
-                    raise ConfigError(f"{where}: field `{key}` is missing.", value=None,
-                                      fix=f'add {key} = "…" (the base family it was made for, its licence).')
-            for key in ("repo", "path", "weight_name", "revision", "name", "description"):
-                if key in spec and not isinstance(spec[key], str):
-                    raise ConfigError(f"{where}: field `{key}` = {spec[key]!r} is not a string.", value=spec[key],
-                                      fix=f'write {key} = "…".')
-            if ("repo" in spec) == ("path" in spec):
-                raise ConfigError(f"{where}: set exactly one of repo and path.",
-                                  value=spec.get("repo") or spec.get("path"),
-                                  fix='write repo = "owner/name" (hub) or path = "FILE.safetensors".')
-            path = spec.get("path")
-            if path is not None and base is not None and not Path(path).expanduser().is_absolute():
-                path = str((base / path).resolve())
-            out[aid.lower()] = AdapterEntry(id=aid.lower(), family=spec["family"], licence=spec["licence"],
-                                            repo=spec.get("repo"), path=path,
-                                            weight_name=spec.get("weight_name", WEIGHT_NAME),
-                                            revision=spec.get("revision"), name=spec.get("name", aid),
-                                            description=spec.get("description", ""))
+    for src, base, aid, spec in section_tables(catalog, "adapters"):
+        where = f"{src} [adapters.{aid}]"
+        unknown = sorted(set(spec) - _ADAPTER_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {unknown}.", value=unknown,
+                              fix=f"use only {sorted(_ADAPTER_KEYS)}.")
+        for key in ("family", "licence"):
+            if not isinstance(spec.get(key), str):
+                raise ConfigError(f"{where}: field `{key}` is missing.", value=None,
+                                  fix=f'add {key} = "…" (the base family it was made for, its licence).')
+        for key in ("repo", "path", "weight_name", "revision", "name", "description"):
+            if key in spec and not isinstance(spec[key], str):
+                raise ConfigError(f"{where}: field `{key}` = {spec[key]!r} is not a string.", value=spec[key],
+                                  fix=f'write {key} = "…".')
+        if ("repo" in spec) == ("path" in spec):
+            raise ConfigError(f"{where}: set exactly one of repo and path.",
+                              value=spec.get("repo") or spec.get("path"),
+                              fix='write repo = "owner/name" (hub) or path = "FILE.safetensors".')
+        path = spec.get("path")
+        if path is not None and base is not None and not Path(path).expanduser().is_absolute():
+            path = str((base / path).resolve())
+        out[aid] = AdapterEntry(id=aid, family=spec["family"], licence=spec["licence"], repo=spec.get("repo"),
+                                path=path, weight_name=spec.get("weight_name", WEIGHT_NAME),
+                                revision=spec.get("revision"), name=spec.get("name", aid),
+                                description=spec.get("description", ""))
     return out
 
 

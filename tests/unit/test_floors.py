@@ -52,6 +52,7 @@ FLOOR_OF = {
     "labkit.errors": "base",
     "labkit.hardware": "base",
     "labkit.catalog": "base",
+    "labkit.catalog_files": "base",
     "labkit.config": "base",
     "labkit.outputs": "base",
     "labkit.files": "base",
