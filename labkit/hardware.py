@@ -15,6 +15,7 @@ import dataclasses
 import os
 import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -439,19 +440,65 @@ def families(table: StrategyTable | None = None) -> list[str]:
     return sorted((table or strategy_table()).families)
 
 
-def choose(family: str, profile: HardwareProfile, *, table: StrategyTable | None = None,
+#: Share of a GPU's memory a rung's estimate may use (the table keeps ~15 % free, see strategies.toml).
+USABLE_VRAM = 0.85
+
+
+#: Under sequential offload a ControlNet's weights stream like the UNet's: only this share of it stays resident.
+SEQUENTIAL_SHARE = 0.1
+
+
+def controlnet_gb(family: str, table: StrategyTable | None = None) -> float:
+    """The VRAM one ControlNet of `family` adds (its weights in the family's GPU dtype): the family's
+    `controlnet_gb` in strategies.toml, 0.0 when it names none."""
+    return float((table or strategy_table()).family(family).get("controlnet_gb", 0.0))
+
+
+def _with_controls(rung: Mapping[str, Any], controls: int, per_net: float) -> float:
+    """A rung's estimated peak with `controls` ControlNets of `per_net` GB each."""
+    share = SEQUENTIAL_SHARE if rung.get("offload") == "sequential" else 1.0
+    return (rung.get("est_peak_vram_gb") or 0.0) + controls * per_net * share
+
+
+def max_controls(family: str, profile: HardwareProfile, limit: int, *, table: StrategyTable | None = None) -> int:
+    """How many ControlNets (at most `limit`) fit on `profile`'s GPU with `family` on the cheapest GPU rung of its
+    ladder, counting the card's whole memory; `limit` on a CPU (RAM is not estimated per ControlNet)."""
+    table = table or strategy_table()
+    if profile.tier == "cpu" or not profile.vram_total_gb:
+        return limit
+    ladder = table.family(family)["ladder"]
+    per_net = controlnet_gb(family, table)
+    fits = [n for n in range(limit + 1)
+            if any(r["device"] == "gpu" and _with_controls(r, n, per_net) <= profile.vram_total_gb for r in ladder)]
+    return max(fits, default=0)
+
+
+def choose(family: str, profile: HardwareProfile, *, table: StrategyTable | None = None, controls: int = 0,
            **overrides: Any) -> MemoryStrategy:
     """The memory strategy for `family` on `profile`.
 
-    The tier's starting rung comes from the table. Keyword `overrides` (e.g. `compile=True`,
-    `vae_tiling=True`) replace single fields and are recorded on the strategy, so a speed trick
-    is always opt-in and visible in the run's record.
+    The tier's starting rung comes from the table. With `controls` ControlNets on a GPU, their memory
+    (`controlnet_gb` each) is added to the rungs' estimates and the start moves down the ladder until the sum
+    fits `USABLE_VRAM` of the card (or the cheapest GPU rung is reached). Keyword `overrides` (e.g.
+    `compile=True`, `vae_tiling=True`) replace single fields and are recorded on the strategy, so a speed
+    trick is always opt-in and visible in the run's record.
     """
     table = table or strategy_table()
     spec = table.family(family)
     tier = profile.tier
     names = [r["name"] for r in spec["ladder"]]
-    strategy = table.strategy(family, names.index(spec["tiers"][tier]), tier)
+    start = names.index(spec["tiers"][tier])
+    per_net = controlnet_gb(family, table)
+    ladder = spec["ladder"]
+    if controls and per_net and ladder[start]["device"] == "gpu" and profile.vram_total_gb:
+        budget = USABLE_VRAM * profile.vram_total_gb
+        gpu = [i for i in range(start, len(names)) if ladder[i]["device"] == "gpu"]
+        start = next((i for i in gpu if _with_controls(ladder[i], controls, per_net) <= budget), gpu[-1])
+    strategy = table.strategy(family, start, tier)
+    if controls and per_net and strategy.device == "gpu" and strategy.est_peak_vram_gb is not None:
+        # the record's estimate is the pipeline's plus its ControlNets'
+        strategy = dataclasses.replace(strategy, est_peak_vram_gb=round(
+            _with_controls(ladder[start], controls, per_net), 2))
     if overrides:
         bad = set(overrides) - _RUNG_FIELDS
         if bad:

@@ -73,3 +73,48 @@ def apply_strategy(pipe: Any, strategy: MemoryStrategy, device: str) -> list[str
     if strategy.decode_chunk_size:
         applied.append(f"decode_chunk_size={strategy.decode_chunk_size}")
     return applied
+
+
+def place_controlnet(net: Any, strategy: MemoryStrategy, device: str) -> tuple[list[str], Any]:
+    """Put a ControlNet (or a `MultiControlNetModel`) joined to a pipeline loaded with `strategy` where the
+    strategy keeps the denoiser: on the GPU beside it (in channels_last when the strategy uses it), or offloaded
+    with it — streamed per submodule under sequential offload, onloaded whole for the denoising loop under model
+    or group offload (whose memory `hardware.choose` counted). The base pipeline's own offload hooks are left as
+    they are (it is cached and shared).
+
+    Returns the steps applied (for the record, prefixed "controlnet:") and a function to call after the
+    render, which puts the ControlNet back on the CPU and removes the hooks this added.
+    """
+    import torch
+
+    if strategy.device != "gpu" or device == "cpu":
+        net.to("cpu")
+        return [], lambda: None
+    applied: list[str] = []
+    if strategy.channels_last:
+        net.to(memory_format=torch.channels_last)
+        applied.append("controlnet:channels_last")
+    if strategy.offload == "none":
+        net.to(device)
+        applied.append(f"controlnet:device={device}")
+        return applied, lambda: net.to("cpu")
+    from accelerate.hooks import remove_hook_from_module
+
+    if strategy.offload in ("model", "group"):
+        # onloaded whole for the denoising loop beside the (offloaded) denoiser: `choose` counted its memory
+        from accelerate import cpu_offload_with_hook
+
+        _, hook = cpu_offload_with_hook(net, device)
+
+        def undo() -> None:
+            hook.offload()
+            remove_hook_from_module(net, recurse=True)
+    else:  # sequential: streamed per submodule, as the denoiser is
+        from accelerate import cpu_offload
+
+        cpu_offload(net, execution_device=torch.device(device))
+
+        def undo() -> None:
+            remove_hook_from_module(net, recurse=True)
+    applied.append(f"controlnet:offload={strategy.offload}")
+    return applied, undo

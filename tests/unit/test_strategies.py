@@ -6,10 +6,13 @@ import pytest
 
 from labkit.errors import ConfigError, InvalidParameter, OutOfMemory, UnknownFamily
 from labkit.hardware import (
+    SEQUENTIAL_SHARE,
     TIERS,
+    USABLE_VRAM,
     HardwareProfile,
     StrategyTable,
     choose,
+    controlnet_gb,
     degrade,
     families,
     strategy_matrix,
@@ -94,6 +97,37 @@ def test_svd_chunks_its_unet_and_decode_when_degraded():
     assert cheapest.forward_chunking and cheapest.decode_chunk_size >= 1
     assert cheapest.decode_chunk_size < choose("svd", _profile("40")).decode_chunk_size or \
         choose("svd", _profile("40")).decode_chunk_size == 0
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+@pytest.mark.parametrize("tier", ["4", "6", "8", "12", "16", "24"])
+def test_controlnets_count_in_the_estimate_and_move_the_start_down_when_they_would_not_fit(family, tier):
+    plain = choose(family, _profile(tier))
+    for n in (1, 2, 4):
+        s = choose(family, _profile(tier), controls=n)
+        assert s.device == "gpu" and s.rung >= plain.rung  # never a hungrier rung for more ControlNets
+        table = strategy_table().family(family)["ladder"]
+        share = SEQUENTIAL_SHARE if table[s.rung]["offload"] == "sequential" else 1.0
+        assert s.est_peak_vram_gb == pytest.approx(table[s.rung]["est_peak_vram_gb"]
+                                                   + n * controlnet_gb(family) * share, abs=0.01)
+        cheapest = max(i for i, r in enumerate(table) if r["device"] == "gpu")
+        assert s.est_peak_vram_gb <= USABLE_VRAM * float(tier) or s.rung == cheapest
+    # where the plain start leaves room, a ControlNet keeps it; where it does not, the start moves
+    assert choose("sd15", _profile("24"), controls=2).name == choose("sd15", _profile("24")).name
+    assert choose("sdxl", _profile("16"), controls=1).rung > choose("sdxl", _profile("16")).rung
+
+
+def test_how_many_controlnets_fit_follows_the_card():
+    from labkit.hardware import max_controls
+
+    assert max_controls("sdxl", _profile("4"), 4) < max_controls("sdxl", _profile("8"), 4) == 4
+    assert max_controls("sdxl", HardwareProfile.simulated(3.0), 4) == 0  # not even the cheapest rung has room
+    assert max_controls("sd15", _profile("cpu"), 4) == 4
+
+
+def test_controlnets_change_nothing_on_a_cpu():
+    assert choose("toy", _profile("cpu"), controls=4) == choose("toy", _profile("cpu"))
+    assert controlnet_gb("sd15") > 0 and controlnet_gb("sdxl") > controlnet_gb("sd15")
 
 
 def test_overrides_are_recorded():
