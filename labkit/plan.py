@@ -41,8 +41,8 @@ MAX_PATH_CHARS = 4096
 CONTROL_KINDS = ("canny", "pose", "depth", "layout", "scribble", "none")
 #: ControlNets one plan may stack (each holds a copy of half a UNet in memory).
 MAX_CONTROLS = 4
-#: Families whose pipelines take ControlNets (`labkit.pipelines.controlnet`).
-CONTROL_FAMILIES: tuple[str, ...] = ("sd15", "sdxl")
+#: Families whose image pipelines take ControlNets (`labkit.pipelines.controlnet`).
+CONTROL_FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "toy")
 
 
 @dataclass(frozen=True)
@@ -512,9 +512,8 @@ def _validate_controls(controls: tuple[ControlRef, ...], entry: CatalogEntry | N
         if not 0 <= c.start < c.end <= 1:
             raise InvalidParameter(f"controls[{i}] acts from {c.start!r} to {c.end!r} of the steps.",
                                    value=f"{c.start}..{c.end}", fix="use 0 <= start < end <= 1, e.g. 0.0 to 1.0.")
-    if entry is not None and entry.family not in CONTROL_FAMILIES:
-        takes = f"only {', '.join(CONTROL_FAMILIES)} models take them" if CONTROL_FAMILIES else (
-            "ControlNet rendering is not in this version of labkit yet")
+    if entry is not None and (entry.family not in CONTROL_FAMILIES or entry.is_video):
+        takes = f"only image models of the {', '.join(CONTROL_FAMILIES)} families take them"
         raise InvalidParameter(f"Model {entry.id!r} ({entry.family}) cannot take controls: {takes}.",
                                value=entry.id, fix="drop the controls, or choose a model that takes them.")
 

@@ -132,6 +132,8 @@ def complete(lab: Lab, plan: Plan, config: str | None = None, *, validate: bool 
     model = plan.model or lab.default_model(plan.modality)
     ref = resolve_model(model, lab.catalog, config=config)
     plan = plan.replace(model=model).resolve(ref.entry)
+    if any(c.model is None for c in plan.controls):
+        plan = plan.replace(controls=default_controlnets(plan.controls, ref, lab.catalog))
     return (plan.validate(ref.entry) if validate else plan), ref
 
 
@@ -142,7 +144,7 @@ def prepare(lab: Lab, plan: Plan, config: str | None = None) -> tuple[Plan, Mode
         _load_image(plan.image)
     _require_available(lab, ref)
     plan_adapters(lab, plan, ref)  # an adapter that is missing or made for another family fails here
-    check_controls(plan, ref)  # and so does a ControlNet, or a control image that cannot be made into a map
+    check_controls(plan, ref, lab.catalog, lab.hardware)  # and so do ControlNets (found, fitting) and their maps
     return plan, ref
 
 
@@ -157,39 +159,72 @@ def plan_adapters(lab: Lab, plan: Plan, ref: ModelRef) -> list[tuple[Any, float]
                                  hash_cache=lab.hash_cache)
 
 
-def check_controls(plan: Plan, ref: ModelRef) -> None:
-    """Every control of the plan usable before any work: its ControlNet found and made for the model's family
-    (its config read, no weights), its control map made (cheap: files and OpenCV)."""
-    from labkit.controls import control_map
-    from labkit.pipelines.controlnet import check_controlnet
+def default_controlnets(controls: Any, ref: ModelRef, catalog: Any) -> tuple[Any, ...]:
+    """`controls` with each one that names no ControlNet given the catalogue's for its kind and the model's family
+    (`[controlnets.ID]`; e.g. toyworld + layout → toyworld-controlnet); one with none catalogued stays as it is."""
+    import dataclasses
 
+    from labkit.pipelines.controlnet import default_controlnet
+
+    out = []
+    for c in controls:
+        entry = default_controlnet(catalog, ref.family, c.kind) if c.model is None else None
+        out.append(dataclasses.replace(c, model=entry.id) if entry is not None else c)
+    return tuple(out)
+
+
+def check_controls(plan: Plan, ref: ModelRef, catalog: Any = None, hardware: Any = None) -> None:
+    """Every control of the plan usable before any work: no more ControlNets than the GPU's memory strategy fits,
+    each found and made for the model's family (its config read, no weights), its control map made (cheap:
+    files and OpenCV)."""
+    from labkit.controls import control_map
+    from labkit.hardware import controlnet_gb, max_controls
+    from labkit.pipelines.controlnet import check_controlnet, controlnet_entries
+    from labkit.plan import MAX_CONTROLS
+
+    if plan.controls and hardware is not None:
+        fits = max_controls(ref.family, hardware, MAX_CONTROLS)
+        if len(plan.controls) > fits:
+            raise InvalidParameter(
+                f"The plan has {len(plan.controls)} ControlNets; with {ref.family} on this "
+                f"{hardware.vram_total_gb:.0f} GB GPU even the cheapest memory strategy fits {fits} (each needs about "
+                f"{controlnet_gb(ref.family):.1f} GB).", value=len(plan.controls),
+                fix=f"keep at most {fits} controls, or render on a GPU with more memory (or the CPU).")
     for i, c in enumerate(plan.controls):
         if c.model is None:
-            raise InvalidParameter(f"controls[{i}] ({c.kind}) names no ControlNet.", value=c.kind,
+            known = [e.id for e in controlnet_entries(catalog).values() if e.family == ref.family]
+            raise InvalidParameter(f"controls[{i}] ({c.kind}) names no ControlNet, and the catalogue has no {c.kind} "
+                                   f"ControlNet for {ref.family} models.", value=c.kind,
                                    fix="give its model: a ControlNet folder or hub id made for "
-                                       f"{ref.family} (e.g. --control-model PATH).")
-        check_controlnet(c.model, family=ref.family, base_id=repr(ref.id))
+                                       f"{ref.family} (e.g. --control-model PATH)"
+                                       + (f"; catalogued for {ref.family}: {', '.join(known)}." if known else "."))
+        check_controlnet(c.model, family=ref.family, base_id=repr(ref.id), catalog=catalog)
         control_map(c, plan.width, plan.height, index=i)
 
 
-def _controlled(plan: Plan, loaded: Loaded, pipe: Any) -> tuple[Any, dict[str, Any], list[dict[str, Any]], list]:
-    """`pipe` with the plan's ControlNets joined, the call's control arguments, the control records, the maps."""
+def _controlled(plan: Plan, loaded: Loaded, pipe: Any, device: str, catalog: Any = None
+                ) -> tuple[Any, dict[str, Any], list[dict[str, Any]], list, list[str], Any]:
+    """`pipe` with the plan's ControlNets joined and placed by the loaded pipeline's memory strategy; the call's
+    control arguments, the control records, the maps, the strategy steps applied to the ControlNets, and the
+    function that takes them off the device after the render."""
     from labkit.controls import control_map
     from labkit.pipelines.controlnet import control_kwargs, load_controlnet, with_controlnets
+    from labkit.pipelines.memory import place_controlnet
 
     unet = getattr(loaded.pipe, "unet", None)
-    dtype, device = (unet.dtype, unet.device) if unet is not None else (None, "cpu")
+    dtype = unet.dtype if unet is not None else None
     maps, records, nets = [], [], []
     for i, c in enumerate(plan.controls):
         image, record = control_map(c, plan.width, plan.height, index=i)
-        net = load_controlnet(c.model, family=loaded.ref.family, dtype=dtype, device=str(device),
-                              base_id=repr(loaded.ref.id))
+        net = load_controlnet(c.model, family=loaded.ref.family, dtype=dtype, device="cpu",
+                              base_id=repr(loaded.ref.id), catalog=catalog)
         maps.append(image)
         nets.append(net)
         records.append({**record, "model": c.model, "model_sha256": net.sha256, "revision": net.revision,
-                        "scale": c.scale, "start": c.start, "end": c.end})
+                        "licence": net.licence, "scale": c.scale, "start": c.start, "end": c.end})
     controlled = with_controlnets(pipe, nets, family=loaded.ref.family, task=plan.task)
-    return controlled, control_kwargs(plan.controls, maps, task=plan.task), records, maps
+    applied, undo = place_controlnet(controlled.controlnet, loaded.strategy, device)
+    return controlled, control_kwargs(plan.controls, maps, task=plan.task), records, maps, applied, undo
 
 
 def keyframe_for(ref: ModelRef) -> str | None:
@@ -227,17 +262,19 @@ def keyframe_drawer(lab: Lab, ref: ModelRef, *, steps: int, width: int, height: 
     return draw
 
 
-def licence_chain(plan: Plan, ref: ModelRef, adapters: list[tuple[Any, float]] = ()) -> list[Any]:
+def licence_chain(plan: Plan, ref: ModelRef, adapters: list[tuple[Any, float]] = (), catalog: Any = None) -> list[Any]:
     """The compliance assets a plan puts together: the model, the adapters (each with the training
-    data it records), then the controller's LLM."""
+    data it records), the ControlNets, then the controller's LLM."""
     from labkit.compliance import Asset
+    from labkit.pipelines.controlnet import controlnet_licence
 
     entry = ref.entry
     chain = [Asset("model", entry.id if entry else ref.id, ref.licence, ref.revision if ref.kind == "hub" else None)]
     for src, _ in adapters:
         chain += [Asset.of(a) for a in src.assets()]
-    for c in plan.controls:  # no ControlNet is catalogued yet: its licence is not recorded (the mode decides)
-        chain.append(Asset("controlnet", c.model or c.kind, None))
+    for c in plan.controls:  # a catalogued ControlNet's licence, or its model card's (None: the mode decides)
+        licence, revision = controlnet_licence(c.model, catalog) if c.model else (None, None)
+        chain.append(Asset("controlnet", c.model or c.kind, licence, revision))
     if plan.controller.model:
         chain.append(Asset("controller-llm", plan.controller.model, plan.controller.licence,
                            plan.controller.revision))
@@ -248,7 +285,7 @@ def check_compliance(lab: Lab, plan: Plan, ref: ModelRef):
     """The lab's compliance mode applied to the plan's assets and prompt; raises when blocked."""
     from labkit.compliance import enforce, enforce_prompt
 
-    chain = licence_chain(plan, ref, plan_adapters(lab, plan, ref))
+    chain = licence_chain(plan, ref, plan_adapters(lab, plan, ref), lab.catalog)
     return enforce(chain, lab.compliance), enforce_prompt(plan.prompt, lab.compliance)
 
 
@@ -385,7 +422,7 @@ def _render_with_fallbacks(lab: Lab, requested: Plan, plan: Plan, ref: ModelRef,
 def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], progress: Progress | None,
                 cancel: threading.Event | None, allow_pickle: bool) -> Result:
     """Load and render one model, degrading the memory strategy on out-of-memory."""
-    strategy = choose(ref.family, lab.hardware)
+    strategy = choose(ref.family, lab.hardware, controls=len(plan.controls))
     tried: list[MemoryStrategy] = []
     while True:
         tried.append(strategy)
@@ -465,21 +502,26 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
             cancelled = True
         return cancelled
 
-    control, control_records, control_maps = None, [], []
+    device = lab.hardware.device if loaded.strategy.device == "gpu" else "cpu"
+    control, control_records, control_maps, control_steps, release = None, [], [], [], None
     if plan.controls:
-        pipe, control, control_records, control_maps = _controlled(plan, loaded, pipe)
+        pipe, control, control_records, control_maps, control_steps, release = _controlled(
+            plan, loaded, pipe, device, lab.catalog)
     image = _load_image(plan.image) if plan.image else None
     common = dict(steps=plan.steps, guidance=plan.guidance, width=plan.width, height=plan.height, seed=plan.seed,
                   count=plan.count, on_step=on_step)
-    device = lab.hardware.device if loaded.strategy.device == "gpu" else "cpu"
-    result = Result(plan=plan, strategy=loaded.strategy, applied=list(loaded.applied))
+    result = Result(plan=plan, strategy=loaded.strategy, applied=[*loaded.applied, *control_steps])
     if adapters:
         result.model["adapters"] = adapters
     start = time.perf_counter()
     with _PeakMemory(device) as mem:
         if plan.task in ("txt2img", "img2img"):
-            result.images = calls.run_image(pipe, prompt=plan.prompt, negative_prompt=plan.negative_prompt,
-                                            image=image, strength=plan.strength, control=control, **common)
+            try:
+                result.images = calls.run_image(pipe, prompt=plan.prompt, negative_prompt=plan.negative_prompt,
+                                                image=image, strength=plan.strength, control=control, **common)
+            finally:
+                if release is not None:  # the ControlNets leave the device; the cached pipeline stays as it was
+                    release()
         elif plan.task == "img2vid":
             result.clips = calls.run_img2vid(pipe, image=image, frames=plan.frames, fps=plan.fps,
                                              decode_chunk_size=loaded.strategy.decode_chunk_size,
@@ -522,7 +564,7 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
 
     plan = result.plan
     verdict, prompt_verdict = check_compliance(lab, plan, result.ref)
-    base = licence_chain(plan, result.ref, plan_adapters(lab, plan, result.ref))
+    base = licence_chain(plan, result.ref, plan_adapters(lab, plan, result.ref), lab.catalog)
     terms = derive_terms([*base, *(Asset("model", i["id"], i["licence"]) for i in result.inputs)])
     record = {
         "plan": plan.to_dict(), "model": {k: v for k, v in result.model.items()},

@@ -31,9 +31,10 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
     The keyword arguments set the fields' starting values (open ones come from the model's
     catalogue entry); `model` may also be a local diffusers folder or a hub repo id.
 
-    The Control section adds one ControlNet (SD 1.5 / SDXL models): upload a control image (a photo, a
-    drawing, a ready map, or OpenPose keypoints as .json), pick its kind, the ControlNet (folder or hub id)
-    and the scale; Preview map shows the map the ControlNet will read, beside the upload.
+    The Control section adds one ControlNet (SD 1.5 / SDXL / toy models): upload a control image (a photo, a
+    drawing, a ready map, or OpenPose keypoints as .json), pick its kind, the ControlNet (catalogue id, folder or
+    hub id; empty: the catalogue's for the kind and model) and the scale; Preview map shows the map the
+    ControlNet will read, beside the upload.
 
     Controls: request, controller, plan, plan_view, model, prompt, negative_prompt, width, height,
     steps, guidance, seed, reroll, count, control_upload, control_kind, control_model, control_scale,
@@ -77,7 +78,8 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
         "count": widgets.IntText(value=count, layout=widgets.Layout(width="90px")),
         "control_upload": widgets.FileUpload(accept="image/*,.json", multiple=False, description="Control image"),
         "control_kind": widgets.Dropdown(options=[("no control", ""), *((k, k) for k in CONTROL_KINDS)], value=""),
-        "control_model": widgets.Text(placeholder="ControlNet folder or hub id", layout=layout),
+        "control_model": widgets.Text(placeholder="empty: the catalogue's for the kind; or a folder or hub id",
+                                      layout=layout),
         "control_scale": widgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, description="scale"),
         "control_preview": widgets.Button(description="Preview map", icon="eye"),
         "control_map": widgets.HBox([]),
@@ -215,7 +217,7 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
         c["plan_view"], labelled("model", c["model"]), labelled("prompt", c["prompt"]),
         labelled("negative", c["negative_prompt"]), size_row, labelled("steps", c["steps"]),
         labelled("guidance", c["guidance"]), seed_row, labelled("count", c["count"]),
-        widgets.HTML("<b>Control</b> — optional: a ControlNet steering composition (SD 1.5 / SDXL)."),
+        widgets.HTML("<b>Control</b> — optional: a ControlNet steering composition (SD 1.5 / SDXL / toy)."),
         labelled("control", widgets.HBox([c["control_kind"], c["control_upload"], c["control_scale"]])),
         labelled("ControlNet", c["control_model"]), widgets.HBox([c["control_preview"], c["control_map"]]),
         widgets.HBox([c["render"], c["cancel"], c["progress"], c["status"]]), c["error"], c["images"],

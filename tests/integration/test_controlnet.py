@@ -131,7 +131,10 @@ def test_a_controlnet_of_another_family_fails_before_any_step(lab, tiny):
 
 @pytest.mark.parametrize("control, named", [
     (ControlRef("canny", "/no/such/photo.png", model="X"), "/no/such/photo.png"),
-    (ControlRef("canny", "DRAWING", model=None), "names no ControlNet"),
+    # no ControlNet named: the catalogue's for (sd15, canny), which is not downloaded here
+    (ControlRef("canny", "DRAWING", model=None), "hf download lllyasviel/control_v11p_sd15_canny --revision"),
+    # none catalogued for (sd15, layout): the error lists the ones that are
+    (ControlRef("layout", "DRAWING", model=None), "names no ControlNet"),
     (ControlRef("canny", "DRAWING", model="/no/such/controlnet"), "/no/such/controlnet"),
 ])
 def test_bad_controls_are_refused_before_a_run(lab, tiny, control, named):
@@ -144,6 +147,17 @@ def test_bad_controls_are_refused_before_a_run(lab, tiny, control, named):
     with pytest.raises(Exception) as e:
         _gen(lab, tiny, controls=[control])
     assert named in str(e.value) and lab.runs(5) == []
+
+
+def test_more_controlnets_than_the_gpu_fits_are_refused_before_loading(project, tiny):
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+
+    lab = Lab(project, hardware=HardwareProfile.simulated(4.0))  # SDXL's cheapest rung fits 3 ControlNets here
+    controls = [ControlRef("canny", str(tiny["drawing"]), model=str(tiny["cnxl"]))] * 4
+    with pytest.raises(Exception) as e:
+        _gen(lab, tiny, family="sdxl", controls=controls)
+    assert "4 ControlNets" in e.value.message and "at most 3" in e.value.fix and lab.runs(5) == []
 
 
 def test_replay_check_reproduces_a_controlled_render(lab, tiny, tmp_path):
