@@ -1,5 +1,5 @@
-"""`labkit train toy-base | toy-motion | lora`: the training recipes. An option left out keeps the recipe
-config's default; Ctrl-C or SIGTERM keeps a checkpoint and prints how to continue (exit 130).
+"""`labkit train toy-base | toy-motion | toy-controlnet | lora`: the training recipes. An option left out keeps
+the recipe config's default; Ctrl-C or SIGTERM keeps a checkpoint and prints how to continue (exit 130).
 
 Example: `labkit train lora data/shapes --steps 200 --output lora` writes the adapter to lora/.
 """
@@ -62,6 +62,17 @@ def cmd_train_toy_motion(args: argparse.Namespace) -> int:
                                           "timestep_shift", "terminal_share", "spatial_lr_scale",
                                           "text_encoder_lr_scale", "shared_noise")))
     return _train_recipe(args, "toy-motion", train_toy_motion, cfg, "toy motion model")
+
+
+def cmd_train_toy_controlnet(args: argparse.Namespace) -> int:
+    from labkit.training.toy_controlnet import ToyControlNetConfig, train_toy_controlnet
+
+    given = _given(args, ("steps", "batch_size", "threads"))
+    if args.lr is not None:
+        given["learning_rate"] = args.lr
+    cfg = ToyControlNetConfig(output_dir=args.output, base=args.base, seed=args.seed,
+                              resume="latest" if args.resume else None, **given)
+    return _train_recipe(args, "toy-controlnet", train_toy_controlnet, cfg, "toy ControlNet")
 
 
 def cmd_train_lora(args: argparse.Namespace) -> int:
@@ -137,6 +148,19 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     t.set_defaults(func=cmd_train_toy_motion)
+
+    t = tsub.add_parser("toy-controlnet", parents=[common], help="train the toy layout ControlNet on the toy model: "
+                        "the map (a box) decides where and how big, the prompt colour and shape")
+    t.add_argument("--output", default="toy-controlnet", type=_out_folder,
+                   help="folder for checkpoints, validation grids and the ControlNet")
+    t.add_argument("--base", default="toyworld", help="the toy text-to-image model it steers (default toyworld)")
+    t.add_argument("--steps", type=int, help="training steps (default: ToyControlNetConfig's)")
+    t.add_argument("--batch-size", type=int, help="layouts per step")
+    t.add_argument("--lr", type=float, help="the learning rate")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    t.set_defaults(func=cmd_train_toy_controlnet)
 
     t = tsub.add_parser("lora", parents=[common], help="train a LoRA adapter on an image folder with metadata.jsonl")
     t.add_argument("data", help="image folder with metadata.jsonl (file_name, text, licence per line)")

@@ -4,7 +4,8 @@
 
 Recipes (each also importable on its own): `LoraTrainConfig` → `lora.train_lora` (returns a `TrainResult`),
 `ToyBaseConfig` → `toy_base.train_toy_base`, `ToyMotionConfig` → `toy_motion.train_toy_motion`,
-`ToyWarpConfig` → `toy_warp.train_toy_warp` (each returns the exported model's folder).
+`ToyWarpConfig` → `toy_warp.train_toy_warp`, `ToyControlNetConfig` → `toy_controlnet.train_toy_controlnet` (each
+returns the exported model's folder).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ RECIPES = {
     "ToyBaseConfig": ("labkit.training.toy_base", "train_toy_base"),
     "ToyMotionConfig": ("labkit.training.toy_motion", "train_toy_motion"),
     "ToyWarpConfig": ("labkit.training.toy_warp", "train_toy_warp"),
+    "ToyControlNetConfig": ("labkit.training.toy_controlnet", "train_toy_controlnet"),
 }
 
 
