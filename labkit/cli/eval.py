@@ -1,4 +1,4 @@
-"""`labkit eval toyworld | toymotion | controller`: the quality benchmarks.
+"""`labkit eval toyworld | toymotion | toycontrol | controller`: the quality benchmarks.
 
 Example: `labkit eval controller --json` prints the controller's accuracy on its suite.
 """
@@ -21,7 +21,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         else:
             print(result.to_table())
         return 0
-    if args.which == "toymotion":
+    if args.which == "toycontrol":
+        from labkit.evals.toycontrol import evaluate_control
+
+        report = evaluate_control(_lab(args), model=args.model or "toyworld",
+                                  controlnet=args.controlnet or "toyworld-controlnet",
+                                  n=args.n if args.n is not None else 200, seed=args.seed, steps=args.steps,
+                                  scale=args.scale)
+    elif args.which == "toymotion":
         from labkit.evals.toymotion import evaluate_motion
 
         report = evaluate_motion(_lab(args), model=args.model or "toyworld-motion",
@@ -42,10 +49,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add eval."""
     p = sub.add_parser("eval", parents=[common], help="quality benchmarks: toyworld adherence, controller accuracy")
-    p.add_argument("which", choices=["toyworld", "toymotion", "controller"])
+    p.add_argument("which", choices=["toyworld", "toymotion", "toycontrol", "controller"])
     p.add_argument("--controller", default="rules", help="controller: the one to evaluate (default rules)")
     p.add_argument("--model", help="the model to evaluate (default: toyworld)")
-    p.add_argument("--n", type=int, help="held-out prompts (of each kind; default 200, toymotion 60)")
+    p.add_argument("--n", type=int, help="held-out prompts (of each kind; default 200, toymotion 60), or layouts "
+                   "(toycontrol; default 200)")
+    p.add_argument("--controlnet", help="toycontrol: the layout ControlNet to evaluate (default toyworld-controlnet)")
+    p.add_argument("--scale", type=float, default=1.0, help="toycontrol: the ControlNet's scale (0 to 2; default 1)")
     p.add_argument("--image-to-video", action="store_true", help="toymotion: start each clip from its first frame")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, help="sampling steps (default: toyworld 20, toymotion the model's)")
