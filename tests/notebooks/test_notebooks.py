@@ -12,7 +12,7 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 EXPECTED = ["00_quickstart", "01_image_lab", "02_video_lab", "03_controller", "04_compare_runs",
-            "05_compliance_report", "08_rest_api"]
+            "05_compliance_report", "07_controlnet", "08_rest_api"]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
@@ -202,3 +202,17 @@ def test_rest_api_notebook_renders_through_a_server_it_starts(run_notebook, proj
     runs = search_runs(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
     (run,) = [r for r in runs if r.data.tags.get("labkit.serve.job")]
     assert run.info.status == "FINISHED" and run.data.params["plan.seed"] == "4"
+
+
+@pytest.mark.notebook
+def test_controlnet_notebook_puts_the_shape_in_the_box_and_scores_the_controlnet(run_notebook, project, search_runs):
+    book, _ = run_notebook("07_controlnet", seed=1, n_eval=7)
+    text = _text(book)
+    assert "asked for box [6, 30, 30, 54], drew [" in text and "IoU" in text
+    assert "control: layout toyworld-controlnet licence cc0-1.0" in text
+    assert "toycontrol: toyworld + toyworld-controlnet on 7 held-out layouts" in text
+    assert "image/png" in _mimes(book)
+    runs = search_runs(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    jobs = sorted(r.data.tags.get("labkit.job") for r in runs)
+    assert jobs.count("render") == 2 and "eval-toycontrol" in jobs
+
