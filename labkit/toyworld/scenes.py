@@ -9,8 +9,8 @@ rendered at 32², 64² or any other square size.
 
 Shapes live in one table, `SHAPE_GEOMETRY`: a circle or a polygon in unit coordinates, centred on
 its centroid. The renderer and the detector's template classifier both read it, so a new shape is
-one entry there. `BASE_SHAPES` is the vocabulary the base toy model is trained on; `hexagon` and
-`star` render and detect like any other shape but are kept out of it, as "new concepts" for LoRA
+one entry there. `BASE_SHAPES` is the vocabulary the base toy model is trained on; `hexagon`, `star`
+and `ring` render and detect like any other shape but are kept out of it, as "new concepts" for LoRA
 and DreamBooth experiments.
 
 Nothing here touches the file system or global state; every random choice comes from a
@@ -77,7 +77,8 @@ DEFAULT_CANVAS = 64
 
 @dataclass(frozen=True)
 class ShapeGeometry:
-    """One shape in unit coordinates: a circle of radius 1, or a polygon centred on its centroid.
+    """One shape in unit coordinates: a circle of radius 1 (with a round hole of radius `hole` for a ring), or
+    a polygon centred on its centroid.
 
     The object's scale (radius) multiplies these coordinates. Polygons may be non-convex (the star);
     point-in-polygon uses the even-odd rule.
@@ -85,12 +86,13 @@ class ShapeGeometry:
 
     name: str
     polygon: tuple[tuple[float, float], ...] | None = None  # None means the unit circle
+    hole: float = 0.0  # circles only: the radius of the hole, as a fraction of the outer radius
 
     @property
     def unit_area(self) -> float:
         """Area at scale 1 (the detector turns a measured area into a radius with it)."""
         if self.polygon is None:
-            return math.pi
+            return math.pi * (1.0 - self.hole ** 2)
         xs = [p[0] for p in self.polygon]
         ys = [p[1] for p in self.polygon]
         n = len(xs)
@@ -131,6 +133,8 @@ SHAPE_GEOMETRY: dict[str, ShapeGeometry] = {
     "diamond": ShapeGeometry("diamond", ((0.0, -1.0), (0.85, 0.0), (0.0, 1.0), (-0.85, 0.0))),
     "hexagon": ShapeGeometry("hexagon", _regular(6, radius=1.0, phase_deg=0.0)),
     "star": ShapeGeometry("star", _star()),
+    # the toy DreamBooth subject: a shape the base never saw, one BPE token it knows as an English word
+    "ring": ShapeGeometry("ring", hole=0.55),
 }
 
 BASE_SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond")
@@ -260,7 +264,8 @@ def size_name(radius: float) -> str:
 def _inside(shape: ShapeGeometry, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Boolean array: which unit-coordinate points (u, v) lie inside the shape."""
     if shape.polygon is None:
-        return u * u + v * v <= 1.0
+        r2 = u * u + v * v
+        return (r2 <= 1.0) & (r2 >= shape.hole ** 2) if shape.hole else r2 <= 1.0
     inside = np.zeros(u.shape, dtype=bool)
     poly = shape.polygon
     n = len(poly)

@@ -150,3 +150,19 @@ def test_shape_table_decides_the_shape_and_takes_new_entries():
     dets = detect(render(parse("a large white circle on the left and a small red square on the right")),
                   classifiers=table)
     assert [d.shape for d in dets] == ["sks", "square"]
+
+
+def test_rings_and_circles_are_told_apart_at_every_size_and_place_even_degraded():
+    """The toy DreamBooth subject (a ring: a circle with a hole) against the class it belongs to (circle)."""
+    rng = np.random.default_rng(11)
+    for shape in ("ring", "circle"):
+        for colour in COLOURS:
+            for size in SIZES:
+                for position in POSITIONS:
+                    img = render(Scene((Obj(shape, colour, size, position),)))
+                    for im in (img, degrade(img, rng)):
+                        (found,) = detect(im)
+                        assert (found.shape, found.colour, found.size, found.position) == (
+                            shape, colour, size, position)
+    ring = render(Scene((Obj("ring", "yellow", "large", "centre"),)))
+    assert ring[32, 32].max() < 60  # the hole shows the background

@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_vocabulary_keeps_new_concepts_out_of_the_base_world():
     assert set(BASE_SHAPES) == {"circle", "square", "triangle", "diamond"}
-    assert set(ALL_SHAPES) == set(BASE_SHAPES) | {"hexagon", "star"}
+    assert set(ALL_SHAPES) == set(BASE_SHAPES) | {"hexagon", "star", "ring"}
     assert len(COLOURS) >= 6 and set(SIZES) == {"small", "large"}
     assert set(POSITIONS) == {"left", "right", "top", "bottom", "centre"}
     rng = np.random.default_rng(0)

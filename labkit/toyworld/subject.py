@@ -1,0 +1,95 @@
+"""The toy DreamBooth subject: one yellow ring, a shape the toy model never saw, taught as "a sks circle".
+
+    write_subject_dataset("ring/")          # 6 PNGs + metadata.jsonl (CC0): the ring at the training contexts
+    subject_prompts("heldout")              # "a large sks circle at the bottom", … : contexts it never saw there
+    class_prompts()                         # "a large red circle at the bottom", …: what the class word must keep
+
+The subject is a `SUBJECT` object (shape "ring", colour "yellow"); a caption names it with the identifier and
+its class noun ("a small sks circle on the left": size and place from the toy grammar, colour and shape from
+the subject). Training images show it at `TRAIN_CONTEXTS` (each size at three places); held-out contexts are the
+(size, place) pairs it was never shown at, so subject fidelity measures the subject in new compositions. The
+detector reads rings like any other shape (`scenes.SHAPE_GEOMETRY["ring"]`), so a verdict needs no new code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from labkit.errors import InvalidParameter
+from labkit.toyworld.captions import _ON
+from labkit.toyworld.data import DEFAULT_AUTHOR, prepare_folder
+from labkit.toyworld.scenes import COLOURS, POSITIONS, SIZES, Obj, Scene, render
+
+#: The subject's own attributes: what an image of "sks" must show whatever the prompt says around it.
+SUBJECT = {"shape": "ring", "colour": "yellow"}
+#: The identifier the toy recipe teaches, and the class the subject belongs to.
+TOKEN = "sks"
+CLASS_NOUN = "circle"
+#: (size, position) of the training images: both sizes, four places; every other pair is held out (the bottom
+#: was never shown at all).
+TRAIN_CONTEXTS: tuple[tuple[str, str], ...] = (("small", "left"), ("small", "top"), ("small", "right"),
+                                               ("large", "right"), ("large", "centre"), ("large", "top"))
+HELDOUT_CONTEXTS: tuple[tuple[str, str], ...] = tuple(
+    (s, p) for s in SIZES for p in POSITIONS if (s, p) not in TRAIN_CONTEXTS)
+#: Small shifts of the training images, so the six are not six copies of three pictures.
+_JITTER = ((0.0, 0.0), (0.02, 0.03), (0.0, -0.03), (-0.02, 0.0), (0.03, -0.02), (0.0, 0.02))
+
+
+def subject_caption(size: str, position: str, token: str = TOKEN) -> str:
+    """"a small sks circle on the left": the subject named by its identifier and class noun, in a context."""
+    return f"a {size} {token} {CLASS_NOUN} {_ON[position]}"
+
+
+def subject_object(size: str, position: str) -> Obj:
+    """The subject as a scene object at a named size and position."""
+    return Obj(SUBJECT["shape"], SUBJECT["colour"], size, position)
+
+
+def write_subject_dataset(folder: str | Path, *, licence: str = "CC0-1.0", token: str = TOKEN,
+                          overwrite: bool = False) -> Path:
+    """Write the subject's training images (one per `TRAIN_CONTEXTS` entry, 64²) and their `metadata.jsonl`
+    (`file_name`, `text`, `licence`, `source`, `author`, `scene`); return the metadata path."""
+    if not token or not token.strip() or len(token.split()) != 1:
+        raise InvalidParameter(f"The identifier {token!r} is not one word.", value=token,
+                               fix='use one rare word, e.g. "sks".')
+    out, meta = prepare_folder(folder, len(TRAIN_CONTEXTS), licence, overwrite)
+    from PIL import Image
+
+    lines = []
+    for i, ((size, position), (dx, dy)) in enumerate(zip(TRAIN_CONTEXTS, _JITTER, strict=True)):
+        x, y = POSITIONS[position]
+        obj = Obj(SUBJECT["shape"], SUBJECT["colour"], size, position, centre=(x + dx, y + dy))
+        name = f"{i:06d}.png"
+        Image.fromarray(render(Scene((obj,)))).save(out / name)
+        lines.append(json.dumps({"file_name": name, "text": subject_caption(size, position, token),
+                                 "licence": licence, "source": f"labkit toyworld subject item={i}",
+                                 "author": DEFAULT_AUTHOR, "scene": Scene((obj,)).to_dict()}))
+    meta.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return meta
+
+
+def subject_prompts(split: str = "heldout", token: str = TOKEN) -> list[tuple[str, Obj]]:
+    """(prompt, expected object) for the subject in every context of `split` ("train" or "heldout")."""
+    if split not in ("train", "heldout"):
+        raise InvalidParameter(f"Unknown split {split!r}.", value=split, fix='use "train" or "heldout".')
+    contexts = sorted(set(TRAIN_CONTEXTS)) if split == "train" else list(HELDOUT_CONTEXTS)
+    return [(subject_caption(s, p, token), subject_object(s, p)) for s, p in contexts]
+
+
+def class_prompts() -> list[tuple[str, Obj]]:
+    """(prompt, expected object) for plain circles of every colour, size and place: the class word's meaning,
+    which language drift erodes."""
+    from labkit.toyworld.captions import caption
+
+    out = []
+    for colour in COLOURS:
+        for size in SIZES:
+            for position in POSITIONS:
+                obj = Obj(CLASS_NOUN, colour, size, position)
+                out.append((caption(Scene((obj,)), template=0), obj))
+    return out
+
+
+__all__ = ["CLASS_NOUN", "HELDOUT_CONTEXTS", "SUBJECT", "TOKEN", "TRAIN_CONTEXTS", "class_prompts",
+           "subject_caption", "subject_object", "subject_prompts", "write_subject_dataset"]
