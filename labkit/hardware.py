@@ -195,6 +195,11 @@ def detect_platform() -> Platform:
     return "local"
 
 
+def free_ram_gb() -> float:
+    """The memory this machine has available now (GiB; 0.0 when it cannot be read)."""
+    return _ram_gb()[1]
+
+
 def _ram_gb() -> tuple[float, float]:
     try:
         import psutil

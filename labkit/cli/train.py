@@ -1,5 +1,5 @@
-"""`labkit train toy-base | toy-motion | toy-controlnet | lora`: the training recipes. An option left out keeps
-the recipe config's default; Ctrl-C or SIGTERM keeps a checkpoint and prints how to continue (exit 130).
+"""`labkit train toy-base | toy-motion | toy-controlnet | lora | dreambooth`: the training recipes. An option
+left out keeps the recipe config's default; Ctrl-C or SIGTERM keeps a checkpoint and prints how to continue (exit 130).
 
 Example: `labkit train lora data/shapes --steps 200 --output lora` writes the adapter to lora/.
 """
@@ -75,26 +75,26 @@ def cmd_train_toy_controlnet(args: argparse.Namespace) -> int:
     return _train_recipe(args, "toy-controlnet", train_toy_controlnet, cfg, "toy ControlNet")
 
 
-def cmd_train_lora(args: argparse.Namespace) -> int:
-    from labkit.training.lora import LoraTrainConfig, train_lora
-
+def _lora_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The LoRA recipe's settings from the options (shared by `train lora` and `train dreambooth`)."""
     given = _given(args, ("rank", "alpha", "resolution", "steps", "batch_size", "learning_rate", "checkpoint_every",
-                          "validate_every", "threads", "eval_prompts", "concept", "guidance_scale", "sampling_steps",
-                          "licence"))
+                          "validate_every", "threads", "guidance_scale", "sampling_steps", "licence"))
+    given.update(_given(args, tuple(k for k in ("eval_prompts", "concept") if hasattr(args, k))))
     if args.target_modules:
         given["target_modules"] = tuple(args.target_modules)
     if args.validation_prompt:
         given["validation_prompts"] = tuple(args.validation_prompt)
         given.setdefault("validate_every", max(1, (args.steps or 500) // 4))
-    cfg = LoraTrainConfig(data=args.data, output_dir=args.output, base=args.base, seed=args.seed,
-                          train_text_encoder=args.train_text_encoder, kohya=args.kohya,
-                          gradient_accumulation_steps=args.accumulation, lr_schedule=args.lr_schedule,
-                          gradient_checkpointing=args.gradient_checkpointing,
-                          resume="latest" if args.resume else None, **given)
-    result = train_lora(_lab(args), cfg)
+    return dict(data=args.data, output_dir=args.output, base=args.base, seed=args.seed,
+                train_text_encoder=args.train_text_encoder, kohya=args.kohya,
+                gradient_accumulation_steps=args.accumulation, lr_schedule=args.lr_schedule,
+                gradient_checkpointing=args.gradient_checkpointing, resume="latest" if args.resume else None, **given)
+
+
+def _report_adapter(args: argparse.Namespace, recipe: str, result) -> int:
     if result.status != "finished":
-        print(f"stopped at step {result.step}; continue with: labkit train lora {args.data} --output {args.output} "
-              "--resume (same settings)", file=sys.stderr)
+        print(f"stopped at step {result.step}; continue with: labkit train {recipe} {args.data} --output "
+              f"{args.output} --resume (same settings)", file=sys.stderr)
         return 130
     if args.json:
         _print_json({"run_id": result.run_id, "adapter": str(result.export_dir), "steps": result.step,
@@ -104,6 +104,53 @@ def cmd_train_lora(args: argparse.Namespace) -> int:
         for k, v in sorted(result.metrics.items()):
             print(f"  {k}: {v:.4g}")
     return 0
+
+
+def cmd_train_lora(args: argparse.Namespace) -> int:
+    from labkit.training.lora import LoraTrainConfig, train_lora
+
+    return _report_adapter(args, "lora", train_lora(_lab(args), LoraTrainConfig(**_lora_settings(args))))
+
+
+def cmd_train_dreambooth(args: argparse.Namespace) -> int:
+    from labkit.training.dreambooth import DreamBoothConfig, train_dreambooth
+
+    cfg = DreamBoothConfig(**_lora_settings(args), token=args.token, prior_preservation=args.prior_preservation,
+                           **_given(args, ("class_prompt", "instance_prompt", "num_class_images",
+                                           "prior_loss_weight")))
+    return _report_adapter(args, "dreambooth", train_dreambooth(_lab(args), cfg))
+
+
+def _lora_arguments(t: argparse.ArgumentParser, recipe: str) -> None:
+    t.add_argument("data", help="image folder with metadata.jsonl (file_name, text, licence per line)")
+    t.add_argument("--output", default=recipe, type=_out_folder,
+                   help="folder for checkpoints, validation grids and the adapter")
+    t.add_argument("--base", default="toyworld", help="base model: catalogue id, repo id or folder (default toyworld)")
+    t.add_argument("--rank", type=int)
+    t.add_argument("--alpha", type=float)
+    t.add_argument("--target-modules", nargs="+", help="UNet layers to adapt (default to_q to_k to_v to_out.0)")
+    t.add_argument("--train-text-encoder", action="store_true", help="also train LoRA layers on the text encoder")
+    t.add_argument("--resolution", type=int)
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--accumulation", type=int, default=1, help="gradient accumulation steps")
+    t.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate")
+    t.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--validation-prompt", action="append", help="a validation prompt (repeatable)")
+    t.add_argument("--validate-every", type=int)
+    t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--gradient-checkpointing", action="store_true")
+    t.add_argument("--guidance-scale", type=float, help="validation guidance (default: the base model's)")
+    t.add_argument("--sampling-steps", type=int, help="validation steps (default: the base model's)")
+    t.add_argument("--licence", help="the adapter's licence (default: the data's, when all items share one)")
+    t.add_argument("--kohya", action="store_true", help="also write a kohya-format copy")
+    if recipe == "lora":
+        t.add_argument("--eval-prompts", type=int, help="toy world: held-out prompts scored at the end")
+        t.add_argument("--concept", help="toy world: the new shape the adapter teaches (for --eval-prompts)")
+    t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    t.add_argument("--json", action="store_true")
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -163,32 +210,18 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     t.set_defaults(func=cmd_train_toy_controlnet)
 
     t = tsub.add_parser("lora", parents=[common], help="train a LoRA adapter on an image folder with metadata.jsonl")
-    t.add_argument("data", help="image folder with metadata.jsonl (file_name, text, licence per line)")
-    t.add_argument("--output", default="lora", type=_out_folder,
-                   help="folder for checkpoints, validation grids and the adapter")
-    t.add_argument("--base", default="toyworld", help="base model: catalogue id, repo id or folder (default toyworld)")
-    t.add_argument("--rank", type=int)
-    t.add_argument("--alpha", type=float)
-    t.add_argument("--target-modules", nargs="+", help="UNet layers to adapt (default to_q to_k to_v to_out.0)")
-    t.add_argument("--train-text-encoder", action="store_true", help="also train LoRA layers on the text encoder")
-    t.add_argument("--resolution", type=int)
-    t.add_argument("--steps", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--accumulation", type=int, default=1, help="gradient accumulation steps")
-    t.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate")
-    t.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--validation-prompt", action="append", help="a validation prompt (repeatable)")
-    t.add_argument("--validate-every", type=int)
-    t.add_argument("--checkpoint-every", type=int)
-    t.add_argument("--gradient-checkpointing", action="store_true")
-    t.add_argument("--guidance-scale", type=float, help="validation guidance (default: the base model's)")
-    t.add_argument("--sampling-steps", type=int, help="validation steps (default: the base model's)")
-    t.add_argument("--licence", help="the adapter's licence (default: the data's, when all items share one)")
-    t.add_argument("--kohya", action="store_true", help="also write a kohya-format copy")
-    t.add_argument("--eval-prompts", type=int, help="toy world: held-out prompts scored at the end")
-    t.add_argument("--concept", help="toy world: the new shape the adapter teaches (for --eval-prompts)")
-    t.add_argument("--threads", type=int, help="torch CPU threads")
-    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
-    t.add_argument("--json", action="store_true")
+    _lora_arguments(t, "lora")
     t.set_defaults(func=cmd_train_lora)
+
+    t = tsub.add_parser("dreambooth", parents=[common], help="teach the base one subject from a few images "
+                        "(DreamBooth-LoRA, with prior preservation)")
+    _lora_arguments(t, "dreambooth")
+    t.add_argument("--token", default="sks", help="the identifier naming the subject in captions (default sks)")
+    t.add_argument("--class-prompt", help="what class images are drawn from (default: each caption without the "
+                   "identifier)")
+    t.add_argument("--instance-prompt", help="one caption for every subject image (default: the metadata texts)")
+    t.add_argument("--prior-preservation", action=argparse.BooleanOptionalAction, default=True,
+                   help="mix class images drawn by the base into training (default on)")
+    t.add_argument("--num-class-images", type=int, help="class images to draw and cache (default 50)")
+    t.add_argument("--prior-loss-weight", type=float, help="the class images' share of the loss (default 1.0)")
+    t.set_defaults(func=cmd_train_dreambooth)

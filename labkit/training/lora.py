@@ -281,31 +281,33 @@ class LoraTask(TrainTask):
 
     def _encode_data(self) -> None:
         """Read the folder, encode every image once (frozen VAE) and every caption once (frozen text encoder)."""
+        records = check_dataset(self.config.data)
+        images = [open_image(Path(self.config.data) / r["file_name"]) for r in records]
+        self.captions = [str(r["text"]) for r in records]
+        self.latents, self.ids, self.embeddings = self.encode(images, self.captions)
+
+    def encode(self, images: Sequence[Any], captions: Sequence[str]) -> tuple[Any, Any, Any]:
+        """(latents, token ids, text embeddings — None when the text encoder trains) of PIL `images` (resized to
+        the training resolution) and their `captions`, through the frozen VAE and text encoder."""
         import numpy as np
         import torch
         from PIL import Image
 
-        records = check_dataset(self.config.data)
-        images, captions = [], []
-        for r in records:
-            im = open_image(Path(self.config.data) / r["file_name"])
-            im = im.resize((self.resolution, self.resolution), Image.BICUBIC)
-            images.append(np.asarray(im, dtype=np.float32) / 127.5 - 1.0)
-            captions.append(str(r["text"]))
-        self.captions = captions
-        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+        arrays = [np.asarray(im.convert("RGB").resize((self.resolution, self.resolution), Image.BICUBIC),
+                             dtype=np.float32) / 127.5 - 1.0 for im in images]
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
         vae, te, tok = self.pipe.vae, self.pipe.text_encoder, self.pipe.tokenizer
         dtype = next(vae.parameters()).dtype
         with torch.no_grad():
             lat = [vae.encode(x[i:i + 16].to(vae.device, dtype)).latent_dist.mean for i in range(0, len(x), 16)]
-        self.latents = (torch.cat(lat) * vae.config.scaling_factor).float().cpu()
-        self.ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                       return_tensors="pt").input_ids
-        self.embeddings = None
+        latents = (torch.cat(lat) * vae.config.scaling_factor).float().cpu()
+        ids = tok(list(captions), padding="max_length", max_length=tok.model_max_length, truncation=True,
+                  return_tensors="pt").input_ids
+        embeddings = None
         if not self.config.train_text_encoder:
             with torch.no_grad():
-                self.embeddings = torch.cat([te(self.ids[i:i + 64].to(te.device))[0]
-                                             for i in range(0, len(self.ids), 64)]).cpu()
+                embeddings = torch.cat([te(ids[i:i + 64].to(te.device))[0] for i in range(0, len(ids), 64)]).cpu()
+        return latents, ids, embeddings
 
     def batches(self, batch_size: int, start: int) -> Iterator[Any]:
         """Micro-batch i: items of a per-epoch permutation seeded by (seed, epoch) — resumable anywhere."""
@@ -349,17 +351,20 @@ class LoraTask(TrainTask):
                                    weight_decay=config.weight_decay)
 
     def loss(self, idx, ctx: StepContext):
+        return self.denoise_loss(self.latents[idx], self.ids[idx],
+                                 None if self.embeddings is None else self.embeddings[idx], ctx)
+
+    def denoise_loss(self, latents, ids, embeddings, ctx: StepContext):
+        """The diffusion loss of a batch of latents and their captions (cached embeddings, or token ids when the
+        text encoder trains), with noise and timesteps drawn from the step's generator."""
         import torch
 
         unet = self.pipe.unet
         if next(unet.parameters()).device != ctx.device:
             self.pipe.to(ctx.device)
         unet.train()
-        latents = self.latents[idx].to(ctx.device)
-        if self.embeddings is not None:
-            cond = self.embeddings[idx].to(ctx.device)
-        else:
-            cond = self.pipe.text_encoder(self.ids[idx].to(ctx.device))[0]
+        latents = latents.to(ctx.device)
+        cond = embeddings.to(ctx.device) if embeddings is not None else self.pipe.text_encoder(ids.to(ctx.device))[0]
         noise = torch.randn(latents.shape, generator=ctx.generator).to(ctx.device)
         t = torch.randint(0, self.noise.config.num_train_timesteps, (latents.shape[0],),
                           generator=ctx.generator).to(ctx.device)

@@ -1,0 +1,308 @@
+"""The DreamBooth recipe: teach the base model one subject from a few images, with prior preservation.
+
+    result = train_dreambooth(lab, DreamBoothConfig(data="ring/", token="sks", output_dir="db"))
+
+DreamBooth-LoRA on the LoRA recipe's engine (`LoraTask`): the subject's images, each captioned with the
+identifier (`metadata.jsonl` text that contains `token`, or `instance_prompt` for all), train LoRA layers;
+with prior preservation, class images — drawn by the base model itself from the class prompts before the first
+step, with recorded seeds, cached in `output_dir/class_images/` and reused on resume — are mixed into every
+micro-batch, and their loss (× `prior_loss_weight`) keeps the class word meaning what it meant (against
+"language drift"). Class prompts are `class_prompt`, or each instance caption with the identifier taken out
+("a small sks circle on the left" → "a small circle on the left").
+
+The identifier should be rare for the base's tokenizer: `identifier_report` says when it splits into several
+pieces or is a common word, and which single-piece rare words the tokenizer has instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labkit.errors import InvalidParameter
+from labkit.training.lora import LoraTask, LoraTrainConfig, check_dataset, load_base_pipeline, open_image
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labkit.training.engine import TrainResult
+    from labkit.training.env import TrainEnv
+    from labkit.training.task import StepContext
+
+#: Where the class images and their manifest go inside `output_dir`.
+CLASS_DIR = "class_images"
+MANIFEST = "manifest.json"
+#: Words too common to name a subject: they already mean something to every text encoder.
+COMMON_WORDS = frozenset("""
+a an the of in on at to and or with for from by as is are be this that it one two three all any
+some not but can has was his her you she they
+man woman person people dog cat car house tree bird flower face photo picture image style art
+red green blue yellow white black big small large new old good best little
+""".split())
+
+
+def identifier_report(tokenizer: Any, token: str) -> dict[str, Any]:
+    """How `tokenizer` reads the identifier `token`: its pieces, a warning when it is not rare (several pieces,
+    or a common word), and up to five rarer single-piece words of the vocabulary to use instead."""
+    pieces = tokenizer.tokenize(token)
+    problem = None
+    if len(pieces) > 1:
+        problem = f"{token!r} splits into {len(pieces)} pieces {pieces} for this tokenizer"
+    elif token.lower() in COMMON_WORDS:
+        problem = f"{token!r} is a common word: it already means something to the text encoder"
+    suggestions: list[str] = []
+    if problem:
+        vocab = tokenizer.get_vocab()
+        words = sorted(k[:-4] for k in vocab if k.endswith("</w>") and re.fullmatch(r"[a-z]{3,4}", k[:-4])
+                       and k[:-4] not in COMMON_WORDS)
+        suggestions = [w for w in words if not any(c in "aeiou" for c in w[1:2])][:5] or words[:5]
+    return {"token": token, "pieces": pieces, "warning": problem, "suggestions": suggestions}
+
+
+@dataclass(kw_only=True)
+class DreamBoothConfig(LoraTrainConfig):
+    """The DreamBooth recipe's settings: `LoraTrainConfig` (the subject's folder is `data`) plus its own.
+
+    Attributes:
+        token: the identifier that names the subject in captions ("sks").
+        instance_prompt: one caption for every subject image (None: each image's `metadata.jsonl` text, which
+            must contain `token`).
+        class_prompt: the prompt class images are drawn from (None: each instance caption without `token`).
+        prior_preservation: mix class images into training (the recipe's point; off only to measure drift).
+        num_class_images: how many class images to draw (and cache) with the base model.
+        prior_loss_weight: the class images' share of the loss.
+        class_seed: seeds class image i with `class_seed * 100000 + i`.
+    """
+
+    output_dir: str | Path = "dreambooth"
+    steps: int = 400
+    batch_size: int = 4
+    learning_rate: float = 5e-4
+    token: str = "sks"
+    instance_prompt: str | None = None
+    class_prompt: str | None = None
+    prior_preservation: bool = True
+    num_class_images: int = 50
+    prior_loss_weight: float = 1.0
+    class_seed: int = 0
+
+    def validate(self) -> None:
+        """The LoRA recipe's checks, then the identifier, the prompts and the class images' settings."""
+        super().validate()
+
+        def bad(name: str, fix: str) -> InvalidParameter:
+            return InvalidParameter(f"DreamBoothConfig.{name}={getattr(self, name)!r} is not valid.",
+                                    value=getattr(self, name), fix=fix)
+
+        if not isinstance(self.token, str) or not re.fullmatch(r"[A-Za-z0-9]+", self.token or ""):
+            raise bad("token", 'use one rare word of letters or digits, e.g. "sks".')
+        for name in ("instance_prompt", "class_prompt"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, str) or not v.strip()):
+                raise bad(name, "give a prompt, or None.")
+        if self.instance_prompt is not None and self.token not in self.instance_prompt.split():
+            raise bad("instance_prompt", f"name the subject by its identifier, e.g. 'a {self.token} dog'.")
+        if not isinstance(self.num_class_images, int) or not 1 <= self.num_class_images <= 10_000:
+            raise bad("num_class_images", "use 1 to 10000 (100–200 is usual; 50 for the toy world).")
+        if not isinstance(self.prior_loss_weight, (int, float)) or not 0 < self.prior_loss_weight <= 10:
+            raise bad("prior_loss_weight", "use a weight in (0, 10]; 1.0 is DreamBooth's.")
+        if not isinstance(self.class_seed, int) or self.class_seed < 0:
+            raise bad("class_seed", "use a whole number >= 0.")
+        self.instance_captions()  # every caption names the subject
+
+    def instance_captions(self) -> list[str]:
+        """The caption of each subject image: `instance_prompt`, or its metadata text (which must name `token`)."""
+        records = check_dataset(self.data)
+        if self.instance_prompt is not None:
+            return [self.instance_prompt] * len(records)
+        missing = [r["file_name"] for r in records if self.token not in re.findall(r"[A-Za-z0-9]+", r["text"])]
+        if missing:
+            raise InvalidParameter(
+                f"{len(missing)} caption(s) in {Path(self.data) / 'metadata.jsonl'} do not name the subject "
+                f"{self.token!r} (first: {missing[0]}).", value=missing[:5],
+                fix=f"put {self.token!r} in every caption, or give instance_prompt (--instance-prompt) for all.")
+        return [str(r["text"]) for r in records]
+
+    def class_prompts(self, captions: Sequence[str]) -> list[str]:
+        """The prompts class images are drawn from, in turn: `class_prompt`, or the captions without `token`."""
+        if self.class_prompt is not None:
+            return [self.class_prompt]
+        out = [re.sub(r"\s+", " ", re.sub(rf"\b{re.escape(self.token)}\b", "", c)).strip() for c in captions]
+        return list(dict.fromkeys(out))
+
+
+class DreamBoothTask(LoraTask):
+    """LoRA on the subject's images, each micro-batch also holding as many class images (prior preservation)."""
+
+    name = "dreambooth"
+
+    def __init__(self, pipe: Any, config: DreamBoothConfig, **kwargs: Any):
+        super().__init__(pipe, config, **kwargs)
+        self.identifier = identifier_report(pipe.tokenizer, config.token)
+        if self.identifier["warning"]:
+            warnings.warn(f"{self.identifier['warning']}; rarer single-piece words: "
+                          f"{', '.join(self.identifier['suggestions']) or 'none in this vocabulary'}.", stacklevel=2)
+        self.class_records: list[dict[str, Any]] = []
+        if config.prior_preservation:
+            self.class_records = self._class_images()
+            from PIL import Image
+
+            images = [Image.open(Path(config.output_dir) / CLASS_DIR / r["file"]) for r in self.class_records]
+            self.class_latents, self.class_ids, self.class_embeddings = self.encode(
+                images, [r["prompt"] for r in self.class_records])
+
+    def _encode_data(self) -> None:
+        cfg: DreamBoothConfig = self.config  # type: ignore[assignment]
+        records = check_dataset(cfg.data)
+        images = [open_image(Path(cfg.data) / r["file_name"]) for r in records]
+        self.captions = cfg.instance_captions()
+        self.latents, self.ids, self.embeddings = self.encode(images, self.captions)
+
+    def _class_images(self) -> list[dict[str, Any]]:
+        """The class images, drawn by the base model (adapter off) from the class prompts with recorded seeds, or
+        read back from `class_images/` when its manifest matches (what a resumed run reuses)."""
+        cfg: DreamBoothConfig = self.config  # type: ignore[assignment]
+        folder = Path(cfg.output_dir) / CLASS_DIR
+        prompts = cfg.class_prompts(self.captions)
+        want = {"base": self.base_id, "revision": self.base_revision, "steps": self.sampling_steps,
+                "guidance": self.guidance_scale, "resolution": self.resolution}
+        planned = [{"file": f"{i:05d}.png", "prompt": prompts[i % len(prompts)], "seed": cfg.class_seed * 100_000 + i}
+                   for i in range(cfg.num_class_images)]
+        manifest = folder / MANIFEST
+        done: dict[str, dict[str, Any]] = {}
+        if manifest.is_file():
+            try:
+                old = json.loads(manifest.read_text())
+            except ValueError:
+                old = {}
+            if {k: old.get(k) for k in want} == want:
+                done = {r["file"]: r for r in old.get("images", []) if (folder / r["file"]).is_file()}
+        finished = {r["file"] for r in planned if done.get(r["file"]) == r}
+        todo = [r for r in planned if r["file"] not in finished]
+        folder.mkdir(parents=True, exist_ok=True)
+        self.set_enabled(False)
+        try:
+            for i in range(0, len(todo), 8):
+                chunk = todo[i:i + 8]
+                for r, im in zip(chunk, self.render([r["prompt"] for r in chunk], [r["seed"] for r in chunk]),
+                                 strict=True):
+                    im.save(folder / r["file"])
+                # written after each chunk, so a run stopped while drawing keeps what it drew
+                finished.update(r["file"] for r in chunk)
+                manifest.write_text(json.dumps({**want, "images": [r for r in planned if r["file"] in finished]},
+                                               indent=1) + "\n")
+        finally:
+            self.set_enabled(True)
+        self.class_reused = len(planned) - len(todo)
+        return planned
+
+    def batches(self, batch_size: int, start: int) -> Iterator[Any]:
+        """Micro-batch i: the LoRA recipe's instance items, plus as many class items (their own permutation)."""
+        import numpy as np
+
+        instance = super().batches(batch_size, start)
+        if not self.class_records:
+            yield from instance
+            return
+        n = len(self.class_records)
+        seed = self.config.seed + 7919
+        for i, idx in enumerate(instance, start=start):
+            cls = []
+            for j in range(i * batch_size, (i + 1) * batch_size):
+                epoch, pos = divmod(j, n)
+                cls.append(int(np.random.default_rng([seed, epoch]).permutation(n)[pos]))
+            yield idx, cls
+
+    def loss(self, batch, ctx: StepContext):
+        if not self.class_records:
+            return super().loss(batch, ctx)
+        idx, cls = batch
+        loss = super().loss(idx, ctx)
+        prior = self.denoise_loss(self.class_latents[cls], self.class_ids[cls],
+                                  None if self.class_embeddings is None else self.class_embeddings[cls], ctx)
+        return loss + self.config.prior_loss_weight * prior
+
+    def data_card(self):
+        card = super().data_card()
+        cfg: DreamBoothConfig = self.config  # type: ignore[assignment]
+        card["description"] = f"{len(self.captions)} images of the subject {cfg.token!r}" + (
+            f", and {len(self.class_records)} class images drawn by {self.base_id}" if self.class_records else "")
+        return card
+
+    def card_notes(self) -> str:
+        cfg: DreamBoothConfig = self.config  # type: ignore[assignment]
+        ident = self.identifier
+        prior = (f"on: {len(self.class_records)} class images drawn by the base model `{self.base_id}` (licence "
+                 f"{self.base_licence or 'unknown'}: the class images are its outputs) from "
+                 f"{len(cfg.class_prompts(self.captions))} prompt(s), seeds {cfg.class_seed * 100_000} to "
+                 f"{cfg.class_seed * 100_000 + len(self.class_records) - 1}, {self.sampling_steps} steps, guidance "
+                 f"{self.guidance_scale:g}; listed in `{CLASS_DIR}/{MANIFEST}` of the training folder; prior loss "
+                 f"weight {cfg.prior_loss_weight:g}") if self.class_records else "off"
+        return "\n".join([
+            "## DreamBooth", "",
+            f"- identifier: `{cfg.token}` (tokenized as {ident['pieces']})"
+            + (f" — {ident['warning']}" if ident["warning"] else ""),
+            "- instance captions: " + (f"`{cfg.instance_prompt}` for every image" if cfg.instance_prompt
+                                       else "the metadata texts"),
+            f"- prior preservation: {prior}", "", super().card_notes()])
+
+
+def check_class_memory(config: DreamBoothConfig, pipe: Any, resolution: int, hardware: Any = None) -> None:
+    """Refuse `num_class_images` whose cached latents and text embeddings would take more than half the free RAM
+    (the class images are encoded once and kept in memory for the whole run)."""
+    if not config.prior_preservation:
+        return
+    from labkit.hardware import free_ram_gb
+
+    free = hardware.ram_free_gb if hardware is not None and hardware.ram_free_gb else free_ram_gb()
+    side = resolution // pipe.vae_scale_factor
+    te = pipe.text_encoder.config
+    per = 4 * side * side * 4 + (0 if config.train_text_encoder else
+                                 pipe.tokenizer.model_max_length * te.hidden_size * 4)
+    need_gb = config.num_class_images * per / 2**30
+    if free and need_gb > 0.5 * free:
+        fits = int(0.5 * free * 2**30 // per)
+        raise InvalidParameter(
+            f"num_class_images={config.num_class_images} would keep {need_gb:.1f} GB of class latents and embeddings "
+            f"in memory; {free:.1f} GB is free.", value=config.num_class_images,
+            fix=f"use at most {fits} class images (--num-class-images), a lower --resolution, or a machine with "
+                "more memory.")
+
+
+def train_dreambooth(env: TrainEnv | Any, config: DreamBoothConfig, *, callbacks: Sequence[Any] = (),
+                     run_name: str | None = None) -> TrainResult:
+    """Train a DreamBooth-LoRA adapter (see the module docstring) in `env` (a `TrainEnv`, or a `Lab`); the
+    result's `export_dir` holds it. Class images are drawn before the first step (or reused)."""
+    import torch
+
+    from labkit.training.engine import train
+    from labkit.training.env import as_train_env
+
+    config.validate()
+    env = as_train_env(env)
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    pipe, ref = load_base_pipeline(env, config.base, config.mixed_precision)
+    entry = ref.entry
+    resolution = int(config.resolution or (entry.default_size[0] if entry else pipe.unet.config.sample_size
+                                           * pipe.vae_scale_factor))
+    guidance = config.guidance_scale if config.guidance_scale is not None else (
+        entry.default_guidance if entry else 7.5)
+    sampling = config.sampling_steps or (entry.default_steps if entry else 25)
+    check_class_memory(config, pipe, resolution, env.hardware)
+    task = DreamBoothTask(pipe, config, base_id=entry.id if entry else config.base, base_family=ref.family,
+                          base_licence=ref.licence, base_revision=ref.revision if ref.kind == "hub" else None,
+                          guidance_scale=guidance, sampling_steps=sampling, resolution=resolution)
+    tc = config.train_config(guidance, sampling)
+    tc.extra["dreambooth"] = {"token": config.token, "pieces": task.identifier["pieces"],
+                              "class_images": len(task.class_records), "class_images_reused": getattr(
+                                  task, "class_reused", 0), "prior_preservation": config.prior_preservation}
+    return train(task, tc, env=env, callbacks=callbacks, run_name=run_name or f"dreambooth: {Path(config.data).name}",
+                 tags={"labkit.task": "dreambooth", "labkit.base_model": task.base_id})
+
+
+__all__ = ["CLASS_DIR", "COMMON_WORDS", "DreamBoothConfig", "DreamBoothTask", "check_class_memory", "identifier_report",
+           "train_dreambooth"]

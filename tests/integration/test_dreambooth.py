@@ -1,0 +1,97 @@
+"""DreamBooth as a researcher runs it on the toy subject: class images drawn once by the base (seeds recorded,
+reused on resume), a stopped run resumed to the same weights, the card naming where everything came from, the
+benchmark's two figures, and bad input refused before any work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from labkit.errors import InvalidParameter
+from labkit.toyworld.subject import write_subject_dataset
+from labkit.training.dreambooth import CLASS_DIR, DreamBoothConfig, train_dreambooth
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def ring(tmp_path):
+    write_subject_dataset(tmp_path / "ring")
+    return tmp_path / "ring"
+
+
+def _cfg(ring, out, **kw):
+    base = dict(data=ring, output_dir=out, steps=6, batch_size=2, checkpoint_every=3, num_class_images=6, rank=4,
+                sampling_steps=4, learning_rate=2e-3)
+    return DreamBoothConfig(**{**base, **kw})
+
+
+def test_class_images_are_drawn_once_with_their_seeds_and_a_resumed_run_matches(lab, ring, tmp_path):
+    from safetensors.torch import load_file
+
+    from labkit.pipelines.lora import WEIGHT_NAME
+
+    with pytest.warns(UserWarning, match="'sks' splits into 2 pieces"):
+        full = train_dreambooth(lab, _cfg(ring, tmp_path / "full"))
+    manifest = json.loads((tmp_path / "full" / CLASS_DIR / "manifest.json").read_text())
+    assert [r["seed"] for r in manifest["images"]] == list(range(6))
+    assert manifest["images"][0]["prompt"] == "a small circle on the left" and manifest["base"] == "toyworld"
+
+    def stop_at_3(state):
+        if state.step == 3:
+            raise KeyboardInterrupt
+
+    split = _cfg(ring, tmp_path / "split")
+    first = train_dreambooth(lab, split, callbacks=[stop_at_3])
+    assert first.status == "interrupted" and first.step == 3
+    drawn = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "split" / CLASS_DIR).glob("*.png")}
+    second = train_dreambooth(lab, split.replace(resume="latest"))
+    assert second.status == "finished" and second.step == 6
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "split" / CLASS_DIR).glob("*.png")} == drawn
+    a, b = load_file(str(full.export_dir / WEIGHT_NAME)), load_file(str(second.export_dir / WEIGHT_NAME))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    card = (second.export_dir / "README.md").read_text()
+    assert "## DreamBooth" in card and "6 class images drawn by the base model `toyworld`" in card
+    assert "cc0-1.0" in card.lower()
+
+
+def test_the_benchmark_reports_fidelity_and_drift_into_mlflow(lab, ring, tmp_path):
+    from labkit.evals.dreambooth import evaluate_dreambooth
+
+    train_dreambooth(lab, _cfg(ring, tmp_path / "db", steps=4))
+    report = evaluate_dreambooth(lab, str(tmp_path / "db"), seeds=(0,), class_every=10, steps=4)
+    assert 0.0 <= report.subject_fidelity <= 1.0 and len([r for r in report.rows if r["kind"] == "subject"]) == 4
+    assert report.drift_points == pytest.approx(100 * (report.class_base - report.class_adapted))
+    (run,) = [r for r in lab.runs(10) if r.tags.get("labkit.job") == "eval-dreambooth"]
+    assert run.metrics["language_drift_points"] == pytest.approx(report.drift_points)
+    assert run.metrics["subject_fidelity"] == pytest.approx(report.subject_fidelity)
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"token": "two words"}, "token"),
+    ({"instance_prompt": "a photo of a ring"}, "instance_prompt"),
+    ({"token": "zzq"}, "do not name the subject 'zzq'"),
+    ({"num_class_images": 0}, "num_class_images"),
+    ({"prior_loss_weight": -1.0}, "prior_loss_weight"),
+])
+def test_bad_settings_are_refused_before_any_work(lab, ring, tmp_path, change, named):
+    with pytest.raises(InvalidParameter) as e:
+        train_dreambooth(lab, _cfg(ring, tmp_path / "out", **change))
+    assert named in e.value.message and e.value.fix and not (tmp_path / "out").exists()
+
+
+def test_an_empty_folder_and_class_images_that_do_not_fit_are_refused(lab, ring, tmp_path, project):
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidParameter) as e:
+        train_dreambooth(lab, _cfg(tmp_path / "empty", tmp_path / "a"))
+    assert "metadata.jsonl" in e.value.message
+    small = Lab(project, hardware=HardwareProfile.simulated(None, ram_gb=0.001))
+    with pytest.raises(InvalidParameter) as e:
+        train_dreambooth(small, _cfg(ring, tmp_path / "b", num_class_images=5000))
+    assert "num_class_images=5000" in e.value.message and "at most" in e.value.fix
+    assert not (tmp_path / "b" / CLASS_DIR).exists()
