@@ -1,4 +1,4 @@
-"""`labkit eval toyworld | toymotion | toycontrol | controller`: the quality benchmarks.
+"""`labkit eval toyworld | toymotion | toycontrol | dreambooth | controller`: the quality benchmarks.
 
 Example: `labkit eval controller --json` prints the controller's accuracy on its suite.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from labkit.cli._common import _lab, _print_json
+from labkit.errors import InvalidParameter
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -21,6 +22,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         else:
             print(result.to_table())
         return 0
+    if args.which == "dreambooth":
+        from labkit.evals.dreambooth import evaluate_dreambooth
+
+        if not args.adapters:
+            raise InvalidParameter("labkit eval dreambooth needs the adapter(s) to score.", value=[],
+                                   fix="pass a training folder, an adapter file or run:RUN_ID (several to compare).")
+        reports = [evaluate_dreambooth(_lab(args), a, model=args.model, steps=args.steps) for a in args.adapters]
+        if args.json:
+            _print_json([r.to_dict() for r in reports])
+        else:
+            print("\n".join(line for r in reports for line in r.lines()))
+        return 0
+    if args.adapters:
+        raise InvalidParameter(f"labkit eval {args.which} takes no adapters.", value=args.adapters,
+                               fix="drop them (only `labkit eval dreambooth` scores adapters).")
     if args.which == "toycontrol":
         from labkit.evals.toycontrol import evaluate_control
 
@@ -49,7 +65,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add eval."""
     p = sub.add_parser("eval", parents=[common], help="quality benchmarks: toyworld adherence, controller accuracy")
-    p.add_argument("which", choices=["toyworld", "toymotion", "toycontrol", "controller"])
+    p.add_argument("which", choices=["toyworld", "toymotion", "toycontrol", "dreambooth", "controller"])
+    p.add_argument("adapters", nargs="*", help="dreambooth: training folders, adapters or run:RUN_ID to score")
     p.add_argument("--controller", default="rules", help="controller: the one to evaluate (default rules)")
     p.add_argument("--model", help="the model to evaluate (default: toyworld)")
     p.add_argument("--n", type=int, help="held-out prompts (of each kind; default 200, toymotion 60), or layouts "
