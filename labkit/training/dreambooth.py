@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
-from labkit.training.lora import LoraTask, LoraTrainConfig, check_dataset, load_base_pipeline, open_image
+from labkit.training.lora import LoraTask, LoraTrainConfig, base_settings, check_dataset, open_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.training.engine import TrainResult
@@ -146,6 +146,7 @@ class DreamBoothTask(LoraTask):
             warnings.warn(f"{self.identifier['warning']}; rarer single-piece words: "
                           f"{', '.join(self.identifier['suggestions']) or 'none in this vocabulary'}.", stacklevel=2)
         self.class_records: list[dict[str, Any]] = []
+        self.class_reused = 0
         if config.prior_preservation:
             self.class_records = self._class_images()
             from PIL import Image
@@ -285,21 +286,13 @@ def train_dreambooth(env: TrainEnv | Any, config: DreamBoothConfig, *, callbacks
     env = as_train_env(env)
     if config.threads:
         torch.set_num_threads(int(config.threads))
-    pipe, ref = load_base_pipeline(env, config.base, config.mixed_precision)
-    entry = ref.entry
-    resolution = int(config.resolution or (entry.default_size[0] if entry else pipe.unet.config.sample_size
-                                           * pipe.vae_scale_factor))
-    guidance = config.guidance_scale if config.guidance_scale is not None else (
-        entry.default_guidance if entry else 7.5)
-    sampling = config.sampling_steps or (entry.default_steps if entry else 25)
-    check_class_memory(config, pipe, resolution, env.hardware)
-    task = DreamBoothTask(pipe, config, base_id=entry.id if entry else config.base, base_family=ref.family,
-                          base_licence=ref.licence, base_revision=ref.revision if ref.kind == "hub" else None,
-                          guidance_scale=guidance, sampling_steps=sampling, resolution=resolution)
-    tc = config.train_config(guidance, sampling)
+    pipe, _, settings = base_settings(env, config)
+    check_class_memory(config, pipe, settings["resolution"], env.hardware)
+    task = DreamBoothTask(pipe, config, **settings)
+    tc = config.train_config(task.guidance_scale, task.sampling_steps)
     tc.extra["dreambooth"] = {"token": config.token, "pieces": task.identifier["pieces"],
-                              "class_images": len(task.class_records), "class_images_reused": getattr(
-                                  task, "class_reused", 0), "prior_preservation": config.prior_preservation}
+                              "class_images": len(task.class_records), "class_images_reused": task.class_reused,
+                              "prior_preservation": config.prior_preservation}
     return train(task, tc, env=env, callbacks=callbacks, run_name=run_name or f"dreambooth: {Path(config.data).name}",
                  tags={"labkit.task": "dreambooth", "labkit.base_model": task.base_id})
 

@@ -534,6 +534,22 @@ def load_base_pipeline(env: TrainEnv | Any, base: str, mixed_precision: str = "n
     return pipe, ref
 
 
+def base_settings(env: TrainEnv | Any, config: LoraTrainConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """The base pipeline of a LoRA-family recipe, its `ModelRef`, and the task's keyword arguments: the base's
+    id, family, licence and revision, and how validation renders (guidance, steps and resolution: the config's,
+    else the catalogue entry's defaults)."""
+    pipe, ref = load_base_pipeline(env, config.base, config.mixed_precision)
+    entry = ref.entry
+    resolution = int(config.resolution or (entry.default_size[0] if entry else pipe.unet.config.sample_size
+                                           * pipe.vae_scale_factor))
+    guidance = config.guidance_scale if config.guidance_scale is not None else (
+        entry.default_guidance if entry else 7.5)
+    sampling = config.sampling_steps or (entry.default_steps if entry else 25)
+    return pipe, ref, dict(base_id=entry.id if entry else config.base, base_family=ref.family,
+                           base_licence=ref.licence, base_revision=ref.revision if ref.kind == "hub" else None,
+                           guidance_scale=guidance, sampling_steps=sampling, resolution=resolution)
+
+
 def train_lora(env: TrainEnv | Any, config: LoraTrainConfig, *, callbacks: Sequence[Any] = (),
                run_name: str | None = None) -> TrainResult:
     """Train a LoRA adapter (see the module docstring) in `env` (a `TrainEnv`, or a `Lab`); the result's
@@ -553,18 +569,10 @@ def train_lora(env: TrainEnv | Any, config: LoraTrainConfig, *, callbacks: Seque
     if config.threads:
         torch.set_num_threads(int(config.threads))
     # 2. the base model, with LoRA layers
-    pipe, ref = load_base_pipeline(env, config.base, config.mixed_precision)
-    entry = ref.entry
-    resolution = int(config.resolution or (entry.default_size[0] if entry else pipe.unet.config.sample_size
-                                           * pipe.vae_scale_factor))
-    guidance = config.guidance_scale if config.guidance_scale is not None else (
-        entry.default_guidance if entry else 7.5)
-    sampling = config.sampling_steps or (entry.default_steps if entry else 25)
-    task = LoraTask(pipe, config, base_id=entry.id if entry else config.base, base_family=ref.family,
-                    base_licence=ref.licence, base_revision=ref.revision if ref.kind == "hub" else None,
-                    guidance_scale=guidance, sampling_steps=sampling, resolution=resolution)
+    pipe, ref, settings = base_settings(env, config)
+    task = LoraTask(pipe, config, **settings)
     # 3. the engine: checkpoints, validation, MLflow, export and card
-    result = train(task, config.train_config(guidance, sampling), env=env, callbacks=callbacks,
+    result = train(task, config.train_config(task.guidance_scale, task.sampling_steps), env=env, callbacks=callbacks,
                    run_name=run_name or f"lora: {Path(config.data).name}",
                    tags={"labkit.task": "lora", "labkit.base_model": task.base_id})
     # 4. the toy world's adherence check on held-out prompts
@@ -593,5 +601,5 @@ def concept_adherence(task: LoraTask, n: int = 20, concept: str | None = None, s
     return out
 
 
-__all__ = ["TEXT_ENCODER_TARGETS", "UNET_TARGETS", "LoraTask", "LoraTrainConfig", "check_dataset", "concept_adherence",
-           "load_base_pipeline", "open_image", "toy_scores", "train_lora"]
+__all__ = ["TEXT_ENCODER_TARGETS", "UNET_TARGETS", "LoraTask", "LoraTrainConfig", "base_settings", "check_dataset",
+           "concept_adherence", "load_base_pipeline", "open_image", "toy_scores", "train_lora"]
