@@ -83,12 +83,10 @@ class ToyControlNetConfig(TrainConfig):
         if len(self.conditioning_channels) != 2 or min(self.conditioning_channels) < 1:
             raise bad("conditioning_channels", "give two positive widths, e.g. (16, 32): the toy latent is half the "
                                                "image's size, one downsampling step.")
-        for name in ("sampling_steps",):
-            if getattr(self, name) < 1:
-                raise bad(name, "use an integer >= 1.")
-        for name in ("eval_prompts",):
-            if getattr(self, name) < 0:
-                raise bad(name, "use 0 (none) or more.")
+        if self.sampling_steps < 1:
+            raise bad("sampling_steps", "use an integer >= 1.")
+        if self.eval_prompts < 0:
+            raise bad("eval_prompts", "use 0 (none) or more.")
         if not 0.0 <= self.caption_dropout <= 1.0:
             raise bad("caption_dropout", "use a fraction in [0, 1].")
         if self.object_weight < 0:
@@ -266,8 +264,7 @@ def train_toy_controlnet(env: TrainEnv | Any, config: ToyControlNetConfig | None
     res = train(task, config, env=env, run_name="toy-controlnet", tags={"labkit.task": "toy-controlnet"})
     if res.status != "finished":
         raise KeyboardInterrupt
-    out = Path(config.output_dir) / "model"
-    return out
+    return Path(config.output_dir) / "model"
 
 
 __all__ = ["LICENCE", "ToyControlNetConfig", "ToyControlNetTask", "map_tensor", "train_toy_controlnet"]
