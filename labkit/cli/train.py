@@ -115,10 +115,27 @@ def cmd_train_lora(args: argparse.Namespace) -> int:
 def cmd_train_dreambooth(args: argparse.Namespace) -> int:
     from labkit.training.dreambooth import DreamBoothConfig, train_dreambooth
 
+    class_prompts = list(args.class_prompt or []) + (_prompt_file(args.class_prompts) if args.class_prompts else [])
     cfg = DreamBoothConfig(**_lora_settings(args), token=args.token, prior_preservation=args.prior_preservation,
-                           **_given(args, ("class_prompt", "instance_prompt", "num_class_images",
-                                           "prior_loss_weight")))
+                           class_prompt=class_prompts or None, full=args.full,
+                           **_given(args, ("instance_prompt", "num_class_images", "prior_loss_weight")))
     return _report_adapter(args, "dreambooth", train_dreambooth(_lab(args), cfg))
+
+
+def _prompt_file(path: str) -> list[str]:
+    """The prompts of a text file, one per line (blank lines and `#` comments skipped)."""
+    from pathlib import Path
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidParameter(f"Cannot read the prompt file {path!r}: {e}.", value=path,
+                               fix="give a UTF-8 text file with one prompt per line.") from e
+    prompts = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not prompts:
+        raise InvalidParameter(f"The prompt file {path!r} holds no prompt.", value=path,
+                               fix="write one prompt per line.")
+    return prompts
 
 
 def _lora_arguments(t: argparse.ArgumentParser, recipe: str) -> None:
@@ -217,11 +234,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                         "(DreamBooth-LoRA, with prior preservation)")
     _lora_arguments(t, "dreambooth")
     t.add_argument("--token", default="sks", help="the identifier naming the subject in captions (default sks)")
-    t.add_argument("--class-prompt", help="what class images are drawn from (default: each caption without the "
-                   "identifier)")
+    t.add_argument("--class-prompt", action="append", help="what class images are drawn from; repeat it for several, "
+                   "taken in turn (default: each caption without the identifier)")
+    t.add_argument("--class-prompts", metavar="FILE", help="more class prompts, one per line")
     t.add_argument("--instance-prompt", help="one caption for every subject image (default: the metadata texts)")
     t.add_argument("--prior-preservation", action=argparse.BooleanOptionalAction, default=True,
                    help="mix class images drawn by the base into training (default on)")
     t.add_argument("--num-class-images", type=int, help="class images to draw and cache (default 50)")
     t.add_argument("--prior-loss-weight", type=float, help="the class images' share of the loss (default 1.0)")
+    t.add_argument("--full", action="store_true", help="fine-tune every UNet weight instead of LoRA layers, when "
+                   "memory allows (the output is a whole pipeline folder; use a far lower --lr, e.g. 5e-6 for SD 1.5)")
     t.set_defaults(func=cmd_train_dreambooth)

@@ -47,10 +47,11 @@ class DreamBoothReport(ReportRows):
 
 
 def evaluate_dreambooth(lab: Any, adapter: str, *, model: str | None = None, token: str | None = None,
-                        seeds: Sequence[int] = (0, 1, 2, 3), class_every: int = 2, steps: int | None = None
+                        seeds: Sequence[int] = (0, 1, 2, 3), class_every: int = 1, steps: int | None = None
                         ) -> DreamBoothReport:
     """Render the subject's held-out prompts with `adapter` and the class prompts with and without it; score,
-    log and return the figures. `class_every`: take every n-th of the 70 class prompts (2: 35 of them)."""
+    log and return the figures. `class_every`: take every n-th of the 35 scored class prompts
+    (`class_prompts("eval")`; the toy recipe draws class images from the other 35)."""
     import torch
 
     from labkit.grids import captioned_grid
@@ -63,7 +64,7 @@ def evaluate_dreambooth(lab: Any, adapter: str, *, model: str | None = None, tok
     if not seeds or not isinstance(class_every, int) or class_every < 1:
         raise InvalidParameter("The benchmark needs at least one seed and class_every >= 1.",
                                value={"seeds": list(seeds), "class_every": class_every},
-                               fix="pass e.g. seeds=(0, 1, 2, 3), class_every=2.")
+                               fix="pass e.g. seeds=(0, 1, 2, 3), class_every=1.")
     token = token or TOKEN
     plan, ref = lab.prepare(Plan(prompt=f"a small {token} circle on the left", model=model or "toyworld",
                                  steps=steps, seed=0, width=64, height=64))
@@ -80,7 +81,7 @@ def evaluate_dreambooth(lab: Any, adapter: str, *, model: str | None = None, tok
                     generator=gens).images
 
     subjects = [(p, obj, s) for p, obj in subject_prompts("heldout", token) for s in seeds]
-    classes = class_prompts()[::class_every]
+    classes = class_prompts("eval")[::class_every]
     rows: list[dict[str, Any]] = []
     grids: dict[str, tuple[list[Any], list[str]]] = {"subject": ([], []), "class-base": ([], []),
                                                       "class-adapted": ([], [])}

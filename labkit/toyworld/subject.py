@@ -3,6 +3,7 @@
     write_subject_dataset("ring/")          # 6 PNGs + metadata.jsonl (CC0): the ring at the training contexts
     subject_prompts("heldout")              # "a large sks circle at the bottom", … : contexts it never saw there
     class_prompts()                         # "a large red circle at the bottom", …: what the class word must keep
+    write_class_prompts("ring/class_prompts.txt")   # the other half of them, to draw class images from
 
 The subject is a `SUBJECT` object (shape "ring", colour "yellow"); a caption names it with the identifier and
 its class noun ("a small sks circle on the left": size and place from the toy grammar, colour and shape from
@@ -77,19 +78,32 @@ def subject_prompts(split: str = "heldout", token: str = TOKEN) -> list[tuple[st
     return [(subject_caption(s, p, token), subject_object(s, p)) for s, p in contexts]
 
 
-def class_prompts() -> list[tuple[str, Obj]]:
-    """(prompt, expected object) for plain circles of every colour, size and place: the class word's meaning,
-    which language drift erodes."""
+def class_prompts(split: str = "eval") -> list[tuple[str, Obj]]:
+    """(prompt, expected object) for plain circles: the class word's meaning, which language drift erodes.
+
+    The 70 (colour, size, place) circles fall in two halves of 35 that share no prompt: "eval" (what
+    `labkit eval dreambooth` scores) and "train" (what the toy recipe draws its class images from, so prior
+    preservation covers every colour of the class without seeing the scored prompts); "all" is both. In each
+    half, every colour is asked small at some places and large at the others, and the halves swap them."""
     from labkit.toyworld.captions import caption
 
+    if split not in ("eval", "train", "all"):
+        raise InvalidParameter(f"Unknown split {split!r}.", value=split, fix='use "eval", "train" or "all".')
     out = []
     for colour in COLOURS:
         for size in SIZES:
             for position in POSITIONS:
                 obj = Obj(CLASS_NOUN, colour, size, position)
                 out.append((caption(Scene((obj,)), template=0), obj))
-    return out
+    return out if split == "all" else out[split == "train"::2]
+
+
+def write_class_prompts(path: str | Path) -> Path:
+    """Write the "train" class prompts, one per line (what `--class-prompts` reads); return the path."""
+    path = Path(path)
+    path.write_text("".join(p + "\n" for p, _ in class_prompts("train")), encoding="utf-8")
+    return path
 
 
 __all__ = ["CLASS_NOUN", "HELDOUT_CONTEXTS", "SUBJECT", "TOKEN", "TRAIN_CONTEXTS", "class_prompts",
-           "subject_caption", "subject_object", "subject_prompts", "write_subject_dataset"]
+           "subject_caption", "subject_object", "subject_prompts", "write_class_prompts", "write_subject_dataset"]

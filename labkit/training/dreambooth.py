@@ -70,11 +70,16 @@ class DreamBoothConfig(LoraTrainConfig):
         token: the identifier that names the subject in captions ("sks").
         instance_prompt: one caption for every subject image (None: each image's `metadata.jsonl` text, which
             must contain `token`).
-        class_prompt: the prompt class images are drawn from (None: each instance caption without `token`).
+        class_prompt: the prompt class images are drawn from, or several taken in turn (None: each instance caption
+            without `token`). Several prompts that cover what the class word means — every colour, size and place
+            of the class, say — keep more of that meaning than one.
         prior_preservation: mix class images into training (the recipe's point; off only to measure drift).
         num_class_images: how many class images to draw (and cache) with the base model.
         prior_loss_weight: the class images' share of the loss.
         class_seed: seeds class image i with `class_seed * 100000 + i`.
+        full: fine-tune every UNet weight (and the text encoder's, with `train_text_encoder`) instead of LoRA
+            layers, when the machine's memory allows it (`check_full_memory`); the export is then a whole
+            diffusers pipeline folder. Full fine-tuning wants a far lower learning rate (5e-6 for SD 1.5).
     """
 
     output_dir: str | Path = "dreambooth"
@@ -83,11 +88,12 @@ class DreamBoothConfig(LoraTrainConfig):
     learning_rate: float = 5e-4
     token: str = "sks"
     instance_prompt: str | None = None
-    class_prompt: str | None = None
+    class_prompt: str | Sequence[str] | None = None
     prior_preservation: bool = True
     num_class_images: int = 50
     prior_loss_weight: float = 1.0
     class_seed: int = 0
+    full: bool = False
 
     def validate(self) -> None:
         """The LoRA recipe's checks, then the identifier, the prompts and the class images' settings."""
@@ -99,10 +105,15 @@ class DreamBoothConfig(LoraTrainConfig):
 
         if not isinstance(self.token, str) or not re.fullmatch(r"[A-Za-z0-9]+", self.token or ""):
             raise bad("token", 'use one rare word of letters or digits, e.g. "sks".')
-        for name in ("instance_prompt", "class_prompt"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, str) or not v.strip()):
-                raise bad(name, "give a prompt, or None.")
+        if self.instance_prompt is not None and (not isinstance(self.instance_prompt, str)
+                                                 or not self.instance_prompt.strip()):
+            raise bad("instance_prompt", "give a prompt, or None.")
+        cp = self.class_prompt
+        prompts = [cp] if isinstance(cp, str) else list(cp) if isinstance(cp, Sequence) else [None]
+        if cp is not None and (not prompts or not all(isinstance(p, str) and p.strip() for p in prompts)):
+            raise bad("class_prompt", "give a prompt, a non-empty list of prompts, or None.")
+        if cp is not None and any(self.token in re.findall(r"[A-Za-z0-9]+", p) for p in prompts):
+            raise bad("class_prompt", f"class prompts describe the class, not the subject: leave {self.token!r} out.")
         if self.instance_prompt is not None and self.token not in self.instance_prompt.split():
             raise bad("instance_prompt", f"name the subject by its identifier, e.g. 'a {self.token} dog'.")
         if not isinstance(self.num_class_images, int) or not 1 <= self.num_class_images <= 10_000:
@@ -111,6 +122,10 @@ class DreamBoothConfig(LoraTrainConfig):
             raise bad("prior_loss_weight", "use a weight in (0, 10]; 1.0 is DreamBooth's.")
         if not isinstance(self.class_seed, int) or self.class_seed < 0:
             raise bad("class_seed", "use a whole number >= 0.")
+        if not isinstance(self.full, bool):
+            raise bad("full", "use True (full fine-tuning) or False (DreamBooth-LoRA).")
+        if self.full and self.kohya:
+            raise bad("kohya", "a full fine-tune exports a diffusers pipeline folder, not a LoRA: drop kohya.")
         self.instance_captions()  # every caption names the subject
 
     def instance_captions(self) -> list[str]:
@@ -128,8 +143,10 @@ class DreamBoothConfig(LoraTrainConfig):
 
     def class_prompts(self, captions: Sequence[str]) -> list[str]:
         """The prompts class images are drawn from, in turn: `class_prompt`, or the captions without `token`."""
-        if self.class_prompt is not None:
+        if isinstance(self.class_prompt, str):
             return [self.class_prompt]
+        if self.class_prompt is not None:
+            return list(dict.fromkeys(self.class_prompt))
         out = [re.sub(r"\s+", " ", re.sub(rf"\b{re.escape(self.token)}\b", "", c)).strip() for c in captions]
         return list(dict.fromkeys(out))
 
@@ -251,6 +268,129 @@ class DreamBoothTask(LoraTask):
             f"- prior preservation: {prior}", "", super().card_notes()])
 
 
+class DreamBoothFullTask(DreamBoothTask):
+    """Full DreamBooth: every UNet weight trains (and the text encoder's, with `train_text_encoder`); checkpoints
+    hold the whole trained models and their optimizer state; the export is a diffusers pipeline folder
+    (`save_pretrained`) that loads as a model. There is no adapter to switch off, so what the base draws —
+    class images and the validation grid's base row — is drawn before the first step."""
+
+    name = "dreambooth-full"
+
+    def __init__(self, pipe: Any, config: DreamBoothConfig, **kwargs: Any):
+        self.base_images: dict[tuple[str, int], Any] = {}
+        super().__init__(pipe, config, **kwargs)
+        if config.validate_every and config.validation_prompts:
+            for p in config.validation_prompts:
+                seeds = list(config.validation_seeds)
+                for s, im in zip(seeds, self.render([p] * len(seeds), seeds), strict=True):
+                    self.base_images[(p, int(s))] = im
+
+    def _add_trainable(self, unet: Any, te: Any) -> None:
+        import torch
+
+        trained = {"unet": unet, **({"text_encoder": te} if self.config.train_text_encoder else {})}
+        for m in trained.values():
+            m.requires_grad_(True)
+        self.holder = torch.nn.ModuleDict(trained)
+
+    def models(self):
+        return dict(self.holder)
+
+    def param_groups(self, learning_rate: float):
+        groups = [{"params": list(self.holder["unet"].parameters())}]
+        if "text_encoder" in self.holder:
+            groups.append({"params": list(self.holder["text_encoder"].parameters()),
+                           "lr": learning_rate * self.config.text_encoder_lr_scale})
+        return groups
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Nothing to switch: the base's own pictures are drawn before the first step."""
+
+    def validate(self, prompts, seeds, step):
+        """Each prompt × seed with the fine-tuned weights, then the base's picture drawn before training."""
+        from labkit.training.lora import toy_scores
+        from labkit.training.task import Validation
+
+        self.pipe.unet.eval()
+        images, labels = [], []
+        scored: dict[str, list[float]] = {"tuned": [], "base": []}
+        for p in prompts:
+            tuned = self.render([p] * len(seeds), seeds)
+            base = [self.base_images.get((p, int(s))) for s in seeds]
+            for which, imgs in (("tuned", tuned), ("base", base)):
+                if any(im is None for im in imgs):
+                    continue
+                images += imgs
+                labels += [f"{which}: {p} (seed {s})" for s in seeds]
+                if self.base_family == "toy":
+                    scored[which] += toy_scores(p, imgs)
+        return Validation(images, labels, {f"{k}_all_correct": sum(v) / len(v) for k, v in scored.items() if v})
+
+    def on_checkpoint(self, folder: Path, step: int) -> None:
+        """The checkpoint's model state is the fine-tuned weights themselves: nothing more to write."""
+
+    def export(self, folder: Path) -> None:
+        """The whole pipeline, fine-tuned, as a diffusers folder; its `model_index.json` keeps the base's
+        family and sampling defaults and names the base and the recipe."""
+        cfg: DreamBoothConfig = self.config  # type: ignore[assignment]
+        self.pipe.save_pretrained(str(folder), safe_serialization=True)
+        index_path = Path(folder) / "model_index.json"
+        index = json.loads(index_path.read_text())
+        index["labkit"] = {"family": self.base_family, "guidance_scale": self.guidance_scale,
+                           "sampling_steps": self.sampling_steps, "trained": True, "base_model": self.base_id,
+                           "base_licence": self.base_licence or "", "recipe": "dreambooth-full", "token": cfg.token}
+        index_path.write_text(json.dumps(index, indent=2) + "\n")
+
+    def card_notes(self) -> str:
+        cfg: DreamBoothConfig = self.config  # type: ignore[assignment]
+        notes = super().card_notes()
+        head, _, _ = notes.partition("## Base model")
+        return "\n".join([
+            head.rstrip(), "", "## Base model", "",
+            f"- base model: `{self.base_id}`" + (f" @ `{self.base_revision}`" if self.base_revision else ""),
+            f"- base family: {self.base_family}; base licence: {self.base_licence or 'unknown'} (a full fine-tune is "
+            "a derivative of the base: its licence applies)",
+            "- full fine-tuning: every UNet weight" + (" and the text encoder's" if cfg.train_text_encoder else ""),
+            "", "## How to load", "",
+            "A diffusers pipeline folder:", "", "```python",
+            'lab.generate("…", model="<this folder>")',
+            'DiffusionPipeline.from_pretrained("<this folder>")   # plain diffusers', "```"])
+
+
+def full_memory_gb(config: DreamBoothConfig, pipe: Any) -> float:
+    """What full fine-tuning keeps in memory, in GiB: each trained weight with its gradient and AdamW's two
+    moments (16 bytes; 10 with 8-bit AdamW), every frozen weight (its own size), and an allowance of a quarter
+    more for activations (gradient checkpointing lowers them)."""
+    trained = [pipe.unet] + ([pipe.text_encoder] if config.train_text_encoder else [])
+    frozen = [m for m in (pipe.vae, pipe.text_encoder) if m is not None and m not in trained]
+    per = 10 if config.use_8bit_adam else 16
+    n = sum(p.numel() for m in trained for p in m.parameters())
+    rest = sum(p.numel() * p.element_size() for m in frozen for p in m.parameters())
+    return 1.25 * (n * per + rest) / 2**30
+
+
+def check_full_memory(config: DreamBoothConfig, pipe: Any, hardware: Any = None) -> None:
+    """Refuse full fine-tuning where it would not fit: in `USABLE_VRAM` of the GPU, or half the free RAM on a CPU."""
+    if not config.full:
+        return
+    import torch
+
+    from labkit.hardware import USABLE_VRAM, free_ram_gb
+
+    need = full_memory_gb(config, pipe)
+    if torch.cuda.is_available() and hardware is not None and hardware.vram_total_gb:
+        have, where = USABLE_VRAM * hardware.vram_total_gb, f"{hardware.vram_total_gb:.0f} GB GPU"
+    else:
+        free = hardware.ram_free_gb if hardware is not None and hardware.ram_free_gb else free_ram_gb()
+        have, where = 0.5 * free, f"{free:.1f} GB of free memory (CPU training)"
+    if need > have:
+        raise InvalidParameter(
+            f"Full fine-tuning of {config.base!r} needs about {need:.1f} GB; this machine has a {where}.",
+            value={"full": True, "base": config.base},
+            fix="drop --full to train DreamBooth-LoRA (a few hundred MB), or train on a GPU with more memory"
+                + ("" if config.use_8bit_adam else " (8-bit AdamW cuts the need: use_8bit_adam=True)") + ".")
+
+
 def check_class_memory(config: DreamBoothConfig, pipe: Any, resolution: int, hardware: Any = None) -> None:
     """Refuse `num_class_images` whose cached latents and text embeddings would take more than half the free RAM
     (the class images are encoded once and kept in memory for the whole run)."""
@@ -288,14 +428,15 @@ def train_dreambooth(env: TrainEnv | Any, config: DreamBoothConfig, *, callbacks
         torch.set_num_threads(int(config.threads))
     pipe, _, settings = base_settings(env, config)
     check_class_memory(config, pipe, settings["resolution"], env.hardware)
-    task = DreamBoothTask(pipe, config, **settings)
+    check_full_memory(config, pipe, env.hardware)
+    task = (DreamBoothFullTask if config.full else DreamBoothTask)(pipe, config, **settings)
     tc = config.train_config(task.guidance_scale, task.sampling_steps)
     tc.extra["dreambooth"] = {"token": config.token, "pieces": task.identifier["pieces"],
                               "class_images": len(task.class_records), "class_images_reused": task.class_reused,
-                              "prior_preservation": config.prior_preservation}
+                              "prior_preservation": config.prior_preservation, "full": config.full}
     return train(task, tc, env=env, callbacks=callbacks, run_name=run_name or f"dreambooth: {Path(config.data).name}",
-                 tags={"labkit.task": "dreambooth", "labkit.base_model": task.base_id})
+                 tags={"labkit.task": task.name, "labkit.base_model": task.base_id})
 
 
-__all__ = ["CLASS_DIR", "COMMON_WORDS", "DreamBoothConfig", "DreamBoothTask", "check_class_memory", "identifier_report",
-           "train_dreambooth"]
+__all__ = ["CLASS_DIR", "COMMON_WORDS", "DreamBoothConfig", "DreamBoothFullTask", "DreamBoothTask",
+           "check_class_memory", "check_full_memory", "full_memory_gb", "identifier_report", "train_dreambooth"]

@@ -237,9 +237,7 @@ class LoraTask(TrainTask):
     def __init__(self, pipe: Any, config: LoraTrainConfig, *, base_id: str, base_family: str,
                  base_licence: str | None, base_revision: str | None = None,
                  guidance_scale: float = 7.5, sampling_steps: int = 25, resolution: int = 512):
-        import torch
         from diffusers import DDPMScheduler
-        from peft import LoraConfig, inject_adapter_in_model
 
         self.pipe = pipe
         self.config = config
@@ -255,6 +253,18 @@ class LoraTask(TrainTask):
             m.requires_grad_(False)
         vae.eval()
         te.eval()
+        self._add_trainable(unet, te)
+        if config.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        self._encode_data()
+
+    def _add_trainable(self, unet: Any, te: Any) -> None:
+        """Add the LoRA layers to the frozen `unet` (and `te` when the text encoder trains) and gather them in
+        `self.holder`, the one module the engine trains and checkpoints."""
+        import torch
+        from peft import LoraConfig, inject_adapter_in_model
+
+        config, alpha = self.config, self.alpha
         # Gaussian init of A (B = 0): the adapter starts as an exact no-op, as in diffusers' scripts;
         # drawn from the config's seed, so the same config starts from the same adapter.
         with torch.random.fork_rng(devices=[]):
@@ -264,18 +274,15 @@ class LoraTask(TrainTask):
             if config.train_text_encoder:
                 inject_adapter_in_model(LoraConfig(r=config.rank, lora_alpha=alpha, init_lora_weights="gaussian",
                                                    target_modules=list(config.text_encoder_targets)), te)
-        if config.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
         self.holder = torch.nn.ModuleDict()
         for prefix, model in (("unet", unet), ("text_encoder", te if config.train_text_encoder else None)):
             for name, layer in _lora_layers(model):
                 key = f"{prefix}__{name.replace('.', '__')}"
                 self.holder[key] = torch.nn.ModuleDict({"A": layer.lora_A, "B": layer.lora_B})
         if not len(self.holder):
-            raise InvalidParameter(f"No layer of {base_id!r} matches target_modules={list(config.target_modules)}.",
-                                   value=list(config.target_modules),
+            raise InvalidParameter(f"No layer of {self.base_id!r} matches target_modules="
+                                   f"{list(config.target_modules)}.", value=list(config.target_modules),
                                    fix=f"name layers the UNet has, e.g. {list(UNET_TARGETS)}.")
-        self._encode_data()
 
     # -- data ---------------------------------------------------------------------------------------
 

@@ -75,6 +75,8 @@ def test_the_benchmark_reports_fidelity_and_drift_into_mlflow(lab, ring, tmp_pat
     ({"token": "zzq"}, "do not name the subject 'zzq'"),
     ({"num_class_images": 0}, "num_class_images"),
     ({"prior_loss_weight": -1.0}, "prior_loss_weight"),
+    ({"class_prompt": ["a sks circle"]}, "class_prompt"),
+    ({"full": True, "kohya": True}, "kohya"),
 ])
 def test_bad_settings_are_refused_before_any_work(lab, ring, tmp_path, change, named):
     with pytest.raises(InvalidParameter) as e:
@@ -95,3 +97,55 @@ def test_an_empty_folder_and_class_images_that_do_not_fit_are_refused(lab, ring,
         train_dreambooth(small, _cfg(ring, tmp_path / "b", num_class_images=5000))
     assert "num_class_images=5000" in e.value.message and "at most" in e.value.fix
     assert not (tmp_path / "b" / CLASS_DIR).exists()
+
+
+def test_full_fine_tuning_exports_a_pipeline_that_renders_and_resumes_exactly(lab, ring, tmp_path):
+    from safetensors.torch import load_file
+
+    kw = dict(full=True, learning_rate=1e-4, validate_every=4, validation_prompts=("a large sks circle at the bottom",),
+              validation_seeds=(0,))
+    whole = train_dreambooth(lab, _cfg(ring, tmp_path / "whole", **kw))
+
+    def stop_at_3(state):
+        if state.step == 3:
+            raise KeyboardInterrupt
+
+    split = _cfg(ring, tmp_path / "split", **kw)
+    assert train_dreambooth(lab, split, callbacks=[stop_at_3]).status == "interrupted"
+    resumed = train_dreambooth(lab, split.replace(resume="latest"))
+    assert resumed.status == "finished" and resumed.step == 6
+    name = "unet/diffusion_pytorch_model.safetensors"
+    a, b = load_file(str(whole.export_dir / name)), load_file(str(resumed.export_dir / name))
+    base = load_file(str(lab.catalog.get("toyworld").local_path() / name))
+    assert set(a) == set(b) == set(base) and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], base[k]) for k in a)  # every weight was free to move, and some did
+    index = json.loads((whole.export_dir / "model_index.json").read_text())
+    assert index["labkit"]["family"] == "toy" and index["labkit"]["recipe"] == "dreambooth-full"
+    assert "full fine-tuning: every UNet weight" in (whole.export_dir / "README.md").read_text()
+    # the validation grid shows the tuned model beside the base drawn before the first step
+    labels = json.loads((tmp_path / "whole" / "validation" / "step-000004.json").read_text())["labels"]
+    assert [x.split(":")[0] for x in labels] == ["tuned", "base"]
+    result = lab.generate("a large sks circle at the bottom", model=str(whole.export_dir), seed=0, steps=4,
+                          size=(64, 64))
+    assert result.images[0].size == (64, 64)
+
+
+def test_full_fine_tuning_that_would_not_fit_is_refused_before_any_work(ring, tmp_path, project):
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+
+    small = Lab(project, hardware=HardwareProfile.simulated(None, ram_gb=0.001))
+    with pytest.raises(InvalidParameter) as e:
+        train_dreambooth(small, _cfg(ring, tmp_path / "full", full=True))
+    assert "Full fine-tuning of 'toyworld' needs about" in e.value.message and "drop --full" in e.value.fix
+    assert not (tmp_path / "full" / CLASS_DIR).exists()
+
+
+def test_the_adapter_also_exports_in_kohya_format(lab, ring, tmp_path):
+    from safetensors.torch import load_file
+
+    from labkit.pipelines.lora import KOHYA_NAME
+
+    result = train_dreambooth(lab, _cfg(ring, tmp_path / "k", steps=2, kohya=True, prior_preservation=False))
+    keys = list(load_file(str(result.export_dir / KOHYA_NAME)))
+    assert keys and all(k.startswith("lora_unet_") for k in keys)

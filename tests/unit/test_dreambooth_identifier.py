@@ -6,8 +6,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import labkit
-from labkit.toyworld.subject import HELDOUT_CONTEXTS, TRAIN_CONTEXTS, subject_prompts, write_subject_dataset
+from labkit.errors import InvalidParameter
+from labkit.toyworld.subject import (
+    HELDOUT_CONTEXTS,
+    TRAIN_CONTEXTS,
+    class_prompts,
+    subject_prompts,
+    write_class_prompts,
+    write_subject_dataset,
+)
 from labkit.training.dreambooth import DreamBoothConfig, identifier_report
 
 TOY_TOKENIZER = Path(labkit.__file__).parent / "toyworld" / "model" / "tokenizer"
@@ -45,3 +55,32 @@ def test_held_out_contexts_are_never_in_the_training_images():
     assert not set(HELDOUT_CONTEXTS) & set(TRAIN_CONTEXTS)
     assert {s for s, _ in TRAIN_CONTEXTS} == {"small", "large"}
     assert all(obj.shape == "ring" and obj.colour == "yellow" for _, obj in subject_prompts("heldout"))
+
+
+def test_several_class_prompts_are_taken_in_turn_and_never_name_the_subject(tmp_path):
+    write_subject_dataset(tmp_path / "ring")
+    cfg = DreamBoothConfig(data=tmp_path / "ring", output_dir=tmp_path / "o",
+                           class_prompt=["a red circle", "a blue circle", "a red circle"])
+    cfg.validate()
+    assert cfg.class_prompts(cfg.instance_captions()) == ["a red circle", "a blue circle"]
+    for bad in ([], ["a circle", " "], ["a sks circle"], "a big sks circle"):
+        with pytest.raises(InvalidParameter) as e:
+            DreamBoothConfig(data=tmp_path / "ring", output_dir=tmp_path / "o", class_prompt=bad).validate()
+        assert "class_prompt" in str(e.value) and e.value.fix
+
+
+def test_the_toy_class_prompts_split_in_two_halves_the_benchmark_scores_only_one_of():
+    scored, drawn = class_prompts("eval"), class_prompts("train")
+    assert len(scored) == len(drawn) == 35 and len(class_prompts("all")) == 70
+    assert not {p for p, _ in scored} & {p for p, _ in drawn}
+    for half in (scored, drawn):  # each half asks every colour, both sizes and every place
+        assert {o.colour for _, o in half} == {o.colour for _, o in class_prompts("all")}
+        assert {o.size for _, o in half} == {"small", "large"}
+        assert {o.position for _, o in half} == {o.position for _, o in class_prompts("all")}
+    with pytest.raises(InvalidParameter):
+        class_prompts("test")
+
+
+def test_the_class_prompt_file_lists_the_drawn_half(tmp_path):
+    path = write_class_prompts(tmp_path / "class_prompts.txt")
+    assert path.read_text().splitlines() == [p for p, _ in class_prompts("train")]
