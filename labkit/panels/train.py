@@ -262,6 +262,11 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
         from labkit.training.engine import list_checkpoints, resolve_resume
 
         cfg = config(resume)
+        if resume and not list_checkpoints(cfg.output_dir):
+            raise InvalidParameter(
+                f"Nothing to resume: there is no checkpoint in {str(Path(cfg.output_dir) / 'checkpoints')!r}.",
+                value=str(cfg.output_dir), fix="set the output folder to the one of the run to continue (its "
+                                               "checkpoints/ are there), or press Start for a fresh run.")
         cfg.validate()
         c["notes"].value = ""
         if resume:
@@ -342,7 +347,8 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
         labelled("base model", c["base"]), labelled("output folder", c["output"]), numbers,
         labelled("validation", c["validation_prompts"]), c["dreambooth"],
         widgets.HBox([c["start"], c["stop"], c["resume"], c["progress"]]), c["status"], c["error"], c["notes"],
-        c["run_id"], widgets.HBox([c["plot"], widgets.VBox([c["grid"], c["grid_caption"]])]), c["log"],
+        c["run_id"], widgets.HBox([c["plot"], widgets.VBox([c["grid"], c["grid_caption"]])],
+                                  layout=widgets.Layout(align_items="flex-start")), c["log"],
     ])
     widget.add_class("labkit-train")
     return Panel(widget, c)
