@@ -252,13 +252,13 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
             show_plot(state.steps)
         if state.trainer is not None:
             show_grid(Path(state.trainer.config.output_dir), state.step)
+            if not c["notes"].value:
+                c["notes"].value = _identifier_note(state.trainer.task)
         if worker.cancel_event.is_set():
             # The engine's clean stop: a checkpoint at this step, the run marked interrupted.
             raise KeyboardInterrupt("stopped from the Train panel")
 
     def train(resume: bool) -> None:
-        import warnings
-
         from labkit.training.engine import list_checkpoints, resolve_resume
 
         cfg = config(resume)
@@ -292,12 +292,7 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
         c["status"].value = (f"loading {html.escape(cfg.base)}…" + (" (then drawing the class images)"
                                                                   if c["kind"].value == "dreambooth" else ""))
         show_grid(Path(cfg.output_dir))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            result = run_recipe(cfg)
-        notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
-        c["notes"].value = "".join(f"<div style='color:#8a6d00'>Warning: {html.escape(n)}</div>"
-                                   for n in dict.fromkeys(notes))
+        result = run_recipe(cfg)
         shown["points"][str(cfg.output_dir)] = list(history)
         show_plot(cfg.steps)
         show_grid(Path(cfg.output_dir))
@@ -352,6 +347,17 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
     ])
     widget.add_class("labkit-train")
     return Panel(widget, c)
+
+
+def _identifier_note(task: Any) -> str:
+    """DreamBooth's warning about an identifier that is not rare for the base's tokenizer (read from the task, not
+    caught as a Python warning: `warnings.catch_warnings` is not safe off the main thread)."""
+    ident = getattr(task, "identifier", None)
+    if not isinstance(ident, dict) or not ident.get("warning"):
+        return ""
+    rarer = ", ".join(ident.get("suggestions") or []) or "none in this vocabulary"
+    return (f"<div style='color:#8a6d00'>Warning: {html.escape(str(ident['warning']))}; rarer single-piece words: "
+            f"{html.escape(rarer)}.</div>")
 
 
 def _result_line(result: TrainResult, steps: int) -> str:
