@@ -189,7 +189,7 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
         c["output"].value = str(out)  # Resume (and the user) see where it went
         return out
 
-    def config(resume: bool):
+    def config(kind: str, resume: bool):
         from labkit.training.dreambooth import DreamBoothConfig
         from labkit.training.lora import LoraTrainConfig
 
@@ -203,7 +203,7 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
             batch_size=c["batch_size"].value, seed=c["seed"].value, checkpoint_every=c["checkpoint_every"].value,
             validate_every=c["validate_every"].value, validation_prompts=prompts,
             sampling_steps=c["sampling_steps"].value or None, resume="latest" if resume else None)
-        if c["kind"].value == "dreambooth":
+        if kind == "dreambooth":
             return DreamBoothConfig(**settings, token=c["token"].value.strip(),
                                     class_prompt=c["class_prompt"].value.strip() or None,
                                     prior_preservation=c["prior_preservation"].value,
@@ -259,9 +259,10 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
             raise KeyboardInterrupt("stopped from the Train panel")
 
     def train(resume: bool) -> None:
-        from labkit.training.engine import list_checkpoints, resolve_resume
+        from labkit.training.engine import list_checkpoints, read_state, resolve_resume
 
-        cfg = config(resume)
+        kind = c["kind"].value  # what this job trains, whatever the menu says meanwhile
+        cfg = config(kind, resume)
         if resume and not list_checkpoints(cfg.output_dir):
             raise InvalidParameter(
                 f"Nothing to resume: there is no checkpoint in {str(Path(cfg.output_dir) / 'checkpoints')!r}.",
@@ -278,10 +279,14 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
         else:
             old = list_checkpoints(cfg.output_dir)
             if old:
+                state = read_state(old[-1])
+                done = state["step"] >= int((state.get("config") or {}).get("steps") or 0) > 0
                 raise InvalidParameter(
-                    f"The output folder {str(cfg.output_dir)!r} already holds checkpoints of an earlier run "
-                    f"(the newest: {old[-1].name}).", value=str(cfg.output_dir),
-                    fix="press Resume to continue that run, or give another output folder (or remove this one).")
+                    f"The output folder {str(cfg.output_dir)!r} already holds checkpoints of an earlier "
+                    + ("finished run" if done else "run") + f" (the newest: {old[-1].name}).",
+                    value=str(cfg.output_dir),
+                    fix=("give another output folder, or remove this one." if done else
+                         "press Resume to continue that run, or give another output folder (or remove this one)."))
             del history[:]
             shown["resumed_at"] = []
             shown["grid"] = None
@@ -290,20 +295,22 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
         c["run_id"].value = ""
         c["progress"].max, c["progress"].value = max(cfg.steps, 1), 0
         c["status"].value = (f"loading {html.escape(cfg.base)}…" + (" (then drawing the class images)"
-                                                                  if c["kind"].value == "dreambooth" else ""))
+                                                                  if kind == "dreambooth" else ""))
         show_grid(Path(cfg.output_dir))
-        result = run_recipe(cfg)
-        shown["points"][str(cfg.output_dir)] = list(history)
+        try:
+            result = run_recipe(kind, cfg)
+        finally:  # what a later Resume in this folder plots first
+            shown["points"][str(cfg.output_dir)] = list(history)
         show_plot(cfg.steps)
         show_grid(Path(cfg.output_dir))
         c["run_id"].value = result.run_id or c["run_id"].value
         c["progress"].value = min(result.step, c["progress"].max)
         c["status"].value = _result_line(result, cfg.steps)
-        c["log"].append_stdout(f"run {result.run_id}: {c['kind'].value} {result.status} at step {result.step} of "
+        c["log"].append_stdout(f"run {result.run_id}: {kind} {result.status} at step {result.step} of "
                                f"{cfg.steps} in {cfg.output_dir}\n")
 
-    def run_recipe(cfg) -> TrainResult:
-        if c["kind"].value == "dreambooth":
+    def run_recipe(kind: str, cfg) -> TrainResult:
+        if kind == "dreambooth":
             from labkit.training.dreambooth import train_dreambooth
 
             return train_dreambooth(lab, cfg, callbacks=[on_step])

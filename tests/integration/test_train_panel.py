@@ -109,9 +109,10 @@ def test_dreambooth_trains_the_toy_subject_and_the_identifier_warning_shows(lab,
     write_subject_dataset(tmp_path / "ring")
     _, c = _panel(lab, tmp_path / "ring", tmp_path, kind="dreambooth", steps=3, num_class_images=2)
     assert c["dreambooth"].layout.display is None
-    c["start"].click()
+    with pytest.warns(UserWarning, match="'sks' splits into 2 pieces"):   # the recipe's own warning…
+        c["start"].click()
     assert c["status"].value.startswith("finished: 3 steps"), html.unescape(c["error"].value)
-    assert "&#x27;sks&#x27; splits into 2 pieces" in c["notes"].value
+    assert "&#x27;sks&#x27; splits into 2 pieces" in c["notes"].value      # …shown in the panel too
     run = _run(lab, c["run_id"].value)
     assert run.tags["labkit.task"] == "dreambooth" and run.status == "FINISHED"
     manifest = json.loads((tmp_path / "out" / CLASS_DIR / "manifest.json").read_text())
@@ -209,7 +210,7 @@ def _assert_refused(lab, c, tmp_path, fragments):
     assert not (tmp_path / "out" / "checkpoints").exists()     # nothing written
 
 
-def test_resume_without_a_checkpoint_and_start_over_an_earlier_run_are_refused(lab, hexagons, tmp_path):
+def test_resume_without_a_checkpoint_and_a_start_over_an_earlier_run_are_refused(lab, hexagons, tmp_path):
     _, c = _panel(lab, hexagons, tmp_path)
     c["resume"].click()
     _assert_refused(lab, c, tmp_path, ["Nothing to resume", str(tmp_path / "out" / "checkpoints"), "press Start"])
@@ -221,6 +222,12 @@ def test_resume_without_a_checkpoint_and_start_over_an_earlier_run_are_refused(l
     error = html.unescape(c["error"].value)
     assert "already holds checkpoints" in error and "checkpoint-000002" in error and "press Resume" in error
     assert len(lab.runs(5)) == 1
+    c["resume"].click()
+    assert c["status"].value.startswith("finished: 6 steps"), html.unescape(c["error"].value)
+    c["start"].click()   # over a finished run there is nothing to resume: another folder is the way
+    error = html.unescape(c["error"].value)
+    assert "earlier finished run" in error and "give another output folder" in error and "Resume" not in error
+    assert len(lab.runs(5)) == 2
 
 
 def test_strict_mode_refuses_a_dataset_with_an_unlicensed_image(project, hexagons, tmp_path):
