@@ -14,13 +14,15 @@ and a dict of its named controls, which tests (and scripts) set and click throug
   progress, images, run id, output terms; the model menu marks each model against this machine
   and the compliance mode.
 - `video_panel` — a clip from a request, the last rendered image or an uploaded one.
+- `train_panel` — LoRA or DreamBooth from a dataset folder (its licence breakdown first): Start / Stop /
+  Resume, a live loss plot, the latest validation grid, the run id; training runs in the background.
 - `runs_panel` — recent runs; several side by side with the params that differ highlighted, and
   their timings plotted; research notes.
 - `hardware_panel` — the profile and the memory strategy each model family gets.
 - `compliance_panel` — the mode, the licence of every catalogue model, a dataset's breakdown.
 - `lab()` — all of them in tabs.
 
-Renders (Generate, Video) run on a background thread, so Cancel is heard and the notebook stays
+Renders (Generate, Video) and training (Train) run on a background thread, so Cancel is heard and the notebook stays
 usable; the quick jobs of the other panels run in the callback. Either way the panel's buttons are
 disabled while a job runs, widgets are written only through trait assignment and
 `Output.append_stdout` (safe from any thread, and from a comm subshell), and a `LabkitError` is
@@ -38,6 +40,7 @@ _EXPORTS = {
     "Panel": "labkit.panels.common",
     "generate_panel": "labkit.panels.generate",
     "video_panel": "labkit.panels.video",
+    "train_panel": "labkit.panels.train",
     "runs_panel": "labkit.panels.runs",
     "hardware_panel": "labkit.panels.hardware",
     "compliance_panel": "labkit.panels.compliance",

@@ -254,13 +254,13 @@ def test_compliance_panel_modes_and_dataset_breakdown(lab, tmp_path):
 
 def test_lab_puts_the_panels_in_tabs(lab, tiny):
     tabs, controls = panels.lab(lab, model=str(tiny["sd15"]), background=False)
-    assert [tabs.get_title(i) for i in range(5)] == ["Generate", "Video", "Runs", "Hardware", "Compliance"]
-    assert set(controls) == {"generate", "video", "runs", "hardware", "compliance", "tabs"}
+    assert [tabs.get_title(i) for i in range(6)] == ["Generate", "Video", "Train", "Runs", "Hardware", "Compliance"]
+    assert set(controls) == {"generate", "video", "train", "runs", "hardware", "compliance", "tabs"}
     gen = controls["generate"]
     gen["prompt"].value, gen["width"].value, gen["height"].value, gen["steps"].value = REQUEST, 32, 32, 2
     gen["render"].click()
     assert gen["run_id"].value
-    tabs.selected_index = 2   # opening the Runs tab refreshes it
+    tabs.selected_index = 3   # opening the Runs tab refreshes it
     assert gen["run_id"].value[:8] in controls["runs"]["table"].value
 
 

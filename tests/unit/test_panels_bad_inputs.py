@@ -150,6 +150,11 @@ BUILDER_CASES = [
     (panels.video_panel, {"frames": "14"}, "frames must be a whole number, got str '14'"),
     (panels.video_panel, {"size": (64,)}, "size must be (width, height), got tuple (64,)"),
     (panels.video_panel, {"source": "camera"}, "Unknown video source 'camera'"),
+    (panels.train_panel, {"steps": "20"}, "steps must be a whole number, got str '20'"),
+    (panels.train_panel, {"learning_rate": "1e-3"}, "learning_rate must be a number, got str '1e-3'"),
+    (panels.train_panel, {"kind": "textual-inversion"}, "Unknown training kind 'textual-inversion'"),
+    (panels.train_panel, {"validation_prompts": "a red hexagon"}, "is not a list of prompts"),
+    (panels.train_panel, {"data": 5}, "data must be text, got int 5"),
     (panels.runs_panel, {"n": 0}, "n 0 is outside"),
     (panels.compliance_panel, {"dataset": 5}, "dataset must be text, got int 5"),
 ]
