@@ -21,6 +21,7 @@ from tests.integration.test_cli import labkit
 
 REPO = Path(__file__).resolve().parents[2]
 LORA = REPO / "notebooks" / "06_lora_training.ipynb"
+DREAMBOOTH = REPO / "notebooks" / "09_dreambooth.ipynb"
 INSTALL = "git+https://github.com/example/labkit@0123456789abcdef"
 SECRET_KEY = "s3cr3t-kaggle-key-0123456789abcdef"
 SECRET_TOKEN = "KGAT_0123456789abcdef0123456789abcdef"
@@ -128,6 +129,32 @@ def test_kaggle_folder_for_the_lora_notebook_has_metadata_parameters_cells_and_n
 
     job = JobList.for_root(project).find(kernel.job.id)
     assert (job.state, job.target, job.parameters, job.gpu) == ("built", "alice/labkit-06-lora-training", params, True)
+
+
+def test_kaggle_folder_for_the_dreambooth_notebook_on_a_gpu_with_the_users_subject(project, monkeypatch, offline):
+    """09_dreambooth as a researcher sends it to a Kaggle GPU: a real base, their subject's folder as an attached
+    dataset, their identifier and class prompts."""
+    from labkit.cloud.kaggle import push
+    from labkit.cloud.prepare import EXPORT_TAG, SETUP_TAG
+
+    monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+    monkeypatch.setenv("KAGGLE_KEY", SECRET_KEY)
+    params = {"base": "sd15", "data": "/kaggle/input/my-dog", "instance_prompt": "a photo of sks dog",
+              "class_prompt": "a photo of a dog", "num_class_images": 200, "steps": 800}
+    kernel = push(project, str(DREAMBOOTH), params, dry_run=True, gpu=True, internet=True,
+                  datasets=["alice/my-dog"], install=INSTALL).kernel
+    meta = json.loads(kernel.metadata_file.read_text())
+    assert meta["id"] == "alice/labkit-09-dreambooth" and meta["enable_gpu"] is True
+    assert meta["dataset_sources"] == ["alice/my-dog"] and (kernel.folder / meta["code_file"]).is_file()
+    book = nbformat.read(kernel.notebook, as_version=4)
+    nbformat.validate(book)
+    assert SETUP_TAG in book.cells[0].metadata["tags"] and EXPORT_TAG in book.cells[-1].metadata["tags"]
+    assert all(c.outputs == [] and c.execution_count is None for c in book.cells if c.cell_type == "code")
+    (injected,) = [c for c in book.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    ns: dict = {}
+    exec(injected.source, ns)
+    assert {k: ns[k] for k in params} == params
+    assert SECRET_KEY.encode() not in kernel.notebook.read_bytes()
 
 
 def test_a_parameter_carrying_a_credential_is_refused_and_nothing_is_left(project, monkeypatch):

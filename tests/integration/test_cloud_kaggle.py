@@ -31,6 +31,7 @@ from tests.integration.test_cloud import INSTALL, run_prepared
 
 REPO = Path(__file__).resolve().parents[2]
 LORA = REPO / "notebooks" / "06_lora_training.ipynb"
+DREAMBOOTH = REPO / "notebooks" / "09_dreambooth.ipynb"
 USER, KEY, TOKEN = "alice", "s3cr3t-kaggle-key-0123456789abcdef", "KGAT_0123456789abcdef0123456789abcdef"
 KERNELS = "/api/v1/kernels.KernelsApiService/"
 
@@ -269,3 +270,53 @@ def test_missing_or_refused_credentials_are_clear_errors_not_exits(env, kaggle_s
     unknown = labkit("cloud", "kaggle", "pull", "alice/someone-elses", env={**env, "KAGGLE_USERNAME": USER,
                                                                             "KAGGLE_KEY": KEY}, check=False)
     assert unknown.returncode == 2 and "HTTP 404" in unknown.stderr and "check the kernel ref" in unknown.stderr
+
+
+@pytest.mark.notebook
+def test_the_dreambooth_notebook_pushes_runs_on_kaggle_and_its_runs_come_back(env, kaggle_server, project,
+                                                                              migrated_store, tmp_path, search_runs):
+    """09_dreambooth as `labkit cloud kaggle push` sends it: the kernel, its parameters, then what was pushed run
+    top to bottom in a folder laid out like /kaggle/working (root found from the session, not a parameter), and
+    its training and benchmark runs pulled back tagged with the kernel."""
+    from labkit.cloud import KERNEL_TAG, PLATFORM_TAG
+
+    env = {**env, "KAGGLE_API_TOKEN": TOKEN}
+    tiny = ["steps=4", "batch_size=2", "rank=4", "num_class_images=4", "validate_every=2", "checkpoint_every=2",
+            "sampling_steps=2", "eval_seeds=[0]", "class_every=10", "threads=1", "compare_without_prior=False"]
+    out = labkit("cloud", "kaggle", "push", str(DREAMBOOTH), *[a for p in tiny for a in ("-p", p)], "--internet",
+                 "--install", INSTALL, "--json", env=env)
+    pushed = json.loads(out.stdout)
+    assert pushed["ref"] == "alice/labkit-09-dreambooth" and pushed["version"] == 1
+    (save,) = kaggle_server.calls("SaveKernel")
+    body = save["body"]
+    assert body["slug"] == "alice/labkit-09-dreambooth" and body["newTitle"] == "labkit 09 dreambooth"
+    assert (body["language"], body["kernelType"], body["enableInternet"]) == ("python", "notebook", True)
+    pushed_book = nbformat.reads(body["text"], as_version=4)
+    nbformat.validate(pushed_book)
+    assert "labkit-cloud-setup" in pushed_book.cells[0].metadata["tags"]
+    assert "labkit-cloud-export" in pushed_book.cells[-1].metadata["tags"]
+    (injected,) = [c for c in pushed_book.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    ns: dict = {}
+    exec(injected.source, ns)
+    assert (ns["steps"], ns["eval_seeds"], ns["compare_without_prior"]) == (4, [0], False)
+    assert "root" not in ns  # on Kaggle the session says where the project is
+
+    source = tmp_path / "kaggle" / "src" / "labkit-09-dreambooth.ipynb"
+    source.parent.mkdir(parents=True)
+    nbformat.write(pushed_book, source)
+    working = tmp_path / "kaggle" / "working"
+    run, text = run_prepared(source, working, kaggle=True)
+    assert run.ok, run.error and run.error.summary()
+    assert "on kaggle" in text and f"adapter written to {working.resolve() / 'dreambooth' / 'sks' / 'model'}" in text
+    assert "subject fidelity" in text and "drift" in text
+    assert (working / "labkit-runs.zip").is_file()
+
+    kaggle_server.status, kaggle_server.outputs = "COMPLETE", working
+    report = json.loads(labkit("cloud", "kaggle", "pull", "alice/labkit-09-dreambooth", "--json", env=env).stdout)
+    assert report["job"]["state"] == "pulled"
+    runs = search_runs(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    assert sorted(r.data.tags.get("labkit.job") for r in runs) == ["eval-dreambooth", "render", "render", "train"]
+    assert all(r.data.tags[KERNEL_TAG] == "alice/labkit-09-dreambooth" and r.data.tags[PLATFORM_TAG] == "kaggle"
+               for r in runs)
+    (train,) = [r for r in runs if r.data.tags.get("labkit.job") == "train"]
+    assert train.data.params["extra.dreambooth.prior_preservation"] == "True" and train.data.params["steps"] == "4"
