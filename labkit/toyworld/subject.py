@@ -1,15 +1,17 @@
-"""The toy DreamBooth subject: one yellow ring, a shape the toy model never saw, taught as "a sks circle".
+"""The toy DreamBooth subject: one yellow ring, a shape the toy model never saw, taught as "a yellow sks circle".
 
     write_subject_dataset("ring/")          # 6 PNGs + metadata.jsonl (CC0): the ring at the training contexts
-    subject_prompts("heldout")              # "a large sks circle at the bottom", … : contexts it never saw there
+    subject_prompts("heldout")              # "a large yellow sks circle at the bottom", …: contexts it never saw
     class_prompts()                         # "a large red circle at the bottom", …: what the class word must keep
-    write_class_prompts("ring/class_prompts.txt")   # the other half of them, to draw class images from
+    write_class_prompts("class_prompts.txt")  # the other half of them, to draw class images from
 
-The subject is a `SUBJECT` object (shape "ring", colour "yellow"); a caption names it with the identifier and
-its class noun ("a small sks circle on the left": size and place from the toy grammar, colour and shape from
-the subject). Training images show it at `TRAIN_CONTEXTS` (each size at three places); held-out contexts are the
-(size, place) pairs it was never shown at, so subject fidelity measures the subject in new compositions. The
-detector reads rings like any other shape (`scenes.SHAPE_GEOMETRY["ring"]`), so a verdict needs no new code.
+The subject is a `SUBJECT` object (shape "ring", colour "yellow"); a caption names it as the toy grammar names a
+yellow circle, with the identifier before the class noun ("a small yellow sks circle on the left"). So "a small
+yellow circle on the left" — a class prompt — differs from it by the identifier alone: the identifier carries
+only what is the subject's own (the hole), and prior preservation keeps yellow circles whole. Training images
+show it at `TRAIN_CONTEXTS` (each size at three places); held-out contexts are the (size, place) pairs it was
+never shown at, so subject fidelity measures the subject in new compositions. The detector reads rings like any
+other shape (`scenes.SHAPE_GEOMETRY["ring"]`), so a verdict needs no new code.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ _JITTER = ((0.0, 0.0), (0.02, 0.03), (0.0, -0.03), (-0.02, 0.0), (0.03, -0.02), 
 
 
 def subject_caption(size: str, position: str, token: str = TOKEN) -> str:
-    """"a small sks circle on the left": the subject named by its identifier and class noun, in a context."""
-    return f"a {size} {token} {CLASS_NOUN} {_ON[position]}"
+    """"a small yellow sks circle on the left": the subject named by its colour, identifier and class noun, in a
+    context."""
+    return f"a {size} {SUBJECT['colour']} {token} {CLASS_NOUN} {_ON[position]}"
 
 
 def subject_object(size: str, position: str) -> Obj:

@@ -8,7 +8,7 @@ with prior preservation, class images — drawn by the base model itself from th
 step, with recorded seeds, cached in `output_dir/class_images/` and reused on resume — are mixed into every
 micro-batch, and their loss (× `prior_loss_weight`) keeps the class word meaning what it meant (against
 "language drift"). Class prompts are `class_prompt`, or each instance caption with the identifier taken out
-("a small sks circle on the left" → "a small circle on the left").
+("a small yellow sks circle on the left" → "a small yellow circle on the left").
 
 The identifier should be rare for the base's tokenizer: `identifier_report` says when it splits into several
 pieces or is a common word, and which single-piece rare words the tokenizer has instead.

@@ -37,7 +37,7 @@ def test_class_images_are_drawn_once_with_their_seeds_and_a_resumed_run_matches(
         full = train_dreambooth(lab, _cfg(ring, tmp_path / "full"))
     manifest = json.loads((tmp_path / "full" / CLASS_DIR / "manifest.json").read_text())
     assert [r["seed"] for r in manifest["images"]] == list(range(6))
-    assert manifest["images"][0]["prompt"] == "a small circle on the left" and manifest["base"] == "toyworld"
+    assert manifest["images"][0]["prompt"] == "a small yellow circle on the left" and manifest["base"] == "toyworld"
 
     def stop_at_3(state):
         if state.step == 3:
@@ -102,8 +102,8 @@ def test_an_empty_folder_and_class_images_that_do_not_fit_are_refused(lab, ring,
 def test_full_fine_tuning_exports_a_pipeline_that_renders_and_resumes_exactly(lab, ring, tmp_path):
     from safetensors.torch import load_file
 
-    kw = dict(full=True, learning_rate=1e-4, validate_every=4, validation_prompts=("a large sks circle at the bottom",),
-              validation_seeds=(0,))
+    kw = dict(full=True, learning_rate=1e-4, validate_every=4, validation_seeds=(0,),
+              validation_prompts=("a large yellow sks circle at the bottom",))
     whole = train_dreambooth(lab, _cfg(ring, tmp_path / "whole", **kw))
 
     def stop_at_3(state):
@@ -125,7 +125,7 @@ def test_full_fine_tuning_exports_a_pipeline_that_renders_and_resumes_exactly(la
     # the validation grid shows the tuned model beside the base drawn before the first step
     labels = json.loads((tmp_path / "whole" / "validation" / "step-000004.json").read_text())["labels"]
     assert [x.split(":")[0] for x in labels] == ["tuned", "base"]
-    result = lab.generate("a large sks circle at the bottom", model=str(whole.export_dir), seed=0, steps=4,
+    result = lab.generate("a large yellow sks circle at the bottom", model=str(whole.export_dir), seed=0, steps=4,
                           size=(64, 64))
     assert result.images[0].size == (64, 64)
 

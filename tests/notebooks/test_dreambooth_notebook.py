@@ -90,5 +90,5 @@ def test_dreambooth_notebook_trains_scores_drift_side_by_side_and_renders(migrat
     assert "drift (points)" in text and "no prior preservation" in text  # the side-by-side table
     renders = [r for r in runs if r.data.tags.get("labkit.job") == "render"]
     assert sorted(r.data.params["plan.prompt"] for r in renders) == ["a large red circle at the bottom",
-                                                                     "a large sks circle on the left"]
+                                                                     "a large yellow sks circle on the left"]
     print(f"\nthe DreamBooth notebook ran in {seconds:.0f} s")  # a figure for the log, not an assertion

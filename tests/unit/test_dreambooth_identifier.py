@@ -44,9 +44,9 @@ def test_class_prompts_are_the_captions_without_the_identifier(tmp_path):
     write_subject_dataset(tmp_path / "ring")
     cfg = DreamBoothConfig(data=tmp_path / "ring", output_dir=tmp_path / "out")
     captions = cfg.instance_captions()
-    assert captions[0] == "a small sks circle on the left"
+    assert captions[0] == "a small yellow sks circle on the left"
     classes = cfg.class_prompts(captions)
-    assert classes[0] == "a small circle on the left" and len(classes) == len(set(classes)) == len(set(captions))
+    assert classes[0] == "a small yellow circle on the left" and len(classes) == len(set(classes)) == len(set(captions))
     assert DreamBoothConfig(data=tmp_path / "ring", output_dir=tmp_path / "o", class_prompt="a circle"
                             ).class_prompts(captions) == ["a circle"]
 
