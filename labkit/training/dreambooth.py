@@ -128,6 +128,15 @@ class DreamBoothConfig(LoraTrainConfig):
             raise bad("kohya", "a full fine-tune exports a diffusers pipeline folder, not a LoRA: drop kohya.")
         self.instance_captions()  # every caption names the subject
 
+    def train_config(self, guidance: float, sampling: int):
+        """The LoRA recipe's engine config; validation on without prompts shows the first subject caption and the
+        first class prompt (each beside the base, on the same seeds)."""
+        tc = super().train_config(guidance, sampling)
+        if tc.validate_every and not tc.validation_prompts:
+            captions = self.instance_captions()
+            tc = tc.replace(validation_prompts=tuple(dict.fromkeys((captions[0], self.class_prompts(captions)[0]))))
+        return tc
+
     def instance_captions(self) -> list[str]:
         """The caption of each subject image: `instance_prompt`, or its metadata text (which must name `token`)."""
         records = check_dataset(self.data)
@@ -156,14 +165,20 @@ class DreamBoothTask(LoraTask):
 
     name = "dreambooth"
 
-    def __init__(self, pipe: Any, config: DreamBoothConfig, **kwargs: Any):
+    def __init__(self, pipe: Any, config: DreamBoothConfig, *, compliance: Any = None, **kwargs: Any):
+        """`compliance`: the mode the licence chain must pass before class images are drawn (the engine checks
+        it again before the first step); None skips the early check."""
         super().__init__(pipe, config, **kwargs)
+        self.class_records: list[dict[str, Any]] = []
+        self.class_reused = 0
+        if compliance is not None:
+            from labkit.compliance import enforce
+
+            enforce(self.licence_chain(), compliance)
         self.identifier = identifier_report(pipe.tokenizer, config.token)
         if self.identifier["warning"]:
             warnings.warn(f"{self.identifier['warning']}; rarer single-piece words: "
                           f"{', '.join(self.identifier['suggestions']) or 'none in this vocabulary'}.", stacklevel=2)
-        self.class_records: list[dict[str, Any]] = []
-        self.class_reused = 0
         if config.prior_preservation:
             self.class_records = self._class_images()
             from PIL import Image
@@ -429,7 +444,8 @@ def train_dreambooth(env: TrainEnv | Any, config: DreamBoothConfig, *, callbacks
     pipe, _, settings = base_settings(env, config)
     check_class_memory(config, pipe, settings["resolution"], env.hardware)
     check_full_memory(config, pipe, env.hardware)
-    task = (DreamBoothFullTask if config.full else DreamBoothTask)(pipe, config, **settings)
+    task = (DreamBoothFullTask if config.full else DreamBoothTask)(pipe, config, compliance=env.compliance,
+                                                                   **settings)
     tc = config.train_config(task.guidance_scale, task.sampling_steps)
     tc.extra["dreambooth"] = {"token": config.token, "pieces": task.identifier["pieces"],
                               "class_images": len(task.class_records), "class_images_reused": task.class_reused,

@@ -43,7 +43,7 @@ def test_class_images_are_drawn_once_with_their_seeds_and_a_resumed_run_matches(
         if state.step == 3:
             raise KeyboardInterrupt
 
-    split = _cfg(ring, tmp_path / "split")
+    split = _cfg(ring, tmp_path / "split", validate_every=6, validation_seeds=(0, 1))
     first = train_dreambooth(lab, split, callbacks=[stop_at_3])
     assert first.status == "interrupted" and first.step == 3
     drawn = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "split" / CLASS_DIR).glob("*.png")}
@@ -52,6 +52,10 @@ def test_class_images_are_drawn_once_with_their_seeds_and_a_resumed_run_matches(
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "split" / CLASS_DIR).glob("*.png")} == drawn
     a, b = load_file(str(full.export_dir / WEIGHT_NAME)), load_file(str(second.export_dir / WEIGHT_NAME))
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    shown = json.loads((tmp_path / "split" / "validation" / "step-000006.json").read_text())["labels"]
+    assert [x.split(" (seed")[0] for x in shown[::2]] == [  # validation on, no prompts: a caption and a class prompt
+        "adapter: a small yellow sks circle on the left", "base: a small yellow sks circle on the left",
+        "adapter: a small yellow circle on the left", "base: a small yellow circle on the left"]
     card = (second.export_dir / "README.md").read_text()
     assert "## DreamBooth" in card and "6 class images drawn by the base model `toyworld`" in card
     assert "cc0-1.0" in card.lower()
@@ -71,6 +75,8 @@ def test_the_benchmark_reports_fidelity_and_drift_into_mlflow(lab, ring, tmp_pat
 
 @pytest.mark.parametrize("change, named", [
     ({"token": "two words"}, "token"),
+    ({"token": ""}, "token"),
+    ({"token": "!!"}, "token"),
     ({"instance_prompt": "a photo of a ring"}, "instance_prompt"),
     ({"token": "zzq"}, "do not name the subject 'zzq'"),
     ({"num_class_images": 0}, "num_class_images"),
@@ -149,3 +155,19 @@ def test_the_adapter_also_exports_in_kohya_format(lab, ring, tmp_path):
     result = train_dreambooth(lab, _cfg(ring, tmp_path / "k", steps=2, kohya=True, prior_preservation=False))
     keys = list(load_file(str(result.export_dir / KOHYA_NAME)))
     assert keys and all(k.startswith("lora_unet_") for k in keys)
+
+
+def test_strict_mode_refuses_subject_images_without_a_licence_before_drawing_class_images(ring, tmp_path, project):
+    from labkit.errors import ComplianceViolation
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+
+    meta = ring / "metadata.jsonl"
+    records = [json.loads(line) for line in meta.read_text().splitlines()]
+    del records[1]["licence"]
+    meta.write_text("".join(json.dumps(r) + "\n" for r in records))
+    strict = Lab(project, compliance_mode="strict", hardware=HardwareProfile.simulated(None))
+    with pytest.raises(ComplianceViolation) as e:
+        train_dreambooth(strict, _cfg(ring, tmp_path / "out"))
+    assert "strict" in e.value.message and e.value.fix
+    assert not (tmp_path / "out" / CLASS_DIR).exists() and strict.runs(5) == []
