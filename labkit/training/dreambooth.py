@@ -294,9 +294,9 @@ class DreamBoothFullTask(DreamBoothTask):
     def __init__(self, pipe: Any, config: DreamBoothConfig, **kwargs: Any):
         self.base_images: dict[tuple[str, int], Any] = {}
         super().__init__(pipe, config, **kwargs)
-        if config.validate_every and config.validation_prompts:
-            for p in config.validation_prompts:
-                seeds = list(config.validation_seeds)
+        if config.validate_every:
+            seeds = list(config.validation_seeds)
+            for p in config.train_config(self.guidance_scale, self.sampling_steps).validation_prompts:
                 for s, im in zip(seeds, self.render([p] * len(seeds), seeds), strict=True):
                     self.base_images[(p, int(s))] = im
 
@@ -321,25 +321,11 @@ class DreamBoothFullTask(DreamBoothTask):
     def set_enabled(self, enabled: bool) -> None:
         """Nothing to switch: the base's own pictures are drawn before the first step."""
 
-    def validate(self, prompts, seeds, step):
-        """Each prompt × seed with the fine-tuned weights, then the base's picture drawn before training."""
-        from labkit.training.lora import toy_scores
-        from labkit.training.task import Validation
-
-        self.pipe.unet.eval()
-        images, labels = [], []
-        scored: dict[str, list[float]] = {"tuned": [], "base": []}
-        for p in prompts:
-            tuned = self.render([p] * len(seeds), seeds)
-            base = [self.base_images.get((p, int(s))) for s in seeds]
-            for which, imgs in (("tuned", tuned), ("base", base)):
-                if any(im is None for im in imgs):
-                    continue
-                images += imgs
-                labels += [f"{which}: {p} (seed {s})" for s in seeds]
-                if self.base_family == "toy":
-                    scored[which] += toy_scores(p, imgs)
-        return Validation(images, labels, {f"{k}_all_correct": sum(v) / len(v) for k, v in scored.items() if v})
+    def validation_rows(self, prompt: str, seeds: Sequence[int]) -> list[tuple[str, list[Any]]]:
+        """The fine-tuned weights' pictures, then the base's drawn before the first step (when it drew them)."""
+        rows = [("tuned", self.render([prompt] * len(seeds), seeds))]
+        base = [self.base_images.get((prompt, int(s))) for s in seeds]
+        return rows + ([("base", base)] if all(im is not None for im in base) else [])
 
     def on_checkpoint(self, folder: Path, step: int) -> None:
         """The checkpoint's model state is the fine-tuned weights themselves: nothing more to write."""

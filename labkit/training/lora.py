@@ -395,23 +395,28 @@ class LoraTask(TrainTask):
         return self.pipe(list(prompts), num_inference_steps=self.sampling_steps, guidance_scale=self.guidance_scale,
                          height=self.resolution, width=self.resolution, generator=gens).images
 
+    def validation_rows(self, prompt: str, seeds: Sequence[int]) -> list[tuple[str, list[Any]]]:
+        """The validation grid's rows for one prompt: (label, an image per seed) with the adapter, then without."""
+        rows = []
+        for which, on in (("adapter", True), ("base", False)):
+            self.set_enabled(on)
+            rows.append((which, self.render([prompt] * len(seeds), seeds)))
+        self.set_enabled(True)
+        return rows
+
     def validate(self, prompts, seeds, step):
         """Each prompt × seed with the adapter, then the same without it (rows alternate: with, without)."""
         self.pipe.unet.eval()
         images, labels, metrics = [], [], {}
-        scored: dict[str, list[float]] = {"adapter": [], "base": []}
+        scored: dict[str, list[float]] = {}
         for p in prompts:
-            for which, on in (("adapter", True), ("base", False)):
-                self.set_enabled(on)
-                imgs = self.render([p] * len(seeds), seeds)
+            for which, imgs in self.validation_rows(p, seeds):
                 images += imgs
                 labels += [f"{which}: {p} (seed {s})" for s in seeds]
                 if self.base_family == "toy":
-                    scored[which] += toy_scores(p, imgs)
-        self.set_enabled(True)
+                    scored.setdefault(which, []).extend(toy_scores(p, imgs))
         for which, vals in scored.items():
-            if vals:
-                metrics[f"{which}_all_correct"] = sum(vals) / len(vals)
+            metrics[f"{which}_all_correct"] = sum(vals) / len(vals)
         return Validation(images, labels, metrics)
 
     # -- export -------------------------------------------------------------------------------------

@@ -108,8 +108,7 @@ def test_an_empty_folder_and_class_images_that_do_not_fit_are_refused(lab, ring,
 def test_full_fine_tuning_exports_a_pipeline_that_renders_and_resumes_exactly(lab, ring, tmp_path):
     from safetensors.torch import load_file
 
-    kw = dict(full=True, learning_rate=1e-4, validate_every=4, validation_seeds=(0,),
-              validation_prompts=("a large yellow sks circle at the bottom",))
+    kw = dict(full=True, learning_rate=1e-4, validate_every=4, validation_seeds=(0,))
     whole = train_dreambooth(lab, _cfg(ring, tmp_path / "whole", **kw))
 
     def stop_at_3(state):
@@ -130,7 +129,9 @@ def test_full_fine_tuning_exports_a_pipeline_that_renders_and_resumes_exactly(la
     assert "full fine-tuning: every UNet weight" in (whole.export_dir / "README.md").read_text()
     # the validation grid shows the tuned model beside the base drawn before the first step
     labels = json.loads((tmp_path / "whole" / "validation" / "step-000004.json").read_text())["labels"]
-    assert [x.split(":")[0] for x in labels] == ["tuned", "base"]
+    assert [x.split(" (seed")[0] for x in labels] == [  # the default prompts: a caption and a class prompt
+        "tuned: a small yellow sks circle on the left", "base: a small yellow sks circle on the left",
+        "tuned: a small yellow circle on the left", "base: a small yellow circle on the left"]
     result = lab.generate("a large yellow sks circle at the bottom", model=str(whole.export_dir), seed=0, steps=4,
                           size=(64, 64))
     assert result.images[0].size == (64, 64)
