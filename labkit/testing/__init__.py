@@ -22,6 +22,12 @@ Other formats of the tiny SD 1.5: `save_single_file_sd15` (one original-layout .
 `save_pickle_checkpoint` (the same as a pickled .ckpt) and `save_pickle_pipeline` (a diffusers folder
 with pickle .bin weights). The configs live in `TINY_CONFIGS`.
 
+Real sizes, offline: `build_full(family, folder, device="cpu", dtype=torch.float16)` writes SD 1.5, SDXL,
+SVD-XT, Wan 2.1 T2V 1.3B ("t2v") or an SD 1.5 / SDXL ControlNet ("controlnet-sd15", "controlnet-sdxl") at the
+published architecture with random weights (same memory and speed as the real model, no hub; configs in
+`FULL_CONFIGS`, sources named in `labkit.testing.full_configs`). `build_full_models(family)` builds the networks
+on the meta device (no memory) and `count_params(family)` counts them.
+
 Random weights draw noise: use these for plumbing, the toy world for quality. Importing this
 package imports neither torch nor diffusers; each builder imports them when called.
 """
@@ -38,6 +44,12 @@ _EXPORTS = {
     "build_tiny_svd": "labkit.testing.builders",
     "build_tiny_t2v": "labkit.testing.builders",
     "BUILDERS": "labkit.testing.builders",
+    "build_full": "labkit.testing.full",
+    "build_full_models": "labkit.testing.full",
+    "count_params": "labkit.testing.full",
+    "FULL_CONFIGS": "labkit.testing.full_configs",
+    "FULL_CONTROLNET_CONFIGS": "labkit.testing.full_configs",
+    "full_config": "labkit.testing.full_configs",
     "save_single_file_sd15": "labkit.testing.checkpoints",
     "save_pickle_checkpoint": "labkit.testing.checkpoints",
     "save_pickle_pipeline": "labkit.testing.checkpoints",
