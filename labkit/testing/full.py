@@ -22,6 +22,9 @@ Memory, in the weights' dtype (fp16/bf16: 2 bytes a parameter) — a folder on d
 
 Weights are drawn on ``device`` directly in ``dtype`` (parameters are made empty first, then filled), so
 building needs about the model's size in memory there, not the fp32 copy a plain constructor makes.
+Measured on a shared two-core CPU: ``build_full("sd15", folder)`` 63 s, 2.5 GB peak RSS, 2.0 GB on disk; with
+these weights the SD 1.5 networks' activations stay within +-39 (fp32 forward of text encoder, UNet and VAE
+decoder), far inside float16's range.
 """
 
 from __future__ import annotations
