@@ -6,13 +6,16 @@ transformers config as the model's hub repo publishes it, minus the bookkeeping 
 they shape the network, so the dict alone says what is built. Where a value was read from is named
 beside it; `SOURCES` lists the file of each component.
 
-Sources, as read for this module (December 2026):
+How the values were checked (December 2026; the hub itself cannot be reached from the build machine):
 
-- the hub repos' ``config.json`` files, as quoted in the diffusers repository (its conversion scripts
-  ``scripts/convert_wan_to_diffusers.py`` and ``scripts/convert_svd_to_diffusers.py`` at commit
-  58eb52c0, and the classes' defaults, which diffusers sets to the published model: ``AutoencoderKLWan()``
-  is the Wan 2.1 VAE, ``UNetSpatioTemporalConditionModel()`` the SVD UNet);
-- the parameter counts that `tests/unit/test_full_configs.py` checks each config against.
+- Wan 2.1 T2V 1.3B and SVD-XT: against the diffusers repository (commit 58eb52c0), whose
+  ``scripts/convert_wan_to_diffusers.py`` writes the "Wan-T2V-1.3B" transformer config, the T2V scheduler and
+  builds the VAE as ``AutoencoderKLWan()``, and whose ``UNetSpatioTemporalConditionModel`` defaults are the
+  SVD UNet (XT: ``num_frames`` 25);
+- SD 1.5, SDXL, the CLIP and UMT5 encoders and the ControlNets: the hub files' published values, written
+  out here; every network's parameter count equals the published figure exactly where one exists
+  (`tests/unit/test_full_configs.py` names each figure's source), which a wrong width, depth or head
+  layout would not.
 
 Text-encoder vocabularies keep the published size (49,408 for CLIP, 256,384 for UMT5) so that memory is
 the real model's; the tokenizers `build_full` writes are the small local ones of `labkit.tokenizers`, whose
