@@ -73,6 +73,67 @@ def _is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError)
 
 
+class _Vram:
+    """Live VRAM where torch has CUDA: the allocator's peaks since the attempt began and one sample per
+    denoising step (GiB). Without CUDA it records nothing, so a CPU run logs no `vram/*` metric."""
+
+    def __init__(self):
+        import torch
+
+        self.active = torch.cuda.is_available()
+        self.allocated: list[float] = []
+        self.reserved: list[float] = []
+        if self.active:  # the peaks then belong to this attempt alone (load, denoise and decode)
+            torch.cuda.reset_peak_memory_stats()
+
+    def sample(self) -> None:
+        if self.active:
+            import torch
+
+            self.allocated.append(torch.cuda.memory_allocated() / 2**30)
+            self.reserved.append(torch.cuda.memory_reserved() / 2**30)
+
+    def summary(self) -> dict[str, Any]:
+        """peak_allocated_gb, peak_reserved_gb, allocated_gb / reserved_gb (per step); {} without CUDA."""
+        if not self.active:
+            return {}
+        import torch
+
+        return {"peak_allocated_gb": torch.cuda.max_memory_allocated() / 2**30,
+                "peak_reserved_gb": torch.cuda.max_memory_reserved() / 2**30,
+                "allocated_gb": list(self.allocated), "reserved_gb": list(self.reserved)}
+
+    def at_failure(self) -> dict[str, Any]:
+        """The peaks plus the card's free memory now and what other processes hold (total − free − ours)."""
+        out = {k: v for k, v in self.summary().items() if k.startswith("peak_")}
+        if self.active:
+            import torch
+
+            try:
+                free, total = torch.cuda.mem_get_info()
+                ours = torch.cuda.memory_reserved()
+                out.update(free_gb=free / 2**30, total_gb=total / 2**30,
+                           others_gb=max(total - free - ours, 0) / 2**30)
+            except Exception:  # a broken context after the error: the peaks are still worth keeping
+                pass
+        return {k: round(v, 3) for k, v in out.items()}
+
+
+class _Trace:
+    """Where the render is, kept up to date so a run that fails can say where: the model and its family, the
+    memory strategy (rung), the stage (load, controlnet, denoise, decode) and the denoising step; every attempt."""
+
+    def __init__(self):
+        self.attempts: list[Attempt] = []
+        self.model: str | None = None
+        self.family: str | None = None
+        self.strategy: MemoryStrategy | None = None
+        self.stage = "prepare"
+        self.step = 0
+        self.total = 0
+        self.vram: _Vram | None = None
+
+
 def _load_image(path: str):
     from PIL import Image
 
@@ -368,8 +429,13 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
         tags["labkit.first_frame_run"] = frame.run_id
         inputs = [{"kind": "first_frame", "run_id": frame.run_id, "file": str(frame.files[0]),
                    **{k: frame.model[k] for k in ("id", "revision", "hash", "licence")}}]
+    trace = _Trace()
     with lab.run(f"{plan.task}: {plan.prompt[:40]}", params={"plan": plan.to_dict()}, tags=tags) as run:
-        result = _render_with_fallbacks(lab, requested, plan, ref, progress, cancel, allow_pickle)
+        try:
+            result = _render_with_fallbacks(lab, requested, plan, ref, progress, cancel, allow_pickle, trace)
+        except Exception as e:
+            _record_failure(lab, run, plan, trace, e)
+            raise
         result.run_id = run.run_id
         result.inputs = inputs
         _record(lab, run, result, out, identity)
@@ -392,8 +458,9 @@ def _candidates(lab: Lab, ref: ModelRef):
 
 
 def _render_with_fallbacks(lab: Lab, requested: Plan, plan: Plan, ref: ModelRef, progress: Progress | None,
-                           cancel: threading.Event | None, allow_pickle: bool) -> Result:
-    attempts: list[Attempt] = []
+                           cancel: threading.Event | None, allow_pickle: bool, trace: _Trace | None = None) -> Result:
+    trace = trace or _Trace()
+    attempts = trace.attempts
     failures: list[tuple[str, LabkitError]] = []
     for cand in _candidates(lab, ref):
         cand_plan = plan
@@ -407,7 +474,7 @@ def _render_with_fallbacks(lab: Lab, requested: Plan, plan: Plan, ref: ModelRef,
                 failures.append((cand.id, e))
                 continue
         try:
-            result = _render_one(lab, cand_plan, cand, attempts, progress, cancel, allow_pickle)
+            result = _render_one(lab, cand_plan, cand, attempts, progress, cancel, allow_pickle, trace)
         except (ModelNotCached, UnknownModel, OutOfMemory) as e:
             if not isinstance(e, OutOfMemory):
                 attempts.append(Attempt(cand.id, "-", "load", f"{type(e).__name__}: {e.message}"))
@@ -420,21 +487,25 @@ def _render_with_fallbacks(lab: Lab, requested: Plan, plan: Plan, ref: ModelRef,
 
 
 def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], progress: Progress | None,
-                cancel: threading.Event | None, allow_pickle: bool) -> Result:
-    """Load and render one model, degrading the memory strategy on out-of-memory."""
+                cancel: threading.Event | None, allow_pickle: bool, trace: _Trace | None = None) -> Result:
+    """Load and render one model, degrading the memory strategy on out-of-memory. `trace` follows where it is."""
+    trace = trace or _Trace()
+    trace.model, trace.family = ref.id, ref.family
     strategy = choose(ref.family, lab.hardware, controls=len(plan.controls))
     tried: list[MemoryStrategy] = []
     while True:
         tried.append(strategy)
-        stage = "load"
+        trace.strategy, trace.stage, trace.step, trace.total = strategy, "load", 0, plan.steps
+        trace.vram = _Vram()
         try:
             loaded, load_s = load_cached(lab, ref, strategy, allow_pickle)
-            stage = "render"
-            result = _call(lab, plan, loaded, progress, cancel)
+            trace.stage = "render"
+            result = _call(lab, plan, loaded, progress, cancel, trace)
         except Exception as e:
             if not _is_oom(e):
                 raise
-            attempts.append(Attempt(ref.id, strategy.name, stage, f"OutOfMemoryError: {str(e)[:200]}"))
+            where = trace.stage + (f" ({trace.step}/{trace.total} steps done)" if trace.stage == "denoise" else "")
+            attempts.append(Attempt(ref.id, strategy.name, where, f"OutOfMemoryError: {str(e)[:200]}"))
             lab.pipelines.evict(_cache_key(ref, strategy, allow_pickle))
             strategy = degrade(strategy, tried=tried)  # raises OutOfMemory when nothing cheaper is left
             continue
@@ -480,8 +551,9 @@ def _model_record(ref: ModelRef, loaded: Loaded) -> dict[str, Any]:
 
 
 def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
-          cancel: threading.Event | None) -> Result:
-    """One pipeline call, timed per step, with peak memory and cancellation."""
+          cancel: threading.Event | None, trace: _Trace | None = None) -> Result:
+    """One pipeline call, timed per step, with peak memory (and, with CUDA, VRAM per step) and cancellation;
+    `trace` follows the stage: controlnet (placing the ControlNets), denoise (with the step), decode."""
     from labkit.pipelines import calls
     from labkit.pipelines.loader import require_task
     from labkit.pipelines.lora import activate
@@ -493,9 +565,18 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     total = plan.steps * (plan.count if plan.modality == "video" else 1)
     cancelled = False
 
+    trace = trace or _Trace()
+    vram = trace.vram or _Vram()
+
     def on_step(i: int) -> bool:
         nonlocal cancelled
         step_times.append(time.perf_counter())
+        vram.sample()
+        # diffusers sets _num_timesteps before its loop (img2img runs fewer than plan.steps); after the last
+        # step of a call the pipeline decodes
+        n = getattr(pipe, "_num_timesteps", None) or plan.steps
+        trace.step, trace.total = i, n
+        trace.stage = "decode" if i >= n else "denoise"
         if progress is not None:
             progress(len(step_times), total)
         if cancel is not None and cancel.is_set():
@@ -505,8 +586,10 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     device = lab.hardware.device if loaded.strategy.device == "gpu" else "cpu"
     control, control_records, control_maps, control_steps, release = None, [], [], [], None
     if plan.controls:
+        trace.stage = "controlnet"
         pipe, control, control_records, control_maps, control_steps, release = _controlled(
             plan, loaded, pipe, device, lab.catalog)
+    trace.stage = "denoise"
     image = _load_image(plan.image) if plan.image else None
     common = dict(steps=plan.steps, guidance=plan.guidance, width=plan.width, height=plan.height, seed=plan.seed,
                   count=plan.count, on_step=on_step)
@@ -538,6 +621,7 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     }
     result.peak_memory_gb = mem.peak / 2**30
     result.memory_kind = mem.kind
+    result.vram = vram.summary()
     result.status = "cancelled" if cancelled else "finished"
     result.controls, result.control_maps = control_records, control_maps
     return result
@@ -621,6 +705,12 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
                      f"memory.peak_{result.memory_kind}_gb": result.peak_memory_gb,
                      "attempts": len(result.attempts)})
     run.log_series("time.step_s", t["step_s"])
+    if result.vram:  # CUDA only: the peaks and one sample per denoising step
+        v = result.vram
+        run.log_metrics({"vram/peak_allocated_gb": v["peak_allocated_gb"],
+                         "vram/peak_reserved_gb": v["peak_reserved_gb"]})
+        run.log_series("vram/allocated_gb", v["allocated_gb"])
+        run.log_series("vram/reserved_gb", v["reserved_gb"])
     m = result.model
     run.set_tags({
         "model.id": m["id"], "model.location": m["location"], "model.revision": m["revision"] or "",
@@ -637,3 +727,53 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
                       "labkit.c2pa.files": ", ".join(p.name for p in signed)})
     if prompt_verdict.messages():
         run.set_tags({"labkit.compliance.prompt": " | ".join(prompt_verdict.messages())[:5000]})
+
+
+def failure_record(lab: Lab, plan: Plan, trace: _Trace, error: BaseException) -> dict[str, Any]:
+    """What `labkit doctor --run` needs to explain a render that failed: the error, where it stopped (model,
+    family, rung, stage, step), the rungs tried and those left, the plan's size, and the machine's memory."""
+    from labkit.hardware import strategy_table
+
+    s = trace.strategy
+    ladder = strategy_table().family(trace.family)["ladder"] if trace.family else []
+    hw = lab.hardware
+    record: dict[str, Any] = {
+        "error_type": type(error).__name__, "message": str(getattr(error, "message", error))[:1500],
+        "fix": getattr(error, "fix", None),
+        "oom": isinstance(error, (OutOfMemory, MemoryError)) or _is_oom(error),
+        "model": trace.model, "family": trace.family, "stage": trace.stage, "step": trace.step,
+        "total_steps": trace.total,
+        "strategy": s.name if s else None, "rung": s.rung if s else None, "device": s.device if s else None,
+        "strategy_steps": s.steps() if s else [], "est_peak_vram_gb": s.est_peak_vram_gb if s else None,
+        "ladder": [{"name": r["name"], "device": r["device"], "est_peak_vram_gb": r.get("est_peak_vram_gb")}
+                   for r in ladder],
+        "tried": [a.strategy for a in trace.attempts if a.model == trace.model and a.strategy != "-"],
+        "attempts": [a.to_dict() for a in trace.attempts],
+        "task": plan.task, "width": plan.width, "height": plan.height, "steps": plan.steps, "count": plan.count,
+        "frames": plan.frames if plan.modality == "video" else None,
+        "hardware": {"device": hw.device, "gpu_name": hw.gpu_name, "tier": hw.tier,
+                     "vram_total_gb": hw.vram_total_gb, "vram_free_gb": hw.vram_free_gb,
+                     "ram_total_gb": hw.ram_total_gb, "ram_free_gb": hw.ram_free_gb},
+        "vram": trace.vram.at_failure() if trace.vram is not None else {},
+    }
+    return record
+
+
+def _record_failure(lab: Lab, run, plan: Plan, trace: _Trace, error: BaseException) -> None:
+    """Tag a failing render's run with `failure_record` (tag `labkit.failure`, JSON) and the usual strategy and
+    attempt tags. Never raises: the render's own error is the one the user must see."""
+    try:
+        record = failure_record(lab, plan, trace, error)
+        tags = {"labkit.failure": json.dumps(record, default=str)[:8000],
+                "labkit.failure.stage": record["stage"], "labkit.failure.strategy": record["strategy"] or "",
+                "labkit.attempts": json.dumps(record["attempts"])[:8000]}
+        if trace.model:
+            tags.update({"model.id": trace.model, "model.family": trace.family or ""})
+        if trace.strategy is not None:
+            tags.update(trace.strategy.tags())
+        run.set_tags(tags)
+        run.log_dict(record, "failure.json")
+        if record["vram"]:
+            run.log_metrics({f"vram/{k}": v for k, v in record["vram"].items() if k.startswith("peak_")})
+    except Exception:  # pragma: no cover - recording is best effort on a run that is failing anyway
+        pass
