@@ -176,7 +176,7 @@ def oom_fixes(lab: Lab | None, f: dict[str, Any]) -> list[str]:
 
 def smaller_models(lab: Lab, f: dict[str, Any], limit: int = 3) -> list[str]:
     """Catalogue models doing the same task whose family's cheapest rung on the failed device is estimated
-    below the failed family's: 'id (family, ~N GB)'."""
+    below the failed family's: 'id (family, ~N GB)'. The toy world's models are left out (they draw shapes only)."""
     from labkit.hardware import strategy_table
 
     table = strategy_table()
@@ -197,7 +197,7 @@ def smaller_models(lab: Lab, f: dict[str, Any], limit: int = 3) -> list[str]:
     out = []
     for e in lab.catalog.entries(task=f["task"]):
         est = cheapest(e.family)
-        if est is not None and est < mine and e.id != f.get("model"):
+        if est is not None and est < mine and e.id != f.get("model") and e.family != "toy":  # toys draw shapes
             out.append((est, f"{e.id} ({e.family}, ~{est:g} GB)"))
     return [s for _, s in sorted(out)[:limit]]
 
