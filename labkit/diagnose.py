@@ -103,6 +103,8 @@ def _where(f: dict[str, Any]) -> str:
 
 def _summary(f: dict[str, Any]) -> str:
     what = "Out of memory" if f.get("oom") else f"{f.get('error_type', 'Error')}"
+    if not f.get("strategy"):  # it failed before a model was chosen
+        return f"{what} {_where(f)}" + (f", model {f['model']!r}." if f.get("model") else ".")
     rung = f"rung {f.get('strategy')!r} (#{f.get('rung')} of the {f.get('family')} ladder, {f.get('device')})"
     tried = f.get("tried") or []
     path = f"; rungs tried: {' → '.join(tried)}" if len(tried) > 1 else ""

@@ -398,7 +398,9 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
     Steps: 1. resolve and validate the plan; 2. open the run (params = the plan); 3. for the model
     and then each catalogue fallback: load with the tier's strategy, render, and on out-of-memory
     free memory and retry one rung cheaper; 4. write the outputs with their record; 5. log
-    metrics, tags and artifacts. A run that fails is recorded FAILED with its error.
+    metrics, tags and artifacts (with CUDA also `vram/*`: peaks and one sample per step). A run that fails is
+    recorded FAILED with its error and where it stopped (`failure_record`: tag `labkit.failure`, artifact
+    failure.json), which `labkit doctor --run RUN_ID` explains.
     """
     check_render_args(plan, progress=progress, cancel=cancel, out=out, allow_pickle=allow_pickle, tags=tags)
     requested = plan

@@ -74,6 +74,24 @@ def test_oom_while_denoising_names_the_step_and_the_batch(sd15, lab, monkeypatch
     assert any("--n 1 (was 2)" in f for f in e["fixes"])
 
 
+def test_a_failure_that_is_not_out_of_memory_is_explained_without_memory_advice(sd15, lab, monkeypatch,
+                                                                                  search_runs, one_thread):
+    from diffusers import AutoencoderKL
+
+    def broken(*_a, **_k):
+        raise ValueError("latents have the wrong shape")
+
+    monkeypatch.setattr(AutoencoderKL, "decode", broken)
+    with pytest.raises(ValueError):
+        lab.generate("a red circle", model=str(sd15), steps=1, size=(32, 32), seed=1)
+    run = _failed_run(lab, search_runs)
+    e = lab.explain_run(run.info.run_id)
+    assert not e["oom"] and e["error_type"] == "ValueError" and e["stage"] == "decode"
+    assert e["strategy"] == "cpu-full" and e["tried"] == []  # no out-of-memory, so no degrade
+    assert "ValueError while decoding" in e["summary"] and "wrong shape" in e["error"]
+    assert e["fixes"] == ["read the traceback in the run's artifact error.txt (MLflow UI: `labkit ui`)."]
+
+
 def test_cli_doctor_run_explains_a_failed_render_as_text_and_json(sd15, lab, monkeypatch, search_runs, cli_env):
     from diffusers import AutoencoderKL
 
