@@ -75,12 +75,13 @@ def _is_oom(e: BaseException) -> bool:
 
 class _Vram:
     """Live VRAM where torch has CUDA: the allocator's peaks since the attempt began and one sample per
-    denoising step (GiB). Without CUDA it records nothing, so a CPU run logs no `vram/*` metric."""
+    denoising step (GiB). Without CUDA it records nothing, so a CPU run logs no `vram/*` metric; nor does a CPU
+    rung on a CUDA machine whose process has not touched CUDA yet (reading the counters would start a context)."""
 
-    def __init__(self):
+    def __init__(self, on_cuda: bool = False):
         import torch
 
-        self.active = torch.cuda.is_available()
+        self.active = torch.cuda.is_available() and (on_cuda or torch.cuda.is_initialized())
         self.allocated: list[float] = []
         self.reserved: list[float] = []
         if self.active:  # the peaks then belong to this attempt alone (load, denoise and decode)
@@ -498,7 +499,7 @@ def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], pr
     while True:
         tried.append(strategy)
         trace.strategy, trace.stage, trace.step, trace.total = strategy, "load", 0, plan.steps
-        trace.vram = _Vram()
+        trace.vram = _Vram(on_cuda=strategy.device == "gpu" and lab.hardware.device == "cuda")
         try:
             loaded, load_s = load_cached(lab, ref, strategy, allow_pickle)
             trace.stage = "render"
@@ -568,7 +569,7 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     cancelled = False
 
     trace = trace or _Trace()
-    vram = trace.vram or _Vram()
+    vram = trace.vram or _Vram(on_cuda=loaded.strategy.device == "gpu" and lab.hardware.device == "cuda")
 
     def on_step(i: int) -> bool:
         nonlocal cancelled

@@ -154,6 +154,7 @@ class _FakeCuda:
 def test_cuda_run_logs_peak_and_per_step_vram(sd15, lab, monkeypatch, one_thread):
     fake = _FakeCuda()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)  # the toy renders on a CPU rung here
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: None)
     for name in ("memory_allocated", "memory_reserved", "max_memory_allocated", "max_memory_reserved"):
         monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
