@@ -1,6 +1,7 @@
 """`labkit doctor --run RUN_ID`: what happened to one run, and for a failed render what to change.
 
-A render that fails records `labkit.failure` (see `labkit.render.failure_record`): the error, the model and its
+While `labkit.render` runs it keeps a `Trace` (and with CUDA a `Vram` sampler); a render that fails records
+`failure_record` as the tag `labkit.failure` and the artifact failure.json: the error, the model and its
 family, the memory strategy (rung) it ran at and the rungs it tried, the stage (load, controlnet, denoise, decode)
 and step, the plan's size, and the machine's memory. `explain_run` reads it back and turns it into advice that
 names values: a smaller `--size`, `--n 1`, fewer `--frames`, VRAM other processes hold, a smaller model.
@@ -21,6 +22,125 @@ _STAGE_WORDS = {"load": "while loading the model", "controlnet": "while placing 
                 "denoise": "while denoising", "decode": "while decoding the latents (VAE)",
                 "render": "while rendering", "prepare": "before rendering"}
 
+
+# -- what a failing render records (labkit.render keeps a Trace while it runs) --------------------------
+
+class Vram:
+    """Live VRAM where torch has CUDA: the allocator's peaks since the attempt began and one sample per
+    denoising step (GiB). Without CUDA it records nothing, so a CPU run logs no `vram/*` metric; nor does a CPU
+    rung on a CUDA machine whose process has not touched CUDA yet (reading the counters would start a context)."""
+
+    def __init__(self, on_cuda: bool = False):
+        import torch
+
+        self.active = torch.cuda.is_available() and (on_cuda or torch.cuda.is_initialized())
+        self.allocated: list[float] = []
+        self.reserved: list[float] = []
+        if self.active:  # the peaks then belong to this attempt alone (load, denoise and decode)
+            torch.cuda.reset_peak_memory_stats()
+
+    def sample(self) -> None:
+        if self.active:
+            import torch
+
+            self.allocated.append(torch.cuda.memory_allocated() / 2**30)
+            self.reserved.append(torch.cuda.memory_reserved() / 2**30)
+
+    def summary(self) -> dict[str, Any]:
+        """peak_allocated_gb, peak_reserved_gb, allocated_gb / reserved_gb (per step); {} without CUDA."""
+        if not self.active:
+            return {}
+        import torch
+
+        return {"peak_allocated_gb": torch.cuda.max_memory_allocated() / 2**30,
+                "peak_reserved_gb": torch.cuda.max_memory_reserved() / 2**30,
+                "allocated_gb": list(self.allocated), "reserved_gb": list(self.reserved)}
+
+    def at_failure(self) -> dict[str, Any]:
+        """The peaks plus the card's free memory now and what other processes hold (total − free − ours)."""
+        out = {k: v for k, v in self.summary().items() if k.startswith("peak_")}
+        if self.active:
+            import torch
+
+            try:
+                free, total = torch.cuda.mem_get_info()
+                ours = torch.cuda.memory_reserved()
+                out.update(free_gb=free / 2**30, total_gb=total / 2**30,
+                           others_gb=max(total - free - ours, 0) / 2**30)
+            except Exception:  # a broken context after the error: the peaks are still worth keeping
+                pass
+        return {k: round(v, 3) for k, v in out.items()}
+
+
+class Trace:
+    """Where the render is, kept up to date so a run that fails can say where: the model and its family, the
+    memory strategy (rung), the stage (load, controlnet, denoise, decode) and the denoising step; every attempt."""
+
+    def __init__(self):
+        self.attempts: list[Any] = []  # labkit.results.Attempt
+        self.model: str | None = None
+        self.family: str | None = None
+        self.strategy: Any = None  # labkit.hardware.MemoryStrategy
+        self.stage = "prepare"
+        self.step = 0
+        self.total = 0
+        self.vram: Vram | None = None
+
+
+def failure_record(lab: Lab, plan: Any, trace: Trace, error: BaseException) -> dict[str, Any]:
+    """What `labkit doctor --run` needs to explain a render that failed: the error, where it stopped (model,
+    family, rung, stage, step), the rungs tried and those left, the plan's size, and the machine's memory."""
+    import torch
+
+    from labkit.errors import OutOfMemory
+    from labkit.hardware import strategy_table
+
+    s = trace.strategy
+    ladder = strategy_table().family(trace.family)["ladder"] if trace.family else []
+    hw = lab.hardware
+    record: dict[str, Any] = {
+        "error_type": type(error).__name__, "message": str(getattr(error, "message", error))[:1500],
+        "fix": getattr(error, "fix", None),
+        "oom": isinstance(error, (OutOfMemory, MemoryError, torch.OutOfMemoryError)),
+        "model": trace.model, "family": trace.family, "stage": trace.stage, "step": trace.step,
+        "total_steps": trace.total,
+        "strategy": s.name if s else None, "rung": s.rung if s else None, "device": s.device if s else None,
+        "strategy_steps": s.steps() if s else [], "est_peak_vram_gb": s.est_peak_vram_gb if s else None,
+        "ladder": [{"name": r["name"], "device": r["device"], "est_peak_vram_gb": r.get("est_peak_vram_gb")}
+                   for r in ladder],
+        "tried": [a.strategy for a in trace.attempts if a.model == trace.model and a.strategy != "-"],
+        "attempts": [a.to_dict() for a in trace.attempts],
+        "task": plan.task, "width": plan.width, "height": plan.height, "steps": plan.steps, "count": plan.count,
+        "frames": plan.frames if plan.modality == "video" else None,
+        "hardware": {"device": hw.device, "gpu_name": hw.gpu_name, "tier": hw.tier,
+                     "vram_total_gb": hw.vram_total_gb, "vram_free_gb": hw.vram_free_gb,
+                     "ram_total_gb": hw.ram_total_gb, "ram_free_gb": hw.ram_free_gb},
+        "vram": trace.vram.at_failure() if trace.vram is not None else {},
+    }
+    return record
+
+
+def record_failure(lab: Lab, run: Any, plan: Any, trace: Trace, error: BaseException) -> None:
+    """Tag a failing render's run with `failure_record` (tag `labkit.failure`, JSON) and the usual strategy and
+    attempt tags. Never raises: the render's own error is the one the user must see."""
+    try:
+        record = failure_record(lab, plan, trace, error)
+        tags = {"labkit.failure": json.dumps(record, default=str)[:8000],
+                "labkit.failure.stage": record["stage"], "labkit.failure.strategy": record["strategy"] or "",
+                "labkit.attempts": json.dumps(record["attempts"])[:8000]}
+        if trace.model:
+            tags.update({"model.id": trace.model, "model.family": trace.family or ""})
+        if trace.strategy is not None:
+            tags.update(trace.strategy.tags())
+        run.set_tags(tags)
+        run.log_dict(record, "failure.json")
+        if record["vram"]:
+            run.log_metrics({f"vram/{k}": v for k, v in record["vram"].items() if k.startswith("peak_")})
+    except Exception:  # pragma: no cover - recording is best effort on a run that is failing anyway
+        pass
+
+
+# -- reading a run back --------------------------------------------------------------------------------
 
 def explain_run(lab: Lab, run_id: str) -> dict[str, Any]:
     """What run `run_id` of `lab`'s store did: status, model, rung, peak memory; for a FAILED render also the

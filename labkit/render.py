@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labkit.diagnose import Trace, Vram, record_failure
 from labkit.errors import ComplianceViolation, InvalidParameter, LabkitError, ModelNotCached, OutOfMemory, UnknownModel
 from labkit.hardware import MemoryStrategy, choose, degrade
 from labkit.plan import MAX_PATH_CHARS, Plan, check_text, describe
@@ -71,68 +72,6 @@ def _is_oom(e: BaseException) -> bool:
     import torch
 
     return isinstance(e, torch.OutOfMemoryError)
-
-
-class _Vram:
-    """Live VRAM where torch has CUDA: the allocator's peaks since the attempt began and one sample per
-    denoising step (GiB). Without CUDA it records nothing, so a CPU run logs no `vram/*` metric; nor does a CPU
-    rung on a CUDA machine whose process has not touched CUDA yet (reading the counters would start a context)."""
-
-    def __init__(self, on_cuda: bool = False):
-        import torch
-
-        self.active = torch.cuda.is_available() and (on_cuda or torch.cuda.is_initialized())
-        self.allocated: list[float] = []
-        self.reserved: list[float] = []
-        if self.active:  # the peaks then belong to this attempt alone (load, denoise and decode)
-            torch.cuda.reset_peak_memory_stats()
-
-    def sample(self) -> None:
-        if self.active:
-            import torch
-
-            self.allocated.append(torch.cuda.memory_allocated() / 2**30)
-            self.reserved.append(torch.cuda.memory_reserved() / 2**30)
-
-    def summary(self) -> dict[str, Any]:
-        """peak_allocated_gb, peak_reserved_gb, allocated_gb / reserved_gb (per step); {} without CUDA."""
-        if not self.active:
-            return {}
-        import torch
-
-        return {"peak_allocated_gb": torch.cuda.max_memory_allocated() / 2**30,
-                "peak_reserved_gb": torch.cuda.max_memory_reserved() / 2**30,
-                "allocated_gb": list(self.allocated), "reserved_gb": list(self.reserved)}
-
-    def at_failure(self) -> dict[str, Any]:
-        """The peaks plus the card's free memory now and what other processes hold (total − free − ours)."""
-        out = {k: v for k, v in self.summary().items() if k.startswith("peak_")}
-        if self.active:
-            import torch
-
-            try:
-                free, total = torch.cuda.mem_get_info()
-                ours = torch.cuda.memory_reserved()
-                out.update(free_gb=free / 2**30, total_gb=total / 2**30,
-                           others_gb=max(total - free - ours, 0) / 2**30)
-            except Exception:  # a broken context after the error: the peaks are still worth keeping
-                pass
-        return {k: round(v, 3) for k, v in out.items()}
-
-
-class _Trace:
-    """Where the render is, kept up to date so a run that fails can say where: the model and its family, the
-    memory strategy (rung), the stage (load, controlnet, denoise, decode) and the denoising step; every attempt."""
-
-    def __init__(self):
-        self.attempts: list[Attempt] = []
-        self.model: str | None = None
-        self.family: str | None = None
-        self.strategy: MemoryStrategy | None = None
-        self.stage = "prepare"
-        self.step = 0
-        self.total = 0
-        self.vram: _Vram | None = None
 
 
 def _load_image(path: str):
@@ -400,8 +339,8 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
     and then each catalogue fallback: load with the tier's strategy, render, and on out-of-memory
     free memory and retry one rung cheaper; 4. write the outputs with their record; 5. log
     metrics, tags and artifacts (with CUDA also `vram/*`: peaks and one sample per step). A run that fails is
-    recorded FAILED with its error and where it stopped (`failure_record`: tag `labkit.failure`, artifact
-    failure.json), which `labkit doctor --run RUN_ID` explains.
+    recorded FAILED with its error and where it stopped (`labkit.diagnose.failure_record`: tag `labkit.failure`,
+    artifact failure.json), which `labkit doctor --run RUN_ID` explains.
     """
     check_render_args(plan, progress=progress, cancel=cancel, out=out, allow_pickle=allow_pickle, tags=tags)
     requested = plan
@@ -432,12 +371,12 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
         tags["labkit.first_frame_run"] = frame.run_id
         inputs = [{"kind": "first_frame", "run_id": frame.run_id, "file": str(frame.files[0]),
                    **{k: frame.model[k] for k in ("id", "revision", "hash", "licence")}}]
-    trace = _Trace()
+    trace = Trace()
     with lab.run(f"{plan.task}: {plan.prompt[:40]}", params={"plan": plan.to_dict()}, tags=tags) as run:
         try:
             result = _render_with_fallbacks(lab, requested, plan, ref, progress, cancel, allow_pickle, trace)
         except Exception as e:
-            _record_failure(lab, run, plan, trace, e)
+            record_failure(lab, run, plan, trace, e)
             raise
         result.run_id = run.run_id
         result.inputs = inputs
@@ -461,8 +400,8 @@ def _candidates(lab: Lab, ref: ModelRef):
 
 
 def _render_with_fallbacks(lab: Lab, requested: Plan, plan: Plan, ref: ModelRef, progress: Progress | None,
-                           cancel: threading.Event | None, allow_pickle: bool, trace: _Trace | None = None) -> Result:
-    trace = trace or _Trace()
+                           cancel: threading.Event | None, allow_pickle: bool, trace: Trace | None = None) -> Result:
+    trace = trace or Trace()
     attempts = trace.attempts
     failures: list[tuple[str, LabkitError]] = []
     for cand in _candidates(lab, ref):
@@ -490,16 +429,16 @@ def _render_with_fallbacks(lab: Lab, requested: Plan, plan: Plan, ref: ModelRef,
 
 
 def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], progress: Progress | None,
-                cancel: threading.Event | None, allow_pickle: bool, trace: _Trace | None = None) -> Result:
+                cancel: threading.Event | None, allow_pickle: bool, trace: Trace | None = None) -> Result:
     """Load and render one model, degrading the memory strategy on out-of-memory. `trace` follows where it is."""
-    trace = trace or _Trace()
+    trace = trace or Trace()
     trace.model, trace.family = ref.id, ref.family
     strategy = choose(ref.family, lab.hardware, controls=len(plan.controls))
     tried: list[MemoryStrategy] = []
     while True:
         tried.append(strategy)
         trace.strategy, trace.stage, trace.step, trace.total = strategy, "load", 0, plan.steps
-        trace.vram = _Vram(on_cuda=strategy.device == "gpu" and lab.hardware.device == "cuda")
+        trace.vram = Vram(on_cuda=strategy.device == "gpu" and lab.hardware.device == "cuda")
         try:
             loaded, load_s = load_cached(lab, ref, strategy, allow_pickle)
             trace.stage = "render"
@@ -554,7 +493,7 @@ def _model_record(ref: ModelRef, loaded: Loaded) -> dict[str, Any]:
 
 
 def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
-          cancel: threading.Event | None, trace: _Trace | None = None) -> Result:
+          cancel: threading.Event | None, trace: Trace | None = None) -> Result:
     """One pipeline call, timed per step, with peak memory (and, with CUDA, VRAM per step) and cancellation;
     `trace` follows the stage: controlnet (placing the ControlNets), denoise (with the step), decode."""
     from labkit.pipelines import calls
@@ -568,8 +507,8 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     total = plan.steps * (plan.count if plan.modality == "video" else 1)
     cancelled = False
 
-    trace = trace or _Trace()
-    vram = trace.vram or _Vram(on_cuda=loaded.strategy.device == "gpu" and lab.hardware.device == "cuda")
+    trace = trace or Trace()
+    vram = trace.vram or Vram(on_cuda=loaded.strategy.device == "gpu" and lab.hardware.device == "cuda")
 
     def on_step(i: int) -> bool:
         nonlocal cancelled
@@ -731,52 +670,3 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
     if prompt_verdict.messages():
         run.set_tags({"labkit.compliance.prompt": " | ".join(prompt_verdict.messages())[:5000]})
 
-
-def failure_record(lab: Lab, plan: Plan, trace: _Trace, error: BaseException) -> dict[str, Any]:
-    """What `labkit doctor --run` needs to explain a render that failed: the error, where it stopped (model,
-    family, rung, stage, step), the rungs tried and those left, the plan's size, and the machine's memory."""
-    from labkit.hardware import strategy_table
-
-    s = trace.strategy
-    ladder = strategy_table().family(trace.family)["ladder"] if trace.family else []
-    hw = lab.hardware
-    record: dict[str, Any] = {
-        "error_type": type(error).__name__, "message": str(getattr(error, "message", error))[:1500],
-        "fix": getattr(error, "fix", None),
-        "oom": isinstance(error, (OutOfMemory, MemoryError)) or _is_oom(error),
-        "model": trace.model, "family": trace.family, "stage": trace.stage, "step": trace.step,
-        "total_steps": trace.total,
-        "strategy": s.name if s else None, "rung": s.rung if s else None, "device": s.device if s else None,
-        "strategy_steps": s.steps() if s else [], "est_peak_vram_gb": s.est_peak_vram_gb if s else None,
-        "ladder": [{"name": r["name"], "device": r["device"], "est_peak_vram_gb": r.get("est_peak_vram_gb")}
-                   for r in ladder],
-        "tried": [a.strategy for a in trace.attempts if a.model == trace.model and a.strategy != "-"],
-        "attempts": [a.to_dict() for a in trace.attempts],
-        "task": plan.task, "width": plan.width, "height": plan.height, "steps": plan.steps, "count": plan.count,
-        "frames": plan.frames if plan.modality == "video" else None,
-        "hardware": {"device": hw.device, "gpu_name": hw.gpu_name, "tier": hw.tier,
-                     "vram_total_gb": hw.vram_total_gb, "vram_free_gb": hw.vram_free_gb,
-                     "ram_total_gb": hw.ram_total_gb, "ram_free_gb": hw.ram_free_gb},
-        "vram": trace.vram.at_failure() if trace.vram is not None else {},
-    }
-    return record
-
-
-def _record_failure(lab: Lab, run, plan: Plan, trace: _Trace, error: BaseException) -> None:
-    """Tag a failing render's run with `failure_record` (tag `labkit.failure`, JSON) and the usual strategy and
-    attempt tags. Never raises: the render's own error is the one the user must see."""
-    try:
-        record = failure_record(lab, plan, trace, error)
-        tags = {"labkit.failure": json.dumps(record, default=str)[:8000],
-                "labkit.failure.stage": record["stage"], "labkit.failure.strategy": record["strategy"] or "",
-                "labkit.attempts": json.dumps(record["attempts"])[:8000]}
-        if trace.model:
-            tags.update({"model.id": trace.model, "model.family": trace.family or ""})
-        if trace.strategy is not None:
-            tags.update(trace.strategy.tags())
-        run.set_tags(tags)
-        run.log_dict(record, "failure.json")
-        if record["vram"]:
-            run.log_metrics({f"vram/{k}": v for k, v in record["vram"].items() if k.startswith("peak_")})
-    except Exception:  # pragma: no cover - recording is best effort on a run that is failing anyway
-        pass

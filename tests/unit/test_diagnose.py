@@ -7,11 +7,10 @@ import dataclasses
 
 import pytest
 
-from labkit.diagnose import oom_fixes, smaller_models
+from labkit.diagnose import Trace, failure_record, oom_fixes, smaller_models
 from labkit.errors import OutOfMemory
 from labkit.hardware import HardwareProfile, choose, strategy_table
 from labkit.plan import Plan
-from labkit.render import _Trace, failure_record
 from labkit.results import Attempt
 
 
@@ -24,7 +23,7 @@ def gpu_lab(project):
 
 def _record(lab, family: str, rung_name: str, stage: str, plan: Plan, tried: list[str], vram=None, model="m"):
     names = [r["name"] for r in strategy_table().family(family)["ladder"]]
-    trace = _Trace()
+    trace = Trace()
     trace.model, trace.family, trace.stage = model, family, stage
     trace.strategy = strategy_table().strategy(family, names.index(rung_name), lab.hardware.tier)
     trace.attempts = [Attempt(model, name, stage, "OutOfMemoryError: CUDA out of memory") for name in tried]
