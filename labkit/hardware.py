@@ -200,6 +200,62 @@ def free_ram_gb() -> float:
     return _ram_gb()[1]
 
 
+def gpu_now() -> dict[str, Any]:
+    """GPU 0's memory and utilisation at this moment, for a live view (the Hardware panel's Refresh).
+
+    Through NVML when the driver answers: available, source "nvml", name, used_gb, free_gb, total_gb,
+    utilisation_pct (the share of the last sample period a kernel ran) and processes (how many hold memory on
+    it). Else torch's CUDA view (source "torch": memory only, no utilisation). Without a GPU: available False
+    and the reason ("no GPU: ...").
+    """
+    from labkit.deps import available
+
+    if available("pynvml"):
+        import pynvml
+
+        try:
+            pynvml.nvmlInit()
+        except Exception:  # no NVIDIA driver: try torch below
+            pass
+        else:
+            try:
+                if pynvml.nvmlDeviceGetCount() > 0:
+                    h = pynvml.nvmlDeviceGetHandleByIndex(0)
+                    name = pynvml.nvmlDeviceGetName(h)
+                    mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+                    try:
+                        util: int | None = int(pynvml.nvmlDeviceGetUtilizationRates(h).gpu)
+                    except Exception:
+                        util = None
+                    try:
+                        procs: int | None = len(pynvml.nvmlDeviceGetComputeRunningProcesses(h))
+                    except Exception:
+                        procs = None
+                    return {"available": True, "source": "nvml",
+                            "name": name.decode() if isinstance(name, bytes) else str(name),
+                            "used_gb": round(mem.used / 2**30, 2), "free_gb": round(mem.free / 2**30, 2),
+                            "total_gb": round(mem.total / 2**30, 2), "utilisation_pct": util, "processes": procs}
+            except Exception:
+                pass
+            finally:
+                try:
+                    pynvml.nvmlShutdown()
+                except Exception:
+                    pass
+    if available("torch"):
+        import torch
+
+        try:
+            if torch.cuda.is_available():
+                free, total = torch.cuda.mem_get_info(0)
+                return {"available": True, "source": "torch", "name": torch.cuda.get_device_name(0),
+                        "used_gb": round((total - free) / 2**30, 2), "free_gb": round(free / 2**30, 2),
+                        "total_gb": round(total / 2**30, 2), "utilisation_pct": None, "processes": None}
+        except Exception as e:
+            return {"available": False, "reason": f"no GPU: CUDA query failed ({type(e).__name__})"}
+    return {"available": False, "reason": "no GPU: neither NVML nor torch sees a CUDA device"}
+
+
 def _ram_gb() -> tuple[float, float]:
     try:
         import psutil

@@ -515,6 +515,13 @@ class Lab:
             "versions": versions(),
         }
 
+    def explain_run(self, run_id: str) -> dict[str, Any]:
+        """What run `run_id` did; for a failed render what failed, at which rung and stage, and what to change
+        (`fixes`). See `labkit.diagnose.explain_run`; `labkit doctor --run RUN_ID` prints it."""
+        from labkit.diagnose import explain_run
+
+        return explain_run(self, run_id)
+
     def demo(self, out: str | Path | None = None) -> dict[str, Any]:
         """The lab's main job on the embedded default, recorded as one MLflow run.
 

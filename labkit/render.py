@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labkit.diagnose import Trace, Vram, record_failure
 from labkit.errors import ComplianceViolation, InvalidParameter, LabkitError, ModelNotCached, OutOfMemory, UnknownModel
 from labkit.hardware import MemoryStrategy, choose, degrade
 from labkit.plan import MAX_PATH_CHARS, Plan, check_text, describe
@@ -337,7 +338,9 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
     Steps: 1. resolve and validate the plan; 2. open the run (params = the plan); 3. for the model
     and then each catalogue fallback: load with the tier's strategy, render, and on out-of-memory
     free memory and retry one rung cheaper; 4. write the outputs with their record; 5. log
-    metrics, tags and artifacts. A run that fails is recorded FAILED with its error.
+    metrics, tags and artifacts (with CUDA also `vram/*`: peaks and one sample per step). A run that fails is
+    recorded FAILED with its error and where it stopped (`labkit.diagnose.failure_record`: tag `labkit.failure`,
+    artifact failure.json), which `labkit doctor --run RUN_ID` explains.
     """
     check_render_args(plan, progress=progress, cancel=cancel, out=out, allow_pickle=allow_pickle, tags=tags)
     requested = plan
@@ -368,8 +371,13 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
         tags["labkit.first_frame_run"] = frame.run_id
         inputs = [{"kind": "first_frame", "run_id": frame.run_id, "file": str(frame.files[0]),
                    **{k: frame.model[k] for k in ("id", "revision", "hash", "licence")}}]
+    trace = Trace()
     with lab.run(f"{plan.task}: {plan.prompt[:40]}", params={"plan": plan.to_dict()}, tags=tags) as run:
-        result = _render_with_fallbacks(lab, requested, plan, ref, progress, cancel, allow_pickle)
+        try:
+            result = _render_with_fallbacks(lab, requested, plan, ref, progress, cancel, allow_pickle, trace)
+        except Exception as e:
+            record_failure(lab, run, plan, trace, e)
+            raise
         result.run_id = run.run_id
         result.inputs = inputs
         _record(lab, run, result, out, identity)
@@ -392,8 +400,9 @@ def _candidates(lab: Lab, ref: ModelRef):
 
 
 def _render_with_fallbacks(lab: Lab, requested: Plan, plan: Plan, ref: ModelRef, progress: Progress | None,
-                           cancel: threading.Event | None, allow_pickle: bool) -> Result:
-    attempts: list[Attempt] = []
+                           cancel: threading.Event | None, allow_pickle: bool, trace: Trace | None = None) -> Result:
+    trace = trace or Trace()
+    attempts = trace.attempts
     failures: list[tuple[str, LabkitError]] = []
     for cand in _candidates(lab, ref):
         cand_plan = plan
@@ -407,7 +416,7 @@ def _render_with_fallbacks(lab: Lab, requested: Plan, plan: Plan, ref: ModelRef,
                 failures.append((cand.id, e))
                 continue
         try:
-            result = _render_one(lab, cand_plan, cand, attempts, progress, cancel, allow_pickle)
+            result = _render_one(lab, cand_plan, cand, attempts, progress, cancel, allow_pickle, trace)
         except (ModelNotCached, UnknownModel, OutOfMemory) as e:
             if not isinstance(e, OutOfMemory):
                 attempts.append(Attempt(cand.id, "-", "load", f"{type(e).__name__}: {e.message}"))
@@ -420,21 +429,25 @@ def _render_with_fallbacks(lab: Lab, requested: Plan, plan: Plan, ref: ModelRef,
 
 
 def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], progress: Progress | None,
-                cancel: threading.Event | None, allow_pickle: bool) -> Result:
-    """Load and render one model, degrading the memory strategy on out-of-memory."""
+                cancel: threading.Event | None, allow_pickle: bool, trace: Trace | None = None) -> Result:
+    """Load and render one model, degrading the memory strategy on out-of-memory. `trace` follows where it is."""
+    trace = trace or Trace()
+    trace.model, trace.family = ref.id, ref.family
     strategy = choose(ref.family, lab.hardware, controls=len(plan.controls))
     tried: list[MemoryStrategy] = []
     while True:
         tried.append(strategy)
-        stage = "load"
+        trace.strategy, trace.stage, trace.step, trace.total = strategy, "load", 0, plan.steps
+        trace.vram = Vram(on_cuda=strategy.device == "gpu" and lab.hardware.device == "cuda")
         try:
             loaded, load_s = load_cached(lab, ref, strategy, allow_pickle)
-            stage = "render"
-            result = _call(lab, plan, loaded, progress, cancel)
+            trace.stage = "render"
+            result = _call(lab, plan, loaded, progress, cancel, trace)
         except Exception as e:
             if not _is_oom(e):
                 raise
-            attempts.append(Attempt(ref.id, strategy.name, stage, f"OutOfMemoryError: {str(e)[:200]}"))
+            where = trace.stage + (f" ({trace.step}/{trace.total} steps done)" if trace.stage == "denoise" else "")
+            attempts.append(Attempt(ref.id, strategy.name, where, f"OutOfMemoryError: {str(e)[:200]}"))
             lab.pipelines.evict(_cache_key(ref, strategy, allow_pickle))
             strategy = degrade(strategy, tried=tried)  # raises OutOfMemory when nothing cheaper is left
             continue
@@ -480,8 +493,9 @@ def _model_record(ref: ModelRef, loaded: Loaded) -> dict[str, Any]:
 
 
 def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
-          cancel: threading.Event | None) -> Result:
-    """One pipeline call, timed per step, with peak memory and cancellation."""
+          cancel: threading.Event | None, trace: Trace | None = None) -> Result:
+    """One pipeline call, timed per step, with peak memory (and, with CUDA, VRAM per step) and cancellation;
+    `trace` follows the stage: controlnet (placing the ControlNets), denoise (with the step), decode."""
     from labkit.pipelines import calls
     from labkit.pipelines.loader import require_task
     from labkit.pipelines.lora import activate
@@ -493,9 +507,18 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     total = plan.steps * (plan.count if plan.modality == "video" else 1)
     cancelled = False
 
+    trace = trace or Trace()
+    vram = trace.vram or Vram(on_cuda=loaded.strategy.device == "gpu" and lab.hardware.device == "cuda")
+
     def on_step(i: int) -> bool:
         nonlocal cancelled
         step_times.append(time.perf_counter())
+        vram.sample()
+        # diffusers sets _num_timesteps before its loop (img2img runs fewer than plan.steps); after the last
+        # step of a call the pipeline decodes
+        n = getattr(pipe, "_num_timesteps", None) or plan.steps
+        trace.step, trace.total = i, n
+        trace.stage = "decode" if i >= n else "denoise"
         if progress is not None:
             progress(len(step_times), total)
         if cancel is not None and cancel.is_set():
@@ -505,8 +528,10 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     device = lab.hardware.device if loaded.strategy.device == "gpu" else "cpu"
     control, control_records, control_maps, control_steps, release = None, [], [], [], None
     if plan.controls:
+        trace.stage = "controlnet"
         pipe, control, control_records, control_maps, control_steps, release = _controlled(
             plan, loaded, pipe, device, lab.catalog)
+    trace.stage = "denoise"
     image = _load_image(plan.image) if plan.image else None
     common = dict(steps=plan.steps, guidance=plan.guidance, width=plan.width, height=plan.height, seed=plan.seed,
                   count=plan.count, on_step=on_step)
@@ -538,6 +563,7 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     }
     result.peak_memory_gb = mem.peak / 2**30
     result.memory_kind = mem.kind
+    result.vram = vram.summary()
     result.status = "cancelled" if cancelled else "finished"
     result.controls, result.control_maps = control_records, control_maps
     return result
@@ -621,6 +647,12 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
                      f"memory.peak_{result.memory_kind}_gb": result.peak_memory_gb,
                      "attempts": len(result.attempts)})
     run.log_series("time.step_s", t["step_s"])
+    if result.vram:  # CUDA only: the peaks and one sample per denoising step
+        v = result.vram
+        run.log_metrics({"vram/peak_allocated_gb": v["peak_allocated_gb"],
+                         "vram/peak_reserved_gb": v["peak_reserved_gb"]})
+        run.log_series("vram/allocated_gb", v["allocated_gb"])
+        run.log_series("vram/reserved_gb", v["reserved_gb"])
     m = result.model
     run.set_tags({
         "model.id": m["id"], "model.location": m["location"], "model.revision": m["revision"] or "",
@@ -637,3 +669,4 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
                       "labkit.c2pa.files": ", ".join(p.name for p in signed)})
     if prompt_verdict.messages():
         run.set_tags({"labkit.compliance.prompt": " | ".join(prompt_verdict.messages())[:5000]})
+

@@ -62,6 +62,8 @@ class Result:
         inputs: outputs of other runs this one used (e.g. a rendered first frame), with their models.
         controls: one record per ControlNet (its control map's kind, source, parameters and hash, the
             ControlNet's id and weights hash, scale, start, end); control_maps: the maps (PIL images).
+        vram: where torch has CUDA, the run's VRAM in GiB: peak_allocated_gb, peak_reserved_gb, and one
+            sample per denoising step (allocated_gb, reserved_gb); empty without CUDA.
     """
 
     plan: Plan
@@ -82,6 +84,7 @@ class Result:
     inputs: list[dict[str, Any]] = field(default_factory=list)
     controls: list[dict[str, Any]] = field(default_factory=list)
     control_maps: list[Any] = field(default_factory=list, repr=False)
+    vram: dict[str, Any] = field(default_factory=dict)
     ref: ModelRef | None = field(default=None, repr=False)
 
     @property

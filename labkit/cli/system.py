@@ -1,7 +1,8 @@
 """`labkit doctor`, `labkit demo`, `labkit ui`: the lab itself (hardware and store report, the first-run demo,
 the MLflow UI on the local store).
 
-Example: `labkit doctor --json` prints the hardware report as JSON.
+Example: `labkit doctor --json` prints the hardware report as JSON; `labkit doctor --run RUN_ID` explains a run
+(for a failed render: what failed, at which rung and stage, and what to change).
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from labkit.lab import hardware_report
 
     lab = _lab(args)
+    if args.run is not None:
+        from labkit.diagnose import explain_run, explanation_text
+
+        explained = explain_run(lab, args.run)
+        if args.json:
+            _print_json(explained)
+        else:
+            print(explanation_text(explained), end="")
+        return 0
     if args.repair_store:
         from labkit.tracking.health import repair_store
 
@@ -106,6 +116,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--repair-store", action="store_true",
                    help="first repair a SQLite store an interrupted migration left half-done (keeps a backup)")
+    p.add_argument("--run", metavar="RUN_ID",
+                   help="explain one run instead: for a failed render what failed, where (rung, stage) and what to "
+                        "change")
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("demo", parents=[common], help="run the lab's main job on the embedded default")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from labkit.panels.common import Panel, Worker, table_html
@@ -11,18 +12,47 @@ if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
 
 
-def hardware_panel(lab: Lab, *, background: bool = False) -> Panel:
-    """The Hardware panel for `lab`: the profile (`lab.hardware`), the strategy each model family
-    starts from here with its named steps, and every family's starting strategy on every VRAM tier
-    (the strategy table, `labkit doctor`), this machine's tier highlighted.
+def gpu_line(now: dict[str, Any]) -> str:
+    """One line of HTML for `labkit.hardware.gpu_now()`: the GPU's memory in use and its utilisation, or 'no GPU'."""
+    import time
 
-    Controls: refresh, summary, this_machine, matrix, error, log, worker.
+    stamp = time.strftime("%H:%M:%S")
+    if not now.get("available"):
+        return f"<b>GPU now</b>: no GPU ({html.escape(str(now.get('reason', '')).removeprefix('no GPU: '))})"
+    used, total = now["used_gb"], now["total_gb"]
+    parts = [f"{used:.2f} of {total:.1f} GB used ({100 * used / total:.0f} %)" if total else f"{used:.2f} GB used",
+             f"{now['free_gb']:.2f} GB free"]
+    if now.get("utilisation_pct") is not None:
+        parts.append(f"utilisation {now['utilisation_pct']} %")
+    if now.get("processes") is not None:
+        parts.append(f"{now['processes']} process(es) holding memory")
+    return (f"<b>GPU now</b>: {html.escape(str(now.get('name', 'GPU')))} — {', '.join(parts)} "
+            f"<span style='color:#666'>({now.get('source')}, {stamp})</span>")
+
+
+def hardware_panel(lab: Lab, *, background: bool = False, probe: Callable[[], dict[str, Any]] | None = None,
+                   interval_s: float = 2.0) -> Panel:
+    """The Hardware panel for `lab`: the profile (`lab.hardware`), the GPU's memory and utilisation now
+    (`probe`, default `labkit.hardware.gpu_now`; Refresh GPU reads it again, Auto-refresh every `interval_s`
+    seconds while ticked), the strategy each model family starts from here with its named steps, and every
+    family's starting strategy on every VRAM tier (the strategy table, `labkit doctor`), this machine's tier
+    highlighted.
+
+    Controls: refresh, summary, gpu, gpu_refresh, auto, this_machine, matrix, error, log, worker.
     """
+    import threading
+
     import ipywidgets as widgets
+
+    if probe is None:
+        from labkit.hardware import gpu_now as probe
 
     c: dict[str, Any] = {
         "refresh": widgets.Button(description="Refresh", icon="refresh"),
         "summary": widgets.HTML(),
+        "gpu": widgets.HTML(),
+        "gpu_refresh": widgets.Button(description="Refresh GPU", icon="refresh"),
+        "auto": widgets.Checkbox(value=False, description=f"Auto-refresh every {interval_s:g} s", indent=False),
         "this_machine": widgets.HTML(),
         "matrix": widgets.HTML(),
         "error": widgets.HTML(),
@@ -59,9 +89,37 @@ def hardware_panel(lab: Lab, *, background: bool = False) -> Panel:
         c["matrix"].value = ("<b>Starting strategy per VRAM tier (GB)</b>"
                              + table_html(matrix, ["family", *tiers], cell_style=highlight))
 
+    def show_gpu() -> None:
+        try:
+            c["gpu"].value = gpu_line(probe())
+        except Exception as e:  # a probe that fails says so in the line; the panel keeps working
+            c["gpu"].value = f"<b>GPU now</b>: cannot read ({html.escape(type(e).__name__)}: {html.escape(str(e))})"
+
+    # Auto-refresh: one daemon thread while the box is ticked; unticking sets `stop` and it ends within a tick.
+    state: dict[str, Any] = {"thread": None, "stop": threading.Event()}
+
+    def loop(stop: threading.Event) -> None:
+        while not stop.wait(interval_s):
+            show_gpu()
+
+    def on_auto(change: dict[str, Any]) -> None:
+        state["stop"].set()
+        if state["thread"] is not None:
+            state["thread"].join(timeout=interval_s + 1)
+            state["thread"] = None
+        if change["new"]:
+            state["stop"] = threading.Event()
+            state["thread"] = threading.Thread(target=loop, args=(state["stop"],), daemon=True,
+                                               name="labkit-gpu-refresh")
+            state["thread"].start()
+
+    c["auto"].observe(on_auto, names="value")
+    c["gpu_refresh"].on_click(lambda _: show_gpu())
     c["refresh"].on_click(lambda _: worker.start(refresh))
+    show_gpu()
     worker.start(refresh)
-    widget = widgets.VBox([widgets.HTML("<b>Hardware</b>"), c["summary"], c["this_machine"], c["matrix"],
+    widget = widgets.VBox([widgets.HTML("<b>Hardware</b>"), c["summary"],
+                           widgets.HBox([c["gpu_refresh"], c["auto"]]), c["gpu"], c["this_machine"], c["matrix"],
                            c["refresh"], c["error"], c["log"]])
     widget.add_class("labkit-hardware")
     return Panel(widget, c)

@@ -225,6 +225,60 @@ def test_hardware_panel_shows_the_profile_and_strategies(project):
     assert c["error"].value == ""
 
 
+def test_hardware_panel_gpu_line_says_no_gpu_on_a_cpu_machine(project):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the line shows it (tests/gpu checks the figures)")
+    _, c = panels.hardware_panel(Lab(project, hardware=HardwareProfile.simulated(None)))
+    assert "GPU now</b>: no GPU" in c["gpu"].value
+    c["gpu_refresh"].click()
+    assert "no GPU" in c["gpu"].value and c["error"].value == ""
+
+
+def test_hardware_panel_gpu_line_refreshes_by_click_and_automatically(project):
+    import threading
+    import time
+
+    readings = iter(range(1, 10_000))
+
+    def probe():  # a GPU whose memory use grows by 1 GB per reading
+        n = next(readings)
+        return {"available": True, "source": "nvml", "name": "Fake H200", "used_gb": float(n),
+                "free_gb": 140.0 - n, "total_gb": 140.0, "utilisation_pct": 10 * n % 100, "processes": 2}
+
+    _, c = panels.hardware_panel(Lab(project, hardware=HardwareProfile.simulated(None)), probe=probe,
+                                 interval_s=0.05)
+    assert "Fake H200 — 1.00 of 140.0 GB used (1 %), 139.00 GB free, utilisation 10 %" in c["gpu"].value
+    assert "2 process(es)" in c["gpu"].value
+    c["gpu_refresh"].click()
+    assert "2.00 of 140.0 GB used" in c["gpu"].value and "utilisation 20 %" in c["gpu"].value
+
+    def auto_threads():
+        return [t for t in threading.enumerate() if t.name == "labkit-gpu-refresh" and t.is_alive()]
+
+    assert not auto_threads()  # off until ticked
+    c["auto"].value = True
+    deadline = time.monotonic() + 30
+    while "2.00 of" in c["gpu"].value and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "2.00 of" not in c["gpu"].value and "Fake H200" in c["gpu"].value  # it moved without a click
+    c["auto"].value = False
+    assert not auto_threads()
+    shown = c["gpu"].value
+    c["gpu_refresh"].click()
+    assert c["gpu"].value != shown  # Refresh still works after auto-refresh stopped
+
+
+def test_hardware_panel_gpu_line_survives_a_failing_probe(project):
+    def probe():
+        raise RuntimeError("NVML: driver/library version mismatch")
+
+    _, c = panels.hardware_panel(Lab(project, hardware=HardwareProfile.simulated(None)), probe=probe)
+    assert "cannot read" in c["gpu"].value and "version mismatch" in c["gpu"].value
+    assert "CPU only" in c["summary"].value
+
+
 def test_compliance_panel_modes_and_dataset_breakdown(lab, tmp_path):
     _, c = panels.compliance_panel(lab)
     assert c["mode"].value == "research"

@@ -34,6 +34,7 @@ FLOOR_OF = {
     "labkit.lab_args": "facade",
     "labkit.render": "facade",
     "labkit.replay": "facade",
+    "labkit.diagnose": "facade",  # `labkit doctor --run`: a run explained (issue 24)
     "labkit.results": "facade",
     "labkit.evals": "evals",
     # the benchmarks' old addresses: shims that re-export labkit.evals (issue 20), so on its floor

@@ -132,3 +132,39 @@ def test_profile_tags_are_flat_strings():
     tags = HardwareProfile.simulated(8).tags()
     assert tags["hardware.tier"] == "8" and tags["hardware.device"] == "cuda"
     assert all(isinstance(v, str) for v in tags.values())
+
+
+def test_gpu_now_reads_memory_utilisation_and_processes_through_nvml(monkeypatch):
+    from labkit.hardware import gpu_now
+
+    nvml = _fake_pynvml()
+    nvml.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=37, memory=12)
+    nvml.nvmlDeviceGetComputeRunningProcesses = lambda h: [object(), object()]
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    now = gpu_now()
+    assert now["available"] and now["source"] == "nvml" and now["name"] == "NVIDIA GeForce RTX 4090"
+    assert now["used_gb"] == pytest.approx(0.49, abs=0.01) and now["total_gb"] == pytest.approx(23.99, abs=0.01)
+    assert now["free_gb"] == pytest.approx(23.5, abs=0.01)
+    assert now["utilisation_pct"] == 37 and now["processes"] == 2
+
+
+def test_gpu_now_without_utilisation_support_still_reads_memory(monkeypatch):
+    from labkit.hardware import gpu_now
+
+    nvml = _fake_pynvml()
+
+    def unsupported(h):
+        raise _NVMLError("Not Supported")
+
+    nvml.nvmlDeviceGetUtilizationRates = nvml.nvmlDeviceGetComputeRunningProcesses = unsupported
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    now = gpu_now()
+    assert now["available"] and now["utilisation_pct"] is None and now["processes"] is None and now["used_gb"] > 0
+
+
+def test_gpu_now_without_a_gpu_says_no_gpu(monkeypatch, no_torch_gpu):
+    from labkit.hardware import gpu_now
+
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml(init_error=_NVMLError("Driver Not Loaded")))
+    now = gpu_now()
+    assert now == {"available": False, "reason": "no GPU: neither NVML nor torch sees a CUDA device"}
