@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping
@@ -101,6 +102,7 @@ class Run:
         self.experiment_id = experiment_id
         self.artifact_uri = artifact_uri
         self._pending: list[Any] = []  # futures of `record` writes not yet waited for
+        self._repo: Any = None
 
     @property
     def artifact_dir(self) -> Path:
@@ -187,17 +189,33 @@ class Run:
                                 value=self.run_id, fix="check that the MLflow store is reachable and writable "
                                                        "(`labkit doctor`), then run again.")
 
+    @property
+    def _artifacts(self):
+        # The run's artifact repository, made once from the URI the run was created with: MLflow's
+        # client looks the run up in the store to find it (one more database read per run).
+        if self._repo is None:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            self._repo = get_artifact_repository(self.artifact_uri, tracking_uri=self.client.tracking_uri)
+        return self._repo
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Copy a file or folder into the run's artifacts (under `artifact_path`)."""
         path = Path(path)
         if path.is_dir():
-            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+            self._artifacts.log_artifacts(str(path), artifact_path)
         else:
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+            self._artifacts.log_artifact(str(path), artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Write `text` as the artifact `artifact_file` (e.g. 'notes/summary.md')."""
-        self.client.log_text(self.run_id, text, artifact_file)
+        import posixpath
+        import tempfile
+
+        folder, name = posixpath.split(posixpath.normpath(artifact_file))
+        with tempfile.TemporaryDirectory(prefix="labkit-text-") as tmp:
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+            self._artifacts.log_artifact(str(Path(tmp) / name), folder or None)
 
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
         """Write `data` as a JSON artifact."""
@@ -373,9 +391,15 @@ class Tracker:
             import psutil  # noqa: F401  (MLflow's system metrics need it)
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-            monitor = SystemMetricsMonitor(run_id, sampling_interval=self.config.system_metrics_interval,
-                                           tracking_uri=self.uri)
-            monitor.start()
+            interval = self.config.system_metrics_interval
+            monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, tracking_uri=self.uri)
+            # The sampling thread starts once the run has lasted one interval: a shorter run gets its
+            # one sample when it closes (`_stop_monitor`) and never pays for the thread, which reads
+            # the run back from the store when it stops.
+            timer = threading.Timer(interval, monitor.start)
+            timer.daemon = True
+            timer.start()
+            monitor._labkit_timer = timer
             return monitor
         except Exception:  # system metrics are a convenience; a run never fails for them
             return None
@@ -463,6 +487,10 @@ class Tracker:
 
 def _stop_monitor(monitor) -> None:
     """Stop system-metric sampling; a run shorter than one interval still gets one sample."""
+    timer = getattr(monitor, "_labkit_timer", None)
+    if timer is not None:
+        timer.cancel()
+        timer.join()  # if it fired, the thread has started and `finish` below stops it
     published = getattr(monitor, "_logging_step", 1) > 0
     monitor.finish()
     if not published:
