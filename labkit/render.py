@@ -609,6 +609,33 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
     if result.controls:
         record["controls"] = result.controls
     result.record = record
+    # Metrics and tags first, as one batched background write (waited for when the run closes), so
+    # the store writes them while this thread encodes and copies the outputs.
+    t = result.timings
+    m = result.model
+    tags = {
+        "model.id": m["id"], "model.location": m["location"], "model.revision": m["revision"] or "",
+        "model.family": m["family"], "model.hash": m["hash"], "model.licence": m["licence"] or "",
+        "model.pipeline": m["pipeline"], "model.files": json.dumps(m["files"], sort_keys=True),
+        **result.strategy.tags(), "strategy.applied": ", ".join(result.applied),
+        "labkit.attempts": json.dumps([a.to_dict() for a in result.attempts]),
+        "labkit.fallback_reason": result.fallback_reason or "", "labkit.status": result.status,
+        **verdict.tags(), **terms.tags(),
+        **({"model.adapters": json.dumps(m["adapters"], default=str)[:5000]} if m.get("adapters") else {}),
+    }
+    if prompt_verdict.messages():
+        tags["labkit.compliance.prompt"] = " | ".join(prompt_verdict.messages())[:5000]
+    metrics = {"time.load_s": t["load_s"], "time.steps_s": t["steps_s"], "time.decode_s": t["decode_s"],
+               "time.total_s": t["total_s"],
+               "time.step_mean_s": sum(t["step_s"]) / len(t["step_s"]) if t["step_s"] else 0.0,
+               f"memory.peak_{result.memory_kind}_gb": result.peak_memory_gb, "attempts": len(result.attempts)}
+    series = {"time.step_s": t["step_s"]}
+    if result.vram:  # CUDA only: the peaks and one sample per denoising step
+        v = result.vram
+        metrics.update({"vram/peak_allocated_gb": v["peak_allocated_gb"],
+                        "vram/peak_reserved_gb": v["peak_reserved_gb"]})
+        series.update({"vram/allocated_gb": v["allocated_gb"], "vram/reserved_gb": v["reserved_gb"]})
+    run.record(metrics=metrics, series=series, tags=tags)
     stem = f"{plan.task}-{plan.seed}"
     with tempfile.TemporaryDirectory(prefix="labkit-out-") as tmp:
         tmp_dir = Path(tmp)
@@ -639,34 +666,6 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
 
             copy_outputs(sorted(tmp_dir.iterdir()), out, option="out")  # each through a temporary name
             result.files += [Path(out).expanduser() / p.name for p in written]
-
-    t = result.timings
-    run.log_metrics({"time.load_s": t["load_s"], "time.steps_s": t["steps_s"], "time.decode_s": t["decode_s"],
-                     "time.total_s": t["total_s"],
-                     "time.step_mean_s": sum(t["step_s"]) / len(t["step_s"]) if t["step_s"] else 0.0,
-                     f"memory.peak_{result.memory_kind}_gb": result.peak_memory_gb,
-                     "attempts": len(result.attempts)})
-    run.log_series("time.step_s", t["step_s"])
-    if result.vram:  # CUDA only: the peaks and one sample per denoising step
-        v = result.vram
-        run.log_metrics({"vram/peak_allocated_gb": v["peak_allocated_gb"],
-                         "vram/peak_reserved_gb": v["peak_reserved_gb"]})
-        run.log_series("vram/allocated_gb", v["allocated_gb"])
-        run.log_series("vram/reserved_gb", v["reserved_gb"])
-    m = result.model
-    run.set_tags({
-        "model.id": m["id"], "model.location": m["location"], "model.revision": m["revision"] or "",
-        "model.family": m["family"], "model.hash": m["hash"], "model.licence": m["licence"] or "",
-        "model.pipeline": m["pipeline"], "model.files": json.dumps(m["files"], sort_keys=True),
-        **result.strategy.tags(), "strategy.applied": ", ".join(result.applied),
-        "labkit.attempts": json.dumps([a.to_dict() for a in result.attempts]),
-        "labkit.fallback_reason": result.fallback_reason or "", "labkit.status": result.status,
-        **verdict.tags(), **terms.tags(),
-        **({"model.adapters": json.dumps(m["adapters"], default=str)[:5000]} if m.get("adapters") else {}),
-    })
     if signed:
         run.set_tags({"labkit.c2pa": "signed", "labkit.c2pa.signer": identity.subject,
                       "labkit.c2pa.files": ", ".join(p.name for p in signed)})
-    if prompt_verdict.messages():
-        run.set_tags({"labkit.compliance.prompt": " | ".join(prompt_verdict.messages())[:5000]})
-

@@ -14,6 +14,8 @@ Nothing is read at import; `LicenceTable.load()` reads and checks the files each
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import re
 import tomllib
@@ -100,6 +102,13 @@ def _read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def _shipped_toml(name: str) -> dict[str, Any]:
+    # A fresh copy each call (callers merge into it); the file itself ships with the package and is
+    # parsed once per process, since every render checks its licences more than once.
+    return copy.deepcopy(_parsed_shipped_toml(name))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_shipped_toml(name: str) -> dict[str, Any]:
     text = resources.files("labkit.compliance").joinpath(name).read_text(encoding="utf-8")
     return tomllib.loads(text)
 

@@ -8,10 +8,12 @@ active run — so two labs in one process, or callbacks on another thread, canno
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping
@@ -45,7 +47,16 @@ _VERSION_PACKAGES = ("labkit", "torch", "diffusers", "transformers", "mlflow")
 
 
 def versions() -> dict[str, str]:
-    """Installed versions of labkit and the stack, read from package metadata (imports nothing)."""
+    """Installed versions of labkit and the stack, read from package metadata (imports nothing).
+
+    Read once per process: every run records them, and what a process has imported does not change
+    when a package is upgraded under it.
+    """
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
     import platform
 
     out = {"python": platform.python_version()}
@@ -76,17 +87,22 @@ def _slug(name: str) -> str:
 class Run:
     """A live MLflow run: log params, metrics, tags and artifacts to it.
 
-    Obtained from `Tracker.run()`; every method writes through the tracker's client at once.
-    Set `status` (e.g. "KILLED" for a cancelled render whose partial outputs were kept) to end
-    the run with that status instead of FINISHED.
+    Obtained from `Tracker.run()`; every method writes through the tracker's client at once, except
+    `record`, which hands its batched writes to the tracker's background writer; `flush` — and closing
+    the run, finished or failed — waits for them. Set `status` (e.g. "KILLED" for a cancelled render
+    whose partial outputs were kept) to end the run with that status instead of FINISHED.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str, artifact_uri: str):
+    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str, artifact_uri: str,
+                 writer: Any = None):
         self.status: str | None = None
+        self._writer = writer  # a concurrent.futures executor; None writes `record` calls at once
         self.client = client
         self.run_id = run_id
         self.experiment_id = experiment_id
         self.artifact_uri = artifact_uri
+        self._pending: list[Any] = []  # futures of `record` writes not yet waited for
+        self._repo: Any = None
 
     @property
     def artifact_dir(self) -> Path:
@@ -135,17 +151,71 @@ class Run:
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, tags=items[i : i + 100])
 
+    def record(self, *, metrics: Mapping[str, float] | None = None, series: Mapping[str, list[float]] | None = None,
+               tags: Mapping[str, Any] | None = None) -> None:
+        """Log metrics (at step 0), metric histories (steps 0, 1, …) and tags as few batched writes,
+        made in the background; the run is complete once `flush` returns or the run closes.
+
+        Values follow `log_metrics`, `log_series` and `set_tags` (None metrics are skipped, tags
+        become strings of at most 8000 characters).
+        """
+        from mlflow.entities import Metric, RunTag
+
+        ts = int(time.time() * 1000)
+        ms = [Metric(k, float(v), ts, 0) for k, v in flatten(metrics or {}).items() if v is not None]
+        for key, values in (series or {}).items():
+            ms += [Metric(key, float(v), ts, i) for i, v in enumerate(values)]
+        ts_ = [RunTag(k, "" if v is None else str(v)[:8000]) for k, v in flatten(tags or {}).items()]
+        while ms or ts_:  # MLflow's limits per batch: 100 tags, 1000 metrics, 1000 entries in all
+            tag_part, ts_ = ts_[:100], ts_[100:]
+            metric_part, ms = ms[: 1000 - len(tag_part)], ms[1000 - len(tag_part):]
+            if self._writer is None:
+                self.client.log_batch(self.run_id, metrics=metric_part, tags=tag_part)
+            else:
+                self._pending.append(self._writer.submit(self.client.log_batch, self.run_id, metrics=metric_part,
+                                                         tags=tag_part))
+
+    def flush(self) -> None:
+        """Wait until every queued `record` write is in the store; raise TrackingError if one failed."""
+        pending, self._pending = self._pending, []
+        errors = []
+        for future in pending:
+            try:
+                future.result()
+            except Exception as e:
+                errors.append(e)
+        if errors:
+            raise TrackingError(f"{len(errors)} background write(s) to run {self.run_id} failed: {errors[0]}",
+                                value=self.run_id, fix="check that the MLflow store is reachable and writable "
+                                                       "(`labkit doctor`), then run again.")
+
+    @property
+    def _artifacts(self):
+        # The run's artifact repository, made once from the URI the run was created with: MLflow's
+        # client looks the run up in the store to find it (one more database read per run).
+        if self._repo is None:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            self._repo = get_artifact_repository(self.artifact_uri, tracking_uri=self.client.tracking_uri)
+        return self._repo
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Copy a file or folder into the run's artifacts (under `artifact_path`)."""
         path = Path(path)
         if path.is_dir():
-            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+            self._artifacts.log_artifacts(str(path), artifact_path)
         else:
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+            self._artifacts.log_artifact(str(path), artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Write `text` as the artifact `artifact_file` (e.g. 'notes/summary.md')."""
-        self.client.log_text(self.run_id, text, artifact_file)
+        import posixpath
+        import tempfile
+
+        folder, name = posixpath.split(posixpath.normpath(artifact_file))
+        with tempfile.TemporaryDirectory(prefix="labkit-text-") as tmp:
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+            self._artifacts.log_artifact(str(Path(tmp) / name), folder or None)
 
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
         """Write `data` as a JSON artifact."""
@@ -159,6 +229,7 @@ class Tracker:
         self.config = config
         self._client: MlflowClient | None = None
         self._experiments: dict[str, str] = {}
+        self._writer: Any = None  # the one background thread that makes `Run.record`'s writes
         #: Runs of this host whose process was gone when the store opened, ended KILLED then.
         self.reaped: list[dict[str, str]] = []
 
@@ -289,7 +360,7 @@ class Tracker:
         all_tags.update(flatten(tags or {}))
         exp_id = self.experiment_id(experiment)
         info = self.client.create_run(exp_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}).info
-        run = Run(self.client, info.run_id, exp_id, info.artifact_uri)
+        run = Run(self.client, info.run_id, exp_id, info.artifact_uri, writer=self._background_writer())
         monitor = self._start_monitor(run.run_id, system_metrics)
         try:
             if params:
@@ -304,6 +375,15 @@ class Tracker:
         else:
             self._finish(run, monitor, run.status or "FINISHED")
 
+    def _background_writer(self):
+        # Not MLflow's `synchronous=False` logging: closing a run (`set_terminated`) shuts its queue
+        # down, and that waits up to a second for the queue's poll to time out — 1 s on every run.
+        if self._writer is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labkit-tracking")
+        return self._writer
+
     def _start_monitor(self, run_id: str, enabled: bool | None):
         if not (self.config.system_metrics if enabled is None else enabled):
             return None
@@ -311,16 +391,29 @@ class Tracker:
             import psutil  # noqa: F401  (MLflow's system metrics need it)
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-            monitor = SystemMetricsMonitor(run_id, sampling_interval=self.config.system_metrics_interval,
-                                           tracking_uri=self.uri)
-            monitor.start()
+            interval = self.config.system_metrics_interval
+            monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, tracking_uri=self.uri)
+            # The sampling thread starts once the run has lasted one interval: a shorter run gets its
+            # one sample when it closes (`_stop_monitor`) and never pays for the thread, which reads
+            # the run back from the store when it stops.
+            timer = threading.Timer(interval, monitor.start)
+            timer.daemon = True
+            timer.start()
+            monitor._labkit_timer = timer
             return monitor
         except Exception:  # system metrics are a convenience; a run never fails for them
             return None
 
     def _finish(self, run: Run, monitor, status: str, error: str | None = None,
                 exc: BaseException | None = None) -> None:
+        flush_error: TrackingError | None = None
         try:
+            try:  # a run is complete when it closes: every background write lands first
+                run.flush()
+            except TrackingError as e:
+                flush_error = e
+                if error is None:
+                    status, error, exc = "FAILED", e.message, e
             if monitor is not None:
                 _stop_monitor(monitor)
             if error is not None:
@@ -330,6 +423,8 @@ class Tracker:
                     run.log_text("".join(traceback.format_exception(exc)), "error.txt")
         finally:
             self.client.set_terminated(run.run_id, status=status)
+        if flush_error is not None and status == "FAILED" and exc is flush_error:
+            raise flush_error
 
     def search_runs(self, experiment: str | None = None, filter_string: str = "", max_results: int = 100):
         """Runs of `experiment` as MLflow `Run` objects, newest first; `filter_string` in MLflow's search
@@ -392,6 +487,10 @@ class Tracker:
 
 def _stop_monitor(monitor) -> None:
     """Stop system-metric sampling; a run shorter than one interval still gets one sample."""
+    timer = getattr(monitor, "_labkit_timer", None)
+    if timer is not None:
+        timer.cancel()
+        timer.join()  # if it fired, the thread has started and `finish` below stops it
     published = getattr(monitor, "_logging_step", 1) > 0
     monitor.finish()
     if not published:

@@ -330,6 +330,7 @@ def test_bench_generate_reports_a_ratio_against_bare_diffusers(tiny, cli_env, pr
     assert result["baseline"] == "bare diffusers call"
     assert result["ratio"] == pytest.approx(result["subject_s"] / result["baseline_s"])
     assert result["extra"]["strategy"] == "cpu-full" and result["extra"]["steps"] == 2
+    assert 0 < result["extra"]["outside_call_ms"] < result["subject_s"] * 1000  # a part of the tracked render
 
 
 def test_text_to_video_through_an_image_to_video_model(tiny, project, search_runs):

@@ -129,3 +129,67 @@ def test_a_valid_run_filter_still_finds_runs(lab):
         pass
     assert [r.name for r in lab.runs(filter_string="params.steps = '20'")] == ["kept"]
     assert lab.runs(filter_string="params.steps = '21'") == []
+
+
+def test_recorded_metrics_series_and_tags_are_all_there_once_the_run_closes(lab):
+    # More than one batch of each (100 tags, 1000 entries per MLflow batch), written in the background.
+    tags = {f"t.{i:03d}": f"v{i}" for i in range(150)}
+    with lab.run("recorded") as run:
+        run.record(metrics={"time.total_s": 2.5, "skipped": None}, series={"time.step_s": [0.1] * 1200},
+                   tags=tags)
+    r = lab.tracker.client.get_run(run.run_id)
+    assert r.info.status == "FINISHED"
+    assert r.data.metrics["time.total_s"] == 2.5 and "skipped" not in r.data.metrics
+    assert {k: r.data.tags[k] for k in tags} == tags
+    history = lab.tracker.client.get_metric_history(run.run_id, "time.step_s")
+    assert sorted(m.step for m in history) == list(range(1200))
+
+
+def test_a_crash_after_recording_leaves_a_failed_run_with_what_was_written(lab, tmp_path):
+    (tmp_path / "partial.png").write_bytes(b"not yet finished")
+    with pytest.raises(RuntimeError, match="decoder exploded"):
+        with lab.run("crashed") as run:
+            run.record(metrics={"time.steps_s": 1.0}, series={"time.step_s": [0.5, 0.5]},
+                       tags={"model.id": "toyworld"})
+            run.log_artifact(tmp_path / "partial.png", "outputs")
+            raise RuntimeError("decoder exploded")
+    r = lab.tracker.client.get_run(run.run_id)
+    assert r.info.status == "FAILED"
+    assert r.data.tags["labkit.error"] == "RuntimeError: decoder exploded"
+    assert r.data.metrics["time.steps_s"] == 1.0 and r.data.tags["model.id"] == "toyworld"
+    assert len(lab.tracker.client.get_metric_history(run.run_id, "time.step_s")) == 2
+    assert (run.artifact_dir / "outputs" / "partial.png").read_bytes() == b"not yet finished"
+
+
+def test_a_background_write_that_fails_fails_the_run_loudly(lab, monkeypatch):
+    from labkit.errors import TrackingError
+
+    with pytest.raises(TrackingError) as err:
+        with lab.run("store gone") as run:
+            def refuse(*args, **kwargs):
+                raise OSError("disk I/O error")
+
+            monkeypatch.setattr(run.client, "log_batch", refuse)
+            run.record(metrics={"time.total_s": 1.0})
+            monkeypatch.undo()
+    assert run.run_id in err.value.message and err.value.fix
+    r = lab.tracker.client.get_run(run.run_id)
+    assert r.info.status == "FAILED"  # never FINISHED with a record missing
+    assert "disk I/O error" in r.data.tags["labkit.error"]
+
+
+def test_a_run_longer_than_one_interval_samples_system_metrics_in_the_background(project):
+    import dataclasses
+    import time
+
+    tracker = Tracker(dataclasses.replace(LabConfig.resolve(project), system_metrics_interval=0.2))
+    with tracker.run("long enough", system_metrics=True) as run:
+        # The sampling thread starts after 0.2 s and publishes 0.2 s later; a loaded machine may take longer.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            open_metrics = tracker.client.get_run(run.run_id).data.metrics
+            if any(k.startswith("system/") for k in open_metrics):
+                break
+            time.sleep(0.1)
+    assert any(k.startswith("system/system_memory_usage") for k in open_metrics)  # sampled while open
+    assert tracker.client.get_run(run.run_id).info.status == "FINISHED"
