@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from labkit.compliance import Verdict
     from labkit.plan import Plan
     from labkit.results import PipelineCache, Progress, Result
+    from labkit.tracking import Run
     from labkit.tracking.compare import Comparison, RunSummary
     from labkit.training.env import TrainEnv
 
@@ -79,7 +80,7 @@ class Lab:
         #: The last render's Result and the last run this lab closed (what `note()` attaches to).
         self.last_result: Result | None = None
         self.last_run_id: str | None = None
-        self._open_runs: list[str] = []
+        self._open_runs: list[Run] = []
 
     def __repr__(self) -> str:
         return f"Lab(root={str(self.config.root)!r}, tracking_uri={self.config.tracking_uri!r})"
@@ -322,11 +323,11 @@ class Lab:
         all_tags = {**self.hardware.tags(), "labkit.compliance_mode": self.config.compliance_mode,
                     **(tags or {})}
         with self.tracker.run(name, params=params, tags=all_tags, **kwargs) as run:
-            self._open_runs.append(run.run_id)
+            self._open_runs.append(run)  # the Run: its id is known once the store has created it
             try:
                 yield run
             finally:
-                self._open_runs.remove(run.run_id)
+                self._open_runs.remove(run)
                 self.last_run_id = run.run_id
 
     def train_env(self) -> TrainEnv:
@@ -410,7 +411,7 @@ class Lab:
         _check_bool("experiment", experiment)
         _check_bool("replace", replace)
         if run_id is None and not experiment:
-            run_id = self._open_runs[-1] if self._open_runs else self.last_run_id
+            run_id = self._open_runs[-1].run_id if self._open_runs else self.last_run_id
         if run_id is not None:
             return {"target": "run", "id": run_id, "note": self.tracker.note(markdown, run_id, replace=replace)}
         note = self.tracker.note(markdown, replace=replace)

@@ -345,7 +345,7 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
     check_render_args(plan, progress=progress, cancel=cancel, out=out, allow_pickle=allow_pickle, tags=tags)
     requested = plan
     plan, ref = prepare(lab, plan, config)
-    check_compliance(lab, plan, ref)  # a blocked asset or prompt never renders
+    checked = (plan, ref, check_compliance(lab, plan, ref))  # a blocked asset or prompt never renders
     identity = signing_identity(lab)  # a configured certificate that cannot sign fails here, not after rendering
     tags = {"labkit.job": "render", "labkit.task": plan.task, "model.requested": plan.model,
             "labkit.controller": plan.controller.name, **(tags or {})}
@@ -380,7 +380,7 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
             raise
         result.run_id = run.run_id
         result.inputs = inputs
-        _record(lab, run, result, out, identity)
+        _record(lab, run, result, out, identity, checked)
         if result.status == "cancelled":
             run.status = "KILLED"
     return result
@@ -581,15 +581,19 @@ def _input_image_record(path: str) -> dict[str, Any]:
     return {"file": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "size": size}
 
 
-def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None) -> None:
+def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None, checked=None) -> None:
     """Write the outputs with their embedded record (signed with C2PA content credentials when the
-    lab has a signing identity), and log everything to the run."""
+    lab has a signing identity), and log everything to the run. `checked` is (plan, ref, verdicts) of the
+    compliance check made before rendering, reused when the result is of that plan and model."""
     from labkit import outputs
     from labkit.compliance import Asset, derive_terms
     from labkit.tracking import versions
 
     plan = result.plan
-    verdict, prompt_verdict = check_compliance(lab, plan, result.ref)
+    if checked is not None and checked[1] is result.ref and checked[0] == plan:
+        verdict, prompt_verdict = checked[2]
+    else:  # a fallback model rendered: its own assets
+        verdict, prompt_verdict = check_compliance(lab, plan, result.ref)
     base = licence_chain(plan, result.ref, plan_adapters(lab, plan, result.ref), lab.catalog)
     terms = derive_terms([*base, *(Asset("model", i["id"], i["licence"]) for i in result.inputs)])
     record = {
@@ -637,8 +641,10 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
         series.update({"vram/allocated_gb": v["allocated_gb"], "vram/reserved_gb": v["reserved_gb"]})
     run.record(metrics=metrics, series=series, tags=tags)
     stem = f"{plan.task}-{plan.seed}"
-    with tempfile.TemporaryDirectory(prefix="labkit-out-") as tmp:
-        tmp_dir = Path(tmp)
+    staging = run.staging()  # beside the run's artifacts when they are local: the outputs are moved in, not copied
+    with tempfile.TemporaryDirectory(prefix="labkit-out-", dir=staging) as tmp:
+        tmp_dir = Path(tmp) / "outputs"
+        tmp_dir.mkdir()
         if result.images:
             written = outputs.write_image_outputs(result.images, tmp_dir, stem, record, sidecar=True)
         else:
@@ -651,7 +657,8 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
             from labkit.compliance.signing import sign_outputs
 
             signed = sign_outputs(written, identity)
-        run.log_artifact(tmp_dir, "outputs")
+        run.log_artifact(tmp_dir, "outputs", move=True)
+        done = run.artifact_dir / "outputs" if not tmp_dir.exists() else tmp_dir  # where the outputs are now
         if result.control_maps:  # the maps the ControlNets read, so the run alone shows what steered it
             maps_dir = Path(tempfile.mkdtemp(prefix="labkit-controls-", dir=tmp))
             for i, (m, c) in enumerate(zip(result.control_maps, result.controls, strict=True)):
@@ -664,7 +671,7 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
         if out is not None:
             from labkit.outputs import copy_outputs
 
-            copy_outputs(sorted(tmp_dir.iterdir()), out, option="out")  # each through a temporary name
+            copy_outputs(sorted(done / p.name for p in written), out, option="out")  # each through a temporary name
             result.files += [Path(out).expanduser() / p.name for p in written]
     if signed:
         run.set_tags({"labkit.c2pa": "signed", "labkit.c2pa.signer": identity.subject,

@@ -9,7 +9,8 @@ was checked against (`checked`, `checked_against`) and says in `notes` what coul
     table.resolve(None).id                       # "unknown": missing licences resolve to the unknown entry
     table.canonical("creativeml-openrail++-m")   # "openrail++"  (the catalogue's id)
 
-Nothing is read at import; `LicenceTable.load()` reads and checks the files each time it is called.
+Nothing is read at import; `LicenceTable.load()` reads and checks the files on first use, and again whenever
+the list of user files, or one's modification time or size, changes.
 """
 
 from __future__ import annotations
@@ -147,6 +148,20 @@ def load_tables(shipped: str, section: str, env_var: str, extra: str | Path | It
     return tables, origins
 
 
+def _stamp(path: str | Path) -> tuple[int, int] | None:
+    """A user file's modification time and size: a table read from it is reused until either changes."""
+    try:
+        st = Path(path).expanduser().stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+#: Tables already read, by the user files they merged (path, modification time, size): every render checks its
+#: licences more than once, and reading and checking the table is most of what that costs.
+_LOADED: dict[tuple, Any] = {}
+
+
 class LicenceTable(Mapping[str, Licence]):
     """The licences by canonical id, with alias lookup. Build it with `LicenceTable.load()`."""
 
@@ -172,8 +187,16 @@ class LicenceTable(Mapping[str, Licence]):
 
         Raises ConfigError naming the file, entry, key and fix of the first problem.
         """
-        raw, origins = load_tables("licences.toml", "licences", ENV_VAR, extra, use_env)
-        return cls({lid: _build(lid, entry, origins[lid]) for lid, entry in raw.items()})
+        files = _user_files(ENV_VAR, extra, use_env)
+        key = (cls, tuple((str(f), _stamp(f)) for f in files))
+        table = _LOADED.get(key)
+        if table is None:
+            raw, origins = load_tables("licences.toml", "licences", ENV_VAR, extra, use_env)
+            table = cls({lid: _build(lid, entry, origins[lid]) for lid, entry in raw.items()})
+            if len(_LOADED) >= 8:
+                _LOADED.clear()
+            _LOADED[key] = table
+        return table
 
     # Mapping protocol over canonical ids
     def __getitem__(self, key: str) -> Licence:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.config import LabConfig
 from labkit.errors import TrackingError
+from labkit.tracking import background
 from labkit.tracking.health import (
     check_server,
     enable_wal,
@@ -93,16 +94,40 @@ class Run:
     whose partial outputs were kept) to end the run with that status instead of FINISHED.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str, artifact_uri: str,
-                 writer: Any = None):
+    def __init__(self, client: MlflowClient, run_id: str | None, experiment_id: str, artifact_uri: str | None,
+                 writer: Any = None, created: Any = None):
         self.status: str | None = None
-        self._writer = writer  # a concurrent.futures executor; None writes `record` calls at once
+        self._writer = writer  # submits a write to the background thread (`background`); None writes at once
         self.client = client
-        self.run_id = run_id
+        # `created`: the future of the MLflow run being created in the background (`Tracker.run`); its id and
+        # artifact URI are then read from it when first asked for.
+        self._created = created
+        self._run_id = run_id
         self.experiment_id = experiment_id
-        self.artifact_uri = artifact_uri
+        self._artifact_uri = artifact_uri
         self._pending: list[Any] = []  # futures of `record` writes not yet waited for
         self._repo: Any = None
+        self._sample: Any = None  # a system-metrics sample to take when results are recorded (`Tracker.run`)
+
+    def _info(self) -> None:
+        if self._run_id is None:
+            try:
+                info = self._created.result().info
+            except Exception as e:
+                raise TrackingError(f"Could not open a run in the MLflow store {self.client.tracking_uri!r}: {e}",
+                                    value=self.client.tracking_uri,
+                                    fix="check that the store is reachable and writable (`labkit doctor`).") from e
+            self._run_id, self._artifact_uri = info.run_id, info.artifact_uri
+
+    @property
+    def run_id(self) -> str:
+        self._info()
+        return self._run_id
+
+    @property
+    def artifact_uri(self) -> str:
+        self._info()
+        return self._artifact_uri
 
     @property
     def artifact_dir(self) -> Path:
@@ -152,28 +177,43 @@ class Run:
             self.client.log_batch(self.run_id, tags=items[i : i + 100])
 
     def record(self, *, metrics: Mapping[str, float] | None = None, series: Mapping[str, list[float]] | None = None,
-               tags: Mapping[str, Any] | None = None) -> None:
-        """Log metrics (at step 0), metric histories (steps 0, 1, …) and tags as few batched writes,
-        made in the background; the run is complete once `flush` returns or the run closes.
+               tags: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None) -> None:
+        """Log metrics (at step 0), metric histories (steps 0, 1, …), tags and params as few batched
+        writes, made in the background; the run is complete once `flush` returns or the run closes.
 
-        Values follow `log_metrics`, `log_series` and `set_tags` (None metrics are skipped, tags
-        become strings of at most 8000 characters).
+        Values follow `log_metrics`, `log_series`, `set_tags` and `log_params` (None metrics are skipped,
+        tags become strings of at most 8000 characters, a param too long for MLflow becomes an artifact).
         """
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import Metric, Param, RunTag
 
         ts = int(time.time() * 1000)
         ms = [Metric(k, float(v), ts, 0) for k, v in flatten(metrics or {}).items() if v is not None]
         for key, values in (series or {}).items():
             ms += [Metric(key, float(v), ts, i) for i, v in enumerate(values)]
         ts_ = [RunTag(k, "" if v is None else str(v)[:8000]) for k, v in flatten(tags or {}).items()]
-        while ms or ts_:  # MLflow's limits per batch: 100 tags, 1000 metrics, 1000 entries in all
+        flat = flatten(params or {})
+        for k in [k for k, v in flat.items() if len(str(v)) > _MAX_PARAM_LEN]:  # rare: kept whole, written now
+            self.log_text(str(flat[k]), f"params/{k}.txt")
+            flat[k] = f"<{len(str(flat[k]))} chars: see params/{k}.txt>"
+        ps = [Param(k, "" if v is None else str(v)) for k, v in flat.items()]
+        while ms or ts_ or ps:  # MLflow's limits per batch: 100 tags, 100 params, 1000 metrics, 1000 entries in all
             tag_part, ts_ = ts_[:100], ts_[100:]
-            metric_part, ms = ms[: 1000 - len(tag_part)], ms[1000 - len(tag_part):]
+            param_part, ps = ps[:100], ps[100:]
+            room = 1000 - len(tag_part) - len(param_part)
+            metric_part, ms = ms[:room], ms[room:]
             if self._writer is None:
-                self.client.log_batch(self.run_id, metrics=metric_part, tags=tag_part)
+                self._log_batch(self.client.log_batch, metric_part, param_part, tag_part)
             else:
-                self._pending.append(self._writer.submit(self.client.log_batch, self.run_id, metrics=metric_part,
-                                                         tags=tag_part))
+                self._pending.append(self._writer(self._log_batch, self.client.log_batch, metric_part, param_part,
+                                                  tag_part))
+        if self._sample is not None and (metrics or series):
+            # a short run's one system-metrics sample, taken as its results land (beside the caller's next work)
+            sample, self._sample = self._sample, None
+            self._pending.append(self._writer(sample) if self._writer is not None else sample())
+
+    def _log_batch(self, log_batch: Any, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
+        # `log_batch` is taken when the write is asked for; the run's id when it is made (after the run exists)
+        log_batch(self.run_id, metrics=metrics, params=params, tags=tags)
 
     def flush(self) -> None:
         """Wait until every queued `record` write is in the store; raise TrackingError if one failed."""
@@ -199,10 +239,31 @@ class Run:
             self._repo = get_artifact_repository(self.artifact_uri, tracking_uri=self.client.tracking_uri)
         return self._repo
 
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        """Copy a file or folder into the run's artifacts (under `artifact_path`)."""
+    @property
+    def local(self) -> bool:
+        """Whether the run's artifacts are a folder on this machine (a local store, not a server's)."""
+        from urllib.parse import urlparse
+
+        return urlparse(self.artifact_uri).scheme in ("file", "")
+
+    def staging(self) -> Path | None:
+        """The folder above the run's artifact folder (on the same file system), to make temporary folders in
+        whose contents `log_artifact(..., move=True)` then moves in without copying; None for a store whose
+        artifacts are not local."""
+        if not self.local:
+            return None
+        self.artifact_dir.parent.mkdir(parents=True, exist_ok=True)
+        return self.artifact_dir.parent
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None, *, move: bool = False) -> None:
+        """Copy a file or folder into the run's artifacts (under `artifact_path`). With `move`, a folder from
+        `staging()` whose destination does not exist yet is moved in whole (one rename) instead."""
         path = Path(path)
-        if path.is_dir():
+        target = self.artifact_dir / (artifact_path or "") if self.local else None
+        if move and path.is_dir() and target is not None and artifact_path and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        elif path.is_dir():
             self._artifacts.log_artifacts(str(path), artifact_path)
         else:
             self._artifacts.log_artifact(str(path), artifact_path)
@@ -213,6 +274,14 @@ class Run:
         import tempfile
 
         folder, name = posixpath.split(posixpath.normpath(artifact_file))
+        if self.local and not posixpath.isabs(folder) and ".." not in folder.split("/") and name not in ("", ".."):
+            # straight into the run's folder, through a temporary name (no copy from a temporary folder)
+            dest = self.artifact_dir / folder / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, dest)
+            return
         with tempfile.TemporaryDirectory(prefix="labkit-text-") as tmp:
             (Path(tmp) / name).write_text(text, encoding="utf-8")
             self._artifacts.log_artifact(str(Path(tmp) / name), folder or None)
@@ -229,7 +298,6 @@ class Tracker:
         self.config = config
         self._client: MlflowClient | None = None
         self._experiments: dict[str, str] = {}
-        self._writer: Any = None  # the one background thread that makes `Run.record`'s writes
         #: Runs of this host whose process was gone when the store opened, ended KILLED then.
         self.reaped: list[dict[str, str]] = []
 
@@ -247,6 +315,12 @@ class Tracker:
         up for many writers (WAL journal, busy timeout); (3) ends KILLED the runs of this host whose
         process is gone (`reaped` lists them).
         """
+        self.wait()  # what this process wrote in the background is in the store before a read
+        return self._store()
+
+    def _store(self) -> MlflowClient:
+        """The client, opened on first use, without waiting for background writes (for writes that need no order
+        with them: opening a run)."""
         if self._client is None:
             _quiet_mlflow_logging()
             db = sqlite_path(self.uri)
@@ -258,6 +332,11 @@ class Tracker:
             self._client = client
             self.reaped = reap_dead_runs(client, db)
         return self._client
+
+    def wait(self) -> None:
+        """Wait until every write this process handed to the background thread is in the store (a closed run's
+        are already: closing waits for them)."""
+        background.wait()
 
     def _new_client(self) -> MlflowClient:
         from mlflow import MlflowClient
@@ -359,12 +438,17 @@ class Tracker:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         all_tags.update(flatten(tags or {}))
         exp_id = self.experiment_id(experiment)
-        info = self.client.create_run(exp_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}).info
-        run = Run(self.client, info.run_id, exp_id, info.artifact_uri, writer=self._background_writer())
-        monitor = self._start_monitor(run.run_id, system_metrics)
+        # The run is created in the background while the caller goes on (a render starts its pipeline call);
+        # its id is read from the store when first asked for. Params and the system-metrics monitor follow it
+        # on the same thread, in order. Closing waits for all of them: a closed run is complete in the store.
+        client = self.client
+        created = background.submit(client.create_run, exp_id, run_name=name,
+                                    tags={k: str(v) for k, v in all_tags.items()})
+        run = Run(client, None, exp_id, None, writer=background.submit, created=created)
+        monitor = background.submit(self._start_monitor, run, system_metrics)
         try:
             if params:
-                run.log_params(params)
+                run.record(params=params)
             yield run
         except KeyboardInterrupt:
             self._finish(run, monitor, "KILLED", error="interrupted by the user (Ctrl-C)")
@@ -375,16 +459,7 @@ class Tracker:
         else:
             self._finish(run, monitor, run.status or "FINISHED")
 
-    def _background_writer(self):
-        # Not MLflow's `synchronous=False` logging: closing a run (`set_terminated`) shuts its queue
-        # down, and that waits up to a second for the queue's poll to time out — 1 s on every run.
-        if self._writer is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labkit-tracking")
-        return self._writer
-
-    def _start_monitor(self, run_id: str, enabled: bool | None):
+    def _start_monitor(self, run: Run, enabled: bool | None):
         if not (self.config.system_metrics if enabled is None else enabled):
             return None
         try:
@@ -392,14 +467,15 @@ class Tracker:
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
             interval = self.config.system_metrics_interval
-            monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, tracking_uri=self.uri)
-            # The sampling thread starts once the run has lasted one interval: a shorter run gets its
-            # one sample when it closes (`_stop_monitor`) and never pays for the thread, which reads
-            # the run back from the store when it stops.
+            monitor = SystemMetricsMonitor(run.run_id, sampling_interval=interval, tracking_uri=self.uri)
+            # The sampling thread starts once the run has lasted one interval: a shorter run gets its one
+            # sample when it records its results (`Run.record`) or else when it closes (`_stop_monitor`), and
+            # never pays for the thread, which reads the run back from the store when it stops.
             timer = threading.Timer(interval, monitor.start)
             timer.daemon = True
             timer.start()
             monitor._labkit_timer = timer
+            run._sample = functools.partial(_one_sample, monitor)
             return monitor
         except Exception:  # system metrics are a convenience; a run never fails for them
             return None
@@ -414,6 +490,7 @@ class Tracker:
                 flush_error = e
                 if error is None:
                     status, error, exc = "FAILED", e.message, e
+            monitor = monitor.result()  # started on the background thread, after the run was created
             if monitor is not None:
                 _stop_monitor(monitor)
             if error is not None:
@@ -422,7 +499,7 @@ class Tracker:
                 if exc is not None:
                     run.log_text("".join(traceback.format_exception(exc)), "error.txt")
         finally:
-            self.client.set_terminated(run.run_id, status=status)
+            run.client.set_terminated(run.run_id, status=status)
         if flush_error is not None and status == "FAILED" and exc is flush_error:
             raise flush_error
 
@@ -485,6 +562,20 @@ class Tracker:
         return note
 
 
+def _one_sample(monitor) -> None:
+    """Publish one system-metrics sample unless the sampling thread (a run longer than one interval) or an
+    earlier call already published one."""
+    if getattr(monitor, "_logging_step", 1) > 0 or getattr(monitor, "_labkit_sampled", False):
+        return
+    monitor._labkit_sampled = True
+    try:
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+    except Exception:  # system metrics are a convenience; a run never fails for them
+        pass
+
+
 def _stop_monitor(monitor) -> None:
     """Stop system-metric sampling; a run shorter than one interval still gets one sample."""
     timer = getattr(monitor, "_labkit_timer", None)
@@ -494,12 +585,7 @@ def _stop_monitor(monitor) -> None:
     published = getattr(monitor, "_logging_step", 1) > 0
     monitor.finish()
     if not published:
-        try:
-            monitor.collect_metrics()
-            monitor.publish_metrics(monitor.aggregate_metrics())
-            monitor.mlflow_logger.flush()
-        except Exception:
-            pass
+        _one_sample(monitor)
 
 
 def _quiet_mlflow_logging() -> None:
