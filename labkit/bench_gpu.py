@@ -18,6 +18,8 @@ Without CUDA, ``tiny=True`` runs the same code path on the tiny models on the CP
 for the CPU in float32 (offload needs a GPU), the baseline is fp32, and the VRAM columns are empty ("no CUDA").
 That is what CI runs; the figures mean something only on a GPU.
 
+GB in the table are GiB (2**30 bytes), as torch and `HardwareProfile` count them.
+
 `suggest_table(csv)` turns a GPU run's CSV into the `est_peak_vram_gb` lines for `strategies.toml`.
 """
 
@@ -500,7 +502,8 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def read_table(path: str | Path) -> list[dict[str, Any]]:
-    """A bench CSV back as rows: numbers as floats (ints for frames and steps), empty cells as None."""
+    """A bench CSV back as rows: numbers as floats (ints for frames and steps), empty numbers as None, text as
+    text."""
     numeric = {"est_peak_vram_gb", "peak_allocated_gb", "peak_reserved_gb", "nvml_process_gb", "load_s",
                "s_per_output", "it_per_s", "speedup_vs_eager"}
     rows = []
@@ -511,11 +514,11 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
                 raise InvalidParameter(f"{str(path)!r} is not a `labkit bench gpu` table: no column(s) "
                                        f"{', '.join(sorted(missing))}.", value=str(path),
                                        fix="pass the bench_gpu.csv that `labkit bench gpu` wrote.")
-            r: dict[str, Any] = {k: (raw[k] if raw[k] != "" else None) for k in COLUMNS}
+            r: dict[str, Any] = {k: raw[k] for k in COLUMNS}
             for k in numeric:
-                r[k] = float(r[k]) if r[k] is not None else None
+                r[k] = float(r[k]) if r[k] != "" else None
             for k in ("frames", "steps"):
-                r[k] = int(r[k]) if r[k] is not None else None
+                r[k] = int(r[k]) if r[k] != "" else None
             rows.append(r)
     return rows
 
