@@ -30,6 +30,7 @@ import dataclasses
 import gc
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -534,7 +535,8 @@ def suggest_table(path: str | Path, *, command: str | None = None) -> str:
     (rounded up to 0.1 GB), each with a comment naming the GPU, the figure's source, the size and the command.
     Rows without a measurement (no CUDA, out of memory, failed) come out as comments saying so."""
     rows = read_table(path)
-    command = command or "labkit bench gpu --families " + ",".join(dict.fromkeys(r["family"] for r in rows))
+    command = command or _command_of(Path(path)) or "labkit bench gpu --families " + ",".join(
+        dict.fromkeys(r["family"] for r in rows))
     lines = [f"# est_peak_vram_gb measured by `{command}` ({Path(path).name}); paste each under its rung"]
     for r in rows:
         if r["rung"] == EAGER:
@@ -552,6 +554,19 @@ def suggest_table(path: str | Path, *, command: str | None = None) -> str:
                      f"({_fmt(r['peak_allocated_gb'])} GB allocated), {r['size']}{clip}, {r['steps']} steps, "
                      f"random weights: {command}")
     return "\n".join(lines) + "\n"
+
+
+def _command_of(csv_path: Path) -> str | None:
+    """The command named in the title of the markdown table written beside `csv_path` ("# COMMAND on GPU")."""
+    md = csv_path.with_suffix(".md")
+    try:
+        first = md.read_text(encoding="utf-8").splitlines()[0]
+    except (OSError, IndexError, UnicodeDecodeError):
+        return None
+    if not first.startswith("# labkit "):
+        return None
+    # where the files went is noise in a strategies.toml comment
+    return re.sub(r"\s--(out|root)(=|\s+)\S+", "", first[2:].split(" on ")[0]).strip()
 
 
 def plot_family(rows: Iterable[Mapping[str, Any]], path: str | Path, *, title: str) -> Path:

@@ -85,10 +85,19 @@ def test_suggested_lines_name_the_gpu_the_source_and_the_command(tmp_path):
 
 def test_a_cpu_run_suggests_nothing(tmp_path):
     rows = [_row("gpu-full", gpu="", s_per_output=0.2, speedup_vs_eager=1.0, note="no CUDA: ran on the CPU")]
-    write_table(rows, tmp_path / "c.csv", tmp_path / "c.md")
+    write_table(rows, tmp_path / "c.csv", tmp_path / "other.md")
     text = suggest_table(tmp_path / "c.csv")
     assert "est_peak_vram_gb =" not in text and "not measured (no CUDA" in text
-    assert "labkit bench gpu --families sdxl" in text.splitlines()[0]
+    assert "`labkit bench gpu --families sdxl`" in text.splitlines()[0]  # no markdown beside it: from the rows
+
+
+def test_the_command_comes_from_the_markdown_title_without_the_paths(tmp_path):
+    write_table(GPU_ROWS, tmp_path / "bench_gpu.csv", tmp_path / "bench_gpu.md",
+                title="labkit bench gpu --families sdxl --steps 25 --out /tmp/x --root=/tmp/p on NVIDIA H200")
+    text = suggest_table(tmp_path / "bench_gpu.csv")
+    assert "`labkit bench gpu --families sdxl --steps 25`" in text.splitlines()[0]
+    assert all(line.endswith("labkit bench gpu --families sdxl --steps 25") for line in text.splitlines()
+               if line.startswith("est_peak_vram_gb"))
 
 
 def test_a_csv_that_is_not_a_bench_table_is_refused(tmp_path):
