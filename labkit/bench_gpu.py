@@ -9,8 +9,9 @@ process and on the same folder measures
 - every GPU rung of the family's ladder in `strategies.toml`, loaded through labkit's loader,
 
 and reports per row: peak VRAM (torch's peak allocated and reserved, NVML's figure for this process), load time,
-seconds per image or clip, denoising it/s, and the speed-up against the baseline (its seconds ÷ the rung's). A
-rung that runs out of memory is a row saying so; the bench goes on. The table is written (CSV and markdown)
+the 2-step warm-up call's time (where a compiling rung compiles), seconds per image or clip, denoising it/s, and
+the speed-up against the baseline (its seconds ÷ the rung's). A rung that runs out of memory is a row saying so;
+the bench goes on. The table is written (CSV and markdown)
 after every row, so a bench stopped by a timeout leaves what it measured; at the end one MLflow run holds the
 table and a plot per family (peak VRAM per rung against the table's estimate, and the speed-ups).
 
@@ -52,8 +53,8 @@ TINY_CASES: Mapping[str, Mapping[str, int]] = {
 }
 
 COLUMNS = ("family", "rung", "dtype", "offload", "size", "frames", "steps", "est_peak_vram_gb", "peak_allocated_gb",
-           "peak_reserved_gb", "nvml_process_gb", "load_s", "s_per_output", "it_per_s", "speedup_vs_eager", "gpu",
-           "note")
+           "peak_reserved_gb", "nvml_process_gb", "load_s", "warmup_s", "s_per_output", "it_per_s", "speedup_vs_eager",
+           "gpu", "note")
 
 #: The baseline row's rung name.
 EAGER = "eager"
@@ -240,9 +241,14 @@ def measure_call(pipe: Any, case: Case, *, cuda: bool, nvml: Nvml, image: Any, p
     peaks of torch's allocator and NVML during the timed call."""
     import torch
 
+    warmup_s = None
     if warmup:
+        t = time.perf_counter()
         _call(pipe, case, image=image, prompt=prompt, steps=min(2, case.steps), decode_chunk_size=decode_chunk_size,
               on_step=lambda i: False)
+        if cuda:
+            torch.cuda.synchronize()
+        warmup_s = time.perf_counter() - t  # a compiling rung's compile time lands here, apart from the timed call
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -267,7 +273,7 @@ def measure_call(pipe: Any, case: Case, *, cuda: bool, nvml: Nvml, image: Any, p
         it_per_s = (len(ends) - 1) / (ends[-1] - ends[0])
     else:
         it_per_s = len(ends) / (ends[0] - start) if ends else None
-    out: dict[str, Any] = {"s_per_output": spent, "it_per_s": it_per_s}
+    out: dict[str, Any] = {"s_per_output": spent, "it_per_s": it_per_s, "warmup_s": warmup_s}
     if cuda:
         seen = [v for v in nvml_peak if v is not None]
         out.update(peak_allocated_gb=torch.cuda.max_memory_allocated() / GB,
@@ -314,10 +320,9 @@ def measure_family(family: str, folder: Path, case: Case, *, catalog: Any, tier:
     rows: list[dict[str, Any]] = []
 
     def row(rung: str, dtype: str, offload: str, est: float | None) -> dict[str, Any]:
-        return {"family": family, "rung": rung, "dtype": dtype, "offload": offload, "size": case.size,
-                "frames": case.frames, "steps": case.steps, "est_peak_vram_gb": est, "peak_allocated_gb": None,
-                "peak_reserved_gb": None, "nvml_process_gb": None, "load_s": None, "s_per_output": None,
-                "it_per_s": None, "speedup_vs_eager": None, "gpu": gpu, "note": ""}
+        return {**dict.fromkeys(COLUMNS), "family": family, "rung": rung, "dtype": dtype, "offload": offload,
+                "size": case.size, "frames": case.frames, "steps": case.steps, "est_peak_vram_gb": est, "gpu": gpu,
+                "note": ""}
 
     def run_one(r: dict[str, Any], load: Callable[[], tuple[Any, float]], chunk: int, notes: list[str]) -> None:
         pipe = None
@@ -507,7 +512,7 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 def read_table(path: str | Path) -> list[dict[str, Any]]:
     """A bench CSV back as rows: numbers as floats (ints for frames and steps), empty numbers as None, text as
     text."""
-    numeric = {"est_peak_vram_gb", "peak_allocated_gb", "peak_reserved_gb", "nvml_process_gb", "load_s",
+    numeric = {"est_peak_vram_gb", "peak_allocated_gb", "peak_reserved_gb", "nvml_process_gb", "load_s", "warmup_s",
                "s_per_output", "it_per_s", "speedup_vs_eager"}
     rows = []
     with open(path, newline="", encoding="utf-8") as f:

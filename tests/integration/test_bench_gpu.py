@@ -37,7 +37,7 @@ def test_the_table_has_the_baseline_and_every_gpu_rung_of_each_ladder(bench):
     assert [(r["family"], r["rung"]) for r in rows] == expected
     for r in rows:
         assert r["speedup_vs_eager"] > 0 and r["s_per_output"] > 0 and r["it_per_s"] > 0, r
-        assert r["load_s"] > 0 and r["steps"] >= 1
+        assert r["load_s"] > 0 and r["warmup_s"] > 0 and r["steps"] >= 1
     for f in FAMILIES:
         (eager,) = [r for r in rows if r["family"] == f and r["rung"] == EAGER]
         assert eager["speedup_vs_eager"] == pytest.approx(1.0)
