@@ -16,6 +16,8 @@
 #   scripts/gpu_check.sh [RESULTS]          RESULTS: default $OUT if set, else outputs/gpu-check
 #   GPU_CHECK_DRY=1 scripts/gpu_check.sh    no GPU needed: the same steps with the GPU parts swapped for their CPU
 #                                           path (tests collected, not run; the bench on the tiny models)
+# On a lent GPU machine whose tool copies this checkout over (the wheels are git-ignored, so name them to travel):
+#   command "make gpu-check", carry [".whl"], a limit of 540 s; the results come back from $OUT (7 files).
 # Settings (environment): GPU_CHECK_FAMILIES (sd15,sdxl), GPU_CHECK_STEPS (25), GPU_CHECK_WORKERS (4 pytest
 # processes), GPU_CHECK_WHEELS (.whl), GPU_CHECK_SITE (/tmp/site), PYTHON (python3), and the limits in seconds
 # T_INSTALL (45), T_PROBE (45), T_BENCH (240), T_PYTEST (140): 470 s in all, inside the 8 minutes.
@@ -63,7 +65,7 @@ step() {
     [ "${rc%% *}" = 0 ]
 }
 
-say "labkit gpu-check $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?') on $(hostname), $(date -u +%FT%TZ)$([ "$DRY" = 1 ] && echo ', DRY RUN (no GPU parts)')"
+say "labkit gpu-check $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?') on ${HOSTNAME:-$(uname -n)}, $(date -u +%FT%TZ)$([ "$DRY" = 1 ] && echo ', DRY RUN (no GPU parts)')"
 
 # 1. the carried wheels (none: the machine is expected to have the stack already)
 if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
