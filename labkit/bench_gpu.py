@@ -352,9 +352,11 @@ def measure_family(family: str, folder: Path, case: Case, *, catalog: Any, tier:
         notes = []
         applied = strategy
         if not cuda:
-            applied = dataclasses.replace(strategy, dtype="float32", overrides=("dtype=float32",))
-            notes.append(no_cuda + (f"; offload={strategy.offload} not applied" if strategy.offload != "none"
-                                    else ""))
+            # compiling a tiny model on a CPU takes a minute and measures nothing the GPU rung does
+            off = {"dtype": "float32", **({"compile": False} if strategy.compile else {})}
+            applied = dataclasses.replace(strategy, **off, overrides=tuple(f"{k}={v}" for k, v in off.items()))
+            notes.append(no_cuda + "".join(f"; {what} not applied" for what, skip in (
+                (f"offload={strategy.offload}", strategy.offload != "none"), ("compile", strategy.compile)) if skip))
         r = row(strategy.name, strategy.dtype, strategy.offload, strategy.est_peak_vram_gb)
         run_one(r, lambda s=applied: _labkit_load(load_pipeline, ref, s, device, hash_cache),
                 strategy.decode_chunk_size, notes)
