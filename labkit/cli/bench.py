@@ -40,8 +40,9 @@ def cmd_bench_gpu(args: argparse.Namespace) -> int:
         return 0
     config = GpuBenchConfig(families=tuple(f.strip() for f in args.families.split(",") if f.strip()),
                             out=args.out, tiny=args.tiny, steps=args.steps, warmup=not args.no_warmup)
-    command = "labkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
-        "labkit bench gpu"
+    command = "labkit bench gpu " + " ".join(shlex.quote(a) for a in (
+        ["--families", ",".join(config.families)] + (["--tiny"] if config.tiny else [])
+        + (["--steps", str(config.steps)] if config.steps else []) + (["--no-warmup"] if not config.warmup else [])))
     report = run_gpu_bench(config, root=args.root, command=command,
                            echo=None if args.json else lambda line: print(line, file=sys.stderr, flush=True))
     if args.json:
