@@ -449,7 +449,14 @@ def run_gpu_bench(config: GpuBenchConfig, *, root: str | Path | None = None, com
         case = family_case(family, lab.catalog, tiny=config.tiny, steps=config.steps)
         with tempfile.TemporaryDirectory(prefix=f"labkit-bench-{family}-") as tmp:
             t = time.perf_counter()
-            folder = build_model(family, Path(tmp) / family, tiny=config.tiny, cuda=cuda)
+            try:
+                folder = build_model(family, Path(tmp) / family, tiny=config.tiny, cuda=cuda)
+            except Exception as e:  # the other families still run; the row and the exit status say it
+                on_row({**dict.fromkeys(COLUMNS), "family": family, "rung": "(build)", "size": case.size,
+                        "frames": case.frames, "steps": case.steps, "gpu": gpu,
+                        "note": f"failed: {type(e).__name__}: {str(e)[:200]}"})
+                free_memory(cuda)
+                continue
             build_s[family] = round(time.perf_counter() - t, 1)
             measure_family(family, folder, case, catalog=lab.catalog, tier=tier, cuda=cuda, nvml=nvml,
                            config=config, gpu=gpu, on_row=on_row)
