@@ -4,6 +4,9 @@
 #   make setup  — only the set-up (skipped quickly when nothing changed)
 #   make lab    — JupyterLab on notebooks/
 #   make ui     — the MLflow UI on the local store
+#   make gpu-check  — on a bare CUDA machine: the carried wheels, `labkit bench gpu` and `pytest -m gpu`, ≤ 8 min,
+#                     results in one folder (GPU_CHECK_OUT, default $$OUT or outputs/gpu-check); see scripts/gpu_check.sh
+#   make gpu-wheels — here, with pip and internet: the cp312 wheels gpu-check installs, into .whl/
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,7 +21,7 @@ PYTEST_ARGS ?= -m "not slow"
 PYTEST_WORKERS ?= 2
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup demo test lab ui clean
+.PHONY: setup demo test lab ui clean gpu-check gpu-wheels
 
 setup: $(STAMP)
 
@@ -44,6 +47,13 @@ lab: setup
 
 ui: setup
 	$(BIN)/labkit ui
+
+# No set-up on purpose: the GPU machine has its own Python stack and no internet (the wheels travel in .whl/).
+gpu-check:
+	scripts/gpu_check.sh $(GPU_CHECK_OUT)
+
+gpu-wheels:
+	PYTHON=$(PYTHON) scripts/gpu_wheels.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -310,5 +310,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def bench_gpu(repeats: int = 1, *, steps: int | None = None, root: str | None = None,
+              families: tuple[str, ...] = ("sd15", "sdxl", "svd", "t2v"), out: str | None = None, tiny: bool = False,
+              **_: Any):
+    """Every GPU rung of each family against plain diffusers eager on the real architectures: a table (CSV and
+    markdown) and one MLflow run; `tiny` runs the same path on the tiny models (on a CPU). See `labkit.bench_gpu`;
+    returns its `GpuBenchReport`, not a `BenchResult`."""
+    from labkit.bench_gpu import GpuBenchConfig, run_gpu_bench
+
+    return run_gpu_bench(GpuBenchConfig(families=families, out=Path(out) if out else None, tiny=tiny, steps=steps),
+                         root=root)
+
+
 BENCHMARKS = {"import": bench_import, "generate": bench_generate, "toy-motion": bench_toy_motion,
-              "serve": bench_serve}
+              "serve": bench_serve, "gpu": bench_gpu}
