@@ -23,6 +23,7 @@ Example: `labkit.cli.main(["plan", "a red circle", "--json"])` prints the plan a
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from labkit.cli import bench, cloud, compare, compliance, generate, runs, serve, system, train
@@ -79,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a check while parsing that failed in a way nobody foresaw
         return _unexpected("", argparse.Namespace(), argv, e)
     command = _command_name(args)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given, for a command that relaunches itself
     with _SigtermAsInterrupt() as sigterm:
         try:
             _check_text(args, _option_names(parser))

@@ -13,6 +13,31 @@ from labkit.cli._common import _lab, _out_folder, _print_json
 from labkit.errors import InvalidParameter
 
 
+def _in_processes(func):
+    """A recipe command that `--processes N` runs in N data-parallel processes (labkit.training.distributed):
+    the command relaunches itself under torchrun and returns its exit status; in the launched processes only
+    the main one prints."""
+
+    def run(args: argparse.Namespace) -> int:
+        import contextlib
+        import os
+        import subprocess
+
+        from labkit.training.distributed import check_processes, is_main, launch_command, without_processes, world
+
+        n = check_processes(args.processes) if args.processes is not None else 1
+        if n > 1 and world()[1] == 1:
+            command = launch_command(n, without_processes(args.argv))
+            print(f"training in {n} processes: {' '.join(command[1:])}", file=sys.stderr)
+            return subprocess.run(command).returncode
+        if is_main():
+            return func(args)
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            return func(args)
+
+    return run
+
+
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, object]:
     """The options the user set; the rest keep the recipe config's defaults."""
     return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
@@ -170,6 +195,12 @@ def _lora_arguments(t: argparse.ArgumentParser, recipe: str) -> None:
     t.add_argument("--json", action="store_true")
 
 
+def _processes_option(t: argparse.ArgumentParser) -> None:
+    t.add_argument("--processes", type=int, metavar="N",
+                   help="train data-parallel in N processes on this machine (one per GPU; gloo on a CPU), each with "
+                        "--batch-size samples per step; one MLflow run and one set of checkpoints (default 1)")
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add train and its recipes."""
     p = sub.add_parser("train", help="training recipes (toy-base: the toy world's text-to-image model)")
@@ -185,7 +216,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     t.add_argument("--no-eval", action="store_true", help="skip the final adherence check")
-    t.set_defaults(func=cmd_train_toy_base)
+    _processes_option(t)
+    t.set_defaults(func=_in_processes(cmd_train_toy_base))
 
     t = tsub.add_parser("toy-motion", parents=[common], help="train the toy motion model on the toy model: a "
                         "trajectory diffusion model with a warp renderer (default), or an AnimateDiff motion adapter")
@@ -211,7 +243,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
-    t.set_defaults(func=cmd_train_toy_motion)
+    _processes_option(t)
+    t.set_defaults(func=_in_processes(cmd_train_toy_motion))
 
     t = tsub.add_parser("toy-controlnet", parents=[common], help="train the toy layout ControlNet on the toy model: "
                         "the map (a box) decides where and how big, the prompt colour and shape")
@@ -224,11 +257,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
-    t.set_defaults(func=cmd_train_toy_controlnet)
+    _processes_option(t)
+    t.set_defaults(func=_in_processes(cmd_train_toy_controlnet))
 
     t = tsub.add_parser("lora", parents=[common], help="train a LoRA adapter on an image folder with metadata.jsonl")
     _lora_arguments(t, "lora")
-    t.set_defaults(func=cmd_train_lora)
+    _processes_option(t)
+    t.set_defaults(func=_in_processes(cmd_train_lora))
 
     t = tsub.add_parser("dreambooth", parents=[common], help="teach the base one subject from a few images "
                         "(DreamBooth-LoRA, with prior preservation)")
@@ -244,4 +279,5 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     t.add_argument("--prior-loss-weight", type=float, help="the class images' share of the loss (default 1.0)")
     t.add_argument("--full", action="store_true", help="fine-tune every UNet weight instead of LoRA layers, when "
                    "memory allows (the output is a whole pipeline folder; use a far lower --lr, e.g. 5e-6 for SD 1.5)")
-    t.set_defaults(func=cmd_train_dreambooth)
+    _processes_option(t)
+    t.set_defaults(func=_in_processes(cmd_train_dreambooth))

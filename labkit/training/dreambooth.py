@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
+from labkit.locks import file_lock
 from labkit.training.lora import LoraTask, LoraTrainConfig, base_settings, check_dataset, open_image
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Where the class images and their manifest go inside `output_dir`.
 CLASS_DIR = "class_images"
+#: How long a process waits for another drawing the class images (a job of several processes): hours on a CPU.
+CLASS_LOCK_TIMEOUT_S = 6 * 3600.0
 MANIFEST = "manifest.json"
 #: Words too common to name a subject: they already mean something to every text encoder.
 COMMON_WORDS = frozenset("""
@@ -204,31 +207,34 @@ class DreamBoothTask(LoraTask):
                 "guidance": self.guidance_scale, "resolution": self.resolution}
         planned = [{"file": f"{i:05d}.png", "prompt": prompts[i % len(prompts)], "seed": cfg.class_seed * 100_000 + i}
                    for i in range(cfg.num_class_images)]
-        manifest = folder / MANIFEST
-        done: dict[str, dict[str, Any]] = {}
-        if manifest.is_file():
-            try:
-                old = json.loads(manifest.read_text())
-            except ValueError:
-                old = {}
-            if {k: old.get(k) for k in want} == want:
-                done = {r["file"]: r for r in old.get("images", []) if (folder / r["file"]).is_file()}
-        finished = {r["file"] for r in planned if done.get(r["file"]) == r}
-        todo = [r for r in planned if r["file"] not in finished]
         folder.mkdir(parents=True, exist_ok=True)
-        self.set_enabled(False)
-        try:
-            for i in range(0, len(todo), 8):
-                chunk = todo[i:i + 8]
-                for r, im in zip(chunk, self.render([r["prompt"] for r in chunk], [r["seed"] for r in chunk]),
-                                 strict=True):
-                    im.save(folder / r["file"])
-                # written after each chunk, so a run stopped while drawing keeps what it drew
-                finished.update(r["file"] for r in chunk)
-                manifest.write_text(json.dumps({**want, "images": [r for r in planned if r["file"] in finished]},
-                                               indent=1) + "\n")
-        finally:
-            self.set_enabled(True)
+        # One process draws at a time: in a job of several (--processes), the first draws and the others read
+        # back what it drew (the manifest matches), as a resumed run does.
+        with file_lock(folder, timeout=CLASS_LOCK_TIMEOUT_S):
+            manifest = folder / MANIFEST
+            done: dict[str, dict[str, Any]] = {}
+            if manifest.is_file():
+                try:
+                    old = json.loads(manifest.read_text())
+                except ValueError:
+                    old = {}
+                if {k: old.get(k) for k in want} == want:
+                    done = {r["file"]: r for r in old.get("images", []) if (folder / r["file"]).is_file()}
+            finished = {r["file"] for r in planned if done.get(r["file"]) == r}
+            todo = [r for r in planned if r["file"] not in finished]
+            self.set_enabled(False)
+            try:
+                for i in range(0, len(todo), 8):
+                    chunk = todo[i:i + 8]
+                    for r, im in zip(chunk, self.render([r["prompt"] for r in chunk], [r["seed"] for r in chunk]),
+                                     strict=True):
+                        im.save(folder / r["file"])
+                    # written after each chunk, so a run stopped while drawing keeps what it drew
+                    finished.update(r["file"] for r in chunk)
+                    manifest.write_text(json.dumps({**want, "images": [r for r in planned if r["file"] in finished]},
+                                                   indent=1) + "\n")
+            finally:
+                self.set_enabled(True)
         self.class_reused = len(planned) - len(todo)
         return planned
 

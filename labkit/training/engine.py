@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from labkit.errors import InvalidParameter
 from labkit.training.card import image_grid, model_card
 from labkit.training.config import RESUME_IF_ANY, RESUME_LATEST, TRAJECTORY_FIELDS, TrainConfig
+from labkit.training.distributed import average_gradients, is_main, processes_agree, shard, world
 from labkit.training.task import StepContext, TrainTask
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -100,11 +101,13 @@ class TrainResult:
 Callback = Callable[[TrainState], None]
 
 
-def micro_seed(seed: int, micro: int) -> int:
-    """The seed of micro-batch `micro`'s generator: independent of how the run was split up."""
+def micro_seed(seed: int, micro: int, rank: int | None = None) -> int:
+    """The seed of micro-batch `micro`'s generator: independent of how the run was split up. In a job of several
+    processes each has its own (`rank`), so their slices of the batch draw independent noise."""
     import numpy as np
 
-    return int(np.random.SeedSequence([int(seed), int(micro)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    key = [int(seed), int(micro)] + ([] if rank is None else [int(rank)])
+    return int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -140,8 +143,17 @@ def check_trajectory(config: TrainConfig, state: Mapping[str, Any], path: Path) 
     if not isinstance(saved, Mapping):
         saved = {}
     now = config.to_dict()
+    then_n, now_n = int(state.get("processes", 1) or 1), world()[1]
+    if "batch_size" in saved and saved["batch_size"] * then_n != now["batch_size"] * now_n:
+        # what a step sees is the global batch: a checkpoint of N processes resumes in M with the same one
+        raise InvalidParameter(
+            f"Checkpoint {str(path)!r} was made with a global batch of {saved['batch_size'] * then_n} "
+            f"({then_n} process(es) × batch_size {saved['batch_size']}); this run's is {now['batch_size'] * now_n} "
+            f"({now_n} × {now['batch_size']}).", value=now["batch_size"],
+            fix=f"resume with batch_size × processes = {saved['batch_size'] * then_n} (e.g. --batch-size "
+                f"{saved['batch_size'] * then_n} in one process), or start fresh in another output_dir.")
     for k in TRAJECTORY_FIELDS:
-        if k in saved and saved[k] != now[k]:
+        if k != "batch_size" and k in saved and saved[k] != now[k]:
             raise InvalidParameter(
                 f"Checkpoint {str(path)!r} was made with {k}={saved[k]!r}, this config has {now[k]!r}.",
                 value=now[k],
@@ -257,20 +269,31 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------------------
 
     def save_checkpoint(self, accelerator, reason: str = "scheduled") -> Path:
-        """Save model / optimizer / scheduler / RNG state and the step as `checkpoint-NNNNNN`."""
+        """Save model / optimizer / scheduler / RNG state and the step as `checkpoint-NNNNNN`.
+
+        In a job of several processes every process calls this: each writes its RNG state, the main process
+        the rest, and the checkpoint appears (renamed into place) once all have written."""
         root = Path(self.config.output_dir) / "checkpoints"
         final = root / f"{CHECKPOINT_PREFIX}{self.step:06d}"
+        rank, size = world()
         if (final / STATE_FILE).is_file():
             self.last_checkpoint = final
             return final
         tmp = root / f".tmp-{final.name}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        accelerator.wait_for_everyone()
         accelerator.save_state(str(tmp), safe_serialization=True)
-        _save_rng(tmp / RNG_FILE)
+        _save_rng(tmp / (RNG_FILE if rank == 0 else f"rng_state_{rank}.pt"))
+        accelerator.wait_for_everyone()
+        if rank != 0:
+            accelerator.wait_for_everyone()  # until the main process has put the checkpoint in place
+            self.last_checkpoint = final
+            return final
         state = {"step": self.step, "micro": self.step * self.config.gradient_accumulation_steps,
-                 "samples": self.step * self.config.gradient_accumulation_steps * self.config.batch_size,
-                 "task": self.task.name, "reason": reason, "time": time.time(),
+                 "samples": self.step * self.config.gradient_accumulation_steps * self.config.batch_size * size,
+                 "processes": size, "task": self.task.name, "reason": reason, "time": time.time(),
                  "run_id": getattr(self.run, "run_id", None), "config": self.config.to_dict()}
         self.task.on_checkpoint(tmp, self.step)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -283,6 +306,8 @@ class Trainer:
         self._log_metrics({"train/checkpoint_step": self.step}, step=self.step)
         if self.config.checkpoint_artifacts == "all":
             self._log_artifact(final, f"checkpoints/{final.name}")
+        if size > 1:
+            accelerator.wait_for_everyone()
         return final
 
     def _check_compatible(self, state: Mapping[str, Any], path: Path) -> None:
@@ -347,7 +372,10 @@ class Trainer:
 
         # 2. accelerator, optimizer, schedule, state
         _reset_accelerate_state()
-        accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu,
+        rank, size = world()
+        # several processes without CUDA: accelerate's multi-CPU mode (gloo) needs cpu=True
+        accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
+                                  cpu=cfg.cpu or (size > 1 and not torch.cuda.is_available()),
                                   gradient_accumulation_steps=cfg.gradient_accumulation_steps)
         models = dict(self.task.models())
         if not models:
@@ -366,19 +394,21 @@ class Trainer:
         if resume_from is not None:
             accelerator.load_state(str(resume_from))
             accelerator.step = 0  # checkpoints sit on optimizer-step boundaries
-            _load_rng(resume_from / RNG_FILE)
+            own = resume_from / f"rng_state_{rank}.pt"  # this process's, from a job of as many processes
+            _load_rng(own if rank and own.is_file() else resume_from / RNG_FILE)
             self.step = int(resume_state["step"])
             self.last_checkpoint = resume_from
         else:
             from accelerate.utils import set_seed
 
             set_seed(cfg.seed)  # dropout and any other global draw: the same seed, the same run
-        params = {**cfg.to_dict(), "task": self.task.name,
+        params = {**cfg.to_dict(), "task": self.task.name, "processes": size,
+                  "global_batch_size": cfg.batch_size * size,
                   **{f"data.{k}": v for k, v in self.task.data_card().items()}}
         if self.run is not None:
             self.run.log_params(params)
             self._set_tags({"labkit.job": "train", "labkit.task": self.task.name,
-                            "labkit.device": str(accelerator.device),
+                            "labkit.device": str(accelerator.device), "labkit.processes": size,
                             **({"labkit.resumed_from": str(resume_from),
                                 "labkit.resumed_from_run": resume_state.get("run_id") or "",
                                 "labkit.resumed_at_step": self.step} if resume_from else {})})
@@ -386,7 +416,8 @@ class Trainer:
 
         # 3. the loop
         accum = cfg.gradient_accumulation_steps
-        data = iter(self.task.batches(cfg.batch_size, self.step * accum))
+        # several processes: each keeps its slice of the same global micro-batch (labkit.training.distributed)
+        data = (shard(b, rank, size) for b in self.task.batches(cfg.batch_size * size, self.step * accum))
         clip_params = [p for g in optimizer.param_groups for p in g["params"]]
         window_loss, window_n, window_t, window_steps = 0.0, 0, time.time(), 0
         last_metrics: dict[str, float] = {}
@@ -400,7 +431,8 @@ class Trainer:
                 for k in range(accum):
                     micro = self.step * accum + k
                     batch = next(data)
-                    gen = torch.Generator(device="cpu").manual_seed(micro_seed(cfg.seed, micro))
+                    gen = torch.Generator(device="cpu").manual_seed(
+                        micro_seed(cfg.seed, micro, rank if size > 1 else None))
                     ctx = StepContext(step=self.step, micro=micro, generator=gen, device=accelerator.device)
                     with accelerator.accumulate(*models.values()):
                         with autocast():
@@ -408,12 +440,15 @@ class Trainer:
                         if not torch.isfinite(loss):
                             raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
                         accelerator.backward(loss)
+                        if size > 1 and accelerator.sync_gradients:
+                            average_gradients(clip_params)
                         if accelerator.sync_gradients and cfg.max_grad_norm is not None:
                             accelerator.clip_grad_norm_(clip_params, cfg.max_grad_norm)
                         optimizer.step()
                         scheduler.step()
                         optimizer.zero_grad(set_to_none=True)
-                    step_loss += float(loss.detach()) / accum
+                    # the loss of the global batch: the mean of the processes' (a no-op in one process)
+                    step_loss += float(accelerator.reduce(loss.detach(), "mean") if size > 1 else loss.detach()) / accum
                 self.step += 1
                 window_loss += step_loss
                 window_n += 1
@@ -422,15 +457,19 @@ class Trainer:
                 state.step, state.loss, state.lr = self.step, step_loss, lr
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     dt = max(time.time() - window_t, 1e-9)
+                    global_batch = accum * cfg.batch_size * size  # the samples of one step, all processes
                     last_metrics = {"train/loss": window_loss / window_n, "train/lr": lr,
-                                    "train/samples_per_s": window_steps * accum * cfg.batch_size / dt,
-                                    "train/samples_seen": self.step * accum * cfg.batch_size}
+                                    "train/samples_per_s": window_steps * global_batch / dt,
+                                    "train/samples_seen": self.step * global_batch}
                     self._log_metrics(last_metrics, step=self.step)
                     window_loss, window_n, window_t, window_steps = 0.0, 0, time.time(), 0
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     state.checkpoint = self.save_checkpoint(accelerator)
                 if cfg.validate_every and (self.step % cfg.validate_every == 0 or self.step == cfg.steps):
-                    last_metrics.update(self.validate(models))
+                    if rank == 0:  # the main process draws the grid; the others wait for it
+                        last_metrics.update(self.validate(models))
+                    if size > 1:
+                        accelerator.wait_for_everyone()
                     window_t = time.time()  # throughput measures training only
                 for cb in self.callbacks:
                     cb(state)
@@ -446,6 +485,12 @@ class Trainer:
             raise
 
         sigterm.release()
+        if size > 1:  # every process must hold the same weights: one checksum each, compared
+            same = processes_agree(clip_params)
+            self._set_tags({"labkit.processes_in_sync": str(same).lower()})
+            if not same:
+                raise RuntimeError(f"the {size} training processes ended with different weights: their gradients "
+                                   "were not averaged (a task whose loss bypasses labkit's gradient averaging?)")
 
         # 4. final checkpoint, export, model card
         if cfg.checkpoint_every or cfg.checkpoint_artifacts != "none":
@@ -456,10 +501,13 @@ class Trainer:
         export_dir = None
         if cfg.export:
             export_dir = Path(cfg.output_dir) / "model"
-            shutil.rmtree(export_dir, ignore_errors=True)
-            self.task.export(export_dir)
-            self.write_card(export_dir, last_metrics, wall)
-            self._log_artifact(export_dir, "model")
+            if rank == 0:  # one export, by the main process
+                shutil.rmtree(export_dir, ignore_errors=True)
+                self.task.export(export_dir)
+                self.write_card(export_dir, last_metrics, wall)
+                self._log_artifact(export_dir, "model")
+            if size > 1:
+                accelerator.wait_for_everyone()
         self._log_metrics({"train/wall_s": wall}, step=self.step)
         self.result = TrainResult("finished", self.step, Path(cfg.output_dir), export_dir, self.last_checkpoint,
                                   getattr(self.run, "run_id", None), wall, last_metrics)
@@ -548,7 +596,7 @@ def train(task: TrainTask, config: TrainConfig, *, env: TrainEnv | Any = None, r
         chain = task.licence_chain()
         compliance_tags = {**enforce(chain, env.compliance).tags(), **derive_terms(chain).tags()}
     try:
-        if run is None and env.logs:
+        if run is None and env.logs and is_main():  # in a job of several processes, one run: the main process's
             with env.run(run_name or f"train-{task.name}", tags={"labkit.job": "train", **compliance_tags,
                                                                   **(tags or {})},
                          parent_run_id=parent_run_id) as new_run:
