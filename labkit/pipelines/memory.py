@@ -94,7 +94,11 @@ def fuse_qkv(pipe: Any, denoiser: Any) -> str:
             return "fuse_qkv" if vae else "fuse_qkv(unet only)"
         if denoiser is not None and hasattr(denoiser, "fuse_qkv_projections"):
             denoiser.fuse_qkv_projections()
-            return "fuse_qkv"
+            # diffusers fuses only the attention classes whose processors read the fused weights (e.g. Wan's);
+            # older ones (SVD's UNet) are left as they are, silently
+            if any(getattr(m, "fused_projections", False) for m in denoiser.modules()):
+                return "fuse_qkv"
+            return f"fuse_qkv:skipped(no attention module of {type(denoiser).__name__} supports fusion)"
     except (ValueError, NotImplementedError, AttributeError) as e:  # e.g. added KV projections (diffusers refuses)
         return f"fuse_qkv:skipped({type(e).__name__}: {str(e)[:120]})"
     return f"fuse_qkv:skipped(not supported by {type(pipe).__name__})"

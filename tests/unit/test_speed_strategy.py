@@ -3,6 +3,8 @@ and what it records when it cannot do what was asked."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from labkit.errors import ConfigError, InvalidParameter, OutOfMemory
@@ -241,3 +243,85 @@ def test_the_fast_flag_of_generate_and_video_sets_speed_max(monkeypatch):
             args.func(args)
     assert seen == ["max", "default", "max"]
     assert "--fast" in parser._subparsers._group_actions[0].choices["generate"].format_help()
+
+
+# -- applying the steps (plain torch modules; no pipeline is built) ------------------------------------------------
+
+
+def _pipe():
+    from types import SimpleNamespace
+
+    import torch
+
+    return SimpleNamespace(unet=torch.nn.Linear(4, 4), vae=SimpleNamespace(decoder=torch.nn.Linear(4, 4)))
+
+
+def test_cuda_graph_modes_fall_back_without_resident_cuda_weights_and_say_so(tmp_path, monkeypatch):
+    import dataclasses
+
+    import torch
+
+    from labkit.pipelines.memory import compile_modules, compile_reason, compiled
+
+    if compile_reason("cpu"):
+        pytest.skip(f"inductor cannot build here: {compile_reason('cpu')}")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unchanged")  # restored after the test
+    s = dataclasses.replace(choose("sd15", _gpu(24), speed="max"), device="cpu")
+    pipe = _pipe()
+    applied = compile_modules(pipe, s, "cpu", cache=tmp_path / "inductor")
+    assert applied == ["compile_mode:reduce-overhead->default(CUDA graphs need CUDA and weights resident on it)",
+                       "compile=default", "compile_vae=default"]
+    assert compiled(applied) and os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
+    assert (tmp_path / "inductor").is_dir()
+    # compiled in place (compilation itself waits for the first call): the weights keep their names
+    assert pipe.unet._compiled_call_impl is not None and pipe.vae.decoder._compiled_call_impl is not None
+    assert isinstance(pipe.unet, torch.nn.Linear) and set(pipe.unet.state_dict()) == {"weight", "bias"}
+
+
+def test_compile_is_skipped_with_the_reason_when_dynamo_is_disabled(monkeypatch):
+    from labkit.pipelines.memory import compile_modules, compiled
+
+    monkeypatch.setenv("TORCHDYNAMO_DISABLE", "1")
+    s = choose("sd15", HardwareProfile.simulated(None), speed="max")
+    applied = compile_modules(_pipe(), s, "cpu")
+    assert applied == ["compile:skipped(TorchDynamo is disabled (TORCHDYNAMO_DISABLE))"] and not compiled(applied)
+
+
+def test_fused_qkv_is_skipped_where_the_pipeline_has_no_attention_to_fuse():
+    from labkit.pipelines.memory import fuse_qkv
+
+    assert fuse_qkv(object(), None) == "fuse_qkv:skipped(not supported by object)"
+
+
+class _FakeCache:
+    def __init__(self, items):
+        self.items = dict(items)
+
+    def keys(self):
+        return list(self.items)
+
+    def get(self, key):
+        return self.items.get(key)
+
+    def evict(self, key):
+        self.items.pop(key, None)
+
+
+def test_profile_now_evicts_another_models_gpu_pipeline_before_reading_free_vram(monkeypatch):
+    import dataclasses
+    from types import SimpleNamespace
+
+    from labkit import hardware
+    from labkit.pipelines.memory import profile_now
+
+    real = dataclasses.replace(_gpu(24), is_simulated=False)
+    gpu = SimpleNamespace(strategy=SimpleNamespace(device="gpu"))
+    cache = _FakeCache({("folder", "/a", None, "gpu-full"): gpu, ("folder", "/b", None, "gpu-full"): gpu})
+    seen = []
+    monkeypatch.setattr(hardware, "gpu_now", lambda: seen.append(cache.keys()) or {"available": True, "free_gb": 3.1})
+    now = profile_now(real, cache, ("folder", "/b", None))
+    assert seen == [[("folder", "/b", None, "gpu-full")]]  # /a was evicted before the figure was read
+    assert now.vram_free_gb == pytest.approx(3.1) and now.vram_total_gb == 24.0
+    assert choose("sd15", now).notes == ("started on gpu-model-offload: 3.1 GB free of 24 GB (other processes count)",)
+    sim = _gpu(24, free_gb=3.0)
+    assert profile_now(sim, cache, ("folder", "/b", None)) is sim  # a simulated machine is not this one
