@@ -443,6 +443,7 @@ def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], pr
         trace.vram = Vram(on_cuda=strategy.device == "gpu" and lab.hardware.device == "cuda")
         try:
             loaded, load_s = load_cached(lab, ref, strategy, allow_pickle)
+            trace.stage = "compile"  # a compiled pipeline's 2-step warm-up (nothing to do otherwise)
             compile_s = warm_up(loaded, plan, lambda p, loaded=loaded: _call(lab, p, loaded, None, None))
             trace.stage = "render"
             result = _call(lab, plan, loaded, progress, cancel, trace)
