@@ -73,3 +73,17 @@ def test_speed_max_on_cpu_compiles_once_into_the_project_cache(sd15, lab, one_th
     assert int(np.abs(_px(again) - _px(fast)).max()) == 0
     run = lab.tracker.client.get_run(fast.run_id)
     assert run.data.metrics["time.compile_s"] == pytest.approx(fast.timings["compile_s"])
+
+
+def test_the_fast_flag_renders_at_speed_max_from_the_command_line(sd15, cli_env):
+    import json
+
+    from tests.integration.test_cli import labkit
+
+    env = {**cli_env, "TORCHDYNAMO_DISABLE": "1"}  # the compile itself is the slow case above
+    out = labkit("generate", "a red circle", "--model", str(sd15), "--steps", "2", "--size", "32x32", "--seed", "1",
+                 "--fast", "--json", env=env)
+    r = json.loads(out.stdout)
+    assert r["plan"]["speed"] == "max" and r["strategy"]["fuse_qkv"] and "fuse_qkv" in r["applied"]
+    assert any(s.startswith("compile:skipped(TorchDynamo is disabled") for s in r["applied"])
+    assert r["timings"]["compile_s"] == 0.0 and r["strategy"]["notes"]
