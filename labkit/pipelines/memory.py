@@ -171,12 +171,25 @@ def compiled(applied: list[str]) -> bool:
 def warm_up(loaded: Any, plan: Any, call: Callable[[Any], Any]) -> float:
     """Seconds a compiled pipeline (`Loaded`) took to compile for `plan`'s shape, reported apart from the render:
     its first call at a shape compiles, so that call is a short warm-up, `call(plan with 2 steps)` (img2img keeps
-    its steps: fewer could leave it none to run); 0.0 when nothing compiled or the shape ran before."""
+    its steps: fewer could leave it none to run); 0.0 when nothing compiled or the shape ran before. When inductor
+    fails to build, the modules go back to eager and the steps applied say `compile:failed(why)`."""
+    import torch._dynamo
+
     shape = (plan.task, plan.width, plan.height, plan.count, plan.frames, plan.guidance > 1, len(plan.controls))
     if not compiled(loaded.applied) or shape in loaded.warmed:
         return 0.0
     start = time.perf_counter()
-    call(plan.replace(steps=plan.steps if plan.task == "img2img" else min(plan.steps, 2)))
+    try:
+        call(plan.replace(steps=plan.steps if plan.task == "img2img" else min(plan.steps, 2)))
+    except torch._dynamo.exc.BackendCompilerFailed as e:  # inductor could not build: run eager, and say so
+        vae = getattr(loaded.pipe, "vae", None)
+        for module in (_denoiser(loaded.pipe), getattr(vae, "decoder", None)):
+            if module is not None:
+                module._compiled_call_impl = None
+        inner = getattr(e, "inner_exception", None) or e  # what the backend raised, not dynamo's wrapper
+        why = f"{type(inner).__name__}: {(str(inner).strip().splitlines() or [''])[0][:160]}"
+        loaded.applied[:] = [f"{s.split('=')[0]}:failed({why})" if s.startswith(("compile=", "compile_vae="))
+                             else s for s in loaded.applied]
     loaded.warmed.add(shape)
     return time.perf_counter() - start
 

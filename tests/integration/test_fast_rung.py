@@ -87,3 +87,17 @@ def test_the_fast_flag_renders_at_speed_max_from_the_command_line(sd15, cli_env)
     assert r["plan"]["speed"] == "max" and r["strategy"]["fuse_qkv"] and "fuse_qkv" in r["applied"]
     assert any(s.startswith("compile:skipped(TorchDynamo is disabled") for s in r["applied"])
     assert r["timings"]["compile_s"] == 0.0 and r["strategy"]["notes"]
+
+
+def test_a_compiler_that_fails_leaves_the_render_eager_and_says_so(sd15, lab, monkeypatch, one_thread):
+    import torch._inductor.compile_fx
+
+    def broken(*_a, **_k):
+        raise RuntimeError("no C++ toolchain today")
+
+    monkeypatch.setattr(torch._inductor.compile_fx, "compile_fx", broken)
+    eager, fast = _render_both(lab, sd15)
+    failed = [s for s in fast.applied if s.startswith("compile:failed(")]
+    assert failed and "no C++ toolchain today" in failed[0], fast.applied
+    assert not any(s.startswith("compile=") for s in fast.applied) and "fuse_qkv" in fast.applied
+    assert int(np.abs(_px(fast) - _px(eager)).max()) <= TOLERANCE
