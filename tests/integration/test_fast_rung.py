@@ -54,8 +54,11 @@ def test_speed_max_on_cpu_fuses_qkv_and_records_why_compile_was_skipped(sd15, la
 
 @pytest.mark.slow
 def test_speed_max_on_cpu_compiles_once_into_the_project_cache(sd15, lab, one_thread):
+    import torch._dynamo
+
     from labkit.pipelines.memory import compile_reason
 
+    torch._dynamo.reset()  # compile here, not from code dynamo kept from an earlier test in this process
     eager, fast = _render_both(lab, sd15)
     reason = compile_reason("cpu")
     if reason is not None:  # torch cannot compile here: the record must say why
@@ -90,11 +93,14 @@ def test_the_fast_flag_renders_at_speed_max_from_the_command_line(sd15, cli_env)
 
 
 def test_a_compiler_that_fails_leaves_the_render_eager_and_says_so(sd15, lab, monkeypatch, one_thread):
+    import torch._dynamo
     import torch._inductor.compile_fx
 
     def broken(*_a, **_k):
         raise RuntimeError("no C++ toolchain today")
 
+    # dynamo reuses code it compiled earlier in this process for any UNet of the same shape: start afresh
+    torch._dynamo.reset()
     monkeypatch.setattr(torch._inductor.compile_fx, "compile_fx", broken)
     eager, fast = _render_both(lab, sd15)
     failed = [s for s in fast.applied if s.startswith("compile:failed(")]
