@@ -361,7 +361,7 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
         frame_plan = Plan(prompt=keyframe_prompt(ref.family, plan.prompt, lab.catalog) if keyframe else plan.prompt,
                           model=keyframe, negative_prompt=plan.negative_prompt, seed=plan.seed,
                           steps=plan.steps if keyframe else None,  # the keyframe at the clip's step count
-                          width=plan.width, height=plan.height, controller=plan.controller)
+                          width=plan.width, height=plan.height, controller=plan.controller, speed=plan.speed)
         try:  # the clip's size when the image model can draw it, else the image model's own default
             prepare(lab, frame_plan)
         except InvalidParameter:
