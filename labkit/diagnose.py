@@ -18,7 +18,8 @@ from labkit.errors import InvalidParameter
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
 
-_STAGE_WORDS = {"load": "while loading the model", "controlnet": "while placing the ControlNets on the device",
+_STAGE_WORDS = {"load": "while loading the model", "compile": "while compiling (the warm-up call of speed=max)",
+                "controlnet": "while placing the ControlNets on the device",
                 "denoise": "while denoising", "decode": "while decoding the latents (VAE)",
                 "render": "while rendering", "prepare": "before rendering"}
 

@@ -37,6 +37,11 @@ _TIER_TOLERANCE_GB = 0.5
 
 OFFLOAD_MODES = ("none", "model", "group", "sequential")
 DTYPES = ("float32", "float16", "bfloat16")
+#: torch.compile modes a rung may name ("": torch's default mode).
+COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: A plan's `speed`: "default" starts where the tier says; "max" starts on the family's `gpu-fast` rung when it fits.
+SPEEDS = ("default", "max")
+FAST_RUNG = "gpu-fast"
 
 
 def tier_for(vram_gb: float | None) -> str:
@@ -136,8 +141,10 @@ class HardwareProfile:
         bf16: bool | None = None,
         ram_gb: float = 32.0,
         platform: Platform = "local",
+        free_gb: float | None = None,
     ) -> HardwareProfile:
-        """A profile for a machine that is not here: `vram_gb=None` (or device="cpu") is CPU only."""
+        """A profile for a machine that is not here: `vram_gb=None` (or device="cpu") is CPU only. `free_gb`: the
+        VRAM free now (default: all of it), for a card other processes share."""
         if device is None:
             device = "cpu" if vram_gb is None else "cuda"
         if device == "cpu":
@@ -152,7 +159,7 @@ class HardwareProfile:
             device=device,
             gpu_name=gpu_name or f"simulated {vram_gb:g} GB GPU",
             vram_total_gb=float(vram_gb),
-            vram_free_gb=float(vram_gb),
+            vram_free_gb=float(vram_gb if free_gb is None else min(free_gb, vram_gb)),
             compute_capability=(8, 6) if device == "cuda" else None,
             bf16=True if bf16 is None else bf16,
             gpu_count=1 if device == "cuda" else 0,
@@ -161,8 +168,14 @@ class HardwareProfile:
             cpu_count=os.cpu_count() or 1,
             platform=platform,
             is_simulated=True,
-            notes=(f"simulated {device} with {vram_gb:g} GB",),
+            notes=(f"simulated {device} with {vram_gb:g} GB" + ("" if free_gb is None else f", {free_gb:g} GB free"),),
         )
+
+    def with_free_vram(self, free_gb: float | None) -> HardwareProfile:
+        """This profile with the VRAM free now (what `choose` starts from on a card other processes share)."""
+        if free_gb is None or self.device == "cpu":
+            return self
+        return dataclasses.replace(self, vram_free_gb=round(float(free_gb), 2))
 
     @classmethod
     def detect(cls) -> HardwareProfile:
@@ -373,17 +386,21 @@ class MemoryStrategy:
     forward_chunking: bool = False
     decode_chunk_size: int = 0
     channels_last: bool = False
+    fuse_qkv: bool = False
     compile: bool = False
+    compile_mode: str = ""
+    compile_vae: bool = False
     est_peak_vram_gb: float | None = None
     overrides: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def steps(self) -> list[str]:
         """The named steps this strategy applies, in the order a loader applies them."""
         out = [f"dtype={self.dtype}", f"offload={self.offload}"]
-        for flag in ("vae_tiling", "vae_slicing", "attention_slicing", "forward_chunking", "channels_last",
-                     "compile"):
+        for flag in ("vae_tiling", "vae_slicing", "attention_slicing", "forward_chunking", "fuse_qkv",
+                     "channels_last", "compile", "compile_vae"):
             if getattr(self, flag):
-                out.append(flag)
+                out.append(f"{flag}={self.compile_mode}" if flag == "compile" and self.compile_mode else flag)
         if self.decode_chunk_size:
             out.append(f"decode_chunk_size={self.decode_chunk_size}")
         return out
@@ -391,6 +408,7 @@ class MemoryStrategy:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["overrides"] = list(self.overrides)
+        d["notes"] = list(self.notes)
         return d
 
     def tags(self) -> dict[str, str]:
@@ -398,7 +416,7 @@ class MemoryStrategy:
         return {f"strategy.{k}": str(v) for k, v in self.to_dict().items()}
 
 
-_RUNG_FIELDS = {f.name for f in dataclasses.fields(MemoryStrategy)} - {"family", "tier", "rung", "overrides"}
+_RUNG_FIELDS = {f.name for f in dataclasses.fields(MemoryStrategy)} - {"family", "tier", "rung", "overrides", "notes"}
 
 
 @dataclass(frozen=True)
@@ -457,6 +475,9 @@ class StrategyTable:
                 if r.get("offload") not in OFFLOAD_MODES:
                     raise ConfigError(f"{where} rung {r['name']!r}: offload {r.get('offload')!r}.",
                                       value=r.get("offload"), fix=f"use one of {OFFLOAD_MODES}.")
+                if r.get("compile_mode", "") not in COMPILE_MODES:
+                    raise ConfigError(f"{where} rung {r['name']!r}: compile_mode {r.get('compile_mode')!r}.",
+                                      value=r.get("compile_mode"), fix=f"use one of {COMPILE_MODES}.")
             tiers = spec.get("tiers") or {}
             missing = [t for t in TIERS if t not in tiers]
             if missing:
@@ -471,6 +492,10 @@ class StrategyTable:
                 if got != want:
                     raise ConfigError(f"{where}: tier {t!r} starts at {rung!r}, a {got} rung.", value=rung,
                                       fix=f"start tier {t!r} on a {want} rung.")
+                if rung == FAST_RUNG or ladder[names.index(rung)].get("compile"):
+                    raise ConfigError(f"{where}: tier {t!r} starts at {rung!r}, which compiles: speed is opt-in.",
+                                      value=rung, fix=f"start tier {t!r} on an eager rung; plans reach {FAST_RUNG!r} "
+                                                      'with speed="max".')
 
     def strategy(self, family: str, rung: int, tier: str) -> MemoryStrategy:
         spec = self.families[family]["ladder"][rung]
@@ -534,32 +559,81 @@ def max_controls(family: str, profile: HardwareProfile, limit: int, *, table: St
     return max(fits, default=0)
 
 
+#: VRAM left unclaimed when the start is chosen from the free figure (allocator slack, the CUDA context's growth).
+FREE_MARGIN_GB = 0.5
+
+
 def choose(family: str, profile: HardwareProfile, *, table: StrategyTable | None = None, controls: int = 0,
-           **overrides: Any) -> MemoryStrategy:
+           speed: str = "default", adapters: int = 0, **overrides: Any) -> MemoryStrategy:
     """The memory strategy for `family` on `profile`.
 
-    The tier's starting rung comes from the table. With `controls` ControlNets on a GPU, their memory
-    (`controlnet_gb` each) is added to the rungs' estimates and the start moves down the ladder until the sum
-    fits `USABLE_VRAM` of the card (or the cheapest GPU rung is reached). Keyword `overrides` (e.g.
-    `compile=True`, `vae_tiling=True`) replace single fields and are recorded on the strategy, so a speed
-    trick is always opt-in and visible in the run's record.
+    1. The tier's starting rung comes from the table (the card's total memory).
+    2. With `controls` ControlNets on a GPU, their memory (`controlnet_gb` each) is added to the rungs' estimates
+       and the start moves down the ladder until the sum fits `USABLE_VRAM` of the card.
+    3. With `profile.vram_free_gb` known (other processes count) and below the usable share of the card, a start
+       that does not fit the free memory less `FREE_MARGIN_GB` moves down to the first GPU rung that fits
+       `min(USABLE_VRAM * total, free - margin)`, or the cheapest GPU rung when none does; `notes` says so.
+    4. `speed="max"` starts on the family's `gpu-fast` rung (fused QKV, torch.compile; bfloat16 where
+       `profile.bf16`, else float16) when the family has one and it fits; on a CPU it adds fused QKV and
+       torch.compile of the denoiser to the CPU rung. Where it cannot, `notes` says why. With `adapters` (LoRA),
+       fused QKV is left off: the adapters patch the unfused projections.
+    5. Keyword `overrides` (e.g. `compile=True`, `vae_tiling=True`) replace single fields and are recorded on the
+       strategy, so a speed trick is always opt-in and visible in the run's record.
     """
+    if speed not in SPEEDS:
+        raise InvalidParameter(f"Unknown speed {speed!r}.", value=speed,
+                               fix=f'use speed="default" (eager, safe) or "max" (the {FAST_RUNG} rung: compiled, '
+                                   "fused; opt-in).")
     table = table or strategy_table()
     spec = table.family(family)
-    tier = profile.tier
-    names = [r["name"] for r in spec["ladder"]]
+    tier, ladder = profile.tier, spec["ladder"]
+    names = [r["name"] for r in ladder]
     start = names.index(spec["tiers"][tier])
     per_net = controlnet_gb(family, table)
-    ladder = spec["ladder"]
-    if controls and per_net and ladder[start]["device"] == "gpu" and profile.vram_total_gb:
-        budget = USABLE_VRAM * profile.vram_total_gb
-        gpu = [i for i in range(start, len(names)) if ladder[i]["device"] == "gpu"]
-        start = next((i for i in gpu if _with_controls(ladder[i], controls, per_net) <= budget), gpu[-1])
-    strategy = table.strategy(family, start, tier)
+    notes: list[str] = []
+
+    def est(i: int) -> float:
+        return _with_controls(ladder[i], controls if per_net else 0, per_net)
+
+    total, free = profile.vram_total_gb, profile.vram_free_gb
+    room = USABLE_VRAM * total if total else float("inf")
+    if free is not None and profile.device == "cuda":
+        room = min(room, free - FREE_MARGIN_GB)
+    if ladder[start]["device"] == "gpu" and total:
+        below = [i for i in range(start, len(names)) if ladder[i]["device"] == "gpu"]
+        if controls and per_net:
+            start = next((i for i in below if est(i) <= USABLE_VRAM * total), below[-1])
+        if free is not None and profile.device == "cuda" and room < USABLE_VRAM * total and est(start) > room:
+            fits = next((i for i in below if i >= start and est(i) <= room), None)
+            start = below[-1] if fits is None else fits
+            notes.append(f"started on {names[start]}: {free:.1f} GB free of {total:.0f} GB (other processes count)"
+                         + ("" if fits is not None else f"; even this cheapest GPU rung (est. {est(start):.1f} GB) "
+                                                        "does not fit, so it may run out of memory"))
+    fast = names.index(FAST_RUNG) if FAST_RUNG in names else None
+    extra: dict[str, Any] = {}
+    if speed == "max":
+        if tier == "cpu":
+            extra = {"fuse_qkv": True, "compile": True, "compile_mode": "default"}
+            notes.append(f"speed=max on a CPU: fused QKV and torch.compile of the denoiser on {names[start]}")
+        elif fast is None:
+            notes.append(f"speed=max: family {family!r} has no {FAST_RUNG} rung; started on {names[start]}")
+        elif profile.device != "cuda":
+            notes.append(f"speed=max: {FAST_RUNG} needs CUDA, this is {profile.device}; started on {names[start]}")
+        elif est(fast) <= room:
+            start = fast
+            extra = {"dtype": "bfloat16" if profile.bf16 else "float16"}
+            notes.append(f"speed=max: {FAST_RUNG} in {extra['dtype']} ("
+                         + ("the GPU runs bfloat16)" if profile.bf16 else "no bfloat16 on this GPU)"))
+        else:
+            notes.append(f"speed=max: {FAST_RUNG} (est. {est(fast):.1f} GB) does not fit the {max(room, 0):.1f} GB "
+                         f"usable here; started on {names[start]}")
+    strategy = dataclasses.replace(table.strategy(family, start, tier), **extra)
     if controls and per_net and strategy.device == "gpu" and strategy.est_peak_vram_gb is not None:
         # the record's estimate is the pipeline's plus its ControlNets'
-        strategy = dataclasses.replace(strategy, est_peak_vram_gb=round(
-            _with_controls(ladder[start], controls, per_net), 2))
+        strategy = dataclasses.replace(strategy, est_peak_vram_gb=round(est(start), 2))
+    if adapters and strategy.fuse_qkv:
+        strategy = dataclasses.replace(strategy, fuse_qkv=False)
+        notes.append("fuse_qkv off: LoRA adapters patch the unfused q/k/v projections")
     if overrides:
         bad = set(overrides) - _RUNG_FIELDS
         if bad:
@@ -567,7 +641,7 @@ def choose(family: str, profile: HardwareProfile, *, table: StrategyTable | None
                                    fix=f"override only {sorted(_RUNG_FIELDS - {'name', 'device'})}.")
         strategy = dataclasses.replace(strategy, **overrides,
                                        overrides=tuple(f"{k}={v}" for k, v in sorted(overrides.items())))
-    return strategy
+    return dataclasses.replace(strategy, notes=tuple(notes)) if notes else strategy
 
 
 def degrade(strategy: MemoryStrategy, *, table: StrategyTable | None = None,

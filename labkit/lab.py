@@ -271,13 +271,14 @@ class Lab:
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
                  size: tuple[int, int] | None = None, n: int = 1, image: str | Path | None = None,
                  strength: float | None = None, adapters: Sequence[Any] = (), controls: Sequence[Any] = (),
-                 **render_kwargs: Any) -> Result:
+                 speed: str = "default", **render_kwargs: Any) -> Result:
         """Text-to-image, or image-to-image when `image` is given. `size` is (width, height).
 
         `adapters`: LoRA adapters, each an `AdapterRef` or a string "PATH_OR_ID[:WEIGHT]" (a
         `.safetensors` file or folder, "run:RUN_ID", an `[adapters.ID]` catalogue entry, a hub repo).
         `controls`: ControlNets, each a `ControlRef` (or its dict form), e.g.
-        `ControlRef("pose", "pose.json", model="lllyasviel/control_v11p_sd15_openpose", scale=0.8)`."""
+        `ControlRef("pose", "pose.json", model="lllyasviel/control_v11p_sd15_openpose", scale=0.8)`.
+        `speed`: "max" opts in to the speed-first rung (see `Plan.speed`)."""
         from labkit.plan import MAX_COUNT, Plan, check_int
 
         # Every argument is checked here, before a model is resolved: a wrong type names itself
@@ -287,15 +288,16 @@ class Lab:
         width, height = _size_arg(size)
         plan = Plan(prompt=prompt, model=model, negative_prompt=negative_prompt, steps=steps, guidance=guidance,
                     seed=seed, width=width, height=height, count=n, image=_path_arg("image", image),
-                    strength=strength, adapters=_adapters_arg(adapters), controls=_controls_arg(controls)
-                    ).check_fields()
+                    strength=strength, adapters=_adapters_arg(adapters), controls=_controls_arg(controls),
+                    speed=speed).check_fields()
         return self.render(plan, **render_kwargs)
 
     def video(self, prompt: str = "", *, image: str | Path | None = None, model: str | None = None,
               frames: int | None = None, fps: int | None = None, seed: int | None = None,
               steps: int | None = None, guidance: float | None = None, size: tuple[int, int] | None = None,
-              negative_prompt: str = "", n: int = 1, **render_kwargs: Any) -> Result:
-        """Image-to-video when `image` is given, else text-to-video."""
+              negative_prompt: str = "", n: int = 1, speed: str = "default", **render_kwargs: Any) -> Result:
+        """Image-to-video when `image` is given, else text-to-video. `speed`: "max" opts in to the speed-first
+        rung where the family has one (see `Plan.speed`)."""
         from labkit.plan import MAX_COUNT, Plan, check_int
 
         _check_render_kwargs("video", render_kwargs)
@@ -303,7 +305,7 @@ class Lab:
         width, height = _size_arg(size)
         plan = Plan(prompt=prompt, modality="video", model=model, image=_path_arg("image", image),
                     frames=frames, fps=fps, seed=seed, steps=steps, guidance=guidance, width=width, height=height,
-                    negative_prompt=negative_prompt, count=n).check_fields()
+                    negative_prompt=negative_prompt, count=n, speed=speed).check_fields()
         return self.render(plan, **render_kwargs)
 
     def strategy(self, family: str, **overrides: Any) -> MemoryStrategy:
@@ -603,7 +605,8 @@ def hardware_report(report: Mapping[str, Any]) -> str:
     tier = hw["tier"]
     for fam, name in report["this_machine"].items():
         s = report["strategies"][fam][tier]
-        steps = ", ".join(MemoryStrategy(**{**s, "overrides": tuple(s["overrides"])}).steps())
+        steps = ", ".join(MemoryStrategy(**{**s, "overrides": tuple(s["overrides"]),
+                                            "notes": tuple(s.get("notes", ()))}).steps())
         lines.append(f"- {fam}: {name} ({steps})")
     t = report["tracking"]
     lines += ["", "# Tracking", "", f"- store: {t['uri']} ({t.get('status', 'not opened')})",

@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Modality = Literal["image", "video"]
 Task = Literal["txt2img", "img2img", "img2vid", "txt2vid"]
+Speed = Literal["default", "max"]
+#: A plan's speed settings: "max" opts in to the family's speed-first `gpu-fast` rung (`labkit.hardware.choose`).
+SPEEDS: tuple[str, ...] = ("default", "max")
 
 #: Bounds that keep a single plan from asking for more than one machine can hold.
 MAX_COUNT = 16
@@ -124,6 +127,8 @@ class Plan:
         strength: how far image-to-image may move from the input (0–1).
         controls: ControlNets with their control images (`ControlRef`), applied together.
         controller: who wrote the plan; rationale: why, in a sentence.
+        speed: "default", or "max" to opt in to the speed-first rung (bf16, fused QKV, torch.compile); the run
+            records what was applied or why it was not.
     """
 
     prompt: str
@@ -144,6 +149,7 @@ class Plan:
     controls: tuple[ControlRef, ...] = ()
     controller: ControllerInfo = field(default_factory=ControllerInfo)
     rationale: str = ""
+    speed: Speed = "default"
 
     @property
     def task(self) -> Task:
@@ -278,6 +284,9 @@ class Plan:
             check_text(f"controller.{name}", getattr(self.controller, name), optional=name != "name",
                        max_chars=MAX_PROMPT_CHARS)
         check_text("rationale", self.rationale, max_chars=MAX_RATIONALE_CHARS)
+        if not isinstance(self.speed, str) or self.speed not in SPEEDS:
+            raise InvalidParameter(f"Unknown speed {_short(self.speed)}.", value=self.speed,
+                                   fix='use speed "default" (eager, safe) or "max" (compiled, fused: opt-in).')
         return self
 
     def validate(self, entry: CatalogEntry | None = None) -> Plan:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from labkit.diagnose import Trace, Vram, record_failure
 from labkit.errors import ComplianceViolation, InvalidParameter, LabkitError, ModelNotCached, OutOfMemory, UnknownModel
 from labkit.hardware import MemoryStrategy, choose, degrade
+from labkit.pipelines.memory import profile_now, warm_up
 from labkit.plan import MAX_PATH_CHARS, Plan, check_text, describe
 from labkit.results import Attempt, PipelineCache, Progress, Result, free_memory  # noqa: F401 - their old home
 
@@ -360,7 +361,7 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
         frame_plan = Plan(prompt=keyframe_prompt(ref.family, plan.prompt, lab.catalog) if keyframe else plan.prompt,
                           model=keyframe, negative_prompt=plan.negative_prompt, seed=plan.seed,
                           steps=plan.steps if keyframe else None,  # the keyframe at the clip's step count
-                          width=plan.width, height=plan.height, controller=plan.controller)
+                          width=plan.width, height=plan.height, controller=plan.controller, speed=plan.speed)
         try:  # the clip's size when the image model can draw it, else the image model's own default
             prepare(lab, frame_plan)
         except InvalidParameter:
@@ -433,7 +434,8 @@ def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], pr
     """Load and render one model, degrading the memory strategy on out-of-memory. `trace` follows where it is."""
     trace = trace or Trace()
     trace.model, trace.family = ref.id, ref.family
-    strategy = choose(ref.family, lab.hardware, controls=len(plan.controls))
+    hardware = profile_now(lab.hardware, lab.pipelines, (ref.kind, ref.location, ref.revision))  # free VRAM now
+    strategy = choose(ref.family, hardware, controls=len(plan.controls), speed=plan.speed, adapters=len(plan.adapters))
     tried: list[MemoryStrategy] = []
     while True:
         tried.append(strategy)
@@ -441,6 +443,8 @@ def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], pr
         trace.vram = Vram(on_cuda=strategy.device == "gpu" and lab.hardware.device == "cuda")
         try:
             loaded, load_s = load_cached(lab, ref, strategy, allow_pickle)
+            trace.stage = "compile"  # a compiled pipeline's 2-step warm-up (nothing to do otherwise)
+            compile_s = warm_up(loaded, plan, lambda p, loaded=loaded: _call(lab, p, loaded, None, None))
             trace.stage = "render"
             result = _call(lab, plan, loaded, progress, cancel, trace)
         except Exception as e:
@@ -452,8 +456,8 @@ def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], pr
             strategy = degrade(strategy, tried=tried)  # raises OutOfMemory when nothing cheaper is left
             continue
         attempts.append(Attempt(ref.id, strategy.name, "render", "ok" if result.status == "finished" else "cancelled"))
-        result.attempts = attempts
-        result.timings["load_s"] = load_s
+        result.attempts, result.strategy = attempts, strategy  # the cached pipeline's steps, this render's notes
+        result.timings["load_s"], result.timings["compile_s"] = load_s, compile_s
         result.timings["total_s"] = load_s + result.timings["steps_s"] + result.timings["decode_s"]
         result.model.update(_model_record(ref, loaded))
         result.ref = ref
@@ -461,7 +465,7 @@ def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], pr
 
 
 def _cache_key(ref: ModelRef, strategy: MemoryStrategy, allow_pickle: bool) -> tuple:
-    return (ref.kind, ref.location, ref.revision, strategy.name, strategy.overrides, allow_pickle)
+    return (ref.kind, ref.location, ref.revision, strategy.name, strategy.overrides, allow_pickle, *strategy.steps())
 
 
 def load_cached(lab: Lab, ref: ModelRef, strategy: MemoryStrategy, allow_pickle: bool = False) -> tuple[Loaded, float]:
@@ -478,7 +482,8 @@ def load_cached(lab: Lab, ref: ModelRef, strategy: MemoryStrategy, allow_pickle:
         needed = 0  # unknown before download; the budget check after loading covers it
     lab.pipelines.make_room(needed, on_gpu=strategy.device == "gpu")
     device = lab.hardware.device if strategy.device == "gpu" else "cpu"
-    loaded = load_pipeline(ref, strategy, device, allow_pickle=allow_pickle, hash_cache=lab.hash_cache)
+    loaded = load_pipeline(ref, strategy, device, allow_pickle=allow_pickle, hash_cache=lab.hash_cache,
+                           compile_cache=lab.config.root / "mlruns" / "inductor-cache")
     lab.save_hash_cache()
     lab.pipelines.put(key, loaded)
     return loaded, loaded.load_s
@@ -629,8 +634,8 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
     }
     if prompt_verdict.messages():
         tags["labkit.compliance.prompt"] = " | ".join(prompt_verdict.messages())[:5000]
-    metrics = {"time.load_s": t["load_s"], "time.steps_s": t["steps_s"], "time.decode_s": t["decode_s"],
-               "time.total_s": t["total_s"],
+    metrics = {"time.load_s": t["load_s"], "time.compile_s": t.get("compile_s", 0.0), "time.steps_s": t["steps_s"],
+               "time.decode_s": t["decode_s"], "time.total_s": t["total_s"],
                "time.step_mean_s": sum(t["step_s"]) / len(t["step_s"]) if t["step_s"] else 0.0,
                f"memory.peak_{result.memory_kind}_gb": result.peak_memory_gb, "attempts": len(result.attempts)}
     series = {"time.step_s": t["step_s"]}

@@ -41,7 +41,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         args.prompt, model=args.model, negative_prompt=args.negative, steps=args.steps, guidance=args.guidance,
         seed=args.seed, size=args.size, n=args.n, image=args.image, strength=args.strength, out=args.out,
         allow_pickle=args.allow_pickle, config=args.config, adapters=args.adapter or (),
-        controls=_controls(args))
+        controls=_controls(args), speed="max" if args.fast else "default")
     _print_result(result, args.json)
     return 0
 
@@ -50,7 +50,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     result = _lab(args).video(
         args.prompt, image=args.image, model=args.model, frames=args.frames, fps=args.fps, seed=args.seed,
         steps=args.steps, guidance=args.guidance, size=args.size, negative_prompt=args.negative, out=args.out,
-        allow_pickle=args.allow_pickle, config=args.config)
+        allow_pickle=args.allow_pickle, config=args.config, speed="max" if args.fast else "default")
     _print_result(result, args.json)
     return 0
 
@@ -98,6 +98,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     render.add_argument("--config", help="for a .safetensors checkpoint: the diffusers folder/repo of its base model")
     render.add_argument("--mode", help="compliance mode: open, research (default), strict, or one of yours")
     render.add_argument("--json", action="store_true", help="print the result record as JSON")
+    render.add_argument("--fast", action="store_true",
+                        help="speed first (plan speed=max): the gpu-fast rung where the family has one (bf16, fused "
+                             "QKV, torch.compile; the first render of a size compiles), recorded with the run")
 
     p = sub.add_parser("generate", parents=[common, render], help="text-to-image or image-to-image")
     p.add_argument("prompt")

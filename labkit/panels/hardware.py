@@ -72,8 +72,10 @@ def hardware_panel(lab: Lab, *, background: bool = False, probe: Callable[[], di
         for fam, name in report["this_machine"].items():
             s = report["strategies"][fam][tier]
             steps = [f"dtype={s['dtype']}", f"offload={s['offload']}",
-                     *(k for k in ("vae_tiling", "vae_slicing", "attention_slicing", "forward_chunking",
-                                   "channels_last", "compile") if s.get(k))]
+                     *(k for k in ("vae_tiling", "vae_slicing", "attention_slicing", "forward_chunking", "fuse_qkv",
+                                   "channels_last", "compile", "compile_vae") if s.get(k))]
+            if s.get("compile_mode") and s.get("compile"):
+                steps.append(f"compile_mode={s['compile_mode']}")
             if s.get("decode_chunk_size"):
                 steps.append(f"decode_chunk_size={s['decode_chunk_size']}")
             rows.append({"family": fam, "strategy": name, "device": s["device"],

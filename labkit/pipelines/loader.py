@@ -362,6 +362,8 @@ class Loaded:
     applied: list[str]
     load_s: float
     size_bytes: int
+    #: the shapes a compiled pipeline was warmed up at (its first call at a shape compiles)
+    warmed: set = field(default_factory=set)
 
     @property
     def hash(self) -> str:
@@ -369,13 +371,13 @@ class Loaded:
 
 
 def load_pipeline(ref: ModelRef, strategy: MemoryStrategy, device: str, *, allow_pickle: bool = False,
-                  hash_cache: dict[str, Any] | None = None) -> Loaded:
+                  hash_cache: dict[str, Any] | None = None, compile_cache: str | Path | None = None) -> Loaded:
     """Load `ref` with `strategy` applied for `device` ("cuda", "mps" or "cpu").
 
     Steps: 1. find the files (hub cache, folder, single file); 2. refuse pickle weights unless
     allowed, and weights files whose safetensors header is broken (before anything loads); 3. hash the
     weight files; 4. from_pretrained / from_single_file in the strategy's dtype, safetensors only, no
-    remote code; 5. apply the strategy's memory steps.
+    remote code; 5. apply the strategy's memory steps (`compile_cache`: inductor's cache folder).
     """
     from labkit.pipelines.memory import apply_strategy
 
@@ -406,7 +408,7 @@ def load_pipeline(ref: ModelRef, strategy: MemoryStrategy, device: str, *, allow
                            "checkpoint) compatible with diffusers " + _diffusers_version() + ".") from e
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
-    applied = apply_strategy(pipe, strategy, device)
+    applied = apply_strategy(pipe, strategy, device, compile_cache=compile_cache)
     size = sum(p.numel() * p.element_size() for c in pipe.components.values()
                if hasattr(c, "parameters") for p in c.parameters())
     return Loaded(pipe, ref, strategy, hashes, applied, time.perf_counter() - start, size)

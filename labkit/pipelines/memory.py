@@ -7,20 +7,26 @@ what was applied.
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from labkit.hardware import MemoryStrategy
+from labkit.hardware import HardwareProfile, MemoryStrategy
 
 
 def _denoiser(pipe: Any):
     return getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
 
 
-def apply_strategy(pipe: Any, strategy: MemoryStrategy, device: str) -> list[str]:
+def apply_strategy(pipe: Any, strategy: MemoryStrategy, device: str, *, compile_cache: str | Path | None = None
+                   ) -> list[str]:
     """Put `pipe` on `device` the way `strategy` says; return the steps applied, in order.
 
     The dtype was applied when loading. Order matters: offload hooks go on last, after the
-    modules they wrap were changed (channels_last, compile).
+    modules they wrap were changed (fused QKV, channels_last, compile). `compile_cache`: the folder inductor
+    keeps its compiled graphs in (the project's, so a second process does not recompile).
     """
     import torch
 
@@ -45,14 +51,14 @@ def apply_strategy(pipe: Any, strategy: MemoryStrategy, device: str) -> list[str
     step(strategy.vae_slicing, "vae_slicing", vae, "enable_slicing")
     step(strategy.attention_slicing, "attention_slicing", pipe, "enable_attention_slicing")
     step(strategy.forward_chunking, "forward_chunking", denoiser, "enable_forward_chunking")
+    if strategy.fuse_qkv:
+        applied.append(fuse_qkv(pipe, denoiser))
     if strategy.channels_last and denoiser is not None and strategy.device == "gpu":
         # channels_last only helps convolution kernels on a GPU.
         denoiser.to(memory_format=torch.channels_last)
         applied.append("channels_last")
-    if strategy.compile and denoiser is not None:
-        name = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
-        setattr(pipe, name, torch.compile(denoiser, mode="reduce-overhead", fullgraph=False))
-        applied.append("compile")
+    if strategy.compile or strategy.compile_vae:
+        applied += compile_modules(pipe, strategy, device, compile_cache)
 
     if strategy.device == "cpu" or device == "cpu":
         pipe.to("cpu")
@@ -73,6 +79,144 @@ def apply_strategy(pipe: Any, strategy: MemoryStrategy, device: str) -> list[str
     if strategy.decode_chunk_size:
         applied.append(f"decode_chunk_size={strategy.decode_chunk_size}")
     return applied
+
+
+def fuse_qkv(pipe: Any, denoiser: Any) -> str:
+    """Fuse the attention q/k/v projections into one matrix multiply: the pipeline's own `fuse_qkv_projections`
+    (Stable Diffusion pipelines: the UNet, and the VAE when it is an `AutoencoderKL`), else the denoiser's. The
+    step as recorded: "fuse_qkv", or "fuse_qkv:skipped(why)"."""
+    try:
+        if hasattr(pipe, "fuse_qkv_projections") and getattr(pipe, "unet", None) is not None:
+            from diffusers import AutoencoderKL
+
+            vae = isinstance(getattr(pipe, "vae", None), AutoencoderKL)
+            pipe.fuse_qkv_projections(unet=True, vae=vae)
+            return "fuse_qkv" if vae else "fuse_qkv(unet only)"
+        if denoiser is not None and hasattr(denoiser, "fuse_qkv_projections"):
+            denoiser.fuse_qkv_projections()
+            # diffusers fuses only the attention classes whose processors read the fused weights (e.g. Wan's);
+            # older ones (SVD's UNet) are left as they are, silently
+            if any(getattr(m, "fused_projections", False) for m in denoiser.modules()):
+                return "fuse_qkv"
+            return f"fuse_qkv:skipped(no attention module of {type(denoiser).__name__} supports fusion)"
+    except (ValueError, NotImplementedError, AttributeError) as e:  # e.g. added KV projections (diffusers refuses)
+        return f"fuse_qkv:skipped({type(e).__name__}: {str(e)[:120]})"
+    return f"fuse_qkv:skipped(not supported by {type(pipe).__name__})"
+
+
+def compile_reason(device: str) -> str | None:
+    """Why torch.compile (inductor) cannot build for `device` here, or None when it can."""
+    import torch
+    import torch._dynamo
+
+    if os.environ.get("TORCHDYNAMO_DISABLE", "") not in ("", "0") or torch._dynamo.config.disable:
+        return "TorchDynamo is disabled (TORCHDYNAMO_DISABLE)"
+    if device == "cuda":
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "triton is not installed (inductor needs it for CUDA kernels)"
+    if device == "mps":
+        return "inductor does not build for MPS reliably; labkit compiles on CUDA and CPU only"
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception as e:  # no C++ compiler: inductor cannot build CPU kernels
+        return f"no C++ compiler for inductor ({type(e).__name__})"
+    return None
+
+
+def compile_modules(pipe: Any, strategy: MemoryStrategy, device: str, cache: str | Path | None = None
+                    ) -> list[str]:
+    """torch.compile the denoiser (`strategy.compile`) and the VAE decoder (`strategy.compile_vae`) in place
+    (`nn.Module.compile`: weights, LoRA and offload hooks keep their names), with `strategy.compile_mode`. CUDA
+    graphs ("reduce-overhead", "max-autotune") need CUDA and resident weights: under offload or elsewhere the mode
+    drops them, and the record says so. Compilation itself happens on the first call (the render's warm-up).
+    Inductor's FX-graph cache goes to `cache` so a second process reuses the compiled kernels."""
+    device_type = "cpu" if strategy.device == "cpu" or device == "cpu" else device
+    names = (["compile"] if strategy.compile else []) + (["compile_vae"] if strategy.compile_vae else [])
+    reason = compile_reason(device_type)
+    if reason:
+        return [f"{n}:skipped({reason})" for n in names]
+    mode = strategy.compile_mode or "default"
+    out = []
+    if mode in ("reduce-overhead", "max-autotune") and (device_type != "cuda" or strategy.offload != "none"):
+        static = "max-autotune-no-cudagraphs" if mode == "max-autotune" else "default"
+        out.append(f"compile_mode:{mode}->{static}(CUDA graphs need CUDA and weights resident on it)")
+        mode = static
+    if cache is not None:
+        import torch._inductor.config as inductor_config
+
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)  # read by inductor whenever it opens its cache
+        inductor_config.fx_graph_cache = True
+    vae = getattr(pipe, "vae", None)
+    targets = {"compile": _denoiser(pipe), "compile_vae": getattr(vae, "decoder", None)}
+    for n in names:
+        module = targets[n]
+        if module is None or not hasattr(module, "compile"):
+            out.append(f"{n}:skipped(not supported by {type(pipe).__name__})")
+            continue
+        # dynamic=False: one graph per shape, as CUDA graphs want; a new size compiles once more
+        module.compile(mode=mode, fullgraph=False, dynamic=False)
+        out.append(f"{n}={mode}")
+    return out
+
+
+def compiled(applied: list[str]) -> bool:
+    """Whether the steps applied compiled a module (so the first call at a shape pays compilation)."""
+    return any(s.startswith(("compile=", "compile_vae=")) for s in applied)
+
+
+def warm_up(loaded: Any, plan: Any, call: Callable[[Any], Any]) -> float:
+    """Seconds a compiled pipeline (`Loaded`) took to compile for `plan`'s shape, reported apart from the render:
+    its first call at a shape compiles, so that call is a short warm-up, `call(plan with 2 steps)` (img2img keeps
+    its steps: fewer could leave it none to run); 0.0 when nothing compiled or the shape ran before. When inductor
+    fails to build, the modules go back to eager and the steps applied say `compile:failed(why)`."""
+    import torch._dynamo
+
+    shape = (plan.task, plan.width, plan.height, plan.count, plan.frames, plan.guidance > 1, len(plan.controls))
+    if not compiled(loaded.applied) or shape in loaded.warmed:
+        return 0.0
+    start = time.perf_counter()
+    try:
+        call(plan.replace(steps=plan.steps if plan.task == "img2img" else min(plan.steps, 2)))
+    except torch._dynamo.exc.BackendCompilerFailed as e:  # inductor could not build: run eager, and say so
+        vae = getattr(loaded.pipe, "vae", None)
+        for module in (_denoiser(loaded.pipe), getattr(vae, "decoder", None)):
+            if module is not None:
+                module._compiled_call_impl = None
+        inner = getattr(e, "inner_exception", None) or e  # what the backend raised, not dynamo's wrapper
+        why = f"{type(inner).__name__}: {(str(inner).strip().splitlines() or [''])[0][:160]}"
+        loaded.applied[:] = [f"{s.split('=')[0]}:failed({why})" if s.startswith(("compile=", "compile_vae="))
+                             else s for s in loaded.applied]
+    loaded.warmed.add(shape)
+    return time.perf_counter() - start
+
+
+def profile_now(profile: HardwareProfile, pipelines: Any, model_key: tuple) -> HardwareProfile:
+    """`profile` with the VRAM free at this moment, to choose a rung at load time (other processes count).
+
+    CUDA only: a simulated or non-CUDA profile comes back as it is. labkit keeps at most one pipeline on the GPU
+    and loading another model evicts it (`PipelineCache.make_room`), so a cached GPU pipeline of another model is
+    evicted first and the figure is taken after; what this process's allocator holds (this model's cached
+    pipeline, reused or replaced) counts as free. `model_key`: the first three fields of the render's cache key.
+    """
+    if profile.device != "cuda" or profile.is_simulated:
+        return profile
+    for key in pipelines.keys():
+        cached = pipelines.get(key)
+        if cached is not None and cached.strategy.device == "gpu" and tuple(key[:3]) != tuple(model_key[:3]):
+            pipelines.evict(key)
+    from labkit.hardware import gpu_now
+
+    now = gpu_now()
+    if not now.get("available"):
+        return profile
+    import torch
+
+    own = torch.cuda.memory_reserved(0) / 2**30 if torch.cuda.is_available() else 0.0
+    return profile.with_free_vram(now["free_gb"] + own)
 
 
 def place_controlnet(net: Any, strategy: MemoryStrategy, device: str) -> tuple[list[str], Any]:

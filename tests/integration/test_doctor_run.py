@@ -45,7 +45,7 @@ def test_oom_while_decoding_is_recorded_and_explained(sd15, lab, monkeypatch, se
     assert run.data.tags["strategy.name"] == "cpu-lean" and run.data.tags["labkit.failure.stage"] == "decode"
 
     e = lab.explain_run(run.info.run_id)
-    assert e["failed"] and e["oom"] and e["stage"] == "decode" and e["strategy"] == "cpu-lean" and e["rung"] == 5
+    assert e["failed"] and e["oom"] and e["stage"] == "decode" and e["strategy"] == "cpu-lean" and e["rung"] == 6
     assert "while decoding" in e["summary"] and "cpu-full → cpu-lean" in e["summary"]
     assert any("--size 16x16 (was 32x32)" in f for f in e["fixes"]), e["fixes"]
     assert any("RAM" in f for f in e["fixes"])  # on the CPU: what else holds memory
@@ -116,7 +116,7 @@ def test_doctor_on_a_finished_run_says_so_with_its_rung_and_peak(sd15, lab, one_
     r = lab.generate("a red circle", model=str(sd15), steps=1, size=(32, 32), seed=1)
     e = lab.explain_run(r.run_id)
     assert not e["failed"] and e["status"] == "FINISHED" and "did not fail" in e["summary"]
-    assert e["strategy"] == "cpu-full" and e["rung"] == 4 and e["peak_memory_gb"]["peak_rss_gb"] > 0
+    assert e["strategy"] == "cpu-full" and e["rung"] == 5 and e["peak_memory_gb"]["peak_rss_gb"] > 0
     text = explanation_text(e)
     assert "cpu-full" in text and "peak memory: peak_rss_gb" in text and "What to change" not in text
 
