@@ -144,7 +144,8 @@ def check_trajectory(config: TrainConfig, state: Mapping[str, Any], path: Path) 
         saved = {}
     now = config.to_dict()
     then_n, now_n = int(state.get("processes", 1) or 1), world()[1]
-    if "batch_size" in saved and saved["batch_size"] * then_n != now["batch_size"] * now_n:
+    several = then_n > 1 or now_n > 1
+    if several and "batch_size" in saved and saved["batch_size"] * then_n != now["batch_size"] * now_n:
         # what a step sees is the global batch: a checkpoint of N processes resumes in M with the same one
         raise InvalidParameter(
             f"Checkpoint {str(path)!r} was made with a global batch of {saved['batch_size'] * then_n} "
@@ -153,7 +154,7 @@ def check_trajectory(config: TrainConfig, state: Mapping[str, Any], path: Path) 
             fix=f"resume with batch_size × processes = {saved['batch_size'] * then_n} (e.g. --batch-size "
                 f"{saved['batch_size'] * then_n} in one process), or start fresh in another output_dir.")
     for k in TRAJECTORY_FIELDS:
-        if k != "batch_size" and k in saved and saved[k] != now[k]:
+        if not (several and k == "batch_size") and k in saved and saved[k] != now[k]:
             raise InvalidParameter(
                 f"Checkpoint {str(path)!r} was made with {k}={saved[k]!r}, this config has {now[k]!r}.",
                 value=now[k],
