@@ -41,14 +41,14 @@ def is_main() -> bool:
 
 
 def shard(batch: Any, rank: int, size: int) -> Any:
-    """This process's slice of a global micro-batch: rows `rank·b … (rank+1)·b` of every tensor, array, list
-    or tuple in it (dicts and tuples of those are sliced item by item)."""
+    """This process's slice of a global micro-batch: rows `rank·b … (rank+1)·b` of every tensor, array or list
+    in it (dicts, and tuples of batch parts, are split part by part; a list is a list of samples)."""
     if size == 1:
         return batch
     if isinstance(batch, Mapping):
         return {k: shard(v, rank, size) for k, v in batch.items()}
-    if isinstance(batch, tuple) and batch and all(_rows(x) is not None for x in batch):
-        return tuple(shard(x, rank, size) for x in batch)
+    if isinstance(batch, tuple) and batch and all(isinstance(x, Mapping) or _rows(x) is not None for x in batch):
+        return tuple(shard(x, rank, size) for x in batch)  # (images, captions, …): each part split alike
     n = _rows(batch)
     if n is None:
         raise InvalidParameter(f"A training batch of type {type(batch).__name__} cannot be split between "

@@ -41,6 +41,8 @@ def test_every_process_keeps_its_own_rows_of_the_global_batch():
     assert part["ids"] == [12, 13] and part["latents"].shape == (2, 3)
     pair = (torch.ones(4, 1), [1, 2, 3, 4])
     assert shard(pair, 0, 2)[1] == [1, 2]
+    ids, targets = shard((torch.arange(4), {"colour": torch.arange(8).reshape(4, 2)}), 1, 2)  # toy-base's text batch
+    assert ids.tolist() == [2, 3] and targets["colour"].tolist() == [[4, 5], [6, 7]]
     assert shard(batch, 0, 1) is batch  # one process: the batch untouched
 
 
