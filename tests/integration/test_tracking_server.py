@@ -1,0 +1,253 @@
+"""A real `mlflow server` started by `labkit tracking serve`, and a lab that does its work against it.
+
+One server for the module (a SQLite store and an artifact folder of its own, on a free loopback port), always
+stopped by the fixture's finalizer. Each test points a fresh project at `http://127.0.0.1:PORT` and checks what a
+user would: the runs FINISHED with their params, metrics and artifacts, read back through the server; the files a
+render returns are real local files; the artifacts sit in the server's folder, not in the project.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_cli import labkit
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    def __init__(self, url: str, folder: Path, proc: subprocess.Popen, banner: list[str]):
+        self.url, self.folder, self.proc, self.banner = url, folder, proc, banner
+
+    @property
+    def artifacts(self) -> Path:
+        return self.folder / "artifacts"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    import psutil
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    proc.send_signal(signal.SIGTERM)  # labkit stops the server's process group, then exits 0
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for child in children:  # whatever outlived it (it should not), so no server is ever left behind
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tracking-server")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LABKIT_ROOT")}
+    cmd = [sys.executable, "-m", "labkit", "tracking", "serve", "--root", str(folder), "--port", str(port),
+           "--workers", "2", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+           "--artifacts-destination", str(folder / "artifacts")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        banner: list[str] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the banner comes once the server answers /health
+            line = proc.stdout.readline()
+            if not line:
+                break
+            banner.append(line)
+            if line.startswith("uri = "):
+                break
+        assert any("Tracking server up at" in b for b in banner), "".join(banner)
+        url = f"http://127.0.0.1:{port}"
+        assert f'uri = "{url}"' in "".join(banner)  # the line to paste into labkit.toml
+        yield _Server(url, folder, proc, banner)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0
+    with pytest.raises(OSError):  # stopped: nothing listens there any more
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@pytest.fixture
+def remote_lab(project, server):
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+
+    (project / "labkit.toml").write_text(f'[tracking]\nuri = "{server.url}"\nsystem_metrics = false\n')
+    return Lab(project, hardware=HardwareProfile.simulated(None))
+
+
+def _client(server):
+    from mlflow import MlflowClient
+
+    return MlflowClient(server.url)
+
+
+def _listed(client, run_id: str, path: str = "") -> set[str]:
+    return {f.path for f in client.list_artifacts(run_id, path or None)}
+
+
+def test_a_render_its_note_compare_and_replay_go_through_the_server(remote_lab, server, project, one_thread, capsys):
+    from labkit.replay import replay
+
+    lab = remote_lab
+    result = lab.generate("a red circle on the left", steps=3, seed=7)
+    client = _client(server)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.info.artifact_uri.startswith("mlflow-artifacts:/")
+    assert run.data.params["plan.steps"] == "3" and run.data.params["plan.seed"] == "7"
+    assert run.data.metrics["time.total_s"] > 0 and run.data.tags["labkit.job"] == "render"
+    # the files the user gets are real files here, the same bytes the server keeps
+    pngs = [f for f in result.files if f.suffix == ".png"]
+    assert pngs and all(f.is_file() for f in result.files)
+    assert {f"outputs/{f.name}" for f in result.files} <= _listed(client, result.run_id, "outputs")
+    assert "plan.json" in _listed(client, result.run_id)
+    assert "View run" not in capsys.readouterr().out  # stdout stays the user's (JSON with --json)
+    kept = list(server.artifacts.rglob(f"{result.run_id}/artifacts/outputs/{pngs[0].name}"))
+    assert len(kept) == 1 and kept[0].read_bytes() == pngs[0].read_bytes()
+    assert not (project / "mlruns" / "artifacts").exists()  # nothing written to a store of the project's own
+
+    lab.note("The circle sits **left**, as asked.")
+    assert "as asked" in client.get_run(result.run_id).data.tags["mlflow.note.content"]
+    assert "as asked" in lab.notes(result.run_id)
+
+    again, check = replay(lab, result.run_id, check=True)
+    assert check.identical and check.max_diff == 0 and check.files == sorted(f.name for f in pngs)
+    assert client.get_run(again.run_id).data.tags["labkit.replay_of"] == result.run_id
+
+    summaries = {r.run_id: r for r in lab.runs(5, job="render")}
+    assert set(summaries) == {result.run_id, again.run_id}
+    assert [p.name for p in summaries[result.run_id].images] == sorted(f.name for f in pngs)
+    cmp = lab.compare([result.run_id, again.run_id])
+    assert list(cmp.differing) == []  # the same plan twice
+    # another machine (a project with no copies yet) reads the outputs through the server
+    from labkit.tracking.compare import RunSummary
+    from labkit.tracking.store import Tracker
+
+    other = project.parent / "elsewhere"
+    other.mkdir()
+    from labkit.config import LabConfig
+
+    tracker = Tracker(LabConfig.resolve(other, tracking_uri=server.url))
+    fetched = RunSummary.from_mlflow(tracker.client.get_run(result.run_id), tracker)
+    assert [p.read_bytes() for p in fetched.images] == [p.read_bytes() for p in sorted(pngs)]
+    assert str(other) in str(fetched.images[0])
+
+
+def test_a_sweep_runs_against_the_server(remote_lab, server, tmp_path, one_thread):
+    from labkit.sweeps import load_spec, run_sweep
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text("name: tiny\nplan: {prompt: 'a small blue square on the right', model: toyworld}\n"
+                    "grid: {steps: [2, 3]}\nseeds: 1\nscore: toyworld\n")
+    result = run_sweep(remote_lab, load_spec(spec), progress=False)
+    client = _client(server)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    exp = parent.info.experiment_id
+    kids = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'")
+    assert len(kids) == 2 and all(k.info.status == "FINISHED" for k in kids)
+    assert sorted(k.data.params["point.steps"] for k in kids) == ["2", "3"]
+    for k in kids:
+        assert 0.0 <= k.data.metrics["adherence.all_correct"] <= 1.0
+        assert any(p.endswith(".png") for p in _listed(client, k.info.run_id, "outputs"))
+    assert "sweep/spec.json" in _listed(client, result.parent_run_id, "sweep")
+    # the summary, with the grid of the points' images (read from this machine's copies of the outputs)
+    assert {"summary/summary.csv", "summary/grid.png"} <= _listed(client, result.parent_run_id, "summary")
+
+
+def test_export_and_import_a_bundle_through_the_server(remote_lab, server, tmp_path, _fresh_store_file):
+    import shutil
+
+    from labkit.config import LabConfig
+    from labkit.tracking.bundle import ORIGIN_TAG, export_bundle, import_bundle
+    from labkit.tracking.store import Tracker
+
+    lab = remote_lab
+    with lab.run("bundled", params={"lr": 0.1}) as run:
+        run.log_metrics({"loss": 0.5})
+        run.log_text("hello", "notes/hello.txt")
+    bundle = export_bundle(lab.tracker, [run.run_id], tmp_path / "one.zip")
+    assert bundle.runs == 1 and bundle.artifacts >= 1
+
+    # into a local store, and back into the server under another experiment
+    local = tmp_path / "local"
+    (local / "mlruns").mkdir(parents=True)
+    shutil.copy(_fresh_store_file, local / "mlruns" / "mlflow.db")
+    here = import_bundle(Tracker(LabConfig.resolve(local)), bundle.path)
+    there = import_bundle(lab.tracker, bundle.path, experiment="imported")
+    client = _client(server)
+    for tracker, summary in ((Tracker(LabConfig.resolve(local)), here), (lab.tracker, there)):
+        [new] = summary.imported
+        got = tracker.client.get_run(new)
+        assert got.info.status == "FINISHED" and got.data.params["lr"] == "0.1"
+        assert got.data.metrics["loss"] == 0.5 and got.data.tags[ORIGIN_TAG] == run.run_id
+        assert tracker.local_artifacts(new, "notes/hello.txt").read_text() == "hello"
+    assert client.get_experiment(client.get_run(there.imported[0]).info.experiment_id).name == "imported"
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from labkit.config import LabConfig
+    from labkit.tracking.store import Tracker
+
+    root, url, i = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    tracker = Tracker(LabConfig.resolve(root, tracking_uri=url, experiment="many", system_metrics=False))
+    with tracker.run(f"writer-{i}", params={"i": i, "who": f"process {i}"}) as run:
+        run.log_metrics({"value": i * 1.5})
+        run.log_series("curve", [i, i + 1, i + 2])
+        run.log_text(f"from process {i}", "out/hello.txt")
+    print(run.run_id)
+""")
+
+
+def test_eight_processes_logging_at_once_lose_nothing(server, project):
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LABKIT_ROOT")}
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(project), server.url, str(i)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(8)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [err[-2000:] for _, err in outs]
+    ids = {out.strip() for out, _ in outs}
+    client = _client(server)
+    exp = client.get_experiment_by_name("many")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    assert {r.info.run_id for r in runs} == ids and len(runs) == 8
+    for r in runs:
+        i = int(r.data.params["i"])
+        assert r.info.status == "FINISHED" and r.info.run_name == f"writer-{i}"
+        assert r.data.params["who"] == f"process {i}" and r.data.metrics["value"] == i * 1.5
+        assert [m.value for m in sorted(client.get_metric_history(r.info.run_id, "curve"), key=lambda m: m.step)] \
+            == [i, i + 1, i + 2]
+        path = client.download_artifacts(r.info.run_id, "out/hello.txt", str(project / f"dl-{i}"))
+        assert Path(path).read_text() == f"from process {i}"
+
+
+def test_the_cli_refuses_a_port_in_use_and_a_database_it_cannot_reach(server, cli_env, tmp_path):
+    port = int(server.url.rsplit(":", 1)[1])
+    out = labkit("tracking", "serve", "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp_path / 'x.db'}",
+                 env=cli_env, check=False, timeout=120)
+    assert out.returncode == 2 and f"port {port}" in out.stderr and "Fix:" in out.stderr
+    free = _free_port()
+    out = labkit("tracking", "serve", "--port", str(free), "--backend-store-uri",
+                 "postgresql+psycopg2://mlflow:secret@127.0.0.1:1/mlflow", env=cli_env, check=False, timeout=120)
+    assert out.returncode == 2 and "Fix:" in out.stderr and "secret" not in out.stderr
+    assert "127.0.0.1:1/mlflow" in out.stderr
