@@ -16,7 +16,13 @@ from labkit.cli._common import _config
 
 def cmd_tracking_serve(args: argparse.Namespace) -> int:
     from labkit.tracking.health import sqlite_path
-    from labkit.tracking.server import artifacts_uri, local_artifact_experiments, server_url, start_server
+    from labkit.tracking.server import (
+        artifacts_uri,
+        hide_password,
+        local_artifact_experiments,
+        server_url,
+        start_server,
+    )
 
     config = _config(args)
     # The project's own SQLite store, also when labkit.toml already points this project at a server.
@@ -25,7 +31,7 @@ def cmd_tracking_serve(args: argparse.Namespace) -> int:
     backend = args.backend_store_uri or own
     destination = artifacts_uri(args.artifacts_destination or config.artifact_root)
     url = server_url(args.host, args.port)
-    print(f"MLflow tracking server for {backend} (artifacts in {destination}), starting on {url} ...",
+    print(f"MLflow tracking server for {hide_password(backend)} (artifacts in {destination}), starting on {url} ...",
           file=sys.stderr, flush=True)
     server = start_server(backend, destination, host=args.host, port=args.port, workers=args.workers,
                           allowed_hosts=args.allowed_hosts, log="-")

@@ -93,8 +93,8 @@ def check_backend(uri: str) -> None:
     try:
         engine = create_engine(uri)
     except ModuleNotFoundError as e:
-        raise ConfigError(f"The database driver for {_hide_password(uri)!r} is not installed ({e.name}).",
-                          value=_hide_password(uri),
+        raise ConfigError(f"The database driver for {hide_password(uri)!r} is not installed ({e.name}).",
+                          value=hide_password(uri),
                           fix=f"install it in this environment (`pip install {_driver_package(e.name)}`), "
                               "then run the command again.") from e
     try:
@@ -102,14 +102,14 @@ def check_backend(uri: str) -> None:
             conn.execute(text("SELECT 1"))
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TrackingError(f"Cannot reach the database {_hide_password(uri)!r}: {first}", value=_hide_password(uri),
+        raise TrackingError(f"Cannot reach the database {hide_password(uri)!r}: {first}", value=hide_password(uri),
                             fix="check the host, port, user, password and database name, and that the database "
                                 "server is up and lets this machine in.") from e
     finally:
         engine.dispose()
 
 
-def _hide_password(uri: str) -> str:
+def hide_password(uri: str) -> str:
     try:
         from sqlalchemy.engine import make_url
 

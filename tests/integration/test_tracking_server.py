@@ -189,44 +189,72 @@ def test_export_and_import_a_bundle_through_the_server(remote_lab, server, tmp_p
     bundle = export_bundle(lab.tracker, [run.run_id], tmp_path / "one.zip")
     assert bundle.runs == 1 and bundle.artifacts >= 1
 
-    # into a local store, and back into the server under another experiment
+    # from the server into a local store, and a local store's run into the server
     local = tmp_path / "local"
     (local / "mlruns").mkdir(parents=True)
     shutil.copy(_fresh_store_file, local / "mlruns" / "mlflow.db")
-    here = import_bundle(Tracker(LabConfig.resolve(local)), bundle.path)
-    there = import_bundle(lab.tracker, bundle.path, experiment="imported")
-    client = _client(server)
-    for tracker, summary in ((Tracker(LabConfig.resolve(local)), here), (lab.tracker, there)):
+    home = Tracker(LabConfig.resolve(local))
+    here = import_bundle(home, bundle.path)
+    with home.run("made locally", params={"lr": 0.2}) as mine:
+        mine.log_metrics({"loss": 0.25})
+        mine.log_text("hi there", "notes/hello.txt")
+    there = import_bundle(lab.tracker, export_bundle(home, [mine.run_id], tmp_path / "two.zip").path,
+                          experiment="imported")
+    for tracker, summary, origin, lr, loss, text in ((home, here, run.run_id, "0.1", 0.5, "hello"),
+                                                     (lab.tracker, there, mine.run_id, "0.2", 0.25, "hi there")):
         [new] = summary.imported
         got = tracker.client.get_run(new)
-        assert got.info.status == "FINISHED" and got.data.params["lr"] == "0.1"
-        assert got.data.metrics["loss"] == 0.5 and got.data.tags[ORIGIN_TAG] == run.run_id
-        assert tracker.local_artifacts(new, "notes/hello.txt").read_text() == "hello"
-    assert client.get_experiment(client.get_run(there.imported[0]).info.experiment_id).name == "imported"
+        assert got.info.status == "FINISHED" and got.data.params["lr"] == lr
+        assert got.data.metrics["loss"] == loss and got.data.tags[ORIGIN_TAG] == origin
+        assert tracker.local_artifacts(new, "notes/hello.txt").read_text() == text
+    client = _client(server)
+    imported = client.get_run(there.imported[0])
+    assert client.get_experiment(imported.info.experiment_id).name == "imported"
+    assert imported.info.artifact_uri.startswith("mlflow-artifacts:/")  # kept on the server, not in a local folder
+    assert import_bundle(lab.tracker, tmp_path / "two.zip", experiment="imported").imported == []  # once only
 
 
-_WRITER = textwrap.dedent("""
-    import sys
+_WRITERS = textwrap.dedent("""
+    import os, sys
+    import mlflow.tracking  # imported once, before the fork: the 8 writers start at once, not after 8 imports
     from labkit.config import LabConfig
     from labkit.tracking.store import Tracker
 
-    root, url, i = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    tracker = Tracker(LabConfig.resolve(root, tracking_uri=url, experiment="many", system_metrics=False))
-    with tracker.run(f"writer-{i}", params={"i": i, "who": f"process {i}"}) as run:
-        run.log_metrics({"value": i * 1.5})
-        run.log_series("curve", [i, i + 1, i + 2])
-        run.log_text(f"from process {i}", "out/hello.txt")
-    print(run.run_id)
+    root, url = sys.argv[1], sys.argv[2]
+    r, w = os.pipe()
+    children = []
+    for i in range(8):
+        pid = os.fork()
+        if pid == 0:  # a writer process: its own Tracker on the server, one run
+            os.close(w)
+            os.read(r, 1)  # all released together
+            try:
+                tracker = Tracker(LabConfig.resolve(root, tracking_uri=url, experiment="many", system_metrics=False))
+                with tracker.run(f"writer-{i}", params={"i": i, "who": f"process {i}"}) as run:
+                    run.log_metrics({"value": i * 1.5})
+                    run.log_series("curve", [i, i + 1, i + 2])
+                    run.log_text(f"from process {i}", "out/hello.txt")
+                print(run.run_id, flush=True)
+                os._exit(0)
+            except BaseException as e:
+                print(f"writer {i} failed: {e!r}", file=sys.stderr, flush=True)
+                os._exit(1)
+        children.append(pid)
+    os.close(r)
+    os.write(w, b"go" * 8)
+    os.close(w)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    sys.exit(0 if codes == [0] * 8 else 1)
 """)
 
 
 def test_eight_processes_logging_at_once_lose_nothing(server, project):
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LABKIT_ROOT")}
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(project), server.url, str(i)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(8)]
-    outs = [p.communicate(timeout=240) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 8, [err[-2000:] for _, err in outs]
-    ids = {out.strip() for out, _ in outs}
+    done = subprocess.run([sys.executable, "-c", _WRITERS, str(project), server.url], env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ids = set(done.stdout.split())
+    assert len(ids) == 8
     client = _client(server)
     exp = client.get_experiment_by_name("many")
     runs = client.search_runs([exp.experiment_id], max_results=100)
@@ -239,6 +267,7 @@ def test_eight_processes_logging_at_once_lose_nothing(server, project):
             == [i, i + 1, i + 2]
         path = client.download_artifacts(r.info.run_id, "out/hello.txt", str(project / f"dl-{i}"))
         assert Path(path).read_text() == f"from process {i}"
+    assert sorted(int(r.data.params["i"]) for r in runs) == list(range(8))
 
 
 def test_the_cli_refuses_a_port_in_use_and_a_database_it_cannot_reach(server, cli_env, tmp_path):
@@ -247,7 +276,19 @@ def test_the_cli_refuses_a_port_in_use_and_a_database_it_cannot_reach(server, cl
                  env=cli_env, check=False, timeout=120)
     assert out.returncode == 2 and f"port {port}" in out.stderr and "Fix:" in out.stderr
     free = _free_port()
-    out = labkit("tracking", "serve", "--port", str(free), "--backend-store-uri",
-                 "postgresql+psycopg2://mlflow:secret@127.0.0.1:1/mlflow", env=cli_env, check=False, timeout=120)
-    assert out.returncode == 2 and "Fix:" in out.stderr and "secret" not in out.stderr
-    assert "127.0.0.1:1/mlflow" in out.stderr
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = labkit("tracking", "serve", "--port", str(free), "--backend-store-uri", f"sqlite:///{blocker}/mlflow.db",
+                 env=cli_env, check=False, timeout=120)
+    assert out.returncode == 2 and str(blocker) in out.stderr and "Fix:" in out.stderr
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:  # the usual case here: the driver of a PostgreSQL store is not installed
+        out = labkit("tracking", "serve", "--port", str(free), "--backend-store-uri",
+                     "postgresql+psycopg2://mlflow:secret@127.0.0.1:1/mlflow", env=cli_env, check=False, timeout=120)
+        assert out.returncode == 2 and "pip install psycopg2-binary" in out.stderr
+    else:  # installed: nobody listens on port 1
+        out = labkit("tracking", "serve", "--port", str(free), "--backend-store-uri",
+                     "postgresql+psycopg2://mlflow:secret@127.0.0.1:1/mlflow", env=cli_env, check=False, timeout=120)
+        assert out.returncode == 2 and "Cannot reach the database" in out.stderr
+    assert "127.0.0.1:1/mlflow" in out.stderr and "secret" not in out.stderr + out.stdout  # the password is not shown
