@@ -146,11 +146,20 @@ def test_a_render_its_note_compare_and_replay_go_through_the_server(remote_lab, 
     other = project.parent / "elsewhere"
     other.mkdir()
     from labkit.config import LabConfig
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
 
     tracker = Tracker(LabConfig.resolve(other, tracking_uri=server.url))
     fetched = RunSummary.from_mlflow(tracker.client.get_run(result.run_id), tracker)
     assert [p.read_bytes() for p in fetched.images] == [p.read_bytes() for p in sorted(pngs)]
     assert str(other) in str(fetched.images[0])
+    # the REST API (`labkit serve` on a project pointed at the server) hands out the same bytes, or a 404
+    from labkit.serve.routes import ApiError, _output_path
+
+    served = Lab(other, tracking_uri=server.url, hardware=HardwareProfile.simulated(None))
+    assert _output_path(served, result.run_id, pngs[0].name).read_bytes() == pngs[0].read_bytes()
+    with pytest.raises(ApiError):
+        _output_path(served, result.run_id, "no-such-output.png")
 
 
 def test_a_sweep_runs_against_the_server(remote_lab, server, tmp_path, one_thread):
