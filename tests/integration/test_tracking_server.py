@@ -223,6 +223,30 @@ def test_export_and_import_a_bundle_through_the_server(remote_lab, server, tmp_p
     assert import_bundle(lab.tracker, tmp_path / "two.zip", experiment="imported").imported == []  # once only
 
 
+def test_an_adapter_logged_on_the_server_is_found_by_its_run_id(remote_lab, server, tmp_path):
+    """`run:RUN_ID` (what `labkit generate --adapter` and `labkit compare adapters` take) reads a training run's
+    adapter and checkpoints through the server, into the project's copies."""
+    import torch
+    from safetensors.torch import save_file
+
+    from labkit.evals.adapters import expand
+    from labkit.pipelines.lora_files import WEIGHT_NAME, resolve_adapter
+
+    lab = remote_lab
+    folder = tmp_path / "trained"
+    for sub in ("model", "checkpoints/checkpoint-000002/adapter"):
+        (folder / sub).mkdir(parents=True)
+        save_file({"lora.down.weight": torch.zeros(2, 2)}, str(folder / sub / WEIGHT_NAME))
+    with lab.run("a lora") as run:
+        run.log_artifact(folder / "model", "model")
+        run.log_artifact(folder / "checkpoints", "checkpoints")
+    source = resolve_adapter(f"run:{run.run_id}", tracker=lab.tracker)
+    assert source.kind == "run" and source.path.is_file() and lab.config.root in source.path.parents
+    assert source.path.read_bytes() == (folder / "model" / WEIGHT_NAME).read_bytes()
+    steps = expand(f"run:{run.run_id}", lab.tracker)
+    assert [name for name, _ in steps] == ["checkpoint-000002", "final"]
+
+
 _WRITERS = textwrap.dedent("""
     import os, sys
     import mlflow.tracking  # imported once, before the fork: the 8 writers start at once, not after 8 imports
