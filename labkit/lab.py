@@ -502,6 +502,9 @@ class Lab:
             "experiment": self.config.experiment,
             "project_root": str(self.config.root),
         }
+        if self.config.tracking_uri.startswith(("http://", "https://")):  # a tracking server keeps the artifacts
+            tracking["artifact_root"] = f"on the tracking server (mlflow-artifacts:/), local copies in " \
+                                        f"{self.tracker.mirror}"
         try:  # opening the store also ends the runs whose process died (see `cleaned_up`)
             tracking["cleaned_up"] = self.cleaned_up
             tracking["status"] = "ok"

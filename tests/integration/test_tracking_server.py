@@ -126,6 +126,7 @@ def test_a_render_its_note_compare_and_replay_go_through_the_server(remote_lab, 
     assert len(kept) == 1 and kept[0].read_bytes() == pngs[0].read_bytes()
     assert not (project / "mlruns" / "artifacts").exists()  # nothing written to a store of the project's own
 
+    assert "tracking server" in lab.doctor()["tracking"]["artifact_root"]
     lab.note("The circle sits **left**, as asked.")
     assert "as asked" in client.get_run(result.run_id).data.tags["mlflow.note.content"]
     assert "as asked" in lab.notes(result.run_id)
@@ -308,6 +309,9 @@ def test_the_cli_refuses_a_port_in_use_and_a_database_it_cannot_reach(server, cl
     out = labkit("tracking", "serve", "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp_path / 'x.db'}",
                  env=cli_env, check=False, timeout=120)
     assert out.returncode == 2 and f"port {port}" in out.stderr and "Fix:" in out.stderr
+    cli_env = {**cli_env, "MLFLOW_TRACKING_URI": server.url}
+    out = labkit("ui", env=cli_env, timeout=120)  # the server is its own UI: labkit says where, starts nothing
+    assert server.url in out.stdout
     free = _free_port()
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
