@@ -75,7 +75,7 @@ def local_artifacts(client, run_id: str, path: str = "", mirror: Path | None = N
         return found if found.exists() else None
     root = mirror_folder(mirror, getattr(client, "tracking_uri", None)) / run_id
     target = root / path
-    if target.exists():
+    if path and target.exists():  # ("" is never taken from the mirror: it may hold only what this machine logged)
         return target
     try:
         listed = client.list_artifacts(run_id, posix_parent(path) or None)

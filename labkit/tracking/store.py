@@ -1,7 +1,9 @@
 """The one place that owns MLflow: the store, experiments, and a run context.
 
 The store is a SQLite database at `<project>/mlruns/mlflow.db` with artifacts under
-`<project>/mlruns/artifacts` (MLflow 3.13+ refuses the old `./mlruns` file store). Runs are
+`<project>/mlruns/artifacts` (MLflow 3.13+ refuses the old `./mlruns` file store). A tracking server
+(`labkit tracking serve`, an `http://` URI) keeps both itself; runs then keep local copies of their files
+under `<project>/mlruns/server-artifacts` (`Run.artifact_dir`, `Tracker.local_artifacts`). Runs are
 written through an explicit `MlflowClient` bound to that URI — never the fluent API's global
 active run — so two labs in one process, or callbacks on another thread, cannot cross.
 """
@@ -139,7 +141,7 @@ class Run:
         or another remote URI), a local folder `<mirror>/<run id>` holding copies of the files this process
         logged with `log_artifact(..., move=True)` and `log_text`, so a render's `Result.files` are real files
         here; the mirror is `<project>/mlruns/server-artifacts` for runs opened by `Tracker.run`. Other
-        artifacts of the run are read with `client.download_artifacts`.
+        artifacts of the run are read with `Tracker.local_artifacts` (downloaded into the same folder).
         """
         from urllib.parse import unquote, urlparse
 
@@ -431,7 +433,7 @@ class Tracker:
 
     def experiment_id(self, name: str | None = None) -> str:
         """The id of experiment `name` (default: the config's), created with its artifacts under
-        the artifact root if it does not exist yet."""
+        the artifact root if it does not exist yet (on a tracking server: under the server's own)."""
         name = name or self.config.experiment
         if name in self._experiments:
             return self._experiments[name]
