@@ -65,7 +65,8 @@ def server(tmp_path_factory):
     cmd = [sys.executable, "-m", "labkit", "tracking", "serve", "--root", str(folder), "--port", str(port),
            "--workers", "2", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
            "--artifacts-destination", str(folder / "artifacts")]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    log = open(folder / "server.log", "w")  # the server's own output: shown when it does not come up
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         banner: list[str] = []
         deadline = time.monotonic() + 120
@@ -76,12 +77,14 @@ def server(tmp_path_factory):
             banner.append(line)
             if line.startswith("uri = "):
                 break
-        assert any("Tracking server up at" in b for b in banner), "".join(banner)
+        assert any("Tracking server up at" in b for b in banner), \
+            "".join(banner) + (folder / "server.log").read_text()[-3000:]
         url = f"http://127.0.0.1:{port}"
         assert f'uri = "{url}"' in "".join(banner)  # the line to paste into labkit.toml
         yield _Server(url, folder, proc, banner)
     finally:
         _stop(proc)
+        log.close()
     assert proc.returncode == 0
     with pytest.raises(OSError):  # stopped: nothing listens there any more
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
