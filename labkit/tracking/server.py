@@ -284,6 +284,9 @@ def start_server(backend_store_uri: str, artifacts_destination: str | Path, *, h
     3. Wait for /health; a server that exits or does not answer in `timeout` seconds is stopped and reported.
     """
     check_port(host, port)
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise InvalidParameter(f"The number of server workers {workers!r} is not a whole number of at least 1.",
+                               value=workers, fix="pass --workers 1 or more, or leave it out (MLflow's default: 4).")
     check_backend(backend_store_uri)
     destination = artifacts_uri(artifacts_destination)
     if destination.startswith("file:"):

@@ -7,7 +7,14 @@ import socket
 import pytest
 
 from labkit.errors import ConfigError, InvalidParameter, LabkitError
-from labkit.tracking.server import artifacts_uri, check_backend, check_port, default_allowed_hosts, server_command
+from labkit.tracking.server import (
+    artifacts_uri,
+    check_backend,
+    check_port,
+    default_allowed_hosts,
+    server_command,
+    start_server,
+)
 
 
 def test_a_port_something_listens_on_is_refused_with_another_port_to_try():
@@ -57,3 +64,12 @@ def test_the_command_proxies_artifacts_and_widens_the_host_check_only_beyond_loo
     assert default_allowed_hosts("127.0.0.1", 5001) is None
     hosts = default_allowed_hosts("0.0.0.0", 5001).split(",")
     assert socket.gethostname() in hosts and f"{socket.gethostname()}:5001" in hosts and "192.168.*" in hosts
+
+
+def test_a_worker_count_below_one_is_refused_before_anything_starts(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(InvalidParameter, match="workers"):
+        start_server(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "art", port=port, workers=0)
+    assert not (tmp_path / "mlflow.db").exists()  # refused before the store was touched
