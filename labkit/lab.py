@@ -437,7 +437,7 @@ class Lab:
             clause = f"tags.`labkit.job` = '{job}'"
             filter_string = f"{filter_string} and {clause}" if filter_string else clause
         found = self.tracker.search_runs(filter_string=filter_string, max_results=n)  # bad syntax: InvalidParameter
-        return [RunSummary.from_mlflow(r) for r in found]
+        return [RunSummary.from_mlflow(r, self.tracker) for r in found]
 
     def runs_frame(self, n: int = 100, *, job: str | None = None):
         """`runs(n, job=job)` as a pandas DataFrame: one row per run, plan params, metrics, terms, note."""
@@ -462,7 +462,7 @@ class Lab:
         runs = []
         for rid in run_ids:
             try:
-                runs.append(RunSummary.from_mlflow(client.get_run(rid)))
+                runs.append(RunSummary.from_mlflow(client.get_run(rid), self.tracker))
             except Exception as e:
                 raise InvalidParameter(f"Run {rid!r} is not in the store {self.config.tracking_uri}.", value=rid,
                                        fix="pick a run id from lab.runs() or the MLflow UI.") from e
@@ -504,6 +504,9 @@ class Lab:
             "experiment": self.config.experiment,
             "project_root": str(self.config.root),
         }
+        if self.config.tracking_uri.startswith(("http://", "https://")):  # a tracking server keeps the artifacts
+            tracking["artifact_root"] = f"on the tracking server (mlflow-artifacts:/), local copies in " \
+                                        f"{self.tracker.mirror}"
         try:  # opening the store also ends the runs whose process died (see `cleaned_up`)
             tracking["cleaned_up"] = self.cleaned_up
             tracking["status"] = "ok"

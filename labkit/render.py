@@ -646,7 +646,7 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
         series.update({"vram/allocated_gb": v["allocated_gb"], "vram/reserved_gb": v["reserved_gb"]})
     run.record(metrics=metrics, series=series, tags=tags)
     stem = f"{plan.task}-{plan.seed}"
-    staging = run.staging()  # beside the run's artifacts when they are local: the outputs are moved in, not copied
+    staging = run.staging()  # beside the run's artifact folder (a server's: its local mirror): outputs move in, no copy
     with tempfile.TemporaryDirectory(prefix="labkit-out-", dir=staging) as tmp:
         tmp_dir = Path(tmp) / "outputs"
         tmp_dir.mkdir()

@@ -12,8 +12,8 @@
 Layout: one module per command group, each holding its `cmd_*` functions and a `register(sub, common)` that
 adds its parsers (`system`: doctor, demo, ui; `generate`: generate, video, plan, ask, replay; `compliance`;
 `train`; `compare`; `runs`: sweep, export, import; `eval`; `cloud`; `bench`; `serve`: the REST API and its
-keys). `_common` holds what the commands share (the `Lab` from the arguments, JSON output, argument types),
-`_boundary` the error boundary.
+keys; `tracking`: tracking serve). `_common` holds what the commands share (the `Lab` from the arguments,
+JSON output, argument types), `_boundary` the error boundary.
 A new command goes into its group's module and is registered in `build_parser`, which adds the groups in
 the order `labkit --help` lists them.
 
@@ -26,7 +26,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from labkit.cli import bench, cloud, compare, compliance, generate, runs, serve, system, train
+from labkit.cli import bench, cloud, compare, compliance, generate, runs, serve, system, tracking, train
 from labkit.cli import eval as eval_cmd
 from labkit.cli._boundary import (
     _check_text,
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     cloud.register(sub, common)
     bench.register(sub, common)
     serve.register(sub, common)
+    tracking.register(sub, common)
     return parser
 
 

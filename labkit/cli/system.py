@@ -67,6 +67,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     import signal
 
     lab = _lab(args)
+    if lab.config.tracking_uri.startswith(("http://", "https://")):  # a tracking server is its own UI
+        print(f"The store is the tracking server {lab.config.tracking_uri}: open that address in a browser "
+              "(its UI is already there).", flush=True)
+        return 0
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", lab.config.tracking_uri,
            "--default-artifact-root", lab.config.artifact_root.as_uri(), "--host", args.host, "--port",
            str(args.port)]

@@ -59,12 +59,13 @@ def expand(spec: str, tracker: Any = None) -> list[tuple[str, str]]:
         if out:
             return out
     if spec.startswith("run:") and tracker is not None:
-        from urllib.parse import unquote, urlparse
+        from labkit.tracking.mirror import local_artifacts
 
         run = tracker.client.get_run(spec.removeprefix("run:"))
-        parsed = urlparse(run.info.artifact_uri)
-        root = Path(unquote(parsed.path)) if parsed.scheme in ("file", "") else Path(run.info.artifact_uri)
-        found = (root / "checkpoints").glob("checkpoint-*")
+        # a local store's own folder; a tracking server's downloaded into the project's mirror (once)
+        folder = local_artifacts(tracker.client, run.info.run_id, "checkpoints", getattr(tracker, "mirror", None),
+                                 artifact_uri=run.info.artifact_uri)
+        found = folder.glob("checkpoint-*") if folder is not None else ()
         ckpts = sorted((p for p in found if (p / "adapter" / WEIGHT_NAME).is_file()), key=lambda p: p.name)
         return [(p.name, str(p)) for p in ckpts] + [("final", spec)]
     return [(Path(spec).stem if path.exists() else spec, spec)]

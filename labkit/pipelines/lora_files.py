@@ -274,12 +274,12 @@ def resolve_adapter(spec: str, catalog: Catalog | None = None, *, tracker: Any =
         except Exception as e:
             raise InvalidParameter(f"Adapter {text!r}: no run {run_id!r} in the tracking store ({type(e).__name__}).",
                                    value=text, fix="check the run id (`labkit compliance report` lists runs).") from e
-        from urllib.parse import unquote, urlparse
+        from labkit.tracking.mirror import local_artifacts
 
-        parsed = urlparse(run.info.artifact_uri)
-        root = Path(unquote(parsed.path)) if parsed.scheme in ("file", "") else Path(run.info.artifact_uri)
-        found = root / "model" / WEIGHT_NAME
-        if not found.is_file():
+        # a local store's own file; a tracking server's downloaded into the project's mirror (once)
+        found = local_artifacts(tracker.client, run_id, f"model/{WEIGHT_NAME}", getattr(tracker, "mirror", None),
+                                artifact_uri=run.info.artifact_uri)
+        if found is None or not found.is_file():
             raise InvalidParameter(f"Run {run_id!r} logged no adapter (no model/{WEIGHT_NAME} in its artifacts).",
                                    value=text, fix="pass a LoRA training run (labkit train lora) that finished.")
         return _source(text, "run", found, hash_cache=hash_cache)

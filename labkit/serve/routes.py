@@ -301,13 +301,12 @@ def _output_path(lab: Any, run_id: str, name: str) -> Path:
 
 
 def _download(lab: Any, run_id: str, name: str) -> Path:
-    """An output of a run whose artifacts live on a tracking server, fetched into a temporary folder."""
-    import tempfile
-
+    """An output of a run whose artifacts live on a tracking server: the project's local copy (the server's own
+    renders put it there; others are downloaded once)."""
     try:
-        names = {Path(f.path).name for f in lab.tracker.client.list_artifacts(run_id, "outputs")}
-        if name not in names:
+        path = lab.tracker.local_artifacts(run_id, f"outputs/{name}")
+        if path is None or not path.is_file():
             raise InvalidParameter(f"No output {name!r}.", value=name)
-        return Path(lab.tracker.client.download_artifacts(run_id, f"outputs/{name}", tempfile.mkdtemp()))
+        return path
     except Exception:  # noqa: BLE001
         raise _not_found("output", name, "GET /jobs/{id} lists a job's output URLs.") from None

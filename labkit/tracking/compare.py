@@ -7,7 +7,7 @@
     cmp.figure()                              # matplotlib Figure: images captioned with what differs, timings
 
 A render run's params are its plan (`plan.*`), its tags the model, strategy, licences and terms,
-its metrics the timings; the images are its `outputs/` artifacts (read from the local store).
+its metrics the timings; the images are its `outputs/` artifacts (a tracking server's: local copies).
 Matplotlib is used through its Agg canvas only: no pyplot, no change to the global backend.
 """
 
@@ -49,17 +49,24 @@ class RunSummary:
     files: tuple[Path, ...] = ()
 
     @classmethod
-    def from_mlflow(cls, run: Any) -> RunSummary:
-        """A summary of an MLflow `Run` (from `MlflowClient.get_run` or `search_runs`)."""
-        from urllib.parse import unquote, urlparse
+    def from_mlflow(cls, run: Any, tracker: Any = None) -> RunSummary:
+        """A summary of an MLflow `Run` (from `MlflowClient.get_run` or `search_runs`).
+
+        For a run kept on a tracking server, `files` are the local copies of its outputs (`artifact_dir` the
+        run's mirror folder): downloaded through `tracker` when given (once), else those this process has.
+        """
+        from labkit.tracking.mirror import known_copy, local_folder
 
         info, data = run.info, run.data
-        parsed = urlparse(info.artifact_uri or "")
-        folder = Path(unquote(parsed.path)) if parsed.scheme in ("file", "") and info.artifact_uri else None
+        folder = local_folder(info.artifact_uri)
+        outputs = folder / "outputs" if folder is not None else None
+        if folder is None and info.artifact_uri:  # a tracking server's run
+            outputs = (tracker.local_artifacts(info.run_id, "outputs") if tracker is not None
+                       else known_copy(info.run_id, "outputs"))
+            folder = outputs.parent if outputs is not None else None
         files: tuple[Path, ...] = ()
-        if folder is not None and (folder / "outputs").is_dir():
-            files = tuple(sorted(p for p in (folder / "outputs").iterdir()
-                                 if p.suffix.lower() in IMAGE_SUFFIXES + CLIP_SUFFIXES))
+        if outputs is not None and outputs.is_dir():
+            files = tuple(sorted(p for p in outputs.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + CLIP_SUFFIXES))
         start = datetime.fromtimestamp(info.start_time / 1000, tz=UTC) if info.start_time else None
         duration = (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None
         return cls(run_id=info.run_id, name=info.run_name or "", status=info.status, start=start,

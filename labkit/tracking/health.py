@@ -88,8 +88,9 @@ def check_server(uri: str, timeout: float = SERVER_TIMEOUT_S) -> None:
             break
         time.sleep(1.0)
     raise TrackingError(f"No MLflow tracking server answers at {uri!r} ({last}).", value=uri,
-                        fix="start it (`mlflow server --host 127.0.0.1 --port PORT`), or point MLFLOW_TRACKING_URI "
-                            "or [tracking] uri in labkit.toml at a store that is up.")
+                        fix="start it (`labkit tracking serve --port PORT` on the machine that keeps the store, or "
+                            "`mlflow server`), or point MLFLOW_TRACKING_URI or [tracking] uri in labkit.toml at a "
+                            "store that is up.")
 
 
 _BUSY_HOOK_INSTALLED = False

@@ -1,7 +1,9 @@
 """The one place that owns MLflow: the store, experiments, and a run context.
 
 The store is a SQLite database at `<project>/mlruns/mlflow.db` with artifacts under
-`<project>/mlruns/artifacts` (MLflow 3.13+ refuses the old `./mlruns` file store). Runs are
+`<project>/mlruns/artifacts` (MLflow 3.13+ refuses the old `./mlruns` file store). A tracking server
+(`labkit tracking serve`, an `http://` URI) keeps both itself; runs then keep local copies of their files
+under `<project>/mlruns/server-artifacts` (`Run.artifact_dir`, `Tracker.local_artifacts`). Runs are
 written through an explicit `MlflowClient` bound to that URI — never the fluent API's global
 active run — so two labs in one process, or callbacks on another thread, cannot cross.
 """
@@ -95,8 +97,10 @@ class Run:
     """
 
     def __init__(self, client: MlflowClient, run_id: str | None, experiment_id: str, artifact_uri: str | None,
-                 writer: Any = None, created: Any = None):
+                 writer: Any = None, created: Any = None, mirror: Path | None = None):
         self.status: str | None = None
+        # where a run of a tracking server keeps, on this machine, the copies of what it logs (`artifact_dir`)
+        self._mirror = mirror
         self._writer = writer  # submits a write to the background thread (`background`); None writes at once
         self.client = client
         # `created`: the future of the MLflow run being created in the background (`Tracker.run`); its id and
@@ -131,11 +135,22 @@ class Run:
 
     @property
     def artifact_dir(self) -> Path:
-        """The run's artifact folder on this machine (for a local store)."""
+        """The run's artifact folder on this machine.
+
+        For a local store, the store's own folder. For a tracking server (artifacts behind `mlflow-artifacts:`
+        or another remote URI), a local folder `<mirror>/<run id>` holding copies of the files this process
+        logged with `log_artifact(..., move=True)` and `log_text`, so a render's `Result.files` are real files
+        here; the mirror is `<project>/mlruns/server-artifacts` for runs opened by `Tracker.run`. Other
+        artifacts of the run are read with `Tracker.local_artifacts` (downloaded into the same folder).
+        """
         from urllib.parse import unquote, urlparse
 
         parsed = urlparse(self.artifact_uri)
-        return Path(unquote(parsed.path)) if parsed.scheme in ("file", "") else Path(self.artifact_uri)
+        if parsed.scheme in ("file", ""):
+            return Path(unquote(parsed.path))
+        from labkit.tracking.mirror import mirror_folder
+
+        return mirror_folder(self._mirror, self.client.tracking_uri) / self.run_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (nested dicts are flattened to dotted keys; None becomes '')."""
@@ -246,21 +261,30 @@ class Run:
 
         return urlparse(self.artifact_uri).scheme in ("file", "")
 
-    def staging(self) -> Path | None:
+    def staging(self) -> Path:
         """The folder above the run's artifact folder (on the same file system), to make temporary folders in
-        whose contents `log_artifact(..., move=True)` then moves in without copying; None for a store whose
-        artifacts are not local."""
-        if not self.local:
-            return None
+        whose contents `log_artifact(..., move=True)` then moves in without copying (for a tracking server: the
+        local mirror's folder, see `artifact_dir`)."""
         self.artifact_dir.parent.mkdir(parents=True, exist_ok=True)
         return self.artifact_dir.parent
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None, *, move: bool = False) -> None:
         """Copy a file or folder into the run's artifacts (under `artifact_path`). With `move`, a folder from
-        `staging()` whose destination does not exist yet is moved in whole (one rename) instead."""
+        `staging()` whose destination does not exist yet is moved in whole (one rename) instead; for a tracking
+        server it is uploaded, then moved into the run's local mirror (`artifact_dir`)."""
         path = Path(path)
-        target = self.artifact_dir / (artifact_path or "") if self.local else None
-        if move and path.is_dir() and target is not None and artifact_path and not target.exists():
+        target = self.artifact_dir / (artifact_path or "")
+        movable = move and path.is_dir() and artifact_path and not target.exists()
+        if movable and not self.local:
+            self._artifacts.log_artifacts(str(path), artifact_path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(path, target)
+            except OSError:  # another file system: the upload is what counts; keep a copy
+                import shutil
+
+                shutil.copytree(path, target)
+        elif movable:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
         elif path.is_dir():
@@ -274,13 +298,16 @@ class Run:
         import tempfile
 
         folder, name = posixpath.split(posixpath.normpath(artifact_file))
-        if self.local and not posixpath.isabs(folder) and ".." not in folder.split("/") and name not in ("", ".."):
-            # straight into the run's folder, through a temporary name (no copy from a temporary folder)
+        if not posixpath.isabs(folder) and ".." not in folder.split("/") and name not in ("", ".."):
+            # straight into the run's folder (for a server: its local mirror, then uploaded from there), through a
+            # temporary name (no copy from a temporary folder)
             dest = self.artifact_dir / folder / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, dest)
+            if not self.local:
+                self._artifacts.log_artifact(str(dest), folder or None)
             return
         with tempfile.TemporaryDirectory(prefix="labkit-text-") as tmp:
             (Path(tmp) / name).write_text(text, encoding="utf-8")
@@ -330,6 +357,10 @@ class Tracker:
                 check_server(self.uri)
                 client = self._new_client()
             self._client = client
+            if db is None:  # runs of this store made from a bare client (`Run(client, …)`) share this mirror
+                from labkit.tracking.mirror import register
+
+                register(self.uri, self.mirror)
             self.reaped = reap_dead_runs(client, db)
         return self._client
 
@@ -343,6 +374,7 @@ class Tracker:
 
         try:
             client = MlflowClient(tracking_uri=self.uri)
+            _quiet_run_links(client)
             client.search_experiments(max_results=1)  # the store is made (and migrated) here
             return client
         except Exception as e:
@@ -387,9 +419,21 @@ class Tracker:
         db = sqlite_path(self.uri)
         return file_lock(db) if db is not None else nullcontext()
 
+    @property
+    def mirror(self) -> Path:
+        """Where runs of a tracking server keep local copies of the files they log (`Run.artifact_dir`)."""
+        return self.config.root / "mlruns" / "server-artifacts"
+
+    def local_artifacts(self, run_id: str, path: str = "") -> Path | None:
+        """Run `run_id`'s artifact `path` ("" for all) as a file or folder on this machine: a local store's own,
+        a tracking server's from the mirror (downloaded on first use); None when the run has no such artifact."""
+        from labkit.tracking.mirror import local_artifacts
+
+        return local_artifacts(self.client, run_id, path, self.mirror)
+
     def experiment_id(self, name: str | None = None) -> str:
         """The id of experiment `name` (default: the config's), created with its artifacts under
-        the artifact root if it does not exist yet."""
+        the artifact root if it does not exist yet (on a tracking server: under the server's own)."""
         name = name or self.config.experiment
         if name in self._experiments:
             return self._experiments[name]
@@ -397,7 +441,10 @@ class Tracker:
         if exp is not None:
             exp_id = exp.experiment_id
         else:
-            location = (self.config.artifact_root / _slug(name)).as_uri()
+            # A tracking server stores a new experiment's artifacts itself (proxied: `mlflow-artifacts:/<slug>`,
+            # laid out under its --artifacts-destination as a local store lays them out under the artifact root).
+            location = (f"mlflow-artifacts:/{_slug(name)}" if self.uri.startswith(("http://", "https://"))
+                        else (self.config.artifact_root / _slug(name)).as_uri())
             try:
                 exp_id = self.client.create_experiment(name, artifact_location=location)
             except Exception:  # created meanwhile by another process: use theirs
@@ -444,7 +491,7 @@ class Tracker:
         client = self.client
         created = background.submit(client.create_run, exp_id, run_name=name,
                                     tags={k: str(v) for k, v in all_tags.items()})
-        run = Run(client, None, exp_id, None, writer=background.submit, created=created)
+        run = Run(client, None, exp_id, None, writer=background.submit, created=created, mirror=self.mirror)
         monitor = background.submit(self._start_monitor, run, system_metrics)
         try:
             if params:
@@ -586,6 +633,15 @@ def _stop_monitor(monitor) -> None:
     monitor.finish()
     if not published:
         _one_sample(monitor)
+
+
+def _quiet_run_links(client) -> None:
+    # Against a tracking server, MLflow's `set_terminated` reads the run back and prints two "View run … at"
+    # lines to stdout: labkit's stdout carries JSON (`--json`), and the read costs a round trip per run. This
+    # client (and only it) skips that; MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT would change the whole process.
+    tracking = getattr(client, "_tracking_client", None)
+    if tracking is not None and hasattr(tracking, "_log_url"):
+        tracking._log_url = lambda run_id: None
 
 
 def _quiet_mlflow_logging() -> None:
