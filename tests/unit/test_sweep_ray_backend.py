@@ -1,0 +1,125 @@
+"""The Ray sweep backend's checks, without a cluster: the missing extra, labkit.toml's [sweep], addresses, the
+resources a point asks for, and the store a cluster of other machines cannot write."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from labkit.errors import ConfigError, InvalidParameter, LabkitError, MissingDependency
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Ray as if it were not installed (`import ray` raises ImportError)."""
+    monkeypatch.setitem(sys.modules, "ray", None)
+
+
+@pytest.fixture
+def spec_file(project):
+    path = project / "s.yaml"
+    path.write_text("name: s\nplan: {prompt: 'a small red circle on the left', model: toyworld}\n"
+                    "grid: {steps: [2, 3]}\n")
+    return path
+
+
+def test_without_ray_the_ray_backend_names_the_extra_to_install(no_ray, project, spec_file, capsys):
+    from labkit.cli import main
+    from labkit.lab import Lab
+    from labkit.sweeps import load_spec, run_sweep
+
+    with pytest.raises(MissingDependency) as e:
+        run_sweep(Lab(project), load_spec(spec_file), backend="ray", progress=False)
+    assert e.value.fix == 'pip install "labkit[ray]"' and "ray" in e.value.message
+    assert isinstance(e.value, LabkitError)
+
+    assert main(["sweep", str(spec_file), "--backend", "ray", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert 'pip install "labkit[ray]"' in err and "Traceback" not in err
+    assert not (project / "mlruns" / "mlflow.db").exists()  # refused before the store was opened
+
+
+def test_without_ray_the_local_backend_still_runs_a_dry_run(no_ray, project, spec_file):
+    from labkit.lab import Lab
+    from labkit.sweeps import load_spec, run_sweep
+
+    result = run_sweep(Lab(project), load_spec(spec_file), dry_run=True, progress=False)
+    assert len(result.points) == 2 and result.dry_run
+
+
+def test_labkit_toml_chooses_the_backend_and_address(project, spec_file, no_ray):
+    from labkit.config import LabConfig
+    from labkit.lab import Lab
+    from labkit.sweeps import load_spec, run_sweep
+
+    assert (LabConfig.resolve(project).sweep_backend, LabConfig.resolve(project).sweep_address) == ("local", None)
+    (project / "labkit.toml").write_text('[sweep]\nbackend = "ray"\naddress = "ray://head:10001"\n')
+    config = LabConfig.resolve(project)
+    assert (config.sweep_backend, config.sweep_address) == ("ray", "ray://head:10001")
+    with pytest.raises(MissingDependency):  # the file's backend is the default for run_sweep
+        run_sweep(Lab(project), load_spec(spec_file), progress=False, dry_run=True)
+    assert run_sweep(Lab(project), load_spec(spec_file), backend="local", dry_run=True, progress=False).dry_run
+
+    (project / "labkit.toml").write_text('[sweep]\nbackend = "dask"\n')
+    with pytest.raises(ConfigError) as e:
+        LabConfig.resolve(project)
+    assert "'dask'" in e.value.message and "local, ray" in e.value.message and "backend" in e.value.fix
+    (project / "labkit.toml").write_text('[sweep]\nworkers = 4\n')
+    with pytest.raises(ConfigError, match="unknown key 'workers'"):
+        LabConfig.resolve(project)
+
+
+def test_an_unknown_backend_argument_is_refused(project, spec_file):
+    from labkit.lab import Lab
+    from labkit.sweeps import load_spec, run_sweep
+
+    with pytest.raises(InvalidParameter) as e:
+        run_sweep(Lab(project), load_spec(spec_file), backend="slurm", dry_run=True, progress=False)
+    assert "'slurm'" in e.value.message and "local, ray" in e.value.fix
+
+
+@pytest.mark.parametrize("address", ["ray://", "head", "ray://head:port", "head:0", "head:70000", "a b:1", 6379, ""])
+def test_a_bad_ray_address_is_refused(address):
+    from labkit.sweeps.ray_backend import check_address
+
+    with pytest.raises(InvalidParameter) as e:
+        check_address(address)
+    assert "ray://" in e.value.fix
+
+
+@pytest.mark.parametrize("address", [None, "local", "auto", "ray://head-node:10001", "10.0.0.5:6379"])
+def test_good_ray_addresses_pass(address):
+    from labkit.sweeps.ray_backend import check_address
+
+    assert check_address(address) == address
+
+
+def test_a_point_asks_for_a_gpu_only_on_a_cluster_with_gpus_and_for_its_familys_ram():
+    from labkit.hardware import HardwareProfile
+    from labkit.sweeps.ray_backend import MIN_TASK_GB, point_resources
+
+    cpu = HardwareProfile.simulated(None)
+    gib = 2**30
+    toy = point_resources("toy", cpu, cluster_gpus=0)
+    assert toy == {"num_cpus": 1.0, "num_gpus": 0.0, "memory": float(int(MIN_TASK_GB * gib))}
+    assert point_resources("toy", cpu, cluster_gpus=2)["num_gpus"] == 1.0
+    sd15_gpu = point_resources("sd15", HardwareProfile.simulated(80), cluster_gpus=8)
+    assert sd15_gpu["num_gpus"] == 1.0 and sd15_gpu["memory"] == pytest.approx(5.7 * gib, rel=1e-6)
+    sd15_cpu = point_resources("sd15", cpu, cluster_gpus=0)
+    assert sd15_cpu["num_gpus"] == 0.0 and sd15_cpu["memory"] == pytest.approx(2 * 5.7 * gib, rel=1e-6)
+    unknown = point_resources(None, cpu, cluster_gpus=1)
+    assert unknown["num_gpus"] == 1.0 and unknown["memory"] == MIN_TASK_GB * gib
+
+
+def test_a_sqlite_store_is_refused_on_a_cluster_of_other_machines(project):
+    from labkit.config import LabConfig
+    from labkit.sweeps.ray_backend import Cluster, check_store
+
+    remote = Cluster(address="ray://head:10001", local=False, gpus=8, cpus=64)
+    with pytest.raises(ConfigError) as e:
+        check_store(LabConfig.resolve(project), remote)
+    assert "sqlite:///" in e.value.message and "labkit tracking serve" in e.value.fix
+    assert '[tracking] uri = "http://' in e.value.fix
+    check_store(LabConfig.resolve(project, tracking_uri="http://tracking:5000"), remote)  # a server: fine
+    check_store(LabConfig.resolve(project), Cluster(address="local", local=True, gpus=0, cpus=2))
