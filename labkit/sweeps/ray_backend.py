@@ -100,19 +100,12 @@ def connect(config: LabConfig, address: str | None) -> Cluster:
                                   "client), or use --address local for a cluster of this machine.") from e
     here = ray.util.get_node_ip_address()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    local = all(n.get("NodeManagerAddress") == here for n in nodes) and not _remote_host(address)
+    local = all(n.get("NodeManagerAddress") == here for n in nodes)  # every node is this machine
     total = ray.cluster_resources()
     cluster = Cluster(address=address, local=local, gpus=float(total.get("GPU", 0.0)),
                       cpus=float(total.get("CPU", 0.0)))
     check_store(config, cluster)
     return cluster
-
-
-def _remote_host(address: str | None) -> bool:
-    if address in _LOCAL_ADDRESSES:
-        return False
-    host = address.removeprefix("ray://").rpartition(":")[0].strip("[]")
-    return host not in ("127.0.0.1", "localhost", "::1")
 
 
 def check_store(config: LabConfig, cluster: Cluster) -> None:

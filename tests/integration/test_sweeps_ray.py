@@ -1,0 +1,142 @@
+"""Sweeps on a real local Ray cluster (2 CPUs, started once for the module): the same child runs, metrics and
+pixels as the local backend; a failing point is FAILED and the rest finish; a driver killed mid-sweep
+resumes with only the missing points."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+SPEC = ("plan: {prompt: 'a small red circle on the left', model: toyworld, count: 1, size: [32, 32]}\n"
+        "score: toyworld\n")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A local Ray cluster of 2 CPUs, its files under pytest's tmp; the address other drivers join it by."""
+    temp = tmp_path_factory.mktemp("ray")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(temp), log_to_driver=False,
+             configure_logging=False, logging_level=logging.WARNING)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def _spec(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\n{SPEC}{body}")
+    return path
+
+
+def _kids(lab, parent: str) -> dict[str, object]:
+    from labkit.sweeps.runner import TAG_KEY, children
+
+    return {k.data.tags[TAG_KEY]: k for k in children(lab, parent)}
+
+
+def _pixels(run) -> list[np.ndarray]:
+    from PIL import Image
+
+    folder = Path(run.info.artifact_uri.removeprefix("file://")) / "outputs"
+    return [np.asarray(Image.open(f).convert("RGB")) for f in sorted(folder.glob("*.png"))]
+
+
+def test_the_toy_sweep_on_ray_gives_the_local_backends_runs_metrics_and_pixels(cluster, migrated_store, lab,
+                                                                               tmp_path, one_thread):
+    from labkit.sweeps import load_spec, run_sweep
+
+    spec = load_spec(_spec(tmp_path, "same", "grid: {steps: [2, 3]}\nseeds: 2\n"))
+    local = run_sweep(lab, spec, progress=False, summarize=False)
+    on_ray = run_sweep(lab, spec, backend="ray", progress=False)
+    assert on_ray.parent_run_id != local.parent_run_id
+    assert [o.status for o in on_ray.outcomes] == ["FINISHED"] * 4
+    a, b = _kids(lab, local.parent_run_id), _kids(lab, on_ray.parent_run_id)
+    assert len(a) == 4 and set(a) == set(b)
+    for key, ka in a.items():
+        kb = b[key]
+        assert kb.info.status == "FINISHED" and kb.info.run_name == ka.info.run_name
+        assert kb.data.tags["mlflow.parentRunId"] == on_ray.parent_run_id
+        assert kb.data.params == ka.data.params
+        sweep_tags = {k: v for k, v in ka.data.tags.items() if k.startswith("labkit.sweep.") and "attempt" not in k}
+        assert sweep_tags and {k: kb.data.tags.get(k) for k in sweep_tags} == sweep_tags
+        scores = {k: v for k, v in ka.data.metrics.items() if k.startswith("adherence.")}
+        assert scores and {k: kb.data.metrics[k] for k in scores} == scores
+        pa, pb = _pixels(ka), _pixels(kb)
+        assert len(pa) == 1 and all(np.array_equal(x, y) for x, y in zip(pa, pb, strict=True))
+    client = lab.tracker.client
+    parent = client.get_run(on_ray.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["sweep.finished"] == 4
+    assert parent.data.tags["labkit.sweep.name"] == "same"
+    assert on_ray.report is not None and list(on_ray.report.summary["steps"]) == [2, 3]
+
+
+def test_a_point_that_fails_on_a_worker_is_failed_and_the_rest_finish(cluster, migrated_store, lab, tmp_path):
+    from labkit.sweeps import load_spec, run_sweep
+
+    spec = load_spec(_spec(tmp_path, "fails", "grid: {steps: [2, 3]}\n"
+                                              "points: [{steps: 2, adapters: [{id: no-such-lora}]}]\n"))
+    result = run_sweep(lab, spec, backend="ray", progress=False, summarize=False)
+    by_index = {o.point.index: o for o in result.outcomes}
+    assert [by_index[i].status for i in range(3)] == ["FINISHED", "FINISHED", "FAILED"]
+    assert "no-such-lora" in by_index[2].error
+    kids = _kids(lab, result.parent_run_id)
+    failed = [k for k in kids.values() if k.info.status == "FAILED"]
+    assert len(kids) == 3 and len(failed) == 1
+    assert "InvalidParameter" in failed[0].data.tags["labkit.error"]
+    assert failed[0].data.tags["labkit.sweep.index"] == "2"
+    parent = lab.tracker.client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["sweep.failed"] == 1
+
+
+def test_a_driver_killed_mid_sweep_resumes_with_only_the_missing_points(cluster, migrated_store, lab, tmp_path):
+    from labkit.sweeps import load_spec, run_sweep
+    from labkit.sweeps.runner import TAG_DONE, TAG_KEY, find_sweep
+
+    path = _spec(tmp_path, "killed", "grid: {steps: [2, 3]}\nseeds: 2\n")
+    env = {**os.environ, "LABKIT_ROOT": str(lab.config.root)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    driver = subprocess.Popen([sys.executable, "-m", "labkit", "sweep", str(path), "--backend", "ray",
+                               "--address", cluster, "--no-progress"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    client = lab.tracker.client
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and driver.poll() is None:
+            parent = find_sweep(lab, "killed")
+            done = [k for k in _kids(lab, parent).values() if k.data.tags.get(TAG_DONE) == "1"] if parent else []
+            if done:
+                break
+            time.sleep(0.3)
+        assert driver.poll() is None, driver.stderr.read().decode()[-3000:]
+        assert done, "no point finished in time"
+        driver.send_signal(signal.SIGKILL)
+    finally:
+        driver.kill()
+        driver.wait(timeout=60)
+    time.sleep(2)  # Ray ends the dead driver's tasks
+    finished = {k.data.tags[TAG_KEY] for k in _kids(lab, parent).values()
+                if k.info.status == "FINISHED" and k.data.tags.get(TAG_DONE) == "1"}
+    assert 1 <= len(finished) < 4
+
+    spec = load_spec(path)
+    again = run_sweep(lab, spec, backend="ray", resume=True, progress=False, summarize=False)
+    assert again.parent_run_id == parent
+    assert {p.key for p in again.skipped} == finished
+    ran = {o.point.key for o in again.outcomes}
+    assert ran.isdisjoint(finished) and ran | finished == {p.key for p in spec.points()}
+    assert all(o.status == "FINISHED" for o in again.outcomes)
+    assert client.get_run(parent).info.status == "FINISHED"
+    kids = _kids(lab, parent)
+    assert all(kids[p.key].data.tags.get(TAG_DONE) == "1" for p in spec.points())
+    assert run_sweep(lab, spec, backend="ray", resume=True, progress=False, summarize=False).outcomes == []
