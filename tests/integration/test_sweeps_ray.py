@@ -99,7 +99,41 @@ def test_a_point_that_fails_on_a_worker_is_failed_and_the_rest_finish(cluster, m
     assert parent.info.status == "FINISHED" and parent.data.metrics["sweep.failed"] == 1
 
 
+def test_an_interrupted_sweep_on_ray_cancels_its_tasks_and_resumes_with_only_the_missing_points(
+        cluster, migrated_store, lab, tmp_path):
+    """Ctrl-C in the driver (here: after the first point): the queued and running tasks are cancelled, the
+    parent is KILLED, and --resume runs only the points without a finished child."""
+    from labkit.sweeps import load_spec, run_sweep
+
+    spec = load_spec(_spec(tmp_path, "stopped", "grid: {steps: [2, 3]}\nseeds: 2\n"))
+    seen = []
+
+    def stop_after_one(outcome):
+        seen.append(outcome)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(lab, spec, backend="ray", progress=False, on_point=stop_after_one)
+    client = lab.tracker.client
+    [parent] = client.search_runs([lab.tracker.experiment_id()], "tags.`labkit.job` = 'sweep'")
+    assert parent.info.status == "KILLED" and len(seen) == 1
+    kids = list(_kids(lab, parent.info.run_id).values())
+    assert all(k.info.status in ("FINISHED", "KILLED") for k in kids)  # none left RUNNING by the cancel
+    finished = {k for k, r in _kids(lab, parent.info.run_id).items() if r.data.tags.get("labkit.sweep.complete")}
+    assert seen[0].point.key in finished and len(finished) < 4
+
+    again = run_sweep(lab, spec, backend="ray", resume=True, progress=False, summarize=False)
+    assert again.parent_run_id == parent.info.run_id
+    assert {p.key for p in again.skipped} == finished
+    assert {o.point.key for o in again.outcomes} == {p.key for p in spec.points()} - finished
+    assert all(o.status == "FINISHED" for o in again.outcomes)
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
 def test_a_driver_killed_mid_sweep_resumes_with_only_the_missing_points(cluster, migrated_store, lab, tmp_path):
+    """`labkit sweep --backend ray` SIGKILLed after its first point: Ray ends the dead driver's tasks, and
+    --resume (from another driver) runs only the missing points. Slow: the CLI's job starts its own workers."""
     from labkit.sweeps import load_spec, run_sweep
     from labkit.sweeps.runner import TAG_DONE, TAG_KEY, find_sweep
 
