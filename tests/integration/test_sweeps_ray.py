@@ -99,6 +99,31 @@ def test_a_point_that_fails_on_a_worker_is_failed_and_the_rest_finish(cluster, m
     assert parent.info.status == "FINISHED" and parent.data.metrics["sweep.failed"] == 1
 
 
+@pytest.mark.notebook
+def test_notebook_points_run_papermill_on_the_workers(cluster, migrated_store, lab, tmp_path, search_runs):
+    """A notebook point on Ray is the local backend's: papermill on a real kernel (on the worker), the executed
+    notebook and the recorded metrics on the child run, the run the notebook made nested under it; a raising
+    notebook is FAILED with its cell."""
+    from labkit.sweeps import load_spec, run_sweep
+
+    notebook = Path(__file__).resolve().parents[1] / "fixtures" / "sweep_point.ipynb"
+    path = tmp_path / "nb.yaml"
+    path.write_text(f"name: nb\nnotebook: {notebook}\nparameters: {{nested: true}}\ngrid: {{x: [1]}}\n"
+                    "points: [{x: 2, fail: true}]\nseeds: [5]\n")
+    result = run_sweep(lab, load_spec(path), backend="ray", progress=False, summarize=False)
+    assert sorted(o.status for o in result.outcomes) == ["FAILED", "FINISHED"]
+    runs = search_runs(lab.config.tracking_uri)
+    kids = {int(r.data.params["point.x"]): r for r in runs
+            if r.data.tags.get("mlflow.parentRunId") == result.parent_run_id}
+    ok, bad = kids[1], kids[2]
+    assert ok.info.status == "FINISHED" and ok.data.metrics["score"] == 7 and ok.data.metrics["inner.value"] == 10
+    assert (Path(ok.info.artifact_uri.removeprefix("file://")) / "notebook" / "point-000.ipynb").is_file()
+    [inner] = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == ok.info.run_id]
+    assert inner.info.run_name == "inner"
+    assert bad.info.status == "FAILED" and "told to fail" in bad.data.tags["labkit.error"]
+    assert bad.data.tags["labkit.sweep.failed_cell"].isdigit()
+
+
 def test_an_interrupted_sweep_on_ray_cancels_its_tasks_and_resumes_with_only_the_missing_points(
         cluster, migrated_store, lab, tmp_path):
     """Ctrl-C in the driver (here: after the first point): the queued and running tasks are cancelled, the
