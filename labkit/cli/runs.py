@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("file", help="the sweep spec (YAML)")
     p.add_argument("--dry-run", action="store_true", help="check the spec and list the points; run nothing")
     p.add_argument("--jobs", type=int, default=1, help="notebook points run on up to N kernels at once (bounded "
-                                                       "by cores and RAM; default 1)")
+                                                       "by cores and RAM; default 1; on Ray the cluster's "
+                                                       "resources decide)")
     p.add_argument("--resume", action="store_true", help="continue the latest sweep of this name: run only the "
                                                          "points without a finished run")
     p.add_argument("--backend", choices=("local", "ray"), help="where the points run: this process (local), or one "

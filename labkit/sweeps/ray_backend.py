@@ -56,12 +56,23 @@ def require_ray() -> Any:
 
 @dataclass(frozen=True)
 class Cluster:
-    """The Ray cluster a sweep runs on: its address as given, whether every node is this machine, its GPUs."""
+    """The Ray cluster a sweep runs on: its address as given, whether every node is this machine, its GPUs and
+    CPUs, and the most `memory` (bytes) one node offers, and one node with a GPU (0 without GPUs)."""
 
     address: str | None
     local: bool
     gpus: float
     cpus: float
+    node_memory: float = 0.0
+    gpu_node_memory: float = 0.0
+
+    def fit(self, resources: dict[str, float]) -> dict[str, float]:
+        """`resources` with `memory` no more than one node that could run the task offers: a task asking more
+        than any node has would wait for ever, and the strategy's estimate is a reservation, not a need."""
+        most = self.gpu_node_memory if resources.get("num_gpus") else self.node_memory
+        if most and resources.get("memory", 0.0) > most:
+            return {**resources, "memory": float(int(most))}
+        return resources
 
 
 def check_address(address: Any) -> str | None:
@@ -102,8 +113,11 @@ def connect(config: LabConfig, address: str | None) -> Cluster:
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     local = all(n.get("NodeManagerAddress") == here for n in nodes)  # every node is this machine
     total = ray.cluster_resources()
+    mem = [float(n.get("Resources", {}).get("memory", 0.0)) for n in nodes]
+    gpu_mem = [float(n.get("Resources", {}).get("memory", 0.0)) for n in nodes if n.get("Resources", {}).get("GPU")]
     cluster = Cluster(address=address, local=local, gpus=float(total.get("GPU", 0.0)),
-                      cpus=float(total.get("CPU", 0.0)))
+                      cpus=float(total.get("CPU", 0.0)), node_memory=max(mem, default=0.0),
+                      gpu_node_memory=max(gpu_mem, default=0.0))
     check_store(config, cluster)
     return cluster
 
@@ -201,7 +215,7 @@ def run_points(cluster: Cluster, runner: _PointRunner, points: list[Point],
         model = str(runner.spec.plan_for(p).model if runner.spec.kind == "plan" else p.values.get("model"))
         if model not in families:
             families[model] = point_family(lab, runner.spec, p)
-        res = point_resources(families[model], hardware, cluster.gpus)
+        res = cluster.fit(point_resources(families[model], hardware, cluster.gpus))
         attempt = uuid.uuid4().hex
         # max_retries=0: a retried point would open a second child run; --resume is the retry.
         ref = task.options(max_retries=0, name=f"labkit sweep {runner.spec.name} #{p.index}", **res).remote(

@@ -123,3 +123,107 @@ def test_a_sqlite_store_is_refused_on_a_cluster_of_other_machines(project):
     assert '[tracking] uri = "http://' in e.value.fix
     check_store(LabConfig.resolve(project, tracking_uri="http://tracking:5000"), remote)  # a server: fine
     check_store(LabConfig.resolve(project), Cluster(address="local", local=True, gpus=0, cpus=2))
+
+
+def test_a_point_never_asks_for_more_memory_than_one_node_offers():
+    from labkit.sweeps.ray_backend import Cluster
+
+    gib = 2**30
+    cluster = Cluster(address=None, local=True, gpus=1, cpus=16, node_memory=64 * gib, gpu_node_memory=8 * gib)
+    assert cluster.fit({"num_cpus": 1, "num_gpus": 0, "memory": 22 * gib})["memory"] == 22 * gib
+    assert cluster.fit({"num_cpus": 1, "num_gpus": 1, "memory": 22 * gib})["memory"] == 8 * gib
+    assert cluster.fit({"num_cpus": 1, "num_gpus": 0, "memory": 100 * gib})["memory"] == 64 * gib
+
+
+class _FakeRay:
+    """The few calls `run_points` makes, answering from a script: each ref's result or the error Ray raises."""
+
+    class WorkerCrashedError(Exception):
+        pass
+
+    def __init__(self, answers):
+        self.answers, self.submitted, self.cancelled = answers, [], []
+
+    def remote(self, fn):
+        fake = self
+
+        class Task:
+            def options(self, **opts):
+                self.opts = opts
+                return self
+
+            def remote(self, config, spec, parent, experiment, point, attempt):
+                fake.submitted.append((point.index, attempt, self.opts))
+                return point.index
+
+        return Task()
+
+    def wait(self, refs, num_returns=1, timeout=None):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        answer = self.answers[ref]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def cancel(self, ref):
+        self.cancelled.append(ref)
+
+
+class _FakeRunner:
+    def __init__(self, lab, spec):
+        self.lab, self.spec, self.parent, self.experiment = lab, spec, "parent-id", "labkit"
+        self.failures = []
+
+    def failed(self, p, attempt, exc):
+        from labkit.sweeps.runner import PointOutcome
+
+        self.failures.append((p.index, attempt, exc))
+        return PointOutcome(p, "failed-run", "FAILED", f"{type(exc).__name__}: {exc}")
+
+
+def _three_points(project):
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+    from labkit.sweeps import spec_from_dict
+
+    spec = spec_from_dict({"name": "s", "plan": {"prompt": "a small red circle", "model": "toyworld"},
+                           "grid": {"steps": [2, 3, 4]}})
+    return Lab(project, hardware=HardwareProfile.simulated(None)), spec, spec.points()
+
+
+def test_a_worker_that_dies_is_recorded_failed_and_the_other_points_are_kept(project, monkeypatch):
+    from labkit.sweeps.ray_backend import Cluster, run_points
+    from labkit.sweeps.runner import PointOutcome
+
+    lab, spec, points = _three_points(project)
+    crash = _FakeRay.WorkerCrashedError("the worker died unexpectedly")
+    fake = _FakeRay({0: PointOutcome(points[0], "r0", "FINISHED"), 1: crash,
+                     2: PointOutcome(points[2], "r2", "FINISHED")})
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    runner, seen = _FakeRunner(lab, spec), []
+    run_points(Cluster(address=None, local=True, gpus=0, cpus=2, node_memory=2**33), runner, points, seen.append)
+    assert [o.status for o in seen] == ["FINISHED", "FAILED", "FINISHED"]
+    assert "the worker died" in seen[1].error
+    [(index, attempt, exc)] = runner.failures
+    assert index == 1 and exc is crash and attempt == fake.submitted[1][1]  # the attempt the task was given
+    assert len({a for _, a, _ in fake.submitted}) == 3
+    for _, _, opts in fake.submitted:  # no retries (a retry would open a second child run); the toy's resources
+        assert opts["max_retries"] == 0 and opts["num_gpus"] == 0 and opts["num_cpus"] == 1
+
+
+def test_ctrl_c_in_the_driver_cancels_the_tasks_still_pending(project, monkeypatch):
+    from labkit.sweeps.ray_backend import Cluster, run_points
+    from labkit.sweeps.runner import PointOutcome
+
+    lab, spec, points = _three_points(project)
+    fake = _FakeRay({i: PointOutcome(p, f"r{i}", "FINISHED") for i, p in enumerate(points)})
+    monkeypatch.setitem(sys.modules, "ray", fake)
+
+    def interrupt(outcome):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_points(Cluster(address=None, local=True, gpus=0, cpus=2), _FakeRunner(lab, spec), points, interrupt)
+    assert fake.cancelled == [1, 2]
