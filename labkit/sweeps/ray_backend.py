@@ -1,22 +1,24 @@
-"""Ray as a sweep backend: each point of a sweep is a Ray task on a cluster.
+"""Ray as a sweep backend: each point of a sweep is a task on a Ray cluster.
 
 `run_sweep(..., backend="ray", address=...)` (or `labkit sweep FILE --backend ray`, or `[sweep] backend = "ray"`
-in labkit.toml) runs the same points as the local backend and records them the same way: the task runs
-`_PointRunner.run` on the worker, so each child run has the same name, params, tags and parent link; a
+in labkit.toml) runs the same points as the local backend and records them the same way: a worker runs
+`_PointRunner.run` for the point, so each child run has the same name, params, tags and parent link; a
 point that raises is FAILED there, a worker that dies is recorded FAILED by the driver, and `--resume`
 reads the store as before. Only the driver's loop differs (`run_points`).
 
 - Resources: a point asks for one CPU, one GPU when the cluster has GPUs and the point's model family has a
-  GPU strategy, and the RAM its family's memory strategy needs (`point_resources`).
-- Workers are reused processes: each keeps one `Lab` per configuration in a module global, so the plan
-  points a worker runs share its loaded pipeline (the Lab's pipeline cache).
-- The store: tasks get the driver's `LabConfig` and write to its tracking URI. On a cluster of this machine
+  GPU strategy, and the RAM its family's memory strategy needs (`point_resources`), never more than one
+  node offers (`Cluster.fit`).
+- Workers: points that ask for the same resources run on a pool of `PointWorker` actors, as many as the
+  cluster holds at once; an actor runs its points one after another and keeps one `Lab` per configuration,
+  so the plan points it runs share its loaded pipeline, and it holds its GPU for its whole life.
+- The store: workers get the driver's `LabConfig` and write to its tracking URI. On a cluster of this machine
   alone a SQLite store works; a cluster with other machines needs a tracking server (`labkit tracking serve`,
   then `[tracking] uri = "http://HOST:PORT"`), and a SQLite store is refused before anything starts.
-- Addresses: None starts a local cluster or joins the one `ray.init()` finds (`$RAY_ADDRESS`); "local"
-  always starts one; "auto" joins a running cluster of this machine; "ray://HOST:10001" (Ray client) or
-  "HOST:6379" join a remote one. A cluster this process already joined (`ray.init` in a notebook) is used
-  as it is, whatever the address.
+- Addresses: None starts a local cluster or joins the one `ray.init()` finds (`$RAY_ADDRESS`, the latest
+  cluster started here); "local" always starts one; "auto" joins a running cluster of this machine;
+  "ray://HOST:10001" (Ray client) or "HOST:6379" join a remote one. A cluster this process already joined
+  (`ray.init` in a notebook) is used as it is, whatever the address.
 
 Ray is imported only here, and only when a sweep asks for it: `pip install "labkit[ray]"`.
 """
@@ -40,8 +42,6 @@ if TYPE_CHECKING:  # pragma: no cover
 INSTALL = 'pip install "labkit[ray]"'
 #: The least RAM a point reserves (GiB): a worker process with torch and a small pipeline.
 MIN_TASK_GB = 1.0
-#: Seconds the driver waits, after Ctrl-C, for cancelled tasks to mark their runs KILLED.
-CANCEL_WAIT_S = 20.0
 #: When the driver has no GPU but the cluster has, strategies are planned for a card this size (GiB).
 CLUSTER_GPU_GB = 24.0
 _LOCAL_ADDRESSES = (None, "local", "auto")
@@ -190,56 +190,115 @@ def _worker_lab(config: LabConfig) -> Lab:
 
 def run_point_task(config: LabConfig, spec: SweepSpec, parent: str, experiment: str, point: Point,
                    attempt: str) -> PointOutcome:
-    """The body of a point's Ray task: the local backend's `_PointRunner.run` on the worker's Lab."""
+    """What a worker does for one point: the local backend's `_PointRunner.run` on the worker's Lab."""
     from labkit.sweeps.runner import _PointRunner
 
     return _PointRunner(_worker_lab(config), spec, parent, experiment).run(point, attempt)
 
 
+class PointWorker:
+    """A Ray actor that runs points one after another in one process, holding its resources (its GPU) for its
+    life: its Lab keeps the loaded pipeline for the next point. (Plain tasks would not do: Ray runs each GPU
+    task in a fresh process by default, and a process reused for another GPU would keep its first CUDA device.)"""
+
+    def run(self, config: LabConfig, spec: SweepSpec, parent: str, experiment: str, point: Point,
+            attempt: str) -> PointOutcome:
+        return run_point_task(config, spec, parent, experiment, point, attempt)
+
+
 # -- the driver's side ----------------------------------------------------------------------------
+
+def pool_size(resources: dict[str, float], cluster: Cluster, points: int) -> int:
+    """How many workers a group of points with these resources gets: as many as the cluster's GPUs (or CPUs)
+    hold at once, no more than there are points, at least one."""
+    if resources.get("num_gpus"):
+        fits = cluster.gpus // resources["num_gpus"]
+    else:
+        fits = cluster.cpus // max(resources.get("num_cpus", 1.0), 1e-9)
+    return int(max(1, min(points, fits)))
+
 
 def run_points(cluster: Cluster, runner: _PointRunner, points: list[Point],
                record: Callable[[PointOutcome], None]) -> None:
-    """Submit each point as a Ray task and `record` each outcome as it arrives (on this thread).
+    """Run the points on pools of `PointWorker` actors and `record` each outcome as it arrives (on this thread).
 
-    A task that could not run or whose worker died is recorded FAILED with Ray's error (its run, if it
-    opened one, is marked FAILED). Ctrl-C cancels the tasks still queued or running (they end KILLED)
-    and re-raises."""
+    Points that ask for the same resources share a pool (`pool_size` workers), each worker taking the next
+    point when it finishes one, and leaving when none is left (freeing its resources for the next pool). A
+    point whose worker died is recorded FAILED with Ray's error (its run, if it opened one, is marked FAILED)
+    and a fresh worker takes the pool's next point. Ctrl-C stops every worker, marks the points they were
+    running KILLED, and re-raises."""
     ray = require_ray()
-    task = ray.remote(run_point_task)
-    lab = runner.lab
-    hardware = lab.hardware
+    actor_class = ray.remote(PointWorker)
+    lab, spec = runner.lab, runner.spec
     families: dict[str, str | None] = {}  # by model: completing a plan reads the catalogue
-    refs: dict[Any, tuple[Point, str]] = {}
+    shapes: dict[tuple, dict[str, float]] = {}
+    queues: dict[tuple, list[Point]] = {}
     for p in points:
-        model = str(runner.spec.plan_for(p).model if runner.spec.kind == "plan" else p.values.get("model"))
+        model = str(spec.plan_for(p).model if spec.kind == "plan" else p.values.get("model"))
         if model not in families:
-            families[model] = point_family(lab, runner.spec, p)
-        res = cluster.fit(point_resources(families[model], hardware, cluster.gpus))
+            families[model] = point_family(lab, spec, p)
+        res = cluster.fit(point_resources(families[model], lab.hardware, cluster.gpus))
+        key = tuple(sorted(res.items()))
+        shapes[key] = res
+        queues.setdefault(key, []).append(p)
+    for q in queues.values():
+        q.reverse()  # pop() from the end: the points run in order
+    in_flight: dict[Any, tuple[tuple, Any, Point, str]] = {}
+    workers: list[Any] = []
+
+    def start(key: tuple) -> Any:
+        # max_restarts=0 / max_task_retries=0: a retried point would open a second child run; --resume is the retry.
+        actor = actor_class.options(max_restarts=0, max_task_retries=0, **shapes[key]).remote()
+        workers.append(actor)
+        return actor
+
+    def feed(key: tuple, actor: Any) -> None:
+        if not queues[key]:
+            ray.kill(actor)  # the pool's work is done: free its GPU / CPU / memory for the other pools
+            workers.remove(actor)
+            return
+        p = queues[key].pop()
         attempt = uuid.uuid4().hex
-        # max_retries=0: a retried point would open a second child run; --resume is the retry.
-        ref = task.options(max_retries=0, name=f"labkit sweep {runner.spec.name} #{p.index}", **res).remote(
-            lab.config, runner.spec, runner.parent, runner.experiment, p, attempt)
-        refs[ref] = (p, attempt)
-    pending = list(refs)
+        ref = actor.run.remote(lab.config, spec, runner.parent, runner.experiment, p, attempt)
+        in_flight[ref] = (key, actor, p, attempt)
+
     try:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+        for key, res in shapes.items():
+            for _ in range(pool_size(res, cluster, len(queues[key]))):
+                feed(key, start(key))
+        while in_flight:
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
-                p, attempt = refs[ref]
+                key, actor, p, attempt = in_flight.pop(ref)
                 try:
                     outcome = ray.get(ref)
                 except KeyboardInterrupt:
                     raise
-                except Exception as e:  # the task could not run, or its worker died
+                except Exception as e:  # the worker died (or could not start): a fresh one takes the next point
                     outcome = runner.failed(p, attempt, _cause(e))
+                    ray.kill(actor)
+                    workers.remove(actor)
+                    actor = start(key)
                 record(outcome)
+                feed(key, actor)
     except BaseException:
-        for ref in pending:
-            ray.cancel(ref)  # a running point gets KeyboardInterrupt: its run ends KILLED, as locally
-        if pending:
-            ray.wait(pending, num_returns=len(pending), timeout=CANCEL_WAIT_S)
+        for actor in workers:
+            ray.kill(actor)
+        for _, _, _p, attempt in in_flight.values():
+            mark_killed(lab, runner.experiment, attempt)
         raise
+
+
+def mark_killed(lab: Lab, experiment: str, attempt: str) -> None:
+    """End the runs a stopped point left RUNNING (found by their attempt tag) as KILLED, as a local Ctrl-C does."""
+    from labkit.sweeps.runner import TAG_ATTEMPT
+
+    client = lab.tracker.client
+    exp_id = lab.tracker.experiment_id(experiment)
+    for run in client.search_runs([exp_id], filter_string=f"tags.`{TAG_ATTEMPT}` = '{attempt}'"):
+        if run.info.status == "RUNNING":
+            client.set_tag(run.info.run_id, "labkit.status", "KILLED")
+            client.set_terminated(run.info.run_id, status="KILLED")
 
 
 def _cause(exc: BaseException) -> BaseException:
@@ -248,5 +307,5 @@ def _cause(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else exc
 
 
-__all__ = ["INSTALL", "Cluster", "check_address", "check_store", "connect", "point_family", "point_resources",
-           "require_ray", "run_point_task", "run_points"]
+__all__ = ["INSTALL", "Cluster", "PointWorker", "check_address", "check_store", "connect", "mark_killed",
+           "point_family", "point_resources", "pool_size", "require_ray", "run_point_task", "run_points"]

@@ -136,27 +136,39 @@ def test_a_point_never_asks_for_more_memory_than_one_node_offers():
 
 
 class _FakeRay:
-    """The few calls `run_points` makes, answering from a script: each ref's result or the error Ray raises."""
+    """The few calls `run_points` makes, answering from a script: each point's result or the error Ray raises."""
 
-    class WorkerCrashedError(Exception):
+    class ActorDiedError(Exception):
         pass
 
     def __init__(self, answers):
-        self.answers, self.submitted, self.cancelled = answers, [], []
+        self.answers, self.calls, self.actors, self.killed = answers, [], [], []
 
-    def remote(self, fn):
+    def remote(self, cls):
         fake = self
 
-        class Task:
+        class Method:
+            def __init__(self, actor):
+                self.actor = actor
+
+            def remote(self, config, spec, parent, experiment, point, attempt):
+                fake.calls.append((self.actor, point.index, attempt))
+                return point.index
+
+        class Handle:
+            def __init__(self, opts):
+                self.opts, self.run = opts, Method(self)
+
+        class ActorClass:
             def options(self, **opts):
                 self.opts = opts
                 return self
 
-            def remote(self, config, spec, parent, experiment, point, attempt):
-                fake.submitted.append((point.index, attempt, self.opts))
-                return point.index
+            def remote(self):
+                fake.actors.append(Handle(self.opts))
+                return fake.actors[-1]
 
-        return Task()
+        return ActorClass()
 
     def wait(self, refs, num_returns=1, timeout=None):
         return refs[:num_returns], refs[num_returns:]
@@ -167,8 +179,8 @@ class _FakeRay:
             raise answer
         return answer
 
-    def cancel(self, ref):
-        self.cancelled.append(ref)
+    def kill(self, actor):
+        self.killed.append(actor)
 
 
 class _FakeRunner:
@@ -193,37 +205,63 @@ def _three_points(project):
     return Lab(project, hardware=HardwareProfile.simulated(None)), spec, spec.points()
 
 
-def test_a_worker_that_dies_is_recorded_failed_and_the_other_points_are_kept(project, monkeypatch):
+def test_a_worker_that_dies_is_recorded_failed_and_a_fresh_one_takes_the_next_point(project, monkeypatch):
     from labkit.sweeps.ray_backend import Cluster, run_points
     from labkit.sweeps.runner import PointOutcome
 
     lab, spec, points = _three_points(project)
-    crash = _FakeRay.WorkerCrashedError("the worker died unexpectedly")
-    fake = _FakeRay({0: PointOutcome(points[0], "r0", "FINISHED"), 1: crash,
+    died = _FakeRay.ActorDiedError("the actor died unexpectedly")
+    fake = _FakeRay({0: PointOutcome(points[0], "r0", "FINISHED"), 1: died,
                      2: PointOutcome(points[2], "r2", "FINISHED")})
     monkeypatch.setitem(sys.modules, "ray", fake)
     runner, seen = _FakeRunner(lab, spec), []
-    run_points(Cluster(address=None, local=True, gpus=0, cpus=2, node_memory=2**33), runner, points, seen.append)
+    one_cpu = Cluster(address=None, local=True, gpus=0, cpus=1, node_memory=2**33)
+    run_points(one_cpu, runner, points, seen.append)
     assert [o.status for o in seen] == ["FINISHED", "FAILED", "FINISHED"]
-    assert "the worker died" in seen[1].error
+    assert "the actor died" in seen[1].error
     [(index, attempt, exc)] = runner.failures
-    assert index == 1 and exc is crash and attempt == fake.submitted[1][1]  # the attempt the task was given
-    assert len({a for _, a, _ in fake.submitted}) == 3
-    for _, _, opts in fake.submitted:  # no retries (a retry would open a second child run); the toy's resources
-        assert opts["max_retries"] == 0 and opts["num_gpus"] == 0 and opts["num_cpus"] == 1
+    assert index == 1 and exc is died and attempt == fake.calls[1][2]  # the attempt the worker was given
+    first, second = fake.actors  # one CPU: one worker; it ran points 0 and 1, died, and a fresh one ran 2
+    assert [(a, i) for a, i, _ in fake.calls] == [(first, 0), (first, 1), (second, 2)]
+    assert fake.killed == [first, second]  # the dead one, then the last one when no point was left
+    assert len({a for _, _, a in fake.calls}) == 3
+    for actor in fake.actors:  # no restarts or retries (a retry would open a second child run); the toy's resources
+        assert actor.opts["max_restarts"] == 0 and actor.opts["max_task_retries"] == 0
+        assert actor.opts["num_gpus"] == 0 and actor.opts["num_cpus"] == 1
 
 
-def test_ctrl_c_in_the_driver_cancels_the_tasks_still_pending(project, monkeypatch):
+def test_points_share_a_pool_of_as_many_workers_as_the_cluster_holds(project, monkeypatch):
+    from labkit.sweeps.ray_backend import Cluster, pool_size, run_points
+    from labkit.sweeps.runner import PointOutcome
+
+    lab, spec, points = _three_points(project)
+    fake = _FakeRay({i: PointOutcome(p, f"r{i}", "FINISHED") for i, p in enumerate(points)})
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    seen = []
+    run_points(Cluster(address=None, local=True, gpus=0, cpus=2), _FakeRunner(lab, spec), points, seen.append)
+    assert len(fake.actors) == 2 and sorted(o.point.index for o in seen) == [0, 1, 2]
+    assert [i for _, i, _ in fake.calls] == [0, 1, 2]  # in order, the third on whichever worker was free
+    assert set(fake.killed) == set(fake.actors)
+    gpu = {"num_cpus": 1.0, "num_gpus": 1.0}
+    assert pool_size(gpu, Cluster(address=None, local=True, gpus=8, cpus=64), 100) == 8
+    assert pool_size(gpu, Cluster(address=None, local=True, gpus=8, cpus=64), 3) == 3
+    assert pool_size({"num_cpus": 1.0, "num_gpus": 0.0}, Cluster(address=None, local=True, gpus=0, cpus=2), 9) == 2
+
+
+def test_ctrl_c_in_the_driver_stops_every_worker(project, monkeypatch):
     from labkit.sweeps.ray_backend import Cluster, run_points
     from labkit.sweeps.runner import PointOutcome
 
     lab, spec, points = _three_points(project)
     fake = _FakeRay({i: PointOutcome(p, f"r{i}", "FINISHED") for i, p in enumerate(points)})
     monkeypatch.setitem(sys.modules, "ray", fake)
+    marked = []
+    monkeypatch.setattr("labkit.sweeps.ray_backend.mark_killed", lambda lab, exp, attempt: marked.append(attempt))
 
     def interrupt(outcome):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         run_points(Cluster(address=None, local=True, gpus=0, cpus=2), _FakeRunner(lab, spec), points, interrupt)
-    assert fake.cancelled == [1, 2]
+    assert set(fake.killed) == set(fake.actors) and len(fake.actors) == 2
+    assert marked == [fake.calls[1][2]]  # the point still running on the other worker
