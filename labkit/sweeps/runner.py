@@ -108,6 +108,9 @@ def run_sweep(lab: Lab, spec: SweepSpec, *, jobs: int = 1, resume: bool = False,
     each point (from the thread that ran it locally; on Ray, from this thread).
     """
     backend = check_backend(lab.config.sweep_backend if backend is None else backend)
+    if address is not None and backend != "ray":
+        raise InvalidParameter(f"A Ray address ({address!r}) was given for a sweep on the {backend} backend.",
+                               value=address, fix="add --backend ray (backend=\"ray\"), or leave out the address.")
     address = lab.config.sweep_address if address is None else address
     if backend == "ray":
         from labkit.sweeps.ray_backend import check_address, require_ray

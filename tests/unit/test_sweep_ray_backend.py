@@ -77,6 +77,9 @@ def test_an_unknown_backend_argument_is_refused(project, spec_file):
     with pytest.raises(InvalidParameter) as e:
         run_sweep(Lab(project), load_spec(spec_file), backend="slurm", dry_run=True, progress=False)
     assert "'slurm'" in e.value.message and "local, ray" in e.value.fix
+    with pytest.raises(InvalidParameter) as e:  # an address means Ray: never ignored on the local backend
+        run_sweep(Lab(project), load_spec(spec_file), address="ray://head:10001", dry_run=True, progress=False)
+    assert "ray://head:10001" in e.value.message and "--backend ray" in e.value.fix
 
 
 @pytest.mark.parametrize("address", ["ray://", "head", "ray://head:port", "head:0", "head:70000", "a b:1", 6379, ""])
