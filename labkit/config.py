@@ -13,6 +13,8 @@ type each raise a `ConfigError` naming the file, the key, the value and the fix.
     [c2pa]      cert, key, trust, tsa_url (text)
     [serve]     requests_per_minute, jobs_in_flight, queue (whole numbers > 0): `labkit serve`'s limits per
                 API key (requests a minute, jobs queued or running at once) and the job queue's length
+    [sweep]     backend ("local" or "ray"): where `labkit sweep` runs its points; address (text): the Ray
+                cluster ("local", "auto", "ray://HOST:10001"; see labkit.sweeps.ray_backend)
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
     "c2pa": {"cert": (_TEXT, '"c2pa/signer.pem"'), "key": (_TEXT, '"c2pa/signer.key"'),
              "trust": (_TEXT, '"c2pa/ca.pem"'), "tsa_url": (_TEXT, '"http://timestamp.example"')},
     "serve": {"requests_per_minute": (_COUNT, "120"), "jobs_in_flight": (_COUNT, "4"), "queue": (_COUNT, "32")},
+    "sweep": {"backend": (_TEXT, '"ray"'), "address": (_TEXT, '"ray://head-node:10001"')},
 }
+#: Values a text key may take, where only a few are meaningful.
+_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {("sweep", "backend"): ("local", "ray")}
 # Text keys where "" means "not set" rather than a mistake.
 _MAY_BE_EMPTY = {("c2pa", "cert"), ("c2pa", "key"), ("c2pa", "trust"), ("c2pa", "tsa_url")}
 
@@ -139,6 +144,8 @@ class LabConfig:
         c2pa_tsa_url: a timestamp authority for signatures (`[c2pa] tsa_url`); None: no timestamp.
         serve_requests_per_minute / serve_jobs_in_flight / serve_queue: `labkit serve`'s rate limit per API
             key, jobs a key may have queued or running at once, and the job queue's length (`[serve]`).
+        sweep_backend / sweep_address: where `labkit sweep` runs its points, "local" or "ray", and the Ray
+            cluster's address (`[sweep]`; None: start or find one, see `labkit.sweeps.ray_backend`).
     """
 
     root: Path
@@ -158,6 +165,8 @@ class LabConfig:
     serve_requests_per_minute: int = 120
     serve_jobs_in_flight: int = 4
     serve_queue: int = 32
+    sweep_backend: str = "local"
+    sweep_address: str | None = None
 
     @classmethod
     def resolve(
@@ -193,6 +202,7 @@ class LabConfig:
         lab = file_cfg.get("lab", {})
         c2pa = file_cfg.get("c2pa", {})
         serve = file_cfg.get("serve", {})
+        sweep = file_cfg.get("sweep", {})
 
         artifact_root = _artifact_root(tracking.get("artifact_root"), root, config_path)
         if tracking_uri:
@@ -233,6 +243,8 @@ class LabConfig:
             serve_requests_per_minute=serve.get("requests_per_minute", 120),
             serve_jobs_in_flight=serve.get("jobs_in_flight", 4),
             serve_queue=serve.get("queue", 32),
+            sweep_backend=sweep.get("backend", "local"),
+            sweep_address=sweep.get("address"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -368,6 +380,11 @@ def _check_schema(cfg: dict[str, Any], path: Path) -> None:
                 raise ConfigError(f"{path}: [{section}] has an unknown key {key!r}.", value=key,
                                   fix=f"use only {sorted(SCHEMA[section])} in [{section}] (a typo?), or remove it.")
             kind, example = SCHEMA[section][key]
+            choices = _CHOICES.get((section, key))
+            if choices and isinstance(value, str) and value not in choices:
+                raise ConfigError(f"{path}: [{section}] {key} = {value!r} is not one of {', '.join(choices)}.",
+                                  value=value, fix=f"write {key} = {example} (one of {', '.join(map(repr, choices))}),"
+                                                   " or remove the key for the default.")
             if _fits(kind, value, empty_ok=(section, key) in _MAY_BE_EMPTY):
                 continue
             raise ConfigError(f"{path}: [{section}] {key} = {_toml_repr(value)} is not {kind}.", value=value,

@@ -37,6 +37,7 @@ PIP: dict[str, tuple[str, str]] = {
     "diffusers": ("diffusers", "pip install diffusers"),
     "transformers": ("transformers", "pip install transformers"),
     "mlflow": ("mlflow", "pip install mlflow"),
+    "ray": ("ray", 'pip install "labkit[ray]"'),
 }
 
 _TRUE = ("1", "true", "yes", "on")

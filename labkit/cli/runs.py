@@ -19,7 +19,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec = load_spec(args.file, root=lab.config.root)
     try:
         result = run_sweep(lab, spec, jobs=args.jobs, resume=args.resume, yes=args.yes, dry_run=args.dry_run,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, backend=args.backend, address=args.address)
     except KeyboardInterrupt:
         print(f"stopped; finish the missing points with: labkit sweep {args.file} --resume", file=sys.stderr)
         return 130
@@ -66,9 +66,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("file", help="the sweep spec (YAML)")
     p.add_argument("--dry-run", action="store_true", help="check the spec and list the points; run nothing")
     p.add_argument("--jobs", type=int, default=1, help="notebook points run on up to N kernels at once (bounded "
-                                                       "by cores and RAM; default 1)")
+                                                       "by cores and RAM; default 1; on Ray the cluster's "
+                                                       "resources decide)")
     p.add_argument("--resume", action="store_true", help="continue the latest sweep of this name: run only the "
                                                          "points without a finished run")
+    p.add_argument("--backend", choices=("local", "ray"), help="where the points run: this process (local), or one "
+                                                              "Ray task each on a cluster (ray; needs "
+                                                              "pip install \"labkit[ray]\"); default: [sweep] backend "
+                                                              "in labkit.toml, else local")
+    p.add_argument("--address", help="the Ray cluster: local (start one here), auto (the one running here), "
+                                     "ray://HOST:10001 or HOST:6379; default: [sweep] address, else start or join one "
+                                     "(a cluster of other machines needs a tracking server: labkit tracking serve)")
     p.add_argument("--yes", action="store_true", help="start it even when it has more runs than the spec's max_runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")

@@ -3,9 +3,10 @@ point and seed, and summarised with statistics over seeds.
 
     spec = load_spec("experiments/toy-steps-guidance.yaml")
     result = run_sweep(lab, spec, jobs=2, resume=True)     # or `labkit sweep FILE`
+    result = run_sweep(lab, spec, backend="ray")            # each point on a Ray cluster (labkit.sweeps.ray_backend)
     rep = report(lab, result.parent_run_id)                 # or `labkit compare sweep RUN_ID`
 
-Names are imported on first use: `import labkit.sweeps` loads no mlflow, papermill or matplotlib.
+Names are imported on first use: `import labkit.sweeps` loads no mlflow, papermill, matplotlib or ray.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labkit.errors import InvalidParameter
 from labkit.sweeps.spec import Point, SweepSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +42,8 @@ TAG_ATTEMPT = "labkit.sweep.attempt"
 PARENT_ENV = "LABKIT_PARENT_RUN_ID"
 #: Roughly what one notebook kernel with a small model holds in RAM, for bounding --jobs.
 KERNEL_GB = 2.0
+#: Where a sweep's points run: this process ("local") or tasks on a Ray cluster ("ray", `pip install "labkit[ray]"`).
+BACKENDS = ("local", "ray")
 
 
 @dataclass
@@ -88,17 +91,32 @@ class SweepResult:
 
 def run_sweep(lab: Lab, spec: SweepSpec, *, jobs: int = 1, resume: bool = False, yes: bool = False,
               dry_run: bool = False, progress: bool = True, summarize: bool = True,
-              on_point: Callable[[PointOutcome], None] | None = None) -> SweepResult:
+              on_point: Callable[[PointOutcome], None] | None = None, backend: str | None = None,
+              address: str | None = None) -> SweepResult:
     """Run every point of `spec` on `lab` and record it in MLflow. See the module docstring.
 
-    Steps: 1. check the spec (every point, before any run starts); 2. with `resume`, find the latest
-    sweep of this name and the points it finished; 3. open (or reopen) the parent run and log the
-    spec; 4. run the remaining points — notebook points on up to `jobs` kernels at once, plan points
-    one at a time on the shared pipeline — each as a child run; 5. close the parent and, with
-    `summarize`, write the statistics (`labkit.sweeps.stats.report`) into it.
+    Steps: 1. check the backend and the spec (every point, before any run starts); 2. with `resume`,
+    find the latest sweep of this name and the points it finished; 3. with the Ray backend, join the
+    cluster and check its workers can write the store; 4. open (or reopen) the parent run and log the
+    spec; 5. run the remaining points, each as a child run — locally, notebook points on up to `jobs`
+    kernels at once and plan points one at a time on the shared pipeline; on Ray, each point as a task
+    (`labkit.sweeps.ray_backend`); 6. close the parent and, with `summarize`, write the statistics
+    (`labkit.sweeps.stats.report`) into it.
 
-    `on_point` is called after each point (from the thread that ran it).
+    `backend`: "local" or "ray" (default: `[sweep] backend` in labkit.toml, else "local"); `address`: the
+    Ray cluster (default `[sweep] address`; see `labkit.sweeps.ray_backend`). `on_point` is called after
+    each point (from the thread that ran it locally; on Ray, from this thread).
     """
+    backend = check_backend(lab.config.sweep_backend if backend is None else backend)
+    if address is not None and backend != "ray":
+        raise InvalidParameter(f"A Ray address ({address!r}) was given for a sweep on the {backend} backend.",
+                               value=address, fix="add --backend ray (backend=\"ray\"), or leave out the address.")
+    address = lab.config.sweep_address if address is None else address
+    if backend == "ray":
+        from labkit.sweeps.ray_backend import check_address, require_ray
+
+        require_ray()  # before any work: without the extra, say so first
+        address = check_address(address)
     points = spec.check(lab, yes=yes)
     experiment = spec.experiment or lab.config.experiment
     if experiment != lab.config.experiment:  # renders go to the lab's experiment: give them the spec's
@@ -116,6 +134,11 @@ def run_sweep(lab: Lab, spec: SweepSpec, *, jobs: int = 1, resume: bool = False,
                          dry_run=dry_run)
     if dry_run:
         return result
+    cluster = None
+    if backend == "ray":
+        from labkit.sweeps.ray_backend import connect
+
+        cluster = connect(lab.config, address)
     with _parent_run(lab, spec, experiment, previous) as parent:
         result.parent_run_id = parent.run_id
         parent.log_metrics({"sweep.points": len(points)})
@@ -123,8 +146,7 @@ def run_sweep(lab: Lab, spec: SweepSpec, *, jobs: int = 1, resume: bool = False,
         lock = threading.Lock()
         runner = _PointRunner(lab, spec, parent.run_id, experiment)
 
-        def one(p: Point) -> PointOutcome:
-            outcome = runner.run(p)
+        def record(outcome: PointOutcome) -> PointOutcome:
             with lock:
                 result.outcomes.append(outcome)
                 bar.update(1)
@@ -133,8 +155,15 @@ def run_sweep(lab: Lab, spec: SweepSpec, *, jobs: int = 1, resume: bool = False,
                 on_point(outcome)
             return outcome
 
+        def one(p: Point) -> PointOutcome:
+            return record(runner.run(p))
+
         try:
-            if jobs <= 1:
+            if cluster is not None:
+                from labkit.sweeps.ray_backend import run_points
+
+                run_points(cluster, runner, todo, record)
+            elif jobs <= 1:
                 for p in todo:
                     one(p)
             else:
@@ -153,6 +182,14 @@ def run_sweep(lab: Lab, spec: SweepSpec, *, jobs: int = 1, resume: bool = False,
 
         result.report = report(lab, result.parent_run_id, log=True)
     return result
+
+
+def check_backend(backend: object) -> str:
+    """`backend` if it is one of `BACKENDS`; `InvalidParameter` naming the choices otherwise."""
+    if backend not in BACKENDS:
+        raise InvalidParameter(f"Unknown sweep backend {backend!r}.", value=backend,
+                               fix=f"use one of {', '.join(BACKENDS)} (--backend, or [sweep] backend in labkit.toml).")
+    return str(backend)
 
 
 def bound_jobs(jobs: int, lab: Lab) -> int:
@@ -264,9 +301,10 @@ class _PointRunner:
         return {f"point.{k}": json.dumps(v, default=str) if isinstance(v, (list, dict)) else v
                 for k, v in p.values.items()}
 
-    def run(self, p: Point) -> PointOutcome:
+    def run(self, p: Point, attempt: str | None = None) -> PointOutcome:
+        """Run one point as a child run; `attempt` tags every run it opens (a fresh id by default)."""
         start = time.perf_counter()
-        attempt = uuid.uuid4().hex
+        attempt = attempt or uuid.uuid4().hex
         try:
             if self.spec.kind == "plan":
                 with self._render_lock:
@@ -276,7 +314,7 @@ class _PointRunner:
         except KeyboardInterrupt:
             raise
         except Exception as e:
-            outcome = self._failed(p, attempt, e)
+            outcome = self.failed(p, attempt, e)
         outcome.seconds = time.perf_counter() - start
         return outcome
 
@@ -349,7 +387,7 @@ class _PointRunner:
             outcome.metrics = metrics
         return outcome
 
-    def _failed(self, p: Point, attempt: str, exc: BaseException) -> PointOutcome:
+    def failed(self, p: Point, attempt: str, exc: BaseException) -> PointOutcome:
         """A point that raised in labkit (not in a notebook): its child run FAILED with the error. A
         render that failed inside its run already is that run; otherwise one is made to say so."""
         client = self.lab.tracker.client
@@ -412,5 +450,5 @@ def score_images(scorer: str, images: list[tuple[Path, str]]) -> dict[str, float
     return out
 
 
-__all__ = ["PARENT_ENV", "PointOutcome", "SweepResult", "bound_jobs", "children", "find_sweep", "finished_keys",
-           "run_sweep", "score_images"]
+__all__ = ["BACKENDS", "PARENT_ENV", "PointOutcome", "SweepResult", "bound_jobs", "check_backend", "children",
+           "find_sweep", "finished_keys", "run_sweep", "score_images"]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "diffusers", "mlflow", "transformers", "accelerate", "peft", "pandas", "matplotlib")
+HEAVY = ("torch", "diffusers", "mlflow", "transformers", "accelerate", "peft", "pandas", "matplotlib", "ray")
 
 
 def _imported_top_level_modules(code: str) -> set[str]:
@@ -23,7 +23,8 @@ def _imported_top_level_modules(code: str) -> set[str]:
 @pytest.mark.parametrize("code", ["import labkit", "import labkit.cli; labkit.cli.build_parser()",
                                   "import labkit.errors, labkit.config, labkit.tracking",
                                   "import labkit.hardware, labkit.lab, labkit.bench",
-                                  "import labkit.render, labkit.pipelines.loader, labkit.catalog, labkit.outputs"])
+                                  "import labkit.render, labkit.pipelines.loader, labkit.catalog, labkit.outputs",
+                                  "import labkit.sweeps.runner, labkit.sweeps.ray_backend, labkit.cli.runs"])
 def test_no_heavy_import(code):
     loaded = _imported_top_level_modules(code)
     assert "labkit" in loaded  # the probe sees labkit itself, so it would see the others
