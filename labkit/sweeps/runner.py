@@ -429,7 +429,7 @@ def nested_images(lab: Lab, run_id: str, experiment_id: str) -> list[tuple[Path,
 
     runs = lab.tracker.client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'",
                                           max_results=1000)
-    return [(f, s.prompt) for s in map(RunSummary.from_mlflow, runs) for f in s.images]
+    return [(f, s.prompt) for r in runs for s in [RunSummary.from_mlflow(r, lab.tracker)] for f in s.images]
 
 
 def score_images(scorer: str, images: list[tuple[Path, str]]) -> dict[str, float]:

@@ -410,7 +410,7 @@ def sweep_frame(lab: Lab, parent_run_id: str):
     for r in sorted(best.values(), key=lambda r: int(r.data.tags.get(TAG_INDEX, 0))):
         values = json.loads(r.data.tags.get(TAG_PARAMS, "{}"))
         params += [k for k in values if k not in params]
-        summary = RunSummary.from_mlflow(r)
+        summary = RunSummary.from_mlflow(r, lab.tracker)
         images = summary.images or _nested_images(lab, r)
         status = r.info.status if r.data.tags.get(TAG_DONE) == "1" or r.info.status != "FINISHED" else "INCOMPLETE"
         rows.append({"run_id": r.info.run_id, "index": int(r.data.tags.get(TAG_INDEX, 0)), "status": status,
