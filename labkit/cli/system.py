@@ -92,26 +92,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-        _stop_group(server)
+        from labkit.tracking.server import stop_group
 
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM a process group, then SIGKILL whatever is still there after a few seconds."""
-    import signal
-
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-        try:  # the leader is gone; give its children the same signal, then stop
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
+        stop_group(server)
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
