@@ -99,7 +99,7 @@ def test_good_ray_addresses_pass(address):
 
 
 def test_a_point_asks_for_a_gpu_only_on_a_cluster_with_gpus_and_for_its_familys_ram():
-    from labkit.hardware import HardwareProfile
+    from labkit.hardware import HardwareProfile, strategy_table
     from labkit.sweeps.ray_backend import MIN_TASK_GB, point_resources
 
     cpu = HardwareProfile.simulated(None)
@@ -107,10 +107,13 @@ def test_a_point_asks_for_a_gpu_only_on_a_cluster_with_gpus_and_for_its_familys_
     toy = point_resources("toy", cpu, cluster_gpus=0)
     assert toy == {"num_cpus": 1.0, "num_gpus": 0.0, "memory": float(int(MIN_TASK_GB * gib))}
     assert point_resources("toy", cpu, cluster_gpus=2)["num_gpus"] == 1.0
+    # the family's largest peak estimate on its ladder (sd15: its gpu-fast rung, 6.5 GB in strategies.toml)
+    largest = max(r.get("est_peak_vram_gb") or 0.0 for r in strategy_table().family("sd15")["ladder"])
+    assert largest >= 5.7
     sd15_gpu = point_resources("sd15", HardwareProfile.simulated(80), cluster_gpus=8)
-    assert sd15_gpu["num_gpus"] == 1.0 and sd15_gpu["memory"] == pytest.approx(5.7 * gib, rel=1e-6)
+    assert sd15_gpu["num_gpus"] == 1.0 and sd15_gpu["memory"] == pytest.approx(largest * gib, rel=1e-6)
     sd15_cpu = point_resources("sd15", cpu, cluster_gpus=0)
-    assert sd15_cpu["num_gpus"] == 0.0 and sd15_cpu["memory"] == pytest.approx(2 * 5.7 * gib, rel=1e-6)
+    assert sd15_cpu["num_gpus"] == 0.0 and sd15_cpu["memory"] == pytest.approx(2 * largest * gib, rel=1e-6)
     unknown = point_resources(None, cpu, cluster_gpus=1)
     assert unknown["num_gpus"] == 1.0 and unknown["memory"] == MIN_TASK_GB * gib
 
