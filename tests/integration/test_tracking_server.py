@@ -271,7 +271,7 @@ _WRITERS = textwrap.dedent("""
                     run.log_metrics({"value": i * 1.5})
                     run.log_series("curve", [i, i + 1, i + 2])
                     run.log_text(f"from process {i}", "out/hello.txt")
-                print(run.run_id, flush=True)
+                print(f"{i} {run.run_id}", flush=True)
                 os._exit(0)
             except BaseException as e:
                 print(f"writer {i} failed: {e!r}", file=sys.stderr, flush=True)
@@ -290,8 +290,10 @@ def test_eight_processes_logging_at_once_lose_nothing(server, project):
     done = subprocess.run([sys.executable, "-c", _WRITERS, str(project), server.url], env=env, capture_output=True,
                           text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    ids = set(done.stdout.split())
-    assert len(ids) == 8
+    printed = dict(line.split() for line in done.stdout.splitlines() if line.strip())  # writer -> its run id
+    assert sorted(printed) == [str(i) for i in range(8)], (done.stdout, done.stderr[-3000:])
+    ids = set(printed.values())
+    assert len(ids) == 8, (done.stdout, done.stderr[-3000:])
     client = _client(server)
     exp = client.get_experiment_by_name("many")
     runs = client.search_runs([exp.experiment_id], max_results=100)
