@@ -27,17 +27,6 @@ _CLIP_TEXT = {
     "projection_dim": 32,
 }
 
-_SD_SCHEDULER = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-    "prediction_type": "epsilon",
-}
-
 TINY_CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
     "sd15": {
         "unet": {
@@ -64,7 +53,7 @@ TINY_CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
             "sample_size": 32,
         },
         "text_encoder": dict(_CLIP_TEXT),
-        "scheduler": dict(_SD_SCHEDULER),
+        "scheduler": dict(FULL_CONFIGS["sd15"]["scheduler"]),  # the published SD 1.5 scheduler
     },
     "sdxl": {
         "unet": {
