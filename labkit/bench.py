@@ -84,7 +84,7 @@ def bench_generate(repeats: int = 5, *, model: str | None = None, steps: int | N
                         guidance=plan.guidance, width=plan.width, height=plan.height, seed=plan.seed, count=1,
                         on_step=lambda i: False)
 
-    subject, baseline, outside, after = [], [], [], []
+    subject, baseline, outside = [], [], []
     for _ in range(repeats):
         t = time.perf_counter()
         bare()
@@ -95,11 +95,6 @@ def bench_generate(repeats: int = 5, *, model: str | None = None, steps: int | N
         # The tracked render's time outside its own pipeline call: what tracking costs, less exposed
         # than the ratio to a shared machine's noise (which lands mostly inside the calls).
         outside.append(subject[-1] - result.timings["steps_s"] - result.timings["decode_s"])
-        # The run closes in the background after `render` returns: wait for it here, outside both timings, so
-        # it never runs during the bare call (which it would slow), and report how long it went on.
-        t = time.perf_counter()
-        lab.tracker.wait()
-        after.append(time.perf_counter() - t)
     s, b = statistics.median(subject), statistics.median(baseline)
     # What the cross-process locks cost: a render in a fresh process takes two (opening the store and
     # saving the weight-hash cache), a render on a warm Lab none; measured here uncontended.
@@ -115,7 +110,6 @@ def bench_generate(repeats: int = 5, *, model: str | None = None, steps: int | N
                              "overhead_pct": round((s / b - 1) * 100, 1),
                              "outside_call_ms": round(statistics.median(outside) * 1000, 1),
                              "outside_call_pct_of_bare": round(statistics.median(outside) / b * 100, 1),
-                             "background_after_return_ms": round(statistics.median(after) * 1000, 1),
                              "store_lock_s": round(lock_s, 6),
                              "two_locks_pct_of_render": round(2 * lock_s / s * 100, 3)}
     if lab.hardware.device == "cuda":
