@@ -271,7 +271,9 @@ _WRITERS = textwrap.dedent("""
                     run.log_metrics({"value": i * 1.5})
                     run.log_series("curve", [i, i + 1, i + 2])
                     run.log_text(f"from process {i}", "out/hello.txt")
-                print(f"{i} {run.run_id}", flush=True)
+                # one write: print() makes two (text, then newline) when Python runs unbuffered (PYTHONUNBUFFERED),
+                # and eight writers' lines then run into each other
+                os.write(1, f"{i} {run.run_id}\\n".encode())
                 os._exit(0)
             except BaseException as e:
                 print(f"writer {i} failed: {e!r}", file=sys.stderr, flush=True)
