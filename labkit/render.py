@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labkit.diagnose import Trace, Vram, record_failure
+from labkit.diagnose import PeakMemory, Trace, Vram, record_failure
 from labkit.errors import ComplianceViolation, InvalidParameter, LabkitError, ModelNotCached, OutOfMemory, UnknownModel
 from labkit.hardware import MemoryStrategy, choose, degrade
 from labkit.pipelines.memory import profile_now, warm_up
@@ -26,48 +26,6 @@ from labkit.results import Attempt, PipelineCache, Progress, Result, free_memory
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
     from labkit.pipelines.loader import Loaded, ModelRef
-
-class _PeakMemory:
-    """Peak memory during a block: the CUDA allocator on GPU, sampled process RSS on CPU."""
-
-    def __init__(self, device: str):
-        self.device = device
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def __enter__(self) -> _PeakMemory:
-        if self.device == "cuda":
-            import torch
-
-            torch.cuda.reset_peak_memory_stats()
-        else:
-            import psutil
-
-            proc = psutil.Process()
-
-            def sample():
-                while not self._stop.is_set():
-                    self.peak = max(self.peak, proc.memory_info().rss)
-                    self._stop.wait(0.02)
-
-            self.peak = proc.memory_info().rss
-            self._thread = threading.Thread(target=sample, daemon=True, name="labkit-rss")
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.device == "cuda":
-            import torch
-
-            self.peak = torch.cuda.max_memory_allocated()
-        else:
-            self._stop.set()
-            self._thread.join()
-
-    @property
-    def kind(self) -> str:
-        return "cuda" if self.device == "cuda" else "rss"
-
 
 def _is_oom(e: BaseException) -> bool:
     import torch
@@ -544,7 +502,7 @@ def _call(lab: Lab, plan: Plan, loaded: Loaded, progress: Progress | None,
     if adapters:
         result.model["adapters"] = adapters
     start = time.perf_counter()
-    with _PeakMemory(device) as mem:
+    with PeakMemory(device) as mem:
         if plan.task in ("txt2img", "img2img"):
             try:
                 result.images = calls.run_image(pipe, prompt=plan.prompt, negative_prompt=plan.negative_prompt,

@@ -91,27 +91,29 @@ class Run:
     """A live MLflow run: log params, metrics, tags and artifacts to it.
 
     Obtained from `Tracker.run()`; every method writes through the tracker's client at once, except
-    `record`, which hands its batched writes to the tracker's background writer; `flush` — and closing
-    the run, finished or failed — waits for them. Set `status` (e.g. "KILLED" for a cancelled render
-    whose partial outputs were kept) to end the run with that status instead of FINISHED.
+    `record`, whose params, metrics and tags a run opened by `Tracker.run` holds until `flush` or until it
+    closes, finished or failed, and then writes in one go with its end (`batch.write`). Set `status` (e.g.
+    "KILLED" for a cancelled render whose partial outputs were kept) to end the run with that status instead
+    of FINISHED.
     """
 
     def __init__(self, client: MlflowClient, run_id: str | None, experiment_id: str, artifact_uri: str | None,
-                 writer: Any = None, created: Any = None, mirror: Path | None = None):
+                 created: Any = None, mirror: Path | None = None, hold: bool = False, db: Path | None = None):
         self.status: str | None = None
         # where a run of a tracking server keeps, on this machine, the copies of what it logs (`artifact_dir`)
         self._mirror = mirror
-        self._writer = writer  # submits a write to the background thread (`background`); None writes at once
         self.client = client
+        self._db = db  # the SQLite database of the store (None for a server): `batch.write` may write it directly
         # `created`: the future of the MLflow run being created in the background (`Tracker.run`); its id and
         # artifact URI are then read from it when first asked for.
         self._created = created
         self._run_id = run_id
         self.experiment_id = experiment_id
         self._artifact_uri = artifact_uri
-        self._pending: list[Any] = []  # futures of `record` writes not yet waited for
+        # `record`'s metrics, params and tags not yet written, when held (`hold`: a run that `Tracker.run` closes)
+        self._held: tuple[list[Any], list[Any], list[Any]] | None = ([], [], []) if hold else None
+        self._unwritten: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
         self._repo: Any = None
-        self._sample: Any = None  # a system-metrics sample to take when results are recorded (`Tracker.run`)
 
     def _info(self) -> None:
         if self._run_id is None:
@@ -193,11 +195,12 @@ class Run:
 
     def record(self, *, metrics: Mapping[str, float] | None = None, series: Mapping[str, list[float]] | None = None,
                tags: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None) -> None:
-        """Log metrics (at step 0), metric histories (steps 0, 1, …), tags and params as few batched
-        writes, made in the background; the run is complete once `flush` returns or the run closes.
+        """Log metrics (at step 0), metric histories (steps 0, 1, …), tags and params together: a run opened by
+        `Tracker.run` holds them and writes them in one go when it closes (or at `flush`), other runs at once.
 
-        Values follow `log_metrics`, `log_series`, `set_tags` and `log_params` (None metrics are skipped,
-        tags become strings of at most 8000 characters, a param too long for MLflow becomes an artifact).
+        Values follow `log_metrics`, `log_series`, `set_tags` and `log_params` (None metrics are skipped, tags
+        become strings of at most 8000 characters, a param too long for MLflow becomes an artifact); an empty tag
+        (None or "") is not written — MLflow would show it as a column with nothing in it.
         """
         from mlflow.entities import Metric, Param, RunTag
 
@@ -205,44 +208,55 @@ class Run:
         ms = [Metric(k, float(v), ts, 0) for k, v in flatten(metrics or {}).items() if v is not None]
         for key, values in (series or {}).items():
             ms += [Metric(key, float(v), ts, i) for i, v in enumerate(values)]
-        ts_ = [RunTag(k, "" if v is None else str(v)[:8000]) for k, v in flatten(tags or {}).items()]
+        ts_ = [RunTag(k, str(v)[:8000]) for k, v in flatten(tags or {}).items() if v is not None and str(v) != ""]
         flat = flatten(params or {})
         for k in [k for k, v in flat.items() if len(str(v)) > _MAX_PARAM_LEN]:  # rare: kept whole, written now
             self.log_text(str(flat[k]), f"params/{k}.txt")
             flat[k] = f"<{len(str(flat[k]))} chars: see params/{k}.txt>"
         ps = [Param(k, "" if v is None else str(v)) for k, v in flat.items()]
-        while ms or ts_ or ps:  # MLflow's limits per batch: 100 tags, 100 params, 1000 metrics, 1000 entries in all
-            tag_part, ts_ = ts_[:100], ts_[100:]
-            param_part, ps = ps[:100], ps[100:]
-            room = 1000 - len(tag_part) - len(param_part)
-            metric_part, ms = ms[:room], ms[room:]
-            if self._writer is None:
-                self._log_batch(self.client.log_batch, metric_part, param_part, tag_part)
-            else:
-                self._pending.append(self._writer(self._log_batch, self.client.log_batch, metric_part, param_part,
-                                                  tag_part))
-        if self._sample is not None and (metrics or series):
-            # a short run's one system-metrics sample, taken as its results land (beside the caller's next work)
-            sample, self._sample = self._sample, None
-            self._pending.append(self._writer(sample) if self._writer is not None else sample())
-
-    def _log_batch(self, log_batch: Any, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
-        # `log_batch` is taken when the write is asked for; the run's id when it is made (after the run exists)
-        log_batch(self.run_id, metrics=metrics, params=params, tags=tags)
+        if self._held is None:
+            self._write(ms, ps, ts_)
+        else:
+            for held, new in zip(self._held, (ms, ps, ts_), strict=True):
+                held += new
 
     def flush(self) -> None:
-        """Wait until every queued `record` write is in the store; raise TrackingError if one failed."""
-        pending, self._pending = self._pending, []
-        errors = []
-        for future in pending:
+        """Write what `record` holds; raise TrackingError if the store refuses it."""
+        if self._held is not None and any(self._held):
+            held, self._held = self._held, ([], [], [])
+            self._write(*held)
+
+    def _write(self, metrics: list[Any], params: list[Any], tags: list[Any], status: str | None = None) -> None:
+        from labkit.tracking.batch import write
+
+        try:
+            write(self.client, self._db, self.run_id, metrics=metrics, params=params, tags=tags, status=status)
+        except TrackingError:
+            raise
+        except Exception as e:
+            raise TrackingError(f"Writing to run {self.run_id} failed: {e}", value=self.run_id,
+                                fix="check that the MLflow store is reachable and writable (`labkit doctor`), "
+                                    "then run again.") from e
+
+    def _close(self, status: str, tags: Mapping[str, Any] | None = None,
+               metrics: Mapping[str, float] | None = None) -> None:
+        """Write what is held, plus `tags` and `metrics`, and end the run with `status`: in one go."""
+        if tags or metrics:
+            self.record(tags=tags, metrics=metrics)
+        held, self._held = self._held or ([], [], []), None
+        self._unwritten = held  # kept for `_salvage` until the write succeeds
+        self._write(*held, status=status)
+        self._unwritten = ([], [], [])
+
+    def _salvage(self, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
+        # after a refused `_close`: each kind on its own through MLflow's batches, so what the store accepts is kept
+        from labkit.tracking.batch import write
+
+        for part in ({"metrics": metrics}, {"params": params}, {"tags": tags}):
             try:
-                future.result()
-            except Exception as e:
-                errors.append(e)
-        if errors:
-            raise TrackingError(f"{len(errors)} background write(s) to run {self.run_id} failed: {errors[0]}",
-                                value=self.run_id, fix="check that the MLflow store is reachable and writable "
-                                                       "(`labkit doctor`), then run again.")
+                write(self.client, None, self.run_id, **part)
+            except Exception:
+                pass
 
     @property
     def _artifacts(self):
@@ -325,6 +339,8 @@ class Tracker:
         self.config = config
         self._client: MlflowClient | None = None
         self._experiments: dict[str, str] = {}
+        self._db: Path | None = None  # the store's SQLite database, once open (None for a tracking server)
+        self._short_sampler: Any = None
         #: Runs of this host whose process was gone when the store opened, ended KILLED then.
         self.reaped: list[dict[str, str]] = []
 
@@ -356,7 +372,7 @@ class Tracker:
             else:
                 check_server(self.uri)
                 client = self._new_client()
-            self._client = client
+            self._client, self._db = client, db
             if db is None:  # runs of this store made from a bare client (`Run(client, …)`) share this mirror
                 from labkit.tracking.mirror import register
 
@@ -486,13 +502,13 @@ class Tracker:
         all_tags.update(flatten(tags or {}))
         exp_id = self.experiment_id(experiment)
         # The run is created in the background while the caller goes on (a render starts its pipeline call);
-        # its id is read from the store when first asked for. Params and the system-metrics monitor follow it
-        # on the same thread, in order. Closing waits for all of them: a closed run is complete in the store.
+        # its id is read from the store when first asked for. Params (and what `record` adds) are held and written
+        # with the run's end, in one go: a closed run is complete in the store.
         client = self.client
         created = background.submit(client.create_run, exp_id, run_name=name,
                                     tags={k: str(v) for k, v in all_tags.items()})
-        run = Run(client, None, exp_id, None, writer=background.submit, created=created, mirror=self.mirror)
-        monitor = background.submit(self._start_monitor, run, system_metrics)
+        run = Run(client, None, exp_id, None, created=created, mirror=self.mirror, hold=True, db=self._db)
+        monitor = self._start_monitor(run, system_metrics)
         try:
             if params:
                 run.record(params=params)
@@ -506,49 +522,47 @@ class Tracker:
         else:
             self._finish(run, monitor, run.status or "FINISHED")
 
-    def _start_monitor(self, run: Run, enabled: bool | None):
+    def _start_monitor(self, run: Run, enabled: bool | None) -> _Monitor | None:
+        """System metrics for `run`: MLflow's sampling thread once the run has lasted one interval; a shorter run
+        gets one sample when it closes (`_Monitor.stop`), from a sampler this tracker keeps, and pays for neither
+        the thread (which reads the run back from the store when it stops) nor a monitor of its own."""
         if not (self.config.system_metrics if enabled is None else enabled):
             return None
-        try:
-            import psutil  # noqa: F401  (MLflow's system metrics need it)
+        return _Monitor(run, self.config.system_metrics_interval, self.uri, self._sampler)
+
+    def _sampler(self) -> Any:
+        # one monitor, never started, that collects a short run's sample (its CPU figure: since the last sample)
+        if self._short_sampler is None:
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-            interval = self.config.system_metrics_interval
-            monitor = SystemMetricsMonitor(run.run_id, sampling_interval=interval, tracking_uri=self.uri)
-            # The sampling thread starts once the run has lasted one interval: a shorter run gets its one
-            # sample when it records its results (`Run.record`) or else when it closes (`_stop_monitor`), and
-            # never pays for the thread, which reads the run back from the store when it stops.
-            timer = threading.Timer(interval, monitor.start)
-            timer.daemon = True
-            timer.start()
-            monitor._labkit_timer = timer
-            run._sample = functools.partial(_one_sample, monitor)
-            return monitor
-        except Exception:  # system metrics are a convenience; a run never fails for them
-            return None
+            self._short_sampler = SystemMetricsMonitor("0" * 32, tracking_uri=self.uri)
+        return self._short_sampler
 
-    def _finish(self, run: Run, monitor, status: str, error: str | None = None,
+    def _finish(self, run: Run, monitor: _Monitor | None, status: str, error: str | None = None,
                 exc: BaseException | None = None) -> None:
-        flush_error: TrackingError | None = None
-        try:
-            try:  # a run is complete when it closes: every background write lands first
-                run.flush()
-            except TrackingError as e:
-                flush_error = e
-                if error is None:
-                    status, error, exc = "FAILED", e.message, e
-            monitor = monitor.result()  # started on the background thread, after the run was created
-            if monitor is not None:
-                _stop_monitor(monitor)
-            if error is not None:
-                run.set_tags({"labkit.error": error, "labkit.error_type": type(exc).__name__ if exc else status,
-                              "labkit.status": status})
-                if exc is not None:
+        sample = monitor.stop() if monitor is not None else {}
+        tags: dict[str, Any] = {}
+        if error is not None:
+            tags = {"labkit.error": error, "labkit.error_type": type(exc).__name__ if exc else status,
+                    "labkit.status": status}
+            if exc is not None:
+                try:
                     run.log_text("".join(traceback.format_exception(exc)), "error.txt")
-        finally:
-            run.client.set_terminated(run.run_id, status=status)
-        if flush_error is not None and status == "FAILED" and exc is flush_error:
-            raise flush_error
+                except Exception:  # the run still ends, with its error tags
+                    pass
+        try:  # what the run holds, its error and sample, and its end: one write
+            run._close(status, tags=tags, metrics=sample)
+        except TrackingError as e:
+            # The store refused what was held (a bad value, a param changed): keep what it accepts, end the run
+            # FAILED saying why; that error is raised unless the body's own is on its way.
+            run._salvage(*run._unwritten)
+            try:
+                run.client.set_tag(run.run_id, "labkit.error", (error + " | " if error else "") + e.message)
+                run.client.set_terminated(run.run_id, status="FAILED")
+            except Exception:
+                pass
+            if error is None:
+                raise
 
     def search_runs(self, experiment: str | None = None, filter_string: str = "", max_results: int = 100):
         """Runs of `experiment` as MLflow `Run` objects, newest first; `filter_string` in MLflow's search
@@ -609,30 +623,51 @@ class Tracker:
         return note
 
 
-def _one_sample(monitor) -> None:
-    """Publish one system-metrics sample unless the sampling thread (a run longer than one interval) or an
-    earlier call already published one."""
-    if getattr(monitor, "_logging_step", 1) > 0 or getattr(monitor, "_labkit_sampled", False):
-        return
-    monitor._labkit_sampled = True
-    try:
-        monitor.collect_metrics()
-        monitor.publish_metrics(monitor.aggregate_metrics())
-        monitor.mlflow_logger.flush()
-    except Exception:  # system metrics are a convenience; a run never fails for them
-        pass
+_SAMPLER_LOCK = threading.Lock()
 
 
-def _stop_monitor(monitor) -> None:
-    """Stop system-metric sampling; a run shorter than one interval still gets one sample."""
-    timer = getattr(monitor, "_labkit_timer", None)
-    if timer is not None:
-        timer.cancel()
-        timer.join()  # if it fired, the thread has started and `finish` below stops it
-    published = getattr(monitor, "_logging_step", 1) > 0
-    monitor.finish()
-    if not published:
-        _one_sample(monitor)
+class _Monitor:
+    """A run's system metrics: MLflow's `SystemMetricsMonitor` started by a timer once the run has lasted one
+    interval, or else one sample taken when the run closes."""
+
+    def __init__(self, run: Run, interval: float, uri: str, sampler: Any):
+        self._run, self._interval, self._uri, self._sampler = run, interval, uri, sampler
+        self.monitor: Any = None
+        self._timer = threading.Timer(interval, self._start)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _start(self) -> None:
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            monitor = SystemMetricsMonitor(self._run.run_id, sampling_interval=self._interval, tracking_uri=self._uri)
+            monitor.start()
+            self.monitor = monitor
+        except Exception:  # system metrics are a convenience; a run never fails for them
+            pass
+
+    def stop(self) -> dict[str, float]:
+        """Stop sampling (the thread publishes what it has); for a run shorter than one interval, return its one
+        sample as metrics (`system/…`, step 0) for the run to write with its end."""
+        self._timer.cancel()
+        self._timer.join()  # if it fired, the monitor has started and is stopped below
+        if self.monitor is not None:
+            try:
+                self.monitor.finish()
+            except Exception:
+                pass
+            return {}
+        try:
+            with _SAMPLER_LOCK:  # runs closing on several threads share the tracker's sampler
+                sampler = self._sampler()
+                sampler.collect_metrics()
+                sample = sampler.aggregate_metrics()
+                for m in sampler.monitors:
+                    m.clear_metrics()
+            return {f"system/{k}": v for k, v in sample.items()}
+        except Exception:  # system metrics are a convenience; a run never fails for them
+            return {}
 
 
 def _quiet_run_links(client) -> None:

@@ -132,7 +132,7 @@ def test_a_valid_run_filter_still_finds_runs(lab):
 
 
 def test_recorded_metrics_series_and_tags_are_all_there_once_the_run_closes(lab):
-    # More than one batch of each (100 tags, 1000 entries per MLflow batch), written in the background.
+    # More than one MLflow batch of each (100 tags, 1000 entries per batch), held and written as the run closes.
     tags = {f"t.{i:03d}": f"v{i}" for i in range(150)}
     with lab.run("recorded") as run:
         run.record(metrics={"time.total_s": 2.5, "skipped": None}, series={"time.step_s": [0.1] * 1200},
@@ -161,21 +161,51 @@ def test_a_crash_after_recording_leaves_a_failed_run_with_what_was_written(lab, 
     assert (run.artifact_dir / "outputs" / "partial.png").read_bytes() == b"not yet finished"
 
 
-def test_a_background_write_that_fails_fails_the_run_loudly(lab, monkeypatch):
+def test_a_write_the_store_refuses_fails_the_run_loudly(lab, monkeypatch):
     from labkit.errors import TrackingError
+    from labkit.tracking import batch
 
+    real = batch.write
+
+    def refuse(client, db, run_id, **kw):  # the store fails as the run's results land
+        if kw.get("metrics"):
+            raise OSError("disk I/O error")
+        return real(client, db, run_id, **kw)
+
+    monkeypatch.setattr(batch, "write", refuse)
     with pytest.raises(TrackingError) as err:
         with lab.run("store gone") as run:
-            def refuse(*args, **kwargs):
-                raise OSError("disk I/O error")
-
-            monkeypatch.setattr(run.client, "log_batch", refuse)
             run.record(metrics={"time.total_s": 1.0})
-            monkeypatch.undo()
     assert run.run_id in err.value.message and err.value.fix
     r = lab.tracker.client.get_run(run.run_id)
     assert r.info.status == "FAILED"  # never FINISHED with a record missing
     assert "disk I/O error" in r.data.tags["labkit.error"]
+
+
+def test_a_param_that_would_change_fails_the_run_and_the_body_error_wins(lab):
+    from labkit.errors import TrackingError
+
+    with pytest.raises(TrackingError, match="Changing param values is not allowed"):
+        with lab.run("changed", params={"steps": 20}) as run:
+            run.record(params={"steps": 30}, metrics={"time.total_s": 1.5}, tags={"model.id": "toyworld"})
+    r = lab.tracker.client.get_run(run.run_id)
+    assert r.info.status == "FAILED" and "Changing param values" in r.data.tags["labkit.error"]
+    # nothing else is lost: the metrics and tags recorded with the bad param are kept
+    assert r.data.metrics["time.total_s"] == 1.5 and r.data.tags["model.id"] == "toyworld"
+    with pytest.raises(RuntimeError, match="first"):  # the body's own error is what the caller sees
+        with lab.run("changed twice", params={"steps": 20}) as run2:
+            run2.record(params={"steps": 30})
+            raise RuntimeError("first")
+    r = lab.tracker.client.get_run(run2.run_id)
+    assert r.info.status == "FAILED" and "RuntimeError: first" in r.data.tags["labkit.error"]
+
+
+def test_recorded_empty_tags_are_not_written(lab):
+    with lab.run("sparse") as run:
+        run.record(tags={"model.revision": "", "labkit.fallback_reason": None, "model.id": "toyworld"})
+    tags = lab.tracker.client.get_run(run.run_id).data.tags
+    assert tags["model.id"] == "toyworld"
+    assert "model.revision" not in tags and "labkit.fallback_reason" not in tags
 
 
 def test_a_run_longer_than_one_interval_samples_system_metrics_in_the_background(project):
