@@ -36,6 +36,7 @@ from labkit.tracking.health import (
     sqlite_busy_timeout,
     sqlite_path,
 )
+from labkit.tracking.system_metrics import RunMonitor, Sampler
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -47,6 +48,10 @@ NOTE_TAG = "mlflow.note.content"
 #: MLflow's limits on one tag value: runs truncate silently beyond 8000, experiments refuse 20000.
 _MAX_NOTE_LEN = {"run": 8000, "experiment": 20000}
 _VERSION_PACKAGES = ("labkit", "torch", "diffusers", "transformers", "mlflow")
+#: How long a run opened by `Tracker.run` holds what `record` gives it (its params first): a shorter run (a toy
+#: render) writes it all with its end in one transaction; a longer one (training, a sweep) has it in the store —
+#: seen in the UI, kept if the process dies — after this many seconds.
+HOLD_S = 1.0
 
 
 def versions() -> dict[str, str]:
@@ -112,6 +117,8 @@ class Run:
         self._artifact_uri = artifact_uri
         # `record`'s metrics, params and tags not yet written, when held (`hold`: a run that `Tracker.run` closes)
         self._held: tuple[list[Any], list[Any], list[Any]] | None = ([], [], []) if hold else None
+        self._held_lock = threading.Lock()
+        self._linger: threading.Timer | None = None
         self._unwritten: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
         self._repo: Any = None
 
@@ -214,17 +221,39 @@ class Run:
             self.log_text(str(flat[k]), f"params/{k}.txt")
             flat[k] = f"<{len(str(flat[k]))} chars: see params/{k}.txt>"
         ps = [Param(k, "" if v is None else str(v)) for k, v in flat.items()]
-        if self._held is None:
-            self._write(ms, ps, ts_)
-        else:
-            for held, new in zip(self._held, (ms, ps, ts_), strict=True):
-                held += new
+        with self._held_lock:
+            if self._held is not None:
+                for held, new in zip(self._held, (ms, ps, ts_), strict=True):
+                    held += new
+                return
+        self._write(ms, ps, ts_)
 
     def flush(self) -> None:
-        """Write what `record` holds; raise TrackingError if the store refuses it."""
-        if self._held is not None and any(self._held):
+        """Write what `record` holds; raise TrackingError if the store refuses it (what was held stays held, for
+        the run's end to try again and keep what the store accepts)."""
+        with self._held_lock:
+            if self._held is None or not any(self._held):
+                return
             held, self._held = self._held, ([], [], [])
+        try:
             self._write(*held)
+        except BaseException:
+            with self._held_lock:
+                if self._held is not None:
+                    self._held = tuple(a + b for a, b in zip(held, self._held, strict=True))
+            raise
+
+    def _hold_for(self, seconds: float) -> None:
+        # what is held is written after `seconds` unless the run has closed by then (`_close`)
+        def write_held():
+            try:
+                self.flush()
+            except Exception:  # held again: the run's end writes it, or says why it cannot
+                pass
+
+        self._linger = threading.Timer(seconds, write_held)
+        self._linger.daemon = True
+        self._linger.start()
 
     def _write(self, metrics: list[Any], params: list[Any], tags: list[Any], status: str | None = None) -> None:
         from labkit.tracking.batch import write
@@ -241,9 +270,13 @@ class Run:
     def _close(self, status: str, tags: Mapping[str, Any] | None = None,
                metrics: Mapping[str, float] | None = None) -> None:
         """Write what is held, plus `tags` and `metrics`, and end the run with `status`: in one go."""
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger.join()  # a write it began ends first
         if tags or metrics:
             self.record(tags=tags, metrics=metrics)
-        held, self._held = self._held or ([], [], []), None
+        with self._held_lock:
+            held, self._held = self._held or ([], [], []), None
         self._unwritten = held  # kept for `_salvage` until the write succeeds
         self._write(*held, status=status)
         self._unwritten = ([], [], [])
@@ -340,7 +373,7 @@ class Tracker:
         self._client: MlflowClient | None = None
         self._experiments: dict[str, str] = {}
         self._db: Path | None = None  # the store's SQLite database, once open (None for a tracking server)
-        self._short_sampler: Any = None
+        self._sampler: Sampler | None = None  # a short run's one system-metrics sample (`system_metrics`)
         #: Runs of this host whose process was gone when the store opened, ended KILLED then.
         self.reaped: list[dict[str, str]] = []
 
@@ -509,6 +542,7 @@ class Tracker:
                                     tags={k: str(v) for k, v in all_tags.items()})
         run = Run(client, None, exp_id, None, created=created, mirror=self.mirror, hold=True, db=self._db)
         monitor = self._start_monitor(run, system_metrics)
+        run._hold_for(HOLD_S)
         try:
             if params:
                 run.record(params=params)
@@ -522,23 +556,14 @@ class Tracker:
         else:
             self._finish(run, monitor, run.status or "FINISHED")
 
-    def _start_monitor(self, run: Run, enabled: bool | None) -> _Monitor | None:
-        """System metrics for `run`: MLflow's sampling thread once the run has lasted one interval; a shorter run
-        gets one sample when it closes (`_Monitor.stop`), from a sampler this tracker keeps, and pays for neither
-        the thread (which reads the run back from the store when it stops) nor a monitor of its own."""
+    def _start_monitor(self, run: Run, enabled: bool | None) -> RunMonitor | None:
         if not (self.config.system_metrics if enabled is None else enabled):
             return None
-        return _Monitor(run, self.config.system_metrics_interval, self.uri, self._sampler)
+        if self._sampler is None:
+            self._sampler = Sampler(self.uri)
+        return RunMonitor(lambda: run.run_id, self.config.system_metrics_interval, self.uri, self._sampler)
 
-    def _sampler(self) -> Any:
-        # one monitor, never started, that collects a short run's sample (its CPU figure: since the last sample)
-        if self._short_sampler is None:
-            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-            self._short_sampler = SystemMetricsMonitor("0" * 32, tracking_uri=self.uri)
-        return self._short_sampler
-
-    def _finish(self, run: Run, monitor: _Monitor | None, status: str, error: str | None = None,
+    def _finish(self, run: Run, monitor: RunMonitor | None, status: str, error: str | None = None,
                 exc: BaseException | None = None) -> None:
         sample = monitor.stop() if monitor is not None else {}
         tags: dict[str, Any] = {}
@@ -621,53 +646,6 @@ class Tracker:
             else:
                 self.client.set_experiment_tag(self.experiment_id(experiment), NOTE_TAG, note)
         return note
-
-
-_SAMPLER_LOCK = threading.Lock()
-
-
-class _Monitor:
-    """A run's system metrics: MLflow's `SystemMetricsMonitor` started by a timer once the run has lasted one
-    interval, or else one sample taken when the run closes."""
-
-    def __init__(self, run: Run, interval: float, uri: str, sampler: Any):
-        self._run, self._interval, self._uri, self._sampler = run, interval, uri, sampler
-        self.monitor: Any = None
-        self._timer = threading.Timer(interval, self._start)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _start(self) -> None:
-        try:
-            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-            monitor = SystemMetricsMonitor(self._run.run_id, sampling_interval=self._interval, tracking_uri=self._uri)
-            monitor.start()
-            self.monitor = monitor
-        except Exception:  # system metrics are a convenience; a run never fails for them
-            pass
-
-    def stop(self) -> dict[str, float]:
-        """Stop sampling (the thread publishes what it has); for a run shorter than one interval, return its one
-        sample as metrics (`system/…`, step 0) for the run to write with its end."""
-        self._timer.cancel()
-        self._timer.join()  # if it fired, the monitor has started and is stopped below
-        if self.monitor is not None:
-            try:
-                self.monitor.finish()
-            except Exception:
-                pass
-            return {}
-        try:
-            with _SAMPLER_LOCK:  # runs closing on several threads share the tracker's sampler
-                sampler = self._sampler()
-                sampler.collect_metrics()
-                sample = sampler.aggregate_metrics()
-                for m in sampler.monitors:
-                    m.clear_metrics()
-            return {f"system/{k}": v for k, v in sample.items()}
-        except Exception:  # system metrics are a convenience; a run never fails for them
-            return {}
 
 
 def _quiet_run_links(client) -> None:

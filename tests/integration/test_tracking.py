@@ -200,6 +200,24 @@ def test_a_param_that_would_change_fails_the_run_and_the_body_error_wins(lab):
     assert r.info.status == "FAILED" and "RuntimeError: first" in r.data.tags["labkit.error"]
 
 
+def test_a_run_open_longer_than_a_second_has_its_params_and_records_in_the_store(lab):
+    import time
+
+    with lab.run("long", params={"steps": 20}) as run:
+        run.record(metrics={"time.total_s": 1.0})
+        deadline = time.monotonic() + 60  # held for HOLD_S (1 s), then written; a loaded machine may take longer
+        while time.monotonic() < deadline:
+            r = lab.tracker.client.get_run(run.run_id)
+            if r.data.params:
+                break
+            time.sleep(0.1)
+        assert r.info.status == "RUNNING"  # seen in the UI while it runs, and kept if the process dies now
+        assert r.data.params == {"steps": "20"} and r.data.metrics["time.total_s"] == 1.0
+        run.record(tags={"later": "yes"})
+    r = lab.tracker.client.get_run(run.run_id)
+    assert r.info.status == "FINISHED" and r.data.tags["later"] == "yes" and r.data.params == {"steps": "20"}
+
+
 def test_recorded_empty_tags_are_not_written(lab):
     with lab.run("sparse") as run:
         run.record(tags={"model.revision": "", "labkit.fallback_reason": None, "model.id": "toyworld"})
