@@ -1,9 +1,8 @@
 """The one background thread that writes to the tracking store for this process.
 
-Opening a run (creating it, its params, its system-metrics monitor), a render's metrics, series and tags, and a
-short run's system-metrics sample are handed to this thread, in order, so the caller goes on (a render with its
-pipeline call, writing its outputs) while the store writes. Closing a run waits for its writes, so a closed run
-is complete in the store for any reader; `Tracker.client` also waits (`wait()`) before a read.
+Creating a run is handed to this thread, so the caller goes on (a render starts its pipeline call) while the store
+writes; the run's id is read from it when first asked for. What the run logs next is held by the run and written
+with its end (`Run.record`, `labkit.tracking.batch`); `Tracker.client` waits (`wait()`) for this thread before a read.
 
 Not MLflow's `synchronous=False` logging: closing a run (`set_terminated`) shuts its queue down, and that
 waits up to a second for the queue's poll to time out — 1 s on every run.

@@ -535,8 +535,8 @@ class Tracker:
         all_tags.update(flatten(tags or {}))
         exp_id = self.experiment_id(experiment)
         # The run is created in the background while the caller goes on (a render starts its pipeline call);
-        # its id is read from the store when first asked for. Params (and what `record` adds) are held and written
-        # with the run's end, in one go: a closed run is complete in the store.
+        # its id is read from the store when first asked for. Params (and what `record` adds) are held, and written
+        # with the run's end in one go, or after HOLD_S if it lasts longer: a closed run is complete in the store.
         client = self.client
         created = background.submit(client.create_run, exp_id, run_name=name,
                                     tags={k: str(v) for k, v in all_tags.items()})
