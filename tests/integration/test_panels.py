@@ -205,7 +205,7 @@ def test_runs_panel_compares_runs_and_takes_notes(lab, tiny):
     assert "plan.seed, plan.steps" in c["comparison"].value     # exactly what differs, highlighted
     assert c["comparison"].value.count("labkit-differs") == 2
     assert len(c["images"].children) == 2
-    assert "seed=1, steps=2" in c["images"].children[0].children[-1].value
+    assert "seed=1, steps=2" in c["images"].children[1].children[-1].value   # in the table's order: newest first
     assert _png(c["plot"]).size[0] > 100
 
     c["note_text"].value = "Three steps look no better than two."
