@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from labkit.errors import InvalidParameter, LabkitError
+from labkit.errors import Cancelled, InvalidParameter, LabkitError
 from labkit.panels.common import (
     Panel,
     Worker,
@@ -146,7 +146,12 @@ def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: 
             c["progress"].value = min(step, total)
             c["status"].value = f"step {step} of {total}"
 
-        result = lab.render(plan, progress=progress, cancel=worker.cancel_event)
+        try:
+            result = lab.render(plan, progress=progress, cancel=worker.cancel_event)
+        except Cancelled as e:  # a pipeline that cannot stop part-way and keep what it made: nothing to show
+            c["status"].value = (f"cancelled at step {e.value} of {plan.steps}: this pipeline keeps no partial "
+                                 "output, so nothing is shown (the run is in MLflow)")
+            return
         mp4 = [f for f in result.files if f.suffix == ".mp4"]
         gif = [f for f in result.files if f.suffix == ".gif"]
         w, h = result.frames[0].size if result.frames else (result.plan.width, result.plan.height)

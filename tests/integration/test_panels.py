@@ -191,6 +191,22 @@ def test_video_from_the_last_image_and_from_an_upload(lab, tiny, search_runs):
     assert kept.parent == lab.config.root / "mlruns" / "inputs" and kept.read_bytes() == buf.getvalue()
 
 
+def test_a_cancelled_clip_is_a_status_not_an_error_and_has_no_output_terms(lab, tiny):
+    _, c = panels.video_panel(lab, request="a red circle moving to the right", model=str(tiny["svd"]), frames=3,
+                              fps=6, steps=6, size=(32, 32), seed=0, background=False)
+
+    def press_cancel_at_step_2(change):
+        if change["new"] == 2:
+            c["cancel"].click()
+
+    c["progress"].observe(press_cancel_at_step_2, names="value")
+    c["render"].click()
+    assert c["error"].value == ""                        # a cancel is not an error: no red box, no "failed"
+    assert c["status"].value.startswith("cancelled at step 2 of 6")   # SVD keeps no partial clip ...
+    assert c["video"].layout.display == "none" and c["gif"].layout.display == "none"   # ... so none is shown
+    assert c["terms"].value == ""
+
+
 def test_runs_panel_compares_runs_and_takes_notes(lab, tiny):
     a = lab.generate(REQUEST, model=str(tiny["sd15"]), size=(32, 32), steps=2, seed=1)
     b = lab.generate(REQUEST, model=str(tiny["sd15"]), size=(32, 32), steps=3, seed=2)
