@@ -155,6 +155,12 @@ def action_style(column: str, value: Any) -> str:
     return f"background:{ACTION_COLOURS[value]};" if column == "action" and value in ACTION_COLOURS else ""
 
 
+def compact_style(column: str, value: Any) -> str:
+    """Cell style for the compact compliance tables: actions coloured, and every cell but the reasons kept on
+    one line, so a licence id (`sai-nc-community`, `openrail++`) never breaks at a hyphen."""
+    return action_style(column, value) + ("" if column == "why" else "white-space:nowrap;")
+
+
 def png_bytes(image: Any) -> bytes:
     """A PIL image as PNG bytes."""
     buf = io.BytesIO()
@@ -162,9 +168,38 @@ def png_bytes(image: Any) -> bytes:
     return buf.getvalue()
 
 
-def image_widget(image: Any, *, min_width: int = 128, css_class: str = "labkit-image"):
-    """An `ipywidgets.Image` of a PIL image or an image file, shown at least `min_width` pixels wide
-    (toy-world images are 64 pixels)."""
+#: CSS every panel carries (in a `style_widget`): pixel-true images — nearest-neighbour upscaling, so a 64 px
+#: toy image shown at 256 px keeps its hard edges instead of the browser's smooth (blurry) scaling.
+PANEL_CSS = """<style>
+.labkit-pixelated, .labkit-pixelated img, .labkit-pixelated video { image-rendering: pixelated; }
+.labkit-cancelled-output img { opacity: 0.55; outline: 2px dashed #a06000; }
+.labkit-compact { border-collapse: collapse; font-size: 12px; line-height: 1.3; }
+.labkit-compact td, .labkit-compact th { padding: 1px 6px !important; vertical-align: top; }
+</style>"""
+
+#: Toy-world outputs are 64 px: shown at least this wide, at a whole multiple of their size.
+MIN_SHOWN_PX = 256
+
+
+def style_widget():
+    """An (invisible) HTML widget holding `PANEL_CSS`; each panel puts one among its children."""
+    import ipywidgets as widgets
+
+    w = widgets.HTML(PANEL_CSS, layout=widgets.Layout(height="0px", margin="0px"))
+    w.add_class("labkit-style")
+    return w
+
+
+def shown_scale(width: int, min_width: int = MIN_SHOWN_PX) -> int:
+    """The whole-number factor an image `width` pixels wide is shown at: the smallest that reaches
+    `min_width` (1 for images already that wide). Whole factors keep every source pixel the same size."""
+    return max(1, -(-min_width // max(int(width), 1)))
+
+
+def image_widget(image: Any, *, min_width: int = MIN_SHOWN_PX, css_class: str = "labkit-image"):
+    """An `ipywidgets.Image` of a PIL image or an image file (PNG, JPEG, GIF), shown pixel-true: scaled by
+    a whole factor to at least `min_width` pixels wide, with nearest-neighbour upscaling (toy-world images
+    are 64 pixels and would otherwise be smoothed into a blur)."""
     import ipywidgets as widgets
 
     if isinstance(image, (str, Path)):
@@ -174,18 +209,110 @@ def image_widget(image: Any, *, min_width: int = 128, css_class: str = "labkit-i
         from PIL import Image
 
         with Image.open(path) as im:
-            width = im.width
+            width, height = im.size
     else:
-        fmt, data, width = "png", png_bytes(image), image.width
-    w = widgets.Image(value=data, format=fmt, layout=widgets.Layout(width=f"{max(width, min_width)}px"))
+        fmt, data, (width, height) = "png", png_bytes(image), image.size
+    k = shown_scale(width, min_width)
+    w = widgets.Image(value=data, format=fmt, layout=widgets.Layout(width=f"{width * k}px", height=f"{height * k}px",
+                                                                    min_width=f"{width * k}px"))
     w.add_class(css_class)
+    w.add_class("labkit-pixelated")
     return w
 
 
-def model_options(statuses: Sequence[Any], current: str | None) -> list[tuple[str, str]]:
+def image_grid(images: Sequence[Any], *, min_width: int = MIN_SHOWN_PX, css_class: str = "labkit-image"):
+    """Several images (a count-4 render) as a square-ish grid, together at least `min_width` wide; one image
+    is just its `image_widget`."""
+    import math
+
+    import ipywidgets as widgets
+
+    if len(images) == 1:
+        return image_widget(images[0], min_width=min_width, css_class=css_class)
+    cols = math.ceil(math.sqrt(len(images)))
+    tiles = [image_widget(im, min_width=max(min_width // cols, 1), css_class=css_class) for im in images]
+    grid = widgets.GridBox(tiles, layout=widgets.Layout(grid_template_columns=f"repeat({cols}, max-content)",
+                                                        grid_gap="2px", width="max-content"))
+    grid.add_class("labkit-image-grid")
+    return grid
+
+
+def thumbnail_png(path: Path, size: int = 64) -> bytes:
+    """The first frame of an image or GIF as a PNG at most `size` pixels on a side (small images unchanged)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.seek(0)
+        frame = im.convert("RGB")
+    if max(frame.size) > size:
+        frame.thumbnail((size, size))
+    return png_bytes(frame)
+
+
+def native_size_layout(widget: Any, png: bytes) -> None:
+    """Show a plot (PNG bytes) at its own pixel size: an Image widget in a VBox is otherwise stretched to the
+    panel's width (a 600 px figure drawn 1,113 px wide)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        width, height = im.size
+    widget.layout.width, widget.layout.height = f"{width}px", f"{height}px"
+    widget.layout.align_self = "flex-start"
+    widget.layout.object_fit = "contain"
+
+
+_COMPLIANCE_WORDS = {"allow": "allowed", "warn": "licence warns", "block": "blocked"}
+
+
+def downloaded(lab: Any, model: str) -> bool | None:
+    """Whether `model`'s weights are on this machine now: a local or packaged model's folder, a hub model's
+    files in the Hugging Face cache (online too: a hub model that is not cached is downloaded by the first
+    render). None when the model cannot be resolved (the render names that error)."""
+    from labkit.pipelines.loader import is_available, resolve_model
+
+    try:
+        ref = resolve_model(model, lab.catalog)
+    except Exception:  # an unknown id: Render reports it with its fix
+        return None
+    if ref.kind != "hub":
+        return is_available(ref)
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(ref.location, "model_index.json", revision=ref.revision), str)
+
+
+def download_command(lab: Any, model: str) -> str:
+    """The command that puts `model`'s weights in the cache (`hf download REPO`)."""
+    from labkit.pipelines.loader import resolve_model
+
+    try:
+        return resolve_model(model, lab.catalog).download_command()
+    except Exception:
+        return f"hf download {model}"
+
+
+def download_note(model: str, offline: bool, command: str = "") -> str:
+    """What the panel says about a model whose weights are not here."""
+    if offline:
+        return (f"{model} is not downloaded and this machine is offline (HF_HUB_OFFLINE is set): it cannot render "
+                f"here. Download it once on a machine with internet (`{command or 'hf download REPO'}`), "
+                "or choose a downloaded model.")
+    return (f"{model} is not downloaded: Render downloads it first (it may take minutes); "
+            "press Render again to go ahead.")
+
+
+def model_options(statuses: Sequence[Any], current: str | None, *, here: Mapping[str, bool | None] | None = None,
+                  offline: bool = False) -> list[tuple[str, str]]:
     """Dropdown options (label, model id) for the model menu, with `current` added when it is not a
-    catalogue model (a local folder or a hub repo id)."""
-    options = [(s.label, s.id) for s in statuses]
+    catalogue model (a local folder or a hub repo id). `here` (model id → `downloaded`) marks the models
+    whose weights are not on this machine: "not downloaded (offline)" or "not downloaded"."""
+    options = []
+    for s in statuses:
+        label = f"{s.id} — {s.fit}, {_COMPLIANCE_WORDS.get(s.compliance, s.compliance)}"
+        is_here = here.get(s.id) if here is not None else s.available
+        if is_here is False:
+            label += ", not downloaded (offline)" if offline else ", not downloaded"
+        options.append((label, s.id))
     if current and current not in {v for _, v in options}:
         options.append((current, current))
     return options

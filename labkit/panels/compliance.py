@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
-from labkit.panels.common import Panel, Worker, action_style, table_html
+from labkit.panels.common import Panel, Worker, compact_style, native_size_layout, style_widget, table_html
+
+COMPACT = "labkit-table labkit-compact"
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
@@ -19,10 +21,10 @@ def compliance_panel(lab: Lab, *, dataset: str | None = None, background: bool =
 
     Shows the lab's compliance mode and, for the mode chosen in the menu (the lab's by default —
     choosing another previews it, the lab's own mode does not change), what it decides for the
-    licence of every catalogue model and why. Name a dataset folder (imagefolder layout with a
-    `metadata.jsonl`) and press Breakdown for its licence counts, a chart, the items without a
-    licence, the terms training on it implies and the mode's verdict. labkit records what licences
-    say; it does not give legal advice.
+    licence of every catalogue model and why (a compact table; ids never wrap mid-token). Name a
+    dataset folder (imagefolder layout with a `metadata.jsonl`) and press Breakdown for its licence
+    counts, a chart, the items without a licence, the terms training on it implies and the mode's
+    verdict. labkit records what licences say; it does not give legal advice.
 
     Controls: mode, mode_info, models, dataset, breakdown, chart, dataset_table, dataset_terms,
     error, log, worker.
@@ -57,7 +59,7 @@ def compliance_panel(lab: Lab, *, dataset: str | None = None, background: bool =
         verdict = lab.check_catalog(mode)
         rows = [{"model": d.asset.id, "licence": d.licence_label, "action": d.action,
                  "why": "; ".join(d.reasons)} for d in verdict.decisions]
-        c["models"].value = "<b>Catalogue models</b>" + table_html(rows, cell_style=action_style)
+        c["models"].value = "<b>Catalogue models</b>" + table_html(rows, cell_style=compact_style, css_class=COMPACT)
 
     def breakdown() -> None:
         from labkit.compliance import dataset_breakdown
@@ -69,6 +71,7 @@ def compliance_panel(lab: Lab, *, dataset: str | None = None, background: bool =
         b = dataset_breakdown(folder)
         with tempfile.TemporaryDirectory(prefix="labkit-chart-") as tmp:
             c["chart"].value = b.chart(Path(tmp) / "breakdown.png").read_bytes()
+        native_size_layout(c["chart"], c["chart"].value)
         c["chart"].layout.display = None
         verdict = b.check(c["mode"].value)
         c["dataset_table"].value = (f"<b>{html.escape(b.name)}</b>: {b.total} items" + table_html(b.table())
@@ -78,14 +81,14 @@ def compliance_panel(lab: Lab, *, dataset: str | None = None, background: bool =
                       "why": "; ".join(d.reasons)} for d in verdict.decisions]
         c["dataset_terms"].value = (f"<b>Training on it implies</b>: {html.escape(b.terms.text)}<br>"
                                     f"<b>Mode {html.escape(verdict.mode)}</b>: {verdict.action}"
-                                    + table_html(decisions, cell_style=action_style)
+                                    + table_html(decisions, cell_style=compact_style, css_class=COMPACT)
                                     + f"<p style='color:#666;font-size:smaller'>{html.escape(DISCLAIMER)}</p>")
 
     c["mode"].observe(lambda _: worker.start(show_models), names="value")
     c["breakdown"].on_click(lambda _: worker.start(breakdown))
     worker.start(show_models)
     widget = widgets.VBox([
-        widgets.HTML("<b>Compliance</b>"), c["mode"], c["mode_info"], c["models"],
+        style_widget(), widgets.HTML("<b>Compliance</b>"), c["mode"], c["mode_info"], c["models"],
         widgets.HTML("<b>Dataset licences</b>"), widgets.HBox([c["dataset"], c["breakdown"]]), c["error"],
         c["chart"], c["dataset_table"], c["dataset_terms"], c["log"],
         widgets.HTML(f"<p style='color:#666;font-size:smaller'>{html.escape(DISCLAIMER)}</p>"),

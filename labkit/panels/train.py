@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
-from labkit.panels.common import Panel, Worker, action_style, labelled, table_html
+from labkit.panels.common import Panel, Worker, action_style, labelled, shown_scale, style_widget, table_html
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
@@ -139,6 +139,7 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
     c["run_id"].add_class("labkit-run-id")
     c["plot"].add_class("labkit-loss-plot")
     c["grid"].add_class("labkit-validation-grid")
+    c["grid"].add_class("labkit-pixelated")
     c["status"].add_class("labkit-train-status")
     worker = Worker([c["start"], c["resume"], c["check"]], c["error"], c["log"], background=background,
                     cancel=c["stop"], status=c["status"])
@@ -231,9 +232,10 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
         from PIL import Image
 
         with Image.open(path) as im:
-            width = im.width
+            width, height = im.size
+        k = shown_scale(width)  # toy grids are small: shown at least 256 pixels wide, at a whole-number scale
         c["grid"].value = path.read_bytes()
-        c["grid"].layout.width = f"{max(width, 256)}px"  # toy grids are small: shown at least 256 pixels wide
+        c["grid"].layout.width, c["grid"].layout.height = f"{width * k}px", f"{height * k}px"
         c["grid"].layout.display = None
         shown["grid"] = path
         c["grid_caption"].value = (f"<b>Validation at step {int(path.stem.removeprefix('step-'))}</b>: each prompt × "
@@ -343,6 +345,7 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
             ("validate every", "validate_every"), ("sampling steps", "sampling_steps"))],
         layout=widgets.Layout(grid_template_columns="repeat(3, 240px)"))
     widget = widgets.VBox([
+        style_widget(),
         widgets.HTML("<b>Train</b> — a LoRA or DreamBooth adapter from an image folder; the run goes in the "
                      "background, Stop keeps a checkpoint that Resume continues."),
         labelled("kind", c["kind"]), labelled("dataset", widgets.HBox([c["data"], c["check"]])), c["breakdown"],

@@ -5,8 +5,18 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from labkit.errors import InvalidParameter, LabkitError
-from labkit.panels.common import Panel, Worker, ensure_option, error_html, labelled, model_options
+from labkit.errors import Cancelled, InvalidParameter, LabkitError
+from labkit.panels.common import (
+    Panel,
+    Worker,
+    downloaded,
+    ensure_option,
+    error_html,
+    labelled,
+    model_options,
+    shown_scale,
+    style_widget,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
@@ -23,7 +33,9 @@ def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: 
     first frame for an image-to-video model), the last image this lab rendered (e.g. in the
     Generate panel), or an uploaded image (kept under `mlruns/inputs/` so the run can be replayed)
     — set frames and fps, and press Render. The clip plays in the panel, with its GIF beside it as
-    a fallback. The keyword arguments set the starting values; open ones come from the model's
+    a fallback, both pixel-true (whole-number nearest-neighbour upscaling; the player at least 320 px
+    wide so its play/pause and seek controls show). A cancelled clip is marked as such, with no output
+    terms. The keyword arguments set the starting values; open ones come from the model's
     catalogue entry.
 
     Controls: source, request, upload, model, frames, fps, steps, width, height, seed, render,
@@ -66,13 +78,20 @@ def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: 
         "log": widgets.Output(),
     }
     c["video"].add_class("labkit-video")
+    c["video"].add_class("labkit-pixelated")
+    c["gif"].add_class("labkit-pixelated")
+    c["status"].add_class("labkit-status")
     worker = Worker([c["render"]], c["error"], c["log"], background=background, cancel=c["cancel"],
                     status=c["status"])
     c["worker"] = worker
 
+    from labkit.deps import offline
+
     start_model = model or lab.default_model("video")
     try:
-        c["model"].options = model_options(lab.models("txt2vid"), start_model)
+        statuses = lab.models("txt2vid")
+        c["model"].options = model_options(statuses, start_model, here={s.id: downloaded(lab, s.id) for s in statuses},
+                                           offline=offline())
     except LabkitError as e:
         c["model"].options = [(start_model, start_model)]
         c["error"].value = error_html(e)
@@ -106,6 +125,12 @@ def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: 
         return str(lab.keep_input(bytes(item["content"]), item.get("name", "upload.png")))
 
     def do_render() -> None:
+        c["progress"].value = 0
+        c["run_id"].value = ""
+        c["terms"].value = ""
+        c["status"].value = ""
+        for name in ("video", "gif"):
+            c[name].layout.display = "none"
         image = input_image()
         prompt = c["request"].value.strip()
         if image is None and not prompt:
@@ -114,32 +139,41 @@ def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: 
         plan = Plan(prompt=prompt, modality="video", model=c["model"].value or None, image=image,
                     frames=c["frames"].value, fps=c["fps"].value, steps=c["steps"].value, width=c["width"].value,
                     height=c["height"].value, seed=c["seed"].value)
-        c["progress"].value = 0
-        c["run_id"].value = ""
-        c["terms"].value = ""
         c["status"].value = "loading…"
-        for name in ("video", "gif"):
-            c[name].layout.display = "none"
 
         def progress(step: int, total: int) -> None:
             c["progress"].max = max(total, 1)
             c["progress"].value = min(step, total)
             c["status"].value = f"step {step} of {total}"
 
-        result = lab.render(plan, progress=progress, cancel=worker.cancel_event)
+        try:
+            result = lab.render(plan, progress=progress, cancel=worker.cancel_event)
+        except Cancelled as e:  # a pipeline that cannot stop part-way and keep what it made: nothing to show
+            c["status"].value = (f"cancelled at step {e.value} of {plan.steps}: this pipeline keeps no partial "
+                                 "output, so nothing is shown (the run is in MLflow)")
+            return
         mp4 = [f for f in result.files if f.suffix == ".mp4"]
         gif = [f for f in result.files if f.suffix == ".gif"]
-        if mp4:
+        w, h = result.frames[0].size if result.frames else (result.plan.width, result.plan.height)
+        if mp4:  # wide enough for the player's controls (at 64 px they collapse into one "⋮" menu)
+            k = shown_scale(w, 320)
             c["video"].value = mp4[0].read_bytes()
+            c["video"].layout.width, c["video"].layout.height = f"{w * k}px", f"{h * k}px"
             c["video"].layout.display = None
         if gif:
+            k = shown_scale(w)
             c["gif"].value = gif[0].read_bytes()
+            c["gif"].layout.width, c["gif"].layout.height = f"{w * k}px", f"{h * k}px"
             c["gif"].layout.display = None
-            c["gif"].layout.width = f"{max(result.plan.width, 128)}px"
         c["run_id"].value = result.run_id or ""
-        c["terms"].value = f"<b>Terms</b>: {html.escape((result.record or {}).get('terms', ''))}"
-        c["status"].value = (f"{result.status}: {len(result.frames)} frames at {result.plan.fps} fps in "
-                             f"{result.timings.get('total_s', 0):.1f} s with {html.escape(result.model.get('id', ''))}")
+        if result.status == "cancelled":
+            c["status"].value = (f"cancelled: the {len(result.frames)} frame(s) shown are unfinished, kept in the run, "
+                                 "not outputs — no output terms")
+        else:
+            c["terms"].value = f"<b>Terms</b>: {html.escape((result.record or {}).get('terms', ''))}"
+            c["status"].value = (f"{result.status}: {len(result.frames)} frames at {result.plan.fps} fps in "
+                                 f"{result.timings.get('total_s', 0):.1f} s with "
+                                 f"{html.escape(result.model.get('id', ''))}")
         c["log"].append_stdout(f"run {result.run_id}: {result.plan.task} {result.plan.model}, "
                                f"{result.plan.frames} frames, seed {result.plan.seed}\n")
 
@@ -149,7 +183,7 @@ def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: 
     size_row = widgets.HBox([widgets.Label("size", layout=widgets.Layout(width="110px")), c["width"],
                              widgets.Label("×"), c["height"]])
     widget = widgets.VBox([
-        widgets.HTML("<b>Video</b> — start from a request, the last image, or an upload."),
+        style_widget(), widgets.HTML("<b>Video</b> — start from a request, the last image, or an upload."),
         labelled("start from", c["source"]), labelled("request", c["request"]), labelled("image", c["upload"]),
         labelled("model", c["model"]), labelled("frames", c["frames"]), labelled("fps", c["fps"]),
         labelled("steps", c["steps"]), size_row, labelled("seed", c["seed"]),

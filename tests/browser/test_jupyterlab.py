@@ -116,6 +116,22 @@ def _wait_for_kernel(base: str, token: str, notebook: str, timeout: float = 120)
     raise AssertionError(f"no idle kernel for {notebook} after {timeout:.0f} s")
 
 
+def open_and_run_all(page, base: str, token: str, notebook: str) -> None:
+    """Open `notebook` in JupyterLab, wait for its kernel, and Run All Cells (until a cell has started)."""
+    page.goto(f"{base}/lab/tree/{notebook}?token={token}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+    _wait_for_kernel(base, token, notebook)
+    started = page.locator(".jp-CodeCell .jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]"))
+    for _ in range(3):  # a Run All clicked while the page is still attaching the kernel is dropped
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        try:
+            started.first.wait_for(timeout=20_000)
+            return
+        except Exception:
+            continue
+
+
 @pytest.mark.browser
 def test_quickstart_in_jupyterlab_renders_from_the_generate_panel(browser_bin, jupyter, project, search_runs):
     import papermill
@@ -140,18 +156,7 @@ def test_quickstart_in_jupyterlab_renders_from_the_generate_panel(browser_bin, j
         page.add_locator_handler(select_kernel, lambda d: d.locator("button.jp-mod-accept").click())
         (ARTIFACTS / "jupyterlab-quickstart-failure.png").unlink(missing_ok=True)
         try:
-            page.goto(f"{base}/lab/tree/00_quickstart.ipynb?token={token}")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
-            _wait_for_kernel(base, token, "00_quickstart.ipynb")
-            started = page.locator(".jp-CodeCell .jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]"))
-            for _ in range(3):  # a Run All clicked while the page is still attaching the kernel is dropped
-                page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-                page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-                try:
-                    started.first.wait_for(timeout=20_000)
-                    break
-                except Exception:
-                    continue
+            open_and_run_all(page, base, token, "00_quickstart.ipynb")
 
             render = page.locator(".labkit-generate button", has_text="Render")
             render.wait_for(state="visible")                      # the last cell showed the panel

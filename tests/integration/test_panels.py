@@ -44,6 +44,11 @@ def _png(widget) -> Image.Image:
     return Image.open(io.BytesIO(widget.value))
 
 
+def _table_text(c) -> str:
+    """The Runs table's text, row after row."""
+    return " ".join(w.value for w in c["table"].children if hasattr(w, "value") and isinstance(w.value, str))
+
+
 def _generate(lab: Lab, tiny, **kw):
     return panels.generate_panel(lab, model=str(tiny["sd15"]), size=(32, 32), steps=2, background=False, **kw)
 
@@ -145,7 +150,7 @@ def test_model_menu_marks_fit_and_compliance(project):
     labels = dict((v, k) for k, v in c["model"].options)
     assert labels["sd15"].startswith("sd15 — fits")
     assert "needs offload" in labels["sdxl"]                        # SDXL on 8 GB starts with offload
-    assert labels["sd-turbo"].endswith("blocked")                   # non-commercial licence, mode "open"
+    assert ", blocked" in labels["sd-turbo"]                       # non-commercial licence, mode "open"
     assert "allowed" in labels["sd15"]
     big = Lab(project, hardware=HardwareProfile.simulated(4), compliance_mode="research")
     assert any(m.fit == "too large" for m in big.models())          # something does not fit 4 GB
@@ -165,6 +170,8 @@ def test_video_from_the_last_image_and_from_an_upload(lab, tiny, search_runs):
     assert c["error"].value == ""
     assert c["video"].value[4:8] == b"ftyp"               # an MP4 plays in the panel
     assert c["gif"].value[:4] == b"GIF8"                  # and its GIF beside it
+    assert c["video"].layout.width == "320px"             # 32 px × 10: wide enough for the player's play/pause
+    assert c["gif"].layout.width == "256px" and "labkit-pixelated" in c["gif"]._dom_classes   # 32 px × 8, crisp
     runs = {r.info.run_id: r for r in search_runs(lab.config.tracking_uri)}
     video_run = runs[c["run_id"].value]
     assert video_run.data.params["plan.image"] == str(first.files[0])
@@ -184,29 +191,45 @@ def test_video_from_the_last_image_and_from_an_upload(lab, tiny, search_runs):
     assert kept.parent == lab.config.root / "mlruns" / "inputs" and kept.read_bytes() == buf.getvalue()
 
 
+def test_a_cancelled_clip_is_a_status_not_an_error_and_has_no_output_terms(lab, tiny):
+    _, c = panels.video_panel(lab, request="a red circle moving to the right", model=str(tiny["svd"]), frames=3,
+                              fps=6, steps=6, size=(32, 32), seed=0, background=False)
+
+    def press_cancel_at_step_2(change):
+        if change["new"] == 2:
+            c["cancel"].click()
+
+    c["progress"].observe(press_cancel_at_step_2, names="value")
+    c["render"].click()
+    assert c["error"].value == ""                        # a cancel is not an error: no red box, no "failed"
+    assert c["status"].value.startswith("cancelled at step 2 of 6")   # SVD keeps no partial clip ...
+    assert c["video"].layout.display == "none" and c["gif"].layout.display == "none"   # ... so none is shown
+    assert c["terms"].value == ""
+
+
 def test_runs_panel_compares_runs_and_takes_notes(lab, tiny):
     a = lab.generate(REQUEST, model=str(tiny["sd15"]), size=(32, 32), steps=2, seed=1)
     b = lab.generate(REQUEST, model=str(tiny["sd15"]), size=(32, 32), steps=3, seed=2)
     _, c = panels.runs_panel(lab)
-    assert a.run_id[:8] in c["table"].value and b.run_id[:8] in c["table"].value
-    assert {v for _, v in c["select"].options} == {a.run_id, b.run_id}
+    assert set(c["checks"]) == {a.run_id, b.run_id}             # one tick box per row of the table
 
     c["compare"].click()
     assert "No runs selected" in c["error"].value
-    c["select"].value = (a.run_id, b.run_id)
+    c["checks"][a.run_id].value = c["checks"][b.run_id].value = True
     c["compare"].click()
     assert c["error"].value == ""
     assert "plan.seed, plan.steps" in c["comparison"].value     # exactly what differs, highlighted
     assert c["comparison"].value.count("labkit-differs") == 2
     assert len(c["images"].children) == 2
-    assert "seed=1, steps=2" in c["images"].children[0].children[-1].value
+    assert "seed=1, steps=2" in c["images"].children[1].children[-1].value   # in the table's order: newest first
     assert _png(c["plot"]).size[0] > 100
 
     c["note_text"].value = "Three steps look no better than two."
     c["add_note"].click()
     assert lab.notes(a.run_id) == lab.notes(b.run_id) == "Three steps look no better than two."
-    assert "Three steps" in c["table"].value and "Note on" in c["notes"].value
-    c["select"].value = ()
+    assert "Three steps" in _table_text(c) and "Note on" in c["notes"].value
+    for box in c["checks"].values():
+        box.value = False
     c["note_text"].value = "## Study\nseed sweep on the tiny model"
     c["add_note"].click()
     assert lab.notes() == "## Study\nseed sweep on the tiny model"
@@ -315,7 +338,7 @@ def test_lab_puts_the_panels_in_tabs(lab, tiny):
     gen["render"].click()
     assert gen["run_id"].value
     tabs.selected_index = 3   # opening the Runs tab refreshes it
-    assert gen["run_id"].value[:8] in controls["runs"]["table"].value
+    assert gen["run_id"].value in controls["runs"]["checks"]
 
 
 def test_generate_panel_control_section_previews_the_map_and_renders_with_it(lab, tiny, tmp_path, search_runs):

@@ -12,7 +12,7 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 EXPECTED = ["00_quickstart", "01_image_lab", "02_video_lab", "03_controller", "04_compare_runs",
-            "05_compliance_report", "07_controlnet", "08_rest_api"]
+            "05_compliance_report", "07_controlnet", "08_rest_api", "10_lab_panels"]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
@@ -168,6 +168,15 @@ def test_compare_runs_notebook(run_notebook, tiny, project):
     assert "differ: plan.seed" in text
     assert a.run_id in text and b.run_id in text
     assert {"image/png", WIDGET} <= _mimes(book)
+
+
+@pytest.mark.notebook
+def test_lab_panels_notebook_opens_every_panel_in_tabs(run_notebook, project):
+    book, _ = run_notebook("10_lab_panels", steps=2)
+    text = _text(book)
+    assert "store: sqlite:///" in text
+    [tabs] = [out for cell in book.cells for out in cell.get("outputs", []) if WIDGET in out.get("data", {})]
+    assert "Tab(" in "".join(tabs["data"].get("text/plain", ""))   # the tabs widget, shown by the last cell
 
 
 @pytest.mark.notebook
