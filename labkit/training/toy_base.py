@@ -471,11 +471,12 @@ def render_prompts(pipe, prompts: Sequence[str], seeds: Sequence[int], guidance_
 
 
 def adherence(pipe, n: int = 60, seed: int = 0, guidance_scale: float = 4.0, steps: int = 20,
-              batch: int = 30) -> dict[str, float]:
+              batch: int = 30, categories: Sequence[str] = ()) -> dict[str, float]:
     """Rates of correct attributes on `n` held-out single-object and `n` two-object prompts.
 
     Single: colour, shape, size, position, all_correct; two: `two_colour` (both objects present
-    with the right colours) and `two_all_correct`. A quick check for training; the full benchmark is
+    with the right colours) and `two_all_correct`; plus `geneval.<category>` on `n` held-out prompts of each
+    of `categories` (GenEval's, `labkit.toyworld.geneval`). A quick check for training; the full benchmark is
     `labkit eval toyworld`.
     """
     from labkit.toyworld.adherence import both_colours, judge, rates
@@ -495,6 +496,18 @@ def adherence(pipe, n: int = 60, seed: int = 0, guidance_scale: float = 4.0, ste
         else:
             out["two_colour"] = sum(both_colours(v) for v in vs) / len(vs)
             out["two_all_correct"] = rates(vs, ("all_correct",))["all_correct"]
+    from labkit.toyworld.detect import detect
+    from labkit.toyworld.geneval import category_prompts, check, read
+
+    for cat in categories:
+        ps = [t for t, _ in category_prompts(cat, n, seed)]
+        right = 0
+        for i in range(0, n, batch):
+            chunk = ps[i:i + batch]
+            imgs = render_prompts(pipe, chunk, [seed * 100_000 + i + j for j in range(len(chunk))],
+                                  guidance_scale, steps)
+            right += sum(check(read(p), cat, detect(img))[0] for p, img in zip(chunk, imgs, strict=True))
+        out[f"geneval.{cat}"] = right / n if n else 0.0
     return out
 
 
@@ -647,7 +660,8 @@ def train_toy_base(env: TrainEnv | Any, config: ToyBaseConfig | None = None) -> 
         for m in ("unet", "text_encoder"):
             comps[m].eval()
         rates = adherence(task.pipeline(), n=config.eval_prompts, guidance_scale=config.guidance_scale,
-                          steps=config.sampling_steps) if config.eval_prompts else {}
+                          steps=config.sampling_steps,
+                          categories=("counting", "position", "colour_attribution")) if config.eval_prompts else {}
         final = out / "model"
         shutil.rmtree(final, ignore_errors=True)
         card = toy_card(config, {"vae": vae_steps, "text": text_steps, "unet": res.step}, train_wall, rates, run_id)
