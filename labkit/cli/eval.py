@@ -11,6 +11,18 @@ from labkit.cli._common import _lab, _print_json
 from labkit.errors import InvalidParameter
 
 
+def _prompt_lines(path: str | None) -> list[str] | None:
+    """toyworld --prompts: the file's non-empty lines, or None."""
+    if path is None:
+        return None
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidParameter(f"No prompt file {path!r}.", value=path, fix="pass a text file with one prompt a line.")
+    return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.which == "controller":
         from labkit.controller.base import get_controller
@@ -54,7 +66,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from labkit.evals.toyworld import evaluate
 
         report = evaluate(_lab(args), model=args.model or "toyworld", n=args.n if args.n is not None else 200,
-                          seed=args.seed, steps=args.steps if args.steps is not None else 20)
+                          seed=args.seed, steps=args.steps if args.steps is not None else 20,
+                          categories=args.categories, prompts=_prompt_lines(args.prompts))
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -69,8 +82,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("adapters", nargs="*", help="dreambooth: training folders, adapters or run:RUN_ID to score")
     p.add_argument("--controller", default="rules", help="controller: the one to evaluate (default rules)")
     p.add_argument("--model", help="the model to evaluate (default: toyworld)")
-    p.add_argument("--n", type=int, help="held-out prompts (of each kind; default 200, toymotion 60), or layouts "
+    p.add_argument("--n", type=int, help="held-out prompts (of each category; default 200, toymotion 60), or layouts "
                    "(toycontrol; default 200)")
+    p.add_argument("--categories", help="toyworld: a comma list of GenEval categories to score (default all: "
+                   "single_object, two_objects, counting, colours, position, colour_attribution)")
+    p.add_argument("--prompts", help="toyworld: a file of prompts (one a line) to score instead of the held-out "
+                   "ones; each counts in its categories, unreadable ones are listed as skipped")
     p.add_argument("--controlnet", help="toycontrol: the layout ControlNet to evaluate (default toyworld-controlnet)")
     p.add_argument("--scale", type=float, default=1.0, help="toycontrol: the ControlNet's scale (0 to 2; default 1)")
     p.add_argument("--image-to-video", action="store_true", help="toymotion: start each clip from its first frame")

@@ -60,7 +60,7 @@ def cmd_train_toy_base(args: argparse.Namespace) -> int:
 
     cfg = ToyBaseConfig(output_dir=args.output, seed=args.seed, threads=args.threads,
                         resume="latest" if args.resume else None, eval_prompts=0 if args.no_eval else 60,
-                        **_given(args, ("steps", "vae_steps", "text_steps", "batch_size")))
+                        **_given(args, ("steps", "vae_steps", "text_steps", "batch_size", "data_mix")))
     return _train_recipe(args, "toy-base", train_toy_base, cfg, "toy model")
 
 
@@ -212,6 +212,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     t.add_argument("--vae-steps", type=int, help="VAE steps")
     t.add_argument("--text-steps", type=int, help="text-encoder pre-training steps (0: skip)")
     t.add_argument("--batch-size", type=int, help="diffusion batch size")
+    t.add_argument("--data-mix", help="scene kinds to train on, as weights: single, two, three (objects at named "
+                   "positions), count ('three blue circles'), relation ('a red square left of a green circle'); "
+                   "default single=0.3,two=0.3,three=0.15,count=0.15,relation=0.1; 'legacy': the shipped model's "
+                   "one or two objects")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")

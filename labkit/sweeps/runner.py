@@ -13,6 +13,7 @@ finished child.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
 from labkit.sweeps.spec import Point, SweepSpec
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
@@ -433,20 +436,32 @@ def nested_images(lab: Lab, run_id: str, experiment_id: str) -> list[tuple[Path,
 
 
 def score_images(scorer: str, images: list[tuple[Path, str]]) -> dict[str, float]:
-    """Scores of images against their prompts. `toyworld`: the share of images the toy-world detector
-    finds right on each attribute (`adherence.colour`, …, `adherence.all_correct`)."""
+    """Scores of images against their prompts. `toyworld`: the share of images the toy-world detector finds
+    right on each attribute (`adherence.colour`, …, `adherence.all_correct`; prompts that name each object's
+    size and position), and GenEval's categories (`geneval.counting`, …, `geneval.overall`; each image in the
+    categories its prompt belongs to, see `labkit.toyworld.geneval`). `geneval.skipped` counts the images whose
+    prompt the benchmark cannot read; they are scored in nothing, and their prompts and reasons are logged."""
     if scorer != "toyworld" or not images:
         return {}
     from PIL import Image
 
-    from labkit.toyworld.adherence import judge, rates
+    from labkit.toyworld.adherence import judge_toy, rates
+    from labkit.toyworld.geneval import score_prompts
 
-    verdicts = []
+    pairs = []
     for path, prompt in images:
         with Image.open(path) as img:
-            verdicts += judge([img.convert("RGB")], prompt)
-    out = {f"adherence.{a}": v for a, v in rates(verdicts).items()}
+            pairs.append((img.convert("RGB"), prompt))
+    verdicts = [v for img, prompt in pairs for v in (judge_toy([img], prompt) or [])]
+    out = {f"adherence.{a}": v for a, v in rates(verdicts).items()} if verdicts else {}
     out["adherence.images"] = float(len(verdicts))
+    summary, skipped = score_prompts(pairs)
+    out.update({f"geneval.{c}": v["score"] for c, v in summary.items() if c != "overall"})
+    if summary["overall"] is not None:
+        out["geneval.overall"] = summary["overall"]
+    out["geneval.skipped"] = float(len(skipped))
+    for prompt, reason in sorted({(s["prompt"], s["reason"]) for s in skipped}):
+        log.warning("toyworld score: skipped %r: %s", prompt, reason)
     return out
 
 

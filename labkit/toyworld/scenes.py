@@ -346,12 +346,16 @@ def all_objects(shapes: Sequence[str] = BASE_SHAPES) -> list[Obj]:
     return [Obj(sh, c, sz, p) for sh in shapes for c in COLOURS for sz in SIZES for p in POSITIONS]
 
 
+# Up to four objects at four of the five anchors (the counting prompts ask for 2-4).
+MAX_OBJECTS_RANGE = (1, 2, 3, 4)
+
+
 def _n_objects(rng: np.random.Generator, n_objects: int | Sequence[int]) -> int:
     choices = (n_objects,) if isinstance(n_objects, int) else tuple(n_objects)
-    if not choices or any(n not in (1, 2) for n in choices):
+    if not choices or any(n not in MAX_OBJECTS_RANGE for n in choices):
         raise InvalidParameter(
             f"n_objects={n_objects!r} is not supported.", value=n_objects,
-            fix="Use 1, 2 or a sequence of them such as (1, 2).",
+            fix="Use 1 to 4 or a sequence of them such as (1, 2).",
         )
     return int(choices[int(rng.integers(len(choices)))])
 

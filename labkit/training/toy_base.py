@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
+from labkit.toyworld.geneval import DATA_MIX as _DATA_MIX
 from labkit.toyworld.model import LICENCE, ToyModelConfig
 from labkit.training.config import RESUME_IF_ANY, TrainConfig, old_names, train_fields
 from labkit.training.env import TrainEnv, as_train_env
@@ -33,8 +34,9 @@ from labkit.training.task import StepContext, TrainTask, Validation
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-DATA_DESCRIPTION = ("labkit.toyworld procedural scenes (64x64, 1-2 flat shapes on black), train split only: "
-                    "about 15% of (shape, colour, size, position) combinations are held out and never shown")
+DATA_DESCRIPTION = ("labkit.toyworld procedural scenes (64x64, 1-4 flat shapes on black), train split only: "
+                    "about 15% of (shape, colour, size, position) combinations, and of count and relation "
+                    "combinations, are held out and never shown")
 
 
 
@@ -84,6 +86,13 @@ class ToyBaseConfig(TrainConfig):
         guidance_scale, sampling_steps: how validation and the final evaluation render.
         checkpoint_every, validate_every, log_every: as in `TrainConfig`.
         eval_prompts: held-out prompts per kind (single / two objects) for the final adherence check (0: skip).
+        data_mix: the scene kinds every phase trains on, as weights (normalised): `single`, `two`, `three`
+            (objects at named positions), `count` ("three blue circles") and `relation` ("a red square left of a
+            green circle"); a mapping or "single=0.3,two=0.3,…". The default, `geneval.DATA_MIX`, keeps 60% on
+            singles and pairs and gives the benchmark's new kinds the rest (three 15%, count 15%, relation
+            10%): the shipped model never saw a count or relation caption. None or "legacy": one or two
+            objects at named positions, half and half, what the shipped model was trained on. The text
+            encoder's pre-training draws only the positional kinds of the mix (its targets are per position).
         resume: None, or "latest" to continue an interrupted recipe in the same output_dir.
         threads: torch CPU threads (None: torch's default).
         model: component sizes (`ToyModelConfig`).
@@ -121,6 +130,7 @@ class ToyBaseConfig(TrainConfig):
     guidance_scale: float = 4.0
     sampling_steps: int = 20
     eval_prompts: int = 60
+    data_mix: dict[str, float] | str | None = field(default_factory=lambda: dict(_DATA_MIX))
     threads: int | None = None
     model: ToyModelConfig = field(default_factory=ToyModelConfig)
 
@@ -130,7 +140,16 @@ class ToyBaseConfig(TrainConfig):
         if self.resume not in (None, "latest"):
             raise InvalidParameter(f"ToyBaseConfig.resume={self.resume!r} is not supported.", value=self.resume,
                                    fix="use None (fresh) or 'latest'.")
+        self.mix()
         self.unet_config().replace(resume=None).validate()
+
+    def mix(self) -> dict[str, float] | None:
+        """The data mix as normalised weights by scene kind (None: the shipped model's data, "legacy")."""
+        from labkit.toyworld.geneval import check_mix
+
+        if self.data_mix is None or self.data_mix == "legacy":
+            return None
+        return check_mix(self.data_mix)
 
     def unet_config(self) -> TrainConfig:
         """The engine's config of the text-encoder + UNet phase (in `output_dir/unet`)."""
@@ -147,11 +166,13 @@ def _images_to_tensor(images: Sequence[Any]) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 
-def _train_batch(data_seed: int, batch_size: int, index: int) -> tuple[list[Any], list[str]]:
-    """Micro-batch `index`: items [index·bs, (index+1)·bs) of the train-split stream."""
+def _train_batch(data_seed: int, batch_size: int, index: int, mix: dict[str, float] | None = None
+                 ) -> tuple[list[Any], list[str]]:
+    """Micro-batch `index`: items [index·bs, (index+1)·bs) of the train-split stream (of scene kinds drawn by
+    `mix`; None: one or two objects at named positions, the shipped model's data)."""
     from labkit.toyworld.data import iter_pairs
 
-    pairs = list(iter_pairs(seed=data_seed, split="train", start=index * batch_size, n=batch_size))
+    pairs = list(iter_pairs(seed=data_seed, split="train", start=index * batch_size, n=batch_size, mix=mix))
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
@@ -162,8 +183,9 @@ class ToyVAETask(TrainTask):
     name = "toy-vae"
 
     def __init__(self, vae, data_seed: int = 0, kl_weight: float = 1e-6, latent_noise: float = 0.05,
-                 object_weight: float = 9.0):
+                 object_weight: float = 9.0, data_mix: dict[str, float] | None = None):
         self.vae = vae
+        self.data_mix = data_mix
         self.data_seed = data_seed
         self.kl_weight = kl_weight
         self.latent_noise = latent_noise
@@ -175,7 +197,7 @@ class ToyVAETask(TrainTask):
     def batches(self, batch_size: int, start: int) -> Iterator[Any]:
         i = start
         while True:
-            images, _ = _train_batch(self.data_seed, batch_size, i)
+            images, _ = _train_batch(self.data_seed, batch_size, i, self.data_mix)
             yield _images_to_tensor(images)
             i += 1
 
@@ -229,7 +251,7 @@ class ToyTextTask(TrainTask):
 
     name = "toy-text"
 
-    def __init__(self, text_encoder, tokenizer, data_seed: int = 0):
+    def __init__(self, text_encoder, tokenizer, data_seed: int = 0, data_mix: dict[str, float] | None = None):
         import torch
 
         from labkit.toyworld.scenes import BASE_SHAPES, COLOURS, POSITIONS, SIZES
@@ -237,6 +259,9 @@ class ToyTextTask(TrainTask):
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
         self.data_seed = data_seed
+        # Its targets are what sits at each named position: only captions that say so (single, two, three).
+        mix = {k: v for k, v in (data_mix or {}).items() if k in ("single", "two", "three")}
+        self.data_mix = mix or None
         self.vocab = {"colour": list(COLOURS), "shape": list(BASE_SHAPES), "size": list(SIZES)}
         self.positions = list(POSITIONS)
         hidden = text_encoder.config.hidden_size
@@ -267,7 +292,8 @@ class ToyTextTask(TrainTask):
         i = start
         while True:
             # a different stream from the image phases' (seed + 1): captions are cheap, images are not
-            items = [make_item(self.data_seed + 1, i * batch_size + j, "train") for j in range(batch_size)]
+            items = [make_item(self.data_seed + 1, i * batch_size + j, "train", mix=self.data_mix)
+                     for j in range(batch_size)]
             texts = [t for _, t in items]
             yield _tokenize(self.tokenizer, texts), self._targets([s for s, _ in items])
             i += 1
@@ -328,7 +354,8 @@ class ToyDiffusionTask(TrainTask):
     def __init__(self, components: dict[str, Any], data_seed: int = 0, caption_dropout: float = 0.1,
                  train_text_encoder: bool = True, text_encoder_lr_scale: float = 1.0,
                  guidance_scale: float = 4.0, sampling_steps: int = 20, card: str = "",
-                 min_snr_gamma: float | None = None, object_weight: float = 0.0):
+                 min_snr_gamma: float | None = None, object_weight: float = 0.0,
+                 data_mix: dict[str, float] | None = None):
         from diffusers import DDPMScheduler
 
         self.c = components
@@ -341,6 +368,7 @@ class ToyDiffusionTask(TrainTask):
         self.card = card
         self.min_snr_gamma = min_snr_gamma
         self.object_weight = object_weight
+        self.data_mix = data_mix
         self.noise = DDPMScheduler.from_config(components["scheduler"].config)
         self.c["vae"].requires_grad_(False).eval()
         self.c["text_encoder"].requires_grad_(train_text_encoder)
@@ -365,7 +393,7 @@ class ToyDiffusionTask(TrainTask):
     def batches(self, batch_size, start):
         i = start
         while True:
-            images, captions = _train_batch(self.data_seed, batch_size, i)
+            images, captions = _train_batch(self.data_seed, batch_size, i, self.data_mix)
             yield _images_to_tensor(images), self._tokenize(captions)
             i += 1
 
@@ -443,11 +471,12 @@ def render_prompts(pipe, prompts: Sequence[str], seeds: Sequence[int], guidance_
 
 
 def adherence(pipe, n: int = 60, seed: int = 0, guidance_scale: float = 4.0, steps: int = 20,
-              batch: int = 30) -> dict[str, float]:
+              batch: int = 30, categories: Sequence[str] = ()) -> dict[str, float]:
     """Rates of correct attributes on `n` held-out single-object and `n` two-object prompts.
 
     Single: colour, shape, size, position, all_correct; two: `two_colour` (both objects present
-    with the right colours) and `two_all_correct`. A quick check for training; the full benchmark is
+    with the right colours) and `two_all_correct`; plus `geneval.<category>` on `n` held-out prompts of each
+    of `categories` (GenEval's, `labkit.toyworld.geneval`). A quick check for training; the full benchmark is
     `labkit eval toyworld`.
     """
     from labkit.toyworld.adherence import both_colours, judge, rates
@@ -467,6 +496,18 @@ def adherence(pipe, n: int = 60, seed: int = 0, guidance_scale: float = 4.0, ste
         else:
             out["two_colour"] = sum(both_colours(v) for v in vs) / len(vs)
             out["two_all_correct"] = rates(vs, ("all_correct",))["all_correct"]
+    from labkit.toyworld.detect import detect
+    from labkit.toyworld.geneval import category_prompts, check, read
+
+    for cat in categories:
+        ps = [t for t, _ in category_prompts(cat, n, seed)]
+        right = 0
+        for i in range(0, n, batch):
+            chunk = ps[i:i + batch]
+            imgs = render_prompts(pipe, chunk, [seed * 100_000 + i + j for j in range(len(chunk))],
+                                  guidance_scale, steps)
+            right += sum(check(read(p), cat, detect(img))[0] for p, img in zip(chunk, imgs, strict=True))
+        out[f"geneval.{cat}"] = right / n if n else 0.0
     return out
 
 
@@ -519,7 +560,9 @@ def toy_card(config: ToyBaseConfig, steps: dict[str, int], wall_s: float, rates:
         + ("; text encoder trained jointly" if config.train_text_encoder
            else "; text encoder frozen " + ("as its pre-training left it" if config.text_steps
                                             else "at its random initialisation")) + ".",
-        f"4. Data: {DATA_DESCRIPTION}.", "",
+        f"4. Data: {DATA_DESCRIPTION}; scene kinds "
+        + (", ".join(f"{k} {v:.0%}" for k, v in mix.items()) if (mix := config.mix()) else "one or two objects, "
+           "half and half") + ".", "",
         f"Recommended sampling: {config.sampling_steps} DDIM steps, guidance scale {config.guidance_scale}, 64×64.", "",
         "## Prompt adherence (held-out prompts, classical detector)", "",
         *(rate_lines or ["- not measured"]), "",
@@ -545,6 +588,7 @@ def train_toy_base(env: TrainEnv | Any, config: ToyBaseConfig | None = None) -> 
     # 1. settings, folders, the untrained components
     config = config or ToyBaseConfig()
     config.validate()
+    mix = config.mix()
     env = as_train_env(env)
     if config.threads:
         torch.set_num_threads(int(config.threads))
@@ -574,7 +618,7 @@ def train_toy_base(env: TrainEnv | Any, config: ToyBaseConfig | None = None) -> 
                                learning_rate=config.vae_lr, lr_schedule="cosine", warmup_steps=50,
                                min_lr_ratio=0.05, validate_every=max(config.vae_steps // 2, 1),
                                validation_prompts=validation_prompts(4, 0), validation_seeds=(0,), **common)
-            res = train(ToyVAETask(comps["vae"], config.data_seed, config.vae_kl_weight), vcfg, env=env,
+            res = train(ToyVAETask(comps["vae"], config.data_seed, config.vae_kl_weight, data_mix=mix), vcfg, env=env,
                         parent_run_id=run_id, run_name="toy-vae")
             if res.status != "finished":
                 raise KeyboardInterrupt
@@ -597,7 +641,7 @@ def train_toy_base(env: TrainEnv | Any, config: ToyBaseConfig | None = None) -> 
                                learning_rate=config.text_lr, lr_schedule="cosine", warmup_steps=50,
                                min_lr_ratio=0.1, validate_every=max(config.text_steps // 2, 1),
                                validation_prompts=("held-out captions",), **common)
-            res = train(ToyTextTask(comps["text_encoder"], comps["tokenizer"], config.data_seed), tcfg, env=env,
+            res = train(ToyTextTask(comps["text_encoder"], comps["tokenizer"], config.data_seed, mix), tcfg, env=env,
                         parent_run_id=run_id, run_name="toy-text")
             if res.status != "finished":
                 raise KeyboardInterrupt
@@ -606,7 +650,7 @@ def train_toy_base(env: TrainEnv | Any, config: ToyBaseConfig | None = None) -> 
         # 4. text encoder + UNet
         task = ToyDiffusionTask(comps, config.data_seed, config.caption_dropout, config.train_text_encoder,
                                 config.text_encoder_lr_scale, config.guidance_scale, config.sampling_steps,
-                                min_snr_gamma=config.min_snr_gamma, object_weight=config.object_weight)
+                                min_snr_gamma=config.min_snr_gamma, object_weight=config.object_weight, data_mix=mix)
         res = train(task, config.unet_config(), env=env, parent_run_id=run_id, run_name="toy-diffusion")
         if res.status != "finished":
             raise KeyboardInterrupt
@@ -616,7 +660,8 @@ def train_toy_base(env: TrainEnv | Any, config: ToyBaseConfig | None = None) -> 
         for m in ("unet", "text_encoder"):
             comps[m].eval()
         rates = adherence(task.pipeline(), n=config.eval_prompts, guidance_scale=config.guidance_scale,
-                          steps=config.sampling_steps) if config.eval_prompts else {}
+                          steps=config.sampling_steps,
+                          categories=("counting", "position", "colour_attribution")) if config.eval_prompts else {}
         final = out / "model"
         shutil.rmtree(final, ignore_errors=True)
         card = toy_card(config, {"vae": vae_steps, "text": text_steps, "unet": res.step}, train_wall, rates, run_id)

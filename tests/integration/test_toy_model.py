@@ -144,3 +144,23 @@ def test_toy_base_resume_without_a_stopped_run_says_there_is_nothing_to_resume(l
         train_toy_base(lab, ToyBaseConfig(output_dir=tmp_path / "empty", resume="latest"))
     assert "--resume" in err.value.fix
     assert not (tmp_path / "empty").exists() and lab.runs() == []
+
+
+def test_toy_base_trains_on_the_benchmark_scene_kinds_by_a_data_mix(cli_env, project, tmp_path):
+    """A smoke run of `labkit train toy-base --data-mix`: the phases draw the mixed kinds, the card says so,
+    and a bad mix fails before any model is built."""
+    from labkit.toyworld.geneval import read
+    from labkit.training.toy_base import _train_batch
+    from tests.integration.test_cli import labkit
+
+    _, captions = _train_batch(0, 24, 0, {"count": 1.0, "relation": 1.0})
+    assert {read(c).kind for c in captions} == {"count", "relation"}
+    out = tmp_path / "toy-mix"
+    labkit("train", "toy-base", "--output", str(out), "--steps", "2", "--vae-steps", "2", "--text-steps", "2",
+           "--batch-size", "2", "--no-eval", "--threads", "1", "--data-mix", "single=1,count=2,relation=1",
+           env=cli_env)
+    card = (out / "model" / "README.md").read_text()
+    assert "scene kinds single 25%, count 50%, relation 25%" in card
+    bad = labkit("train", "toy-base", "--output", str(tmp_path / "bad"), "--data-mix", "single=1,five=1",
+                 env=cli_env, check=False)
+    assert bad.returncode == 2 and "five" in bad.stderr and not (tmp_path / "bad").exists()

@@ -136,7 +136,7 @@ def test_bad_attribute_names_fail_loudly():
     with pytest.raises(InvalidParameter):
         Scene(())
     with pytest.raises(InvalidParameter):
-        sample_scene(np.random.default_rng(0), n_objects=3)
+        sample_scene(np.random.default_rng(0), n_objects=5)
 
 
 def test_scene_dict_round_trip():
