@@ -347,6 +347,10 @@ class Trainer:
                                       "metrics": out.metrics}, indent=2))
         self._log_artifact(path, "validation")
         self._log_artifact(labels, "validation")
+        if self.run is not None:  # the MLflow UI's image card "validation", its slider over the steps
+            from labkit.tracking.images import log_image
+
+            log_image(self.run, "validation", path, step=self.step)
         return metrics
 
     # -- the loop -----------------------------------------------------------------------------------
