@@ -135,6 +135,12 @@ def test_labkit_ui_opens_runs_compares_renders_and_shows_training(browser_bin, l
             page.get_by_text("loss", exact=True).wait_for()
             page.get_by_text(f"{trained_name(lab, trained.run_id)} (train/loss)", exact=True).wait_for()
             card_title = page.get_by_text("validation", exact=True)
+            page.mouse.move(600, 600)
+            for _ in range(30):  # the charts are drawn as they scroll into view: scroll down to the image card
+                if card_title.count():
+                    break
+                page.mouse.wheel(0, 500)
+                page.wait_for_timeout(500)
             card_title.scroll_into_view_if_needed()
             card = page.locator("div").filter(has=card_title).filter(has=page.get_by_role("slider")).last
             track = card.locator("span.TRACK").bounding_box()  # the step slider starts at 0: move it to the end
@@ -145,7 +151,10 @@ def test_labkit_ui_opens_runs_compares_renders_and_shows_training(browser_bin, l
             assert card.get_by_role("slider").get_attribute("aria-valuenow") == str(LORA_STEPS)
             assert card.get_by_role("slider").get_attribute("aria-valuemin") == str(VALIDATE_EVERY)
             page.screenshot(path=str(ARTIFACTS / "mlflow-ui-training.png"))
-            card.screenshot(path=str(ARTIFACTS / "mlflow-ui-validation-card.png"))
+            card.locator("[data-component-id=fullscreen_button_chartcard]").click()  # the card's params hide the grid
+            page.get_by_role("dialog").wait_for()
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(ARTIFACTS / "mlflow-ui-validation-card.png"))
         except Exception:
             page.screenshot(path=str(failure), full_page=True)
             raise
