@@ -151,10 +151,8 @@ def test_labkit_ui_opens_runs_compares_renders_and_shows_training(browser_bin, l
             assert card.get_by_role("slider").get_attribute("aria-valuenow") == str(LORA_STEPS)
             assert card.get_by_role("slider").get_attribute("aria-valuemin") == str(VALIDATE_EVERY)
             page.screenshot(path=str(ARTIFACTS / "mlflow-ui-training.png"))
-            card.locator("[data-component-id=fullscreen_button_chartcard]").click()  # the card's params hide the grid
-            page.get_by_role("dialog").wait_for()
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(ARTIFACTS / "mlflow-ui-validation-card.png"))
+            card.locator(f"img[src*='{step}']").scroll_into_view_if_needed()  # below the run's params in the card
+            card.screenshot(path=str(ARTIFACTS / "mlflow-ui-validation-card.png"))
         except Exception:
             page.screenshot(path=str(failure), full_page=True)
             raise
