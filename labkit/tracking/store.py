@@ -450,7 +450,8 @@ class Tracker:
 
     def experiment_id(self, name: str | None = None) -> str:
         """The id of experiment `name` (default: the config's), created with its artifacts under
-        the artifact root if it does not exist yet (on a tracking server: under the server's own)."""
+        the artifact root if it does not exist yet (on a tracking server: under the server's own). labkit's
+        experiments carry `mlflow.experimentKind = custom_model_development` (one opened without it gets it)."""
         name = name or self.config.experiment
         if name in self._experiments:
             return self._experiments[name]
