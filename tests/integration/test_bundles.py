@@ -160,14 +160,15 @@ def test_mlflow_images_previews_and_params_of_a_render_and_a_training_run_surviv
 
     from labkit.config import LabConfig
     from labkit.lab import Lab
+    from labkit.plan import Plan
     from labkit.replay import stored_plan
     from labkit.tracking.bundle import ORIGIN_TAG, export_bundle, import_bundle
     from labkit.tracking.store import Tracker
     from labkit.training import train
     from tests.integration.test_training_engine import TinyTask, _config
 
-    plan = lab.plan("a red circle on the left").replace(steps=4, count=2)
-    assert plan.rationale  # the rules controller says why
+    plan = Plan(prompt="a red circle on the left", model="toyworld", steps=4, count=2, seed=5,
+                rationale="a toy model draws two quick circles to compare")  # what a controller writes
     render = lab.render(plan)
     trained = train(TinyTask(), _config(tmp_path / "train", steps=4, validate_every=2, checkpoint_every=0), lab=lab)
 
@@ -187,14 +188,15 @@ def test_mlflow_images_previews_and_params_of_a_render_and_a_training_run_surviv
     other = tmp_path / "other"
     (other / "mlruns").mkdir(parents=True)
     shutil.copy(_fresh_store_file, other / "mlruns" / "mlflow.db")
-    assert len(import_bundle(Tracker(LabConfig.resolve(other)), bundle.path).imported) == 2
-    dst = {r.data.tags[ORIGIN_TAG]: r for r in search_runs(f"sqlite:///{other}/mlruns/mlflow.db")}
+    uri = f"sqlite:///{other}/mlruns/mlflow.db"  # named: training may have set MLFLOW_TRACKING_URI to the first store
+    assert len(import_bundle(Tracker(LabConfig.resolve(other, tracking_uri=uri)), bundle.path).imported) == 2
+    dst = {r.data.tags[ORIGIN_TAG]: r for r in search_runs(uri)}
     for origin, a in src.items():
         b = dst[origin]
         assert _files(b) == _files(a) and b.data.params == a.data.params
         assert b.data.tags["mlflow.note.content"] == a.data.tags.get("mlflow.note.content")
     # labkit's readers on the imported store: the plan (rationale included), the outputs, no note from anyone
-    there = Lab(other, hardware=lab.hardware)
+    there = Lab(other, hardware=lab.hardware, tracking_uri=uri)
     imported = dst[render.run_id].info.run_id
     assert stored_plan(there, imported) == render.plan
     summary = next(s for s in there.runs(5) if s.run_id == imported)
