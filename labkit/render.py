@@ -307,7 +307,7 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
     checked = (plan, ref, check_compliance(lab, plan, ref))  # a blocked asset or prompt never renders
     identity = signing_identity(lab)  # a configured certificate that cannot sign fails here, not after rendering
     tags = {"labkit.job": "render", "labkit.task": plan.task, "model.requested": plan.model,
-            "labkit.controller": plan.controller.name, **(tags or {})}
+            "labkit.controller": plan.controller.name, "labkit.rationale": plan.rationale[:8000], **(tags or {})}
     inputs: list[dict[str, Any]] = []
     keyframe = keyframe_for(ref) if plan.task == "txt2vid" else None
     if plan.task == "txt2vid" and (lab.catalog.family(ref.family).txt2vid_first_frame or keyframe):
@@ -331,7 +331,8 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
         inputs = [{"kind": "first_frame", "run_id": frame.run_id, "file": str(frame.files[0]),
                    **{k: frame.model[k] for k in ("id", "revision", "hash", "licence")}}]
     trace = Trace()
-    with lab.run(f"{plan.task}: {plan.prompt[:40]}", params={"plan": plan.to_dict()}, tags=tags) as run:
+    # named for the task asked for: a text-to-video run animating its own first frame is still "txt2vid"
+    with lab.run(f"{tags['labkit.task']}: {plan.prompt[:40]}", params=plan_params(plan), tags=tags) as run:
         try:
             result = _render_with_fallbacks(lab, requested, plan, ref, progress, cancel, allow_pickle, trace)
         except Exception as e:
@@ -343,6 +344,26 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
         if result.status == "cancelled":
             run.status = "KILLED"
     return result
+
+
+def plan_params(plan: Plan) -> dict[str, Any]:
+    """The plan as a run's params (`plan.*`): every field but the rationale, a sentence that is no parameter (the MLflow
+    UI would chart and compare it as one); the rationale is in the run's `plan.json` and tag `labkit.rationale`."""
+    return {"plan": {k: v for k, v in plan.to_dict().items() if k != "rationale"}}
+
+
+def summary_line(result: Result) -> str:
+    """A render in one line — task, model, size, steps, seed, time — its run's description in the MLflow UI, e.g.
+    "txt2img · toyworld · 64×64 · 20 steps · seed 7 · 0.41 s"."""
+    p = result.plan
+    parts = [p.task, str(result.model["id"]), f"{p.count} × {p.width}×{p.height}" if p.count > 1
+             else f"{p.width}×{p.height}", f"{p.steps} steps", f"seed {p.seed}"]
+    if p.modality == "video" and p.frames:
+        parts.insert(3, f"{p.frames} frames at {p.fps} fps")
+    parts.append(f"{result.timings['total_s']:.2f} s")
+    if result.status != "finished":
+        parts.append(result.status)
+    return " · ".join(parts)
 
 
 def _candidates(lab: Lab, ref: ModelRef):
@@ -544,6 +565,18 @@ def _input_image_record(path: str) -> dict[str, Any]:
     return {"file": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "size": size}
 
 
+def _stage_images(folder: Path, written: list[Path], result: Result) -> None:
+    """`folder/images/`: each output as an MLflow logged image (key "output-NN"; a clip: its first frame), and
+    `folder/preview.png` (or `.gif`), the outputs at one path every render run has (`labkit.tracking.images`)."""
+    from labkit.tracking.images import IMAGES_DIR, stage_image, stage_preview
+
+    pngs = [p for p in written if p.suffix == ".png"]
+    frames = pngs or [clip[0] for clip in result.clips]
+    for i, image in enumerate(frames):
+        stage_image(folder / IMAGES_DIR, f"output-{i:02d}", image)
+    stage_preview(folder, written)
+
+
 def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None, checked=None) -> None:
     """Write the outputs with their embedded record (signed with C2PA content credentials when the
     lab has a signing identity), and log everything to the run. `checked` is (plan, ref, verdicts) of the
@@ -551,6 +584,8 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
     from labkit import outputs
     from labkit.compliance import Asset, derive_terms
     from labkit.tracking import versions
+    from labkit.tracking.images import IMAGES_DIR, LOGGED_IMAGES_TAG
+    from labkit.tracking.notes import NOTE_TAG, SUMMARY_TAG
 
     plan = result.plan
     if checked is not None and checked[1] is result.ref and checked[0] == plan:
@@ -590,10 +625,12 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
         **verdict.tags(), **terms.tags(),
         **({"model.adapters": json.dumps(m["adapters"], default=str)[:5000]} if m.get("adapters") else {}),
     }
+    tags.update({NOTE_TAG: summary_line(result), SUMMARY_TAG: summary_line(result), LOGGED_IMAGES_TAG: "True"})
     if prompt_verdict.messages():
         tags["labkit.compliance.prompt"] = " | ".join(prompt_verdict.messages())[:5000]
-    metrics = {"time.load_s": t["load_s"], "time.compile_s": t.get("compile_s", 0.0), "time.steps_s": t["steps_s"],
-               "time.decode_s": t["decode_s"], "time.total_s": t["total_s"],
+    # the total first: the MLflow compare page's parallel-coordinates plot shows the first metric a run logged
+    metrics = {"time.total_s": t["total_s"], "time.load_s": t["load_s"], "time.compile_s": t.get("compile_s", 0.0),
+               "time.steps_s": t["steps_s"], "time.decode_s": t["decode_s"],
                "time.step_mean_s": sum(t["step_s"]) / len(t["step_s"]) if t["step_s"] else 0.0,
                f"memory.peak_{result.memory_kind}_gb": result.peak_memory_gb, "attempts": len(result.attempts)}
     series = {"time.step_s": t["step_s"]}
@@ -620,7 +657,11 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
             from labkit.compliance.signing import sign_outputs
 
             signed = sign_outputs(written, identity)
+        _stage_images(Path(tmp), written, result)  # after signing: the MLflow images are the outputs as kept
         run.log_artifact(tmp_dir, "outputs", move=True)
+        run.log_artifact(Path(tmp) / IMAGES_DIR, IMAGES_DIR, move=True)
+        for preview in Path(tmp).glob("preview.*"):
+            run.log_artifact(preview, move=True)
         done = run.artifact_dir / "outputs" if not tmp_dir.exists() else tmp_dir  # where the outputs are now
         if result.control_maps:  # the maps the ControlNets read, so the run alone shows what steered it
             maps_dir = Path(tempfile.mkdtemp(prefix="labkit-controls-", dir=tmp))

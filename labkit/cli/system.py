@@ -66,18 +66,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     import signal
 
+    from labkit.tracking.links import compare_url, resolve_runs, runs_url
+
     lab = _lab(args)
-    if lab.config.tracking_uri.startswith(("http://", "https://")):  # a tracking server is its own UI
+    served = lab.config.tracking_uri.startswith(("http://", "https://"))
+    base = lab.config.tracking_uri if served else f"http://{args.host}:{args.port}"
+    links = f"Runs of experiment {lab.config.experiment!r}: {runs_url(base, lab.tracker.experiment_id())}"
+    if args.compare:  # checked before the server starts: a wrong id fails at once
+        runs = resolve_runs(lab.tracker, args.compare)
+        url = compare_url(base, [r.info.run_id for r in runs], sorted({r.info.experiment_id for r in runs}))
+        links += f"\nCompare {len(runs)} runs: {url}"
+    if served:  # a tracking server is its own UI
         print(f"The store is the tracking server {lab.config.tracking_uri}: open that address in a browser "
-              "(its UI is already there).", flush=True)
+              f"(its UI is already there).\n{links}", flush=True)
         return 0
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", lab.config.tracking_uri,
            "--default-artifact-root", lab.config.artifact_root.as_uri(), "--host", args.host, "--port",
            str(args.port)]
     # The UI needs no background job workers, which MLflow would otherwise start as a dozen processes.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    print(f"MLflow UI on http://{args.host}:{args.port} for {lab.config.tracking_uri} (Ctrl-C stops it)",
-          flush=True)
+    print(f"MLflow UI on {base} for {lab.config.tracking_uri} (Ctrl-C stops it)\n{links}", flush=True)
     lab.config.artifact_root.mkdir(parents=True, exist_ok=True)
     # The server runs in its own process group, so stopping labkit (Ctrl-C or SIGTERM) stops all of it.
     server = subprocess.Popen(cmd, cwd=lab.config.root, env=env, start_new_session=True)
@@ -115,4 +123,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("ui", parents=[common], help="open the MLflow UI on the local store")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(os.environ.get("LABKIT_UI_PORT", "5000")))
+    p.add_argument("--compare", nargs="+", metavar="RUN",
+                   help="print the address of the page comparing these runs (ids, or their first characters)")
     p.set_defaults(func=cmd_ui)

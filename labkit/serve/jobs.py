@@ -225,7 +225,10 @@ class JobQueue:
             if error is not None:
                 tags.update({"labkit.error": error_body(error)["message"][:5000],
                              "labkit.error_type": type(error).__name__})
-            with self.lab.run(f"job-{job.id}", params={"plan": job.plan.to_dict()}, tags=tags) as run:
+            from labkit.render import plan_params
+
+            tags["labkit.rationale"] = job.plan.rationale[:8000]  # a sentence, not a param (`plan_params`)
+            with self.lab.run(f"job-{job.id}", params=plan_params(job.plan), tags=tags) as run:
                 run.log_dict(job.plan.to_dict(), "plan.json")
                 run.status = "KILLED" if state == "cancelled" else "FAILED"
                 run_id = run.run_id

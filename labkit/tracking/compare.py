@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from labkit.tracking.store import NOTE_TAG
+from labkit.tracking.notes import own_note
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 CLIP_SUFFIXES = (".mp4", ".gif")
@@ -71,7 +71,7 @@ class RunSummary:
         duration = (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None
         return cls(run_id=info.run_id, name=info.run_name or "", status=info.status, start=start,
                    duration_s=duration, params=dict(data.params), metrics=dict(data.metrics),
-                   tags=dict(data.tags), note=data.tags.get(NOTE_TAG, ""), artifact_dir=folder, files=files)
+                   tags=dict(data.tags), note=own_note(data.tags), artifact_dir=folder, files=files)
 
     @property
     def job(self) -> str:

@@ -36,6 +36,7 @@ from labkit.tracking.health import (
     sqlite_busy_timeout,
     sqlite_path,
 )
+from labkit.tracking.notes import NOTE_TAG  # noqa: F401  (where readers import it)
 from labkit.tracking.system_metrics import RunMonitor, Sampler
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,10 +44,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: MLflow's limit on one param value; longer values go to an artifact instead.
 _MAX_PARAM_LEN = 6000
-#: The tag the MLflow UI shows (and edits) as a run's or an experiment's description.
-NOTE_TAG = "mlflow.note.content"
-#: MLflow's limits on one tag value: runs truncate silently beyond 8000, experiments refuse 20000.
-_MAX_NOTE_LEN = {"run": 8000, "experiment": 20000}
+#: The experiment tag by which MLflow 3.17's UI opens an experiment on its runs table ("custom_model_development")
+#: instead of its GenAI views ("genai_development", also what it assumes for an experiment without the tag).
+KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
 _VERSION_PACKAGES = ("labkit", "torch", "diffusers", "transformers", "mlflow")
 #: How long a run opened by `Tracker.run` holds what `record` gives it (its params first): a shorter run (a toy
 #: render) writes it all with its end in one transaction; a longer one (training, a sweep) has it in the store —
@@ -316,25 +316,26 @@ class Run:
         return self.artifact_dir.parent
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None, *, move: bool = False) -> None:
-        """Copy a file or folder into the run's artifacts (under `artifact_path`). With `move`, a folder from
+        """Copy a file or folder into the run's artifacts (under `artifact_path`). With `move`, a file or folder from
         `staging()` whose destination does not exist yet is moved in whole (one rename) instead; for a tracking
         server it is uploaded, then moved into the run's local mirror (`artifact_dir`)."""
         path = Path(path)
-        target = self.artifact_dir / (artifact_path or "")
-        movable = move and path.is_dir() and artifact_path and not target.exists()
+        folder = path.is_dir()
+        target = self.artifact_dir / (artifact_path or "") / ("" if folder else path.name)
+        movable = move and (artifact_path or not folder) and not target.exists()
         if movable and not self.local:
-            self._artifacts.log_artifacts(str(path), artifact_path)
+            (self._artifacts.log_artifacts if folder else self._artifacts.log_artifact)(str(path), artifact_path)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.replace(path, target)
             except OSError:  # another file system: the upload is what counts; keep a copy
                 import shutil
 
-                shutil.copytree(path, target)
+                (shutil.copytree if folder else shutil.copy2)(path, target)
         elif movable:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
-        elif path.is_dir():
+        elif folder:
             self._artifacts.log_artifacts(str(path), artifact_path)
         else:
             self._artifacts.log_artifact(str(path), artifact_path)
@@ -482,20 +483,24 @@ class Tracker:
 
     def experiment_id(self, name: str | None = None) -> str:
         """The id of experiment `name` (default: the config's), created with its artifacts under
-        the artifact root if it does not exist yet (on a tracking server: under the server's own)."""
+        the artifact root if it does not exist yet (on a tracking server: under the server's own). labkit's
+        experiments carry `mlflow.experimentKind = custom_model_development` (one opened without it gets it)."""
         name = name or self.config.experiment
         if name in self._experiments:
             return self._experiments[name]
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             exp_id = exp.experiment_id
+            if KIND_TAG not in exp.tags:  # made before labkit tagged its experiments: the UI would open it as GenAI
+                self.client.set_experiment_tag(exp_id, KIND_TAG, MODEL_DEVELOPMENT)
         else:
             # A tracking server stores a new experiment's artifacts itself (proxied: `mlflow-artifacts:/<slug>`,
             # laid out under its --artifacts-destination as a local store lays them out under the artifact root).
             location = (f"mlflow-artifacts:/{_slug(name)}" if self.uri.startswith(("http://", "https://"))
                         else (self.config.artifact_root / _slug(name)).as_uri())
             try:
-                exp_id = self.client.create_experiment(name, artifact_location=location)
+                exp_id = self.client.create_experiment(name, artifact_location=location,
+                                                       tags={KIND_TAG: MODEL_DEVELOPMENT})
             except Exception:  # created meanwhile by another process: use theirs
                 exp = self.client.get_experiment_by_name(name)
                 if exp is None:
@@ -538,8 +543,8 @@ class Tracker:
         # its id is read from the store when first asked for. Params (and what `record` adds) are held, and written
         # with the run's end in one go, or after HOLD_S if it lasts longer: a closed run is complete in the store.
         client = self.client
-        created = background.submit(client.create_run, exp_id, run_name=name,
-                                    tags={k: str(v) for k, v in all_tags.items()})
+        created = background.submit(client.create_run, exp_id, run_name=name,  # an empty tag is an empty column
+                                    tags={k: str(v) for k, v in all_tags.items() if v is not None and str(v) != ""})
         run = Run(client, None, exp_id, None, created=created, mirror=self.mirror, hold=True, db=self._db)
         monitor = self._start_monitor(run, system_metrics)
         run._hold_for(HOLD_S)
@@ -614,38 +619,22 @@ class Tracker:
                                        "(https://mlflow.org/docs/latest/search-runs.html).") from e
 
     def get_note(self, run_id: str | None = None, *, experiment: str | None = None) -> str:
-        """The Markdown note of run `run_id`, or of `experiment` (default: the config's) without one."""
-        if run_id is not None:
-            return self.client.get_run(run_id).data.tags.get(NOTE_TAG, "")
-        exp = self.client.get_experiment(self.experiment_id(experiment))
-        return exp.tags.get(NOTE_TAG, "")
+        """The Markdown notes of run `run_id`, or of `experiment` (default: the config's) without one (without the
+        summary line a render's description starts with: `labkit.tracking.notes`)."""
+        from labkit.tracking.notes import get_note
+
+        return get_note(self, run_id, experiment=experiment)
 
     def note(self, text: str, run_id: str | None = None, *, experiment: str | None = None,
              replace: bool = False) -> str:
-        """Add `text` (Markdown) to the note of run `run_id`, or of `experiment` without one; return the note.
+        """Add `text` (Markdown) to the notes of run `run_id`, or of `experiment` without one; return the notes.
 
-        The note is MLflow's own description tag, so the MLflow UI shows it (and can edit it). A new
+        The notes are in MLflow's own description tag, so the MLflow UI shows them (and can edit them). A new
         note goes below the earlier ones, after a blank line, unless `replace`.
         """
-        from labkit.errors import InvalidParameter
+        from labkit.tracking.notes import add_note
 
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidParameter("The note is empty.", value=text, fix="write the note as a Markdown string.")
-        with self.lock():  # read-modify-write: two processes adding notes at once must both land
-            old = "" if replace else self.get_note(run_id, experiment=experiment)
-            note = f"{old.rstrip()}\n\n{text.strip()}" if old.strip() else text.strip()
-            target = "run" if run_id is not None else "experiment"
-            limit = _MAX_NOTE_LEN[target]
-            if len(note) > limit:
-                raise InvalidParameter(
-                    f"The {target} note would have {len(note)} characters; MLflow keeps at most {limit}.",
-                    value=len(note), fix="shorten it, pass replace=True, or log long text as an artifact "
-                                         "(run.log_text(text, 'notes.md')).")
-            if run_id is not None:
-                self.client.set_tag(run_id, NOTE_TAG, note)
-            else:
-                self.client.set_experiment_tag(self.experiment_id(experiment), NOTE_TAG, note)
-        return note
+        return add_note(self, text, run_id, experiment=experiment, replace=replace)
 
 
 def _quiet_run_links(client) -> None:

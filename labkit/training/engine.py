@@ -347,6 +347,10 @@ class Trainer:
                                       "metrics": out.metrics}, indent=2))
         self._log_artifact(path, "validation")
         self._log_artifact(labels, "validation")
+        if self.run is not None:  # the MLflow UI's image card "validation", its slider over the steps
+            from labkit.tracking.images import log_image
+
+            log_image(self.run, "validation", path, step=self.step)
         return metrics
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -510,9 +514,24 @@ class Trainer:
             if size > 1:
                 accelerator.wait_for_everyone()
         self._log_metrics({"train/wall_s": wall}, step=self.step)
+        if self.run is not None and rank == 0:
+            try:
+                self._describe(wall)
+            except Exception:  # a description is a convenience: finished training never fails for it
+                pass
         self.result = TrainResult("finished", self.step, Path(cfg.output_dir), export_dir, self.last_checkpoint,
                                   getattr(self.run, "run_id", None), wall, last_metrics)
         return self.result
+
+    def _describe(self, wall_s: float) -> None:
+        """The run's description in the MLflow UI: a one-line summary above any notes written meanwhile."""
+        from labkit.tracking.notes import NOTE_TAG, SUMMARY_TAG, description, own_note
+
+        tags = self.run.client.get_run(self.run.run_id).data.tags
+        base = tags.get("labkit.base_model")
+        summary = " · ".join([f"train {self.task.name}" + (f" on {base}" if base else ""), f"{self.step} steps",
+                              f"batch {self.config.batch_size}", f"seed {self.config.seed}", f"{wall_s:.1f} s"])
+        self._set_tags({NOTE_TAG: description(summary, own_note(tags)), SUMMARY_TAG: summary})
 
     def write_card(self, folder: Path, metrics: Mapping[str, float], wall_s: float | None) -> Path:
         """Write `README.md` (the model card) into `folder`, unless the task's export wrote one."""

@@ -152,3 +152,53 @@ def test_export_to_a_path_it_cannot_write_names_the_path_and_the_fix(migrated_st
     with pytest.raises(InvalidParameter) as caught:
         export_bundle(lab.tracker, ["labkit"], locked / "study.zip")
     assert str(locked / "study.zip") in str(caught.value) and caught.value.fix
+
+
+def test_mlflow_images_previews_and_params_of_a_render_and_a_training_run_survive_a_bundle(
+        migrated_store, lab, tmp_path, search_runs, _fresh_store_file, one_thread):
+    import re
+
+    from labkit.config import LabConfig
+    from labkit.lab import Lab
+    from labkit.plan import Plan
+    from labkit.replay import stored_plan
+    from labkit.tracking.bundle import ORIGIN_TAG, export_bundle, import_bundle
+    from labkit.tracking.store import Tracker
+    from labkit.training import train
+    from tests.integration.test_training_engine import TinyTask, _config
+
+    plan = Plan(prompt="a red circle on the left", model="toyworld", steps=4, count=2, seed=5,
+                rationale="a toy model draws two quick circles to compare")  # what a controller writes
+    render = lab.render(plan)
+    trained = train(TinyTask(), _config(tmp_path / "train", steps=4, validate_every=2, checkpoint_every=0), lab=lab)
+
+    src = {r.info.run_id: r for r in search_runs(lab.config.tracking_uri)}
+    made = src[render.run_id]
+    image_name = r"images/{}\+step\+{}\+timestamp\+\d+\+[0-9a-f-]{{36}}(\+compressed)?\.png"
+    render_images = sorted(k for k in _files(made) if k.startswith("images/"))
+    assert len(render_images) == 4 and all(re.fullmatch(image_name.format("output-0[01]", 0), k) for k in render_images)
+    assert "preview.png" in _files(made) and made.data.tags["mlflow.loggedImages"] == "True"
+    assert "plan.rationale" not in made.data.params and made.data.tags["labkit.rationale"] == plan.rationale
+    assert made.data.params["plan.prompt"] == plan.prompt and made.data.params["plan.count"] == "2"
+    training_images = sorted(k for k in _files(src[trained.run_id]) if k.startswith("images/"))
+    assert [re.fullmatch(image_name.format("validation", r"(\d+)"), k).group(1) for k in training_images] == \
+           ["2", "2", "4", "4"]
+
+    bundle = export_bundle(lab.tracker, ["labkit"], tmp_path / "images.zip")
+    other = tmp_path / "other"
+    (other / "mlruns").mkdir(parents=True)
+    shutil.copy(_fresh_store_file, other / "mlruns" / "mlflow.db")
+    uri = f"sqlite:///{other}/mlruns/mlflow.db"  # named: training may have set MLFLOW_TRACKING_URI to the first store
+    assert len(import_bundle(Tracker(LabConfig.resolve(other, tracking_uri=uri)), bundle.path).imported) == 2
+    dst = {r.data.tags[ORIGIN_TAG]: r for r in search_runs(uri)}
+    for origin, a in src.items():
+        b = dst[origin]
+        assert _files(b) == _files(a) and b.data.params == a.data.params
+        assert b.data.tags["mlflow.note.content"] == a.data.tags.get("mlflow.note.content")
+    # labkit's readers on the imported store: the plan (rationale included), the outputs, no note from anyone
+    there = Lab(other, hardware=lab.hardware, tracking_uri=uri)
+    imported = dst[render.run_id].info.run_id
+    assert stored_plan(there, imported) == render.plan
+    summary = next(s for s in there.runs(5) if s.run_id == imported)
+    assert [p.name for p in summary.files] == [p.name for p in render.files] and summary.note == ""
+    assert there.notes(imported) == "" and dst[render.run_id].data.tags["mlflow.note.content"].startswith("txt2img · ")

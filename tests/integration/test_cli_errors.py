@@ -129,6 +129,18 @@ def test_a_mode_from_labkit_toml_is_checked_before_it_can_tag_a_run(capsys, proj
     assert not (project / "mlruns" / "mlflow.db").exists(), "a run was opened"
 
 
+def test_ui_compare_names_the_run_it_cannot_find_before_starting_a_server(capsys, migrated_store):
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+
+    with Lab(migrated_store, hardware=HardwareProfile.simulated(None)).run("only") as run:
+        pass
+    line = assert_one_line_error(*run_main(capsys, "ui", "--port", "1", "--compare", run.run_id[:8], "0123abcd"))
+    assert "'0123abcd' matches no run of experiment 'labkit'" in line and "first characters" in line
+    line = assert_one_line_error(*run_main(capsys, "ui", "--port", "1", "--compare", run.run_id))
+    assert "Comparing needs at least two runs, got 1" in line
+
+
 # -- unexpected errors: one line on the terminal, the traceback in a log file -----------------------------------
 
 

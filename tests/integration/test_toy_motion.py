@@ -545,6 +545,11 @@ def test_text_to_video_animates_the_keyframe_the_base_draws_with_both_runs_recor
                   ).mean() < 4.0
     runs = {x.info.run_id: x for x in search_runs(lab.config.tracking_uri)}
     assert runs[r.run_id].data.tags["labkit.first_frame_run"] == frame["run_id"]
+    # named for what was asked, text to video, though it animates a frame; the MLflow UI's preview is the GIF
+    assert runs[r.run_id].info.run_name == "txt2vid: a blue square moving up"
+    clip_run = Path(runs[r.run_id].info.artifact_uri.removeprefix("file://"))
+    assert (clip_run / "preview.gif").read_bytes() == next(f for f in r.files if f.suffix == ".gif").read_bytes()
+    assert len(list((clip_run / "images").glob("output-00+step+0+*.png"))) == 2  # the first frame and its thumbnail
     still = runs[frame["run_id"]]
     assert still.info.status == "FINISHED" and still.data.tags["model.id"] == "toyworld"
     assert still.data.params["plan.prompt"] == "a small blue square at the bottom"

@@ -162,8 +162,17 @@ def test_run_records_metrics_checkpoints_validation_and_card(lab, tmp_path):
     assert {"validation/step-000003.png", "validation/step-000006.png"} <= set(grids)
     from PIL import Image
 
-    grid = Image.open(Path(run.info.artifact_uri.removeprefix("file://")) / "validation" / "step-000006.png")
+    root = Path(run.info.artifact_uri.removeprefix("file://"))
+    grid = Image.open(root / "validation" / "step-000006.png")
     assert grid.size == (2 * 18 + 2, 2 * 18 + 2)
+    # the same grids as MLflow logged images (the UI's "validation" image card, a slider over steps 3 and 6)
+    images = {p: int(p.split("+step+")[1].split("+")[0]) for p in _artifacts(lab, res.run_id, "images")}
+    full = sorted((step, p) for p, step in images.items() if not p.endswith("+compressed.png"))
+    assert [step for step, _ in full] == [3, 6] and len(images) == 4 and run.data.tags["mlflow.loggedImages"] == "True"
+    assert (root / full[1][1]).read_bytes() == (root / "validation" / "step-000006.png").read_bytes()
+    # the run's description: one line in the MLflow UI, not a note of the researcher's
+    assert run.data.tags["mlflow.note.content"].startswith("train tiny · 6 steps · batch 4 · seed 3 · ")
+    assert lab.notes(res.run_id) == ""
     # checkpoints: every 2 steps in the run; only the last 2 kept on disk
     assert {f"checkpoints/checkpoint-00000{i}" for i in (2, 4, 6)} <= set(_artifacts(lab, res.run_id, "checkpoints"))
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-000004", "checkpoint-000006"]
