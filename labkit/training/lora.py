@@ -413,9 +413,11 @@ class LoraTask(TrainTask):
             for which, imgs in self.validation_rows(p, seeds):
                 images += imgs
                 labels += [f"{which}: {p} (seed {s})" for s in seeds]
-                if self.base_family == "toy":
+                if self.base_family == "toy":  # a prompt the toy judge cannot read (e.g. a hexagon) scores nothing
                     scored.setdefault(which, []).extend(toy_scores(p, imgs))
         for which, vals in scored.items():
+            if not vals:
+                continue
             metrics[f"{which}_all_correct"] = sum(vals) / len(vals)
         return Validation(images, labels, metrics)
 
