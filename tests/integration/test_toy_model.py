@@ -146,6 +146,7 @@ def test_toy_base_resume_without_a_stopped_run_says_there_is_nothing_to_resume(l
     assert not (tmp_path / "empty").exists() and lab.runs() == []
 
 
+@pytest.mark.slow  # 60 s; `make test` trains toy-base on the default mix already (the CLI test above)
 def test_toy_base_trains_on_the_benchmark_scene_kinds_by_a_data_mix(cli_env, project, tmp_path):
     """A smoke run of `labkit train toy-base --data-mix`: the phases draw the mixed kinds, the card says so,
     and a bad mix fails before any model is built."""

@@ -119,7 +119,10 @@ def test_quickstart_renders_records_and_shows_the_panel(run_notebook, project, s
     assert f"run {run.info.run_id}" in text and "terms:" in text
     assert run.data.params["plan.seed"] == "3"
     assert run.data.params["plan.model"] == "toyworld"
-    assert run.data.tags["mlflow.note.content"].startswith("Quickstart: 'a small red circle on the left'")
+    # the MLflow description: the render's one-line summary, then the notebook's note
+    description = run.data.tags["mlflow.note.content"]
+    assert description.startswith("txt2img · toyworld · 64×64 · 20 steps · seed 3 · ")
+    assert "\n\nQuickstart: 'a small red circle on the left'" in description
     assert {"image/png", WIDGET} <= _mimes(book)
 
 
