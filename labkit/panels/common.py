@@ -134,12 +134,13 @@ def table_html(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None 
         cells = []
         for c in cols:
             style = "padding:2px 8px;" + (cell_style(c, row.get(c)) if cell_style else "")
-            cells.append(f"<td style='{style}'>{html.escape(_text(row.get(c)))}</td>")
+            cells.append(f"<td style='{style}'>{html.escape(cell_text(row.get(c)))}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _text(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A table cell's text: '' for None, floats to 3 significant digits."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -333,3 +334,16 @@ def labelled(label: str, widget: Any, width: str = "110px"):
     import ipywidgets as widgets
 
     return widgets.HBox([widgets.Label(label, layout=widgets.Layout(width=width)), widget])
+
+
+def render_or_cancelled(lab: Any, plan: Any, status: Any, progress: Any, cancel: Any) -> Any:
+    """`lab.render(plan)` with `progress` and `cancel`; None (the `status` widget saying so) when the pipeline
+    cannot stop part-way and keep what it made (it raises Cancelled): nothing to show."""
+    from labkit.errors import Cancelled
+
+    try:
+        return lab.render(plan, progress=progress, cancel=cancel)
+    except Cancelled as e:
+        status.value = (f"cancelled at step {e.value} of {plan.steps}: this pipeline keeps no partial "
+                        "output, so nothing is shown (the run is in MLflow)")
+        return None

@@ -6,7 +6,7 @@ import html
 import random
 from typing import TYPE_CHECKING, Any
 
-from labkit.errors import Cancelled, LabkitError
+from labkit.errors import LabkitError
 from labkit.panels.common import (
     Panel,
     Worker,
@@ -18,6 +18,7 @@ from labkit.panels.common import (
     image_widget,
     labelled,
     model_options,
+    render_or_cancelled,
     style_widget,
 )
 
@@ -268,11 +269,8 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
             c["progress"].value = min(step, total)
             c["status"].value = f"step {step} of {total}"
 
-        try:
-            result = lab.render(plan, progress=progress, cancel=worker.cancel_event)
-        except Cancelled as e:  # a pipeline that cannot stop part-way and keep what it made: nothing to show
-            c["status"].value = (f"cancelled at step {e.value} of {plan.steps}: this pipeline keeps no partial "
-                                 "output, so nothing is shown (the run is in MLflow)")
+        result = render_or_cancelled(lab, plan, c["status"], progress, worker.cancel_event)
+        if result is None:
             return
         state["result"] = result
         c["run_id"].value = result.run_id or ""

@@ -7,7 +7,7 @@ import html
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
-from labkit.panels.common import Panel, Worker, image_grid, native_size_layout, style_widget, thumbnail_png
+from labkit.panels.common import Panel, Worker, cell_text, image_grid, native_size_layout, style_widget, thumbnail_png
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
@@ -109,7 +109,7 @@ def runs_panel(lab: Lab, *, n: int = 20, background: bool = False) -> Panel:
             checks[r.run_id] = box
             row = _row(r)
             cells += [box, thumbnail(r)]
-            cells += [widgets.HTML(f"<span style='white-space:nowrap'>{html.escape(_text(row[col]))}</span>")
+            cells += [widgets.HTML(f"<span style='white-space:nowrap'>{html.escape(cell_text(row[col]))}</span>")
                       for col in COLUMNS]
         c["table"].children = tuple(cells)
         for w in old:  # the previous rows' widgets would otherwise live on in the kernel and the page
@@ -217,12 +217,6 @@ def _differing_html(cmp: Comparison) -> str:
             f"<span style='color:#666'>{same} other plan params are the same in every run.</span>")
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 def _row(run: RunSummary) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from labkit.errors import Cancelled, InvalidParameter, LabkitError
+from labkit.errors import InvalidParameter, LabkitError
 from labkit.panels.common import (
     Panel,
     Worker,
@@ -14,6 +14,7 @@ from labkit.panels.common import (
     error_html,
     labelled,
     model_options,
+    render_or_cancelled,
     shown_scale,
     style_widget,
 )
@@ -146,11 +147,8 @@ def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: 
             c["progress"].value = min(step, total)
             c["status"].value = f"step {step} of {total}"
 
-        try:
-            result = lab.render(plan, progress=progress, cancel=worker.cancel_event)
-        except Cancelled as e:  # a pipeline that cannot stop part-way and keep what it made: nothing to show
-            c["status"].value = (f"cancelled at step {e.value} of {plan.steps}: this pipeline keeps no partial "
-                                 "output, so nothing is shown (the run is in MLflow)")
+        result = render_or_cancelled(lab, plan, c["status"], progress, worker.cancel_event)
+        if result is None:
             return
         mp4 = [f for f in result.files if f.suffix == ".mp4"]
         gif = [f for f in result.files if f.suffix == ".gif"]
