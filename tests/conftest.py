@@ -8,6 +8,15 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (`make test`: 2 workers) each worker's torch, and every labkit, kernel or Ray process a test
+# starts, would take all the machine's cores for its OpenMP pool: 2 workers × 2 threads on 2 cores, and the
+# threads spin waiting for each other (tiny models' steps 10-100x slower, see `one_thread`). xdist names the
+# worker count in the environment before this file is imported, so torch, imported later, reads the share.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+if _WORKERS > 1:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
 
 def _cuda_available() -> bool:
     try:
