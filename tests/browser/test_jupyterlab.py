@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -93,13 +94,43 @@ def jupyter(project: Path, migrated_store: Path, tmp_path: Path):
                                    timeout=5)
             proc.wait(30)
         except Exception:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop(proc)
         log.close()
+
+
+@contextmanager
+def chromium_page(browser_bin: Path, failure: Path, height: int = 1800, timeout_s: float = 120):
+    """A headless Chromium page 1400 px wide for one test, every wait `timeout_s` at most. JupyterLab's "Select
+    Kernel" dialog (a loaded machine shows it when the kernel specs arrive after the notebook) is accepted whenever
+    it appears. When the test fails a full-page screenshot goes to `failure` (an older one is removed first); the
+    browser is closed either way."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    failure.unlink(missing_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(browser_bin), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        page.set_default_timeout(timeout_s * 1000)
+        select_kernel = page.locator(".jp-Dialog", has_text="Select Kernel")
+        page.add_locator_handler(select_kernel, lambda d: d.locator("button.jp-mod-accept").click())
+        try:
+            yield page
+        except Exception:
+            page.screenshot(path=str(failure), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def stop(proc: subprocess.Popen, grace_s: float = 15) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`, to the process group a server was started in (start_new_session)."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _wait_for_kernel(base: str, token: str, notebook: str, timeout: float = 120) -> None:
@@ -135,7 +166,6 @@ def open_and_run_all(page, base: str, token: str, notebook: str) -> None:
 @pytest.mark.browser
 def test_quickstart_in_jupyterlab_renders_from_the_generate_panel(browser_bin, jupyter, project, search_runs):
     import papermill
-    from playwright.sync_api import sync_playwright
 
     from labkit.testing import build_tiny_sd15
 
@@ -145,36 +175,22 @@ def test_quickstart_in_jupyterlab_renders_from_the_generate_panel(browser_bin, j
                                parameters={"model": str(tiny), "steps": 2, "size": [32, 32], "root": str(project)},
                                prepare_only=True, kernel_name="python3", progress_bar=False)
     base, token = jupyter
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "jupyterlab-quickstart.png"
+    with chromium_page(browser_bin, ARTIFACTS / "jupyterlab-quickstart-failure.png") as page:
+        open_and_run_all(page, base, token, "00_quickstart.ipynb")
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(browser_bin), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.set_default_timeout(120_000)
-        select_kernel = page.locator(".jp-Dialog", has_text="Select Kernel")
-        page.add_locator_handler(select_kernel, lambda d: d.locator("button.jp-mod-accept").click())
-        (ARTIFACTS / "jupyterlab-quickstart-failure.png").unlink(missing_ok=True)
-        try:
-            open_and_run_all(page, base, token, "00_quickstart.ipynb")
-
-            render = page.locator(".labkit-generate button", has_text="Render")
-            render.wait_for(state="visible")                      # the last cell showed the panel
-            page.locator(".jp-OutputArea-output img").first.wait_for()  # the quickstart's own image
-            images = page.locator(".labkit-images img")
-            assert images.count() == 0
-            render.click()
-            images.first.wait_for(state="visible", timeout=120_000)
-            assert images.count() == 1
-            run_id = page.locator(".labkit-generate .labkit-run-id input")
-            page.wait_for_function("el => /^[0-9a-f]{32}$/.test(el.value)", arg=run_id.element_handle())
-            shown = run_id.input_value()
-            page.screenshot(path=str(shot), full_page=True)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "jupyterlab-quickstart-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+        render = page.locator(".labkit-generate button", has_text="Render")
+        render.wait_for(state="visible")                      # the last cell showed the panel
+        page.locator(".jp-OutputArea-output img").first.wait_for()  # the quickstart's own image
+        images = page.locator(".labkit-images img")
+        assert images.count() == 0
+        render.click()
+        images.first.wait_for(state="visible", timeout=120_000)
+        assert images.count() == 1
+        run_id = page.locator(".labkit-generate .labkit-run-id input")
+        page.wait_for_function("el => /^[0-9a-f]{32}$/.test(el.value)", arg=run_id.element_handle())
+        shown = run_id.input_value()
+        page.screenshot(path=str(shot), full_page=True)
 
     runs = search_runs(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
     renders = [r for r in runs if r.data.tags.get("labkit.job") == "render"]

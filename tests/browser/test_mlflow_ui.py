@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.test_jupyterlab import ARTIFACTS, CHROMIUM_ARGS, _free_port, browser_bin  # noqa: F401  (fixture)
+from tests.browser.test_jupyterlab import ARTIFACTS, _free_port, browser_bin, chromium_page, stop  # noqa: F401  (fixture)
 
 RENDERS = (("a red circle on the left", 1), ("a blue square on the right", 2), ("a green triangle", 3))
 LORA_STEPS, VALIDATE_EVERY = 4, 2
@@ -77,12 +76,7 @@ def labkit_ui(study, tmp_path: Path):
             time.sleep(0.5)
         yield {"base": base, "runs": found["Runs of experiment"], "compare": found["Compare 2 runs"]}
     finally:
-        proc.send_signal(signal.SIGTERM)  # labkit stops the server's whole process group
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc, 30)
 
 
 def _loaded_images(page, selector: str) -> list[tuple[str, int]]:
@@ -93,71 +87,57 @@ def _loaded_images(page, selector: str) -> list[tuple[str, int]]:
 
 @pytest.mark.browser
 def test_labkit_ui_opens_runs_compares_renders_and_shows_training(browser_bin, labkit_ui, study):  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
     lab, renders, trained = study["lab"], study["renders"], study["trained"]
     exp_id = lab.tracker.experiment_id()
     assert labkit_ui["runs"].startswith(f"{labkit_ui['base']}/#/experiments/{exp_id}/runs")
     assert all(r.run_id in labkit_ui["compare"] for r in renders[:2])  # the short ids, resolved
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    failure = ARTIFACTS / "mlflow-ui-failure.png"
-    failure.unlink(missing_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(browser_bin), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        try:
-            # 1. The runs address: the runs table with every run by name, in Model training mode (no GenAI pages)
-            page.goto(labkit_ui["runs"])
-            for prompt, _ in RENDERS:
-                page.get_by_text(f"txt2img: {prompt}", exact=True).wait_for()
-            page.get_by_text(trained_name(lab, trained.run_id), exact=True).wait_for()
-            assert f"/experiments/{exp_id}/runs" in page.url
-            assert page.get_by_text("Model registry", exact=True).is_visible()  # the Model training side bar
-            assert page.get_by_text("Evaluation runs", exact=True).count() == 0  # not the GenAI one
-            page.screenshot(path=str(ARTIFACTS / "mlflow-ui-runs.png"))
+    with chromium_page(browser_bin, ARTIFACTS / "mlflow-ui-failure.png", height=1000, timeout_s=60) as page:
+        # 1. The runs address: the runs table with every run by name, in Model training mode (no GenAI pages)
+        page.goto(labkit_ui["runs"])
+        for prompt, _ in RENDERS:
+            page.get_by_text(f"txt2img: {prompt}", exact=True).wait_for()
+        page.get_by_text(trained_name(lab, trained.run_id), exact=True).wait_for()
+        assert f"/experiments/{exp_id}/runs" in page.url
+        assert page.get_by_text("Model registry", exact=True).is_visible()  # the Model training side bar
+        assert page.get_by_text("Evaluation runs", exact=True).count() == 0  # not the GenAI one
+        page.screenshot(path=str(ARTIFACTS / "mlflow-ui-runs.png"))
 
-            # 2. The compare address: the artifacts every run has, preview.png among them, one image per run
-            page.goto(labkit_ui["compare"])
-            page.get_by_text(f"txt2img: {RENDERS[1][0]}", exact=True).first.wait_for()
-            preview = page.get_by_text("preview.png", exact=True)
-            preview.scroll_into_view_if_needed()
-            preview.dispatch_event("click")  # MLflow's panel layout covers the tree item for a pointer click
-            page.wait_for_function("() => new Set([...document.images].filter(e => e.src.startsWith('blob:') "
-                                   "&& e.complete && e.naturalWidth === 64).map(e => e.src)).size >= 2")
-            shown = {src for src, width in _loaded_images(page, "img") if src.startswith("blob:") and width == 64}
-            assert len(shown) == 2  # the two renders' 64-pixel previews, side by side
-            page.screenshot(path=str(ARTIFACTS / "mlflow-ui-compare.png"), full_page=True)
+        # 2. The compare address: the artifacts every run has, preview.png among them, one image per run
+        page.goto(labkit_ui["compare"])
+        page.get_by_text(f"txt2img: {RENDERS[1][0]}", exact=True).first.wait_for()
+        preview = page.get_by_text("preview.png", exact=True)
+        preview.scroll_into_view_if_needed()
+        preview.dispatch_event("click")  # MLflow's panel layout covers the tree item for a pointer click
+        page.wait_for_function("() => new Set([...document.images].filter(e => e.src.startsWith('blob:') "
+                               "&& e.complete && e.naturalWidth === 64).map(e => e.src)).size >= 2")
+        shown = {src for src, width in _loaded_images(page, "img") if src.startswith("blob:") and width == 64}
+        assert len(shown) == 2  # the two renders' 64-pixel previews, side by side
+        page.screenshot(path=str(ARTIFACTS / "mlflow-ui-compare.png"), full_page=True)
 
-            # 3. The training run: its loss chart, and its validation grid at the last step it was drawn
-            page.goto(f"{labkit_ui['base']}/#/experiments/{exp_id}/runs/{trained.run_id}/model-metrics"
-                      f"?workflowType=machine_learning")
-            page.get_by_text("loss", exact=True).wait_for()
-            page.get_by_text(f"{trained_name(lab, trained.run_id)} (train/loss)", exact=True).wait_for()
-            card_title = page.get_by_text("validation", exact=True)
-            page.mouse.move(600, 600)
-            for _ in range(30):  # the charts are drawn as they scroll into view: scroll down to the image card
-                if card_title.count():
-                    break
-                page.mouse.wheel(0, 500)
-                page.wait_for_timeout(500)
-            card_title.scroll_into_view_if_needed()
-            card = page.locator("div").filter(has=card_title).filter(has=page.get_by_role("slider")).last
-            track = card.locator("span.TRACK").bounding_box()  # the step slider starts at 0: move it to the end
-            page.mouse.click(track["x"] + track["width"] - 1, track["y"] + track["height"] / 2)
-            step = f"validation%2Bstep%2B{LORA_STEPS}%2B"
-            page.wait_for_function("s => [...document.images].some(e => e.src.includes(s) && e.complete "
-                                   "&& e.naturalWidth > 0)", arg=step)
-            assert card.get_by_role("slider").get_attribute("aria-valuenow") == str(LORA_STEPS)
-            assert card.get_by_role("slider").get_attribute("aria-valuemin") == str(VALIDATE_EVERY)
-            page.screenshot(path=str(ARTIFACTS / "mlflow-ui-training.png"))
-            card.locator(f"img[src*='{step}']").scroll_into_view_if_needed()  # below the run's params in the card
-            card.screenshot(path=str(ARTIFACTS / "mlflow-ui-validation-card.png"))
-        except Exception:
-            page.screenshot(path=str(failure), full_page=True)
-            raise
-        finally:
-            browser.close()
+        # 3. The training run: its loss chart, and its validation grid at the last step it was drawn
+        page.goto(f"{labkit_ui['base']}/#/experiments/{exp_id}/runs/{trained.run_id}/model-metrics"
+                  f"?workflowType=machine_learning")
+        page.get_by_text("loss", exact=True).wait_for()
+        page.get_by_text(f"{trained_name(lab, trained.run_id)} (train/loss)", exact=True).wait_for()
+        card_title = page.get_by_text("validation", exact=True)
+        page.mouse.move(600, 600)
+        for _ in range(30):  # the charts are drawn as they scroll into view: scroll down to the image card
+            if card_title.count():
+                break
+            page.mouse.wheel(0, 500)
+            page.wait_for_timeout(500)
+        card_title.scroll_into_view_if_needed()
+        card = page.locator("div").filter(has=card_title).filter(has=page.get_by_role("slider")).last
+        track = card.locator("span.TRACK").bounding_box()  # the step slider starts at 0: move it to the end
+        page.mouse.click(track["x"] + track["width"] - 1, track["y"] + track["height"] / 2)
+        step = f"validation%2Bstep%2B{LORA_STEPS}%2B"
+        page.wait_for_function("s => [...document.images].some(e => e.src.includes(s) && e.complete "
+                               "&& e.naturalWidth > 0)", arg=step)
+        assert card.get_by_role("slider").get_attribute("aria-valuenow") == str(LORA_STEPS)
+        assert card.get_by_role("slider").get_attribute("aria-valuemin") == str(VALIDATE_EVERY)
+        page.screenshot(path=str(ARTIFACTS / "mlflow-ui-training.png"))
+        card.locator(f"img[src*='{step}']").scroll_into_view_if_needed()  # below the run's params in the card
+        card.screenshot(path=str(ARTIFACTS / "mlflow-ui-validation-card.png"))
 
 
 def trained_name(lab, run_id: str) -> str:

@@ -15,10 +15,10 @@ import pytest
 
 from tests.browser.test_jupyterlab import (  # noqa: F401  (fixtures)
     ARTIFACTS,
-    CHROMIUM_ARGS,
-    _wait_for_kernel,
     browser_bin,
+    chromium_page,
     jupyter,
+    open_and_run_all,
 )
 
 NOTEBOOK = "train_tab.ipynb"
@@ -46,85 +46,58 @@ def _write_notebook(project) -> None:
 
 @pytest.mark.browser
 def test_train_tab_in_jupyterlab_starts_plots_stops_and_resumes(browser_bin, jupyter, project, lab):  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
     _write_notebook(project)
     base, token = jupyter
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot, failure = ARTIFACTS / "jupyterlab-train-tab.png", ARTIFACTS / "jupyterlab-train-tab-failure.png"
-    failure.unlink(missing_ok=True)
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(browser_bin), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.set_default_timeout(120_000)
-        select_kernel = page.locator(".jp-Dialog", has_text="Select Kernel")
-        page.add_locator_handler(select_kernel, lambda d: d.locator("button.jp-mod-accept").click())
-        try:
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
-            _wait_for_kernel(base, token, NOTEBOOK)
-            started = page.locator(".jp-CodeCell .jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]"))
-            for _ in range(3):  # a Run All clicked while the page is still attaching the kernel is dropped
-                page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-                page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-                try:
-                    started.first.wait_for(timeout=20_000)
-                    break
-                except Exception:
-                    continue
+    with chromium_page(browser_bin, failure) as page:
+        open_and_run_all(page, base, token, NOTEBOOK)
+        panel = page.locator(".labkit-train")
+        panel.wait_for(state="attached")                   # the last cell showed the tabs
+        page.locator(".lm-TabBar-tab", has_text=re.compile(r"^Train$")).click()
+        panel.wait_for(state="visible")
 
-            panel = page.locator(".labkit-train")
-            panel.wait_for(state="attached")                   # the last cell showed the tabs
-            page.locator(".lm-TabBar-tab", has_text=re.compile(r"^Train$")).click()
-            panel.wait_for(state="visible")
+        # The dataset, typed as a user would, and its licences.
+        folder = panel.locator("input[placeholder^='folder with images']")
+        folder.fill(str(project / "hexagons"))
+        panel.locator("button", has_text="Check").click()
+        panel.get_by_text("8 images, each with a caption").wait_for()
+        assert "cc-by-nc-4.0" in panel.inner_text()
 
-            # The dataset, typed as a user would, and its licences.
-            folder = panel.locator("input[placeholder^='folder with images']")
-            folder.fill(str(project / "hexagons"))
-            panel.locator("button", has_text="Check").click()
-            panel.get_by_text("8 images, each with a caption").wait_for()
-            assert "cc-by-nc-4.0" in panel.inner_text()
+        # Start: the loss plot appears, then is redrawn as the run goes.
+        status = panel.locator(".labkit-train-status")
+        panel.locator("button", has_text="Start").click()
+        plot = panel.locator("img.labkit-loss-plot")
+        plot.wait_for(state="visible")
+        first_src = plot.get_attribute("src")
+        page.wait_for_function("([el, src]) => el.getAttribute('src') !== src",
+                               arg=[plot.element_handle(), first_src])
+        assert "training: step" in status.inner_text()
+        # The run goes on a background thread: meanwhile the kernel runs another cell.
+        page.locator(".jp-CodeCell").nth(2).locator(".jp-InputPrompt").click()
+        page.keyboard.press("Shift+Enter")
+        page.get_by_text("the kernel answered 2").wait_for(timeout=30_000)
+        assert "training: step" in status.inner_text()
+        run_id = panel.locator(".labkit-run-id input")
+        page.wait_for_function("el => /^[0-9a-f]{32}$/.test(el.value)", arg=run_id.element_handle())
+        stopped_run = run_id.input_value()
 
-            # Start: the loss plot appears, then is redrawn as the run goes.
-            status = panel.locator(".labkit-train-status")
-            panel.locator("button", has_text="Start").click()
-            plot = panel.locator("img.labkit-loss-plot")
-            plot.wait_for(state="visible")
-            first_src = plot.get_attribute("src")
-            page.wait_for_function("([el, src]) => el.getAttribute('src') !== src",
-                                   arg=[plot.element_handle(), first_src])
-            assert "training: step" in status.inner_text()
-            # The run goes on a background thread: meanwhile the kernel runs another cell.
-            page.locator(".jp-CodeCell").nth(2).locator(".jp-InputPrompt").click()
-            page.keyboard.press("Shift+Enter")
-            page.get_by_text("the kernel answered 2").wait_for(timeout=30_000)
-            assert "training: step" in status.inner_text()
-            run_id = panel.locator(".labkit-run-id input")
-            page.wait_for_function("el => /^[0-9a-f]{32}$/.test(el.value)", arg=run_id.element_handle())
-            stopped_run = run_id.input_value()
+        # Stop: the run ends at the next step with a checkpoint.
+        panel.locator("button", has_text="Stop").click()
+        status.get_by_text("interrupted at step").wait_for()
+        stopped_at = int(re.search(r"interrupted at step (\d+) of 400", status.inner_text()).group(1))
+        assert 0 < stopped_at < 400
+        assert run_id.input_value() == stopped_run
 
-            # Stop: the run ends at the next step with a checkpoint.
-            panel.locator("button", has_text="Stop").click()
-            status.get_by_text("interrupted at step").wait_for()
-            stopped_at = int(re.search(r"interrupted at step (\d+) of 400", status.inner_text()).group(1))
-            assert 0 < stopped_at < 400
-            assert run_id.input_value() == stopped_run
-
-            # Resume: it goes on from the checkpoint to the end.
-            panel.locator("button", has_text="Resume").click()
-            status.get_by_text("finished: 400 steps").wait_for(timeout=300_000)
-            resumed_run = run_id.input_value()
-            assert re.fullmatch(r"[0-9a-f]{32}", resumed_run) and resumed_run != stopped_run
-            assert panel.locator(".labkit-error").count() == 0
-            panel.locator("img.labkit-validation-grid").wait_for(state="visible")
-            assert "Validation at step 400" in panel.inner_text()
-            page.screenshot(path=str(shot), full_page=True)
-        except Exception:
-            page.screenshot(path=str(failure), full_page=True)
-            raise
-        finally:
-            browser.close()
+        # Resume: it goes on from the checkpoint to the end.
+        panel.locator("button", has_text="Resume").click()
+        status.get_by_text("finished: 400 steps").wait_for(timeout=300_000)
+        resumed_run = run_id.input_value()
+        assert re.fullmatch(r"[0-9a-f]{32}", resumed_run) and resumed_run != stopped_run
+        assert panel.locator(".labkit-error").count() == 0
+        panel.locator("img.labkit-validation-grid").wait_for(state="visible")
+        assert "Validation at step 400" in panel.inner_text()
+        page.screenshot(path=str(shot), full_page=True)
 
     runs = {r.run_id: r for r in lab.runs(10)}
     assert runs[stopped_run].status == "KILLED"
