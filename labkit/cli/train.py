@@ -214,8 +214,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     t.add_argument("--batch-size", type=int, help="diffusion batch size")
     t.add_argument("--data-mix", help="scene kinds to train on, as weights: single, two, three (objects at named "
                    "positions), count ('three blue circles'), relation ('a red square left of a green circle'); "
-                   "default single=0.3,two=0.3,three=0.15,count=0.15,relation=0.1; 'legacy': the shipped model's "
-                   "one or two objects")
+                   "default: labkit.toyworld.geneval.DATA_MIX, printed in the model card; 'legacy': one or two "
+                   "objects, what the model before issue 28 was trained on")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
