@@ -104,21 +104,25 @@ def test_toy_recipe_phases_train_through_the_engine(lab, tmp_path, offline):
     assert "CC0-1.0" in (res.export_dir / "README.md").read_text()
 
 
-def test_text_pretraining_teaches_the_encoder_what_is_where_in_unseen_captions(lab, tmp_path, offline):
+def test_text_pretraining_teaches_the_encoder_what_is_where_how_many_and_which_side_in_unseen_captions(
+        lab, tmp_path, offline):
+    from labkit.toyworld.geneval import check_mix
     from labkit.training import TrainConfig, train
-    from labkit.training.toy_base import ToyTextTask
+    from labkit.training.toy_text import ToyTextTask
 
     comps = tm.build_components(tmp_path / "build", seed=0)
-    task = ToyTextTask(comps["text_encoder"], comps["tokenizer"])
+    task = ToyTextTask(comps["text_encoder"], comps["tokenizer"], data_mix=check_mix(None))  # the recipe's mix
     before = task.validate((), (), 0).metrics
-    res = train(task, TrainConfig(output_dir=tmp_path / "text", steps=150, batch_size=64, learning_rate=1e-3,
-                                  checkpoint_every=0, validate_every=150, validation_prompts=("captions",),
+    res = train(task, TrainConfig(output_dir=tmp_path / "text", steps=250, batch_size=64, learning_rate=3e-3,
+                                  checkpoint_every=0, validate_every=250, validation_prompts=("captions",),
                                   log_every=50, cpu=True, licence="CC0-1.0"), lab=lab)
     assert res.status == "finished"
     metrics = lab.tracker.client.get_run(res.run_id).data.metrics
-    # held-out captions: attribute combinations the encoder never saw, in every paraphrase
-    assert before["heldout_colour"] < 0.2
+    # held-out captions: attribute combinations the encoder never saw, in every paraphrase (measured after 250
+    # steps: colour 0.54, size 0.64, counts 0.92, relations 1.0; before: 0, 0, 0, 0.07)
+    assert before["heldout_colour"] < 0.2 and before["heldout_count"] < 0.2 and before["heldout_relation"] < 0.3
     assert metrics["val/heldout_colour"] > 0.4 and metrics["val/heldout_size"] > 0.4
+    assert metrics["val/heldout_count"] > 0.6 and metrics["val/heldout_relation"] > 0.8
     assert (res.export_dir / "text_encoder.safetensors").is_file()
 
 

@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def task():
-    from labkit.training.toy_base import ToyTextTask
+    from labkit.training.toy_text import ToyTextTask
 
     return ToyTextTask(SimpleNamespace(config=SimpleNamespace(hidden_size=8)), tokenizer=None)
 

@@ -85,6 +85,18 @@ def test_held_out_prompts_combine_what_training_never_shows():
             assert not any(is_held_out(o) for o in scene.objects)
 
 
+def test_count_and_relation_scenes_have_one_layout_each_and_answer_their_caption():
+    """Their captions name no place: one layout per count and per relation (random ones, a small model averages)."""
+    layouts: dict[tuple, set] = {}
+    for i in range(200):
+        scene, text = make_item(0, i, "train", mix={"count": 1.0, "relation": 1.0})
+        r = read(text)
+        key = (r.kind, r.count if r.kind == "count" else r.relation)
+        layouts.setdefault(key, set()).add(tuple(sorted((o.position, o.size) for o in scene.objects)))
+        assert check(r, "counting" if r.kind == "count" else "position", detect(render(scene)))[0], text
+    assert len(layouts) == 3 + 4 and all(len(v) == 1 for v in layouts.values()), layouts
+
+
 def test_prompts_are_read_as_the_issue_writes_them():
     r = read("three blue circles")
     assert (r.kind, r.count, r.things) == ("count", 3, (Thing("circle", "blue"),)) and r.categories == ("counting",)
