@@ -57,12 +57,12 @@ class ToyBaseConfig(TrainConfig):
     --steps 3500 --text-steps 800` draws; seed 0):
     `labkit eval toyworld --n 200` on held-out combinations measured colour 100%, shape 99%, size 100%,
     position 100%, all correct 99%, two-object colours 90.5%; retrained that way with `--threads 2` on 2 idle
-    CPU cores in 36 min. These defaults (the GenEval mix, 5,000 UNet steps, 2,500 text steps) took 54 min on 2
-    cores (`labkit train toy-base --threads 2`: VAE 8 and text encoder 7 while other jobs ran, UNet 38 and its
-    check 1.4 on idle cores) and are not shipped: their own check (60
-    held-out prompts each) gave single objects all correct 95%, two objects all correct 11.7% (both colours
-    56.7%), counting 1.7%, position 48.3%, colour attribution 21.7%. Count and relation captions name no
-    layout, and the model drew the average of the layouts it saw: a shape at every anchor.
+    CPU cores in 36 min. These defaults are not shipped yet. Trained with random layouts for count and relation
+    scenes (5,000 UNet steps), the model drew the average of those layouts, the asked shape at every anchor: its
+    own check (60 held-out prompts each) gave counting 1.7%, position 48.3%, colour attribution 21.7%. With one
+    layout each (`geneval.COUNT_LAYOUTS`, `RELATION_LAYOUTS`) and 7,000 UNet steps (48 min on 2 idle cores;
+    about 65 min from scratch): counting 100%, position 98.3%, colour attribution 56.7%, two objects all correct
+    70% (both colours 93.3%), single objects all correct 96.7%.
 
     Attributes:
         output_dir: the recipe's folder: `vae/`, `unet/` (each phase's checkpoints, validation grids and
