@@ -48,7 +48,7 @@ class Worker:
         self.background = background
         self.cancel_button = cancel
         self.cancel_event = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: an observer of a button may start a job
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
         self._done.set()
@@ -63,11 +63,11 @@ class Worker:
             if self.running:
                 return False
             self._done.clear()
-        self.cancel_event.clear()
-        for b in self.buttons:
-            b.disabled = True
-        if self.cancel_button is not None:
-            self.cancel_button.disabled = False
+            self.cancel_event.clear()
+            for b in self.buttons:
+                b.disabled = True
+            if self.cancel_button is not None:
+                self.cancel_button.disabled = False
         self.error.value = ""
         if self.background:
             self._thread = threading.Thread(target=self._run, args=(job,), daemon=True, name="labkit-panel")
@@ -91,11 +91,14 @@ class Worker:
             self._failed()
             self.log.append_stdout(_safe("".join(traceback.format_exception(e))))
         finally:
-            for b in self.buttons:
-                b.disabled = False
-            if self.cancel_button is not None:
-                self.cancel_button.disabled = True
-            self._done.set()
+            # Under the lock: a click that comes as soon as the buttons show enabled waits here for the
+            # job to count as done, and is not dropped as "one is running already".
+            with self._lock:
+                for b in self.buttons:
+                    b.disabled = False
+                if self.cancel_button is not None:
+                    self.cancel_button.disabled = True
+                self._done.set()
 
 
     def _failed(self) -> None:
