@@ -138,6 +138,20 @@ def _parse_clause(clause: str, text: str) -> Obj | None:
     return Obj(found["shape"][0], found["colour"][0], found["size"][0], found["position"][0])
 
 
+def phrases(text: str) -> list[tuple[int, Obj]]:
+    """Each object phrase of a caption as (where its last word ends in `text`, the object it names), in the
+    caption's order; the clauses `parse` reads, without its checks."""
+    out, start = [], 0
+    for sep in [*_CLAUSE_SPLIT.finditer(text.lower()), None]:
+        end = sep.start() if sep else len(text)
+        clause = text[start:end].lower()
+        obj = _parse_clause(clause, text)
+        if obj is not None:
+            out.append((start + len(clause.rstrip(" ,;:.")), obj))
+        start = sep.end() if sep else end
+    return out
+
+
 def parse(text: str, background: str = DEFAULT_BACKGROUND) -> Scene:
     """Read back the scene a caption asks for (canonical order, the given background).
 
@@ -202,6 +216,6 @@ def prompts(split: str = "heldout", n: int = 60, seed: int = 0, n_objects: int |
 
 
 __all__ = [
-    "HELD_OUT_PER_MILLE", "OBJECT_TEMPLATES", "SPLITS", "caption", "is_held_out", "parse", "prompts",
+    "HELD_OUT_PER_MILLE", "OBJECT_TEMPLATES", "SPLITS", "caption", "is_held_out", "parse", "phrases", "prompts",
     "sample_split_scene", "split_of",
 ]

@@ -103,7 +103,7 @@ class ToyBaseConfig(TrainConfig):
     # TrainConfig's fields, with this recipe's defaults (the UNet phase's; the others share seed, log_every,
     # licence, checkpoint_every and keep_checkpoints)
     output_dir: str | Path = "toy-base"
-    steps: int = 7000
+    steps: int = 8000
     batch_size: int = 16
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"

@@ -27,7 +27,12 @@ class ToyTextTask(TrainTask):
       combination never seen still has each of its factors seen);
     - for each ordered pair of different shapes, whether the first is left of, right of, above or below the
       second: stated by a relation caption ("a red square left of a green circle"; the other axis unknown) or
-      read from a positional caption's anchors.
+      read from a positional caption's anchors;
+    - from the hidden state of the last token of each object's phrase in a positional caption (not pooled),
+      that object's colour, shape, size and position. The pooled heads alone did not bind: on held-out
+      two-object captions they read every slot's colour right for 20% of captions, three objects 1%
+      (`heldout_binding` below measures the per-phrase head on both). The UNet reads token states through
+      cross-attention, so the token that ends a phrase is where it can find one object whole.
 
     A target a caption does not determine is left out of the loss. Starting the diffusion phase from an encoder
     that already separates "red circle on the left" from "red circle on the right", "two" from "three" and
@@ -59,6 +64,8 @@ class ToyTextTask(TrainTask):
             if k != "size":
                 heads[f"n_{k}"] = torch.nn.Linear(hidden, len(v) * (self.max_count + 1))
         heads["relation"] = torch.nn.Linear(hidden, len(self.pairs) * len(self.relations))
+        self.object_parts = {**self.vocab, "position": self.positions}
+        heads["object"] = torch.nn.Linear(hidden, sum(len(v) for v in self.object_parts.values()))
         self.heads = torch.nn.ModuleDict(heads)
 
     def models(self):
@@ -68,14 +75,24 @@ class ToyTextTask(TrainTask):
         """Targets of (scene, caption) items: class indices (-100: not said) and relation bits (-1: not said)."""
         import torch
 
+        from labkit.toyworld.captions import phrases
         from labkit.toyworld.geneval import RELATION_MARGIN, RELATIONS, read
 
-        opposite = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+        opposite = {r: q for r, (ax, sign) in RELATIONS.items() for q, (ax2, sign2) in RELATIONS.items()
+                    if ax2 == ax and sign2 == -sign}
         counted = [k for k in self.vocab if k != "size"]
-        out: dict[str, list[Any]] = {k: [] for k in (*self.vocab, *(f"n_{k}" for k in counted), "relation")}
+        out: dict[str, list[Any]] = {k: [] for k in (*self.vocab, *(f"n_{k}" for k in counted), "relation", "object")}
+        length = self.tokenizer.model_max_length
         for scene, text in items:
             req = read(text)
             objs = scene.objects if req.kind == "objects" else ()
+            token_targets = [[-100] * len(self.object_parts) for _ in range(length)]
+            for end, obj in phrases(text) if objs else ():
+                last = len(self.tokenizer(text[:end]).input_ids) - 2   # after the start token, before the end one
+                if last < length - 1:
+                    token_targets[last] = [names.index(getattr(obj, attr))
+                                           for attr, names in self.object_parts.items()]
+            out["object"].append(token_targets)
             for attr, names in self.vocab.items():
                 row = [0] * len(self.positions) if objs else [-100] * len(self.positions)
                 for o in objs:
@@ -112,13 +129,16 @@ class ToyTextTask(TrainTask):
             i += 1
 
     def _logits(self, ids):
-        pooled = self.text_encoder(ids)[0].mean(dim=1)
+        states = self.text_encoder(ids)[0]
+        pooled = states.mean(dim=1)
         n = ids.shape[0]
         out = {k: self.heads[k](pooled).view(n, len(self.positions), -1) for k in self.vocab}
         for k in self.heads:
             if k.startswith("n_"):
                 out[k] = self.heads[k](pooled).view(n, len(self.vocab[k[2:]]), -1)
         out["relation"] = self.heads["relation"](pooled).view(n, len(self.pairs), len(self.relations))
+        sizes = [len(v) for v in self.object_parts.values()]
+        out["object"] = self.heads["object"](states).split(sizes, dim=-1)   # each [n, tokens, classes]
         return out
 
     def loss(self, batch, ctx):
@@ -134,11 +154,17 @@ class ToyTextTask(TrainTask):
         rel, said = targets["relation"].to(ctx.device), targets["relation"].to(ctx.device) >= 0
         if said.any():
             loss = loss + F.binary_cross_entropy_with_logits(logits["relation"][said], rel[said]) * len(self.relations)
+        marked = targets["object"].to(ctx.device)
+        if (marked != -100).any():
+            for i, part in enumerate(logits["object"]):
+                loss = loss + F.cross_entropy(part.flatten(0, 1), marked[..., i].flatten(), ignore_index=-100)
         return loss
 
     def validate(self, prompts, seeds, step):
         """Accuracy on held-out captions (combinations the encoder never saw): every slot of positional captions
         ("heldout_colour" …, one and two objects), the counts of count captions, the relation of relation ones."""
+        import torch
+
         from labkit.toyworld.captions import parse
         from labkit.toyworld.captions import prompts as heldout_prompts
         from labkit.toyworld.geneval import category_prompts, read
@@ -159,6 +185,12 @@ class ToyTextTask(TrainTask):
         said = tg["relation"] >= 0
         ok = ((lg > 0).float() == tg["relation"]) | ~said
         metrics["heldout_relation"] = float(ok.flatten(1).all(dim=1).float().mean())
+        # per phrase: two- and three-object captions where every phrase's last token names its object whole
+        attributed = [(s, t) for t, s in category_prompts("colour_attribution", 200, seed=5)]
+        lg = self._logits(tokenize(self.tokenizer, [t for _, t in attributed]))["object"]
+        tg = self._targets(attributed)["object"]
+        ok = torch.stack([(part.argmax(-1) == tg[..., i]) | (tg[..., i] == -100) for i, part in enumerate(lg)])
+        metrics["heldout_binding"] = float(ok.all(dim=0).all(dim=1).float().mean())
         return Validation([], metrics=metrics)
 
     def export(self, folder):

@@ -71,7 +71,7 @@ def test_the_motion_recipes_hand_the_engine_what_they_did_before(tmp_path):
 def test_the_toy_base_unet_phase_and_lora_get_the_engine_config_they_did_before(tmp_path):
     base = ToyBaseConfig(output_dir=tmp_path / "b", resume="latest")
     assert base.unet_config() == TrainConfig(
-        output_dir=tmp_path / "b" / "unet", steps=7000, batch_size=16, learning_rate=1e-3, lr_schedule="cosine",
+        output_dir=tmp_path / "b" / "unet", steps=8000, batch_size=16, learning_rate=1e-3, lr_schedule="cosine",
         warmup_steps=200, min_lr_ratio=0.05, validate_every=1000, validation_prompts=base_prompts(),
         validation_seeds=(0, 1, 2), seed=0, log_every=50, licence="CC0-1.0", checkpoint_every=250,
         keep_checkpoints=2, resume="latest-if-any")

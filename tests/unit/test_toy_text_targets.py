@@ -1,21 +1,28 @@
 """What the toy text encoder's pre-training teaches from each kind of caption (`ToyTextTask._targets`): the
 objects at each named position, how many of each shape and colour, which shape is on which side of which, and
-nothing it cannot know from the words (left out of the loss)."""
+nothing it cannot know from the words (left out of the loss); and at the last token of each object's phrase, that
+object whole."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+import labkit
 
 pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
 def task():
+    from transformers import CLIPTokenizer
+
     from labkit.training.toy_text import ToyTextTask
 
-    return ToyTextTask(SimpleNamespace(config=SimpleNamespace(hidden_size=8)), tokenizer=None)
+    tokenizer = CLIPTokenizer.from_pretrained(str(Path(labkit.__file__).parent / "toyworld" / "model" / "tokenizer"))
+    return ToyTextTask(SimpleNamespace(config=SimpleNamespace(hidden_size=8)), tokenizer=tokenizer)
 
 
 def _targets(task, text):
@@ -63,3 +70,24 @@ def test_a_relation_caption_says_its_side_both_ways_and_leaves_the_other_axis_op
                                    ("circle", "square", "right of"): 1, ("circle", "square", "left of"): 0}
     assert _counts(task, t, "shape") == {"square": 1, "circle": 1}
     assert set(t["colour"]) == {-100}
+
+
+@pytest.mark.parametrize("text, last_words", [
+    ("a small red circle on the left and a large blue square at the top", ("left", "top")),
+    ("left: one small red circle; top: one large blue square", ("circle", "square")),
+    ("a red circle, small, on the left, and a blue square, large, at the top", ("left", "top")),
+])
+def test_each_phrase_s_last_token_learns_its_object_whole_whatever_the_word_order(task, text, last_words):
+    t = _targets(task, text)
+    marked = {i: row for i, row in enumerate(t["object"]) if row[0] != -100}
+    ids = task.tokenizer(text).input_ids
+    words = [task.tokenizer.decode([ids[i]]).strip() for i in marked]
+    assert tuple(words) == last_words
+    objects = [tuple(names[k] for names, k in zip(task.object_parts.values(), row, strict=True))
+               for row in marked.values()]
+    assert objects == [("red", "circle", "small", "left"), ("blue", "square", "large", "top")]
+
+
+def test_count_and_relation_captions_mark_no_phrase(task):
+    for text in ("exactly three blue circles", "a red square to the left of a green circle"):
+        assert {v for row in _targets(task, text)["object"] for v in row} == {-100}
