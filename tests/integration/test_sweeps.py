@@ -30,7 +30,7 @@ def test_the_steps_guidance_study_runs_from_one_command(migrated_store, cli_env,
     assert len(kids) == 12 and all(k.info.status == "FINISHED" for k in kids)
     settings = sorted((int(k.data.params["point.steps"]), float(k.data.params["point.guidance"]),
                        int(k.data.params["point.seed"])) for k in kids)
-    assert settings == sorted((s, g, seed) for s in (4, 12) for g in (1.5, 4.0) for seed in range(3))
+    assert settings == sorted((s, g, seed) for s in (4, 12) for g in (1.0, 4.0) for seed in range(3))
     for k in kids:  # each child is the render: its plan, its images, its scores
         assert k.data.params["plan.steps"] == k.data.params["point.steps"]
         assert k.data.params["plan.seed"] == k.data.params["point.seed"]
@@ -38,7 +38,7 @@ def test_the_steps_guidance_study_runs_from_one_command(migrated_store, cli_env,
         assert len(list((_artifacts(k) / "outputs").glob("*.png"))) == 4
     assert "mean" in out.stdout and "95% CI" in out.stdout
 
-    out = labkit("compare", "sweep", parent.info.run_id, "--json", "--a", "guidance=1.5", "--b", "guidance=4.0",
+    out = labkit("compare", "sweep", parent.info.run_id, "--json", "--a", "guidance=1.0", "--b", "guidance=4.0",
                  "--paired-metric", "adherence.colour", env=cli_env)
     report = json.loads(out.stdout)
     assert report["axes"] == ["steps", "guidance"]
