@@ -55,7 +55,9 @@ class Paired:
     """Setting `b` against setting `a` on the same seeds (and the same values of every other parameter).
 
     diff = b − a per pair; effect size is Cohen's d_z (mean diff / sd of the diffs); p from the paired
-    t-test (two-sided). With identical differences the test is undefined and p is NaN.
+    t-test (two-sided). When every pair differs by the same non-zero amount (a detector score that is 0 in
+    one setting and 1 in the other, seed after seed) the t statistic is undefined: p then comes from the exact
+    sign test (two-sided, `test` says which), 0.031 for 6 pairs that all agree. No difference at all: p is NaN.
     """
 
     metric: str
@@ -70,6 +72,7 @@ class Paired:
     effect_size: float
     p_value: float
     pairs: tuple[Mapping[str, Any], ...] = ()
+    test: str = "paired t-test"
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "pairs"}
@@ -79,7 +82,8 @@ class Paired:
     def line(self) -> str:
         return (f"{self.metric}: {_fmt(self.b)} vs {_fmt(self.a)} on {self.n} pairs: "
                 f"{self.mean_b:.4g} vs {self.mean_a:.4g}, diff {self.mean_diff:+.4g} "
-                f"(95% CI {self.ci_low:+.4g} to {self.ci_high:+.4g}), d_z {self.effect_size:.3g}, p {self.p_value:.3g}")
+                f"(95% CI {self.ci_low:+.4g} to {self.ci_high:+.4g}), d_z {self.effect_size:.3g}, p {self.p_value:.3g}"
+                + ("" if self.test == "paired t-test" else f" ({self.test})"))
 
 
 def _fmt(setting: Mapping[str, Any]) -> str:
@@ -141,12 +145,18 @@ class SweepReport:
         sd = ci["std"]
         effect = ci["mean"] / sd if sd and not math.isnan(sd) else (0.0 if ci["mean"] == 0 else math.copysign(
             math.inf, ci["mean"])) if len(diffs) > 1 else math.nan
-        p = float(stats.ttest_rel(xb, xa).pvalue) if len(diffs) > 1 and sd and not math.isnan(sd) else math.nan
+        test = "paired t-test"
+        if len(diffs) > 1 and sd and not math.isnan(sd):
+            p = float(stats.ttest_rel(xb, xa).pvalue)
+        elif len(diffs) > 1 and ci["mean"] != 0:
+            p, test = float(stats.binomtest(sum(d > 0 for d in diffs), len(diffs)).pvalue), "sign test"
+        else:
+            p = math.nan
         pairs = tuple({**dict(zip(rest, (json.loads(v) for v in k), strict=True)), "a": x, "b": y}
                       for k, x, y in zip(common, xa, xb, strict=True))
         return Paired(metric=metric, a=dict(a), b=dict(b), n=len(diffs), mean_a=sum(xa) / len(xa),
                       mean_b=sum(xb) / len(xb), mean_diff=ci["mean"], ci_low=ci["ci_low"], ci_high=ci["ci_high"],
-                      effect_size=effect, p_value=p, pairs=pairs)
+                      effect_size=effect, p_value=p, pairs=pairs, test=test)
 
     @property
     def param_columns(self) -> list[str]:

@@ -137,3 +137,24 @@ def test_paired_comparison_pairs_on_seed_and_the_other_parameters():
     assert p.ci_low < p.mean_diff < p.ci_high
     with pytest.raises(InvalidParameter):
         rep.paired({"steps": 4}, {"steps": 99}, "score")
+
+
+def test_a_difference_every_pair_agrees_on_gets_the_sign_test_p_value():
+    """A detector score of 0 at one setting and 1 at the other on every seed: the t statistic is undefined (no
+    spread), the exact sign test is not — 6 pairs that all agree are significant at 0.05 (p = 2 / 2^6)."""
+    import math
+
+    import pandas as pd
+
+    from labkit.sweeps.stats import SweepReport
+
+    rows = [{"run_id": f"{g}{steps}{seed}", "status": "FINISHED", "steps": steps, "guidance": g, "seed": seed,
+             "score": float(g > 1), "same": 0.5, "image": None}
+            for g in (1.0, 4.0) for steps in (4, 12) for seed in range(3)]
+    rep = SweepReport(parent_run_id="p", name="s", axes=("steps", "guidance"), metrics=("score", "same"),
+                      frame=pd.DataFrame(rows), summary=pd.DataFrame(), params=("steps", "guidance"))
+    p = rep.paired({"guidance": 1.0}, {"guidance": 4.0}, "score")
+    assert (p.n, p.mean_diff, p.test) == (6, 1.0, "sign test")
+    assert p.p_value == pytest.approx(2 / 2**6) and "(sign test)" in p.line()
+    unchanged = rep.paired({"guidance": 1.0}, {"guidance": 4.0}, "same")
+    assert math.isnan(unchanged.p_value) and unchanged.test == "paired t-test"
