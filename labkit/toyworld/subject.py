@@ -3,7 +3,7 @@
     write_subject_dataset("ring/")          # 6 PNGs + metadata.jsonl (CC0): the ring at the training contexts
     subject_prompts("heldout")              # "a large yellow sks circle at the bottom", …: contexts it never saw
     class_prompts()                         # "a large red circle at the bottom", …: what the class word must keep
-    write_class_prompts("class_prompts.txt")  # the other half of them, to draw class images from
+    write_class_prompts("class_prompts.txt")  # the subject's captions without "sks", then the other half
 
 The subject is a `SUBJECT` object (shape "ring", colour "yellow"); a caption names it as the toy grammar names a
 yellow circle, with the identifier before the class noun ("a small yellow sks circle on the left"). So "a small
@@ -101,12 +101,27 @@ def class_prompts(split: str = "eval") -> list[tuple[str, Obj]]:
     return out if split == "all" else out[split == "train"::2]
 
 
+def subject_class_prompts() -> list[str]:
+    """The subject's captions without the identifier ("a small yellow circle on the left"), one per training
+    context: DreamBooth's class prompt, the instance prompt without the identifier. Class images drawn from them
+    show the class at the very contexts the subject is shown at, so the identifier, not the context, is what
+    tells the ring from a yellow circle."""
+    from labkit.toyworld.captions import caption
+
+    return [caption(Scene((Obj(CLASS_NOUN, SUBJECT["colour"], s, p),)), template=0) for s, p in TRAIN_CONTEXTS]
+
+
 def write_class_prompts(path: str | Path) -> Path:
-    """Write the "train" class prompts, one per line (what `--class-prompts` reads); return the path."""
+    """Write the toy recipe's class prompts, one per line (what `--class-prompts` reads): the subject's captions
+    without the identifier (`subject_class_prompts`), then the "train" half of `class_prompts`; return the path.
+    Three of the first six (the yellow circle small on the left and on the right, large at the top) are also
+    among the 35 scored prompts; the other 32 are prompts no class image was drawn from."""
     path = Path(path)
-    path.write_text("".join(p + "\n" for p, _ in class_prompts("train")), encoding="utf-8")
+    path.write_text("".join(p + "\n" for p in [*subject_class_prompts(), *(p for p, _ in class_prompts("train"))]),
+                    encoding="utf-8")
     return path
 
 
 __all__ = ["CLASS_NOUN", "HELDOUT_CONTEXTS", "SUBJECT", "TOKEN", "TRAIN_CONTEXTS", "class_prompts",
-           "subject_caption", "subject_object", "subject_prompts", "write_class_prompts", "write_subject_dataset"]
+           "subject_caption", "subject_class_prompts", "subject_object", "subject_prompts", "write_class_prompts",
+           "write_subject_dataset"]

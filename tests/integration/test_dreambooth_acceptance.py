@@ -28,7 +28,7 @@ def test_the_toy_subject_is_learned_without_language_drift(lab, tmp_path, capsys
     write_class_prompts(tmp_path / "class_prompts.txt")
     recipe = ["train", "dreambooth", str(tmp_path / "ring"), "--token", "sks", "--class-prompts",
               str(tmp_path / "class_prompts.txt"), "--num-class-images", "70", "--target-modules", *TARGETS,
-              "--rank", "16", "--steps", "800", "--lr", "1e-3", "--lr-schedule", "cosine", "--train-text-encoder",
+              "--rank", "16", "--steps", "1600", "--lr", "1e-3", "--lr-schedule", "cosine", "--train-text-encoder",
               "--threads", "2", "--json"]
     minutes, reports = {}, {}
     for name, extra in (("prior", []), ("no-prior", ["--no-prior-preservation"])):

@@ -81,6 +81,12 @@ def test_the_toy_class_prompts_split_in_two_halves_the_benchmark_scores_only_one
         class_prompts("test")
 
 
-def test_the_class_prompt_file_lists_the_drawn_half(tmp_path):
+def test_the_class_prompt_file_lists_the_subject_captions_without_the_identifier_then_the_drawn_half(tmp_path):
+    """The toy recipe's class prompts: DreamBooth's default (each subject caption without "sks", the contexts the
+    ring is shown at), then the half the benchmark does not score."""
+    write_subject_dataset(tmp_path / "ring")
+    cfg = DreamBoothConfig(data=tmp_path / "ring", output_dir=tmp_path / "o")
+    defaults = cfg.class_prompts(cfg.instance_captions())
+    assert len(defaults) == len(TRAIN_CONTEXTS) and all("sks" not in p and "yellow circle" in p for p in defaults)
     path = write_class_prompts(tmp_path / "class_prompts.txt")
-    assert path.read_text().splitlines() == [p for p, _ in class_prompts("train")]
+    assert path.read_text().splitlines() == [*defaults, *(p for p, _ in class_prompts("train"))]
