@@ -143,10 +143,11 @@ class SweepReport:
         diffs = [y - x for x, y in zip(xa, xb, strict=True)]
         ci = mean_ci(diffs)
         sd = ci["std"]
-        effect = ci["mean"] / sd if sd and not math.isnan(sd) else (0.0 if ci["mean"] == 0 else math.copysign(
+        spread = len(diffs) > 1 and bool(sd) and not math.isnan(sd)
+        effect = ci["mean"] / sd if spread else (0.0 if ci["mean"] == 0 else math.copysign(
             math.inf, ci["mean"])) if len(diffs) > 1 else math.nan
         test = "paired t-test"
-        if len(diffs) > 1 and sd and not math.isnan(sd):
+        if spread:
             p = float(stats.ttest_rel(xb, xa).pvalue)
         elif len(diffs) > 1 and ci["mean"] != 0:
             p, test = float(stats.binomtest(sum(d > 0 for d in diffs), len(diffs)).pvalue), "sign test"

@@ -88,16 +88,9 @@ def class_prompts(split: str = "eval") -> list[tuple[str, Obj]]:
     `labkit eval dreambooth` scores) and "train" (what the toy recipe draws its class images from, so prior
     preservation covers every colour of the class without seeing the scored prompts); "all" is both. In each
     half, every colour is asked small at some places and large at the others, and the halves swap them."""
-    from labkit.toyworld.captions import caption
-
     if split not in ("eval", "train", "all"):
         raise InvalidParameter(f"Unknown split {split!r}.", value=split, fix='use "eval", "train" or "all".')
-    out = []
-    for colour in COLOURS:
-        for size in SIZES:
-            for position in POSITIONS:
-                obj = Obj(CLASS_NOUN, colour, size, position)
-                out.append((caption(Scene((obj,)), template=0), obj))
+    out = [_class_prompt(Obj(CLASS_NOUN, c, size, p)) for c in COLOURS for size in SIZES for p in POSITIONS]
     return out if split == "all" else out[split == "train"::2]
 
 
@@ -106,9 +99,14 @@ def subject_class_prompts() -> list[str]:
     context: DreamBooth's class prompt, the instance prompt without the identifier. Class images drawn from them
     show the class at the very contexts the subject is shown at, so the identifier, not the context, is what
     tells the ring from a yellow circle."""
+    return [_class_prompt(Obj(CLASS_NOUN, SUBJECT["colour"], s, p))[0] for s, p in TRAIN_CONTEXTS]
+
+
+def _class_prompt(obj: Obj) -> tuple[str, Obj]:
+    """A class object's prompt in the captions' first template ("a small red circle at the top"), with it."""
     from labkit.toyworld.captions import caption
 
-    return [caption(Scene((Obj(CLASS_NOUN, SUBJECT["colour"], s, p),)), template=0) for s, p in TRAIN_CONTEXTS]
+    return caption(Scene((obj,)), template=0), obj
 
 
 def write_class_prompts(path: str | Path) -> Path:

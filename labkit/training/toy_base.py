@@ -59,8 +59,8 @@ class ToyBaseConfig(TrainConfig):
     the model card (`toy_card`) and the README: one layout per count and relation (random layouts averaged out:
     counting 1.7%), the text pre-training on every caption kind, and its per-phrase head (colour attribution
     56.7% before it, 91.7% with it, the heavier pair and triple mix and 8,000 UNet steps, one run, on the
-    recipe's own check). `--data-mix legacy --steps 3500 --text-steps
-    800` draws the data of the model before issue 28 (one and two objects at named positions).
+    recipe's own check). `--data-mix legacy --steps 3500 --text-steps 800` draws the data of the model before
+    issue 28 (one and two objects at named positions).
 
     Attributes:
         output_dir: the recipe's folder: `vae/`, `unet/` (each phase's checkpoints, validation grids and
