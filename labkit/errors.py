@@ -84,3 +84,28 @@ class MissingDependency(LabkitError, ImportError):
 
 class CredentialsError(LabkitError):
     """Content credentials (C2PA) cannot be made or read: a bad certificate, key or signed file."""
+
+
+#: What CUDA libraries say when an allocation of theirs fails; torch passes these on as a plain RuntimeError.
+_ALLOC_FAILED = ("CUDA out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
+                 "cuFFT error: CUFFT_ALLOC_FAILED")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is the GPU running out of memory: torch's `OutOfMemoryError`, also where it arrives wrapped
+    (torch.compile raises `BackendCompilerFailed` / `InductorError` with it as `inner_exception` or cause), or a
+    CUDA library's failed allocation, which torch raises as a plain RuntimeError (cuBLAS, cuDNN, cuFFT). labkit's
+    own `OutOfMemory` (every rung tried) is not one: there is nothing cheaper left to try."""
+    import sys
+
+    torch = sys.modules.get("torch")  # without torch imported, no torch error can have been raised
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if torch is not None and isinstance(e, torch.OutOfMemoryError):
+            return True
+        if isinstance(e, RuntimeError) and any(s in str(e) for s in _ALLOC_FAILED):
+            return True
+        e = getattr(e, "inner_exception", None) or e.__cause__
+    return False

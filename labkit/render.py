@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.diagnose import PeakMemory, Trace, Vram, record_failure
-from labkit.errors import ComplianceViolation, InvalidParameter, LabkitError, ModelNotCached, OutOfMemory, UnknownModel
+from labkit.errors import (
+    ComplianceViolation,
+    InvalidParameter,
+    LabkitError,
+    ModelNotCached,
+    OutOfMemory,
+    UnknownModel,
+    is_out_of_memory,
+)
 from labkit.hardware import MemoryStrategy, choose, degrade
 from labkit.pipelines.memory import profile_now, warm_up
 from labkit.plan import MAX_PATH_CHARS, Plan, check_text, describe
@@ -26,12 +34,6 @@ from labkit.results import Attempt, PipelineCache, Progress, Result, free_memory
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
     from labkit.pipelines.loader import Loaded, ModelRef
-
-def _is_oom(e: BaseException) -> bool:
-    import torch
-
-    return isinstance(e, torch.OutOfMemoryError)
-
 
 def _load_image(path: str):
     from PIL import Image
@@ -420,6 +422,7 @@ def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], pr
         tried.append(strategy)
         trace.strategy, trace.stage, trace.step, trace.total = strategy, "load", 0, plan.steps
         trace.vram = Vram(on_cuda=strategy.device == "gpu" and lab.hardware.device == "cuda")
+        loaded = failed = None
         try:
             loaded, load_s = load_cached(lab, ref, strategy, allow_pickle)
             trace.stage = "compile"  # a compiled pipeline's 2-step warm-up (nothing to do otherwise)
@@ -427,10 +430,15 @@ def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], pr
             trace.stage = "render"
             result = _call(lab, plan, loaded, progress, cancel, trace)
         except Exception as e:
-            if not _is_oom(e):
+            if not is_out_of_memory(e):
                 raise
             where = trace.stage + (f" ({trace.step}/{trace.total} steps done)" if trace.stage == "denoise" else "")
-            attempts.append(Attempt(ref.id, strategy.name, where, f"OutOfMemoryError: {str(e)[:200]}"))
+            failed = Attempt(ref.id, strategy.name, where, f"OutOfMemoryError: {str(e)[:200]}")
+        if failed is not None:
+            # Out of the handler, the error's traceback (and the tensors of the call it stopped) is gone; the failed
+            # rung's pipeline goes too, before the next rung loads beside it.
+            attempts.append(failed)
+            loaded = None
             lab.pipelines.evict(_cache_key(ref, strategy, allow_pickle))
             strategy = degrade(strategy, tried=tried)  # raises OutOfMemory when nothing cheaper is left
             continue

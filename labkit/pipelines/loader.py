@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from labkit.deps import offline
-from labkit.errors import InvalidParameter, LabkitError, ModelNotCached, UnknownModel, UnsafeWeights
+from labkit.errors import InvalidParameter, LabkitError, ModelNotCached, UnknownModel, UnsafeWeights, is_out_of_memory
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.catalog import Catalog, CatalogEntry
@@ -399,9 +399,7 @@ def load_pipeline(ref: ModelRef, strategy: MemoryStrategy, device: str, *, allow
     except (LabkitError, MemoryError):
         raise
     except Exception as e:
-        import torch
-
-        if isinstance(e, torch.OutOfMemoryError):
+        if is_out_of_memory(e):
             raise
         raise UnknownModel(f"Model {ref.id!r} could not be loaded as a diffusers pipeline: {type(e).__name__}: {e}",
                            value=ref.id, fix="check that it is a complete diffusers pipeline (or a Stable Diffusion "

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from labkit.errors import is_out_of_memory
 from labkit.hardware import HardwareProfile, MemoryStrategy
 
 
@@ -172,7 +173,8 @@ def warm_up(loaded: Any, plan: Any, call: Callable[[Any], Any]) -> float:
     """Seconds a compiled pipeline (`Loaded`) took to compile for `plan`'s shape, reported apart from the render:
     its first call at a shape compiles, so that call is a short warm-up, `call(plan with 2 steps)` (img2img keeps
     its steps: fewer could leave it none to run); 0.0 when nothing compiled or the shape ran before. When inductor
-    fails to build, the modules go back to eager and the steps applied say `compile:failed(why)`."""
+    fails to build, the modules go back to eager and the steps applied say `compile:failed(why)`; when it failed
+    for want of GPU memory, the error goes on to the caller (whose ladder moves to a cheaper rung)."""
     import torch._dynamo
 
     shape = (plan.task, plan.width, plan.height, plan.count, plan.frames, plan.guidance > 1, len(plan.controls))
@@ -182,6 +184,8 @@ def warm_up(loaded: Any, plan: Any, call: Callable[[Any], Any]) -> float:
     try:
         call(plan.replace(steps=plan.steps if plan.task == "img2img" else min(plan.steps, 2)))
     except torch._dynamo.exc.BackendCompilerFailed as e:  # inductor could not build: run eager, and say so
+        if is_out_of_memory(e):
+            raise
         vae = getattr(loaded.pipe, "vae", None)
         for module in (_denoiser(loaded.pipe), getattr(vae, "decoder", None)):
             if module is not None:

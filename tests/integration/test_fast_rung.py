@@ -107,3 +107,24 @@ def test_a_compiler_that_fails_leaves_the_render_eager_and_says_so(sd15, lab, mo
     assert failed and "no C++ toolchain today" in failed[0], fast.applied
     assert not any(s.startswith("compile=") for s in fast.applied) and "fuse_qkv" in fast.applied
     assert int(np.abs(_px(fast) - _px(eager)).max()) <= TOLERANCE
+
+
+def test_running_out_of_memory_while_compiling_moves_down_the_ladder(sd15, lab, monkeypatch, one_thread):
+    """Inductor running out of GPU memory (torch.compile wraps the error in BackendCompilerFailed) is not a
+    compiler to work around by staying eager on the same rung: the render goes to the next rung, as any
+    out-of-memory does, and the attempts say it stopped while compiling."""
+    import torch
+    import torch._dynamo
+    import torch._inductor.compile_fx
+
+    def out_of_memory(*_a, **_k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(torch._inductor.compile_fx, "compile_fx", out_of_memory)
+    fast = lab.generate("a red circle", model=str(sd15), steps=3, size=(64, 64), seed=7, speed="max")
+    first, last = fast.attempts[0], fast.attempts[-1]
+    assert first.strategy == "cpu-full" and first.stage == "compile", fast.attempts
+    assert first.outcome.startswith("OutOfMemoryError") and "20.00 MiB" in first.outcome
+    assert last.outcome == "ok" and fast.strategy.name != "cpu-full" and not fast.strategy.compile
+    assert np.asarray(fast.images[0]).std() > 0

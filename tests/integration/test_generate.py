@@ -234,6 +234,52 @@ def test_oom_on_every_strategy_is_one_clear_error_and_a_failed_run(tiny, lab, mo
     assert run.info.status == "FAILED" and run.data.tags["labkit.error_type"] == "OutOfMemory"
 
 
+def test_the_rung_that_ran_out_of_memory_is_let_go_before_the_next_one_loads(tiny, lab, monkeypatch):
+    """On a GPU the next rung must load into the memory the failed one held: nothing may keep that pipeline (or
+    the failed call's tensors) alive while the cheaper rung loads. A cuBLAS allocation failure, which torch raises
+    as a plain RuntimeError, counts as running out of memory."""
+    import gc
+    import weakref
+
+    import labkit.pipelines.calls as calls
+    import labkit.pipelines.loader as loader
+
+    real_run, real_load = calls.run_image, loader.load_pipeline
+    failed: list[weakref.ref] = []
+    alive_at_next_load: list[bool] = []
+
+    def run_image(pipe, **kw):
+        if not failed:
+            failed.append(weakref.ref(pipe))
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+        return real_run(pipe, **kw)
+
+    def load_pipeline(ref, strategy, device, **kw):
+        if failed:
+            gc.collect()
+            alive_at_next_load.append(failed[0]() is not None)
+        return real_load(ref, strategy, device, **kw)
+
+    monkeypatch.setattr(calls, "run_image", run_image)
+    monkeypatch.setattr(loader, "load_pipeline", load_pipeline)
+    r = lab.generate("a cat", model=str(tiny["sd15"]), steps=1, size=(32, 32), seed=1)
+    assert [a.outcome.split(":")[0] for a in r.attempts] == ["OutOfMemoryError", "ok"]
+    assert alive_at_next_load == [False]
+
+
+def test_an_error_that_is_not_out_of_memory_fails_the_render_on_its_rung(tiny, lab, monkeypatch, search_runs):
+    import labkit.pipelines.calls as calls
+
+    def broken(pipe, **kw):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(calls, "run_image", broken)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        lab.generate("a cat", model=str(tiny["sd15"]), steps=1, size=(32, 32), seed=1)
+    (run,) = search_runs(lab.config.tracking_uri)
+    assert run.info.status == "FAILED" and run.data.tags["labkit.failure.strategy"] == "cpu-full"
+
+
 def test_oom_while_loading_degrades_too(tiny, lab, monkeypatch):
     import labkit.pipelines.loader as loader
 
