@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
@@ -47,9 +48,7 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         if self.device == "cuda":
-            import torch
-
-            torch.cuda.reset_peak_memory_stats()
+            reset_cuda_peaks()
             return self
         with PeakMemory._open_lock:
             PeakMemory._open += 1
@@ -110,6 +109,22 @@ def _peak_rss() -> int:
     return 0
 
 
+_live_vram: weakref.WeakSet[Vram] = weakref.WeakSet()
+_live_vram_lock = threading.Lock()
+
+
+def reset_cuda_peaks() -> None:
+    """Reset the CUDA allocator's peak counters for a block that measures its own peak, once every live `Vram` has
+    kept the peaks seen so far: the counters are the process's, so a block inside an attempt (the render call, a
+    warm-up) would otherwise wipe the attempt's load from its record."""
+    import torch
+
+    with _live_vram_lock:
+        for vram in list(_live_vram):
+            vram._keep_peaks()
+        torch.cuda.reset_peak_memory_stats()
+
+
 class Vram:
     """Live VRAM where torch has CUDA: the allocator's peaks since the attempt began and one sample per
     denoising step (GiB). Without CUDA it records nothing, so a CPU run logs no `vram/*` metric; nor does a CPU
@@ -121,8 +136,18 @@ class Vram:
         self.active = torch.cuda.is_available() and (on_cuda or torch.cuda.is_initialized())
         self.allocated: list[float] = []
         self.reserved: list[float] = []
+        self._peaks = (0, 0)  # bytes allocated, reserved: the highest seen before a reset of the counters
         if self.active:  # the peaks then belong to this attempt alone (load, denoise and decode)
-            torch.cuda.reset_peak_memory_stats()
+            reset_cuda_peaks()
+            with _live_vram_lock:
+                _live_vram.add(self)
+
+    def _keep_peaks(self) -> None:
+        import torch
+
+        allocated, reserved = self._peaks
+        self._peaks = (max(allocated, torch.cuda.max_memory_allocated()),
+                       max(reserved, torch.cuda.max_memory_reserved()))
 
     def sample(self) -> None:
         if self.active:
@@ -135,10 +160,9 @@ class Vram:
         """peak_allocated_gb, peak_reserved_gb, allocated_gb / reserved_gb (per step); {} without CUDA."""
         if not self.active:
             return {}
-        import torch
-
-        return {"peak_allocated_gb": torch.cuda.max_memory_allocated() / 2**30,
-                "peak_reserved_gb": torch.cuda.max_memory_reserved() / 2**30,
+        with _live_vram_lock:
+            self._keep_peaks()
+        return {"peak_allocated_gb": self._peaks[0] / 2**30, "peak_reserved_gb": self._peaks[1] / 2**30,
                 "allocated_gb": list(self.allocated), "reserved_gb": list(self.reserved)}
 
     def at_failure(self) -> dict[str, Any]:
