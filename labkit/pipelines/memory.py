@@ -74,12 +74,30 @@ def apply_strategy(pipe: Any, strategy: MemoryStrategy, device: str, *, compile_
         pipe.enable_sequential_cpu_offload(device=device)
         applied.append("offload=sequential")
     elif strategy.offload == "group":
-        pipe.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),
-                                  offload_type="leaf_level", use_stream=device == "cuda")
-        applied.append("offload=group")
+        applied += group_offload(pipe, torch.device(device))
     if strategy.decode_chunk_size:
         applied.append(f"decode_chunk_size={strategy.decode_chunk_size}")
     return applied
+
+
+def group_offload(pipe: Any, device: Any) -> list[str]:
+    """diffusers' leaf-level group offload: each layer's weights come to `device` just before it runs and go back
+    to the CPU after. On CUDA the copies overlap the compute on a side stream; that path keeps a pinned CPU copy of
+    every weight in the dtype it had when offload began, and onloads from it. A VAE the pipeline casts to float32
+    for decoding (SDXL and SVD in float16, `force_upcast`) would then get its float16 weights back under float32
+    latents, and fail; so the VAE is offloaded without the stream (it runs once per image: little to overlap)."""
+    import torch
+
+    stream = device.type == "cuda"
+    vae = getattr(pipe, "vae", None) if stream else None
+    vae = vae if isinstance(vae, torch.nn.Module) and hasattr(vae, "enable_group_offload") else None
+    cpu = torch.device("cpu")
+    pipe.enable_group_offload(onload_device=device, offload_device=cpu, offload_type="leaf_level", use_stream=stream,
+                              exclude_modules=["vae"] if vae is not None else None)
+    if vae is None:
+        return ["offload=group"]
+    vae.enable_group_offload(onload_device=device, offload_device=cpu, offload_type="leaf_level", use_stream=False)
+    return ["offload=group", "vae:offload=group(no stream)"]
 
 
 def fuse_qkv(pipe: Any, denoiser: Any) -> str:
