@@ -172,7 +172,13 @@ class Nvml:
             import pynvml
 
             pynvml.nvmlInit()
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(_nvml_index())
+            import torch
+
+            from labkit.probes import nvml_handle
+
+            self.handle = nvml_handle(pynvml, torch.cuda.current_device())
+            if self.handle is None:
+                self.reason = "nvml: CUDA_VISIBLE_DEVICES names a GPU NVML does not list"
         except ImportError:
             self.reason = "nvml: nvidia-ml-py is not installed"
         except Exception as e:  # NVMLError_LibraryNotFound / DriverNotLoaded and kin
@@ -194,17 +200,6 @@ class Nvml:
             self.reason = "nvml: this process is not in the GPU's process list (another PID namespace?)"
             return None
         return mine[0] / GB
-
-
-def _nvml_index() -> int:
-    """The NVML index of torch's current device (CUDA_VISIBLE_DEVICES renumbers; NVML does not)."""
-    import torch
-
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
-    current = torch.cuda.current_device()
-    if visible and visible[0].strip() and current < len(visible) and visible[current].strip().isdigit():
-        return int(visible[current])
-    return current
 
 
 def free_memory(cuda: bool) -> None:

@@ -1,8 +1,8 @@
 """What the machine is, and how each model family should run on it.
 
 `HardwareProfile.detect()` reads the machine (NVIDIA through pynvml, then torch for CUDA/MPS,
-else CPU) and never raises on a machine without a driver. `HardwareProfile.simulated()` builds
-a profile for any tier without the hardware, for tests and for planning.
+else CPU; the probes are in `labkit.probes`) and never raises on a machine without a driver.
+`HardwareProfile.simulated()` builds a profile for any tier without the hardware, for tests and for planning.
 
 `choose(family, profile)` picks a `MemoryStrategy` from the table in `strategies.toml`, and
 `degrade(strategy)` returns the next cheaper one, raising `OutOfMemory` with advice when
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,9 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from labkit.errors import ConfigError, InvalidParameter, OutOfMemory, UnknownFamily
+from labkit.probes import Platform, detect_platform, nvml_gpu, ram_gb, torch_gpu
 
 Device = Literal["cuda", "mps", "cpu"]
-Platform = Literal["local", "colab", "kaggle"]
 
 #: VRAM tiers in GB, cheapest first. A tier covers every card from its value up to the next one.
 TIERS: tuple[str, ...] = ("cpu", "4", "6", "8", "12", "16", "24", "40")
@@ -186,179 +185,17 @@ class HardwareProfile:
         3. otherwise CPU. System RAM and the platform (Colab, Kaggle, local) come from the OS.
         """
         notes: list[str] = []
-        ram_total, ram_free = _ram_gb()
+        ram_total, ram_free = ram_gb()
         base = dict(ram_total_gb=ram_total, ram_free_gb=ram_free, cpu_count=os.cpu_count() or 1,
                     platform=detect_platform())
 
-        gpu = _nvml_gpu(notes)
+        gpu = nvml_gpu(notes)
         if gpu is None:
-            gpu = _torch_gpu(notes)
+            gpu = torch_gpu(notes)
         if gpu is None:
             notes.append("no GPU found: running on CPU")
             return cls(device="cpu", notes=tuple(notes), **base)
         return cls(notes=tuple(notes), **gpu, **base)
-
-
-def detect_platform() -> Platform:
-    """Where the Python process runs: Colab, Kaggle, or a local machine."""
-    if os.environ.get("KAGGLE_KERNEL_RUN_TYPE") or os.environ.get("KAGGLE_URL_BASE"):
-        return "kaggle"
-    if "google.colab" in sys.modules or os.environ.get("COLAB_RELEASE_TAG") or os.environ.get("COLAB_GPU"):
-        return "colab"
-    return "local"
-
-
-def free_ram_gb() -> float:
-    """The memory this machine has available now (GiB; 0.0 when it cannot be read)."""
-    return _ram_gb()[1]
-
-
-def gpu_now() -> dict[str, Any]:
-    """GPU 0's memory and utilisation at this moment, for a live view (the Hardware panel's Refresh).
-
-    Through NVML when the driver answers: available, source "nvml", name, used_gb, free_gb, total_gb,
-    utilisation_pct (the share of the last sample period a kernel ran) and processes (how many hold memory on
-    it). Else torch's CUDA view (source "torch": memory only, no utilisation). Without a GPU: available False
-    and the reason ("no GPU: ...").
-    """
-    from labkit.deps import available
-
-    if available("pynvml"):
-        import pynvml
-
-        try:
-            pynvml.nvmlInit()
-        except Exception:  # no NVIDIA driver: try torch below
-            pass
-        else:
-            try:
-                if pynvml.nvmlDeviceGetCount() > 0:
-                    h = pynvml.nvmlDeviceGetHandleByIndex(0)
-                    name = pynvml.nvmlDeviceGetName(h)
-                    mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-                    try:
-                        util: int | None = int(pynvml.nvmlDeviceGetUtilizationRates(h).gpu)
-                    except Exception:
-                        util = None
-                    try:
-                        procs: int | None = len(pynvml.nvmlDeviceGetComputeRunningProcesses(h))
-                    except Exception:
-                        procs = None
-                    return {"available": True, "source": "nvml",
-                            "name": name.decode() if isinstance(name, bytes) else str(name),
-                            "used_gb": round(mem.used / 2**30, 2), "free_gb": round(mem.free / 2**30, 2),
-                            "total_gb": round(mem.total / 2**30, 2), "utilisation_pct": util, "processes": procs}
-            except Exception:
-                pass
-            finally:
-                try:
-                    pynvml.nvmlShutdown()
-                except Exception:
-                    pass
-    if available("torch"):
-        import torch
-
-        try:
-            if torch.cuda.is_available():
-                free, total = torch.cuda.mem_get_info(0)
-                return {"available": True, "source": "torch", "name": torch.cuda.get_device_name(0),
-                        "used_gb": round((total - free) / 2**30, 2), "free_gb": round(free / 2**30, 2),
-                        "total_gb": round(total / 2**30, 2), "utilisation_pct": None, "processes": None}
-        except Exception as e:
-            return {"available": False, "reason": f"no GPU: CUDA query failed ({type(e).__name__})"}
-    return {"available": False, "reason": "no GPU: neither NVML nor torch sees a CUDA device"}
-
-
-def _ram_gb() -> tuple[float, float]:
-    try:
-        import psutil
-
-        vm = psutil.virtual_memory()
-        return round(vm.total / 2**30, 2), round(vm.available / 2**30, 2)
-    except Exception:  # psutil missing or no /proc: RAM is informative, never fatal
-        return 0.0, 0.0
-
-
-def _nvml_gpu(notes: list[str]) -> dict[str, Any] | None:
-    """GPU 0 as seen by the NVIDIA driver, or None (with the reason in `notes`)."""
-    from labkit.deps import available, install_command
-
-    if not available("pynvml"):
-        notes.append(f"pynvml not installed ({install_command('pynvml')})")
-        return None
-    import pynvml
-
-    try:
-        pynvml.nvmlInit()
-    except Exception as e:  # NVMLError_LibraryNotFound / DriverNotLoaded on machines without NVIDIA
-        notes.append(f"NVIDIA driver not available: {type(e).__name__}")
-        return None
-    try:
-        count = pynvml.nvmlDeviceGetCount()
-        if count == 0:
-            notes.append("NVIDIA driver loaded but no GPU visible")
-            return None
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        name = pynvml.nvmlDeviceGetName(handle)
-        name = name.decode() if isinstance(name, bytes) else str(name)
-        mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
-        try:
-            cc = tuple(int(x) for x in pynvml.nvmlDeviceGetCudaComputeCapability(handle))
-        except Exception:
-            cc = None
-        try:
-            driver = pynvml.nvmlSystemGetDriverVersion()
-            driver = driver.decode() if isinstance(driver, bytes) else str(driver)
-        except Exception:
-            driver = None
-        notes.append(f"pynvml: {count} NVIDIA GPU(s), using GPU 0")
-        return dict(
-            device="cuda",
-            gpu_name=name,
-            vram_total_gb=round(mem.total / 2**30, 2),
-            vram_free_gb=round(mem.free / 2**30, 2),
-            compute_capability=cc,
-            bf16=bool(cc and cc[0] >= 8),
-            gpu_count=int(count),
-            driver=driver,
-        )
-    except Exception as e:
-        notes.append(f"pynvml query failed: {type(e).__name__}: {e}")
-        return None
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:
-            pass
-
-
-def _torch_gpu(notes: list[str]) -> dict[str, Any] | None:
-    """A GPU as torch sees it (CUDA without NVML, or Apple MPS), or None."""
-    from labkit.deps import available
-
-    if not available("torch"):
-        notes.append("torch not installed: cannot probe CUDA/MPS")
-        return None
-    import torch
-
-    try:
-        if torch.cuda.is_available():
-            props = torch.cuda.get_device_properties(0)
-            free, total = torch.cuda.mem_get_info(0)
-            notes.append("torch: CUDA available (NVML was not)")
-            cc = (props.major, props.minor)
-            return dict(device="cuda", gpu_name=props.name, vram_total_gb=round(total / 2**30, 2),
-                        vram_free_gb=round(free / 2**30, 2), compute_capability=cc, bf16=cc[0] >= 8,
-                        gpu_count=torch.cuda.device_count())
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            # Apple silicon shares system memory with the GPU: count it as VRAM.
-            total, _ = _ram_gb()
-            notes.append("torch: Apple MPS available (unified memory counted as VRAM)")
-            return dict(device="mps", gpu_name="Apple MPS", vram_total_gb=total, vram_free_gb=None, bf16=False)
-    except Exception as e:
-        notes.append(f"torch GPU probe failed: {type(e).__name__}: {e}")
-    return None
 
 
 # -- memory strategies ------------------------------------------------------------------------

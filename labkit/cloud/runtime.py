@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.cloud import BUNDLE_NAME, JOB_TAG, NOTEBOOK_TAG, PLATFORM_TAG, SESSION_FILE, CloudError
 from labkit.cloud.jobs import now
-from labkit.hardware import HardwareProfile, Platform, detect_platform
+from labkit.hardware import HardwareProfile
+from labkit.probes import Platform, detect_platform
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.tracking.bundle import BundleSummary

@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def gpu_line(now: dict[str, Any]) -> str:
-    """One line of HTML for `labkit.hardware.gpu_now()`: the GPU's memory in use and its utilisation, or 'no GPU'."""
+    """One line of HTML for `labkit.probes.gpu_now()`: the GPU's memory in use and its utilisation, or 'no GPU'."""
     import time
 
     stamp = time.strftime("%H:%M:%S")
@@ -33,7 +33,7 @@ def gpu_line(now: dict[str, Any]) -> str:
 def hardware_panel(lab: Lab, *, background: bool = False, probe: Callable[[], dict[str, Any]] | None = None,
                    interval_s: float = 2.0) -> Panel:
     """The Hardware panel for `lab`: the profile (`lab.hardware`), the GPU's memory and utilisation now
-    (`probe`, default `labkit.hardware.gpu_now`; Refresh GPU reads it again, Auto-refresh every `interval_s`
+    (`probe`, default `labkit.probes.gpu_now`; Refresh GPU reads it again, Auto-refresh every `interval_s`
     seconds while ticked), the strategy each model family starts from here with its named steps, and every
     family's starting strategy on every VRAM tier (the strategy table, `labkit doctor`), this machine's tier
     highlighted.
@@ -45,7 +45,7 @@ def hardware_panel(lab: Lab, *, background: bool = False, probe: Callable[[], di
     import ipywidgets as widgets
 
     if probe is None:
-        from labkit.hardware import gpu_now as probe
+        from labkit.probes import gpu_now as probe
 
     c: dict[str, Any] = {
         "refresh": widgets.Button(description="Refresh", icon="refresh"),

@@ -230,7 +230,7 @@ def profile_now(profile: HardwareProfile, pipelines: Any, model_key: tuple) -> H
         cached = pipelines.get(key)
         if cached is not None and cached.strategy.device == "gpu" and tuple(key[:3]) != tuple(model_key[:3]):
             pipelines.evict(key)
-    from labkit.hardware import gpu_now
+    from labkit.probes import gpu_now
 
     now = gpu_now()
     if not now.get("available"):

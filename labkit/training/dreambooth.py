@@ -382,7 +382,8 @@ def check_full_memory(config: DreamBoothConfig, pipe: Any, hardware: Any = None)
         return
     import torch
 
-    from labkit.hardware import USABLE_VRAM, free_ram_gb
+    from labkit.hardware import USABLE_VRAM
+    from labkit.probes import free_ram_gb
 
     need = full_memory_gb(config, pipe)
     if torch.cuda.is_available() and hardware is not None and hardware.vram_total_gb:
@@ -403,7 +404,7 @@ def check_class_memory(config: DreamBoothConfig, pipe: Any, resolution: int, har
     (the class images are encoded once and kept in memory for the whole run)."""
     if not config.prior_preservation:
         return
-    from labkit.hardware import free_ram_gb
+    from labkit.probes import free_ram_gb
 
     free = hardware.ram_free_gb if hardware is not None and hardware.ram_free_gb else free_ram_gb()
     side = resolution // pipe.vae_scale_factor

@@ -39,7 +39,7 @@ def test_cuda_render_records_peak_and_per_step_vram(sd15, project):
 
 
 def test_gpu_now_reads_the_card(project):
-    from labkit.hardware import gpu_now
+    from labkit.probes import gpu_now
 
     lab = Lab(project)
     now = gpu_now()

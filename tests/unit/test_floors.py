@@ -53,6 +53,7 @@ FLOOR_OF = {
     "labkit.plan": "base",
     "labkit.errors": "base",
     "labkit.hardware": "base",
+    "labkit.probes": "base",  # what the machine has now: RAM, the GPU through NVML or torch, the platform
     "labkit.catalog": "base",
     "labkit.catalog_files": "base",
     "labkit.config": "base",

@@ -8,7 +8,8 @@ import types
 import pytest
 
 from labkit.errors import InvalidParameter
-from labkit.hardware import TIERS, HardwareProfile, detect_platform, tier_for
+from labkit.hardware import TIERS, HardwareProfile, tier_for
+from labkit.probes import detect_platform
 
 
 class _NVMLError(Exception):
@@ -30,7 +31,8 @@ def _fake_pynvml(*, init_error: Exception | None = None, total_mib: int = 24564,
     mod.nvmlInit = nvmlInit
     mod.nvmlShutdown = lambda: None
     mod.nvmlDeviceGetCount = lambda: count
-    mod.nvmlDeviceGetHandleByIndex = lambda i: object()
+    mod.nvmlDeviceGetHandleByIndex = lambda i: ("gpu", i)
+    mod.nvmlDeviceGetIndex = lambda h: h[1]
     mod.nvmlDeviceGetName = lambda h: name
     mod.nvmlDeviceGetMemoryInfo = lambda h: mem
     mod.nvmlDeviceGetCudaComputeCapability = lambda h: cc
@@ -135,7 +137,7 @@ def test_profile_tags_are_flat_strings():
 
 
 def test_gpu_now_reads_memory_utilisation_and_processes_through_nvml(monkeypatch):
-    from labkit.hardware import gpu_now
+    from labkit.probes import gpu_now
 
     nvml = _fake_pynvml()
     nvml.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=37, memory=12)
@@ -149,7 +151,7 @@ def test_gpu_now_reads_memory_utilisation_and_processes_through_nvml(monkeypatch
 
 
 def test_gpu_now_without_utilisation_support_still_reads_memory(monkeypatch):
-    from labkit.hardware import gpu_now
+    from labkit.probes import gpu_now
 
     nvml = _fake_pynvml()
 
@@ -163,8 +165,59 @@ def test_gpu_now_without_utilisation_support_still_reads_memory(monkeypatch):
 
 
 def test_gpu_now_without_a_gpu_says_no_gpu(monkeypatch, no_torch_gpu):
-    from labkit.hardware import gpu_now
+    from labkit.probes import gpu_now
 
     monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml(init_error=_NVMLError("Driver Not Loaded")))
     now = gpu_now()
     assert now == {"available": False, "reason": "no GPU: neither NVML nor torch sees a CUDA device"}
+
+
+def _machine_of_three_gpus() -> types.ModuleType:
+    """NVML on a shared box: three different cards; NVML numbers them 0-2 whatever CUDA_VISIBLE_DEVICES says."""
+    nvml = _fake_pynvml(count=3)
+    cards = [("NVIDIA RTX A4000", 16376, "GPU-1f2e"), ("NVIDIA A100-SXM4-40GB", 40960, "GPU-9c0d"),
+             ("NVIDIA H100 80GB HBM3", 81559, "GPU-c3b4")]
+
+    def by_uuid(uuid):
+        for i, card in enumerate(cards):
+            if card[2] == uuid:
+                return ("gpu", i)
+        raise _NVMLError("Not Found")
+
+    nvml.nvmlDeviceGetName = lambda h: cards[h[1]][0].encode()
+    nvml.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(
+        total=cards[h[1]][1] * 2**20, free=(cards[h[1]][1] - 1000) * 2**20, used=1000 * 2**20)
+    nvml.nvmlDeviceGetUUID = lambda h: cards[h[1]][2]
+    nvml.nvmlDeviceGetHandleByUUID = by_uuid
+    return nvml
+
+
+@pytest.mark.parametrize("visible", ["2", "2,0", "GPU-c3b4", "GPU-c3"], ids=["index", "first-of-two", "uuid", "prefix"])
+def test_the_gpu_read_is_the_one_cuda_visible_devices_gives_the_process(monkeypatch, visible):
+    from labkit.probes import gpu_now
+
+    monkeypatch.setitem(sys.modules, "pynvml", _machine_of_three_gpus())
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    prof = HardwareProfile.detect()
+    assert prof.gpu_name == "NVIDIA H100 80GB HBM3" and prof.vram_total_gb == pytest.approx(79.65, abs=0.01)
+    assert any("using GPU 2" in n and f"CUDA_VISIBLE_DEVICES={visible}" in n for n in prof.notes), prof.notes
+    now = gpu_now()
+    assert now["name"] == "NVIDIA H100 80GB HBM3" and now["total_gb"] == pytest.approx(79.65, abs=0.01)
+
+
+def test_without_cuda_visible_devices_the_first_gpu_is_read(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", _machine_of_three_gpus())
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    prof = HardwareProfile.detect()
+    assert prof.gpu_name == "NVIDIA RTX A4000" and any("using GPU 0" in n for n in prof.notes)
+
+
+@pytest.mark.parametrize("visible", ["", "-1", "GPU-ffff"], ids=["empty", "minus-one", "unknown-uuid"])
+def test_cuda_visible_devices_that_hides_every_gpu_means_the_cpu(monkeypatch, no_torch_gpu, visible):
+    from labkit.probes import gpu_now
+
+    monkeypatch.setitem(sys.modules, "pynvml", _machine_of_three_gpus())
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    prof = HardwareProfile.detect()
+    assert prof.device == "cpu" and any("hides every GPU" in n for n in prof.notes), prof.notes
+    assert not gpu_now()["available"]

@@ -308,14 +308,14 @@ def test_profile_now_evicts_another_models_gpu_pipeline_before_reading_free_vram
     import dataclasses
     from types import SimpleNamespace
 
-    from labkit import hardware
+    from labkit import probes
     from labkit.pipelines.memory import profile_now
 
     real = dataclasses.replace(_gpu(24), is_simulated=False)
     gpu = SimpleNamespace(strategy=SimpleNamespace(device="gpu"))
     cache = _FakeCache({("folder", "/a", None, "gpu-full"): gpu, ("folder", "/b", None, "gpu-full"): gpu})
     seen = []
-    monkeypatch.setattr(hardware, "gpu_now", lambda: seen.append(cache.keys()) or {"available": True, "free_gb": 3.1})
+    monkeypatch.setattr(probes, "gpu_now", lambda: seen.append(cache.keys()) or {"available": True, "free_gb": 3.1})
     now = profile_now(real, cache, ("folder", "/b", None))
     assert seen == [[("folder", "/b", None, "gpu-full")]]  # /a was evicted before the figure was read
     assert now.vram_free_gb == pytest.approx(3.1) and now.vram_total_gb == 24.0
