@@ -5,13 +5,14 @@ with random weights (`labkit.testing.build_full`: same memory and speed as the r
 process and on the same folder measures
 
 - the baseline: plain diffusers, eager, half precision (``DiffusionPipeline.from_pretrained(folder, dtype=…)
-  .to("cuda")`` and a default call), and
-- every GPU rung of the family's ladder in `strategies.toml`, loaded through labkit's loader,
+  .to("cuda")`` and a default call; float16, bfloat16 for Wan), and
+- every GPU rung of the family's ladder in `strategies.toml`, loaded through labkit's loader: the speed-first
+  rung first, then from the cheapest rung up, so that a time limit stops it on the rungs no goal names,
 
 and reports per row: peak VRAM (torch's peak allocated and reserved, NVML's figure for this process), load time,
 the 2-step warm-up call's time (where a compiling rung compiles), seconds per image or clip, denoising it/s, and
 the speed-up against the baseline (its seconds ÷ the rung's). A rung that runs out of memory is a row saying so;
-the bench goes on. The table is written (CSV and markdown)
+the bench goes on. The table is written (CSV and markdown, in ladder order, the speed-ups included)
 after every row, so a bench stopped by a timeout leaves what it measured; at the end one MLflow run holds the
 table and a plot per family (peak VRAM per rung against the table's estimate, and the speed-ups).
 
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import InvalidParameter
+from labkit.errors import InvalidParameter, OutOfMemory, is_out_of_memory
 
 #: The families the bench knows, and the catalogue entry whose defaults (size, steps, frames) it measures at.
 FAMILY_MODELS: Mapping[str, str] = {"sd15": "sd15", "sdxl": "sdxl", "svd": "svd-xt", "t2v": "wan2.1-t2v-1.3b"}
@@ -149,11 +150,13 @@ def gpu_rungs(family: str, *, tier: str, table: Any = None) -> list[Any]:
 
 
 def half_dtype(family: str, table: Any = None) -> str:
-    """The baseline's dtype: the family's first GPU rung's half precision (float16; bfloat16 for Wan)."""
+    """The baseline's dtype: the half precision of the family's first GPU rung that does not compile (float16;
+    bfloat16 for Wan). The speed-first rung is left out: its bfloat16 is one of the things measured against it."""
     from labkit.hardware import strategy_table
 
     ladder = (table or strategy_table()).family(family)["ladder"]
-    return next((r["dtype"] for r in ladder if r["device"] == "gpu" and r["dtype"] != "float32"), "float16")
+    return next((r["dtype"] for r in ladder
+                 if r["device"] == "gpu" and r["dtype"] != "float32" and not r.get("compile")), "float16")
 
 
 # -- measuring ----------------------------------------------------------------------------------------
@@ -291,14 +294,6 @@ def _eager(folder: Path, dtype: str, device: str) -> tuple[Any, float]:
     return pipe, time.perf_counter() - start
 
 
-def _oom_types() -> tuple[type[BaseException], ...]:
-    import torch
-
-    from labkit.errors import OutOfMemory
-
-    return (torch.OutOfMemoryError, OutOfMemory)
-
-
 def measure_family(family: str, folder: Path, case: Case, *, catalog: Any, tier: str, cuda: bool, nvml: Nvml,
                    config: GpuBenchConfig, gpu: str, on_row: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
     """The baseline, then every GPU rung of `family` on the pipeline in `folder`; one row each, handed to
@@ -326,12 +321,16 @@ def measure_family(family: str, folder: Path, case: Case, *, catalog: Any, tier:
             pipe, r["load_s"] = load()
             r.update(measure_call(pipe, case, cuda=cuda, nvml=nvml, image=image, prompt=config.prompt,
                                   warmup=config.warmup, decode_chunk_size=chunk))
-        except _oom_types():
-            oom = OOM_NOTE
-        except Exception as e:  # recorded in the row; the report's `failed` and the exit status say it
-            failed = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        except Exception as e:  # recorded in the row; a failure also in the report's `failed` and the exit status
+            if is_out_of_memory(e) or isinstance(e, OutOfMemory):
+                oom = OOM_NOTE
+            else:
+                failed = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
         pipe = None  # noqa: F841 - drop the pipeline before freeing the allocator's cache
         free_memory(cuda)
+        eager_s = (rows[0] if rows else r)["s_per_output"]  # the baseline is the family's first row
+        if eager_s and r["s_per_output"]:
+            r["speedup_vs_eager"] = eager_s / r["s_per_output"]
         if cuda and r["nvml_process_gb"] is None and not (oom or failed) and nvml.reason:
             notes.append(nvml.reason)
         r["note"] = "; ".join(n for n in (oom, failed, *notes) if n)
@@ -342,8 +341,11 @@ def measure_family(family: str, folder: Path, case: Case, *, catalog: Any, tier:
     base = row(EAGER, base_dtype, "none", None)
     run_one(base, lambda: _eager(folder, base_dtype, device), 0,
             ["plain diffusers from_pretrained(dtype).to(device), default call"] + ([no_cuda] if no_cuda else []))
-    # 2. every GPU rung of the ladder, through labkit's loader
-    for strategy in gpu_rungs(family, tier=tier):
+    # 2. every GPU rung of the ladder, through labkit's loader, in the order that keeps what matters most when a
+    # time limit stops the bench: the speed-first rung (the speed goals), then from the cheapest rung up (the
+    # low-VRAM goals). The table lists them in ladder order (`ladder_order`).
+    rungs = gpu_rungs(family, tier=tier)
+    for strategy in [s for s in rungs if s.compile] + [s for s in reversed(rungs) if not s.compile]:
         notes = []
         applied = strategy
         if not cuda:
@@ -355,11 +357,14 @@ def measure_family(family: str, folder: Path, case: Case, *, catalog: Any, tier:
         r = row(strategy.name, strategy.dtype, strategy.offload, strategy.est_peak_vram_gb)
         run_one(r, lambda s=applied: _labkit_load(load_pipeline, ref, s, device, hash_cache),
                 strategy.decode_chunk_size, notes)
-    eager_s = base["s_per_output"]
-    for r in rows:
-        if eager_s and r["s_per_output"]:
-            r["speedup_vs_eager"] = eager_s / r["s_per_output"]
-    return rows
+    return ladder_order(rows, [family], tier)
+
+
+def ladder_order(rows: Sequence[dict[str, Any]], families: Sequence[str], tier: str) -> list[dict[str, Any]]:
+    """`rows` by family (in `families`' order), each family's baseline first and then its rungs in ladder order."""
+    position = {(f, s.name): i for f in families for i, s in enumerate(gpu_rungs(f, tier=tier))}
+    return sorted(rows, key=lambda r: (families.index(r["family"]) if r["family"] in families else len(families),
+                                       position.get((r["family"], r["rung"]), -1)))
 
 
 def _labkit_load(load_pipeline: Callable[..., Any], ref: Any, strategy: Any, device: str,
@@ -432,7 +437,7 @@ def run_gpu_bench(config: GpuBenchConfig, *, root: str | Path | None = None, com
 
     def on_row(r: dict[str, Any]) -> None:
         rows.append(r)
-        write_table(rows, csv_path, md_path, title=title)
+        write_table(ladder_order(rows, config.families, tier), csv_path, md_path, title=title)
         if echo:
             echo(f"{r['family']} {r['rung']}: " + ", ".join(f"{k} {_fmt(r[k])}" for k in (
                 "peak_allocated_gb", "s_per_output", "it_per_s") if r[k] is not None) + (
@@ -455,7 +460,7 @@ def run_gpu_bench(config: GpuBenchConfig, *, root: str | Path | None = None, com
             build_s[family] = round(time.perf_counter() - t, 1)
             measure_family(family, folder, case, catalog=lab.catalog, tier=tier, cuda=cuda, nvml=nvml,
                            config=config, gpu=gpu, on_row=on_row)
-        write_table(rows, csv_path, md_path, title=title)  # again, with the family's speed-ups
+    rows = ladder_order(rows, config.families, tier)
     # 3. the MLflow run
     params = {"job": "bench-gpu", "families": ",".join(config.families), "tiny": config.tiny,
               "steps": config.steps or "default", "device": "cuda" if cuda else "cpu", "gpu": gpu or "none",

@@ -111,7 +111,8 @@ if [ $probe_ok -eq 0 ]; then
     if [ "$DRY" = 1 ]; then
         pytest_args+=(--collect-only)
     elif [ "$WORKERS" -gt 1 ] && $PYTHON -c "import xdist" 2>/dev/null; then
-        pytest_args+=(-n "$WORKERS" --dist loadfile)
+        # test by test, not file by file: test_gpu_fast.py's cold compiles would queue up in one process
+        pytest_args+=(-n "$WORKERS" --dist load)
     fi
     step pytest "$T_PYTEST" $PYTHON -m pytest "${pytest_args[@]}"
     grep -E '^(FAILED|ERROR)|[0-9]+ (passed|failed|skipped|error)|tests? collected' "$LOG" | tail -40 >>"$SUMMARY"

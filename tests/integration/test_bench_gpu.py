@@ -54,6 +54,20 @@ def test_the_table_has_the_baseline_and_every_gpu_rung_of_each_ladder(bench):
         assert [r["dtype"] for r in rows if r["rung"] == EAGER] == ["float32"] * len(FAMILIES)
 
 
+def test_the_rungs_are_measured_fast_first_then_from_the_cheapest_up(bench):
+    """The order the progress lines come in: a time limit that stops the bench (`make gpu-check` gives it four
+    minutes) then keeps the speed-first rung and the low-VRAM rungs the issue's goals name; the table above is in
+    ladder order all the same."""
+    measured = [line.split(":")[0].split(" ", 1) for line in bench["proc"].stderr.splitlines()
+                if line.split(" ", 1)[0] in FAMILIES and ":" in line]
+    table = strategy_table()
+    for f in FAMILIES:
+        gpu = [r for r in table.family(f)["ladder"] if r["device"] == "gpu"]
+        expected = [EAGER] + [r["name"] for r in gpu if r.get("compile")] + [
+            r["name"] for r in reversed(gpu) if not r.get("compile")]
+        assert [rung for family, rung in measured if family == f] == expected
+
+
 def test_the_markdown_is_printed_and_written(bench):
     md = (bench["out"] / "bench_gpu.md").read_text()
     printed = bench["proc"].stdout

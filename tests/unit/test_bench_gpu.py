@@ -14,6 +14,7 @@ from labkit.bench_gpu import (
     GpuBenchConfig,
     family_case,
     gpu_rungs,
+    half_dtype,
     markdown,
     read_table,
     suggest_table,
@@ -115,6 +116,15 @@ def test_every_gpu_rung_of_each_ladder_is_measured_in_order():
         rungs = gpu_rungs(family, tier="24")
         assert [s.name for s in rungs] == [r["name"] for r in ladder if r["device"] == "gpu"]
         assert rungs and all(s.device == "gpu" and s.tier == "24" for s in rungs)
+
+
+def test_the_baseline_is_plain_half_precision_not_the_fast_rungs_bfloat16():
+    """The issue's baseline is diffusers eager in fp16: sd15 and sdxl start their ladders on the bf16 speed-first
+    rung, which is measured against it, not taken for it; Wan runs in bf16 on every rung."""
+    for family in ("sd15", "sdxl"):
+        assert gpu_rungs(family, tier="24")[0].dtype == "bfloat16"  # the fast rung tops the ladder
+        assert half_dtype(family) == "float16"
+    assert half_dtype("svd") == "float16" and half_dtype("t2v") == "bfloat16"
 
 
 def test_the_sizes_are_the_catalogue_defaults_or_tiny():
