@@ -121,7 +121,7 @@ def _cuda_strategies(lab, plan, ref, choose, degrade) -> list[dict[str, Any]]:
     """it/s and peak VRAM for each GPU rung of the family, from the tier's start down."""
     import torch
 
-    from labkit.errors import OutOfMemory
+    from labkit.errors import OutOfMemory, is_out_of_memory
     from labkit.pipelines import calls
     from labkit.pipelines.loader import load_pipeline
 
@@ -140,7 +140,9 @@ def _cuda_strategies(lab, plan, ref, choose, degrade) -> list[dict[str, Any]]:
             torch.cuda.synchronize()
             rows.append({"strategy": strategy.name, "it_per_s": round(plan.steps / (time.perf_counter() - t), 2),
                          "peak_vram_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)})
-        except torch.OutOfMemoryError:
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
             rows.append({"strategy": strategy.name, "it_per_s": None, "peak_vram_gb": "out of memory"})
         finally:
             loaded = None

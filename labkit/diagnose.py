@@ -15,7 +15,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from labkit.errors import InvalidParameter
+from labkit.errors import InvalidParameter, OutOfMemory, is_out_of_memory
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
@@ -199,9 +199,6 @@ class Trace:
 def failure_record(lab: Lab, plan: Any, trace: Trace, error: BaseException) -> dict[str, Any]:
     """What `labkit doctor --run` needs to explain a render that failed: the error, where it stopped (model,
     family, rung, stage, step), the rungs tried and those left, the plan's size, and the machine's memory."""
-    import torch
-
-    from labkit.errors import OutOfMemory
     from labkit.hardware import strategy_table
 
     s = trace.strategy
@@ -210,7 +207,7 @@ def failure_record(lab: Lab, plan: Any, trace: Trace, error: BaseException) -> d
     record: dict[str, Any] = {
         "error_type": type(error).__name__, "message": str(getattr(error, "message", error))[:1500],
         "fix": getattr(error, "fix", None),
-        "oom": isinstance(error, (OutOfMemory, MemoryError, torch.OutOfMemoryError)),
+        "oom": isinstance(error, (OutOfMemory, MemoryError)) or is_out_of_memory(error),
         "model": trace.model, "family": trace.family, "stage": trace.stage, "step": trace.step,
         "total_steps": trace.total,
         "strategy": s.name if s else None, "rung": s.rung if s else None, "device": s.device if s else None,

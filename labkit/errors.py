@@ -87,15 +87,16 @@ class CredentialsError(LabkitError):
 
 
 #: What CUDA libraries say when an allocation of theirs fails; torch passes these on as a plain RuntimeError.
-_ALLOC_FAILED = ("CUDA out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
-                 "cuFFT error: CUFFT_ALLOC_FAILED")
+_ALLOC_FAILED = ("CUDA out of memory", "CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED",
+                 "CUDNN_STATUS_ALLOC_FAILED", "cuFFT error: CUFFT_ALLOC_FAILED")
 
 
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether `error` is the GPU running out of memory: torch's `OutOfMemoryError`, also where it arrives wrapped
-    (torch.compile raises `BackendCompilerFailed` / `InductorError` with it as `inner_exception` or cause), or a
-    CUDA library's failed allocation, which torch raises as a plain RuntimeError (cuBLAS, cuDNN, cuFFT). labkit's
-    own `OutOfMemory` (every rung tried) is not one: there is nothing cheaper left to try."""
+    (torch.compile raises `BackendCompilerFailed` / `InductorError` with it as `inner_exception` or cause; an
+    error raised while handling one keeps it as its context), or a failed allocation of the CUDA runtime or a CUDA
+    library, which torch raises as a plain RuntimeError (cuBLAS, cuDNN, cuFFT). labkit's own `OutOfMemory` (every
+    rung tried) is not one: there is nothing cheaper left to try."""
     import sys
 
     torch = sys.modules.get("torch")  # without torch imported, no torch error can have been raised
@@ -107,5 +108,5 @@ def is_out_of_memory(error: BaseException) -> bool:
             return True
         if isinstance(e, RuntimeError) and any(s in str(e) for s in _ALLOC_FAILED):
             return True
-        e = getattr(e, "inner_exception", None) or e.__cause__
+        e = getattr(e, "inner_exception", None) or e.__cause__ or (None if e.__suppress_context__ else e.__context__)
     return False

@@ -68,7 +68,7 @@ class HardwareProfile:
         vram_total_gb / vram_free_gb: the GPU's memory (GiB), None without a GPU.
         compute_capability: CUDA (major, minor), None elsewhere.
         bf16: whether bfloat16 runs natively (Ampere or newer).
-        gpu_count: NVIDIA GPUs visible to the driver (labkit uses the first).
+        gpu_count: NVIDIA GPUs this process may use (those CUDA_VISIBLE_DEVICES lists); labkit renders on the first.
         ram_total_gb / ram_free_gb: system memory (GiB).
         cpu_count: logical CPU cores.
         platform: "local", "colab" or "kaggle".

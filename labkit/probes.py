@@ -20,7 +20,7 @@ def detect_platform() -> Platform:
     return "local"
 
 
-def freeram_gb() -> float:
+def free_ram_gb() -> float:
     """The memory this machine has available now (GiB; 0.0 when it cannot be read)."""
     return ram_gb()[1]
 
@@ -127,7 +127,7 @@ def nvml_gpu(notes: list[str]) -> dict[str, Any] | None:
             driver = driver.decode() if isinstance(driver, bytes) else str(driver)
         except Exception:
             driver = None
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        visible, entries = os.environ.get("CUDA_VISIBLE_DEVICES"), _visible_entries()
         try:
             which = f"GPU {pynvml.nvmlDeviceGetIndex(handle)}"
         except Exception:  # a MIG instance has no index of its own
@@ -141,7 +141,7 @@ def nvml_gpu(notes: list[str]) -> dict[str, Any] | None:
             vram_free_gb=round(mem.free / 2**30, 2),
             compute_capability=cc,
             bf16=bool(cc and cc[0] >= 8),
-            gpu_count=int(count),
+            gpu_count=int(count) if entries is None else min(len(entries), int(count)),  # those we may use
             driver=driver,
         )
     except Exception as e:
@@ -156,27 +156,49 @@ def nvml_gpu(notes: list[str]) -> dict[str, Any] | None:
 
 def nvml_handle(pynvml: Any, cuda_index: int = 0) -> Any:
     """NVML's handle of CUDA device `cuda_index` as this process sees it, or None when CUDA_VISIBLE_DEVICES hides
-    it. That variable renumbers the GPUs a process sees, naming them by index or by UUID (a unique prefix is
-    enough, MIG instances included); NVML numbers every GPU of the machine, so GPU 0 is not always ours."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:
+    it: NVML numbers every GPU of the machine, so its GPU 0 is not always ours.
+
+    Where this process has started CUDA, torch names the device's UUID and that decides. Otherwise the variable
+    does: entries by index or UUID (a unique prefix of a GPU's is enough; a MIG instance by its full UUID). An
+    index counts in CUDA's order, which is NVML's (the PCI bus) with CUDA_DEVICE_ORDER=PCI_BUS_ID or on a box of
+    identical cards; on mixed cards CUDA's default puts the fastest first."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        try:
+            return pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{torch.cuda.get_device_properties(cuda_index).uuid}")
+        except Exception:  # a MIG instance, or a driver that names it otherwise: the variable below
+            pass
+    entries = _visible_entries()
+    if entries is None:
         return pynvml.nvmlDeviceGetHandleByIndex(cuda_index)
-    entries = [v.strip() for v in visible.split(",")]
-    # CUDA stops the list at the first entry it cannot use: what comes after it is hidden too
-    if cuda_index >= len(entries) or any(not v or v.startswith("-") for v in entries[:cuda_index + 1]):
+    if cuda_index >= len(entries):
         return None
     entry = entries[cuda_index]
     if entry.isdigit():
         return pynvml.nvmlDeviceGetHandleByIndex(int(entry))
     try:
         return pynvml.nvmlDeviceGetHandleByUUID(entry)
-    except Exception:  # a prefix of the UUID
+    except Exception:  # a prefix of a GPU's UUID
         for i in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
             uuid = pynvml.nvmlDeviceGetUUID(handle)
             if (uuid.decode() if isinstance(uuid, bytes) else str(uuid)).startswith(entry):
                 return handle
     return None
+
+
+def _visible_entries() -> list[str] | None:
+    """The GPUs CUDA_VISIBLE_DEVICES gives this process, in CUDA's order; None where it is not set. CUDA stops the
+    list at the first entry it cannot use (empty, or -1), hiding what comes after."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return None
+    entries = []
+    for v in (v.strip() for v in visible.split(",")):
+        if not v or v.startswith("-"):
+            break
+        entries.append(v)
+    return entries
 
 
 def torch_gpu(notes: list[str]) -> dict[str, Any] | None:

@@ -439,6 +439,10 @@ def _render_one(lab: Lab, plan: Plan, ref: ModelRef, attempts: list[Attempt], pr
             # rung's pipeline goes too, before the next rung loads beside it.
             attempts.append(failed)
             loaded = None
+            if strategy.compile and lab.hardware.device == "cuda":
+                import torch
+
+                torch.compiler.reset()  # CUDA graphs' memory pools live as long as dynamo keeps the compiled code
             lab.pipelines.evict(_cache_key(ref, strategy, allow_pickle))
             strategy = degrade(strategy, tried=tried)  # raises OutOfMemory when nothing cheaper is left
             continue

@@ -78,7 +78,7 @@ class CloudSession:
     def lines(self) -> list[str]:
         hw = self.hardware
         if hw.device == "cuda":
-            gpus = f"GPU 0 of {hw.gpu_count}" if hw.gpu_count > 1 else "one GPU"
+            gpus = f"the first of {hw.gpu_count} GPUs" if hw.gpu_count > 1 else "one GPU"
             why = "bf16 runs natively" if hw.bf16 else "this card has no bf16"
             gpu = (f"{gpus}, VRAM tier {hw.tier}: memory strategies for that tier; mixed precision "
                    f"{self.mixed_precision!r} advised ({why})")

@@ -200,6 +200,7 @@ def test_the_gpu_read_is_the_one_cuda_visible_devices_gives_the_process(monkeypa
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     prof = HardwareProfile.detect()
     assert prof.gpu_name == "NVIDIA H100 80GB HBM3" and prof.vram_total_gb == pytest.approx(79.65, abs=0.01)
+    assert prof.gpu_count == len(visible.split(","))
     assert any("using GPU 2" in n and f"CUDA_VISIBLE_DEVICES={visible}" in n for n in prof.notes), prof.notes
     now = gpu_now()
     assert now["name"] == "NVIDIA H100 80GB HBM3" and now["total_gb"] == pytest.approx(79.65, abs=0.01)
@@ -210,6 +211,23 @@ def test_without_cuda_visible_devices_the_first_gpu_is_read(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     prof = HardwareProfile.detect()
     assert prof.gpu_name == "NVIDIA RTX A4000" and any("using GPU 0" in n for n in prof.notes)
+    assert prof.gpu_count == 3
+
+
+def test_once_cuda_has_started_the_device_uuid_decides(monkeypatch):
+    """CUDA's default order puts the fastest card first, NVML's the PCI bus: index 0 of CUDA_VISIBLE_DEVICES can be
+    NVML's GPU 2. A process that has started CUDA (the bench) reads its device's UUID from torch instead."""
+    import torch
+
+    from labkit.probes import nvml_handle
+
+    nvml = _machine_of_three_gpus()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="c3b4"))
+    assert nvml_handle(nvml) == ("gpu", 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="0000"))
+    assert nvml_handle(nvml) == ("gpu", 0)  # a UUID NVML does not know: CUDA_VISIBLE_DEVICES decides
 
 
 @pytest.mark.parametrize("visible", ["", "-1", "GPU-ffff"], ids=["empty", "minus-one", "unknown-uuid"])

@@ -24,8 +24,9 @@ def _raised_from(inner: BaseException) -> BaseException:
     RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
     RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),
     RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB"),  # older torch raised it as RuntimeError
+    RuntimeError("CUDA error: out of memory"),  # the CUDA runtime itself (torch.AcceleratorError)
     _raised_from(torch.OutOfMemoryError("CUDA out of memory.")),
-], ids=["torch", "cublas", "cudnn", "runtime-error", "cause"])
+], ids=["torch", "cublas", "cudnn", "runtime-error", "cuda-runtime", "cause"])
 def test_out_of_memory_is_recognised(error):
     assert is_out_of_memory(error)
 
@@ -53,3 +54,20 @@ def test_a_cycle_of_causes_ends():
     a, b = RuntimeError("a"), RuntimeError("b")
     a.__cause__, b.__cause__ = b, a
     assert not is_out_of_memory(a)
+
+
+def test_an_error_raised_while_handling_one_keeps_it_as_context():
+    try:
+        try:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        except torch.OutOfMemoryError:
+            raise RuntimeError("the pipeline's cleanup failed too")  # noqa: B904 - what a library might do
+    except RuntimeError as e:
+        assert is_out_of_memory(e)
+    try:
+        try:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        except torch.OutOfMemoryError:
+            raise ValueError("a bad size") from None  # said not to be about the first one
+    except ValueError as e:
+        assert not is_out_of_memory(e)
