@@ -95,8 +95,9 @@ def is_out_of_memory(error: BaseException) -> bool:
     """Whether `error` is the GPU running out of memory: torch's `OutOfMemoryError`, also where it arrives wrapped
     (torch.compile raises `BackendCompilerFailed` / `InductorError` with it as `inner_exception` or cause; an
     error raised while handling one keeps it as its context), or a failed allocation of the CUDA runtime or a CUDA
-    library, which torch raises as a plain RuntimeError (cuBLAS, cuDNN, cuFFT). labkit's own `OutOfMemory` (every
-    rung tried) is not one: there is nothing cheaper left to try."""
+    library, which torch raises as a plain RuntimeError (cuBLAS, cuDNN, cuFFT). An error of labkit's own says
+    itself what went wrong, whatever it was raised from; its `OutOfMemory` (every rung tried) is not one: there is
+    nothing cheaper left to try."""
     import sys
 
     torch = sys.modules.get("torch")  # without torch imported, no torch error can have been raised
@@ -104,6 +105,8 @@ def is_out_of_memory(error: BaseException) -> bool:
     e: BaseException | None = error
     while e is not None and id(e) not in seen:
         seen.add(id(e))
+        if isinstance(e, LabkitError):
+            return False
         if torch is not None and isinstance(e, torch.OutOfMemoryError):
             return True
         if isinstance(e, RuntimeError) and any(s in str(e) for s in _ALLOC_FAILED):

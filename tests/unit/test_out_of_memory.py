@@ -71,3 +71,13 @@ def test_an_error_raised_while_handling_one_keeps_it_as_context():
             raise ValueError("a bad size") from None  # said not to be about the first one
     except ValueError as e:
         assert not is_out_of_memory(e)
+
+
+def test_labkits_own_error_raised_from_an_out_of_memory_is_its_own_verdict():
+    try:
+        try:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        except torch.OutOfMemoryError as e:
+            raise OutOfMemory("Out of memory on every strategy.", fix="lower the size") from e
+    except OutOfMemory as e:
+        assert not is_out_of_memory(e)
