@@ -389,6 +389,9 @@ class Trainer:
         for m in models.values():
             m.to(accelerator.device)
             m.train()
+        for m in self.task.frozen().values():  # what the loss runs through besides the trained models
+            m.to(accelerator.device)
+            m.eval()
         groups = self.task.param_groups(cfg.learning_rate) or [
             {"params": [p for m in models.values() for p in m.parameters() if p.requires_grad]}]
         optimizer = self.task.optimizer(groups, cfg) or torch.optim.AdamW(

@@ -60,6 +60,12 @@ class TrainTask:
         """The modules to train, by name (their weights go into checkpoints and the export)."""
         raise NotImplementedError
 
+    def frozen(self) -> Mapping[str, torch.nn.Module]:
+        """The modules `loss` and `validate` use without training them (a VAE, a text encoder, a frozen UNet), by
+        name: the engine puts them on the training device, in eval mode, with the trained ones. Default: none (a
+        task that keeps them elsewhere moves its inputs there itself)."""
+        return {}
+
     def param_groups(self, learning_rate: float) -> list[dict[str, Any]] | None:
         """Optimizer parameter groups (e.g. a lower lr for the text encoder); None: one group of all
         trainable parameters of `models()`."""

@@ -136,6 +136,10 @@ class ToyControlNetTask(TrainTask):
     def models(self):
         return {"controlnet": self.net}
 
+    def frozen(self):
+        # the base the ControlNet steers: every loss encodes the images and captions and runs its UNet
+        return {k: self.c[k] for k in ("vae", "text_encoder", "unet")}
+
     def batches(self, batch_size: int, start: int) -> Iterator[Any]:
         from labkit.toyworld.layout import layout_map, make_layout_item
 

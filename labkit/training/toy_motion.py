@@ -280,6 +280,27 @@ def motion_modules(motion_unet):
     return torch.nn.ModuleDict(parts)
 
 
+def _spatial_modules(motion_unet):
+    """The 2D (`UNet2DConditionModel`) layers of a `UNetMotionModel`, as one module: the largest submodules that
+    hold no motion module's weight (none of them shares a tensor with `motion_modules`)."""
+    import torch
+
+    trained = motion_modules(motion_unet)
+    motion = {id(t) for t in (*trained.parameters(), *trained.buffers())}
+    parts = []
+
+    def walk(module) -> None:
+        for child in module.children():
+            held = {id(t) for t in (*child.parameters(), *child.buffers())}
+            if held and not held & motion:
+                parts.append(child)
+            elif held - motion:
+                walk(child)
+
+    walk(motion_unet)  # (a UNetMotionModel holds no tensor of its own, outside its layers)
+    return torch.nn.ModuleList(parts)
+
+
 def spatial_state(motion_unet) -> dict[str, Any]:
     """The 2D (`UNet2DConditionModel`) weights of a `UNetMotionModel`: every tensor but the motion modules
     (diffusers keeps the 2D names when it converts, so they load into the base's class as they are)."""
@@ -454,6 +475,17 @@ class ToyMotionTask(TrainTask):
         if self.config.text_encoder_lr_scale > 0:
             models["text_encoder"] = self.c["text_encoder"]
         return models
+
+    def frozen(self):
+        # the VAE always; the text encoder at text_encoder_lr_scale 0 (the default); the UNet's 2D layers when
+        # only its motion modules train (spatial_lr_scale 0): those are in `models()` already, so not the UNet
+        # itself but the largest of its parts that hold none of them
+        frozen = {"vae": self.c["vae"]}
+        if not self.config.text_encoder_lr_scale > 0:
+            frozen["text_encoder"] = self.c["text_encoder"]
+        if not self.config.spatial_lr_scale > 0:
+            frozen["unet_2d"] = _spatial_modules(self.unet)
+        return frozen
 
     def param_groups(self, learning_rate: float):
         cfg = self.config

@@ -170,24 +170,30 @@ class ToyTextTask(TrainTask):
         from labkit.toyworld.geneval import category_prompts, read
 
         self.text_encoder.eval()
+        device = next(self.text_encoder.parameters()).device
+
+        def read_out(captions):  # the heads' logits of `captions`, on the CPU beside the targets
+            out = self._logits(tokenize(self.tokenizer, captions).to(device))
+            return {k: tuple(t.cpu() for t in v) if isinstance(v, tuple) else v.cpu() for k, v in out.items()}
+
         texts = [t for k in (1, 2) for t in heldout_prompts("heldout", n=100, seed=5, n_objects=k)]
         targets = self._targets([(parse(t), t) for t in texts])
-        logits = self._logits(tokenize(self.tokenizer, texts))
+        logits = read_out(texts)
         right = [(logits[k].argmax(-1) == targets[k]).all(dim=1) for k in self.vocab]
         metrics = {f"heldout_{k}": float(r.float().mean()) for k, r in zip(self.vocab, right, strict=True)}
         metrics["heldout_all"] = float((right[0] & right[1] & right[2]).float().mean())
         counted = [(s, t) for t, s in category_prompts("counting", 100, seed=5)]
-        lg, tg = self._logits(tokenize(self.tokenizer, [t for _, t in counted])), self._targets(counted)
+        lg, tg = read_out([t for _, t in counted]), self._targets(counted)
         metrics["heldout_count"] = float(((lg["n_shape"].argmax(-1) == tg["n_shape"]).all(dim=1)
                                           & (lg["n_colour"].argmax(-1) == tg["n_colour"]).all(dim=1)).float().mean())
         related = [(s, t) for t, s in category_prompts("position", 200, seed=5) if read(t).kind == "relation"]
-        lg, tg = self._logits(tokenize(self.tokenizer, [t for _, t in related]))["relation"], self._targets(related)
+        lg, tg = read_out([t for _, t in related])["relation"], self._targets(related)
         said = tg["relation"] >= 0
         ok = ((lg > 0).float() == tg["relation"]) | ~said
         metrics["heldout_relation"] = float(ok.flatten(1).all(dim=1).float().mean())
         # per phrase: two- and three-object captions where every phrase's last token names its object whole
         attributed = [(s, t) for t, s in category_prompts("colour_attribution", 200, seed=5)]
-        lg = self._logits(tokenize(self.tokenizer, [t for _, t in attributed]))["object"]
+        lg = read_out([t for _, t in attributed])["object"]
         tg = self._targets(attributed)["object"]
         ok = torch.stack([(part.argmax(-1) == tg[..., i]) | (tg[..., i] == -100) for i, part in enumerate(lg)])
         metrics["heldout_binding"] = float(ok.all(dim=0).all(dim=1).float().mean())

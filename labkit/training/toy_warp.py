@@ -153,6 +153,9 @@ class ToyWarpTask(TrainTask):
     def models(self):
         return {"motion": self.model}
 
+    def frozen(self):
+        return {"text_encoder": self.c["text_encoder"]}  # reads every caption, never trains
+
     def batches(self, batch_size: int, start: int) -> Iterator[Any]:
         from labkit.toyworld.motion import make_clip_item
         from labkit.toyworld.scenes import render
