@@ -365,12 +365,24 @@ class DreamBoothFullTask(DreamBoothTask):
 
 
 def full_memory_gb(config: DreamBoothConfig, pipe: Any) -> float:
-    """What full fine-tuning keeps in memory, in GiB: each trained weight with its gradient and AdamW's two
-    moments (16 bytes; 10 with 8-bit AdamW), every frozen weight (its own size), and an allowance of a quarter
-    more for activations (gradient checkpointing lowers them)."""
+    """What full fine-tuning keeps in memory, in GiB: each trained weight in float32 with its gradient and AdamW's
+    two moments (16 bytes; 10 with 8-bit AdamW, which is the default where it runs; 8 more with several processes),
+    every frozen weight (its own size), and an allowance of a quarter more for activations (gradient checkpointing
+    lowers them)."""
+    import importlib.util
+
+    import torch
+
+    from labkit.training.distributed import world
+
     trained = [pipe.unet] + ([pipe.text_encoder] if config.train_text_encoder else [])
     frozen = [m for m in (pipe.vae, pipe.text_encoder) if m is not None and m not in trained]
-    per = 10 if config.use_8bit_adam else 16
+    # 8-bit AdamW when asked, or by default where it runs (CUDA and bitsandbytes), as LoraTask.optimizer picks it
+    eight_bit = config.use_8bit_adam is True or (config.use_8bit_adam is None and torch.cuda.is_available()
+                                                 and importlib.util.find_spec("bitsandbytes") is not None)
+    per = 10 if eight_bit else 16
+    if world()[1] > 1:
+        per += 8  # several processes: DDP's gradient buckets and the all-reduce's flat copy, fp32 each
     n = sum(p.numel() for m in trained for p in m.parameters())
     rest = sum(p.numel() * p.element_size() for m in frozen for p in m.parameters())
     return 1.25 * (n * per + rest) / 2**30
@@ -386,8 +398,10 @@ def check_full_memory(config: DreamBoothConfig, pipe: Any, hardware: Any = None)
     from labkit.probes import free_ram_gb
 
     need = full_memory_gb(config, pipe)
-    if torch.cuda.is_available() and hardware is not None and hardware.vram_total_gb:
-        have, where = USABLE_VRAM * hardware.vram_total_gb, f"{hardware.vram_total_gb:.0f} GB GPU"
+    vram = hardware.vram_total_gb if hardware is not None and hardware.vram_total_gb else None
+    if torch.cuda.is_available() and not config.cpu:
+        vram = vram or torch.cuda.mem_get_info()[1] / 2**30  # no profile given: the card torch trains on
+        have, where = USABLE_VRAM * vram, f"{vram:.0f} GB GPU"
     else:
         free = hardware.ram_free_gb if hardware is not None and hardware.ram_free_gb else free_ram_gb()
         have, where = 0.5 * free, f"{free:.1f} GB of free memory (CPU training)"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,10 +254,32 @@ class LoraTask(TrainTask):
             m.requires_grad_(False)
         vae.eval()
         te.eval()
+        # on the training device from the start: encoding the data and drawing class images run there too
+        pipe.to(self.device)
         self._add_trainable(unet, te)
+        self._trained_in_fp32()
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         self._encode_data()
+
+    @property
+    def device(self) -> Any:
+        """Where the engine trains: this process's GPU (`LOCAL_RANK` under `accelerate launch`), else the CPU."""
+        import torch
+
+        if self.config.cpu or not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+    def _trained_in_fp32(self) -> None:
+        """The trained weights in float32 where the frozen base is in half precision (CUDA with mixed precision):
+        the optimizer then updates fp32 weights (fp16 gradients cannot be unscaled; updates this small vanish in
+        bf16), while the forward runs in half precision under the engine's autocast."""
+        import torch
+        from diffusers.training_utils import cast_training_params
+
+        if any(p.dtype != torch.float32 for p in self.holder.parameters()):
+            cast_training_params(self.holder, dtype=torch.float32)
 
     def _add_trainable(self, unet: Any, te: Any) -> None:
         """Add the LoRA layers to the frozen `unet` (and `te` when the text encoder trains) and gather them in
@@ -305,8 +328,17 @@ class LoraTask(TrainTask):
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
         vae, te, tok = self.pipe.vae, self.pipe.text_encoder, self.pipe.tokenizer
         dtype = next(vae.parameters()).dtype
-        with torch.no_grad():
-            lat = [vae.encode(x[i:i + 16].to(vae.device, dtype)).latent_dist.mean for i in range(0, len(x), 16)]
+        # a half-precision VAE that asks for float32 (SDXL's overflows in fp16) encodes in float32: a one-off pass
+        upcast = dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+        if upcast:
+            vae.to(torch.float32)
+        try:
+            with torch.no_grad():
+                lat = [vae.encode(x[i:i + 16].to(vae.device, next(vae.parameters()).dtype)).latent_dist.mean
+                       for i in range(0, len(x), 16)]
+        finally:
+            if upcast:
+                vae.to(dtype)
         latents = (torch.cat(lat) * vae.config.scaling_factor).float().cpu()
         ids = tok(list(captions), padding="max_length", max_length=tok.model_max_length, truncation=True,
                   return_tensors="pt").input_ids
@@ -352,7 +384,12 @@ class LoraTask(TrainTask):
         if self.config.use_8bit_adam is False or not torch.cuda.is_available() \
                 or importlib.util.find_spec("bitsandbytes") is None:
             return None
-        import bitsandbytes as bnb
+        try:
+            import bitsandbytes as bnb
+        except Exception as e:  # installed, but its CUDA library does not load here
+            warnings.warn(f"bitsandbytes did not load ({type(e).__name__}: {e}); training with torch's AdamW.",
+                          stacklevel=2)
+            return None
 
         return bnb.optim.AdamW8bit(groups, lr=config.learning_rate, betas=config.adam_betas, eps=config.adam_eps,
                                    weight_decay=config.weight_decay)
@@ -367,7 +404,7 @@ class LoraTask(TrainTask):
         import torch
 
         unet = self.pipe.unet
-        if next(unet.parameters()).device != ctx.device:
+        if next(unet.parameters()).device.type != ctx.device.type:  # "cuda" and "cuda:0" are one device here
             self.pipe.to(ctx.device)
         unet.train()
         latents = latents.to(ctx.device)
@@ -392,8 +429,13 @@ class LoraTask(TrainTask):
 
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.pipe.set_progress_bar_config(disable=True)
-        return self.pipe(list(prompts), num_inference_steps=self.sampling_steps, guidance_scale=self.guidance_scale,
-                         height=self.resolution, width=self.resolution, generator=gens).images
+        # With mixed precision (CUDA) the frozen parts are in half precision and the trained ones in float32 (a
+        # fully fine-tuned UNet): autocast runs them together, as the engine's forward does.
+        half = self.pipe.vae.dtype
+        with torch.autocast(self.device.type, dtype=half, enabled=half != torch.float32):
+            return self.pipe(list(prompts), num_inference_steps=self.sampling_steps,
+                             guidance_scale=self.guidance_scale, height=self.resolution, width=self.resolution,
+                             generator=gens).images
 
     def validation_rows(self, prompt: str, seeds: Sequence[int]) -> list[tuple[str, list[Any]]]:
         """The validation grid's rows for one prompt: (label, an image per seed) with the adapter, then without."""

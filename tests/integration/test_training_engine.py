@@ -245,3 +245,57 @@ def test_the_engine_takes_a_tracker_and_a_hardware_profile_not_a_lab(project, tm
     quiet = train(TinyTask(), _config(tmp_path / "quiet", steps=2, validate_every=0), env=TrainEnv())
     assert quiet.run_id is None and (quiet.export_dir / "net.safetensors").is_file()
     assert [r.info.run_id for r in tracker.search_runs()] == [res.run_id]
+
+
+class FrozenPartTask(TinyTask):
+    """TinyTask whose fixed map is a frozen module the loss runs through, named by `frozen()`."""
+
+    def __init__(self):
+        super().__init__()
+        self.placed: list[str] = []
+        self.target.train()  # the engine, not the task, puts it in eval mode
+        real_to = self.target.to
+
+        def to(*args, **kwargs):
+            self.placed.append(str(args[0] if args else kwargs.get("device")))
+            return real_to(*args, **kwargs)
+
+        self.target.to = to
+
+    def frozen(self):
+        return {"target": self.target}
+
+
+def test_the_engine_puts_a_tasks_frozen_modules_on_the_training_device_in_eval_mode(lab, tmp_path):
+    """On a GPU the frozen parts (a VAE, a text encoder) must sit where the inputs are; the engine moves what a task
+    names in `frozen()` with its trained models (here the device is the CPU: the move is recorded)."""
+    task = FrozenPartTask()
+    res = train(task, _config(tmp_path / "frozen", steps=2, validate_every=0), lab=lab)
+    assert res.status == "finished" and task.placed == ["cpu"] and not task.target.training
+    assert not any(p.requires_grad for p in task.target.parameters())
+
+
+def test_a_checkpoint_with_the_rng_of_eight_gpus_resumes_on_a_machine_with_one(tmp_path, monkeypatch):
+    """Checkpoints once kept one CUDA RNG state per visible GPU, and resuming set them all: on a machine showing
+    fewer GPUs that failed (torch indexes a generator per state). The process's own GPU's state is restored."""
+    import random
+
+    import numpy as np
+
+    from labkit.training.engine import _load_rng
+
+    per_gpu = [torch.full((16,), i, dtype=torch.uint8) for i in range(8)]
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+             "cuda": per_gpu}
+    torch.save(state, tmp_path / "rng.pt")
+    restored = []
+
+    def one_gpu_only(states):
+        raise IndexError("list index out of range")  # what torch.cuda.set_rng_state_all does with 8 states, 1 GPU
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", restored.append)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", one_gpu_only)
+    _load_rng(tmp_path / "rng.pt")
+    assert len(restored) == 1 and torch.equal(restored[0], per_gpu[0])
