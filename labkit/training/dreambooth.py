@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
 from labkit.locks import file_lock
-from labkit.training.lora import LoraTask, LoraTrainConfig, base_settings, check_dataset, open_image
+from labkit.training.lora import (
+    LoraTask,
+    LoraTrainConfig,
+    base_settings,
+    check_dataset,
+    eight_bit_adam,
+    open_image,
+    training_device,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.training.engine import TrainResult
@@ -361,7 +369,8 @@ class DreamBoothFullTask(DreamBoothTask):
             "", "## How to load", "",
             "A diffusers pipeline folder:", "", "```python",
             'lab.generate("…", model="<this folder>")',
-            'DiffusionPipeline.from_pretrained("<this folder>")   # plain diffusers', "```"])
+            "# plain diffusers: one dtype for every part (float16 on a GPU)",
+            'DiffusionPipeline.from_pretrained("<this folder>", dtype=torch.float32)', "```"])
 
 
 def full_memory_gb(config: DreamBoothConfig, pipe: Any) -> float:
@@ -369,18 +378,11 @@ def full_memory_gb(config: DreamBoothConfig, pipe: Any) -> float:
     two moments (16 bytes; 10 with 8-bit AdamW, which is the default where it runs; 8 more with several processes),
     every frozen weight (its own size), and an allowance of a quarter more for activations (gradient checkpointing
     lowers them)."""
-    import importlib.util
-
-    import torch
-
     from labkit.training.distributed import world
 
     trained = [pipe.unet] + ([pipe.text_encoder] if config.train_text_encoder else [])
     frozen = [m for m in (pipe.vae, pipe.text_encoder) if m is not None and m not in trained]
-    # 8-bit AdamW when asked, or by default where it runs (CUDA and bitsandbytes), as LoraTask.optimizer picks it
-    eight_bit = config.use_8bit_adam is True or (config.use_8bit_adam is None and torch.cuda.is_available()
-                                                 and importlib.util.find_spec("bitsandbytes") is not None)
-    per = 10 if eight_bit else 16
+    per = 10 if eight_bit_adam(config.use_8bit_adam) is not None else 16  # as LoraTask.optimizer picks it
     if world()[1] > 1:
         per += 8  # several processes: DDP's gradient buckets and the all-reduce's flat copy, fp32 each
     n = sum(p.numel() for m in trained for p in m.parameters())
@@ -399,8 +401,10 @@ def check_full_memory(config: DreamBoothConfig, pipe: Any, hardware: Any = None)
 
     need = full_memory_gb(config, pipe)
     vram = hardware.vram_total_gb if hardware is not None and hardware.vram_total_gb else None
-    if torch.cuda.is_available() and not config.cpu:
-        vram = vram or torch.cuda.mem_get_info()[1] / 2**30  # no profile given: the card torch trains on
+    device = training_device(config.cpu)
+    if device.type == "cuda":
+        # no profile given: the card this process trains on (read without starting a CUDA context on GPU 0)
+        vram = vram or torch.cuda.get_device_properties(device).total_memory / 2**30
         have, where = USABLE_VRAM * vram, f"{vram:.0f} GB GPU"
     else:
         free = hardware.ram_free_gb if hardware is not None and hardware.ram_free_gb else free_ram_gb()

@@ -154,13 +154,7 @@ class LoraTrainConfig(TrainConfig):
         self.train_config(7.5, 25).validate()
         check_dataset(self.data)
         if self.use_8bit_adam:
-            import importlib.util
-
-            import torch
-
-            if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
-                raise InvalidParameter("use_8bit_adam=True needs bitsandbytes and a CUDA GPU.", value=True,
-                                       fix="pip install bitsandbytes on a CUDA machine, or use_8bit_adam=None (auto).")
+            eight_bit_adam(True)  # required: refused here when it cannot run
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -264,12 +258,7 @@ class LoraTask(TrainTask):
 
     @property
     def device(self) -> Any:
-        """Where the engine trains: this process's GPU (`LOCAL_RANK` under `accelerate launch`), else the CPU."""
-        import torch
-
-        if self.config.cpu or not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return training_device(self.config.cpu)
 
     def _trained_in_fp32(self) -> None:
         """The trained weights in float32 where the frozen base is in half precision (CUDA with mixed precision):
@@ -377,20 +366,9 @@ class LoraTask(TrainTask):
 
     def optimizer(self, groups, config):
         """bitsandbytes' 8-bit AdamW when it and CUDA are there (and not switched off)."""
-        import importlib.util
-
-        import torch
-
-        if self.config.use_8bit_adam is False or not torch.cuda.is_available() \
-                or importlib.util.find_spec("bitsandbytes") is None:
+        bnb = eight_bit_adam(self.config.use_8bit_adam)
+        if bnb is None:
             return None
-        try:
-            import bitsandbytes as bnb
-        except Exception as e:  # installed, but its CUDA library does not load here
-            warnings.warn(f"bitsandbytes did not load ({type(e).__name__}: {e}); training with torch's AdamW.",
-                          stacklevel=2)
-            return None
-
         return bnb.optim.AdamW8bit(groups, lr=config.learning_rate, betas=config.adam_betas, eps=config.adam_eps,
                                    weight_decay=config.weight_decay)
 
@@ -404,7 +382,7 @@ class LoraTask(TrainTask):
         import torch
 
         unet = self.pipe.unet
-        if next(unet.parameters()).device.type != ctx.device.type:  # "cuda" and "cuda:0" are one device here
+        if not _same_device(next(unet.parameters()).device, ctx.device):
             self.pipe.to(ctx.device)
         unet.train()
         latents = latents.to(ctx.device)
@@ -560,6 +538,57 @@ def toy_scores(prompt: str, images: Sequence[Any]) -> list[float]:
     return [float(v["all_correct"]) for v in verdicts] if verdicts is not None else []
 
 
+def training_device(cpu: bool = False) -> Any:
+    """Where a training process computes, as accelerate places it: its GPU (`LOCAL_RANK` under `accelerate launch`,
+    modulo the GPUs it sees: a launcher may give each process one), else the CPU."""
+    import torch
+
+    if cpu or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % max(torch.cuda.device_count(), 1))
+
+
+def _same_device(a: Any, b: Any) -> bool:
+    # accelerate names a lone GPU "cuda", where the weights report "cuda:0": the same device
+    import torch
+
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return True
+    current = torch.cuda.current_device()
+    return (current if a.index is None else a.index) == (current if b.index is None else b.index)
+
+
+def eight_bit_adam(use: bool | None) -> Any:
+    """bitsandbytes, where 8-bit AdamW is to train: `use` True (required) or None (auto: where CUDA is and
+    bitsandbytes loads); else None. Required but unable to run: InvalidParameter saying why. An installed
+    bitsandbytes whose CUDA library does not load is warned about under auto."""
+    import importlib.util
+
+    import torch
+
+    if use is False:
+        return None
+    if not torch.cuda.is_available():
+        why = "there is no CUDA GPU"
+    elif importlib.util.find_spec("bitsandbytes") is None:
+        why = "bitsandbytes is not installed"
+    else:
+        try:
+            import bitsandbytes
+
+            return bitsandbytes
+        except Exception as e:  # installed, but its CUDA library does not load here
+            why = f"bitsandbytes did not load ({type(e).__name__}: {e})"
+            if not use:
+                warnings.warn(f"{why}; training with torch's AdamW.", stacklevel=2)
+    if use:
+        raise InvalidParameter(f"use_8bit_adam=True needs bitsandbytes and a CUDA GPU: {why}.", value=True,
+                               fix="pip install bitsandbytes on a CUDA machine, or use_8bit_adam=None (auto).")
+    return None
+
+
 def load_base_pipeline(env: TrainEnv | Any, base: str, mixed_precision: str = "no"):
     """(pipeline, ModelRef) of the Stable Diffusion-layout model a LoRA trains on, found by `env` (a
     `TrainEnv`, or a `Lab`), in fp32 (frozen weights in half precision only on CUDA)."""
@@ -658,4 +687,5 @@ def concept_adherence(task: LoraTask, n: int = 20, concept: str | None = None, s
 
 
 __all__ = ["TEXT_ENCODER_TARGETS", "UNET_TARGETS", "LoraTask", "LoraTrainConfig", "base_settings", "check_dataset",
-           "concept_adherence", "load_base_pipeline", "open_image", "toy_scores", "train_lora"]
+           "concept_adherence", "eight_bit_adam", "load_base_pipeline", "open_image", "toy_scores", "train_lora",
+           "training_device"]
