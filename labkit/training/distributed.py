@@ -108,10 +108,19 @@ def processes_agree(params: Sequence[Any]) -> bool:
 
 
 def check_processes(n: Any) -> int:
-    """`--processes N`: a whole number from 1 to 64."""
+    """`--processes N`: a whole number from 1 to 64; on a machine with CUDA, at most one per GPU (each process
+    trains on its own GPU: two on one card fail at NCCL's first all-reduce, "Duplicate GPU detected")."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
         raise InvalidParameter(f"--processes must be a whole number from 1 to 64, got {n!r}.", value=n,
                                fix="use the number of GPUs (or CPU processes) to train on, e.g. --processes 2.")
+    if n > 1:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if 0 < gpus < n:
+            raise InvalidParameter(f"--processes {n} is more than the {gpus} GPU(s) this machine shows: each process "
+                                   "trains on a GPU of its own.", value=n,
+                                   fix=f"use --processes {gpus}" + (" (or leave it out)" if gpus == 1 else "") + ".")
     return n
 
 

@@ -62,6 +62,24 @@ def test_processes_must_be_a_sensible_whole_number(bad):
     assert err.value.fix
 
 
+def test_processes_on_a_gpu_machine_are_at_most_one_per_gpu(monkeypatch):
+    """Two processes on one card fail at NCCL's first all-reduce ("Duplicate GPU detected"), after the model has
+    loaded twice: refused before anything starts. Without CUDA (gloo on the CPU) any count up to 64 runs."""
+    import torch
+
+    assert check_processes(4) == 4  # no CUDA here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert check_processes(1) == 1
+    with pytest.raises(InvalidParameter, match="--processes 2 is more than the 1 GPU") as err:
+        check_processes(2)
+    assert "--processes 1" in err.value.fix
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert check_processes(4) == 4
+    with pytest.raises(InvalidParameter, match="the 4 GPU"):
+        check_processes(8)
+
+
 def test_the_relaunch_runs_the_same_command_without_processes_under_torchrun():
     argv = ["train", "lora", "data", "--processes", "2", "--steps", "10", "--processes=3"]
     assert without_processes(argv) == ["train", "lora", "data", "--steps", "10"]
