@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.diagnose import PeakMemory, Trace, Vram, record_failure
 from labkit.errors import (
+    Cancelled,
     ComplianceViolation,
     InvalidParameter,
     LabkitError,
@@ -337,6 +338,8 @@ def render(lab: Lab, plan: Plan, *, progress: Progress | None = None, cancel: th
     with lab.run(f"{tags['labkit.task']}: {plan.prompt[:40]}", params=plan_params(plan), tags=tags) as run:
         try:
             result = _render_with_fallbacks(lab, requested, plan, ref, progress, cancel, allow_pickle, trace)
+        except Cancelled:  # a pipeline that cannot stop part-way (SVD): the run ends KILLED, nothing failed
+            raise
         except Exception as e:
             record_failure(lab, run, plan, trace, e)
             raise

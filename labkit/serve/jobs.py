@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from labkit.errors import LabkitError
+from labkit.errors import Cancelled, LabkitError
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
@@ -195,12 +195,14 @@ class JobQueue:
         try:
             result = self.lab.render(job.plan, progress=progress, cancel=job.cancel, tags=tags)
         except Exception as e:  # noqa: BLE001 - a failed job is a result to report, never a dead worker
+            # cancelled where the pipeline cannot stop part-way (it raises Cancelled): no output, but not a failure
+            state = "cancelled" if isinstance(e, Cancelled) else "failed"
             run_id = find_run(self.lab, job.id)
             if run_id is None:
-                self._finish_unrendered(job, "failed", e)
+                self._finish_unrendered(job, state, e)
             else:
-                self._set_state(run_id, "failed")
-                self._touch(job, state="failed", run_id=run_id, error=error_body(e), ended=time.time())
+                self._set_state(run_id, state)
+                self._touch(job, state=state, run_id=run_id, error=error_body(e), ended=time.time())
             return
         state = "cancelled" if result.status == "cancelled" else "finished"
         self._set_state(result.run_id, state)

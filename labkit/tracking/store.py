@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.config import LabConfig
-from labkit.errors import TrackingError
+from labkit.errors import Cancelled, TrackingError
 from labkit.tracking import background
 from labkit.tracking.health import (
     check_server,
@@ -523,8 +523,8 @@ class Tracker:
         """Open a run; on exit mark it FINISHED, or FAILED (re-raising) if the body raised.
 
         A failed run keeps everything logged before the error, plus the tags `labkit.error`
-        (the message), `labkit.error_type`, and the traceback as `error.txt`. Ctrl-C marks the
-        run KILLED. Every run carries the versions of labkit and its stack as `version.*` tags.
+        (the message), `labkit.error_type`, and the traceback as `error.txt`. Ctrl-C, or a `Cancelled` job,
+        marks the run KILLED. Every run carries the versions of labkit and its stack as `version.*` tags.
         """
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_SOURCE_NAME
 
@@ -554,6 +554,9 @@ class Tracker:
             yield run
         except KeyboardInterrupt:
             self._finish(run, monitor, "KILLED", error="interrupted by the user (Ctrl-C)")
+            raise
+        except Cancelled as e:  # a job cancelled where its pipeline cannot stop part-way: stopped, not failed
+            self._finish(run, monitor, "KILLED", error=e.message)
             raise
         except BaseException as e:
             self._finish(run, monitor, "FAILED", error=f"{type(e).__name__}: {e}", exc=e)
