@@ -225,7 +225,7 @@ class ToyVAETask(TrainTask):
         scenes = [parse(p) for p in prompts]
         x = _images_to_tensor([render(s) for s in scenes])
         self.vae.eval()
-        z = self.vae.encode(x.to(_device(self.vae))).latent_dist.mean
+        z = self.vae.encode(x.to(self.vae.device)).latent_dist.mean
         rec = self.vae.decode(z).sample.cpu()
         out = ((rec.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
         orig = ((x + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
@@ -237,11 +237,6 @@ class ToyVAETask(TrainTask):
 
     def data_card(self):
         return {"description": DATA_DESCRIPTION, "licence": LICENCE, "source": f"labkit.toyworld seed={self.data_seed}"}
-
-
-def _device(module) -> torch.device:
-    """Where `module`'s weights are (the engine puts them on the training device)."""
-    return next(module.parameters()).device
 
 
 def _randn(shape, ctx: StepContext):
@@ -430,7 +425,7 @@ def _latent_scale(vae, data_seed: int, n: int = 256) -> float:
 
     with torch.no_grad():
         images, _ = _train_batch(data_seed + 7919, n, 0)
-        z = vae.encode(_images_to_tensor(images).to(_device(vae))).latent_dist.mean
+        z = vae.encode(_images_to_tensor(images).to(vae.device)).latent_dist.mean
     return float(1.0 / z.std())
 
 

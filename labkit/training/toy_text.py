@@ -170,7 +170,7 @@ class ToyTextTask(TrainTask):
         from labkit.toyworld.geneval import category_prompts, read
 
         self.text_encoder.eval()
-        device = next(self.text_encoder.parameters()).device
+        device = self.text_encoder.device  # where the engine put it
 
         def read_out(captions):  # the heads' logits of `captions`, on the CPU beside the targets
             out = self._logits(tokenize(self.tokenizer, captions).to(device))
