@@ -11,7 +11,8 @@ reads the store as before. Only the driver's loop differs (`run_points`).
   node offers (`Cluster.fit`).
 - Workers: points that ask for the same resources run on a pool of `PointWorker` actors, as many as the
   cluster holds at once; an actor runs its points one after another and keeps one `Lab` per configuration,
-  so the plan points it runs share its loaded pipeline, and it holds its GPU for its whole life.
+  so the plan points it runs share its loaded pipeline, and it holds its GPU for its whole life. A worker that
+  asked for no GPU sees none (`worker_options`), so it runs on the CPU rung it was sized for.
 - The store: workers get the driver's `LabConfig` and write to its tracking URI. On a cluster of this machine
   alone a SQLite store works; a cluster with other machines needs a tracking server (`labkit tracking serve`,
   then `[tracking] uri = "http://HOST:PORT"`), and a SQLite store is refused before anything starts.
@@ -218,6 +219,15 @@ def pool_size(resources: dict[str, float], cluster: Cluster, points: int) -> int
     return int(max(1, min(points, fits)))
 
 
+def worker_options(resources: dict[str, float]) -> dict[str, Any]:
+    """The actor options for a worker with these resources. A worker without a GPU is started with every GPU
+    hidden (CUDA_VISIBLE_DEVICES=""): recent Ray (2.60 here) no longer hides them from an actor that asked for
+    none, and its Lab would otherwise find the node's GPU and render there, beside the GPU workers that hold it."""
+    if resources.get("num_gpus"):
+        return dict(resources)
+    return {**resources, "runtime_env": {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}}
+
+
 def run_points(cluster: Cluster, runner: _PointRunner, points: list[Point],
                record: Callable[[PointOutcome], None]) -> None:
     """Run the points on pools of `PointWorker` actors and `record` each outcome as it arrives (on this thread).
@@ -248,7 +258,7 @@ def run_points(cluster: Cluster, runner: _PointRunner, points: list[Point],
 
     def start(key: tuple) -> Any:
         # max_restarts=0 / max_task_retries=0: a retried point would open a second child run; --resume is the retry.
-        actor = actor_class.options(max_restarts=0, max_task_retries=0, **shapes[key]).remote()
+        actor = actor_class.options(max_restarts=0, max_task_retries=0, **worker_options(shapes[key])).remote()
         workers.append(actor)
         return actor
 
@@ -308,4 +318,5 @@ def _cause(exc: BaseException) -> BaseException:
 
 
 __all__ = ["INSTALL", "Cluster", "PointWorker", "check_address", "check_store", "connect", "mark_killed",
-           "point_family", "point_resources", "pool_size", "require_ray", "run_point_task", "run_points"]
+           "point_family", "point_resources", "pool_size", "require_ray", "run_point_task", "run_points",
+           "worker_options"]

@@ -91,6 +91,25 @@ def test_the_toy_sweep_on_ray_gives_the_local_backends_runs_metrics_pixels_and_f
     assert on_ray.report is not None and list(on_ray.report.summary["steps"]) == [2, 3]
 
 
+class _Env:
+    def get(self, name):
+        return os.environ.get(name)
+
+
+def test_a_worker_that_asked_for_no_gpu_sees_none(cluster, monkeypatch):
+    """Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone in an actor that asked for no GPU, so on a GPU node its Lab
+    would find the card and render on it beside the GPU workers; labkit's CPU workers start with it empty
+    (on this machine without the fix the variable is simply unset)."""
+    from labkit.sweeps.ray_backend import worker_options
+
+    actor = ray.remote(_Env).options(**worker_options({"num_cpus": 1.0, "num_gpus": 0.0})).remote()
+    try:
+        assert ray.get(actor.get.remote("CUDA_VISIBLE_DEVICES")) == ""
+    finally:
+        ray.kill(actor)
+    assert "runtime_env" not in worker_options({"num_cpus": 1.0, "num_gpus": 1.0})  # Ray names a GPU worker's card
+
+
 @pytest.mark.slow
 @pytest.mark.notebook
 def test_notebook_points_run_papermill_on_the_workers(cluster, migrated_store, lab, tmp_path, search_runs):

@@ -234,6 +234,7 @@ def test_a_worker_that_dies_is_recorded_failed_and_a_fresh_one_takes_the_next_po
     for actor in fake.actors:  # no restarts or retries (a retry would open a second child run); the toy's resources
         assert actor.opts["max_restarts"] == 0 and actor.opts["max_task_retries"] == 0
         assert actor.opts["num_gpus"] == 0 and actor.opts["num_cpus"] == 1
+        assert actor.opts["runtime_env"] == {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}  # a CPU worker sees no GPU
 
 
 def test_points_share_a_pool_of_as_many_workers_as_the_cluster_holds(project, monkeypatch):
