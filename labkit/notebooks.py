@@ -46,9 +46,32 @@ def notebook_parameters(path: str | Path) -> dict[str, Any]:
     if not any("parameters" in c.metadata.get("tags", []) for c in book.cells):
         raise ConfigError(f"The notebook {path.name!r} has no cell tagged `parameters`.", value=str(path),
                           fix="tag the notebook's first cell `parameters` (View → Cell Toolbar → Tags in Jupyter).")
-    from papermill.inspection import inspect_notebook
+    from papermill.translators import papermill_translators
 
-    return {name: p["default"] for name, p in inspect_notebook(str(path)).items()}
+    translator = papermill_translators.find_translator(*kernel_and_language(book))
+    cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+    return {p.name: p.default for p in translator.inspect(cell)}
+
+
+def kernel_and_language(book: Any, kernel: str | None = None) -> tuple[str, str]:
+    """The kernel a notebook runs on (`kernel`, else its kernelspec's, else `DEFAULT_KERNEL`) and its language.
+    papermill refuses a notebook without that metadata (one written by a script or by jupytext) unless told."""
+    kernel = kernel or (book.metadata.get("kernelspec") or {}).get("name") or DEFAULT_KERNEL
+    return kernel, _language(book, kernel)
+
+
+def _language(book: Any, kernel: str) -> str:
+    """The notebook's language: its metadata's, else the kernel's (`jupyter kernelspec list`), else Python."""
+    language = book.metadata.get("language_info", {}).get("name") or \
+        (book.metadata.get("kernelspec") or {}).get("language")
+    if language:
+        return str(language)
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        return KernelSpecManager().get_kernel_spec(kernel).language or "python"
+    except Exception:  # NoSuchKernel: papermill names it when the run starts
+        return "python"
 
 
 @dataclass(frozen=True)
@@ -97,6 +120,7 @@ def execute(notebook: str | Path, output: str | Path, parameters: Mapping[str, A
     """
     import time
 
+    import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -105,6 +129,7 @@ def execute(notebook: str | Path, output: str | Path, parameters: Mapping[str, A
     error = None
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=dict(parameters), kernel_name=kernel,
+                                   language=kernel_and_language(nbformat.read(notebook, as_version=4), kernel)[1],
                                    cwd=str(cwd) if cwd else None, progress_bar=False, log_output=False,
                                    execution_timeout=timeout, kernel_manager_class=_kernel_manager(env or {}))
     except PapermillExecutionError as e:
@@ -181,5 +206,5 @@ def record(files: list[str | Path] | None = None, **metrics: float) -> dict[str,
     return data
 
 
-__all__ = ["DEFAULT_KERNEL", "RECORD_MIME", "Execution", "NotebookError", "execute", "notebook_parameters",
-           "read_records", "record"]
+__all__ = ["DEFAULT_KERNEL", "RECORD_MIME", "Execution", "NotebookError", "execute", "kernel_and_language",
+           "notebook_parameters", "read_records", "record"]

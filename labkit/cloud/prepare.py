@@ -210,12 +210,15 @@ def prepare_notebook(source: Path, dest: Path, parameters: Mapping[str, Any], jo
     import nbformat
     import papermill
 
+    from labkit.notebooks import kernel_and_language
+
     dest.parent.mkdir(parents=True, exist_ok=True)
+    kernel, language = kernel_and_language(nbformat.read(source, as_version=4))
     with tempfile.TemporaryDirectory(prefix="labkit-cloud-") as tmp:
         out = Path(tmp) / source.name
         with _quiet_papermill():
             papermill.execute_notebook(str(source), str(out), parameters=dict(parameters), prepare_only=True,
-                                       progress_bar=False, log_output=False)
+                                       kernel_name=kernel, language=language, progress_bar=False, log_output=False)
         book = nbformat.read(out, as_version=4)
     setup = nbformat.v4.new_code_cell(setup_source(job, command), metadata={"tags": [SETUP_TAG]})
     export = nbformat.v4.new_code_cell(export_source(job.platform, command), metadata={"tags": [EXPORT_TAG]})
@@ -226,6 +229,8 @@ def prepare_notebook(source: Path, dest: Path, parameters: Mapping[str, Any], jo
     pm = book.metadata.get("papermill", {})
     # papermill records absolute local paths; the cloud needs none of them
     pm.update(input_path=source.name, output_path=dest.name)
+    if not book.metadata.get("kernelspec"):  # a notebook written by a script: say which kernel runs it
+        book.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": language}
     book.metadata.update(dict(metadata or {}))
     nbformat.validate(book)
     nbformat.write(book, dest)

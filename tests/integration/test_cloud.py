@@ -42,11 +42,12 @@ def kaggle_sandbox(tmp_path, monkeypatch):
     return cfg
 
 
-def tiny_notebook(path: Path) -> Path:
+def tiny_notebook(path: Path, *, kernelspec: bool = True) -> Path:
     """A notebook that makes one MLflow run through the Lab (params, a metric, an artifact), then raises
-    when told to."""
+    when told to; without `kernelspec` metadata, as a script or jupytext writes one."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if kernelspec:
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [
         nbformat.v4.new_code_cell("x = 1\nfail = False\nroot = None", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(
@@ -209,6 +210,18 @@ def test_parameters_read_like_papermill_plus_lists():
                    "name": "a=b", "mode": {"a": 1}}
     with pytest.raises(LabkitError, match="does not parse"):
         parse_parameters(["weights=[0.0, 1.0"])
+
+
+def test_a_notebook_without_kernel_metadata_builds_for_kaggle_with_its_parameters(project, tmp_path):
+    """papermill refuses to parameterise a notebook with no kernelspec unless told the kernel; the pushed copy
+    names the kernel it runs on."""
+    from labkit.cloud.kaggle import build_kernel
+
+    source = tiny_notebook(tmp_path / "bare.ipynb", kernelspec=False)
+    kernel = build_kernel(project, str(source), {"x": 3}, owner="alice", internet=True, install=INSTALL)
+    book = nbformat.read(kernel.notebook, as_version=4)
+    assert book.metadata["kernelspec"]["name"] == "python3"
+    assert any("x = 3" in c.source for c in book.cells if "injected-parameters" in c.metadata.get("tags", []))
 
 
 def test_default_install_is_labkits_github_repository_at_its_commit(tmp_path, monkeypatch):

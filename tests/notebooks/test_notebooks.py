@@ -47,6 +47,17 @@ def test_papermill_sees_every_parameter_a_notebook_declares():
         assert list(notebook_parameters(path)) == declared, path.name
 
 
+def test_a_notebook_without_kernel_metadata_still_declares_its_parameters(tmp_path):
+    """A notebook written by a script or jupytext has no kernelspec: papermill's own inspection refuses it
+    ("No kernel name found"), so `labkit sweep` failed before any point ran."""
+    from labkit.notebooks import notebook_parameters
+
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell("steps = 4\nprompt = 'a red circle'", metadata={"tags": ["parameters"]})]
+    nbformat.write(book, tmp_path / "bare.ipynb")
+    assert notebook_parameters(tmp_path / "bare.ipynb") == {"steps": "4", "prompt": "'a red circle'"}
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     from labkit.testing import build_tiny_sd15, build_tiny_svd
