@@ -187,6 +187,13 @@ def nvml_handle(pynvml: Any, cuda_index: int = 0) -> Any:
     return None
 
 
+def visible_gpus(count: int) -> list[str]:
+    """How a child process names each of this process's `count` GPUs in its CUDA_VISIBLE_DEVICES: this
+    process's own entries (an index or a UUID) where the variable is set, else "0", "1", …"""
+    entries = _visible_entries()
+    return entries[:count] if entries is not None else [str(i) for i in range(count)]
+
+
 def _visible_entries() -> list[str] | None:
     """The GPUs CUDA_VISIBLE_DEVICES gives this process, in CUDA's order; None where it is not set. CUDA stops the
     list at the first entry it cannot use (empty, or -1), hiding what comes after."""

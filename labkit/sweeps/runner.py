@@ -7,7 +7,8 @@ executed notebook (`notebook/point-NNN.ipynb`), the metrics and files the notebo
 under it: the kernel gets `LABKIT_PARENT_RUN_ID`). A point that fails is recorded FAILED — for a
 notebook with the cell and the error — and the sweep goes on; Ctrl-C marks the point and the sweep
 KILLED. `resume=True` reopens the latest sweep of the same name and runs only the points without a
-finished child.
+finished child. Notebook points run on up to `jobs` kernels at once; on a machine with several GPUs each
+kernel is given one of them in turn (`kernel_gpus`, tagged `labkit.sweep.gpu` on the child).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import tempfile
 import threading
 import time
@@ -42,6 +44,7 @@ TAG_PARAMS = "labkit.sweep.params"
 TAG_INDEX = "labkit.sweep.index"
 TAG_DONE = "labkit.sweep.complete"
 TAG_ATTEMPT = "labkit.sweep.attempt"
+TAG_GPU = "labkit.sweep.gpu"
 PARENT_ENV = "LABKIT_PARENT_RUN_ID"
 #: Roughly what one notebook kernel with a small model holds in RAM, for bounding --jobs.
 KERNEL_GB = 2.0
@@ -147,7 +150,7 @@ def run_sweep(lab: Lab, spec: SweepSpec, *, jobs: int = 1, resume: bool = False,
         parent.log_metrics({"sweep.points": len(points)})
         bar = _progress(len(points), len(skipped), spec.name, progress)
         lock = threading.Lock()
-        runner = _PointRunner(lab, spec, parent.run_id, experiment)
+        runner = _PointRunner(lab, spec, parent.run_id, experiment, gpus=kernel_gpus(lab, jobs))
 
         def record(outcome: PointOutcome) -> PointOutcome:
             with lock:
@@ -201,6 +204,20 @@ def bound_jobs(jobs: int, lab: Lab) -> int:
     cores = os.cpu_count() or 1
     ram = lab.hardware.ram_total_gb or KERNEL_GB
     return max(1, min(jobs, cores, int(ram // KERNEL_GB) or 1))
+
+
+def kernel_gpus(lab: Lab, jobs: int) -> list[str] | None:
+    """The GPU each of `jobs` parallel notebook kernels is given (its CUDA_VISIBLE_DEVICES), spreading them over
+    this process's GPUs in turn; None for one kernel, or a machine without CUDA, where a kernel inherits this
+    process's GPUs. With more kernels than GPUs, kernels share a card, and each picks its rung from the VRAM
+    still free when it loads."""
+    from labkit.probes import visible_gpus
+
+    hw = lab.hardware
+    if jobs <= 1 or hw.device != "cuda" or hw.gpu_count < 1:
+        return None
+    gpus = visible_gpus(hw.gpu_count)
+    return [gpus[k % len(gpus)] for k in range(jobs)] if gpus else None
 
 
 def _progress(total: int, initial: int, name: str, enabled: bool):
@@ -288,10 +305,15 @@ class _parent_run:
 
 
 class _PointRunner:
-    def __init__(self, lab: Lab, spec: SweepSpec, parent: str, experiment: str):
+    def __init__(self, lab: Lab, spec: SweepSpec, parent: str, experiment: str, gpus: list[str] | None = None):
         self.lab, self.spec, self.parent, self.experiment = lab, spec, parent, experiment
         self.axes = spec.axes
         self._render_lock = threading.Lock()  # plan points share one pipeline: one render at a time
+        self._gpus: queue.SimpleQueue[str] | None = None  # free kernel slots, each naming its GPU
+        if gpus:
+            self._gpus = queue.SimpleQueue()
+            for gpu in gpus:
+                self._gpus.put(gpu)
 
     def tags(self, p: Point, attempt: str) -> dict[str, Any]:
         return {"mlflow.parentRunId": self.parent, TAG_NAME: self.spec.name, TAG_KEY: p.key,
@@ -347,19 +369,34 @@ class _PointRunner:
     # -- a notebook point: a child run holding the executed notebook ------------------------------
 
     def _notebook_point(self, p: Point, attempt: str) -> PointOutcome:
-        from labkit.notebooks import execute, notebook_parameters
+        from labkit.notebooks import notebook_parameters
 
         spec, lab = self.spec, self.lab
         values = dict(p.values)
         if "root" in notebook_parameters(spec.notebook) and "root" not in values:
             values["root"] = str(lab.config.root)
+        gpu = self._gpus.get() if self._gpus is not None else None  # as many slots as kernels run at once
+        try:
+            return self._run_notebook(p, attempt, values, gpu)
+        finally:
+            if gpu is not None:
+                self._gpus.put(gpu)
+
+    def _run_notebook(self, p: Point, attempt: str, values: dict[str, Any], gpu: str | None) -> PointOutcome:
+        from labkit.notebooks import execute
+
+        spec, lab = self.spec, self.lab
         tags = {**self.tags(p, attempt), "labkit.job": "sweep-point", "labkit.sweep.notebook": str(spec.notebook)}
+        if gpu is not None:
+            tags[TAG_GPU] = gpu
         outcome = PointOutcome(p, None, "FINISHED")
         with lab.run(self.name(p), params=self.params(p), tags=tags, experiment=self.experiment,
                      parent_run_id=self.parent) as run:
             outcome.run_id = run.run_id
             env = {PARENT_ENV: run.run_id, "LABKIT_ROOT": str(lab.config.root),
                    "MLFLOW_TRACKING_URI": lab.config.tracking_uri, "LABKIT_EXPERIMENT": self.experiment}
+            if gpu is not None:
+                env["CUDA_VISIBLE_DEVICES"] = gpu
             with tempfile.TemporaryDirectory(prefix="labkit-sweep-") as tmp:
                 out = Path(tmp) / f"point-{p.index:03d}.ipynb"
                 ex = execute(spec.notebook, out, values, kernel=spec.kernel, cwd=lab.config.root, env=env,
@@ -466,4 +503,4 @@ def score_images(scorer: str, images: list[tuple[Path, str]]) -> dict[str, float
 
 
 __all__ = ["BACKENDS", "PARENT_ENV", "PointOutcome", "SweepResult", "bound_jobs", "check_backend", "children",
-           "find_sweep", "finished_keys", "run_sweep", "score_images"]
+           "find_sweep", "finished_keys", "kernel_gpus", "run_sweep", "score_images"]

@@ -98,6 +98,52 @@ def test_a_killed_sweep_resumes_with_only_the_missing_points(migrated_store, lab
 
 
 @pytest.mark.notebook
+def test_parallel_notebook_kernels_are_spread_over_the_gpus(migrated_store, project, tmp_path, monkeypatch):
+    """On a box with two GPUs (here the ones CUDA_VISIBLE_DEVICES names 5 and 7), `--jobs 2` gives each kernel
+    its own card, not both the first: each kernel sees one GPU, and the child run says which. (The notebook,
+    written here, has no kernelspec metadata: papermill alone refused it.)"""
+    import dataclasses
+
+    import nbformat
+
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+    from labkit.sweeps import load_spec, run_sweep
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    lab = Lab(project, hardware=dataclasses.replace(HardwareProfile.simulated(24), gpu_count=2))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import os\nfrom labkit.notebooks import record\n"
+                                          "record(gpu=float(os.environ['CUDA_VISIBLE_DEVICES']))")]
+    nbformat.write(nb, tmp_path / "gpu.ipynb")
+    path = tmp_path / "gpu.yaml"
+    path.write_text(f"name: gpus\nnotebook: {tmp_path / 'gpu.ipynb'}\ngrid: {{x: [1, 2]}}\n")
+    result = run_sweep(lab, load_spec(path), jobs=2, progress=False, summarize=False)
+    assert [o.status for o in result.outcomes] == ["FINISHED"] * 2, [o.error for o in result.outcomes]
+    client = lab.tracker.client
+    kids = [client.get_run(o.run_id) for o in result.outcomes]
+    assert sorted(k.data.metrics["gpu"] for k in kids) == [5.0, 7.0]  # one kernel on each card
+    assert all(k.data.tags["labkit.sweep.gpu"] == str(int(k.data.metrics["gpu"])) for k in kids)
+
+
+def test_kernel_gpus_take_the_cards_in_turn(project, monkeypatch):
+    import dataclasses
+
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+    from labkit.sweeps.runner import kernel_gpus
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    two = Lab(project, hardware=dataclasses.replace(HardwareProfile.simulated(24), gpu_count=2))
+    assert kernel_gpus(two, 3) == ["0", "1", "0"]  # more kernels than cards: they share, in turn
+    assert kernel_gpus(two, 1) is None  # one kernel inherits this process's GPUs
+    assert kernel_gpus(Lab(project, hardware=HardwareProfile.simulated(None)), 2) is None  # no CUDA
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa,GPU-bbbb,GPU-cccc")
+    assert kernel_gpus(two, 2) == ["GPU-aaaa", "GPU-bbbb"]  # the entries this process was given
+
+
+@pytest.mark.notebook
 def test_notebook_points_record_metrics_and_a_raising_notebook_is_recorded_failed(migrated_store, lab, tmp_path,
                                                                                   search_runs):
     """Each point runs the notebook with papermill on a real kernel; the run the notebook makes nests under
