@@ -14,10 +14,10 @@ Where the session keeps its project (the MLflow store, adapters, checkpoints, th
 `LABKIT_CLOUD_WORKDIR` (or `start(workdir=…)`) puts it elsewhere. `LABKIT_ROOT` is set to that
 folder, so `labkit.Lab()` in the notebook opens the session's store.
 
-The GPU: the session's `HardwareProfile` is detected (Kaggle's and Colab's T4 and P100 report their
-VRAM tier, so each model's memory strategy comes from `strategies.toml` as anywhere else); a job
+The GPU: the session's `HardwareProfile` is detected (Kaggle's two T4s, Colab's T4, L4 or A100 report
+their VRAM tier, so each model's memory strategy comes from `strategies.toml` as anywhere else); a job
 built with `--gpu` that finds no GPU stops at once rather than training on the CPU for hours; and
-`mixed_precision` advises "bf16" on Ampere or newer, "fp16" on older cards (T4, P100), "no" on CPU.
+`mixed_precision` advises "bf16" on Ampere or newer, "fp16" on older cards (T4, V100), "no" on CPU.
 
 If a cell raises, the runs made so far are exported all the same, so a failed cloud run still comes
 back with its record.
@@ -66,7 +66,7 @@ class CloudSession:
 
     @property
     def mixed_precision(self) -> str:
-        """The training precision this GPU runs best: "bf16" (Ampere+), "fp16" (T4, P100…), "no" (CPU)."""
+        """The training precision this GPU runs best: "bf16" (Ampere+), "fp16" (T4, V100…), "no" (CPU)."""
         return self.hardware.training_precision
 
     def tracker(self) -> Tracker:
