@@ -227,8 +227,9 @@ class Plan:
     # -- completing and checking ---------------------------------------------------------------
 
     def resolve(self, entry: CatalogEntry | None, *, rng: random.Random | None = None) -> Plan:
-        """The plan with every open field filled in from the model's catalogue entry (or
-        general defaults for an uncatalogued model) and a seed chosen if none was given."""
+        """The plan with every open field filled in from `entry` (the model's catalogue entry, or for an
+        uncatalogued model its family's: `labkit.pipelines.loader.plan_defaults`; general defaults without
+        one) and a seed chosen if none was given."""
         d = entry
         changes: dict[str, Any] = {}
         default_size = tuple(d.default_size) if d and d.default_size else (512, 512)

@@ -88,13 +88,13 @@ def check_render_args(plan: Any, *, progress: Any = None, cancel: Any = None, ou
 def complete(lab: Lab, plan: Plan, config: str | None = None, *, validate: bool = True) -> tuple[Plan, ModelRef]:
     """The plan with its model and open fields resolved (and validated); nothing is loaded and nothing
     checked on disk but the model's own folder: what a panel shows before anyone presses Render."""
-    from labkit.pipelines.loader import resolve_model
+    from labkit.pipelines.loader import plan_defaults, resolve_model
 
     check_plan_arg(plan)
     check_text("config", config, optional=True, max_chars=MAX_PATH_CHARS, nonempty=True)
     model = plan.model or lab.default_model(plan.modality)
     ref = resolve_model(model, lab.catalog, config=config)
-    plan = plan.replace(model=model).resolve(ref.entry)
+    plan = plan.replace(model=model).resolve(plan_defaults(ref, lab.catalog, plan.modality))
     if any(c.model is None for c in plan.controls):
         plan = plan.replace(controls=default_controlnets(plan.controls, ref, lab.catalog))
     return (plan.validate(ref.entry) if validate else plan), ref

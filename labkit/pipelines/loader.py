@@ -120,6 +120,44 @@ def resolve_model(model: str, catalog: Catalog, *, family: str | None = None, co
     return ref
 
 
+#: The keys of a folder's `model_index.json` "labkit" section that hold its own sampling settings (labkit's
+#: recipes write them), and the catalogue default each one stands for.
+_OWN_DEFAULTS = {"sampling_steps": "default_steps", "guidance_scale": "default_guidance",
+                 "frames": "default_frames", "fps": "default_fps"}
+
+
+def plan_defaults(ref: ModelRef, catalog: Catalog, modality: str) -> CatalogEntry | None:
+    """Where a plan's open fields (size, steps, guidance, frames, fps) come from: the model's catalogue entry.
+    An uncatalogued model takes its family's: the catalogue's model of that family for the modality (the one
+    named like the family, else the one sampling with the most steps, not a distilled turbo), with a folder's
+    own sampling settings ("labkit" in its model_index.json, e.g. a trained toy or DreamBooth model) on top.
+    None when the catalogue has no model of the family (the plan's general defaults apply)."""
+    import dataclasses
+
+    if ref.entry is not None:
+        return ref.entry
+    tasks = {"txt2vid", "img2vid"} if modality == "video" else {"txt2img", "img2img"}
+    same = [e for e in catalog if e.family == ref.family and tasks & set(e.tasks)]
+    if not same:
+        return None
+    base = next((e for e in same if e.id == ref.family), None) or max(same, key=lambda e: e.default_steps)
+    index = Path(ref.location) / "model_index.json"
+    meta = read_model_index(index).get("labkit") if ref.kind == "folder" and index.is_file() else None
+    own: dict[str, Any] = {}
+    for key, field_name in _OWN_DEFAULTS.items():
+        value = meta.get(key) if isinstance(meta, Mapping) else None
+        if value is None:
+            continue
+        whole = field_name != "default_guidance"
+        kinds = int if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or value < (1 if whole else 0):
+            raise UnknownModel(f"{str(index)!r} says \"labkit\": {{\"{key}\": {value!r}}}, which is not "
+                               f"{'a whole number >= 1' if whole else 'a number >= 0'}.", value=value,
+                               fix=f"correct or remove \"{key}\" in the folder's model_index.json.")
+        own[field_name] = value if whole else float(value)
+    return dataclasses.replace(base, **own)
+
+
 def read_model_index(path: Path) -> dict[str, Any]:
     """A pipeline folder's parsed `model_index.json`; `UnknownModel` naming the file when it is not UTF-8,
     not JSON (a truncated download) or not a JSON object."""
