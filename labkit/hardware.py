@@ -363,6 +363,14 @@ def families(table: StrategyTable | None = None) -> list[str]:
     return sorted((table or strategy_table()).families)
 
 
+def host_ram_gb(family: str, *, on_cpu: bool, table: StrategyTable | None = None) -> float:
+    """The RAM a model of `family` needs on the host: its ladder's largest peak estimate (the weights pass
+    through host memory while loading), twice that when it runs on the CPU (float32 weights, not half)."""
+    ladder = (table or strategy_table()).family(family)["ladder"]
+    peak = max((float(r.get("est_peak_vram_gb") or 0.0) for r in ladder), default=0.0)
+    return peak * (2.0 if on_cpu else 1.0)
+
+
 #: Share of a GPU's memory a rung's estimate may use (the table keeps ~15 % free, see strategies.toml).
 USABLE_VRAM = 0.85
 

@@ -149,8 +149,13 @@ def choose_model(r: Request, task: str, ctx: PlanContext, prefs: FitPrefs) -> tu
     fits = [model_fit(e, hw, prefs) for e in general]
     good = [f for f in fits if f.fits]
     where = "a CPU-only machine" if hw.tier == "cpu" else f"the {hw.tier} GB tier"
-    if not good:
-        f = min(fits, key=lambda f: (f.est_gb, rank(prefs.quality, f.entry)))
+    if not good:  # on a CPU every rung's VRAM is 0: the RAM it needs decides
+        from labkit.hardware import host_ram_gb
+
+        def need(f: Fit) -> float:
+            return host_ram_gb(f.entry.family, on_cpu=True) if hw.tier == "cpu" and f.strategy else f.est_gb
+
+        f = min(fits, key=lambda f: (need(f), rank(prefs.quality, f.entry)))
         return f.entry, (f"model {f.entry.id}: nothing that does {task} fits {where}, so the one needing the "
                          f"least memory ({f.describe(hw)}); expect it to be very slow or run out of "
                          f"memory{refused_note}")

@@ -152,7 +152,7 @@ def point_resources(family: str | None, hardware: Any, cluster_gpus: float) -> d
     GPU machine runs on the GPU (an unknown family is assumed to want one); and `memory` in bytes, the
     RAM the family's strategy needs: its largest peak estimate on the ladder (the weights pass through
     host memory while loading), twice that on a CPU rung (float32 weights), at least `MIN_TASK_GB`."""
-    from labkit.hardware import HardwareProfile, choose, strategy_table
+    from labkit.hardware import HardwareProfile, choose, host_ram_gb, strategy_table
 
     out: dict[str, float] = {"num_cpus": 1.0, "num_gpus": 0.0}
     gb = MIN_TASK_GB
@@ -168,8 +168,7 @@ def point_resources(family: str | None, hardware: Any, cluster_gpus: float) -> d
         strategy = choose(family, profile, table=table)
         if strategy.device == "gpu":
             out["num_gpus"] = 1.0
-        peak = max((r.get("est_peak_vram_gb") or 0.0) for r in table.family(family)["ladder"])
-        gb = max(gb, peak * (2.0 if strategy.device == "cpu" else 1.0))
+        gb = max(gb, host_ram_gb(family, on_cpu=strategy.device == "cpu", table=table))
     out["memory"] = float(int(gb * 2**30))
     return out
 

@@ -68,3 +68,16 @@ def test_quick_picks_a_turbo_model_that_fits(catalog, vocab):
     ctx = PlanContext.simulated("16", catalog=catalog)
     entry, why = choose_model(read_request("a quick sketch of a fox", vocab, catalog), "txt2img", ctx, vocab)
     assert entry.default_steps <= 4 and "fastest txt2img model that fits" in why
+
+
+def test_on_a_cpu_where_nothing_fits_the_model_needing_the_least_ram_is_chosen(catalog, vocab):
+    """Every CPU rung estimates 0 GB of VRAM, so 'the one needing the least memory' fell to the quality order
+    and took SDXL, the heaviest; the RAM a family needs on a CPU (float32) decides now."""
+    from labkit.hardware import host_ram_gb
+
+    ctx = PlanContext.simulated("cpu", catalog=catalog, allowed_licences=NON_NC, compliance_mode="no-nc")
+    entry, why = choose_model(read_request("a lighthouse at dusk", vocab, catalog), "txt2img", ctx, vocab)
+    others = [e for e in catalog if "txt2img" in e.tasks and e.family != "toy" and e.licence in NON_NC]
+    assert {e.family for e in others} >= {"sd15", "sdxl"}  # a real choice
+    assert host_ram_gb(entry.family, on_cpu=True) == min(host_ram_gb(e.family, on_cpu=True) for e in others)
+    assert entry.id == "sd15" and "least memory" in why
