@@ -598,7 +598,8 @@ DEMO_PROMPTS = ("a small red circle on the left", "one large blue square in the 
 
 
 def hardware_report(report: Mapping[str, Any]) -> str:
-    """A doctor report as Markdown a person reads: the machine, then each family's strategy here."""
+    """A doctor report as Markdown a person reads: the machine, each family's strategy here and on every VRAM
+    tier, the compliance mode, the tracking store and the versions."""
     hw = report["hardware"]
     lines = ["# Hardware", "", f"- device: {hw['device']} (tier {hw['tier']})"]
     if hw.get("gpu_name"):
@@ -611,6 +612,14 @@ def hardware_report(report: Mapping[str, Any]) -> str:
         steps = ", ".join(MemoryStrategy(**{**s, "overrides": tuple(s["overrides"]),
                                             "notes": tuple(s.get("notes", ()))}).steps())
         lines.append(f"- {fam}: {name} ({steps})")
+    tiers = list(next(iter(report["strategies"].values()), {}))
+    lines += ["", "# Memory strategy per VRAM tier (GB)", "",
+              "| family | " + " | ".join(f"**{t}** (here)" if t == tier else t for t in tiers) + " |",
+              "|---" * (len(tiers) + 1) + "|",
+              *(f"| {fam} | " + " | ".join(by_tier[t]["name"] for t in tiers) + " |"
+                for fam, by_tier in report["strategies"].items())]
+    if report.get("compliance_mode"):
+        lines += ["", "# Compliance", "", f"- mode: {report['compliance_mode']}"]
     t = report["tracking"]
     lines += ["", "# Tracking", "", f"- store: {t['uri']} ({t.get('status', 'not opened')})",
               f"- artifacts: {t['artifact_root']}", f"- experiment: {t['experiment']}",

@@ -41,10 +41,16 @@ def test_doctor_json(cli_env, project):
     assert report["versions"]["labkit"] == "0.1.0"
 
 
-def test_doctor_text_names_each_family(cli_env):
+def test_doctor_text_names_each_family_here_and_on_every_tier(cli_env):
+    """The text says what --json says: each family's strategy here and on every VRAM tier, and the mode."""
     out = labkit("doctor", env=cli_env).stdout
+    report = json.loads(labkit("doctor", "--json", env=cli_env).stdout)
     for family in ("sd15", "sdxl", "svd", "t2v", "toy"):
         assert f"- {family}: " in out
+        row = next(line for line in out.splitlines() if line.startswith(f"| {family} |"))
+        assert row.split("|")[2:-1] == [f" {report['strategies'][family][t]['name']} " for t in TIERS]
+    assert f"**{report['hardware']['tier']}** (here)" in out
+    assert f"- mode: {report['compliance_mode']}" in out
 
 
 def test_demo_logs_a_run_in_the_project_store(cli_env, project, search_runs):
