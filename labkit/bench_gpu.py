@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import gc
+import io
 import math
 import os
 import re
@@ -523,20 +524,29 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
     text."""
     numeric = {"est_peak_vram_gb", "peak_allocated_gb", "peak_reserved_gb", "nvml_process_gb", "load_s", "warmup_s",
                "s_per_output", "it_per_s", "speedup_vs_eager"}
+    from labkit.files import read_text
+
+    fix = "pass the bench_gpu.csv that `labkit bench gpu` wrote."
+    reader = csv.DictReader(io.StringIO(read_text(path, what="bench table", fix=fix, error=InvalidParameter)))
+    missing = set(COLUMNS) - set(reader.fieldnames or ())
+    if missing:
+        raise InvalidParameter(f"{str(path)!r} is not a `labkit bench gpu` table: no column(s) "
+                               f"{', '.join(sorted(missing))}.", value=str(path), fix=fix)
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for raw in csv.DictReader(f):
-            missing = set(COLUMNS) - set(raw)
-            if missing:
-                raise InvalidParameter(f"{str(path)!r} is not a `labkit bench gpu` table: no column(s) "
-                                       f"{', '.join(sorted(missing))}.", value=str(path),
-                                       fix="pass the bench_gpu.csv that `labkit bench gpu` wrote.")
-            r: dict[str, Any] = {k: raw[k] for k in COLUMNS}
+    for line, raw in enumerate(reader, start=2):
+        r: dict[str, Any] = {k: raw[k] for k in COLUMNS}
+        try:
             for k in numeric:
-                r[k] = float(r[k]) if r[k] != "" else None
+                r[k] = float(r[k]) if r[k] else None
             for k in ("frames", "steps"):
-                r[k] = int(r[k]) if r[k] != "" else None
-            rows.append(r)
+                r[k] = int(r[k]) if r[k] else None
+        except (TypeError, ValueError) as e:
+            raise InvalidParameter(f"{str(path)!r} line {line} is not a bench row: {e}.", value=f"{path}:{line}",
+                                   fix=fix) from None
+        rows.append(r)
+    if not rows:
+        raise InvalidParameter(f"{str(path)!r} has no rows: the bench measured nothing.", value=str(path),
+                               fix="run `labkit bench gpu` on a CUDA machine and pass its bench_gpu.csv.")
     return rows
 
 

@@ -17,10 +17,14 @@ def _prompt_lines(path: str | None) -> list[str] | None:
         return None
     from pathlib import Path
 
+    from labkit.files import read_text
+
     p = Path(path)
-    if not p.is_file():
-        raise InvalidParameter(f"No prompt file {path!r}.", value=path, fix="pass a text file with one prompt a line.")
-    return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    fix = "pass a text file with one prompt a line."
+    if not p.exists():
+        raise InvalidParameter(f"No prompt file {path!r}.", value=path, fix=fix)
+    text = read_text(p, what="prompt file", fix=fix, error=InvalidParameter)
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -39,8 +39,10 @@ def paths(project: Path) -> dict[str, str]:
     """A file where folders are expected, a folder where files are, and paths under a file."""
     (project / "a-file").write_text("x")
     (project / "a-folder").mkdir()
+    (project / "latin-1.txt").write_bytes(b"caf\xe9 au lait\n")
     return {"file": str(project / "a-file"), "folder": str(project / "a-folder"),
-            "under-file": str(project / "a-file" / "sub"), "zip-under-file": str(project / "a-file" / "b.zip")}
+            "latin1": str(project / "latin-1.txt"), "under-file": str(project / "a-file" / "sub"),
+            "zip-under-file": str(project / "a-file" / "b.zip")}
 
 
 # (argv with {placeholders}, words the one line must contain: the bad value, the option, the fix)
@@ -71,6 +73,12 @@ CASES = [
     (["eval", "fid"], ["'fid'", "Fix:"]),
     (["eval", "toyworld", "--categories", "counts,position"], ["'counts'", "Fix:", "colour_attribution"]),
     (["eval", "toyworld", "--prompts", "{file}-missing"], ["{file}-missing", "Fix:"]),
+    (["eval", "toyworld", "--prompts", "{latin1}"], ["{latin1}", "not UTF-8", "line 1", "Fix:"]),
+    (["eval", "toyworld", "--prompts", "{folder}"], ["{folder}", "is a folder", "Fix:"]),
+    (["bench", "gpu", "--suggest-table", "{file}-missing"], ["{file}-missing", "Fix:", "bench_gpu.csv"]),
+    (["bench", "gpu", "--suggest-table", "{folder}"], ["{folder}", "is a folder", "Fix:"]),
+    (["bench", "gpu", "--suggest-table", "{latin1}"], ["{latin1}", "not UTF-8", "Fix:"]),
+    (["bench", "gpu", "--suggest-table", "{file}"], ["{file}", "not a `labkit bench gpu` table", "Fix:"]),
     (["train", "toy-base", "--data-mix", "single=1,five=1"], ["'five'", "Fix:", "relation"]),
     (["frobnicate"], ["'frobnicate'", "Fix:"]),
     ([], ["COMMAND", "Fix:"]),
