@@ -31,6 +31,9 @@ STEPS=${GPU_CHECK_STEPS:-25}
 WORKERS=${GPU_CHECK_WORKERS:-4}
 WHEELS=${GPU_CHECK_WHEELS:-.whl}
 SITE=${GPU_CHECK_SITE:-/tmp/site}
+if [ "$DRY" = 1 ] && [ -z "${PYTHON:-}" ] && [ -x "$REPO/.venv/bin/python" ]; then
+    PYTHON=$REPO/.venv/bin/python   # a dry run on a development machine: the project's environment
+fi
 PYTHON=${PYTHON:-python3}
 T_INSTALL=${T_INSTALL:-45} T_PROBE=${T_PROBE:-45} T_BENCH=${T_BENCH:-240} T_PYTEST=${T_PYTEST:-140}
 PROJECT=$(mktemp -d /tmp/labkit-gpu-check.XXXXXX)   # the bench's project and MLflow store
@@ -68,7 +71,11 @@ step() {
 say "labkit gpu-check $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?') on ${HOSTNAME:-$(uname -n)}, $(date -u +%FT%TZ)$([ "$DRY" = 1 ] && echo ', DRY RUN (no GPU parts)')"
 
 # 1. the carried wheels (none: the machine is expected to have the stack already)
-if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+pyver=$($PYTHON -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+if [ "$DRY" = 1 ] && [ "$pyver" != 3.12 ] && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+    say "install: skipped in a dry run: the wheels in $WHEELS are for Python 3.12, $PYTHON is ${pyver:-missing}"
+    export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
+elif ls "$WHEELS"/*.whl >/dev/null 2>&1; then
     step install "$T_INSTALL" $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
         --upgrade --target "$SITE" "$WHEELS"/*.whl
     export PYTHONPATH=$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}

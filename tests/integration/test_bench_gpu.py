@@ -111,3 +111,35 @@ def test_real_sizes_without_cuda_and_an_unknown_family_are_refused_before_any_wo
         assert not (tmp_path / "x" / "bench_gpu.csv").exists()
     p = labkit("bench", "gpu", "--tiny", "--families", "sd15,sd3", env=bench["env"], check=False)
     assert p.returncode == 2 and "sd3" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_the_device_check_runs_dry_on_a_cpu_and_leaves_its_seven_files(tmp_path):
+    """`GPU_CHECK_DRY=1 make gpu-check`, the script a lent GPU machine runs, end to end on this CPU: every step
+    ok, the carried cp312 wheels not installed into another Python, the folder the device tool brings back."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    if python != "3.12":  # on 3.12 a dry run installs the wheels: leave none
+        (wheels / "example-1.0-cp312-cp312-manylinux_2_17_x86_64.whl").write_bytes(b"not a wheel")
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LABKIT_ROOT", "PYTHONPATH")}
+    env.update(GPU_CHECK_DRY="1", GPU_CHECK_WHEELS=str(wheels), GPU_CHECK_SITE=str(tmp_path / "site"),
+               PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    out = tmp_path / "results"
+    proc = subprocess.run(["bash", str(repo / "scripts" / "gpu_check.sh"), str(out)], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=600)
+    summary = (out / "summary.txt").read_text()
+    assert proc.returncode == 0, summary + proc.stderr[-2000:]
+    assert ("install: skipped in a dry run" in summary) == (python != "3.12"), summary
+    for step in ("probe", "bench", "pytest"):
+        assert f"{step}: ok" in summary, summary
+    assert "tests collected" in summary
+    files = {p.name for p in out.iterdir()}
+    assert files == {"bench_gpu.csv", "bench_gpu.md", "suggested_vram.txt", "mlruns.tar.gz", "junit.xml",
+                     "gpu_check.log", "summary.txt"}, files
+    assert len(files) <= 8  # what the device tool brings back
+    assert read_table(out / "bench_gpu.csv")  # a table the --suggest-table step could read
