@@ -31,8 +31,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.which == "controller":
         from labkit.controller.base import get_controller
         from labkit.evals.controller import evaluate as evaluate_controller
+        from labkit.evals.controller import log_report
 
         result = evaluate_controller(get_controller(args.controller))
+        log_report(_lab(args), result)
         if args.json:
             _print_json(result)
         else:

@@ -238,6 +238,24 @@ def evaluate(controller: Controller, suite: str | Path | Sequence[Mapping[str, A
     )
 
 
+def log_report(lab: Any, report: ControllerReport, suite: str = "labkit/controller/suite.toml") -> str:
+    """Record `report` as one MLflow run of `lab` (experiment as configured): the controller as params, the
+    overall and per-field accuracy, cases fully right and latency as metrics, every verdict in `verdicts.json`.
+    Sets `report["run_id"]` and returns it."""
+    c = report["controller"]
+    params = {"job": "eval-controller", "controller": c["name"], "controller.model": c.get("model") or "",
+              "controller.revision": c.get("revision") or "", "suite": suite, "cases": report["cases"]}
+    metrics = {"controller.overall": report["overall"], "controller.cases_right": report["cases_right"],
+               "controller.cases_right_rate": report["cases_right"] / max(1, report["cases"]),
+               **{f"controller.{f}.accuracy": s["accuracy"] for f, s in report["fields"].items()},
+               **{f"controller.latency_ms.{k}": v for k, v in report["latency_ms"].items()}}
+    with lab.run("eval controller", params=params, tags={"labkit.job": "eval-controller"}) as run:
+        run.log_metrics(metrics)
+        run.log_dict(dict(report), "controller_eval.json")
+        report["run_id"] = run.run_id
+    return run.run_id
+
+
 def to_table(report: Mapping[str, Any], *, failures: int = 20) -> str:
     """The report as text: one row per field, the overall figure, latency, and the missed cases."""
     c = report["controller"]
@@ -258,8 +276,10 @@ def to_table(report: Mapping[str, Any], *, failures: int = 20) -> str:
             lines.append(f"  {v['id']} [{v['tier']}] {v['request'][:50]!r} -> {bad}")
         if len(missed) > failures:
             lines.append(f"  … and {len(missed) - failures} more")
+    if report.get("run_id"):
+        lines.append(f"MLflow run {report['run_id']}")
     return "\n".join(lines)
 
 
 __all__ = ["FIELDS", "ControllerReport", "case_request", "check_case", "default_context_factory", "evaluate",
-           "fits_tier", "load_suite", "to_table"]
+           "fits_tier", "load_suite", "log_report", "to_table"]

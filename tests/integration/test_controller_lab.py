@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -63,12 +64,19 @@ def test_failing_llm_falls_back_to_rules_and_says_why(lab):
         server.close()
 
 
-def test_cli_plan_json_and_eval_controller(cli_env):
+def test_cli_plan_json_and_eval_controller(cli_env, project, search_runs):
     out = labkit("plan", "a cinematic video of waves, 4 seconds", "--json", env=cli_env)
     plan = json.loads(out.stdout)
     assert plan["modality"] == "video" and plan["controller"]["name"] == "rules"
     result = json.loads(labkit("eval", "controller", "--json", env=cli_env).stdout)
     assert result["overall"] >= 0.95 and result["fields_checked"] >= 60
+    (run,) = search_runs(f"sqlite:///{project}/mlruns/mlflow.db")  # the benchmark is logged, like the others
+    assert run.info.run_id == result["run_id"] and run.data.tags["labkit.job"] == "eval-controller"
+    assert run.data.params["controller"] == "rules" and int(run.data.params["cases"]) == result["cases"]
+    assert run.data.metrics["controller.overall"] == result["overall"]
+    assert run.data.metrics["controller.count.accuracy"] == result["fields"]["count"]["accuracy"]
+    saved = Path(run.info.artifact_uri.removeprefix("file://")) / "controller_eval.json"
+    assert len(json.loads(saved.read_text())["verdicts"]) == result["cases"]
 
 
 def test_ask_plans_renders_and_records_the_controller(cli_env, project, tmp_path, search_runs):
