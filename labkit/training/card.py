@@ -22,7 +22,7 @@ def model_card(*, title: str, task: str, config: Mapping[str, Any], steps: int, 
                licence: str | None, run_id: str | None, metrics: Mapping[str, float] | None = None,
                versions: Mapping[str, str] | None = None, notes: str = "", wall_s: float | None = None) -> str:
     """A Markdown model card: what the model is, how it was made (config, steps, data, seed), its licence."""
-    lic = licence or "unspecified (set TrainConfig.licence)"
+    lic = licence or "unspecified: the training data carries several licences or none (--licence / TrainConfig.licence)"
     lines = [
         "---", f"license: {lic.lower() if licence else 'other'}", "library_name: diffusers", "tags:", "- labkit",
         f"- {task}", "---", "", f"# {title}", "",

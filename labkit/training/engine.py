@@ -549,7 +549,7 @@ class Trainer:
             return path
         path.write_text(model_card(
             title=f"{self.task.name} (labkit)", task=self.task.name, config=self.config.to_dict(),
-            steps=self.step, data=self.task.data_card(), licence=self.config.licence,
+            steps=self.step, data=self.task.data_card(), licence=self.task.output_licence(self.config.licence),
             run_id=getattr(self.run, "run_id", None), metrics=metrics, versions=versions(),
             notes=_join(self.task.card_notes(), _licence_notes(self.breakdown)), wall_s=wall_s), encoding="utf-8")
         return path

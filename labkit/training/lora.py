@@ -480,12 +480,7 @@ class LoraTask(TrainTask):
         return meta
 
     def adapter_licence(self) -> str | None:
-        if self.config.licence:
-            return self.config.licence
-        breakdown = self.dataset_breakdown()
-        if breakdown is not None and len(breakdown.counts) == 1 and not breakdown.missing:
-            return next(iter(breakdown.counts))
-        return None
+        return self.output_licence(self.config.licence)
 
     def on_checkpoint(self, folder: Path, step: int) -> None:
         from labkit.pipelines.lora import write_adapter

@@ -102,6 +102,16 @@ class TrainTask:
         """
         return {}
 
+    def output_licence(self, given: str | None = None) -> str | None:
+        """The licence of what this training writes, for its model card and header: `given` (the config's),
+        else the one licence every item of the training data carries (none missing), else None."""
+        if given:
+            return given
+        breakdown = self.dataset_breakdown()
+        if breakdown is not None and len(breakdown.counts) == 1 and not breakdown.missing:
+            return next(iter(breakdown.counts))
+        return None
+
     def dataset_breakdown(self) -> DatasetBreakdown | None:
         """The licence breakdown of the folder `data_card()` names as `folder`; None when it names none."""
         card = self.data_card()

@@ -114,6 +114,7 @@ def test_training_records_metadata_card_checkpoints_and_validation(trained):
     assert any(a["licence"] == "cc-by-nc-4.0" for a in chain[1:])
     card = (adapter / "README.md").read_text()
     assert "`toyworld`" in card and "| cc-by-nc-4.0 | 32 | 100.0% |" in card and "non-commercial" in card
+    assert "license: cc-by-nc-4.0" in card and "## Licence\n\ncc-by-nc-4.0." in card  # the header's, not "other"
     assert (adapter / KOHYA_NAME).is_file()
     out = trained["result"].output_dir
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())

@@ -98,6 +98,8 @@ def test_training_run_logs_the_folders_licence_breakdown(lab, tmp_path):
 
     card = (tmp_path / "out" / "model" / "README.md").read_text()
     assert "## Licences of the training data" in card and "| cc-by-nc-4.0 | 3 | 30.0% |" in card
+    assert "license: cc-by-nc-4.0" in card  # the licence the config gave; the mixed data alone names none:
+    assert FolderTask(folder).output_licence() is None and FolderTask(folder).output_licence("mit") == "mit"
     assert all(name in card for name in missing)
 
 
