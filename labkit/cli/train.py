@@ -43,13 +43,13 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, object
     return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
 
-def _train_recipe(args: argparse.Namespace, recipe: str, train, cfg, what: str) -> int:
+def _train_recipe(args: argparse.Namespace, train, cfg, what: str) -> int:
     """Run a toy training recipe; on Ctrl-C or SIGTERM (the engine kept a checkpoint and marked the runs
     KILLED) say how to continue."""
     try:
         path = train(_lab(args), cfg)
     except KeyboardInterrupt:
-        print(f"stopped; continue with: labkit train {recipe} --resume --output {args.output}", file=sys.stderr)
+        print(f"stopped; continue with: {_resume_command(args)}", file=sys.stderr)
         return 130
     print(f"{what} written to {path}")
     return 0
@@ -61,7 +61,7 @@ def cmd_train_toy_base(args: argparse.Namespace) -> int:
     cfg = ToyBaseConfig(output_dir=args.output, seed=args.seed, threads=args.threads,
                         resume="latest" if args.resume else None, eval_prompts=0 if args.no_eval else 60,
                         **_given(args, ("steps", "vae_steps", "text_steps", "batch_size", "data_mix")))
-    return _train_recipe(args, "toy-base", train_toy_base, cfg, "toy model")
+    return _train_recipe(args, train_toy_base, cfg, "toy model")
 
 
 def cmd_train_toy_motion(args: argparse.Namespace) -> int:
@@ -80,13 +80,13 @@ def cmd_train_toy_motion(args: argparse.Namespace) -> int:
         given = _given(args, ("steps", "batch_size", "frames", "threads", "lr"))
         cfg = ToyWarpConfig(output_dir=args.output, base=args.base, seed=args.seed,
                             resume="latest" if args.resume else None, **given)
-        return _train_recipe(args, "toy-motion", train_toy_warp, cfg, "toy motion model")
+        return _train_recipe(args, train_toy_warp, cfg, "toy motion model")
     cfg = ToyMotionConfig(output_dir=args.output, base=args.base, seed=args.seed,
                           resume="latest" if args.resume else None,
                           **_given(args, ("steps", "batch_size", "frames", "threads", "lr", "first_frame_prob",
                                           "timestep_shift", "terminal_share", "spatial_lr_scale",
                                           "text_encoder_lr_scale", "shared_noise")))
-    return _train_recipe(args, "toy-motion", train_toy_motion, cfg, "toy motion model")
+    return _train_recipe(args, train_toy_motion, cfg, "toy motion model")
 
 
 def cmd_train_toy_controlnet(args: argparse.Namespace) -> int:
@@ -97,7 +97,7 @@ def cmd_train_toy_controlnet(args: argparse.Namespace) -> int:
         given["learning_rate"] = args.lr
     cfg = ToyControlNetConfig(output_dir=args.output, base=args.base, seed=args.seed,
                               resume="latest" if args.resume else None, **given)
-    return _train_recipe(args, "toy-controlnet", train_toy_controlnet, cfg, "toy ControlNet")
+    return _train_recipe(args, train_toy_controlnet, cfg, "toy ControlNet")
 
 
 def _lora_settings(args: argparse.Namespace) -> dict[str, object]:
@@ -116,16 +116,24 @@ def _lora_settings(args: argparse.Namespace) -> dict[str, object]:
                 gradient_checkpointing=args.gradient_checkpointing, resume="latest" if args.resume else None, **given)
 
 
-def _report_adapter(args: argparse.Namespace, recipe: str, result) -> int:
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command as it was typed, with --resume: a resumed run must have the same settings (steps, batch…)."""
+    import shlex
+
+    argv = list(getattr(args, "argv", None) or [])
+    return "labkit " + shlex.join(argv if "--resume" in argv else [*argv, "--resume"])
+
+
+def _report_adapter(args: argparse.Namespace, result) -> int:
     if result.status != "finished":
-        print(f"stopped at step {result.step}; continue with: labkit train {recipe} {args.data} --output "
-              f"{args.output} --resume (same settings)", file=sys.stderr)
+        print(f"stopped at step {result.step}; continue with: {_resume_command(args)}", file=sys.stderr)
         return 130
     if args.json:
         _print_json({"run_id": result.run_id, "adapter": str(result.export_dir), "steps": result.step,
                      "wall_s": result.wall_s, "metrics": result.metrics})
     else:
-        print(f"adapter written to {result.export_dir} (run {result.run_id}, {result.wall_s / 60:.1f} min)")
+        what = "model (a whole pipeline)" if getattr(args, "full", False) else "adapter"
+        print(f"{what} written to {result.export_dir} (run {result.run_id}, {result.wall_s / 60:.1f} min)")
         for k, v in sorted(result.metrics.items()):
             print(f"  {k}: {v:.4g}")
     return 0
@@ -134,7 +142,7 @@ def _report_adapter(args: argparse.Namespace, recipe: str, result) -> int:
 def cmd_train_lora(args: argparse.Namespace) -> int:
     from labkit.training.lora import LoraTrainConfig, train_lora
 
-    return _report_adapter(args, "lora", train_lora(_lab(args), LoraTrainConfig(**_lora_settings(args))))
+    return _report_adapter(args, train_lora(_lab(args), LoraTrainConfig(**_lora_settings(args))))
 
 
 def cmd_train_dreambooth(args: argparse.Namespace) -> int:
@@ -144,7 +152,7 @@ def cmd_train_dreambooth(args: argparse.Namespace) -> int:
     cfg = DreamBoothConfig(**_lora_settings(args), token=args.token, prior_preservation=args.prior_preservation,
                            class_prompt=class_prompts or None, full=args.full,
                            **_given(args, ("instance_prompt", "num_class_images", "prior_loss_weight")))
-    return _report_adapter(args, "dreambooth", train_dreambooth(_lab(args), cfg))
+    return _report_adapter(args, train_dreambooth(_lab(args), cfg))
 
 
 def _prompt_file(path: str) -> list[str]:
