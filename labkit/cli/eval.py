@@ -27,7 +27,26 @@ def _prompt_lines(path: str | None) -> list[str] | None:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+#: The options each benchmark reads: another benchmark's option is refused, not silently ignored.
+_OPTIONS = {"toyworld": {"--model", "--n", "--categories", "--prompts", "--seed", "--steps"},
+            "toymotion": {"--model", "--n", "--image-to-video", "--seed", "--steps"},
+            "toycontrol": {"--model", "--n", "--controlnet", "--scale", "--seed", "--steps"},
+            "dreambooth": {"--model", "--steps"}, "controller": {"--controller"}}
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """`InvalidParameter` for an option of another benchmark on the command line (say --scale on toyworld)."""
+    known = set().union(*_OPTIONS.values())
+    given = {a.split("=", 1)[0] for a in getattr(args, "argv", None) or [] if a.startswith("--")}
+    foreign = sorted((given & known) - _OPTIONS[args.which])
+    if foreign:
+        raise InvalidParameter(f"labkit eval {args.which} takes no {', '.join(foreign)}.", value=foreign,
+                               fix=f"drop {'them' if len(foreign) > 1 else 'it'}: labkit eval {args.which} reads "
+                                   f"{', '.join(sorted(_OPTIONS[args.which]))}.")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    _check_options(args)
     if args.which == "controller":
         from labkit.controller.base import get_controller
         from labkit.evals.controller import evaluate as evaluate_controller

@@ -74,6 +74,8 @@ CASES = [
     (["eval", "toyworld", "--categories", "counts,position"], ["'counts'", "Fix:", "colour_attribution"]),
     (["eval", "toyworld", "--prompts", "{file}-missing"], ["{file}-missing", "Fix:"]),
     (["eval", "toyworld", "--prompts", "{latin1}"], ["{latin1}", "not UTF-8", "line 1", "Fix:"]),
+    (["eval", "toyworld", "--controlnet", "x", "--scale=1.5"], ["toyworld takes no --controlnet, --scale", "Fix:"]),
+    (["eval", "controller", "--n", "5"], ["controller takes no --n", "Fix:", "--controller"]),
     (["eval", "toyworld", "--prompts", "{folder}"], ["{folder}", "is a folder", "Fix:"]),
     (["bench", "gpu", "--suggest-table", "{file}-missing"], ["{file}-missing", "Fix:", "bench_gpu.csv"]),
     (["bench", "gpu", "--suggest-table", "{folder}"], ["{folder}", "is a folder", "Fix:"]),
