@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from labkit.errors import InvalidParameter
 from labkit.outputs import captioned_grid
 from labkit.toyworld.adherence import ATTRS
 
@@ -42,18 +43,21 @@ class ToyEvalReport(ReportRows):
     seed: int
     steps: int
     single: dict[str, float]
-    two_objects_colours: float
-    two_objects_all_correct: float
+    two_objects_colours: float | None  # None: no two-object prompt was scored
+    two_objects_all_correct: float | None
     seconds_per_image: float
     run_id: str | None = None
     categories: dict[str, dict[str, Any]] = field(default_factory=dict)
     overall: float | None = None
     skipped: list[dict[str, str]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    given: bool = False  # the prompts were the user's (`prompts=`), not the held-out ones
 
     def lines(self) -> list[str]:
-        out = [f"toyworld adherence of {self.model} (held-out prompts, up to {self.n} per category, seed {self.seed}, "
-               f"{self.steps} steps)", f"{'category':<20}{'score':>7}  {'95% CI':<16}{'n':>5}"]
+        which = f"{len(self.rows)} scored of the given prompts" if self.given else \
+            f"held-out prompts, up to {self.n} per category"
+        out = [f"toyworld adherence of {self.model} ({which}, seed {self.seed}, {self.steps} steps)",
+               f"{'category':<20}{'score':>7}  {'95% CI':<16}{'n':>5}"]
         for cat, v in self.categories.items():
             lo, hi = v["ci"]
             out.append(f"{cat:<20}{v['score']:>7.1%}  [{lo:.1%}, {hi:.1%}]".ljust(45) + f"{v['n']:>5}")
@@ -62,7 +66,7 @@ class ToyEvalReport(ReportRows):
         if self.single:
             s = self.single
             out.append("single object, per attribute: " + ", ".join(f"{a} {s[a]:.1%}" for a in ATTRS if a in s))
-        if "two_objects" in self.categories:
+        if self.two_objects_colours is not None:
             out.append(f"two objects: both present with the right colours {self.two_objects_colours:.1%}, "
                        f"all correct {self.two_objects_all_correct:.1%}")
         for sk in self.skipped:
@@ -132,7 +136,16 @@ def evaluate(lab: Any, *, model: str = "toyworld", n: int = 200, seed: int = 0, 
 
     # 1. validate, the prompts (before the model loads)
     cats = check_categories(categories)
+    if prompts is None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise InvalidParameter(f"n={n!r}: the benchmark needs at least one prompt of each category.", value=n,
+                               fix="pass n >= 1 (--n).")
     cases, skipped = benchmark_cases(cats, n, seed, prompts)
+    if not cases:
+        why = "; ".join(f"{s['prompt']!r}: {s['reason']}" for s in skipped[:3]) or "the list is empty"
+        raise InvalidParameter(f"None of the {len(prompts or [])} given prompt(s) can be scored in "
+                               f"{', '.join(cats)} ({why}).", value=len(prompts or []),
+                               fix="give toy-world prompts of the chosen categories, e.g. 'three blue circles' "
+                                   "(counting); or choose other --categories.")
     # The toy world is 64x64: the detector's anchors and sizes are defined at that size.
     plan, ref = lab.prepare(Plan(prompt="a red circle", model=model, steps=steps, seed=seed, width=64, height=64),
                             config)
@@ -169,11 +182,11 @@ def evaluate(lab: Any, *, model: str = "toyworld", n: int = 200, seed: int = 0, 
         two = [r for r in rows if r["category"] == "two_objects"]
         report = ToyEvalReport(
             model=plan.model, n=n, seed=seed, steps=steps, single=rates(single) if single else {},
-            two_objects_colours=sum(r["both_colours"] for r in two) / len(two) if two else 0.0,
-            two_objects_all_correct=rates(two, ("all_correct",))["all_correct"],
+            two_objects_colours=sum(r["both_colours"] for r in two) / len(two) if two else None,
+            two_objects_all_correct=rates(two, ("all_correct",))["all_correct"] if two else None,
             seconds_per_image=spent / max(1, len(rows)), run_id=run.run_id,
             categories={c: v for c, v in summary.items() if c != "overall"}, overall=summary["overall"],
-            skipped=skipped, rows=rows,
+            skipped=skipped, rows=rows, given=prompts is not None,
         )
         metrics = {f"single.{a}": v for a, v in report.single.items()}
         if two:

@@ -46,7 +46,24 @@ def test_eval_skips_prompts_it_cannot_read_and_says_why(lab, tmp_path, search_ru
     assert "colour" in report.skipped[0]["reason"]
     assert {c: v["n"] for c, v in report.categories.items()} == {"counting": 1, "position": 1}
     assert any("skipped 'a hexagon, sks style'" in line for line in report.lines())
+    assert "2 scored of the given prompts" in report.lines()[0] and "held-out" not in report.lines()[0]
+    assert report.to_dict()["two_objects_colours"] is None  # no two-object prompt: no figure, not 0 %
+    assert not any(line.startswith("two objects") for line in report.lines())
     (run,) = search_runs(lab.config.tracking_uri)
     assert run.data.metrics["skipped"] == 1.0
     art = Path(run.info.artifact_uri.removeprefix("file://"))
     assert json.loads((art / "skipped.json").read_text())["data"][0][0] == "a hexagon, sks style"
+
+
+def test_eval_with_nothing_to_score_is_refused_before_a_run(lab, tmp_path, search_runs):
+    import pytest
+
+    from labkit.errors import InvalidParameter
+
+    folder = build_tiny_sd15(tmp_path / "sd15")
+    with pytest.raises(InvalidParameter, match="n=0"):
+        evaluate(lab, model=str(folder), n=0, steps=1)
+    with pytest.raises(InvalidParameter, match="None of the 1 given prompt") as e:
+        evaluate(lab, model=str(folder), steps=1, prompts=["a hexagon, sks style"], categories=["counting"])
+    assert "a hexagon, sks style" in str(e.value) and e.value.fix
+    assert search_runs(lab.config.tracking_uri) == []  # no empty run was logged
