@@ -235,7 +235,9 @@ def record_failure(lab: Lab, run: Any, plan: Any, trace: Trace, error: BaseExcep
                 "labkit.failure.stage": record["stage"], "labkit.failure.strategy": record["strategy"] or "",
                 "labkit.attempts": json.dumps(record["attempts"])[:8000]}
         if trace.model:
-            tags.update({"model.id": trace.model, "model.family": trace.family or ""})
+            entry = lab.catalog.find(trace.model)  # the compliance report reads a failed run's model licence here
+            tags.update({"model.id": trace.model, "model.family": trace.family or "",
+                         **({"model.licence": entry.licence} if entry is not None and entry.licence else {})})
         if trace.strategy is not None:
             tags.update(trace.strategy.tags())
         run.set_tags(tags)

@@ -313,6 +313,24 @@ def test_uncached_hub_model_fails_offline_without_touching_the_network(lab, monk
     assert "HF_HUB_OFFLINE" in msg
 
 
+def test_a_catalogued_model_that_fails_to_load_keeps_its_licence_on_the_failed_run(tiny, catalogued, project,
+                                                                                   monkeypatch, search_runs):
+    """The compliance report reads a failed render's model licence from its run: it said "(none)"."""
+    import labkit.pipelines.loader as loader
+    from labkit.lab import Lab
+
+    def broken(*_a, **_k):
+        raise OSError("the download was cut off")
+
+    monkeypatch.setattr(loader, "load_pipeline", broken)
+    lab = Lab(project, hardware=HardwareProfile.simulated(None))
+    with pytest.raises(OSError):
+        lab.generate("a red circle", model="tiny-sd15", steps=1, size=(32, 32))
+    (run,) = search_runs(lab.config.tracking_uri)
+    assert run.info.status == "FAILED" and run.data.tags["model.id"] == "tiny-sd15"
+    assert run.data.tags["model.licence"] == "apache-2.0"
+
+
 def test_fallback_runs_the_next_catalogued_model_and_says_why(tiny, catalogued, project, tmp_path, monkeypatch):
     extra = tmp_path / "fallback.toml"
     extra.write_text(catalogued.read_text() + "\n".join([
