@@ -31,6 +31,7 @@ from labkit.cli import eval as eval_cmd
 from labkit.cli._boundary import (
     _check_text,
     _command_name,
+    _LabkitWarnings,
     _option_names,
     _Parser,
     _say,
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _unexpected("", argparse.Namespace(), argv, e)
     command = _command_name(args)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as given, for a command that relaunches itself
-    with _SigtermAsInterrupt() as sigterm:
+    with _SigtermAsInterrupt() as sigterm, _LabkitWarnings(command):
         try:
             _check_text(args, _option_names(parser))
             return args.func(args)

@@ -57,6 +57,38 @@ def _say(command: str, message: str) -> None:
     print(f"{prefix}: {_one_line(printable(message))}", file=sys.stderr, flush=True)
 
 
+class _LabkitWarnings:
+    """While a command runs, a warning labkit itself raises (say, a DreamBooth identifier the tokenizer splits)
+    prints as one line `labkit COMMAND: warning: …`, not as Python's file, line and source excerpt; warnings of
+    other libraries keep Python's form."""
+
+    def __init__(self, command: str) -> None:
+        self.command, self.previous = command, None
+
+    def __enter__(self) -> _LabkitWarnings:
+        import os
+        import warnings
+
+        import labkit
+
+        here = os.path.dirname(labkit.__file__) + os.sep
+        self.previous = previous = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if str(filename).startswith(here):
+                _say(self.command, f"warning: {message}")
+            else:
+                previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import warnings
+
+        warnings.showwarning = self.previous
+
+
 def _one_line(text: str) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
