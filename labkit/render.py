@@ -41,8 +41,8 @@ def _load_image(path: str):
 
     p = Path(path).expanduser()
     if not p.is_file():
-        raise InvalidParameter(f"Input image {path!r} does not exist.", value=path,
-                               fix="pass the path of a PNG or JPEG.")
+        raise InvalidParameter(f"Input image {path!r} {'is a folder' if p.is_dir() else 'does not exist'}.",
+                               value=path, fix="pass the path of a PNG or JPEG file.")
     try:
         return Image.open(p).convert("RGB")
     except Exception as e:

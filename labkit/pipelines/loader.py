@@ -99,7 +99,11 @@ def resolve_model(model: str, catalog: Catalog, *, family: str | None = None, co
     try:
         entry = catalog.get(model)
     except UnknownModel:
-        if "/" not in model or model.count("/") > 1 or model.startswith((".", "/")):
+        if model.startswith((".", "/", "~")) or path.suffix in SAFE_SUFFIXES + PICKLE_SUFFIXES:
+            raise UnknownModel(f"There is no model folder or file at {model!r}.", value=model,
+                               fix="check the path (a diffusers folder with model_index.json, or a weights file), "
+                                   f"or name a catalogue model: {', '.join(catalog.ids())}.") from None
+        if "/" not in model or model.count("/") > 1:
             raise
         entry = None
     if entry is not None:
