@@ -68,6 +68,7 @@ def resolve_model(model: str, catalog: Catalog, *, family: str | None = None, co
     A single file needs `config`: the diffusers folder or repo id whose component configs it
     fills (e.g. the base model it was fine-tuned from)."""
     from labkit.catalog import family_from_model_index
+    from labkit.hardware import families
 
     path = Path(model).expanduser()
     if path.exists():
@@ -80,7 +81,9 @@ def resolve_model(model: str, catalog: Catalog, *, family: str | None = None, co
             fam = family or family_from_model_index(read_model_index(index))
             if fam is None:
                 raise UnknownModel(f"Cannot tell the model family of {str(path)!r} from its model_index.json.",
-                                   value=str(path), fix="pass family=… (one of labkit.hardware.families()).")
+                                   value=str(path),
+                                   fix='add "labkit": {"family": NAME} to its model_index.json (NAME one of '
+                                       f'{", ".join(families())}), or pass family=NAME from Python.')
             return ModelRef(id=model, kind="folder", location=str(path), family=fam)
         if path.name == "model_index.json":
             raise UnknownModel(f"{str(path)!r} is a pipeline's model_index.json, not a model.", value=str(path),
@@ -248,7 +251,8 @@ def _family_from_checkpoint(path: Path) -> str:
     if any(k.startswith("model.diffusion_model.") for k in keys):
         return "sd15"
     raise UnknownModel(f"{str(path)!r} is not a Stable Diffusion checkpoint labkit recognises.", value=str(path),
-                       fix="pass a diffusers folder, or family=… for this file.")
+                       fix="pass a diffusers folder of it (with model_index.json); from Python, family=… names the "
+                           "family of this file.")
 
 
 def _hub_file(ref: ModelRef, filename: str) -> str:
@@ -342,7 +346,8 @@ def check_safe(ref: ModelRef, folder: Path, *, allow_pickle: bool) -> None:
         if Path(ref.location).suffix not in SAFE_SUFFIXES:
             raise UnsafeWeights(
                 f"{ref.location!r} is a pickle checkpoint, which can run arbitrary code when loaded.",
-                value=ref.location, fix="use a .safetensors file, or pass allow_pickle=True if you trust its source.")
+                value=ref.location,
+                fix="use a .safetensors file, or pass allow_pickle=True (--allow-pickle) if you trust its source.")
         return
     components = {p.relative_to(folder).parts[0] for p in weight_files(folder) if len(p.relative_to(folder).parts) > 1}
     for comp in sorted(components):
@@ -351,7 +356,7 @@ def check_safe(ref: ModelRef, folder: Path, *, allow_pickle: bool) -> None:
             raise UnsafeWeights(
                 f"Component {comp!r} of {ref.id!r} has only pickle weights ({files[0].name}), which can run "
                 "arbitrary code when loaded.", value=ref.id,
-                fix="convert it to safetensors, or pass allow_pickle=True if you trust its source.")
+                fix="convert it to safetensors, or pass allow_pickle=True (--allow-pickle) if you trust its source.")
 
 
 def sha256_file(path: Path, cache: dict[str, Any] | None = None) -> str:
