@@ -21,12 +21,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from labkit.serve import create_app
-    from labkit.serve.http import is_loopback
+    from labkit.serve.http import check_limit, is_loopback
     from labkit.serve.keys import KeyStore
+    from labkit.tracking.server import check_port
 
-    if not 1 <= args.port <= 65535 and args.port != 0:
-        raise InvalidParameter(f"--port {args.port} is not a TCP port.", value=args.port,
-                               fix="use a port from 1 to 65535 (default 8765).")
+    # before the banner (and before the lab opens): a port in use or out of range, a queue < 1
+    check_port(args.host, args.port)
+    if args.queue is not None:
+        check_limit("queue", args.queue)
     lab = _lab(args)
     keys = KeyStore.for_project(lab.config.root)
     if not is_loopback(args.host) and not keys.keys():

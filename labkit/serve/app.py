@@ -22,6 +22,7 @@ import base64
 import binascii
 import dataclasses
 import json
+from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from labkit.errors import InvalidParameter, LabkitError
 from labkit.plan import Plan
-from labkit.serve.http import MAX_BODY, ApiError, BodyLimit, Caller, Gate, from_labkit
+from labkit.serve.http import MAX_BODY, ApiError, BodyLimit, Caller, Gate, check_limit, from_labkit
 from labkit.serve.jobs import DONE, TAG_KEY, TAG_STATE, JobQueue, QueueFull, find_run
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,9 +50,13 @@ class Server:
                  jobs_in_flight: int | None = None):
         cfg = lab.config
         self.lab = lab
-        self.jobs = JobQueue(lab, max_queue=queue or cfg.serve_queue)
-        self.gate = Gate(keys, per_minute=per_minute or cfg.serve_requests_per_minute,
-                         jobs_in_flight=jobs_in_flight or cfg.serve_jobs_in_flight)
+        # None takes the lab's [serve] setting; any other value, 0 included, is checked, never replaced
+        queue = check_limit("queue", cfg.serve_queue if queue is None else queue)
+        per_minute = check_limit("per_minute", cfg.serve_requests_per_minute if per_minute is None else per_minute)
+        jobs_in_flight = check_limit("jobs_in_flight",
+                                     cfg.serve_jobs_in_flight if jobs_in_flight is None else jobs_in_flight)
+        self.jobs = JobQueue(lab, max_queue=queue)
+        self.gate = Gate(keys, per_minute=per_minute, jobs_in_flight=jobs_in_flight)
         self.defaults = {"image": cfg.default_image_model, "video": cfg.default_video_model}
 
     def plan(self, data: dict[str, Any]) -> Plan:
@@ -61,6 +66,8 @@ class Server:
             data = {k: v for k, v in data.items() if k not in ("controller", "rationale")}
         image = data.get("image")
         data = {**data, "image": None} if image is not None else data
+        if isinstance(data.get("adapters"), list):
+            data = {**data, "adapters": [_adapter(a, i) for i, a in enumerate(data["adapters"])]}
         plan = Plan.from_dict(data)
         for what, ref in [("model", plan.model), *(("adapter", a.id) for a in plan.adapters)]:
             _no_path(what, ref)
@@ -109,6 +116,22 @@ class Server:
         return JSONResponse({"id": job.id, "state": job.state, "url": url}, status_code=202, headers={"Location": url})
 
 
+def _adapter(item: Any, i: int) -> Any:
+    """A plan's adapter: an object for `Plan.from_dict` to check, or text as `labkit generate --adapter` and
+    `Lab.generate(adapters=…)` take it, "ID[:WEIGHT]" (e.g. "run:RUN_ID", "owner/repo:0.8"), as an AdapterRef."""
+    from labkit.pipelines.lora import parse_adapter
+    from labkit.plan import MAX_PATH_CHARS, check_text, describe
+
+    if isinstance(item, Mapping):
+        return item
+    if not isinstance(item, str):
+        raise InvalidParameter(f"adapters[{i}] must be text or an object, got {describe(item)}.", value=item,
+                               fix='write each adapter as "ID", "ID:WEIGHT" or {"id": "ID", "weight": 1.0} (ID: a '
+                                   'catalogue id, hub id or run:RUN_ID).')
+    check_text(f"adapters[{i}]", item, max_chars=MAX_PATH_CHARS, nonempty=True)
+    return parse_adapter(item)
+
+
 def _no_path(what: str, value: str | None) -> None:
     if value is None or value.startswith("run:"):
         return
@@ -116,7 +139,7 @@ def _no_path(what: str, value: str | None) -> None:
         raise InvalidParameter(f"The {what} {value!r} looks like a path on the server, which a remote caller "
                                "may not name.", value=value,
                                fix=f"name the {what} by its catalogue id or hub id (add a local folder to the "
-                                   "catalogue as [models.ID] path = … on the server).")
+                                   f"catalogue as [{what}s.ID] path = … on the server).")
 
 
 def create_app(lab: Lab, keys: KeyStore, *, queue: int | None = None, per_minute: int | None = None,
@@ -156,6 +179,12 @@ def create_app(lab: Lab, keys: KeyStore, *, queue: int | None = None, per_minute
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0] if e.errors() else {}
+        not_json = _not_a_json_object(first, request)
+        if not_json:
+            return await api_error(request, ApiError(
+                422, "InvalidParameter", not_json, "send a JSON object with the header Content-Type: application/json "
+                f"(curl: -H \"Content-Type: application/json\"), e.g. {_example(request)}; /docs has this "
+                "endpoint's fields."))
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
         message = f"{where}: {first.get('msg', 'invalid')}" + (f" (and {len(e.errors()) - 1} more)"
                                                                  if len(e.errors()) > 1 else "")
@@ -166,6 +195,36 @@ def create_app(lab: Lab, keys: KeyStore, *, queue: int | None = None, per_minute
 
     add_routes(app, server, need)
     return app
+
+
+def _not_a_json_object(error: dict[str, Any], request: Request) -> str | None:
+    """What is wrong with a request body that is not a JSON object at all, from FastAPI's first validation
+    error (None: the body is an object and the error is about a field in it)."""
+    loc, kind = tuple(error.get("loc", ())), error.get("type")
+    if kind == "json_invalid":
+        why = (error.get("ctx") or {}).get("error", "it does not decode")
+        at = f" at character {loc[1]}" if len(loc) > 1 else ""
+        return f"The request body is not JSON: {why}{at}."
+    if loc != ("body",):
+        return None
+    if kind == "missing":
+        return "The request has no body."
+    given = error.get("input")
+    if isinstance(given, (bytes, bytearray)):
+        sent = request.headers.get("content-type") or "no Content-Type"
+        return f"The request body was sent as {sent}, which this server does not read as JSON."
+    kinds = {list: "an array", str: "a string", bool: "true or false", int: "a number", float: "a number",
+             type(None): "null"}
+    return f"The request body must be a JSON object, got {kinds.get(type(given), type(given).__name__)}."
+
+
+def _example(request: Request) -> str:
+    """The example body of the endpoint asked (the first example of its body's model), as JSON text."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    extra = (getattr(model, "model_config", None) or {}).get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    return json.dumps(examples[0]) if examples else "{}"
 
 
 def _version() -> str:

@@ -50,6 +50,24 @@ class ApiError(Exception):
         return {"error": {"type": self.type, "message": self.message, "fix": self.fix}}
 
 
+#: A server's limits: create_app's keyword -> (what it counts, its [serve] key in labkit.toml, `labkit serve` option).
+LIMITS = {"queue": ("jobs that may wait", "queue", "--queue"),
+          "per_minute": ("requests a key may make in a minute", "requests_per_minute", None),
+          "jobs_in_flight": ("jobs a key may have queued or running", "jobs_in_flight", None)}
+
+
+def check_limit(name: str, value: Any) -> int:
+    """`value` when it is a whole number of at least 1 for the limit `name` (a key of `LIMITS`); else
+    `InvalidParameter` naming where the limit is set. Example: `check_limit("queue", 32)`."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    what, key, option = LIMITS[name]
+    where = f"`labkit serve {option} N`, " if option else ""
+    raise E.InvalidParameter(f"The server limit {name} ({what}) must be a whole number of at least 1, got "
+                             f"{value!r}.", value=value,
+                             fix=f"use 1 or more: {where}create_app(..., {name}=N) or [serve] {key} in labkit.toml.")
+
+
 def from_labkit(e: E.LabkitError) -> ApiError:
     status = next((STATUS_OF[c] for c in type(e).__mro__ if c in STATUS_OF), 400)
     return ApiError(status, type(e).__name__, e.message, e.fix or "")

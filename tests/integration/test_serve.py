@@ -141,6 +141,9 @@ def test_a_request_in_words_is_planned_then_rendered(served):
     ({"plan": {"prompt": PROMPT}, "request": "a red circle"}, 422, "either"),
     ({"plan": "a red circle"}, 422, "plan"),
     ({"plan": {"prompt": PROMPT}, "priority": 1}, 422, "priority"),
+    ({"plan": {"prompt": PROMPT, "adapters": [5]}}, 422, "adapters[0] must be text or an object"),
+    ({"plan": {"prompt": PROMPT, "adapters": ["/etc/lora.safetensors:0.5"]}}, 422, "'/etc/lora.safetensors'"),
+    ({"plan": {"prompt": PROMPT, "adapters": ["no-such-adapter:0.5"]}}, 422, "'no-such-adapter'"),
 ])
 def test_bad_input_is_refused_with_the_field_and_the_fix(served, body, status, named):
     with served.client("renderer") as c:
@@ -155,11 +158,57 @@ def test_bad_input_is_refused_with_the_field_and_the_fix(served, body, status, n
 def test_bodies_that_are_not_json_or_too_large(served):
     with served.client("renderer") as c:
         r = c.post("/jobs", content=b"{not json", headers={"content-type": "application/json"})
-        assert r.status_code == 422 and r.json()["error"]["fix"]
+        err = r.json()["error"]
+        assert r.status_code == 422 and err["message"].startswith("The request body is not JSON: ")
+        assert "Content-Type: application/json" in err["fix"] and '{"plan": {"prompt": ' in err["fix"]
+        for content, kind, said in [(b'{"plan": {"prompt": "x"}}', "text/plain", "sent as text/plain"),
+                                    (b'{"plan": 1', "application/x-www-form-urlencoded", "sent as application/x-www"),
+                                    (b"[1, 2]", "application/json", "must be a JSON object, got an array"),
+                                    (b"", "application/json", "has no body")]:
+            r = c.post("/jobs", content=content, headers={"content-type": kind})
+            assert r.status_code == 422 and said in r.json()["error"]["message"], r.text
+            assert "Content-Type: application/json" in r.json()["error"]["fix"]
         big = {"plan": {"prompt": PROMPT, "image": "data:image/png;base64," + "A" * (9 * 1024 * 1024)}}
         r = c.post("/jobs", json=big)
         assert r.status_code == 413 and "bytes" in r.json()["error"]["message"]
         assert c.get("/health").status_code == 200  # and the server is still there
+
+
+@pytest.fixture(scope="module")
+def lora_run(served, tmp_path_factory) -> str:
+    """A toy LoRA trained for two steps into the served project's store: the run id `run:RUN_ID` names."""
+    pytest.importorskip("peft")
+    import torch
+
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+    from labkit.toyworld.data import write_dataset
+    from labkit.training.lora import LoraTrainConfig, train_lora
+
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("lora")
+    write_dataset(tmp / "data", 4, seed=0, split="train", n_objects=(1,), shapes=("hexagon",), licence="CC0-1.0")
+    lab = Lab(served.root, experiment="lora", hardware=HardwareProfile.simulated(None))
+    result = train_lora(lab, LoraTrainConfig(data=tmp / "data", output_dir=tmp / "out", steps=2, batch_size=2,
+                                             rank=2, checkpoint_every=100))
+    assert result.status == "finished"
+    return result.run_id
+
+
+def test_adapters_as_labkit_generate_writes_them_or_as_objects(served, lora_run):
+    """README: adapters are catalogue ids, hub ids or run:RUN_ID, as `--adapter ID[:WEIGHT]` takes them."""
+    ref = f"run:{lora_run}"
+    with served.client("renderer") as c:
+        jobs = [c.post("/jobs", json={"plan": {"prompt": PROMPT, "seed": 4, "steps": 3, "adapters": adapters}})
+                for adapters in ([f"{ref}:0.5"], [{"id": ref, "weight": 0.5}], [ref])]
+        assert [j.status_code for j in jobs] == [202] * 3, [j.text for j in jobs]
+        done = [served.wait_job(c, j.json()["id"]) for j in jobs]
+        pixels = [_png(c.get(d["outputs"][0]["url"]).content) for d in done]
+    assert [d["state"] for d in done] == ["finished"] * 3, done
+    assert [d["plan"]["adapters"] for d in done] == [[{"id": ref, "weight": 0.5}]] * 2 + [[{"id": ref, "weight": 1.0}]]
+    hashes = {d["record"]["model"]["adapters"][0]["hash"] for d in done}  # the run's adapter file, loaded
+    assert len(hashes) == 1 and None not in hashes
+    assert np.array_equal(pixels[0], pixels[1])  # "ID:0.5" renders what {"id": ID, "weight": 0.5} renders
 
 
 def test_an_image_inside_the_request_becomes_frame_zero(served):

@@ -5,6 +5,7 @@ exit 0 within 10 s), and jobs read back from MLflow by a new server."""
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -57,6 +58,24 @@ def test_the_network_is_refused_without_a_key_and_loopback_is_open_without_one(t
             assert c.get("/models").status_code == 200  # the local user, no key needed yet
     finally:
         assert server.stop() == 0
+
+
+def test_a_port_in_use_and_a_queue_under_one_are_one_line_errors_before_the_banner(tmp_path, _fresh_store_file):
+    root = project(tmp_path / "p", _fresh_store_file)
+    with socket.socket() as taken:  # something else already listens there
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = _serve_cli(root, "--port", str(port))
+    assert out.returncode == 2 and out.stdout == "", (out.stdout, out.stderr)  # no "labkit serve: http://…" banner
+    (line,) = out.stderr.splitlines()
+    assert line.startswith("labkit serve: ") and f"port {port} " in line and "in use" in line
+    assert "Fix: pass another --port" in line
+    for queue in ("-1", "0"):
+        out = _serve_cli(root, "--port", str(free_port()), "--queue", queue)
+        assert out.returncode == 2 and out.stdout == "", (out.stdout, out.stderr)
+        (line,) = out.stderr.splitlines()
+        assert line.startswith("labkit serve: ") and f"got {queue}." in line and "Fix:" in line and "--queue" in line
 
 
 def test_rate_limit_and_jobs_in_flight_answer_429_with_retry_after(tmp_path, _fresh_store_file):

@@ -138,3 +138,31 @@ def test_catalogue_and_hub_ids_pass(model):
     from labkit.serve.app import _no_path
 
     _no_path("model", model)
+
+
+@pytest.mark.parametrize("limits", [{"queue": -1}, {"queue": 0}, {"queue": True}, {"queue": "5"},
+                                    {"per_minute": 0}, {"jobs_in_flight": -3}])
+def test_server_limits_under_one_are_refused_not_replaced(lab, keys, limits):
+    from labkit.serve import create_app
+
+    with pytest.raises(InvalidParameter) as e:
+        create_app(lab, keys, **limits)
+    ((name, value),) = limits.items()
+    assert f"limit {name} " in e.value.message and f"got {value!r}" in e.value.message
+    assert "at least 1" in e.value.message and "labkit.toml" in e.value.fix
+
+
+def test_a_config_made_in_python_with_a_queue_under_one_is_refused(project, keys):
+    import dataclasses
+
+    from labkit.config import LabConfig
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+    from labkit.serve import create_app
+
+    config = dataclasses.replace(LabConfig.resolve(project), serve_queue=-1)
+    with pytest.raises(InvalidParameter) as e:
+        create_app(Lab(config=config, hardware=HardwareProfile.simulated(None)), keys)
+    assert "got -1" in e.value.message and "[serve] queue" in e.value.fix
+    assert create_app(Lab(config=dataclasses.replace(config, serve_queue=3),  # and a good one still works
+                          hardware=HardwareProfile.simulated(None)), keys).state.server.jobs.max_queue == 3
