@@ -54,7 +54,7 @@ def parse_adapter(text: str) -> AdapterRef:
     """`PATH_OR_ID[:WEIGHT]` → AdapterRef, e.g. "hexagon.safetensors:0.8" or "run:3f…:1.2" or "owner/repo".
 
     The part after the last colon is a weight only when it reads as a number, so Windows paths
-    and "run:ID" keep their colons.
+    and "run:ID" keep their colons (a run id of digits included).
     """
     from labkit.plan import AdapterRef
 
@@ -63,7 +63,7 @@ def parse_adapter(text: str) -> AdapterRef:
         raise InvalidParameter("An empty adapter was given.", value=text,
                                fix="pass PATH_OR_ID[:WEIGHT], e.g. my-lora.safetensors:0.8.")
     head, sep, tail = spec.rpartition(":")
-    if sep and head:
+    if sep and head and head != "run":  # "run:0123…": a run id that happens to read as a number, not a weight
         try:
             weight = float(tail)
         except ValueError:

@@ -74,6 +74,9 @@ def test_parse_adapter_spec():
     assert parse_adapter("run:0123456789abcdef0123456789abcdef").id == "run:0123456789abcdef0123456789abcdef"
     assert parse_adapter(r"C:\loras\x.safetensors").id == r"C:\loras\x.safetensors"
     assert parse_adapter("run:0123456789abcdef0123456789abcdef:-1").weight == -1.0
+    for digits in ("01234567890123456789012345678901", "0123456789e123456789012345678901"):  # reads as a number
+        assert parse_adapter(f"run:{digits}") == parse_adapter(f"run:{digits}:1")
+        assert parse_adapter(f"run:{digits}").id == f"run:{digits}"
 
 
 def test_adapter_moves_the_shape_toward_hexagon(trained):
