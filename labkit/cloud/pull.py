@@ -32,7 +32,9 @@ class PullResult:
         out = [self.summary.line("import")]
         if self.session and self.session.get("state") == "failed":
             out.append("the cloud session stopped at an error; these are its runs up to that point")
-        out.append("tagged " + ", ".join(f"{k}={v}" for k, v in self.tags.items() if k != PULLED_TAG))
+        if self.summary.imported:  # runs already in the store (skipped) were left as they were
+            out.append(f"{len(self.summary.imported)} run(s) tagged "
+                       + ", ".join(f"{k}={v}" for k, v in self.tags.items() if k != PULLED_TAG))
         return out
 
 

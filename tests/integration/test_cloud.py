@@ -286,8 +286,10 @@ def test_simulated_kaggle_run_then_pull_from_its_output_tags_the_runs(project, m
     job = JobList.for_root(project).find(kernel.job.id)
     assert job.state == "pulled" and job.runs == [run.info.run_id]
 
+    assert any(line.startswith("1 run(s) tagged labkit.cloud.") for line in result.lines())
     again = pull(project, "alice/labkit-tiny", source=working / BUNDLE_NAME)
     assert again.summary.imported == [] and len(again.summary.skipped) == 1
+    assert not any("tagged" in line for line in again.lines())  # nothing new: nothing was tagged
 
 
 @pytest.mark.notebook
