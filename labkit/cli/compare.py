@@ -54,7 +54,7 @@ def cmd_compare_sweep(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"parent_run_id": rep.parent_run_id, "axes": list(rep.axes), "metrics": list(rep.metrics),
                      "summary": json.loads(rep.summary.to_json(orient="records")),
-                     "paired": [p.to_dict() for p in rep.comparisons]})
+                     "paired": [p.to_dict() for p in rep.comparisons], "warnings": rep.warnings})
     else:
         print("\n".join(rep.lines()))
         if not args.no_log:

@@ -10,11 +10,15 @@ import argparse
 import sys
 
 from labkit.cli._common import _config, _lab, _out_file, _print_json
+from labkit.errors import InvalidParameter
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from labkit.sweeps import load_spec, run_sweep
 
+    if args.jobs < 1:
+        raise InvalidParameter(f"--jobs {args.jobs} is not a number of kernels to run at once.", value=args.jobs,
+                               fix="use --jobs 1 (the default) or more.")
     lab = _lab(args)
     spec = load_spec(args.file, root=lab.config.root)
     try:
@@ -27,7 +31,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _print_json({"parent_run_id": result.parent_run_id, "dry_run": result.dry_run, "runs": len(result.points),
                      "skipped": [p.index for p in result.skipped],
                      "outcomes": [{"index": o.point.index, "run_id": o.run_id, "status": o.status, "error": o.error,
-                                   "values": o.point.values} for o in result.outcomes]})
+                                   "values": o.point.values} for o in result.outcomes],
+                     "warnings": result.report.warnings if result.report is not None else []})
     else:
         print("\n".join(result.lines()))
         if result.report is not None:

@@ -101,7 +101,7 @@ def run_sweep(lab: Lab, spec: SweepSpec, *, jobs: int = 1, resume: bool = False,
               address: str | None = None) -> SweepResult:
     """Run every point of `spec` on `lab` and record it in MLflow. See the module docstring.
 
-    Steps: 1. check the backend and the spec (every point, before any run starts); 2. with `resume`,
+    Steps: 1. check `jobs` (1 or more), the backend and the spec (every point, before any run starts); 2. with `resume`,
     find the latest sweep of this name and the points it finished; 3. with the Ray backend, join the
     cluster and check its workers can write the store; 4. open (or reopen) the parent run and log the
     spec; 5. run the remaining points, each as a child run — locally, notebook points on up to `jobs`
@@ -113,6 +113,9 @@ def run_sweep(lab: Lab, spec: SweepSpec, *, jobs: int = 1, resume: bool = False,
     Ray cluster (default `[sweep] address`; see `labkit.sweeps.ray_backend`). `on_point` is called after
     each point (from the thread that ran it locally; on Ray, from this thread).
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InvalidParameter(f"jobs={jobs!r} is not a number of kernels to run at once.", value=jobs,
+                               fix="pass jobs=1 (the default) or more.")
     backend = check_backend(lab.config.sweep_backend if backend is None else backend)
     if address is not None and backend != "ray":
         raise InvalidParameter(f"A Ray address ({address!r}) was given for a sweep on the {backend} backend.",

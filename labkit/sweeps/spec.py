@@ -24,6 +24,7 @@ max_runs: 100                     # more runs than this need --yes
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import itertools
 import json
@@ -47,6 +48,8 @@ DEFAULT_MAX_RUNS = 100
 #: No sweep starts more runs than this, even with `--yes`: split such a study into several specs.
 HARD_MAX_RUNS = 100_000
 SCORERS = ("toyworld",)
+#: The metric namespaces each scorer writes; a plan point's render writes none of them (`time.*`, `vram/*`, …).
+SCORER_NAMESPACES = {"toyworld": ("adherence.", "geneval.")}
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -165,8 +168,9 @@ class SweepSpec:
     def check(self, lab: Lab | None = None, *, yes: bool = False) -> list[Point]:
         """Every point, after checking what can be checked without running anything: the grid is not
         empty; the run count is within `max_runs` (or `yes`); every parameter is in the notebook's
-        `parameters` cell, or is a plan field or a `{placeholder}` of the template; and, given a lab,
-        each point's plan completes and validates. Raises `ConfigError` naming the problem."""
+        `parameters` cell, or is a plan field or a `{placeholder}` of the template; a plan spec's metrics in a
+        scorer's namespace (`adherence.*`) are ones its scorer writes; and, given a lab, each point's plan
+        completes and validates. Raises `ConfigError` naming the problem."""
         runs = self.count()  # counted first: a grid of a billion points must not be listed to be refused
         if not runs:
             raise ConfigError(f"The sweep {self.name!r} has no points: its grid and points are empty.",
@@ -186,6 +190,7 @@ class SweepSpec:
             self._check_notebook(names)
         else:
             self._check_plan(names, points, lab)
+            self._check_metrics()
         if self.compare is not None:
             self._check_compare(points)
         return points
@@ -240,6 +245,27 @@ class SweepSpec:
                     raise ConfigError(f"Point {p.index} of the sweep {self.name!r} ({p.label()}) is not a valid "
                                       f"plan: {e.message}", value=e.value, fix=e.fix) from e
 
+    def _check_metrics(self) -> None:
+        """A plan point's metrics are its render's and its scorer's: a name in a scorer's namespace that the
+        scorer never writes (`adherence.all_corect`) can be refused before anything runs. Other names are
+        judged after the sweep, against what its runs recorded (`labkit.sweeps.stats.report`)."""
+        wanted = [*self.metrics, *([self.compare["metric"]] if self.compare and self.compare.get("metric") else [])]
+        for scorer, spaces in SCORER_NAMESPACES.items():
+            known = sorted(scorer_metrics(scorer)) if self.score == scorer else []
+            for m in wanted:
+                if not m.startswith(spaces) or m in known:
+                    continue
+                where = "compare.metric" if m not in self.metrics else "`metrics:`"
+                if not known:
+                    raise ConfigError(f"The sweep {self.name!r} names the metric {m!r} ({where}), which only "
+                                      f"`score: {scorer}` records, and the spec has no such score.", value=m,
+                                      fix=f"add `score: {scorer}` to the spec, or remove {m!r}.")
+                close = difflib.get_close_matches(m, known, n=3, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(f"The sweep {self.name!r} names the metric {m!r} ({where}), which `score: "
+                                  f"{scorer}` never records.", value=m,
+                                  fix=f"{hint}use one of {', '.join([*close, *(k for k in known if k not in close)])}.")
+
     def _check_compare(self, points: list[Point]) -> None:
         cmp = dict(self.compare or {})
         for side in ("a", "b"):
@@ -279,6 +305,18 @@ class SweepSpec:
         except (TypeError, ValueError, AttributeError) as e:
             raise ConfigError(f"The sweep {self.name!r}'s plan template is not a plan: {e}.", value=_shown(data),
                               fix="give the plan fields as a mapping (prompt, model, steps, …).") from e
+
+
+def scorer_metrics(scorer: str) -> frozenset[str]:
+    """Every metric `scorer` can write on a point (`labkit.sweeps.runner.score_images`); which of them a point
+    gets depends on its prompts."""
+    if scorer != "toyworld":
+        return frozenset()
+    from labkit.toyworld.adherence import ATTRS
+    from labkit.toyworld.geneval import CATEGORIES
+
+    return frozenset({*(f"adherence.{a}" for a in ATTRS), "adherence.images",
+                      *(f"geneval.{c}" for c in CATEGORIES), "geneval.overall", "geneval.skipped"})
 
 
 def load_spec(path: str | Path, *, root: str | Path | None = None) -> SweepSpec:
@@ -469,4 +507,4 @@ def _find_notebook(name: str, spec_path: Path | None, root: str | Path | None, s
                           f"notebooks/00_quickstart.ipynb (looked in: {', '.join(str(c.parent) for c in candidates)}).")
 
 
-__all__ = ["DEFAULT_MAX_RUNS", "Point", "SweepSpec", "load_spec", "spec_from_dict"]
+__all__ = ["DEFAULT_MAX_RUNS", "Point", "SweepSpec", "load_spec", "scorer_metrics", "spec_from_dict"]

@@ -15,9 +15,11 @@
 from __future__ import annotations
 
 import base64
+import difflib
 import html
 import io
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,8 +31,12 @@ from labkit.errors import InvalidParameter
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
 
+logger = logging.getLogger(__name__)
+
 #: Metrics labkit logs on every render that are bookkeeping rather than results.
 _BOOKKEEPING = ("attempts", "adherence.images")
+#: Columns of a sweep's frame that are not metrics (besides the points' parameters).
+_NOT_METRICS = ("run_id", "index", "status", "error", "image", "seed")
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
@@ -57,7 +63,9 @@ class Paired:
     diff = b − a per pair; effect size is Cohen's d_z (mean diff / sd of the diffs); p from the paired
     t-test (two-sided). When every pair differs by the same non-zero amount (a detector score that is 0 in
     one setting and 1 in the other, seed after seed) the t statistic is undefined: p then comes from the exact
-    sign test (two-sided, `test` says which), 0.031 for 6 pairs that all agree. No difference at all: p is NaN.
+    sign test (two-sided, `test` says which), 0.031 for 6 pairs that all agree. No difference at all (every pair
+    equal), or a single pair: neither test is defined, p is None and `test` says why. `to_dict` is strict JSON:
+    a value that is not a finite number (d_z of pairs that all differ by the same amount, a CI of one pair) is None.
     """
 
     metric: str
@@ -70,20 +78,35 @@ class Paired:
     ci_low: float
     ci_high: float
     effect_size: float
-    p_value: float
+    p_value: float | None
     pairs: tuple[Mapping[str, Any], ...] = ()
     test: str = "paired t-test"
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "pairs"}
         d["a"], d["b"], d["pairs"] = dict(self.a), dict(self.b), [dict(p) for p in self.pairs]
-        return d
+        return _strict(d)
 
     def line(self) -> str:
+        p = f"p {self.p_value:.3g}" if self.p_value is not None else f"p {self.test}"
         return (f"{self.metric}: {_fmt(self.b)} vs {_fmt(self.a)} on {self.n} pairs: "
                 f"{self.mean_b:.4g} vs {self.mean_a:.4g}, diff {self.mean_diff:+.4g} "
-                f"(95% CI {self.ci_low:+.4g} to {self.ci_high:+.4g}), d_z {self.effect_size:.3g}, p {self.p_value:.3g}"
-                + ("" if self.test == "paired t-test" else f" ({self.test})"))
+                f"(95% CI {self.ci_low:+.4g} to {self.ci_high:+.4g}), d_z {self.effect_size:.3g}, {p}"
+                + (f" ({self.test})" if self.test == "sign test" else ""))
+
+
+def _strict(v: Any) -> Any:
+    """`v` with every float that JSON cannot hold (NaN, ±inf) as None, numpy scalars as Python numbers."""
+    if isinstance(v, Mapping):
+        return {k: _strict(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_strict(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        try:
+            v = v.item()
+        except (TypeError, ValueError):
+            return v
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _fmt(setting: Mapping[str, Any]) -> str:
@@ -104,10 +127,33 @@ class SweepReport:
     description: str = ""
     params: tuple[str, ...] = ()
     comparisons: list[Paired] = field(default_factory=list)
+    #: What the report could not do as its spec asked (a metric no finished run recorded, a comparison that
+    #: could not be made): shown in `lines()` and the HTML page, and logged.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def finished(self):
         return self.frame[self.frame["status"] == "FINISHED"] if len(self.frame) else self.frame
+
+    @property
+    def recorded_metrics(self) -> list[str]:
+        """The metrics at least one finished run recorded, sorted."""
+        fin = self.finished
+        return sorted(c for c in fin.columns if c not in (*_NOT_METRICS, *self.params)
+                      and fin[c].notna().any())
+
+    def no_metric(self, names: Sequence[str | None]) -> InvalidParameter:
+        """The error for metrics (`names`) that no finished run recorded: it names them and the metrics that
+        were recorded, the closest to the first name first."""
+        known = self.recorded_metrics
+        close = difflib.get_close_matches(str(names[0]), known, n=3, cutoff=0.6)
+        choices = ", ".join([*close, *(k for k in known if k not in close)])
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return InvalidParameter(
+            f"No finished run of the sweep {self.name!r} recorded the metric {' or '.join(map(repr, names))}.",
+            value=names[0] if len(names) == 1 else list(names),
+            fix=f"{hint}name a metric the runs recorded: {choices}." if known else
+            "the finished runs recorded no metric: give the spec a `score:`, or record one from the notebook.")
 
     def paired(self, a: Mapping[str, Any], b: Mapping[str, Any], metric: str | None = None) -> Paired:
         """Compare setting `b` with setting `a` (each a mapping of some parameters) on `metric`, pairing
@@ -115,9 +161,11 @@ class SweepReport:
         from scipy import stats
 
         metric = metric or (self.metrics[0] if self.metrics else None)
-        if metric is None or metric not in self.frame.columns:
-            raise InvalidParameter(f"The sweep {self.name!r} has no metric {metric!r}.", value=metric,
-                                   fix=f"pick one of {list(self.metrics)}.")
+        if metric is None:
+            raise InvalidParameter(f"The sweep {self.name!r} summarises no metric to compare on.", value=None,
+                                   fix=f"name one the runs recorded: {', '.join(self.recorded_metrics) or 'none'}.")
+        if metric not in self.recorded_metrics:
+            raise self.no_metric([metric])
         fin = self.finished
         keys = set(a) | set(b)
         for k in keys:
@@ -134,10 +182,11 @@ class SweepReport:
                     for r in fin[mask].to_dict("records")}
 
         ra, rb = rows(a), rows(b)
-        common = sorted(set(ra) & set(rb))
+        common = [k for k in sorted(set(ra) & set(rb)) if not (_missing(ra[k]) or _missing(rb[k]))]
         if not common:
-            raise InvalidParameter(f"No runs of {_fmt(a)} and {_fmt(b)} share a seed and the other parameters.",
-                                   value=(dict(a), dict(b)), fix="compare settings that ran on the same seeds.")
+            raise InvalidParameter(f"No runs of {_fmt(a)} and {_fmt(b)} that recorded {metric} share a seed and the "
+                                   "other parameters.", value=(dict(a), dict(b)),
+                                   fix="compare settings that ran on the same seeds.")
         xa = [float(ra[k]) for k in common]
         xb = [float(rb[k]) for k in common]
         diffs = [y - x for x, y in zip(xa, xb, strict=True)]
@@ -147,12 +196,13 @@ class SweepReport:
         effect = ci["mean"] / sd if spread else (0.0 if ci["mean"] == 0 else math.copysign(
             math.inf, ci["mean"])) if len(diffs) > 1 else math.nan
         test = "paired t-test"
+        p: float | None
         if spread:
             p = float(stats.ttest_rel(xb, xa).pvalue)
         elif len(diffs) > 1 and ci["mean"] != 0:
             p, test = float(stats.binomtest(sum(d > 0 for d in diffs), len(diffs)).pvalue), "sign test"
-        else:
-            p = math.nan
+        else:  # no spread and no difference: the t statistic is 0/0, and the sign test has no untied pair
+            p, test = None, "undefined (every pair is equal)" if len(diffs) > 1 else "undefined (one pair)"
         pairs = tuple({**dict(zip(rest, (json.loads(v) for v in k), strict=True)), "a": x, "b": y}
                       for k, x, y in zip(common, xa, xb, strict=True))
         return Paired(metric=metric, a=dict(a), b=dict(b), n=len(diffs), mean_a=sum(xa) / len(xa),
@@ -285,6 +335,7 @@ class SweepReport:
         table = self.table()
         out += table.to_string(index=False).splitlines() if len(table) else ["no finished runs to summarise"]
         out += [p.line() for p in self.comparisons]
+        out += [f"warning: {w}" for w in self.warnings]
         return out
 
     def html(self) -> str:
@@ -294,6 +345,7 @@ class SweepReport:
                  f"finished; swept: {html.escape(', '.join(self.axes) or 'nothing')}</p>"]
         if self.description:
             parts.append(f"<p>{html.escape(self.description)}</p>")
+        parts += [f"<p class='labkit-warning'><strong>Warning:</strong> {html.escape(w)}</p>" for w in self.warnings]
         parts += ["<h2>Per setting: mean and 95% confidence interval over seeds</h2>",
                   self.table().to_html(index=False, float_format=lambda v: f"{v:.4g}", classes="labkit-summary")]
         if self.comparisons:
@@ -332,7 +384,7 @@ class SweepReport:
             if grid is not None:
                 grid.save(folder / "grid.png")
             (folder / "paired.json").write_text(json.dumps([p.to_dict() for p in self.comparisons], indent=2,
-                                                           default=str))
+                                                           default=str, allow_nan=False))
             (folder / "summary.html").write_text(self.html())
             (folder / "summary.txt").write_text("\n".join(self.lines()) + "\n")
             run.log_artifact(folder, "summary")
@@ -343,7 +395,7 @@ class SweepReport:
                 best[f"summary.best.{m}"] = float(self.summary[col].max())
         for p in self.comparisons:
             best[f"paired.{p.metric}.diff"] = p.mean_diff
-            if not math.isnan(p.p_value):
+            if p.p_value is not None:
                 best[f"paired.{p.metric}.p"] = p.p_value
         run.log_metrics(best)
 
@@ -468,7 +520,8 @@ def report(lab: Lab, parent_run_id: str, *, metrics: Sequence[str] | None = None
 
     metrics: what to summarise (default: the spec's `metrics:`, else every metric but bookkeeping);
     compare: paired comparisons as (a, b, metric) (default: the spec's `compare:`); log: write it all
-    into the parent run under `summary/`.
+    into the parent run under `summary/`. A metric or comparison asked for here that no finished run can give
+    raises `InvalidParameter`; one the spec asked for is left out with a line in `warnings` (the runs stay).
     """
     client = lab.tracker.client
     try:
@@ -484,15 +537,23 @@ def report(lab: Lab, parent_run_id: str, *, metrics: Sequence[str] | None = None
     frame, params = sweep_frame(lab, parent_run_id)
     axes = tuple(json.loads(parent.data.tags.get("labkit.sweep.axes", "[]"))) or tuple(
         p for p in params if p in frame.columns and frame[p].map(_hashable).nunique() > 1)
-    if metrics is None:
-        metrics = spec.get("metrics") or sorted(c for c in frame.columns if c not in {
-            "run_id", "index", "status", "error", "image", "seed", *params} and not c.startswith("system/")
-            and c not in _BOOKKEEPING)
-    metrics = tuple(m for m in metrics if m in frame.columns) or ()
-    summary = summarize(frame, metrics, [a for a in axes if a in frame.columns])
     rep = SweepReport(parent_run_id=parent_run_id, name=parent.data.tags.get("labkit.sweep.name", ""), axes=axes,
-                      metrics=metrics, frame=frame, summary=summary, description=spec.get("description", ""),
+                      metrics=(), frame=frame, summary=None, description=spec.get("description", ""),
                       params=tuple(params))
+    known = rep.recorded_metrics
+    asked = metrics is not None
+    if metrics is None:
+        metrics = spec.get("metrics") or [c for c in known if not c.startswith("system/") and c not in _BOOKKEEPING]
+    unknown = [m for m in metrics if m not in known]
+    if unknown and len(rep.finished):  # with no finished run the summary says so; a metric cannot be judged
+        err = rep.no_metric(unknown)
+        if asked:
+            raise err
+        rep.warnings.append(f"the spec's `metrics:` names {' and '.join(map(repr, unknown))}, which no finished "
+                            f"run recorded, so the summary leaves {'it' if len(unknown) == 1 else 'them'} out. "
+                            f"Fix: {err.fix}")
+    rep.metrics = tuple(m for m in metrics if m in known)
+    rep.summary = summarize(frame, rep.metrics, [a for a in axes if a in frame.columns])
     wanted = list(compare or [])
     if compare is None and spec.get("compare"):
         c = spec["compare"]
@@ -500,9 +561,13 @@ def report(lab: Lab, parent_run_id: str, *, metrics: Sequence[str] | None = None
     for a, b, metric in wanted:
         try:
             rep.comparisons.append(rep.paired(a, b, metric))
-        except InvalidParameter:
+        except InvalidParameter as e:
             if compare is not None:  # asked for explicitly: say why it cannot be done
                 raise
+            if len(rep.finished):
+                rep.warnings.append(f"the spec's `compare:` ({_fmt(b)} vs {_fmt(a)}) was not made: {e}")
+    for w in rep.warnings:
+        logger.warning("sweep %r (run %s): %s", rep.name, parent_run_id, w)
     if log:
         rep.log(lab)
     return rep

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,107 @@ def test_a_plan_point_that_raises_is_recorded_failed_and_the_sweep_goes_on(migra
     assert len(kids) == 2 and all(k.info.status == "FAILED" for k in kids)
     assert errors == ["RuntimeError: before the run opened", "RuntimeError: inside the run"]
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+def _fake_renders(monkeypatch, metrics):
+    """Renders that record `metrics(plan)` in a run of their own, as a render does, without loading a model."""
+    from types import SimpleNamespace
+
+    import labkit.render
+
+    def fake_render(lab_, plan, **kw):
+        with lab_.run("txt2img", params={"plan": plan.to_dict()}, tags=kw["tags"]) as run:
+            run.log_metrics(metrics(plan))
+        return SimpleNamespace(run_id=run.run_id, status="finished", files=[])
+
+    monkeypatch.setattr(labkit.render, "render", fake_render)
+
+
+def _strict_json(text: str):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_misspelt_metric_is_named_not_dropped(migrated_store, project, tmp_path, monkeypatch, capsys, caplog):
+    """The spec's `metrics:` and `compare:` name a metric no run records: every run still finishes and is kept,
+    and the summary says which name is unknown and which exist; `compare sweep --metric` refuses it outright."""
+    from labkit.cli import main
+
+    _fake_renders(monkeypatch, lambda plan: {"time.total_s": 0.1 * plan.steps + 0.01 * plan.seed})
+    path = tmp_path / "typo.yaml"
+    path.write_text("name: typo\nplan: {prompt: 'a small red circle on the left', model: toyworld}\n"
+                    "grid: {steps: [2, 3]}\nseeds: 2\nmetrics: [time.totl_s]\n"
+                    "compare: {a: {steps: 2}, b: {steps: 3}, metric: time.totl_s}\n")
+    with caplog.at_level(logging.WARNING, logger="labkit.sweeps.stats"):
+        assert main(["sweep", str(path), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, out  # one for metrics:, one for compare:
+    assert all("'time.totl_s'" in w and "did you mean 'time.total_s'?" in w for w in warnings), warnings
+    assert "metrics:" in warnings[0] and "compare:" in warnings[1]
+    assert len(caplog.records) == 2 and "time.totl_s" in caplog.text  # logged too
+    from labkit.lab import Lab
+
+    client = Lab(project).tracker.client
+    [parent] = client.search_runs([Lab(project).tracker.experiment_id()], "tags.`labkit.job` = 'sweep'")
+    kids = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(kids) == 4 and all(k.info.status == "FINISHED" for k in kids)  # no run lost
+    summary = _artifacts(parent) / "summary"
+    assert "warning:" in (summary / "summary.txt").read_text() and "Warning:" in (summary / "summary.html").read_text()
+    assert _strict_json((summary / "paired.json").read_text()) == []
+
+    for metric, words in (("nosuch.metric", ["'nosuch.metric'", "time.total_s"]),
+                          ("time.totl_s", ["'time.totl_s'", "did you mean 'time.total_s'?"])):
+        rc = main(["compare", "sweep", parent.info.run_id, "--metric", metric, "--no-log"])
+        out, err = capsys.readouterr()
+        assert rc == 2 and out == "" and len(err.splitlines()) == 1, err
+        assert all(w in err for w in words) and "Fix:" in err
+    assert main(["compare", "sweep", parent.info.run_id, "--metric", "time.total_s", "--no-log"]) == 0
+    out, _ = capsys.readouterr()
+    assert "time.total_s mean" in out and "`metrics:`" not in out
+    assert [w for w in out.splitlines() if w.startswith("warning:")] == warnings[1:]  # the spec's compare: still
+
+
+def test_a_comparison_of_equal_pairs_writes_strict_json(migrated_store, lab, tmp_path, monkeypatch, capsys):
+    """Every pair equal: the paired test is undefined, and says so; its p-value is null in paired.json and in
+    `compare sweep --json` (NaN there broke strict JSON parsers)."""
+    from labkit.cli import main
+    from labkit.sweeps import load_spec, run_sweep
+
+    _fake_renders(monkeypatch, lambda plan: {"quality": 0.5, "time.total_s": 0.1 * plan.steps})
+    path = tmp_path / "flat.yaml"
+    path.write_text("name: flat\nplan: {prompt: 'a small red circle on the left', model: toyworld}\n"
+                    "grid: {steps: [2, 3]}\nseeds: 3\nmetrics: [quality]\n"
+                    "compare: {a: {steps: 2}, b: {steps: 3}, metric: quality}\n")
+    result = run_sweep(lab, load_spec(path), progress=False)
+    assert result.report.warnings == []
+    [pair] = result.report.comparisons
+    assert pair.p_value is None and "p undefined (every pair is equal)" in pair.line()
+    parent = lab.tracker.client.get_run(result.parent_run_id)
+    [saved] = _strict_json((_artifacts(parent) / "summary" / "paired.json").read_text())
+    assert saved["p_value"] is None and saved["mean_diff"] == 0 and saved["n"] == 3
+    assert "paired.quality.p" not in parent.data.metrics and parent.data.metrics["paired.quality.diff"] == 0
+
+    assert main(["compare", "sweep", result.parent_run_id, "--json", "--no-log"]) == 0
+    report = _strict_json(capsys.readouterr().out)
+    assert report["paired"][0]["p_value"] is None and report["warnings"] == []
+    assert main(["compare", "sweep", result.parent_run_id, "--no-log", "--a", "steps=2", "--b", "steps=3",
+                 "--paired-metric", "time.total_s"]) == 0  # all differ by 0.1: the sign test, d_z infinite
+    assert "(sign test)" in capsys.readouterr().out
+    assert main(["compare", "sweep", result.parent_run_id, "--json", "--no-log", "--a", "steps=2", "--b", "steps=3",
+                 "--paired-metric", "time.total_s"]) == 0
+    [agree] = _strict_json(capsys.readouterr().out)["paired"]
+    assert agree["effect_size"] is None and agree["p_value"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("jobs", ["0", "-3"])
+def test_sweep_refuses_jobs_below_one(migrated_store, project, capsys, jobs):
+    from labkit.cli import main
+
+    rc = main(["sweep", str(REPO / "experiments" / "toy-steps-guidance.yaml"), f"--jobs={jobs}", "--dry-run"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == "" and "Traceback" not in err
+    [line] = err.splitlines()
+    assert f"--jobs {jobs}" in line and "Fix:" in line and "--jobs 1" in line

@@ -7,6 +7,7 @@ import logging
 from PIL import Image
 
 from labkit.sweeps.runner import score_images
+from labkit.sweeps.spec import scorer_metrics
 from labkit.toyworld import Obj, Scene, render
 
 
@@ -32,3 +33,5 @@ def test_toyworld_score_reports_the_categories_of_the_prompts_and_counts_the_ski
     # per-attribute adherence: only the prompt that names every object's size and position
     assert scores["adherence.images"] == 1.0 and scores["adherence.all_correct"] == 1.0
     assert score_images("none", images) == {}
+    # the names a spec's `metrics:` may use with `score: toyworld`, checked before a sweep runs, are the ones it writes
+    assert set(scores) <= scorer_metrics("toyworld") and "adherence.all_corect" not in scorer_metrics("toyworld")

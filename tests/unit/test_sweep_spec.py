@@ -141,9 +141,8 @@ def test_paired_comparison_pairs_on_seed_and_the_other_parameters():
 
 def test_a_difference_every_pair_agrees_on_gets_the_sign_test_p_value():
     """A detector score of 0 at one setting and 1 at the other on every seed: the t statistic is undefined (no
-    spread), the exact sign test is not — 6 pairs that all agree are significant at 0.05 (p = 2 / 2^6)."""
-    import math
-
+    spread), the exact sign test is not — 6 pairs that all agree are significant at 0.05 (p = 2 / 2^6). With no
+    difference at all neither test is defined: p is None, and the line says why."""
     import pandas as pd
 
     from labkit.sweeps.stats import SweepReport
@@ -157,4 +156,86 @@ def test_a_difference_every_pair_agrees_on_gets_the_sign_test_p_value():
     assert (p.n, p.mean_diff, p.test) == (6, 1.0, "sign test")
     assert p.p_value == pytest.approx(2 / 2**6) and "(sign test)" in p.line()
     unchanged = rep.paired({"guidance": 1.0}, {"guidance": 4.0}, "same")
-    assert math.isnan(unchanged.p_value) and unchanged.test == "paired t-test"
+    assert unchanged.p_value is None and unchanged.mean_diff == 0.0
+    assert "p undefined (every pair is equal)" in unchanged.line()
+
+
+def test_a_paired_comparison_is_strict_json_when_a_statistic_is_undefined():
+    """Every pair equal: no test defines p (JSON null, not NaN, which strict parsers refuse); pairs that all differ
+    by the same amount: d_z is infinite (null too); one pair: no CI. Each dumps with allow_nan=False."""
+    import json
+
+    import pandas as pd
+
+    from labkit.sweeps.stats import SweepReport
+
+    rows = [{"run_id": f"{g}{seed}", "status": "FINISHED", "guidance": g, "seed": seed, "same": 0.5,
+             "score": float(g > 1), "image": None} for g in (1.0, 4.0) for seed in range(3)]
+    rep = SweepReport(parent_run_id="p", name="s", axes=("guidance",), metrics=("same",), frame=pd.DataFrame(rows),
+                      summary=pd.DataFrame(), params=("guidance",))
+    one = SweepReport(parent_run_id="p", name="s", axes=("guidance",), metrics=("score",),
+                      frame=pd.DataFrame([r for r in rows if r["seed"] == 0]), summary=pd.DataFrame(),
+                      params=("guidance",))
+    equal, agree = (rep.paired({"guidance": 1.0}, {"guidance": 4.0}, m) for m in ("same", "score"))
+    single = one.paired({"guidance": 1.0}, {"guidance": 4.0}, "score")
+    for p in (equal, agree, single):
+        json.loads(json.dumps(p.to_dict(), allow_nan=False))
+    assert equal.to_dict()["p_value"] is None and agree.to_dict()["effect_size"] is None
+    assert single.to_dict()["ci_low"] is None and single.p_value is None
+    assert equal.to_dict()["pairs"] == [{"seed": s, "a": 0.5, "b": 0.5} for s in range(3)]
+
+
+def test_a_metric_no_run_recorded_is_named_with_the_ones_that_exist():
+    import pandas as pd
+
+    from labkit.sweeps.stats import SweepReport
+
+    rows = [{"run_id": f"{g}{seed}", "status": "FINISHED", "guidance": g, "seed": seed, "adherence.all_correct": 0.5,
+             "adherence.colour": 1.0, "time.total_s": 2.0, "image": None} for g in (1.0, 4.0) for seed in range(2)]
+    rows.append({"run_id": "x", "status": "FAILED", "guidance": 1.0, "seed": 9, "failed.only": 1.0, "image": None})
+    rep = SweepReport(parent_run_id="p", name="s", axes=("guidance",), metrics=(), frame=pd.DataFrame(rows),
+                      summary=pd.DataFrame(), params=("guidance",))
+    assert rep.recorded_metrics == ["adherence.all_correct", "adherence.colour", "time.total_s"]
+    for metric in ("adherence.all_corect", "failed.only"):  # a typo; a metric only a failed run has
+        with pytest.raises(InvalidParameter) as err:
+            rep.paired({"guidance": 1.0}, {"guidance": 4.0}, metric)
+        assert repr(metric) in str(err.value) and err.value.value == metric
+        assert "adherence.all_correct, adherence.colour, time.total_s" in err.value.fix
+    assert err.value.fix.startswith("name a metric")  # nothing close to failed.only
+    with pytest.raises(InvalidParameter) as err:
+        rep.paired({"guidance": 1.0}, {"guidance": 4.0}, "adherence.all_corect")
+    assert err.value.fix.startswith("did you mean 'adherence.all_correct'?")
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    ("score: toyworld\nmetrics: [adherence.all_corect]\n",
+     ["'adherence.all_corect'", "`metrics:`", "did you mean 'adherence.all_correct'"]),
+    ("score: toyworld\ncompare: {a: {steps: 4}, b: {steps: 8}, metric: geneval.colour}\n",
+     ["'geneval.colour'", "compare.metric", "'geneval.colours'"]),
+    ("metrics: [adherence.all_correct]\n", ["'adherence.all_correct'", "score: toyworld"]),
+])
+def test_a_plan_sweeps_scorer_metric_that_cannot_exist_is_refused_before_it_runs(tmp_path, extra, words):
+    """A plan point's adherence.* and geneval.* metrics come from its scorer alone, whose names are known: a typo
+    there fails the spec at once, instead of a sweep whose summary silently lacks it."""
+    text = "name: s\nplan: {prompt: 'a red circle', model: toyworld}\ngrid: {steps: [4, 8]}\n" + extra
+    with pytest.raises(ConfigError) as err:
+        load_spec(_spec(tmp_path, text)).check()
+    for word in words:
+        assert word in str(err.value)
+    ok = "name: s\nplan: {prompt: 'a red circle'}\ngrid: {steps: [4, 8]}\nscore: toyworld\n" \
+         "metrics: [adherence.all_correct, geneval.overall, time.total_s, anything.else]\n"
+    assert len(load_spec(_spec(tmp_path, ok)).check()) == 2  # names outside the scorer's are judged after the run
+    notebook = f"name: s\nnotebook: {POINT_NOTEBOOK}\ngrid: {{x: [1, 2]}}\nmetrics: [adherence.whatever]\n"
+    assert len(load_spec(_spec(tmp_path, notebook)).check()) == 2  # a notebook records what it likes
+
+
+@pytest.mark.parametrize("jobs", [0, -3, 1.5, True])
+def test_run_sweep_refuses_jobs_below_one(migrated_store, lab, jobs):
+    from labkit.sweeps import run_sweep
+
+    spec = spec_from_dict({"name": "s", "plan": {"prompt": "a red circle", "model": "toyworld"},
+                           "grid": {"steps": [2]}})
+    with pytest.raises(InvalidParameter) as err:
+        run_sweep(lab, spec, jobs=jobs, progress=False)
+    assert f"jobs={jobs!r}" in str(err.value) and "jobs=1" in err.value.fix and err.value.value == jobs
+    assert lab.tracker.client.search_runs([lab.tracker.experiment_id()]) == []
