@@ -104,7 +104,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     """Add eval."""
     p = sub.add_parser("eval", parents=[common], help="quality benchmarks: toyworld adherence, controller accuracy")
     p.add_argument("which", choices=["toyworld", "toymotion", "toycontrol", "dreambooth", "controller"])
-    p.add_argument("adapters", nargs="*", help="dreambooth: training folders, adapters or run:RUN_ID to score")
+    p.add_argument("adapters", nargs="*", default=[],
+                   help="dreambooth: training folders, adapters or run:RUN_ID to score")
     p.add_argument("--controller", default="rules", help="controller: the one to evaluate (default rules)")
     p.add_argument("--model", help="the model to evaluate (default: toyworld)")
     p.add_argument("--n", type=int, help="held-out prompts (of each category; default 200, toymotion 60), or layouts "

@@ -157,7 +157,8 @@ def resolve_mode(explicit: str | None = None, modes: Mapping[str, Mode] | None =
     key = name.lower()
     if key not in modes:
         raise InvalidParameter(f"Compliance mode {name!r} (from {where}) is not defined.", value=name,
-                               fix=f"Use one of {sorted(modes)}, or define it in a TOML file named by {ENV_MODES}.")
+                               fix=f"Use one of {', '.join(sorted(modes))}, or define it in a TOML file named by "
+                                   f"{ENV_MODES}.")
     return modes[key]
 
 
