@@ -143,7 +143,7 @@ class DreamBoothConfig(LoraTrainConfig):
         """The LoRA recipe's engine config; validation on without prompts shows the first subject caption and the
         first class prompt (each beside the base, on the same seeds)."""
         tc = super().train_config(guidance, sampling)
-        if tc.validate_every and not tc.validation_prompts:
+        if tc.validate_every and not self.validation_prompts:  # not the LoRA recipe's first caption alone
             captions = self.instance_captions()
             tc = tc.replace(validation_prompts=tuple(dict.fromkeys((captions[0], self.class_prompts(captions)[0]))))
         return tc

@@ -167,9 +167,16 @@ class LoraTrainConfig(TrainConfig):
         return d
 
     def train_config(self, guidance: float, sampling: int) -> TrainConfig:
-        """The engine's `TrainConfig` for this job (the recipe's settings in its params as `extra.lora`)."""
-        return train_fields(self, log_every=self.log_every or max(1, min(25, self.steps // 10 or 1)),
-                            extra={"lora": {**self.to_dict(), "guidance_scale": guidance, "sampling_steps": sampling}})
+        """The engine's `TrainConfig` for this job (the recipe's settings in its params as `extra.lora`);
+        validation on without prompts shows the dataset's first caption, as the Train panel does."""
+        tc = train_fields(self, log_every=self.log_every or max(1, min(25, self.steps // 10 or 1)),
+                          extra={"lora": {**self.to_dict(), "guidance_scale": guidance, "sampling_steps": sampling}})
+        if tc.validate_every and not tc.validation_prompts:
+            from labkit.compliance.datasets import read_records
+
+            first = next((str(r["text"]) for r in read_records(self.data) if str(r.get("text") or "").strip()), None)
+            tc = tc.replace(validation_prompts=(first,)) if first else tc
+        return tc
 
 
 def check_dataset(folder: str | Path) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,19 @@ def test_bad_values_are_refused_before_any_work_with_the_setting_named(tmp_path)
     with pytest.raises(InvalidParameter, match="frames"):
         ToyMotionConfig(output_dir=tmp_path / "m", frames=1).validate()
     assert not (tmp_path / "b").exists() and not (tmp_path / "w").exists()
+
+
+def test_validation_without_prompts_shows_the_datasets_first_caption(tmp_path):
+    """`labkit train lora DATA --validate-every N` without --validation-prompt: the dataset's first caption, as the
+    Train panel does (it was refused with "validation_prompts=() is not valid")."""
+    from labkit.toyworld.data import write_dataset
+
+    data = tmp_path / "hexagons"
+    write_dataset(data, 3, n_objects=(1,), shapes=("hexagon",))
+    first = json.loads((data / "metadata.jsonl").read_text().splitlines()[0])["text"]
+    lora = LoraTrainConfig(data=data, output_dir=tmp_path / "out", steps=4, validate_every=2)
+    lora.validate()
+    assert lora.train_config(7.5, 25).validation_prompts == (first,)
+    given = LoraTrainConfig(data=data, output_dir=tmp_path / "out", validate_every=2, validation_prompts=("x",))
+    assert given.train_config(7.5, 25).validation_prompts == ("x",)
+    assert LoraTrainConfig(data=data, output_dir=tmp_path / "out").train_config(7.5, 25).validation_prompts == ()
