@@ -439,7 +439,7 @@ def import_bundle(tracker: Tracker, path: str | Path, *, experiment: str | None 
     declared = sum(a["size"] for entry in todo for a in entry["artifacts"])
     if declared > max_bytes:
         raise refuse(path, f"its artifacts declare {declared:,} bytes, over max_bytes={max_bytes:,}", declared,
-                   fix="if you trust the bundle, pass a larger max_bytes to import_bundle.")
+                   fix="if you trust the bundle, allow more: --max-bytes N (max_bytes= to import_bundle).")
     with zipfile.ZipFile(path) as zf, tempfile.TemporaryDirectory(prefix="labkit-import-") as tmp:
         # 2. Stage: every artifact to import, streamed, counted and hashed into a private folder.
         folders = stage_artifacts(path, zf, todo, Path(tmp), max_bytes)

@@ -307,7 +307,8 @@ def stage_artifacts(path: Path, zf: zipfile.ZipFile, entries: list[dict[str, Any
                             raise refuse(path, f"{what} holds more than its declared {size:,} bytes", a["path"])
                         if total > max_bytes:
                             raise refuse(path, f"its artifacts hold more than max_bytes={max_bytes:,}", max_bytes,
-                                       fix="if you trust the bundle, pass a larger max_bytes to import_bundle.")
+                                       fix="if you trust the bundle, allow more: --max-bytes N (max_bytes= to "
+                                           "import_bundle).")
                         digest.update(chunk)
                         dst.write(chunk)
             except LabkitError:

@@ -162,7 +162,8 @@ def check_trajectory(config: TrainConfig, state: Mapping[str, Any], path: Path) 
             raise InvalidParameter(
                 f"Checkpoint {str(path)!r} was made with {k}={saved[k]!r}, this config has {now[k]!r}.",
                 value=now[k],
-                fix=f"resume with {k}={saved[k]!r}, or start fresh (resume=None) in another output_dir.")
+                fix=f"resume with {k}={saved[k]!r}, the setting the run was started with (on the command line: the "
+                    "same options as then), or start fresh (without --resume; resume=None) in another output folder.")
 
 
 def resolve_resume(config: TrainConfig) -> Path | None:
