@@ -23,6 +23,7 @@ Example: `labkit.cli.main(["plan", "a red circle", "--json"])` prints the plan a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -83,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _unexpected("", argparse.Namespace(), argv, e)
     command = _command_name(args)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as given, for a command that relaunches itself
+    # MLflow draws a progress bar for every artifact it fetches (replay's plan.json, a sweep's spec): on a command
+    # line that is noise around the one line a command prints; a user's own setting wins
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with _SigtermAsInterrupt() as sigterm, _LabkitWarnings(command):
         try:
             _check_text(args, _option_names(parser))

@@ -419,6 +419,7 @@ def test_replay_reproduces_a_run_bit_for_bit(tiny, cli_env, project, search_runs
     original = json.loads(out.stdout)["run_id"]
     again = labkit("replay", original, "--check", "--json", env=cli_env)
     check = json.loads(again.stdout)["check"]
+    assert "Downloading artifacts" not in again.stderr  # no MLflow progress bar around the command's output
     assert check["identical"] and check["max_diff"] == 0 and len(check["files"]) == 2
     runs = {r.info.run_id: r for r in search_runs(f"sqlite:///{project}/mlruns/mlflow.db")}
     assert runs[check["replay_run"]].data.tags["labkit.replay_of"] == original
