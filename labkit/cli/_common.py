@@ -8,6 +8,7 @@ Example: `p.add_argument("--out", type=_out_folder)` refuses `--out some-file` w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -23,6 +24,8 @@ def _lab(args: argparse.Namespace):
 
     config = LabConfig.resolve(args.root, tracking_uri=args.tracking_uri, experiment=args.experiment,
                                compliance_mode=getattr(args, "mode", None))
+    if config.compliance_mode_source == "argument":  # on the command line the argument is --mode
+        config = dataclasses.replace(config, compliance_mode_source="--mode")
     # Checked here with where the mode came from (--mode, $LABKIT_COMPLIANCE_MODE, labkit.toml, default),
     # so a bad one is reported against its real source.
     resolve_mode(config.compliance_mode, source=config.compliance_mode_source)

@@ -87,7 +87,7 @@ CASES = [
     (["train", "toy-base", "--data-mix", "single=1,five=1"], ["'five'", "Fix:", "relation"]),
     (["frobnicate"], ["'frobnicate'", "Fix:"]),
     ([], ["COMMAND", "Fix:"]),
-    (["plan", "a red circle", "--mode", "resarch"], ["'resarch' (from argument)", "Fix:", "research"]),
+    (["plan", "a red circle", "--mode", "resarch"], ["'resarch' (from --mode)", "Fix:", "research"]),
     (["doctor", "--root", "{file}"], ["{file}", "is a file", "Fix:"]),
     (["compliance", "report", "--tracking-uri", "./mlruns"], ["'./mlruns'", "file store", "Fix:"]),
     (["compliance", "report", "--tracking-uri", "sqlite:///{folder}"], ["{folder}", "not a database file", "Fix:"]),
