@@ -87,4 +87,22 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
 
 
-__all__ = ["PIP", "available", "install_command", "offline", "pip_name", "require"]
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached from here (its host name does not resolve), else None.
+    Asked before a download: a machine without a network then reads its cache, or fails, at once, not after
+    huggingface_hub's five retries (about 25 s of "Retrying in 8s" lines)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname
+    try:
+        if host:
+            socket.getaddrinfo(host, 443)
+    except socket.gaierror as e:
+        return f"cannot resolve {host}: {e.strerror or e}"
+    return None
+
+
+__all__ = ["PIP", "available", "hub_unreachable", "install_command", "offline", "pip_name", "require"]
