@@ -15,7 +15,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from labkit.errors import InvalidParameter, OutOfMemory, is_out_of_memory
+from labkit.errors import OutOfMemory, is_out_of_memory
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.lab import Lab
@@ -292,15 +292,7 @@ def explain_run(lab: Lab, run_id: str) -> dict[str, Any]:
 
 
 def _get_run(lab: Lab, run_id: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return lab.tracker.client.get_run(run_id)
-    except MlflowException as e:
-        raise InvalidParameter(
-            f"The store {lab.config.tracking_uri!r} has no run {run_id!r}.", value=run_id,
-            fix="pass the id of one of its runs: `lab.runs()` lists them (newest first), so does the MLflow UI "
-                "(`labkit ui`); or point --root / --tracking-uri at the project the run belongs to.") from e
+    return lab.tracker.get_run(run_id)
 
 
 def _int(v: Any) -> int | None:

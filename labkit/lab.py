@@ -66,6 +66,14 @@ class Lab:
         hardware: HardwareProfile | None = None,
         config: LabConfig | None = None,
     ):
+        from labkit.errors import InvalidParameter
+        from labkit.hardware import HardwareProfile
+
+        if hardware is not None and not isinstance(hardware, HardwareProfile):
+            raise InvalidParameter(f"hardware must be a HardwareProfile, got {type(hardware).__name__} "
+                                   f"{hardware!r:.80}.", value=hardware,
+                                   fix="pass HardwareProfile.detect(), HardwareProfile.simulated(8) (8 GB of VRAM; "
+                                       "None: a CPU), or leave it out to detect it.")
         self.config = config or LabConfig.resolve(root, tracking_uri=tracking_uri, experiment=experiment,
                                                   compliance_mode=compliance_mode)
         self._hardware = hardware
@@ -322,6 +330,9 @@ class Lab:
 
         See `Tracker.run` for the semantics (FAILED with the error recorded when the body raises).
         """
+        from labkit.tracking.store import check_run_args
+
+        check_run_args(tags=tags)  # before it is merged with the lab's own
         all_tags = {**self.hardware.tags(), "labkit.compliance_mode": self.config.compliance_mode,
                     **(tags or {})}
         with self.tracker.run(name, params=params, tags=all_tags, **kwargs) as run:

@@ -35,7 +35,7 @@ def description(summary: str, note: str = "") -> str:
 def get_note(tracker: Any, run_id: str | None = None, *, experiment: str | None = None) -> str:
     """The notes of run `run_id`, or of `experiment` (default: the tracker's) without one."""
     if run_id is not None:
-        return own_note(tracker.client.get_run(run_id).data.tags)
+        return own_note(tracker.get_run(run_id).data.tags)
     return own_note(tracker.client.get_experiment(tracker.experiment_id(experiment)).tags)
 
 
@@ -48,7 +48,7 @@ def add_note(tracker: Any, text: str, run_id: str | None = None, *, experiment: 
         raise InvalidParameter("The note is empty.", value=text, fix="write the note as a Markdown string.")
     with tracker.lock():  # read-modify-write: two processes adding notes at once must both land
         if run_id is not None:
-            tags = tracker.client.get_run(run_id).data.tags
+            tags = tracker.get_run(run_id).data.tags
         else:
             tags = tracker.client.get_experiment(tracker.experiment_id(experiment)).tags
         old = "" if replace else own_note(tags)

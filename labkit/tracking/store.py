@@ -76,6 +76,24 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def check_run_args(**args: Any) -> None:
+    """A run's `name`, `experiment`, `parent_run_id` (text or None) and `params`, `tags` (mappings with text keys,
+    or None), checked before anything opens: `InvalidParameter` naming the argument otherwise."""
+    from labkit.errors import InvalidParameter
+
+    for key, value in args.items():
+        if value is None:
+            continue
+        if key in ("params", "tags"):
+            if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+                raise InvalidParameter(f"A run's {key} must be a mapping of names to values, got "
+                                       f"{type(value).__name__} {value!r:.80}.", value=value,
+                                       fix=f'pass {key}={{"name": value}}, or leave it out.')
+        elif not isinstance(value, str):
+            raise InvalidParameter(f"A run's {key} must be text, got {type(value).__name__} {value!r:.80}.",
+                                   value=value, fix=f'pass {key}="…" as a string, or leave it out.')
+
+
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'a': {'b': 1}} → {'a.b': 1}: nested records become MLflow's flat params."""
     out: dict[str, Any] = {}
@@ -395,6 +413,21 @@ class Tracker:
         self.wait()  # what this process wrote in the background is in the store before a read
         return self._store()
 
+    def get_run(self, run_id: str) -> Any:
+        """The MLflow run `run_id` of this store; `InvalidParameter` naming the store and where to find ids when
+        it has no such run (MLflow's own error names neither)."""
+        from mlflow.exceptions import MlflowException
+
+        from labkit.errors import InvalidParameter
+
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as e:
+            raise InvalidParameter(
+                f"The store {self.uri!r} has no run {run_id!r}.", value=run_id,
+                fix="pass the id of one of its runs: `lab.runs()` lists them (newest first), so does the MLflow UI "
+                    "(`labkit ui`); or point --root / --tracking-uri at the project the run belongs to.") from e
+
     def _store(self) -> MlflowClient:
         """The client, opened on first use, without waiting for background writes (for writes that need no order
         with them: opening a run)."""
@@ -528,6 +561,7 @@ class Tracker:
         """
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_SOURCE_NAME
 
+        check_run_args(name=name, params=params, tags=tags, experiment=experiment, parent_run_id=parent_run_id)
         all_tags = {f"version.{k}": v for k, v in versions().items()}
         all_tags[MLFLOW_SOURCE_NAME] = "labkit"
         all_tags.update(process_tags())  # so a run whose process dies can be told from a live one

@@ -11,6 +11,7 @@ returns the exported model's folder).
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from labkit.errors import InvalidParameter
@@ -32,7 +33,13 @@ def run_recipe(env: Any, config: Any, **kwargs: Any) -> Any:
         raise InvalidParameter(f"No training recipe takes a {type(config).__name__}.", value=type(config).__name__,
                                fix=f"pass one of {sorted(RECIPES)} (labkit.training).")
     module, name = found
-    return getattr(importlib.import_module(module), name)(env, config, **kwargs)
+    recipe = getattr(importlib.import_module(module), name)
+    takes = [p for p in inspect.signature(recipe).parameters if p not in ("env", "lab", "config")]
+    unknown = sorted(set(kwargs) - set(takes))
+    if unknown:
+        raise InvalidParameter(f"{name} takes no {', '.join(unknown)}.", value=unknown,
+                               fix=f"pass only {', '.join(takes) or 'the config'} (labkit.training.{name}).")
+    return recipe(env, config, **kwargs)
 
 
 __all__ = ["RECIPES", "run_recipe"]
