@@ -251,12 +251,23 @@ def _add_file(zf: zipfile.ZipFile, path: Path, arcname: str) -> dict[str, Any]:
     return {"size": size, "sha256": digest.hexdigest()}
 
 
+def _tracker(given: Any) -> Tracker:
+    """The store to read or write: a `Tracker`, or the `Lab` a notebook holds (its tracker)."""
+    tracker = getattr(given, "tracker", given)
+    if not callable(getattr(type(tracker), "run", None)) or not hasattr(tracker, "client"):
+        raise InvalidParameter(f"Bundles need a Lab or its tracker, got {type(given).__name__}.", value=given,
+                               fix="pass lab (or lab.tracker).")
+    return tracker
+
+
 def export_bundle(tracker: Tracker, selection: Sequence[str], out: str | Path) -> BundleSummary:
     """Write the runs named by `selection` (experiment names and/or run ids; a run brings the runs nested
-    under it) to the zip `out`, in the format described in the module docstring. The zip is written to a
-    unique temporary name beside `out` and renamed into place, so `out` is never half-written."""
+    under it) of `tracker` (a `Tracker`, or a `Lab`) to the zip `out`, in the format described in the module
+    docstring. The zip is written to a unique temporary name beside `out` and renamed into place, so `out` is
+    never half-written."""
     from labkit.tracking.store import versions
 
+    tracker = _tracker(tracker)
     if isinstance(selection, str):
         selection = [selection]
     if not selection or not isinstance(selection, Sequence) or \
@@ -394,8 +405,8 @@ def _rollback(tracker: Tracker, created_runs: list[str], created_exps: dict[str,
 
 def import_bundle(tracker: Tracker, path: str | Path, *, experiment: str | None = None,
                   max_bytes: int = DEFAULT_MAX_BYTES) -> BundleSummary:
-    """Add the runs of a bundle to `tracker`'s store (into `experiment` when given, else each run's own
-    experiment by name). Runs already imported (or made in this store) are skipped; a run whose earlier
+    """Add the runs of a bundle to `tracker`'s store (a `Tracker`, or a `Lab`), into `experiment` when given, else
+    each run's own experiment by name. Runs already imported (or made in this store) are skipped; a run whose earlier
     import was cut off is imported again from scratch.
 
     The bundle is checked whole and its artifacts staged and verified before the store is touched, and
@@ -404,6 +415,7 @@ def import_bundle(tracker: Tracker, path: str | Path, *, experiment: str | None 
     damaged or hostile, `InvalidParameter` for bad arguments or a disk that cannot hold the bundle."""
     from mlflow.entities import Metric, Param, RunTag
 
+    tracker = _tracker(tracker)
     if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
         raise InvalidParameter(f"The experiment {short(experiment)} is not a name.", value=experiment,
                                fix="pass an experiment name, or None to keep each run's own experiment.")

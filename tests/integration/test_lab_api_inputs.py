@@ -45,3 +45,19 @@ def test_train_refuses_an_argument_its_recipe_does_not_take(lab, tmp_path):
     with pytest.raises(InvalidParameter, match="train_lora takes no bogus") as e:
         lab.train(config, bogus=1)
     assert "callbacks" in e.value.fix
+
+
+def test_bundles_take_the_lab_a_notebook_holds_as_well_as_its_tracker(lab, tmp_path):
+    """`import_bundle(lab, …)` raised AttributeError: 'Lab' object has no attribute 'client'."""
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+    from labkit.tracking.bundle import export_bundle, import_bundle
+
+    with lab.run("kept", params={"x": 1}) as run:
+        run.log_metrics({"score": 0.5})
+    export_bundle(lab, [run.run_id], tmp_path / "b.zip")
+    (tmp_path / "other" / "mlruns").mkdir(parents=True)
+    other = Lab(tmp_path / "other", hardware=HardwareProfile.simulated(None))
+    assert len(import_bundle(other, tmp_path / "b.zip").imported) == 1
+    with pytest.raises(InvalidParameter, match="need a Lab or its tracker"):
+        import_bundle("lab", tmp_path / "b.zip")
