@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.config import LabConfig
+from labkit.errors import InvalidParameter
 from labkit.hardware import HardwareProfile, MemoryStrategy, choose, families, strategy_matrix
 from labkit.lab_args import (  # the arguments' checks
     MAX_RUNS,
@@ -66,9 +67,6 @@ class Lab:
         hardware: HardwareProfile | None = None,
         config: LabConfig | None = None,
     ):
-        from labkit.errors import InvalidParameter
-        from labkit.hardware import HardwareProfile
-
         if hardware is not None and not isinstance(hardware, HardwareProfile):
             raise InvalidParameter(f"hardware must be a HardwareProfile, got {type(hardware).__name__} "
                                    f"{hardware!r:.80}.", value=hardware,
@@ -159,6 +157,8 @@ class Lab:
 
     def default_model(self, modality: str) -> str:
         """The model a plan without one uses: `[lab] default_image_model` / `default_video_model`."""
+        if modality not in ("image", "video"):
+            raise InvalidParameter(f"Unknown modality {modality!r}.", value=modality, fix="use 'image' or 'video'.")
         return self.config.default_video_model if modality == "video" else self.config.default_image_model
 
     # -- generation -----------------------------------------------------------------------------
@@ -458,7 +458,6 @@ class Lab:
 
     def compare(self, run_ids: list[str]) -> Comparison:
         """The runs `run_ids` side by side: the plan params that differ and their per-step timings."""
-        from labkit.errors import InvalidParameter
         from labkit.tracking.compare import RunSummary, compare
 
         if isinstance(run_ids, str):
@@ -486,7 +485,6 @@ class Lab:
         return its path: a plan that names it stays replayable."""
         import hashlib
 
-        from labkit.errors import InvalidParameter
         from labkit.plan import check_text
 
         if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -61,3 +61,9 @@ def test_bundles_take_the_lab_a_notebook_holds_as_well_as_its_tracker(lab, tmp_p
     assert len(import_bundle(other, tmp_path / "b.zip").imported) == 1
     with pytest.raises(InvalidParameter, match="need a Lab or its tracker"):
         import_bundle("lab", tmp_path / "b.zip")
+
+
+def test_the_default_model_of_an_unknown_modality_is_refused(lab):
+    assert lab.default_model("video") == lab.config.default_video_model
+    with pytest.raises(InvalidParameter, match="Unknown modality 'audio'"):
+        lab.default_model("audio")  # it answered with the image model
