@@ -240,7 +240,8 @@ def evaluate(controller: Controller, suite: str | Path | Sequence[Mapping[str, A
 
 def log_report(lab: Any, report: ControllerReport, suite: str = "labkit/controller/suite.toml") -> str:
     """Record `report` as one MLflow run of `lab` (experiment as configured): the controller as params, the
-    overall and per-field accuracy, cases fully right and latency as metrics, every verdict in `verdicts.json`.
+    overall and per-field accuracy, cases fully right and latency as metrics, the report with every verdict in
+    `controller_eval.json`.
     Sets `report["run_id"]` and returns it."""
     c = report["controller"]
     params = {"job": "eval-controller", "controller": c["name"], "controller.model": c.get("model") or "",
