@@ -140,6 +140,11 @@ def _no_path(what: str, value: str | None) -> None:
                                "may not name.", value=value,
                                fix=f"name the {what} by its catalogue id or hub id (add a local folder to the "
                                    f"catalogue as [{what}s.ID] path = … on the server).")
+    if Path(value).exists():  # "notebooks/x.safetensors" reads like owner/name, and a path wins when resolving
+        raise InvalidParameter(f"The {what} {value!r} names a file or folder in the server's working folder, "
+                               "which a remote caller may not name.", value=value,
+                               fix=f"name the {what} by a catalogue id or hub id that is not also a path there (the "
+                                   f"server's admin can add it to the catalogue as [{what}s.ID] path = …).")
 
 
 def create_app(lab: Lab, keys: KeyStore, *, queue: int | None = None, per_minute: int | None = None,

@@ -133,6 +133,22 @@ def test_a_remote_caller_may_not_name_paths(model):
     assert repr(model) in e.value.message and "catalogue" in e.value.fix
 
 
+@pytest.mark.parametrize("what", ["model", "adapter"])
+def test_a_remote_caller_may_not_name_a_file_in_the_servers_working_folder(tmp_path, monkeypatch, what):
+    """'weights/x.safetensors' reads like a hub id (owner/name), but a path that exists wins when labkit resolves
+    it: a remote caller could have loaded any weights under the server's working folder."""
+    from labkit.serve.app import _no_path
+
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "x.safetensors").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    for name in ("weights/x.safetensors", "weights"):
+        with pytest.raises(InvalidParameter, match="names a file or folder in the server's working folder") as e:
+            _no_path(what, name)
+        assert repr(name) in e.value.message and "catalogue" in e.value.fix
+    _no_path(what, "weights/y.safetensors")  # not there: a hub id as far as the server knows
+
+
 @pytest.mark.parametrize("model", ["toyworld", "stabilityai/sd-turbo", "run:0123"])
 def test_catalogue_and_hub_ids_pass(model):
     from labkit.serve.app import _no_path
