@@ -105,4 +105,16 @@ def hub_unreachable() -> str | None:
     return None
 
 
-__all__ = ["PIP", "available", "hub_unreachable", "install_command", "offline", "pip_name", "require"]
+def hub_access() -> tuple[bool, str]:
+    """How a download may go now: (cache only, why a file not in the cache cannot be fetched). Cache only with
+    HF_HUB_OFFLINE set or the hub's name not resolving (`hub_unreachable`), which the reason then names."""
+    if offline():
+        return True, "HF_HUB_OFFLINE is set"
+    unreachable = hub_unreachable()
+    if unreachable:
+        return True, f"the hub cannot be reached ({unreachable})"
+    return False, "the hub could not be reached"
+
+
+__all__ = ["PIP", "available", "hub_access", "hub_unreachable", "install_command", "offline", "pip_name",
+           "require"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from labkit.deps import hub_unreachable, offline
+from labkit.deps import hub_access, offline
 from labkit.errors import InvalidParameter, LabkitError, ModelNotCached, UnknownModel, UnsafeWeights, is_out_of_memory
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -260,17 +260,14 @@ def _hub_file(ref: ModelRef, filename: str) -> str:
     otherwise."""
     from huggingface_hub import hf_hub_download
 
-    unreachable = None if offline() else hub_unreachable()
+    cache_only, why = hub_access()
     try:
-        return hf_hub_download(ref.location, filename, revision=ref.revision,
-                               local_files_only=offline() or unreachable is not None)
+        return hf_hub_download(ref.location, filename, revision=ref.revision, local_files_only=cache_only)
     except Exception as e:
-        raise _not_cached(ref, e, unreachable) from e
+        raise _not_cached(ref, e, why) from e
 
 
-def _not_cached(ref: ModelRef, err: Exception, unreachable: str | None = None) -> LabkitError:
-    why = "HF_HUB_OFFLINE is set" if offline() else \
-        f"the hub cannot be reached ({unreachable})" if unreachable else "the hub could not be reached"
+def _not_cached(ref: ModelRef, err: Exception, why: str) -> LabkitError:
     return ModelNotCached(
         f"Model {ref.id!r} ({ref.location}@{ref.revision or 'main'}) is not in the local Hugging Face cache and {why} "
         f"({type(err).__name__}).",
@@ -308,17 +305,17 @@ def local_folder(ref: ModelRef, *, variant: str | None = None, allow_pickle: boo
     if ref.kind == "single_file":
         return Path(ref.location).parent
     if not is_available(ref):  # offline and not cached: say so without importing diffusers
-        raise _not_cached(ref, FileNotFoundError("model_index.json not in the cache"))
+        raise _not_cached(ref, FileNotFoundError("model_index.json not in the cache"), hub_access()[1])
     from diffusers import DiffusionPipeline
 
-    unreachable = None if offline() else hub_unreachable()
+    cache_only, why = hub_access()
     try:
         return Path(DiffusionPipeline.download(
             ref.location, revision=ref.revision, variant=variant, use_safetensors=not allow_pickle,
-            local_files_only=offline() or unreachable is not None, trust_remote_code=False,
+            local_files_only=cache_only, trust_remote_code=False,
         ))
     except Exception as e:
-        raise _not_cached(ref, e, unreachable) from e
+        raise _not_cached(ref, e, why) from e
 
 
 def _missing_fix(ref: ModelRef, folder: Path) -> str:

@@ -256,7 +256,7 @@ def resolve_adapter(spec: str, catalog: Catalog | None = None, *, tracker: Any =
     "owner/name/FILE.safetensors" for another file). Hub files come from the local cache when
     HF_HUB_OFFLINE is set; one that is not cached raises `ModelNotCached` naming the download command.
     """
-    from labkit.deps import hub_unreachable, offline
+    from labkit.deps import hub_access
 
     text = str(spec).strip()
     path = Path(text).expanduser()
@@ -304,13 +304,10 @@ def resolve_adapter(spec: str, catalog: Catalog | None = None, *, tracker: Any =
                 + (f" ({', '.join(entries)})" if entries else "") + ", or owner/name on the hub.")
     from huggingface_hub import hf_hub_download
 
-    unreachable = None if offline() else hub_unreachable()
+    cache_only, why = hub_access()
     try:
-        local = hf_hub_download(repo, weight_name, revision=revision,
-                                local_files_only=offline() or unreachable is not None)
+        local = hf_hub_download(repo, weight_name, revision=revision, local_files_only=cache_only)
     except Exception as e:
-        why = "HF_HUB_OFFLINE is set" if offline() else \
-            f"the hub cannot be reached ({unreachable})" if unreachable else "the hub could not be reached"
         rev = f" --revision {revision}" if revision and revision != "main" else ""
         raise ModelNotCached(
             f"Adapter {text!r} ({repo}/{weight_name}) is not in the local Hugging Face cache and {why} "
