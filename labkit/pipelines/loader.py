@@ -500,8 +500,8 @@ class _DropNoise:
 
 @contextmanager
 def quiet_loading():
-    """While a pipeline loads: no loading progress bars, and none of the `_NOISE` notices (added once to
-    the libraries' own log handlers; every other warning still shows)."""
+    """While a pipeline loads or is saved: no progress bars from the libraries, and none of the `_NOISE`
+    notices (added once to the libraries' own log handlers; every other warning still shows)."""
     from diffusers.utils import logging as dlog
     from transformers.utils import logging as tlog
 

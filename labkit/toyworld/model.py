@@ -208,10 +208,13 @@ def save_pipeline(components_or_pipe: Any, folder: str | Path, card: str | None 
     import shutil
     import tempfile
 
+    from labkit.pipelines.loader import quiet_loading
+
     pipe = components_or_pipe if hasattr(components_or_pipe, "save_pretrained") else make_pipeline(components_or_pipe)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(folder, safe_serialization=True)
+    with quiet_loading():
+        pipe.save_pretrained(folder, safe_serialization=True)
     tok_dir = folder / "tokenizer"
     src = Path(getattr(pipe.tokenizer, "vocab_file", "") or "")
     if src.is_file() and not (tok_dir / "vocab.json").exists():

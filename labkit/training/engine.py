@@ -515,8 +515,11 @@ class Trainer:
         if cfg.export:
             export_dir = Path(cfg.output_dir) / "model"
             if rank == 0:  # one export, by the main process
+                from labkit.pipelines.loader import quiet_loading
+
                 shutil.rmtree(export_dir, ignore_errors=True)
-                self.task.export(export_dir)
+                with quiet_loading():  # no "Writing model shards" bars from the libraries
+                    self.task.export(export_dir)
                 self.write_card(export_dir, last_metrics, wall)
                 self._log_artifact(export_dir, "model")
             if size > 1:

@@ -597,6 +597,7 @@ def load_base_pipeline(env: TrainEnv | Any, base: str, mixed_precision: str = "n
     import torch
     from diffusers import DiffusionPipeline
 
+    from labkit.pipelines.loader import quiet_loading
     from labkit.training.env import as_train_env
 
     ref, folder = as_train_env(env).locate(base)
@@ -605,8 +606,9 @@ def load_base_pipeline(env: TrainEnv | Any, base: str, mixed_precision: str = "n
     if torch.cuda.is_available() and mixed_precision in ("fp16", "bf16"):
         dtype = torch.float16 if mixed_precision == "fp16" else torch.bfloat16
     try:
-        pipe = DiffusionPipeline.from_pretrained(str(folder), dtype=dtype, use_safetensors=True,
-                                                 local_files_only=True)
+        with quiet_loading():
+            pipe = DiffusionPipeline.from_pretrained(str(folder), dtype=dtype, use_safetensors=True,
+                                                     local_files_only=True)
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:  # a component config or file is broken
         from labkit.errors import UnknownModel
 

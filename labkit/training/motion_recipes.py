@@ -34,13 +34,16 @@ def load_base_components(env: TrainEnv | Any, base: str) -> tuple[dict[str, Any]
     StableDiffusionPipeline."""
     from diffusers import DiffusionPipeline
 
+    from labkit.pipelines.loader import quiet_loading
+
     ref, folder = as_train_env(env).locate(base)
     index = json.loads((folder / "model_index.json").read_text())
     if index.get("_class_name") != "StableDiffusionPipeline":
         raise InvalidParameter(f"Base model {base!r} is a {index.get('_class_name')}, not a text-to-image "
                                "StableDiffusionPipeline.", value=base,
                                fix="animate the toy text-to-image model (--base toyworld or its folder).")
-    pipe = DiffusionPipeline.from_pretrained(str(folder), use_safetensors=True, local_files_only=True)
+    with quiet_loading():
+        pipe = DiffusionPipeline.from_pretrained(str(folder), use_safetensors=True, local_files_only=True)
     comps = {k: getattr(pipe, k) for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
     for k in ("vae", "text_encoder", "unet"):
         comps[k].requires_grad_(False).eval()

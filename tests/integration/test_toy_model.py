@@ -25,6 +25,13 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tm.build_untrained(tmp_path_factory.mktemp("toy") / "model", seed=0)
 
 
+def test_saving_the_pipeline_draws_no_library_progress_bars(tmp_path, capfd):
+    """A training command ends by saving its model: transformers' "Writing model shards" bar is not the
+    command's output."""
+    tm.build_untrained(tmp_path / "model", seed=0)
+    assert "Writing model shards" not in capfd.readouterr().err
+
+
 def test_folder_is_a_standard_sd_pipeline_tagged_toy(folder: Path, offline):
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 

@@ -55,7 +55,13 @@ def jobs(tmp_path_factory):
     one = train("--output", "one", "--batch-size", "8", "--threads", "2", *COMMON)
     assert one.returncode == 0, one.stderr[-3000:]
     return {"root": root, "project": project, "train": train, "two": json.loads(two.stdout),
-            "one": json.loads(one.stdout)}
+            "one": json.loads(one.stdout), "one_stderr": one.stderr}
+
+
+def test_the_command_shows_no_library_loading_bars_or_notices(jobs):
+    """Loading the base is labkit's business: none of diffusers'/transformers' bars or notices about it."""
+    for noise in ("Loading pipeline components", "requires torchvision", "{'labkit':", "Writing model shards"):
+        assert noise not in jobs["one_stderr"], jobs["one_stderr"][-2000:]
 
 
 def _client(project: Path):
