@@ -255,6 +255,11 @@ def bench_serve(repeats: int = 3, *, model: str | None = None, steps: int | None
         url = f"http://127.0.0.1:{server.config.port}"
         with httpx.Client(base_url=url, timeout=120) as client:
             while not server.started:
+                if not thread.is_alive():  # uvicorn could not bind: another process took the port meanwhile
+                    from labkit.errors import LabkitError
+
+                    raise LabkitError(f"The benchmark's server could not listen on {url}.",
+                                      fix="run the benchmark again (it picks another free port).")
                 time.sleep(0.05)
             body = {"plan": {k: v for k, v in plan.to_dict().items() if k not in ("controller", "rationale")}}
             subject, baseline, health = [], [], []

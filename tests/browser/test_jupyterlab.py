@@ -7,6 +7,8 @@ package (no browser download). Without them the test fails under CI (CI=true) an
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import secrets
@@ -78,6 +80,11 @@ def jupyter(project: Path, migrated_store: Path, tmp_path: Path):
     try:
         deadline = time.monotonic() + 90
         while True:
+            # Where the server really listens: if another test worker took `port` meanwhile, Jupyter moved on
+            # to the next free one (its port_retries) and wrote that one in its runtime file.
+            for info in Path(env["JUPYTER_RUNTIME_DIR"]).glob("jpserver-*.json"):
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    base = f"http://127.0.0.1:{int(json.loads(info.read_text())['port'])}"
             try:
                 with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
                     if r.status == 200:

@@ -81,7 +81,10 @@ class Served:
         raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s:\n{self.output()[-3000:]}")
 
 
-def start(root: Path, *args: str, keys: dict[str, str] | None = None, timeout: float = 120) -> Served:
+def start(root: Path, *args: str, keys: dict[str, str] | None = None, timeout: float = 120,
+          tries: int = 3) -> Served:
+    """A server on a free port. The port is free when picked, but another test worker may take it before the
+    server binds it: then the server says so and exits, and another port is tried (`tries` in all)."""
     port = free_port()
     log = root / f"serve-{port}.log"
     proc = subprocess.Popen([sys.executable, "-m", "labkit", "serve", "--root", str(root), "--port", str(port), *args],
@@ -90,6 +93,8 @@ def start(root: Path, *args: str, keys: dict[str, str] | None = None, timeout: f
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            if tries > 1 and f"port {port} on 127.0.0.1 is already in use" in served.output():
+                return start(root, *args, keys=keys, timeout=timeout, tries=tries - 1)
             raise AssertionError(f"labkit serve exited {proc.returncode}:\n{served.output()}")
         try:
             if httpx.get(served.url + "/health", timeout=2).status_code == 200:

@@ -176,17 +176,18 @@ def test_an_artifact_path_leaving_its_folder_is_refused_and_nothing_is_written(t
     # The member is there too, so only the path check stands between the bundle and the disk.
     bundle = _rewrite(good_bundle, tmp_path / "hostile.zip", edit, add={_member(edit.run_id, bad): payload})
     _assert_refused(target, good_bundle, bundle, tmp_path, repr(bad))
-    assert not (Path("/") / EVIL).exists()
-    for where in (Path(tempfile.gettempdir()), Path("/tmp"), tmp_path.parent):
-        assert not _written_under(where), where
+    assert not _written(tmp_path)
 
 
-def _written_under(where: Path) -> list[str]:
-    """The hostile file's copies anywhere under `where`. Other tests (in other workers) make and delete
-    their own temporary folders meanwhile: os.walk skips a folder that vanishes under it, where
-    Path.glob raised FileNotFoundError."""
-    return [os.path.join(folder, name) for folder, dirs, files in os.walk(where)
-            for name in files + dirs if name.startswith(f"evil-{TAG}")]
+def _written(tmp_path: Path) -> list[str]:
+    """Where the hostile file landed: anywhere under this test session's temporary folders (where the
+    store and its staging live), or directly in a folder above them, /tmp or the root, where a path of
+    `..`s or an absolute one would put it. Other workers' folders are not walked: they come and go
+    meanwhile (Path.glob over /tmp raised FileNotFoundError), and /tmp can hold whole checkouts."""
+    found = [os.path.join(folder, name) for folder, dirs, files in os.walk(tmp_path.parent)
+             for name in files + dirs if name.startswith(f"evil-{TAG}")]
+    above = {*tmp_path.parents, Path(tempfile.gettempdir()), Path("/tmp")}
+    return found + [str(p / EVIL) for p in above if (p / EVIL).exists()]
 
 
 def test_a_symbolic_link_member_is_refused(target, good_bundle, tmp_path):

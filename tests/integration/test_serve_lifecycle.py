@@ -119,7 +119,9 @@ def test_sigterm_mid_job_kills_its_run_cancels_the_queue_and_a_new_server_reads_
         assert switch.status_code == 409 and long["id"] in switch.json()["error"]["message"]
     t0 = time.monotonic()
     code = server.stop()
-    assert code == 0 and time.monotonic() - t0 < 10, server.output()
+    # Its own budget is 11 s (8 s for the job to stop, 3 s for uvicorn); the rest is a loaded machine's margin.
+    # The 500-step job would have run for minutes, and its run is KILLED below, not FINISHED.
+    assert code == 0 and time.monotonic() - t0 < 20, server.output()
 
     by_job = {r.data.tags["labkit.serve.job"]: r for r in _runs(root, "tags.`labkit.serve.job` != ''")}
     assert by_job[long["id"]].info.status == "KILLED"

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,15 +25,18 @@ SPEC = ("plan: {prompt: 'a small red circle on the left', model: toyworld, count
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A local Ray cluster of 2 CPUs, its files under pytest's tmp; the address other drivers join it by."""
-    temp = tmp_path_factory.mktemp("ray")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(temp), log_to_driver=False,
+def cluster():
+    """A local Ray cluster of 2 CPUs, its files in a short folder of its own; the address other drivers join
+    it by. Not under pytest's tmp: Ray's socket paths may be 107 bytes at most, and
+    /tmp/pytest-of-USER/pytest-N/popen-gwN/ray0/session_DATE_PID/sockets/plasma_store already is."""
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False,
              configure_logging=False, logging_level=logging.WARNING)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _spec(tmp_path: Path, name: str, body: str) -> Path:
