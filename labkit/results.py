@@ -142,34 +142,45 @@ class PipelineCache:
     def make_room(self, needed_bytes: int, on_gpu: bool) -> None:
         """Evict until `needed_bytes` more fit the budget (and, for a GPU pipeline, the GPU is free)."""
         with self._lock:
+            dropped = []
             if on_gpu:
-                for key in [k for k, v in self._items.items() if v.strategy.device == "gpu"]:
-                    self._drop(key)
+                dropped += [self._drop(k) for k in [k for k, v in self._items.items() if v.strategy.device == "gpu"]]
             while self._items and sum(v.size_bytes for v in self._items.values()) + needed_bytes > self.budget_bytes:
-                self._drop(next(iter(self._items)))
-        free_memory()
+                dropped.append(self._drop(next(iter(self._items))))
+        free_memory(compiled=_compiled_on_gpu(dropped))
 
     def evict(self, key: tuple) -> None:
         with self._lock:
-            self._drop(key)
-        free_memory()
+            dropped = self._drop(key)
+        free_memory(compiled=_compiled_on_gpu([dropped]))
 
     def clear(self) -> None:
         with self._lock:
+            dropped = list(self._items.values())
             self._items.clear()
-        free_memory()
+        free_memory(compiled=_compiled_on_gpu(dropped))
 
-    def _drop(self, key: tuple) -> None:
-        self._items.pop(key, None)
+    def _drop(self, key: tuple) -> Loaded | None:
+        return self._items.pop(key, None)
 
 
-def free_memory() -> None:
-    """Release what dropped pipelines held (Python objects, then the CUDA allocator's cache)."""
+def _compiled_on_gpu(items: list[Loaded | None]) -> bool:
+    return any(i is not None and i.strategy.device == "gpu" and i.strategy.compile for i in items)
+
+
+def free_memory(compiled: bool = False) -> None:
+    """Release what dropped pipelines held (Python objects, then the CUDA allocator's cache). With `compiled` (a
+    dropped pipeline was torch.compiled on the GPU), torch.compile's code goes first: its CUDA graphs' memory
+    pools live as long as that code, which outlives the pipeline (a pipeline still cached recompiles on its next
+    call)."""
     gc.collect()
     if available("torch"):
         import torch
 
         if torch.cuda.is_available():
+            if compiled:
+                torch.compiler.reset()
+                gc.collect()
             torch.cuda.empty_cache()
 
 

@@ -159,7 +159,7 @@ def compile_modules(pipe: Any, strategy: MemoryStrategy, device: str, cache: str
         return [f"{n}:skipped({reason})" for n in names]
     mode = strategy.compile_mode or "default"
     out = []
-    if mode in ("reduce-overhead", "max-autotune") and (device_type != "cuda" or strategy.offload != "none"):
+    if mode in CUDA_GRAPH_MODES and (device_type != "cuda" or strategy.offload != "none"):
         static = "max-autotune-no-cudagraphs" if mode == "max-autotune" else "default"
         out.append(f"compile_mode:{mode}->{static}(CUDA graphs need CUDA and weights resident on it)")
         mode = static
@@ -171,14 +171,66 @@ def compile_modules(pipe: Any, strategy: MemoryStrategy, device: str, cache: str
         inductor_config.fx_graph_cache = True
     vae = getattr(pipe, "vae", None)
     targets = {"compile": _denoiser(pipe), "compile_vae": getattr(vae, "decoder", None)}
+    graphs = mode in CUDA_GRAPH_MODES
     for n in names:
         module = targets[n]
         if module is None or not hasattr(module, "compile"):
             out.append(f"{n}:skipped(not supported by {type(pipe).__name__})")
             continue
+        if n == "compile_vae" and graphs and _recasts_vae(pipe):
+            out.append(f"{n}:skipped({type(pipe).__name__} casts its float16 VAE to float32 and back around each "
+                       "decode: the decoder's CUDA graph would be recorded again every call)")
+            continue
         # dynamic=False: one graph per shape, as CUDA graphs want; a new size compiles once more
         module.compile(mode=mode, fullgraph=False, dynamic=False)
+        if graphs:
+            _clone_outputs(module)
         out.append(f"{n}={mode}")
+    return out
+
+
+#: The compile modes that capture CUDA graphs.
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def _recasts_vae(pipe: Any) -> bool:
+    """Whether `pipe` moves its VAE to float32 and back on each call: diffusers' SDXL and SVD pipelines do when
+    the VAE is float16 and its config says `force_upcast` (SD 1.5's pipeline ignores the flag)."""
+    import inspect
+
+    import torch
+
+    vae = getattr(pipe, "vae", None)
+    if vae is None or getattr(vae, "dtype", None) != torch.float16 or not getattr(vae.config, "force_upcast", False):
+        return False
+    try:
+        return "force_upcast" in inspect.getsource(type(pipe).__call__)
+    except (OSError, TypeError):
+        return True  # cannot tell: the safe answer (the decoder stays eager)
+
+
+def _clone_outputs(module: Any) -> None:
+    """Copy what a CUDA-graphed module returns. Its outputs live in the graph's memory, which the next replay
+    overwrites, and torch refuses to read them after that: a pipeline that keeps one across calls (a scheduler's
+    history, such as PNDM's, when classifier-free guidance is off; a video decoded in chunks) would fail. The
+    copy is one latent or one decoded chunk per call."""
+    compiled_call = module._compiled_call_impl
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return _cloned(compiled_call(*args, **kwargs))
+
+    module._compiled_call_impl = call
+
+
+def _cloned(out: Any) -> Any:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out.clone()
+    if isinstance(out, tuple) and not hasattr(out, "_fields"):
+        return tuple(_cloned(o) for o in out)
+    if isinstance(out, dict):  # diffusers' BaseOutput is an OrderedDict with dataclass fields
+        return type(out)(**{k: _cloned(v) for k, v in out.items()})
     return out
 
 
@@ -190,7 +242,8 @@ def compiled(applied: list[str]) -> bool:
 def warm_up(loaded: Any, plan: Any, call: Callable[[Any], Any]) -> float:
     """Seconds a compiled pipeline (`Loaded`) took to compile for `plan`'s shape, reported apart from the render:
     its first call at a shape compiles, so that call is a short warm-up, `call(plan with 2 steps)` (img2img keeps
-    its steps: fewer could leave it none to run); 0.0 when nothing compiled or the shape ran before. When inductor
+    its steps: fewer could leave it none to run), twice where the VAE decoder is CUDA-graphed (its graph is
+    recorded on its second call); 0.0 when nothing compiled or the shape ran before. When inductor
     fails to build, the modules go back to eager and the steps applied say `compile:failed(why)`; when it failed
     for want of GPU memory, the error goes on to the caller (whose ladder moves to a cheaper rung)."""
     import torch._dynamo
@@ -200,7 +253,10 @@ def warm_up(loaded: Any, plan: Any, call: Callable[[Any], Any]) -> float:
         return 0.0
     start = time.perf_counter()
     try:
-        call(plan.replace(steps=plan.steps if plan.task == "img2img" else min(plan.steps, 2)))
+        short = plan.replace(steps=plan.steps if plan.task == "img2img" else min(plan.steps, 2))
+        call(short)
+        if any(s.endswith(CUDA_GRAPH_MODES) for s in loaded.applied if s.startswith("compile_vae=")):
+            call(short)  # CUDA graph trees record on a module's second call; the decoder runs once a call
     except torch._dynamo.exc.BackendCompilerFailed as e:  # inductor could not build: run eager, and say so
         if is_out_of_memory(e):
             raise
