@@ -61,6 +61,8 @@ COLUMNS = ("family", "rung", "dtype", "offload", "size", "frames", "steps", "est
 #: The baseline row's rung name.
 EAGER = "eager"
 OOM_NOTE = "out of memory"
+#: The note of a row the time limit left out (`GpuBenchConfig.time_limit_s`).
+NOT_RUN_NOTE = "not run: the bench's time limit was reached"
 GB = 2**30
 
 
@@ -74,6 +76,8 @@ class GpuBenchConfig:
     steps: denoising steps (None: the catalogue's default, or `TINY_CASES` with ``tiny``).
     warmup: one short call (2 steps) before each timed call, so first-call set-up is not timed.
     prompt: the prompt of every call.
+    time_limit_s: no row starts after this many seconds from the bench's start; the rows left are in the table
+    as not run (`NOT_RUN_NOTE`), and the MLflow run is still written (None: no limit).
     """
 
     families: tuple[str, ...] = tuple(FAMILY_MODELS)
@@ -82,6 +86,7 @@ class GpuBenchConfig:
     steps: int | None = None
     warmup: bool = True
     prompt: str = "a red circle on the left"
+    time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
         names = tuple("t2v" if f == "wan" else f for f in self.families)
@@ -92,6 +97,9 @@ class GpuBenchConfig:
         if self.steps is not None and self.steps < 1:
             raise InvalidParameter(f"steps must be at least 1, got {self.steps}.", value=self.steps,
                                    fix="pass --steps 1 or more.")
+        if self.time_limit_s is not None and not self.time_limit_s > 0:
+            raise InvalidParameter(f"The time limit must be more than 0 seconds, got {self.time_limit_s}.",
+                                   value=self.time_limit_s, fix="pass --time-limit 1 or more, or leave it out.")
         object.__setattr__(self, "families", tuple(dict.fromkeys(names)))
 
 
@@ -127,6 +135,11 @@ class GpuBenchReport:
     def failed(self) -> list[dict[str, Any]]:
         """Rows that broke for another reason than running out of memory."""
         return [r for r in self.rows if str(r.get("note", "")).startswith("failed")]
+
+    @property
+    def not_run(self) -> list[dict[str, Any]]:
+        """Rows the time limit left out."""
+        return [r for r in self.rows if r.get("note") == NOT_RUN_NOTE]
 
 
 def family_case(family: str, catalog: Any, *, tiny: bool, steps: int | None) -> Case:
@@ -207,11 +220,16 @@ class Nvml:
 
 
 def free_memory(cuda: bool) -> None:
-    """What one rung left behind goes before the next: Python's garbage, the allocator's cache, the peaks."""
+    """What one rung left behind goes before the next: Python's garbage, torch.compile's code and CUDA graphs,
+    the allocator's cache, the peaks. The CUDA graphs' private memory pools live as long as the compiled code
+    does, and that outlives the pipeline (Dynamo's cache is keyed by the module's class, not the object):
+    without the reset every later row would carry the compiled rung's pool in its reserved and NVML figures."""
     gc.collect()
     if cuda:
         import torch
 
+        torch.compiler.reset()
+        gc.collect()
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -296,9 +314,11 @@ def _eager(folder: Path, dtype: str, device: str) -> tuple[Any, float]:
 
 
 def measure_family(family: str, folder: Path, case: Case, *, catalog: Any, tier: str, cuda: bool, nvml: Nvml,
-                   config: GpuBenchConfig, gpu: str, on_row: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+                   config: GpuBenchConfig, gpu: str, on_row: Callable[[dict[str, Any]], None],
+                   deadline: float | None = None) -> list[dict[str, Any]]:
     """The baseline, then every GPU rung of `family` on the pipeline in `folder`; one row each, handed to
-    `on_row` as soon as it is measured. Out of memory on a row is recorded and the next row runs."""
+    `on_row` as soon as it is measured. Out of memory on a row is recorded and the next row runs; a row due
+    after `deadline` (time.monotonic()) is recorded as not run."""
     from labkit.pipelines.loader import file_hashes, load_pipeline, resolve_model
 
     device = "cuda" if cuda else "cpu"
@@ -316,6 +336,11 @@ def measure_family(family: str, folder: Path, case: Case, *, catalog: Any, tier:
                 "note": ""}
 
     def run_one(r: dict[str, Any], load: Callable[[], tuple[Any, float]], chunk: int, notes: list[str]) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            r["note"] = NOT_RUN_NOTE
+            rows.append(r)
+            on_row(r)
+            return
         pipe = None
         oom = failed = ""
         try:
@@ -342,11 +367,12 @@ def measure_family(family: str, folder: Path, case: Case, *, catalog: Any, tier:
     base = row(EAGER, base_dtype, "none", None)
     run_one(base, lambda: _eager(folder, base_dtype, device), 0,
             ["plain diffusers from_pretrained(dtype).to(device), default call"] + ([no_cuda] if no_cuda else []))
-    # 2. every GPU rung of the ladder, through labkit's loader, in the order that keeps what matters most when a
-    # time limit stops the bench: the speed-first rung (the speed goals), then from the cheapest rung up (the
-    # low-VRAM goals). The table lists them in ladder order (`ladder_order`).
+    # 2. every GPU rung of the ladder, through labkit's loader, in the order that keeps the most when a time
+    # limit stops the bench: from the cheapest rung up (the low-VRAM goals, the measured figures that replace
+    # strategies.toml's estimates), then the speed-first rung, whose cold compile takes the longest. The table
+    # lists them in ladder order (`ladder_order`).
     rungs = gpu_rungs(family, tier=tier)
-    for strategy in [s for s in rungs if s.compile] + [s for s in reversed(rungs) if not s.compile]:
+    for strategy in [s for s in reversed(rungs) if not s.compile] + [s for s in rungs if s.compile]:
         notes = []
         applied = strategy
         if not cuda:
@@ -446,8 +472,13 @@ def run_gpu_bench(config: GpuBenchConfig, *, root: str | Path | None = None, com
 
     # 2. the families
     build_s: dict[str, float] = {}
+    deadline = time.monotonic() + config.time_limit_s if config.time_limit_s else None
     for family in config.families:
         case = family_case(family, lab.catalog, tiny=config.tiny, steps=config.steps)
+        if deadline is not None and time.monotonic() > deadline:
+            on_row({**dict.fromkeys(COLUMNS), "family": family, "rung": "(build)", "size": case.size,
+                    "frames": case.frames, "steps": case.steps, "gpu": gpu, "note": NOT_RUN_NOTE})
+            continue
         with tempfile.TemporaryDirectory(prefix=f"labkit-bench-{family}-") as tmp:
             t = time.perf_counter()
             try:
@@ -460,12 +491,12 @@ def run_gpu_bench(config: GpuBenchConfig, *, root: str | Path | None = None, com
                 continue
             build_s[family] = round(time.perf_counter() - t, 1)
             measure_family(family, folder, case, catalog=lab.catalog, tier=tier, cuda=cuda, nvml=nvml,
-                           config=config, gpu=gpu, on_row=on_row)
+                           config=config, gpu=gpu, on_row=on_row, deadline=deadline)
     rows = ladder_order(rows, config.families, tier)
     # 3. the MLflow run
     params = {"job": "bench-gpu", "families": ",".join(config.families), "tiny": config.tiny,
               "steps": config.steps or "default", "device": "cuda" if cuda else "cpu", "gpu": gpu or "none",
-              "command": command}
+              "time_limit_s": config.time_limit_s or "none", "command": command}
     with lab.run("bench gpu", params=params, tags={"labkit.job": "bench-gpu"}) as run:
         run.log_artifact(csv_path, "table")
         run.log_artifact(md_path, "table")

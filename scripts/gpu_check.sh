@@ -20,7 +20,8 @@
 #   command "make gpu-check", carry [".whl"], a limit of 540 s; the results come back from $OUT (7 files).
 # Settings (environment): GPU_CHECK_FAMILIES (sd15,sdxl), GPU_CHECK_STEPS (25), GPU_CHECK_WORKERS (4 pytest
 # processes), GPU_CHECK_WHEELS (.whl), GPU_CHECK_SITE (/tmp/site), PYTHON (python3), and the limits in seconds
-# T_INSTALL (45), T_PROBE (45), T_BENCH (240), T_PYTEST (140): 470 s in all, inside the 8 minutes.
+# T_INSTALL (30), T_PROBE (30), T_BENCH (270), T_PYTEST (140): 470 s in all, inside the 8 minutes. The bench starts
+# no row in its last 30 s (`--time-limit`), so that it writes its MLflow run; the rows left are listed as not run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -35,7 +36,7 @@ if [ "$DRY" = 1 ] && [ -z "${PYTHON:-}" ] && [ -x "$REPO/.venv/bin/python" ]; th
     PYTHON=$REPO/.venv/bin/python   # a dry run on a development machine: the project's environment
 fi
 PYTHON=${PYTHON:-python3}
-T_INSTALL=${T_INSTALL:-45} T_PROBE=${T_PROBE:-45} T_BENCH=${T_BENCH:-240} T_PYTEST=${T_PYTEST:-140}
+T_INSTALL=${T_INSTALL:-30} T_PROBE=${T_PROBE:-30} T_BENCH=${T_BENCH:-270} T_PYTEST=${T_PYTEST:-140}
 PROJECT=$(mktemp -d /tmp/labkit-gpu-check.XXXXXX)   # the bench's project and MLflow store
 mkdir -p "$RESULTS" "$PROJECT/mlruns"
 RESULTS=$(cd "$RESULTS" && pwd)
@@ -50,13 +51,14 @@ began=$(date +%s)
 
 say() { echo "$*" | tee -a "$SUMMARY"; }
 
-# step NAME LIMIT CMD...: run CMD under `timeout`, its output into the log; one summary line
+# step NAME LIMIT CMD...: run CMD under `timeout` (signal $STOP_SIGNAL, default TERM; KILL 15 s later), its
+# output into the log; one summary line
 step() {
     local name=$1 limit=$2 t rc
     shift 2
     echo "== $name (limit ${limit}s): $*" >>"$LOG"
     t=$(date +%s)
-    timeout -k 10 "$limit" "$@" >>"$LOG" 2>&1
+    timeout -s "${STOP_SIGNAL:-TERM}" -k 15 "$limit" "$@" >>"$LOG" 2>&1
     rc=$?
     if [ $rc -eq 0 ]; then
         say "$name: ok in $(($(date +%s) - t)) s"
@@ -106,7 +108,8 @@ if [ $probe_ok -eq 0 ]; then
     else
         bench_args=(--families "$FAMILIES" --steps "$STEPS")
     fi
-    step bench "$T_BENCH" $PYTHON -m labkit bench gpu "${bench_args[@]}" --out "$RESULTS" --root "$PROJECT"
+    step bench "$T_BENCH" $PYTHON -m labkit bench gpu "${bench_args[@]}" --out "$RESULTS" --root "$PROJECT" \
+        --time-limit $((T_BENCH > 60 ? T_BENCH - 30 : T_BENCH))
     if [ -s "$RESULTS/bench_gpu.csv" ]; then
         $PYTHON -m labkit bench gpu --suggest-table "$RESULTS/bench_gpu.csv" >"$RESULTS/suggested_vram.txt" 2>>"$LOG"
         [ -s "$RESULTS/bench_gpu.md" ] && cat "$RESULTS/bench_gpu.md"
@@ -114,14 +117,19 @@ if [ $probe_ok -eq 0 ]; then
     tar -czf "$RESULTS/mlruns.tar.gz" -C "$PROJECT" mlruns 2>>"$LOG"
 
     # 4. the GPU tests
-    pytest_args=(-m gpu tests/gpu -p no:cacheprovider -q --junitxml="$RESULTS/junit.xml")
+    # -v: a PASSED/FAILED line per test in the log, whatever happens after
+    pytest_args=(-m gpu tests/gpu -p no:cacheprovider -v --junitxml="$RESULTS/junit.xml")
     if [ "$DRY" = 1 ]; then
-        pytest_args+=(--collect-only)
+        pytest_args+=(--collect-only -q)
     elif [ "$WORKERS" -gt 1 ] && $PYTHON -c "import xdist" 2>/dev/null; then
         # test by test, not file by file: test_gpu_fast.py's cold compiles would queue up in one process
         pytest_args+=(-n "$WORKERS" --dist load)
     fi
-    step pytest "$T_PYTEST" $PYTHON -m pytest "${pytest_args[@]}"
+    if [ "$DRY" != 1 ] && $PYTHON -c "import pytest_timeout" 2>/dev/null; then
+        pytest_args+=(--timeout=120)   # a test that hangs is named and failed, and the others go on
+    fi
+    # SIGINT at the limit: pytest stops as after Ctrl-C, and still writes junit.xml and its summary line
+    STOP_SIGNAL=INT step pytest "$T_PYTEST" $PYTHON -m pytest "${pytest_args[@]}"
     grep -E '^(FAILED|ERROR)|[0-9]+ (passed|failed|skipped|error)|tests? collected' "$LOG" | tail -40 >>"$SUMMARY"
 else
     say "bench, pytest: not run (the probe failed)"

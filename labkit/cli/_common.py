@@ -98,3 +98,17 @@ def _check_writable_parent(path: Path, text: str, what: str) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"{text!r}: the folder {str(folder)!r} is not writable. Fix: choose a "
                                          "folder you can write to, or change its permissions.")
+
+
+def check_options(args: argparse.Namespace, options: dict[str, set[str]], command: str) -> None:
+    """`InvalidParameter` for an option on the command line that another `args.which` of `command` reads (say
+    `labkit eval toyworld --scale`): refused, not silently ignored. `options`: each choice's options."""
+    from labkit.errors import InvalidParameter
+
+    known = set().union(*options.values())
+    given = {a.split("=", 1)[0] for a in getattr(args, "argv", None) or [] if a.startswith("--")}
+    foreign = sorted((given & known) - options[args.which])
+    if foreign:
+        raise InvalidParameter(f"{command} {args.which} takes no {', '.join(foreign)}.", value=foreign,
+                               fix=f"drop {'them' if len(foreign) > 1 else 'it'}: {command} {args.which} reads "
+                                   f"{', '.join(sorted(options[args.which])) or 'none of these'}.")

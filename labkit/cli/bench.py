@@ -11,12 +11,18 @@ import argparse
 import shlex
 import sys
 
-from labkit.cli._common import _out_folder, _print_json, _size
+from labkit.cli._common import _out_folder, _print_json, _size, check_options
+
+_RENDERS = {"--repeat", "--model", "--steps", "--size"}
+#: The options each benchmark reads: another benchmark's option is refused, not silently ignored.
+_OPTIONS = {"import": {"--repeat"}, "generate": _RENDERS, "toy-motion": _RENDERS, "serve": _RENDERS,
+            "gpu": {"--steps", "--families", "--out", "--tiny", "--no-warmup", "--suggest-table", "--time-limit"}}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from labkit.bench import BENCHMARKS
 
+    check_options(args, _OPTIONS, "labkit bench")
     if args.which == "gpu":
         return cmd_bench_gpu(args)
     result = BENCHMARKS[args.which](repeats=args.repeat, model=args.model, steps=args.steps, size=args.size,
@@ -39,10 +45,12 @@ def cmd_bench_gpu(args: argparse.Namespace) -> int:
         print(suggest_table(args.suggest_table), end="")
         return 0
     config = GpuBenchConfig(families=tuple(f.strip() for f in args.families.split(",") if f.strip()),
-                            out=args.out, tiny=args.tiny, steps=args.steps, warmup=not args.no_warmup)
+                            out=args.out, tiny=args.tiny, steps=args.steps, warmup=not args.no_warmup,
+                            time_limit_s=args.time_limit)
     command = "labkit bench gpu " + " ".join(shlex.quote(a) for a in (
         ["--families", ",".join(config.families)] + (["--tiny"] if config.tiny else [])
-        + (["--steps", str(config.steps)] if config.steps else []) + (["--no-warmup"] if not config.warmup else [])))
+        + (["--steps", str(config.steps)] if config.steps else []) + (["--no-warmup"] if not config.warmup else [])
+        + (["--time-limit", f"{config.time_limit_s:g}"] if config.time_limit_s else [])))
     report = run_gpu_bench(config, root=args.root, command=command,
                            echo=None if args.json else lambda line: print(line, file=sys.stderr, flush=True))
     if args.json:
@@ -51,6 +59,9 @@ def cmd_bench_gpu(args: argparse.Namespace) -> int:
     else:
         print(markdown(report.rows))
         print(f"\ntable: {report.csv_path} and {report.markdown_path}; MLflow run {report.run_id}")
+    if report.not_run:
+        print(f"{len(report.not_run)} row(s) not run: the time limit ({config.time_limit_s:g} s) was reached",
+              file=sys.stderr)
     if report.failed:
         print(f"{len(report.failed)} row(s) failed: see their note column", file=sys.stderr)
         return 1
@@ -75,6 +86,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    "(default: outputs/bench-gpu/<time> in the project)")
     p.add_argument("--tiny", action="store_true", help="gpu: the tiny models (on a CPU: the CI path)")
     p.add_argument("--no-warmup", action="store_true", help="gpu: time the first call too")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="gpu: start no row after this many seconds (the rest are listed as not run)")
     p.add_argument("--suggest-table", metavar="CSV",
                    help="gpu: print the est_peak_vram_gb lines for strategies.toml from a GPU run's bench_gpu.csv")
     p.add_argument("--json", action="store_true")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from labkit.cli._common import _lab, _print_json
+from labkit.cli._common import _lab, _print_json, check_options
 from labkit.errors import InvalidParameter
 
 
@@ -34,19 +34,8 @@ _OPTIONS = {"toyworld": {"--model", "--n", "--categories", "--prompts", "--seed"
             "dreambooth": {"--model", "--steps"}, "controller": {"--controller"}}
 
 
-def _check_options(args: argparse.Namespace) -> None:
-    """`InvalidParameter` for an option of another benchmark on the command line (say --scale on toyworld)."""
-    known = set().union(*_OPTIONS.values())
-    given = {a.split("=", 1)[0] for a in getattr(args, "argv", None) or [] if a.startswith("--")}
-    foreign = sorted((given & known) - _OPTIONS[args.which])
-    if foreign:
-        raise InvalidParameter(f"labkit eval {args.which} takes no {', '.join(foreign)}.", value=foreign,
-                               fix=f"drop {'them' if len(foreign) > 1 else 'it'}: labkit eval {args.which} reads "
-                                   f"{', '.join(sorted(_OPTIONS[args.which]))}.")
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    _check_options(args)
+    check_options(args, _OPTIONS, "labkit eval")
     if args.which == "controller":
         from labkit.controller.base import get_controller
         from labkit.evals.controller import evaluate as evaluate_controller

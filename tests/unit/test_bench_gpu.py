@@ -148,3 +148,7 @@ def test_the_config_names_a_bad_family_and_reads_wan_as_t2v():
     assert "sd15, sdxl, svd, t2v" in e.value.fix
     with pytest.raises(InvalidParameter, match="steps"):
         GpuBenchConfig(steps=0)
+    for bad in (0, -5.0):
+        with pytest.raises(InvalidParameter, match="time limit") as e:
+            GpuBenchConfig(time_limit_s=bad)
+        assert "--time-limit" in e.value.fix
