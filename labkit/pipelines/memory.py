@@ -172,6 +172,7 @@ def compile_modules(pipe: Any, strategy: MemoryStrategy, device: str, cache: str
     vae = getattr(pipe, "vae", None)
     targets = {"compile": _denoiser(pipe), "compile_vae": getattr(vae, "decoder", None)}
     graphs = mode in CUDA_GRAPH_MODES
+    _allow_recompiles()
     for n in names:
         module = targets[n]
         if module is None or not hasattr(module, "compile"):
@@ -191,6 +192,18 @@ def compile_modules(pipe: Any, strategy: MemoryStrategy, device: str, cache: str
 
 #: The compile modes that capture CUDA graphs.
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+#: Graphs Dynamo keeps for the compiled modules before it silently runs them eager (torch's default: 8).
+RECOMPILE_LIMIT = 64
+
+
+def _allow_recompiles() -> None:
+    """Raise Dynamo's recompile limit to `RECOMPILE_LIMIT`. Every `nn.Module.compile()` compiles the same code
+    (`Module._call_impl`), so the denoiser and the decoder share one cache: each size, batch or dtype a lab renders
+    adds an entry per module (dynamic=False), and at torch's 8 a notebook trying four sizes would go on eager
+    while its record still said compiled."""
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, RECOMPILE_LIMIT)
 
 
 def _recasts_vae(pipe: Any) -> bool:

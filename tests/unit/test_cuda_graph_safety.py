@@ -144,3 +144,16 @@ def test_dropping_a_compiled_gpu_pipeline_drops_torch_compiles_code_with_its_gra
     cache.put(("fast",), loaded("gpu", True))
     cache.clear()
     assert resets == [1, 1]
+
+
+def test_compiling_raises_dynamos_recompile_limit_for_the_sizes_a_lab_renders(cuda_compiles, monkeypatch):
+    """The denoiser and the decoder share one Dynamo cache (both compile Module._call_impl): at torch's default of
+    8 entries, four sizes would silently run eager."""
+    import torch._dynamo
+
+    from labkit.pipelines.memory import RECOMPILE_LIMIT, compile_modules
+
+    monkeypatch.setattr(torch._dynamo.config, "cache_size_limit", 8)
+    pipe = SimpleNamespace(unet=torch.nn.Linear(4, 4), vae=SimpleNamespace(decoder=torch.nn.Linear(4, 4)))
+    compile_modules(pipe, _fast("sd15"), "cuda")
+    assert torch._dynamo.config.cache_size_limit == RECOMPILE_LIMIT >= 32
