@@ -10,9 +10,10 @@ GET /jobs/{id}/events (server-sent events); GET /outputs/{run_id}/{name}; POST /
 POST /replay/{run_id}; POST /experiment/save, GET /experiment/list. Errors and status codes:
 `labkit.serve.http`. Renders go through one `JobQueue` (one at a time, first in first out).
 
-What a remote caller may not do that a local one may: name files on the server. An input image comes
-inside the request as a `data:` URL (kept in the project like an upload), models and adapters are catalogue
-ids, hub ids or `run:RUN_ID`, never paths; outputs are served from the run's own `outputs/` folder only.
+What a remote caller may not do that a local one may: name files on the server. An input image, and a
+control's image, comes inside the request as a `data:` URL (kept in the project like an upload), models,
+adapters and ControlNets are catalogue ids, hub ids or `run:RUN_ID`, never paths; outputs are served from the
+run's own `outputs/` folder only.
 """
 
 from __future__ import annotations
@@ -68,30 +69,45 @@ class Server:
         data = {**data, "image": None} if image is not None else data
         if isinstance(data.get("adapters"), list):
             data = {**data, "adapters": [_adapter(a, i) for i, a in enumerate(data["adapters"])]}
+        # a control's image comes inside the request too: checked as a data: URL once the plan is (below)
+        controls = data.get("controls") if isinstance(data.get("controls"), list) else []
+        maps = [c.get("image") if isinstance(c, dict) else None for c in controls]
+        if controls:
+            data = {**data, "controls": [{**c, "image": "(in the request)"} if isinstance(c, dict) and "image" in c
+                                         else c for c in controls]}
         plan = Plan.from_dict(data)
-        for what, ref in [("model", plan.model), *(("adapter", a.id) for a in plan.adapters)]:
+        for what, ref in [("model", plan.model), *(("adapter", a.id) for a in plan.adapters),
+                          *(("controlnet", c.model) for c in plan.controls)]:
             _no_path(what, ref)
         if plan.model is None:
             plan = dataclasses.replace(plan, model=self.defaults[plan.modality])
         if image is not None:
-            plan = dataclasses.replace(plan, image=str(self._keep_image(image)))
+            plan = dataclasses.replace(plan, image=str(self._keep(image, "The plan's image")))
+        if plan.controls:
+            plan = dataclasses.replace(plan, controls=tuple(dataclasses.replace(
+                c, image=str(self._keep(maps[i], f"controls[{i}].image", keypoints=c.kind == "pose")))
+                for i, c in enumerate(plan.controls)))
         return plan
 
-    def _keep_image(self, value: Any) -> Path:
-        fix = "send the image inside the request as a data URL: data:image/png;base64,…"
-        if not isinstance(value, str) or not value.startswith("data:image/") or ";base64," not in value:
-            raise InvalidParameter("The plan's image must be a data: URL (a path names a file on the server, "
-                                   "which a remote caller may not read).", value=str(value)[:100], fix=fix)
+    def _keep(self, value: Any, what: str, *, keypoints: bool = False) -> Path:
+        """An image (or, with `keypoints`, an OpenPose keypoint JSON) sent inside the request as a data: URL,
+        kept in the project; InvalidParameter for anything else, a path above all."""
+        types = {"image/png": ".png", "image/jpeg": ".jpg", "image/jpg": ".jpg", "image/webp": ".webp",
+                 "image/gif": ".gif", **({"application/json": ".json"} if keypoints else {})}
+        fix = "send it inside the request as a data URL: data:image/png;base64,…" + (
+            " (pose keypoints: data:application/json;base64,…)" if keypoints else "")
+        if not isinstance(value, str) or not value.startswith("data:") or ";base64," not in value:
+            raise InvalidParameter(f"{what} must be a data: URL (a path names a file on the server, which a remote "
+                                   "caller may not read).", value=str(value)[:100], fix=fix)
         head, _, payload = value.partition(";base64,")
         try:
             data = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError) as e:
-            raise InvalidParameter("The plan's image is not valid base64.", value=head, fix=fix) from e
-        suffix = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg", "webp": ".webp", "gif": ".gif"}.get(
-            head.removeprefix("data:image/").lower())
+            raise InvalidParameter(f"{what} is not valid base64.", value=head, fix=fix) from e
+        suffix = types.get(head.removeprefix("data:").lower())
         if suffix is None:
-            raise InvalidParameter(f"The image type {head[5:]!r} is not one labkit reads.", value=head[5:],
-                                   fix="send a PNG, JPEG, WebP or GIF.")
+            raise InvalidParameter(f"The type {head[5:]!r} of {what} is not one labkit reads.", value=head[5:],
+                                   fix="send a PNG, JPEG, WebP or GIF" + (" or keypoint JSON." if keypoints else "."))
         return self.lab.keep_input(data, "input" + suffix)
 
     def check(self, plan: Plan) -> Plan:

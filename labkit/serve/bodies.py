@@ -42,8 +42,9 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"plan": PLAN_EXAMPLE}, {"request": "a blue square moving up"}]})
     plan: dict[str, Any] | None = Field(None, description="a Plan's fields (as POST /plans returns them); "
-                                        "`image` as a data: URL; each of `adapters` as \"ID\", \"ID:WEIGHT\" or "
-                                        "{\"id\": \"ID\", \"weight\": 1.0} (a catalogue id, hub id or run:RUN_ID)")
+                                        "`image` and each control's `image` as a data: URL; each of `adapters` "
+                                        "as \"ID\", \"ID:WEIGHT\" or {\"id\": \"ID\", \"weight\": 1.0} "
+                                        "(a catalogue id, hub id or run:RUN_ID)")
     request: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS,
                                 description="words for the controller, instead of a plan")
     controller: str = Field("rules", max_length=2000)

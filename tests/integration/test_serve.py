@@ -148,6 +148,13 @@ def test_a_request_in_words_is_planned_then_rendered(served):
     ({"plan": {"prompt": PROMPT, "adapters": [5]}}, 422, "adapters[0] must be text or an object"),
     ({"plan": {"prompt": PROMPT, "adapters": ["/etc/lora.safetensors:0.5"]}}, 422, "'/etc/lora.safetensors'"),
     ({"plan": {"prompt": PROMPT, "adapters": ["no-such-adapter:0.5"]}}, 422, "'no-such-adapter'"),
+    # a control's map and ControlNet are no paths on the server either
+    ({"plan": {"prompt": PROMPT, "controls": [{"kind": "layout", "image": "/etc/hostname"}]}}, 422,
+     "controls[0].image must be a data: URL"),
+    ({"plan": {"prompt": PROMPT, "controls": [{"kind": "layout", "image": "data:image/png;base64,AAAA",
+                                               "model": "/srv/controlnet"}]}}, 422, "'/srv/controlnet'"),
+    ({"plan": {"prompt": PROMPT, "controls": [{"kind": "layout", "image": "data:application/json;base64,e30="}]}},
+     422, "application/json"),
 ])
 def test_bad_input_is_refused_with_the_field_and_the_fix(served, body, status, named):
     with served.client("renderer") as c:
@@ -176,6 +183,29 @@ def test_bodies_that_are_not_json_or_too_large(served):
         r = c.post("/jobs", json=big)
         assert r.status_code == 413 and "bytes" in r.json()["error"]["message"]
         assert c.get("/health").status_code == 200  # and the server is still there
+
+
+def test_a_control_map_travels_inside_the_request_and_steers_the_render(served):
+    """The toy layout ControlNet over HTTP: the map as a data: URL, kept in the project like an input image."""
+    box = np.zeros((64, 64, 3), np.uint8)
+    box[8:40, 24:56] = 255
+    buf = io.BytesIO()
+    Image.fromarray(box).save(buf, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    with served.client("renderer") as c:
+        r = c.post("/jobs", json={"plan": {"prompt": "a red circle", "model": "toyworld", "steps": 4, "seed": 1,
+                                           "controls": [{"kind": "layout", "image": url}]}})
+        assert r.status_code == 202, r.text
+        done = served.wait_job(c, r.json()["id"])
+    assert done["state"] == "finished", done
+    (control,) = done["plan"]["controls"]
+    kept = Path(control["image"])
+    assert kept.parent == served.root / "mlruns" / "inputs" and kept.read_bytes() == buf.getvalue()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{served.root / 'mlruns' / 'mlflow.db'}")
+    logged = [a.path for a in client.list_artifacts(done["run_id"], "controls")]
+    assert any(p.startswith("controls/control-0-layout") for p in logged), logged  # the render used the map
 
 
 @pytest.fixture(scope="module")
