@@ -113,6 +113,10 @@ def run_sweep(lab: Lab, spec: SweepSpec, *, jobs: int = 1, resume: bool = False,
     Ray cluster (default `[sweep] address`; see `labkit.sweeps.ray_backend`). `on_point` is called after
     each point (from the thread that ran it locally; on Ray, from this thread).
     """
+    if not isinstance(spec, SweepSpec):
+        raise InvalidParameter(f"run_sweep needs a SweepSpec, not {type(spec).__name__}.", value=type(spec).__name__,
+                               fix="read a YAML file with labkit.sweeps.load_spec(path), or a dict with "
+                                   "labkit.sweeps.spec_from_dict(data).")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise InvalidParameter(f"jobs={jobs!r} is not a number of kernels to run at once.", value=jobs,
                                fix="pass jobs=1 (the default) or more.")
@@ -287,11 +291,19 @@ class _parent_run:
             if spec.description:
                 self.lab.tracker.note(spec.description, run.run_id)
         else:
+            from labkit.tracking.health import process_tags
+
             client = self.lab.tracker.client
             info = client.get_run(self.previous).info
             client.update_run(self.previous, status="RUNNING")
             run = Run(client, self.previous, info.experiment_id, info.artifact_uri)
-            run.set_tags({**tags, "labkit.sweep.resumed": int(time.time())})
+            # this process owns it now (another Lab would otherwise close it as left by the dead one), and the
+            # interrupted attempt's error stops describing it
+            run.set_tags({**tags, **process_tags(), "labkit.sweep.resumed": int(time.time())})
+            stale = client.get_run(self.previous).data.tags
+            for key in ("labkit.error", "labkit.status"):
+                if key in stale:
+                    client.delete_tag(self.previous, key)
         run.log_text(spec.text, f"sweep/{Path(spec.path).name if spec.path else 'sweep.yaml'}")
         run.log_dict(spec.to_dict(), "sweep/spec.json")
         self.run = run
@@ -439,6 +451,11 @@ class _PointRunner:
         message = f"{type(exc).__name__}: {exc}"
         if found:
             run_id = found[0].info.run_id
+            from labkit.tracking.store import Run
+
+            run = Run(client, run_id, found[0].info.experiment_id, found[0].info.artifact_uri)
+            run.set_tags({"mlflow.runName": self.name(p)})  # as a finished point's child is named
+            run.log_params(self.params(p))
             if found[0].info.status != "FAILED":
                 client.set_tag(run_id, "labkit.error", message[:8000])
                 client.set_terminated(run_id, status="FAILED")

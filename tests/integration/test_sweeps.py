@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -88,8 +89,21 @@ def test_a_killed_sweep_resumes_with_only_the_missing_points(migrated_store, lab
     assert parent.info.status == "KILLED"
     done = {o.point.key for o in seen}
 
-    again = run_sweep(lab, spec, resume=True, progress=False, summarize=False)
+    # the interrupted sweep's process has gone, as when a kernel is restarted before resuming
+    client.set_tag(parent.info.run_id, "labkit.pid_start", "1.0")
+    seen_during = []
+
+    def meanwhile(outcome):  # another process opening the project while the resumed sweep runs
+        from labkit.lab import Lab
+
+        seen_during.append(Lab(lab.config.root).cleaned_up)
+
+    again = run_sweep(lab, spec, resume=True, progress=False, summarize=False, on_point=meanwhile)
     assert again.parent_run_id == parent.info.run_id
+    # the reopened parent belongs to this process: another Lab left it running, and the old error is gone
+    assert all(parent.info.run_id not in str(c) for c in seen_during), seen_during
+    tags = client.get_run(parent.info.run_id).data.tags
+    assert tags["labkit.pid"] == str(os.getpid()) and "labkit.error" not in tags and "labkit.status" not in tags
     assert {p.key for p in again.skipped} == done
     assert len(again.outcomes) == 2 and {o.point.key for o in again.outcomes}.isdisjoint(done)
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
@@ -220,6 +234,9 @@ def test_a_plan_point_that_raises_is_recorded_failed_and_the_sweep_goes_on(migra
     errors = sorted(k.data.tags["labkit.error"] for k in kids)
     assert len(kids) == 2 and all(k.info.status == "FAILED" for k in kids)
     assert errors == ["RuntimeError: before the run opened", "RuntimeError: inside the run"]
+    # named and labelled as a finished point's child is, whichever way it failed
+    assert sorted(k.data.tags["mlflow.runName"] for k in kids) == ["s #0: steps=2", "s #1: steps=3"]
+    assert sorted(k.data.params["point.steps"] for k in kids) == ["2", "3"]
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
 
 
@@ -314,6 +331,16 @@ def test_a_comparison_of_equal_pairs_writes_strict_json(migrated_store, lab, tmp
                  "--paired-metric", "time.total_s"]) == 0
     [agree] = _strict_json(capsys.readouterr().out)["paired"]
     assert agree["effect_size"] is None and agree["p_value"] == pytest.approx(0.25)
+
+
+def test_run_sweep_wants_a_spec_and_says_how_to_make_one(lab):
+    from labkit.errors import InvalidParameter
+    from labkit.sweeps import run_sweep
+
+    for wrong in ({"name": "s", "plan": {"prompt": "x"}}, "experiments/toy-steps-guidance.yaml"):
+        with pytest.raises(InvalidParameter, match="needs a SweepSpec") as e:
+            run_sweep(lab, wrong)
+        assert "load_spec" in e.value.fix and "spec_from_dict" in e.value.fix
 
 
 @pytest.mark.parametrize("jobs", ["0", "-3"])
