@@ -42,3 +42,21 @@ def decode_utf8(data: bytes, path: str | Path, *, what: str, error: type[LabkitE
 
 
 __all__ = ["decode_utf8", "read_text"]
+
+
+def card_licence(folder: str | Path) -> str | None:
+    """The licence a model folder's card declares: the ``license:`` of README.md's YAML front matter (its
+    ``license_name:`` when that is "other"), as the hub's cards and labkit's own exports write it; None without
+    one (no card, no front matter, an unreadable file)."""
+    import re
+
+    try:
+        text = (Path(folder) / "README.md").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    if not text.startswith("---"):
+        return None
+    front = text[3:].split("\n---", 1)[0]
+    found = dict(re.findall(r"(?m)^(license|license_name):[ \t]*['\"]?([^'\"\n#]+?)['\"]?[ \t]*$", front))
+    licence = found.get("license")
+    return found.get("license_name", licence) if licence == "other" else licence

@@ -42,13 +42,13 @@ import copy
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labkit.controller.remote import LLM_FIELDS, llm_schema, parse_answer, system_prompt
 from labkit.errors import ControllerFailed, InvalidParameter, LabkitError
+from labkit.files import card_licence
 from labkit.plan import MAX_COUNT, MAX_PROMPT_CHARS, MAX_STEPS, ControllerInfo, Plan
 
 #: Numeric bounds added to the LLM schema: the same as `Plan.validate()` checks.
@@ -138,7 +138,7 @@ class LocalController:
     def info(self) -> ControllerInfo:
         """The record this controller writes into each plan; `ControllerFailed` if the model is missing."""
         folder, model_id, revision = self.resolve()
-        licence = self.licence or _card_licence(folder) or os.environ.get("LABKIT_LLM_LICENCE") or None
+        licence = self.licence or card_licence(folder) or os.environ.get("LABKIT_LLM_LICENCE") or None
         return ControllerInfo(name=self.name, model=model_id, revision=revision, licence=licence)
 
     def resolve(self) -> tuple[Path, str, str]:
@@ -335,20 +335,6 @@ def _folder_hash(folder: Path) -> str:
                 digest.update(chunk)
         digest.update(b"\0")
     return "sha256:" + digest.hexdigest()
-
-
-def _card_licence(folder: Path) -> str | None:
-    """The ``license:`` of a model card's YAML front matter (``license_name:`` when it is "other")."""
-    try:
-        text = (folder / "README.md").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    if not text.startswith("---"):
-        return None
-    front = text[3:].split("\n---", 1)[0]
-    found = dict(re.findall(r"(?m)^(license|license_name):[ \t]*['\"]?([^'\"\n#]+?)['\"]?[ \t]*$", front))
-    licence = found.get("license")
-    return found.get("license_name", licence) if licence == "other" else licence
 
 
 def _resolve_hub(repo_id: str, cache_dir: str | None, download: bool) -> tuple[Path, str, str]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import InvalidParameter, ModelNotCached, UnknownModel
+from labkit.files import card_licence
 
 #: The diffusers class for (family, task).
 CLASSES = {("sd15", "txt2img"): "StableDiffusionControlNetPipeline",
@@ -192,24 +193,14 @@ def find_controlnet(model: str, catalog: Any = None) -> Found:
             raise UnknownModel(f"{model!r} is not a ControlNet folder: it has no config.json.", value=model,
                                fix="give a diffusers ControlNet folder (config.json + diffusion_pytorch_model."
                                    "safetensors) or a hub repo id.")
-        return Found(path, None, _card_licence(path))
+        return Found(path, None, card_licence(path))
     if model.count("/") != 1 or model.startswith(("/", ".", "~")):
         known = ", ".join(sorted(controlnet_entries(catalog))) or "none"
         raise UnknownModel(f"No ControlNet {model!r}: not a catalogued one, nor a folder here, nor a hub repo id.",
                            value=model, fix=f"give a catalogued ControlNet ({known}), a folder, or a hub id such as "
                                             "lllyasviel/control_v11p_sd15_canny.")
     folder = _hub_folder(model, None, model)
-    return Found(folder, folder.name, _card_licence(folder))
-
-
-def _card_licence(folder: Path) -> str | None:
-    """The licence a ControlNet folder's model card declares in its front matter (`license: …`), if any."""
-    card = folder / "README.md"
-    try:
-        lines = card.read_text(encoding="utf-8").splitlines()[:12] if card.is_file() else []
-    except (OSError, UnicodeDecodeError):
-        return None
-    return next((ln.partition(":")[2].strip() or None for ln in lines if ln.startswith("license:")), None)
+    return Found(folder, folder.name, card_licence(folder))
 
 
 def controlnet_licence(model: str, catalog: Any = None) -> tuple[str | None, str | None]:

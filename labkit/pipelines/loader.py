@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from labkit.deps import hub_access, offline
 from labkit.errors import InvalidParameter, LabkitError, ModelNotCached, UnknownModel, UnsafeWeights, is_out_of_memory
+from labkit.files import card_licence
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.catalog import Catalog, CatalogEntry
@@ -42,6 +43,7 @@ class ModelRef:
         family: the memory-strategy family.
         entry: the catalogue entry, when the model is catalogued.
         config: for a single file, the diffusers folder or repo whose configs it uses.
+        card_licence: an uncatalogued folder's licence, as its model card declares it (`labkit.files.card_licence`).
     """
 
     id: str
@@ -51,10 +53,11 @@ class ModelRef:
     revision: str | None = None
     entry: CatalogEntry | None = field(default=None, compare=False)
     config: str | None = None
+    card_licence: str | None = field(default=None, compare=False)
 
     @property
     def licence(self) -> str | None:
-        return self.entry.licence if self.entry else None
+        return self.entry.licence if self.entry else self.card_licence
 
     def download_command(self) -> str:
         rev = f" --revision {self.revision}" if self.revision and self.revision != "main" else ""
@@ -84,7 +87,7 @@ def resolve_model(model: str, catalog: Catalog, *, family: str | None = None, co
                                    value=str(path),
                                    fix='add "labkit": {"family": NAME} to its model_index.json (NAME one of '
                                        f'{", ".join(families())}), or pass family=NAME from Python.')
-            return ModelRef(id=model, kind="folder", location=str(path), family=fam)
+            return ModelRef(id=model, kind="folder", location=str(path), family=fam, card_licence=card_licence(path))
         if path.name == "model_index.json":
             raise UnknownModel(f"{str(path)!r} is a pipeline's model_index.json, not a model.", value=str(path),
                                fix=f"pass the folder that holds it: {str(path.parent)!r}.")

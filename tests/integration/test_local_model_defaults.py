@@ -62,3 +62,24 @@ def test_a_bad_sampling_setting_in_the_folder_names_the_file_and_the_key(lab, to
 def test_a_trained_toy_folder_renders_at_the_toy_size(lab, toy_copy):
     result = lab.generate("a red circle on the left", model=str(toy_copy), seed=0, steps=2)
     assert [im.size for im in result.images] == [(64, 64)]
+
+
+def test_a_folders_model_card_gives_its_licence_to_the_render_and_the_compliance_mode(lab, toy_copy, tmp_path):
+    """An exported pipeline (a DreamBooth --full or toy-base export, a downloaded fine-tune) carries its licence in
+    its model card, as the hub's cards do: the render's record and terms name it, not "licence unknown"."""
+    from labkit.errors import ComplianceViolation
+    from labkit.lab import Lab
+
+    result = lab.generate("a red circle on the left", model=str(toy_copy), steps=2, size=(32, 32))
+    assert result.record["model"]["licence"] == "cc0-1.0"
+    terms = result.record["provenance"]["terms"]
+    assert terms["unknown"] == [] and terms["text"] == "commercial use allowed", terms
+    card = toy_copy / "README.md"
+    card.write_text(card.read_text().replace("license: cc0-1.0", "license: cc-by-nc-4.0"))
+    strict = Lab(lab.config.root, compliance_mode="open", hardware=lab.hardware)
+    with pytest.raises(ComplianceViolation, match="cc-by-nc-4.0"):
+        strict.generate("a red circle on the left", model=str(toy_copy), steps=2, size=(32, 32))
+    card.unlink()
+    from labkit.pipelines.loader import resolve_model
+
+    assert resolve_model(str(toy_copy), lab.catalog).licence is None  # no card, no licence claimed
