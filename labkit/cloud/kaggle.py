@@ -182,8 +182,21 @@ def parse_ref(ref: str, username: str | None = None) -> tuple[str, str, int | No
 def _slug_title(stem: str, slug: str | None, title: str | None) -> tuple[str, str]:
     from slugify import slugify  # python-slugify: what the Kaggle client checks titles with
 
+    from labkit.plan import describe
+
+    for name, value in (("slug", slug), ("title", title)):
+        if value is not None and not isinstance(value, str):
+            raise InvalidParameter(f"The kernel {name} must be text, got {describe(value)}.", value=value,
+                                   fix=f"pass {name} as a string (--{name}), or leave it out.")
+    from_title = bool(title) and not slug  # the slug is made from the title the user gave
     title = title or (slug.replace("-", " ") if slug else f"labkit {stem.replace('_', ' ')}")
     slug = slug or slugify(title)
+    if from_title and (not _SLUG.match(slug) or not 5 <= len(slug) <= 50):
+        raise InvalidParameter(f"The title {title!r} does not make a usable Kaggle kernel: Kaggle names the kernel "
+                               f"by the title's slug ({slug!r}: its letters and digits, lowercased, joined by "
+                               "hyphens), which must be 5 to 50 characters long.", value=title,
+                               fix="pass a title with 5 to 50 letters and digits, e.g. 'labkit lora hexagon' (or "
+                                   "pass a valid slug too).")
     if not _SLUG.match(slug) or not 5 <= len(slug) <= 50:
         raise InvalidParameter(f"{slug!r} is not a usable Kaggle kernel slug.", value=slug,
                                fix="use 5 to 50 lowercase letters, digits and hyphens, e.g. labkit-lora-hexagon.")

@@ -115,6 +115,39 @@ def declared_parameters(path: Path) -> list[str]:
     data=None)` in 06_lora_training)."""
     import ast
 
+    names: list[str] = []
+    for node in _parameters_cell(path).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign | ast.AugAssign) else []
+        for t in targets:
+            for n in ast.walk(t):
+                if isinstance(n, ast.Name) and n.id not in names:
+                    names.append(n.id)
+    return names
+
+
+def parameter_defaults(path: Path) -> dict[str, Any]:
+    """The default of each parameter the notebook's `parameters` cell sets to a literal (`steps = 400`,
+    `lr: float = 1e-4`), as its last assignment leaves it; a name set to anything else is left out."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for node in _parameters_cell(path).body:
+        if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for n in [n for target in targets for n in ast.walk(target) if isinstance(n, ast.Name)]:
+                out.pop(n.id, None)
+            literal = not isinstance(node, ast.AugAssign) and node.value is not None
+            if literal and len(targets) == 1 and isinstance(targets[0], ast.Name):
+                with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                    out[targets[0].id] = ast.literal_eval(node.value)
+    return out
+
+
+def _parameters_cell(path: Path) -> Any:
+    """The `parameters` cell of the notebook at `path`, parsed (`ast.Module`); `ConfigError` when there is none."""
+    import ast
+
     import nbformat
 
     from labkit.errors import ConfigError
@@ -129,24 +162,16 @@ def declared_parameters(path: Path) -> list[str]:
         raise ConfigError(f"The notebook {path.name!r} has no cell tagged `parameters`.", value=str(path),
                           fix="tag the cell holding its parameters `parameters` (papermill's convention).")
     try:
-        tree = ast.parse(cell.source)
+        return ast.parse(cell.source)
     except SyntaxError as e:
         raise ConfigError(f"The `parameters` cell of {path.name!r} is not valid Python: {e}.", value=str(path),
                           fix="fix that cell.") from e
-    names: list[str] = []
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, ast.AnnAssign | ast.AugAssign) else []
-        for t in targets:
-            for n in ast.walk(t):
-                if isinstance(n, ast.Name) and n.id not in names:
-                    names.append(n.id)
-    return names
 
 
 def check_parameters(path: Path, parameters: Mapping[str, Any]) -> list[str]:
     """Check each of `parameters` is declared in the notebook's `parameters` cell (and is not one the
-    set-up cell decides); returns the declared names."""
+    set-up cell decides), and is not text where the cell's default is a number or True/False (an int where
+    a float is expected, None, and any other type are left to the notebook); returns the declared names."""
     declared = declared_parameters(path)
     reserved = sorted(set(parameters) & set(RESERVED))
     if reserved:
@@ -157,6 +182,15 @@ def check_parameters(path: Path, parameters: Mapping[str, Any]) -> list[str]:
     if unknown:
         raise InvalidParameter(f"{path.name} has no parameter(s) {', '.join(unknown)}.", value=unknown,
                                fix=f"use the ones its `parameters` cell declares: {', '.join(declared)}.")
+    defaults = parameter_defaults(path)
+    for name, value in parameters.items():
+        default = defaults.get(name)
+        if isinstance(value, str) and isinstance(default, bool | int | float):
+            kind = ("True or False" if isinstance(default, bool) else "a whole number" if isinstance(default, int)
+                    else "a number")
+            raise InvalidParameter(f"{path.name}'s parameter {name} takes {kind} (its default is {default!r}), got "
+                                   f"the text {value!r:.80}.", value=value,
+                                   fix=f"pass {name} as {kind}, e.g. {name}={default!r} (-p {name}={default!r}).")
     return declared
 
 
@@ -340,5 +374,5 @@ def assert_no_secret(files: Iterable[Path], secrets: Sequence[str] | None = None
 
 
 __all__ = ["EXPORT_TAG", "SETUP_TAG", "CloudJob", "GitHub", "assert_no_secret", "check_parameters",
-           "declared_parameters", "default_install", "github", "known_secrets", "parse_parameters", "parse_value",
-           "prepare_notebook", "resolve_notebook"]
+           "declared_parameters", "default_install", "github", "known_secrets", "parameter_defaults",
+           "parse_parameters", "parse_value", "prepare_notebook", "resolve_notebook"]

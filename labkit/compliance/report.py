@@ -152,13 +152,17 @@ def compliance_report(tracker: Tracker, experiment: str | None = None, *, max_ru
     """The licence record of every run in `experiment` (default: every experiment of the store).
 
     Args:
-        tracker: the store (`lab.tracker`).
+        tracker: the store: `lab.tracker`, or the `Lab` itself.
         experiment: an experiment name; an unknown one raises `InvalidParameter` naming those that exist.
-        max_runs: stop after this many runs (newest first).
+        max_runs: stop after this many runs (newest first); a positive whole number.
     """
-    if max_runs < 1:
-        raise InvalidParameter(f"max_runs={max_runs}: the report needs at least one run to read.", value=max_runs,
-                               fix="pass a positive number (--max-runs), or leave it at the default.")
+    from labkit.tracking.bundle import _tracker
+
+    tracker = _tracker(tracker, "compliance_report needs")
+    if isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 1:
+        raise InvalidParameter(f"max_runs={max_runs!r:.80}: the report needs a positive whole number of runs to read.",
+                               value=max_runs, fix="pass a positive int such as 5000 (--max-runs), or leave it at "
+                               "the default.")
     client = tracker.client
     if experiment:
         exp = client.get_experiment_by_name(experiment)

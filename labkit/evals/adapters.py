@@ -71,24 +71,26 @@ def expand(spec: str, tracker: Any = None) -> list[tuple[str, str]]:
     return [(Path(spec).stem if path.exists() else spec, spec)]
 
 
-def compare_adapters(lab: Any, adapters: Sequence[str], *, prompts: Sequence[str], seeds: Sequence[int] = (0, 1),
-                     weights: Sequence[float] = (0.0, 1.0), model: str | None = None, steps: int | None = None,
-                     guidance: float | None = None, run_name: str | None = None) -> AdapterComparison:
-    """Render every (checkpoint, weight, seed, prompt) on one base pipeline and log the comparison.
+def _list_arg(name: str, value: Any, example: str) -> None:
+    """Like `Lab`'s list arguments: a lone string (or any non-list) is refused, never iterated letter by letter."""
+    from labkit.plan import describe
 
-    Steps: 1. expand the arguments into checkpoints and resolve each one (family checked); 2. load the
-    base model once; 3. for each checkpoint and weight, switch the adapter and render the prompts ×
-    seeds, scoring each image with the toy world's detector when the prompt is a toy-world caption;
-    4. tile one grid per prompt and log grids, table and mean scores as one MLflow run.
-    """
-    import torch
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, range)):
+        raise InvalidParameter(f"{name} must be a list, got {describe(value)}.", value=value,
+                               fix=f"pass {name}=[{value!r:.80}] (a list)." if isinstance(value, str)
+                               else f"pass {name} as a list, e.g. {name}={example}.")
 
-    from labkit.pipelines.lora import activate, resolve_plan_adapters
-    from labkit.plan import AdapterRef, Plan
-    from labkit.training.card import image_grid
-    from labkit.training.lora import toy_scores
 
-    # 1. what to compare
+def _check_args(adapters: Any, prompts: Any, seeds: Any, weights: Any) -> None:
+    """Refuse what `compare_adapters` cannot render, before anything loads: the lists, and each seed and weight
+    within the limits a render's `Plan` allows (seeds 0…MAX_SEED, adapter weights -4…4)."""
+    import os
+
+    from labkit.plan import MAX_PROMPT_CHARS, MAX_SEED, check_int, check_number, check_text, describe
+
+    for name, value, example in (("adapters", adapters, '["out/hexagon"]'), ("prompts", prompts, '["a red circle"]'),
+                                 ("seeds", seeds, "[0, 1]"), ("weights", weights, "[0.0, 0.5, 1.0]")):
+        _list_arg(name, value, example)
     if not adapters:
         raise InvalidParameter("No adapters to compare.", value=list(adapters),
                                fix="pass adapter files, training output folders or run:RUN_ID.")
@@ -97,6 +99,42 @@ def compare_adapters(lab: Any, adapters: Sequence[str], *, prompts: Sequence[str
     if not seeds or not weights:
         raise InvalidParameter("Seeds and weights must not be empty.", value={"seeds": list(seeds),
                                "weights": list(weights)}, fix="pass e.g. --seeds 0 1 --weights 0 0.5 1.")
+    for i, a in enumerate(adapters):
+        if not isinstance(a, (str, os.PathLike)) or not str(a).strip():
+            raise InvalidParameter(f"adapters[{i}] must be a path or an adapter id, got {describe(a)}.", value=a,
+                                   fix="pass adapter files, training output folders or run:RUN_ID as strings.")
+    for i, p in enumerate(prompts):
+        check_text(f"prompts[{i}]", p, max_chars=MAX_PROMPT_CHARS, nonempty=True)
+    for i, s in enumerate(seeds):
+        check_int(f"seeds[{i}]", s, lo=0, hi=MAX_SEED)
+    for i, w in enumerate(weights):
+        if not -4 <= check_number(f"weights[{i}]", w, example="1.0") <= 4:  # Plan.validate's adapter weight range
+            raise InvalidParameter(f"weights[{i}] is {w!r}, outside -4–4.", value=w,
+                                   fix="use a weight between -4 and 4 (1.0 is the trained strength).")
+
+
+def compare_adapters(lab: Any, adapters: Sequence[str], *, prompts: Sequence[str], seeds: Sequence[int] = (0, 1),
+                     weights: Sequence[float] = (0.0, 1.0), model: str | None = None, steps: int | None = None,
+                     guidance: float | None = None, run_name: str | None = None) -> AdapterComparison:
+    """Render every (checkpoint, weight, seed, prompt) on one base pipeline and log the comparison.
+
+    `adapters`, `prompts`, `seeds` and `weights` are lists (a lone string is refused, as `Lab`'s list arguments
+    are); seeds are whole numbers 0…2**32-1 and weights numbers from -4 to 4, as a render's plan allows.
+
+    Steps: 1. expand the arguments into checkpoints and resolve each one (family checked); 2. load the
+    base model once; 3. for each checkpoint and weight, switch the adapter and render the prompts ×
+    seeds, scoring each image with the toy world's detector when the prompt is a toy-world caption;
+    4. tile one grid per prompt and log grids, table and mean scores as one MLflow run.
+    """
+    # 1. what to compare: the arguments checked before torch loads
+    _check_args(adapters, prompts, seeds, weights)
+    import torch
+
+    from labkit.pipelines.lora import activate, resolve_plan_adapters
+    from labkit.plan import AdapterRef, Plan
+    from labkit.training.card import image_grid
+    from labkit.training.lora import toy_scores
+
     cells = [c for spec in adapters for c in expand(str(spec), lab.tracker)]
     plan, ref = lab.prepare(Plan(prompt=prompts[0], model=model, steps=steps, guidance=guidance, seed=0))
     sources = [resolve_plan_adapters([AdapterRef(aid)], lab.catalog, tracker=lab.tracker, family=ref.family,

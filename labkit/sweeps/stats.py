@@ -518,11 +518,17 @@ def report(lab: Lab, parent_run_id: str, *, metrics: Sequence[str] | None = None
            log: bool = False) -> SweepReport:
     """The `SweepReport` of the sweep whose parent run is `parent_run_id`.
 
-    metrics: what to summarise (default: the spec's `metrics:`, else every metric but bookkeeping);
+    metrics: what to summarise, a list of names or one name (default: the spec's `metrics:`, else every metric but
+    bookkeeping);
     compare: paired comparisons as (a, b, metric) (default: the spec's `compare:`); log: write it all
     into the parent run under `summary/`. A metric or comparison asked for here that no finished run can give
     raises `InvalidParameter`; one the spec asked for is left out with a line in `warnings` (the runs stay).
     """
+    if isinstance(metrics, str):  # one metric, not its letters
+        metrics = [metrics]
+    if metrics is not None and (not isinstance(metrics, (list, tuple)) or not all(isinstance(m, str) for m in metrics)):
+        raise InvalidParameter(f"metrics must be metric names, got {type(metrics).__name__} {metrics!r:.80}.",
+                               value=metrics, fix='pass a name or a list of names, e.g. ["adherence.all_correct"].')
     client = lab.tracker.client
     try:
         parent = client.get_run(parent_run_id)

@@ -251,11 +251,12 @@ def _add_file(zf: zipfile.ZipFile, path: Path, arcname: str) -> dict[str, Any]:
     return {"size": size, "sha256": digest.hexdigest()}
 
 
-def _tracker(given: Any) -> Tracker:
-    """The store to read or write: a `Tracker`, or the `Lab` a notebook holds (its tracker)."""
+def _tracker(given: Any, who: str = "Bundles need") -> Tracker:
+    """The store to read or write: a `Tracker`, or the `Lab` a notebook holds (its tracker); `who` starts the
+    message when it is neither."""
     tracker = getattr(given, "tracker", given)
     if not callable(getattr(type(tracker), "run", None)) or not hasattr(tracker, "client"):
-        raise InvalidParameter(f"Bundles need a Lab or its tracker, got {type(given).__name__}.", value=given,
+        raise InvalidParameter(f"{who} a Lab or its tracker, got {type(given).__name__}.", value=given,
                                fix="pass lab (or lab.tracker).")
     return tracker
 

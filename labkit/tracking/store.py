@@ -94,6 +94,19 @@ def check_run_args(**args: Any) -> None:
                                    value=value, fix=f'pass {key}="…" as a string, or leave it out.')
 
 
+def _metric(key: str, value: Any, ts: int, step: int) -> Any:
+    """A `Metric` of a number as MLflow takes it (a bool is 1 or 0); else `InvalidParameter` naming the metric."""
+    from mlflow.entities import Metric
+
+    try:
+        return Metric(key, float(None if isinstance(value, (str, bytes)) else value), ts, step)
+    except (TypeError, ValueError):
+        from labkit.errors import InvalidParameter
+
+        raise InvalidParameter(f"Metric {key!r} must be a number, got {type(value).__name__} {value!r:.80}.",
+                               value=value, fix="log a number (True/False log as 1/0); log text as a tag.") from None
+
+
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'a': {'b': 1}} → {'a.b': 1}: nested records become MLflow's flat params."""
     out: dict[str, Any] = {}
@@ -193,20 +206,16 @@ class Run:
             self.client.log_param(self.run_id, k, f"<{len(str(v))} chars: see params/{k}.txt>")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Log numeric metrics at `step` (non-numbers are refused by MLflow; None values are skipped)."""
-        from mlflow.entities import Metric
-
+        """Log numeric metrics at `step` (None values are skipped; see `_metric` for what is a number)."""
         ts = int(time.time() * 1000)
-        items = [Metric(k, float(v), ts, step or 0) for k, v in flatten(metrics).items() if v is not None]
+        items = [_metric(k, v, ts, step or 0) for k, v in flatten(metrics).items() if v is not None]
         for i in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
 
     def log_series(self, key: str, values: list[float]) -> None:
         """Log `values` as the history of metric `key` (steps 0, 1, …) in one write."""
-        from mlflow.entities import Metric
-
         ts = int(time.time() * 1000)
-        items = [Metric(key, float(v), ts, i) for i, v in enumerate(values)]
+        items = [_metric(key, v, ts, i) for i, v in enumerate(values)]
         for i in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
 
@@ -227,12 +236,12 @@ class Run:
         become strings of at most 8000 characters, a param too long for MLflow becomes an artifact); an empty tag
         (None or "") is not written — MLflow would show it as a column with nothing in it.
         """
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Param, RunTag
 
         ts = int(time.time() * 1000)
-        ms = [Metric(k, float(v), ts, 0) for k, v in flatten(metrics or {}).items() if v is not None]
+        ms = [_metric(k, v, ts, 0) for k, v in flatten(metrics or {}).items() if v is not None]
         for key, values in (series or {}).items():
-            ms += [Metric(key, float(v), ts, i) for i, v in enumerate(values)]
+            ms += [_metric(key, v, ts, i) for i, v in enumerate(values)]
         ts_ = [RunTag(k, str(v)[:8000]) for k, v in flatten(tags or {}).items() if v is not None and str(v) != ""]
         flat = flatten(params or {})
         for k in [k for k, v in flat.items() if len(str(v)) > _MAX_PARAM_LEN]:  # rare: kept whole, written now
