@@ -392,7 +392,9 @@ class SweepReport:
         for m in self.metrics:
             col = f"{m}.mean"
             if col in self.summary.columns and self.summary[col].notna().any():
-                best[f"summary.best.{m}"] = float(self.summary[col].max())
+                # the highest and the lowest setting's mean: which is best depends on the metric (seconds, loss)
+                best[f"summary.max.{m}"] = float(self.summary[col].max())
+                best[f"summary.min.{m}"] = float(self.summary[col].min())
         for p in self.comparisons:
             best[f"paired.{p.metric}.diff"] = p.mean_diff
             if p.p_value is not None:

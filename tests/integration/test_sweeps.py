@@ -62,6 +62,12 @@ def test_the_steps_guidance_study_runs_from_one_command(migrated_store, cli_env,
     page = (summary / "summary.html").read_text()
     assert "95% confidence interval" in page and "data:image/png;base64," in page
     assert "d_z" in (summary / "summary.txt").read_text()
+    # the parent's figures are the highest and lowest setting's mean, not a "best" that is the slowest setting
+    means = [row["adherence.all_correct.mean"] for row in report["summary"]]
+    metrics = parent.data.metrics
+    assert metrics["summary.max.adherence.all_correct"] == pytest.approx(max(means))
+    assert metrics["summary.min.adherence.all_correct"] == pytest.approx(min(means))
+    assert not [k for k in metrics if k.startswith("summary.best.")]
 
 
 def _small_spec(tmp_path: Path) -> Path:
