@@ -222,14 +222,20 @@ class LicenceTable(Mapping[str, Licence]):
         """The entry for a spelling; missing or unrecognised licences resolve to the `unknown` entry."""
         return self.get(spelling) or self._by_id[UNKNOWN]
 
+    def close_matches(self, spelling: str, n: int = 3) -> list[str]:
+        """Up to `n` canonical ids whose id or an alias is spelled close to `spelling` (each once; never the
+        `unknown` entry), for "did you mean" hints."""
+        import difflib
+
+        close = difflib.get_close_matches(normalise(str(spelling)), list(self._lookup), n=3 * n)
+        return [i for i in dict.fromkeys(self._lookup[c] for c in close) if i != UNKNOWN][:n]
+
     def require(self, spelling: str) -> Licence:
         """The entry for a spelling, or InvalidParameter naming close matches and how to add one."""
         lic = self.get(spelling)
         if lic is None:
-            import difflib
-
-            close = difflib.get_close_matches(normalise(spelling), list(self._lookup), n=3)
-            hint = f" Did you mean {', '.join(repr(self._lookup[c]) for c in close)}?" if close else ""
+            close = self.close_matches(spelling)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise InvalidParameter(f"Licence {spelling!r} is not in the licence table.{hint}", value=spelling,
                                    fix=f"Use an id of licences.toml, or add an entry to a TOML file named by "
                                        f"{ENV_VAR}.")

@@ -7,6 +7,8 @@ import inspect
 import math
 import numbers
 import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,8 +95,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise `InvalidParameter` naming the first bad value and its fix: types and ranges of every
-        number, the output folder (not a file), and the resume point (a checkpoint must exist and have
-        been made with the same trajectory settings). Cheap: recipes call it before any model loads."""
+        number, the switches (True or False only), fp16 only where a CUDA GPU trains, the output folder (not a
+        file), and the resume point (a checkpoint must exist and have been made with the same trajectory
+        settings); a licence not in labkit's licence table warns. Cheap: recipes call it before any model loads."""
         def bad(name: str, fix: str) -> InvalidParameter:
             return InvalidParameter(f"TrainConfig.{name}={getattr(self, name)!r} is not valid.",
                                     value=getattr(self, name), fix=fix)
@@ -120,6 +123,10 @@ class TrainConfig:
             raise bad("lr_schedule", f"use one of {LR_SCHEDULES}.")
         if not isinstance(self.mixed_precision, str) or self.mixed_precision not in MIXED_PRECISION:
             raise bad("mixed_precision", f"use one of {MIXED_PRECISION}.")
+        check_flags(self, bad, ("cpu", "export"))
+        if self.mixed_precision == "fp16" and (self.cpu or not _has_cuda()):
+            raise bad("mixed_precision", "fp16 autocast needs a CUDA GPU, and this job trains on the CPU"
+                      + (" (cpu=True)" if self.cpu else "") + ": use 'bf16' or 'no'.")
         if not isinstance(self.checkpoint_artifacts, str) or self.checkpoint_artifacts not in CHECKPOINT_ARTIFACTS:
             raise bad("checkpoint_artifacts", f"use one of {CHECKPOINT_ARTIFACTS}.")
         if not _is_real(self.min_lr_ratio) or not 0.0 <= self.min_lr_ratio <= 1.0:
@@ -134,6 +141,8 @@ class TrainConfig:
             raise bad("validation_seeds", "give at least one seed (whole numbers >= 0).")
         if self.licence is not None and not isinstance(self.licence, str):
             raise bad("licence", 'use a licence id such as "cc0-1.0", or None.')
+        if self.licence is not None:
+            warn_unknown_licence(self.licence)
         from labkit.outputs import check_output_folder
 
         check_output_folder(self.output_dir, option="--output (output_dir)")
@@ -198,6 +207,37 @@ def old_names(positional: tuple[str, ...] = ("output_dir",), **renamed: str):
         return cls
 
     return wrap
+
+
+def check_flags(config: Any, bad: Callable[[str, str], InvalidParameter], names: tuple[str, ...]) -> None:
+    """`bad(name, fix)` raised for the first of the switches `names` of `config` that is not True or False
+    ("no" and 1 are refused: a non-empty string is truthy, so prior_preservation="no" would switch it on)."""
+    for name in names:
+        if not isinstance(getattr(config, name), bool):
+            raise bad(name, f"use True or False (not {type(getattr(config, name)).__name__}).")
+
+
+def warn_unknown_licence(licence: str) -> None:
+    """Warn when `licence` is not in labkit's licence table, naming the close matches: the default compliance
+    mode warns about an unknown licence too (open and strict block it), and a new id may belong in the table
+    (LABKIT_LICENCES) rather than be a misspelling, so a job is not refused for it."""
+    from labkit.compliance.licences import ENV_VAR, LicenceTable
+
+    table = LicenceTable.load()
+    if table.canonical(licence) is None:
+        close = table.close_matches(licence)
+        # stacklevel 1, one location: a config validated several times in one job warns once
+        warnings.warn(f"licence={licence!r} is not in labkit's licence table"
+                      + (f" (did you mean {', '.join(map(repr, close))}?)" if close else "")
+                      + ": the trained weights will be blocked in the open and strict compliance modes. Fix: use "
+                        f"an id of labkit/compliance/licences.toml, or add an entry to a TOML file named by {ENV_VAR}.",
+                      stacklevel=1)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _is_int(value: Any) -> bool:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
 from labkit.locks import file_lock
+from labkit.training.config import _is_int, _is_real
 from labkit.training.lora import (
     LoraTask,
     LoraTrainConfig,
@@ -127,12 +128,14 @@ class DreamBoothConfig(LoraTrainConfig):
             raise bad("class_prompt", f"class prompts describe the class, not the subject: leave {self.token!r} out.")
         if self.instance_prompt is not None and self.token not in self.instance_prompt.split():
             raise bad("instance_prompt", f"name the subject by its identifier, e.g. 'a {self.token} dog'.")
-        if not isinstance(self.num_class_images, int) or not 1 <= self.num_class_images <= 10_000:
+        if not _is_int(self.num_class_images) or not 1 <= self.num_class_images <= 10_000:
             raise bad("num_class_images", "use 1 to 10000 (100–200 is usual; 50 for the toy world).")
-        if not isinstance(self.prior_loss_weight, (int, float)) or not 0 < self.prior_loss_weight <= 10:
+        if not _is_real(self.prior_loss_weight) or not 0 < self.prior_loss_weight <= 10:
             raise bad("prior_loss_weight", "use a weight in (0, 10]; 1.0 is DreamBooth's.")
-        if not isinstance(self.class_seed, int) or self.class_seed < 0:
+        if not _is_int(self.class_seed) or self.class_seed < 0:
             raise bad("class_seed", "use a whole number >= 0.")
+        if not isinstance(self.prior_preservation, bool):  # "no" is truthy: it would switch preservation on
+            raise bad("prior_preservation", "use True (mix in class images) or False (only to measure drift).")
         if not isinstance(self.full, bool):
             raise bad("full", "use True (full fine-tuning) or False (DreamBooth-LoRA).")
         if self.full and self.kohya:

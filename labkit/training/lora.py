@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
-from labkit.training.config import TrainConfig, _tuple, old_names, train_fields
+from labkit.training.config import TrainConfig, _tuple, check_flags, old_names, train_fields
+from labkit.training.lora_checks import check_base_index, check_dataset, check_targets, concept_fix, open_image
 from labkit.training.task import StepContext, TrainTask, Validation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,9 +108,9 @@ class LoraTrainConfig(TrainConfig):
 
     def validate(self) -> None:
         """Raise `InvalidParameter` naming the first bad value and its fix, before any model loads: the
-        numbers (rank, steps, learning rate, batch size…), the output folder, the resume point (a checkpoint
-        must exist for "latest"), and the data folder (its metadata.jsonl, and every image it lists opens
-        and decodes)."""
+        numbers (rank, steps, learning rate, batch size…), the switches, the toy `concept` (a shape the toy
+        evaluation knows), the output folder, the resume point (a checkpoint must exist for "latest"), and the
+        data folder (its metadata.jsonl, and every image it lists opens and decodes)."""
         from labkit.training.config import _is_int, _is_real
 
         def bad(name: str, fix: str) -> InvalidParameter:
@@ -137,6 +138,11 @@ class LoraTrainConfig(TrainConfig):
             raise bad("threads", "use a whole number >= 1, or None for torch's default.")
         if not _is_int(self.eval_prompts) or self.eval_prompts < 0:
             raise bad("eval_prompts", "use 0 (off) or a whole number of held-out prompts.")
+        if fix := concept_fix(self.concept):
+            raise bad("concept", fix)
+        check_flags(self, bad, ("train_text_encoder", "gradient_checkpointing", "kohya"))
+        if self.use_8bit_adam is not None and not isinstance(self.use_8bit_adam, bool):
+            raise bad("use_8bit_adam", "use True (required), False (off) or None (auto).")
         if not isinstance(self.base, str) or not self.base.strip():
             raise bad("base", "name the base model: a catalogue id, a diffusers repo id or a local folder.")
         if not _is_int(self.steps) or self.steps < 1:
@@ -177,43 +183,6 @@ class LoraTrainConfig(TrainConfig):
             first = next((str(r["text"]) for r in read_records(self.data) if str(r.get("text") or "").strip()), None)
             tc = tc.replace(validation_prompts=(first,)) if first else tc
         return tc
-
-
-def check_dataset(folder: str | Path) -> list[dict[str, Any]]:
-    """The records of an imagefolder dataset, checked before any model loads: the folder is a folder with a
-    readable metadata.jsonl (see `read_records`), and every image it lists exists, has a caption and
-    decodes. InvalidParameter naming the folder, the line or the image otherwise."""
-    from labkit.compliance.datasets import read_records
-
-    if not isinstance(folder, (str, os.PathLike)) or not str(folder).strip():
-        raise InvalidParameter(f"LoraTrainConfig.data={folder!r} is not a folder path.", value=folder,
-                               fix="point at an image folder with metadata.jsonl (file_name, text, licence per line).")
-    records = read_records(folder)
-    for r in records:
-        if not isinstance(r.get("text"), str) or not r["text"].strip():
-            raise InvalidParameter(f"{r['file_name']} has no caption (`text`) in {Path(folder) / 'metadata.jsonl'}.",
-                                   value=r["file_name"], fix="give every image a caption in metadata.jsonl.")
-        open_image(Path(folder) / r["file_name"]).close()
-    return records
-
-
-def open_image(path: Path):
-    """The image at `path` decoded as RGB; InvalidParameter naming the file when it is missing, not an
-    image, or cut off."""
-    from PIL import Image
-
-    fix = "replace or remove the file, and its line in metadata.jsonl."
-    if not path.is_file():
-        raise InvalidParameter(f"{path} (listed in metadata.jsonl) does not exist" + (" (it is a folder)." if
-                               path.is_dir() else "."), value=str(path), fix="remove its line or add the image.")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        # UnidentifiedImageError (not an image) is an OSError; PIL reports a cut-off file as OSError or SyntaxError.
-        raise InvalidParameter(f"{path} is not an image labkit can read ({type(e).__name__}: {e}).", value=str(path),
-                               fix=fix) from e
 
 
 def _lora_layers(*models):
@@ -286,6 +255,9 @@ class LoraTask(TrainTask):
         config, alpha = self.config, self.alpha
         # Gaussian init of A (B = 0): the adapter starts as an exact no-op, as in diffusers' scripts;
         # drawn from the config's seed, so the same config starts from the same adapter.
+        check_targets(unet, config.target_modules, "target_modules", self.base_id, UNET_TARGETS)
+        if config.train_text_encoder:
+            check_targets(te, config.text_encoder_targets, "text_encoder_targets", self.base_id, TEXT_ENCODER_TARGETS)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=alpha, init_lora_weights="gaussian",
@@ -298,10 +270,6 @@ class LoraTask(TrainTask):
             for name, layer in _lora_layers(model):
                 key = f"{prefix}__{name.replace('.', '__')}"
                 self.holder[key] = torch.nn.ModuleDict({"A": layer.lora_A, "B": layer.lora_B})
-        if not len(self.holder):
-            raise InvalidParameter(f"No layer of {self.base_id!r} matches target_modules="
-                                   f"{list(config.target_modules)}.", value=list(config.target_modules),
-                                   fix=f"name layers the UNet has, e.g. {list(UNET_TARGETS)}.")
 
     # -- data ---------------------------------------------------------------------------------------
 
@@ -601,7 +569,7 @@ def load_base_pipeline(env: TrainEnv | Any, base: str, mixed_precision: str = "n
     from labkit.training.env import as_train_env
 
     ref, folder = as_train_env(env).locate(base)
-
+    check_base_index(base, ref, folder)  # a video or SDXL pipeline is refused before it loads
     dtype = torch.float32
     if torch.cuda.is_available() and mixed_precision in ("fp16", "bf16"):
         dtype = torch.float16 if mixed_precision == "fp16" else torch.bfloat16

@@ -2,7 +2,8 @@
 
     run_recipe(lab.train_env(), ToyBaseConfig(output_dir="toy-base"))   # what `Lab.train` does
 
-Recipes (each also importable on its own): `LoraTrainConfig` → `lora.train_lora` (returns a `TrainResult`),
+Recipes (each also importable on its own): `LoraTrainConfig` → `lora.train_lora`, `DreamBoothConfig` →
+`dreambooth.train_dreambooth` (both return a `TrainResult`),
 `ToyBaseConfig` → `toy_base.train_toy_base`, `ToyMotionConfig` → `toy_motion.train_toy_motion`,
 `ToyWarpConfig` → `toy_warp.train_toy_warp`, `ToyControlNetConfig` → `toy_controlnet.train_toy_controlnet` (each
 returns the exported model's folder).
@@ -16,9 +17,11 @@ from typing import Any
 
 from labkit.errors import InvalidParameter
 
-#: config class name → (module, recipe function)
+#: config class name → (module, recipe function); a subclass of a config takes the recipe of its nearest listed
+#: class (DreamBoothConfig, a LoraTrainConfig, trains DreamBooth)
 RECIPES = {
     "LoraTrainConfig": ("labkit.training.lora", "train_lora"),
+    "DreamBoothConfig": ("labkit.training.dreambooth", "train_dreambooth"),
     "ToyBaseConfig": ("labkit.training.toy_base", "train_toy_base"),
     "ToyMotionConfig": ("labkit.training.toy_motion", "train_toy_motion"),
     "ToyWarpConfig": ("labkit.training.toy_warp", "train_toy_warp"),
@@ -28,7 +31,8 @@ RECIPES = {
 
 def run_recipe(env: Any, config: Any, **kwargs: Any) -> Any:
     """Run the recipe of `config` in `env` (a `TrainEnv` or a `Lab`); `kwargs` go to the recipe."""
-    found = RECIPES.get(type(config).__name__)
+    # the most specific class wins: the MRO lists a class before its bases
+    found = next((RECIPES[c.__name__] for c in type(config).__mro__ if c.__name__ in RECIPES), None)
     if found is None:
         raise InvalidParameter(f"No training recipe takes a {type(config).__name__}.", value=type(config).__name__,
                                fix=f"pass one of {sorted(RECIPES)} (labkit.training).")

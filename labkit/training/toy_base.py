@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from labkit.errors import InvalidParameter
 from labkit.toyworld.geneval import DATA_MIX as _DATA_MIX
 from labkit.toyworld.model import LICENCE, ToyModelConfig
-from labkit.training.config import RESUME_IF_ANY, TrainConfig, old_names, train_fields
+from labkit.training.config import RESUME_IF_ANY, TrainConfig, _is_int, _is_real, check_flags, old_names, train_fields
 from labkit.training.env import TrainEnv, as_train_env
 from labkit.training.task import StepContext, TrainTask, Validation
 from labkit.training.toy_text import DATA_DESCRIPTION, ToyTextTask, tokenize
@@ -135,11 +135,37 @@ class ToyBaseConfig(TrainConfig):
     model: ToyModelConfig = field(default_factory=ToyModelConfig)
 
     def validate(self) -> None:
-        """Raise `InvalidParameter` for the first value the recipe cannot use, before any model is built: the
-        resume point (None or "latest"), and the engine's checks on the UNet phase's `unet_config()`."""
+        """Raise `InvalidParameter` for the first value the recipe cannot use, before any model is built or a run
+        opens: the resume point (None or "latest"), the VAE and text phases' settings and the recipe's own
+        numbers, the data mix, and the engine's checks on the UNet phase's `unet_config()`."""
+        def bad(name: str, fix: str) -> InvalidParameter:
+            return InvalidParameter(f"ToyBaseConfig.{name}={getattr(self, name)!r} is not valid.",
+                                    value=getattr(self, name), fix=fix)
+
         if self.resume not in (None, "latest"):
             raise InvalidParameter(f"ToyBaseConfig.resume={self.resume!r} is not supported.", value=self.resume,
                                    fix="use None (fresh) or 'latest'.")
+        for name in ("vae_steps", "vae_batch_size", "text_batch_size", "sampling_steps"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise bad(name, "use a whole number >= 1.")
+        for name in ("text_steps", "data_seed", "eval_prompts"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "use 0 (text_steps: skip the pre-training; eval_prompts: no final check) or more.")
+        for name in ("vae_lr", "text_lr", "text_encoder_lr_scale"):
+            if not _is_real(getattr(self, name)) or not getattr(self, name) > 0:
+                raise bad(name, "use a positive number such as 1e-3 (text_encoder_lr_scale: a fraction such as 0.5).")
+        for name in ("vae_kl_weight", "object_weight", "guidance_scale"):
+            if not _is_real(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "use 0 or a positive number.")
+        if not _is_real(self.caption_dropout) or not 0.0 <= self.caption_dropout <= 1.0:
+            raise bad("caption_dropout", "use a fraction in [0, 1].")
+        # min(SNR, γ) / (SNR + 1) weighs each step: γ <= 0 gives every step a weight <= 0 (the loss then rewards
+        # error); 0 would be read as off, which None says
+        if self.min_snr_gamma is not None and (not _is_real(self.min_snr_gamma) or not self.min_snr_gamma > 0):
+            raise bad("min_snr_gamma", "use a positive γ (5 is the paper's), or None to turn the weighting off.")
+        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+            raise bad("threads", "use a whole number >= 1, or None for torch's default.")
+        check_flags(self, bad, ("train_text_encoder",))
         self.mix()
         self.unet_config().replace(resume=None).validate()
 

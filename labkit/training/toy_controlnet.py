@@ -23,7 +23,7 @@ import torch
 
 from labkit.errors import InvalidParameter
 from labkit.pipelines.controlnet import SIDECAR, render_controlled
-from labkit.training.config import TrainConfig
+from labkit.training.config import TrainConfig, _is_int, _is_real
 from labkit.training.env import TrainEnv, as_train_env
 from labkit.training.motion_recipes import folder_licence, load_base_components
 from labkit.training.task import StepContext, TrainTask, Validation
@@ -80,17 +80,22 @@ class ToyControlNetConfig(TrainConfig):
             return InvalidParameter(f"ToyControlNetConfig.{name}={getattr(self, name)!r} is not valid.",
                                     value=getattr(self, name), fix=fix)
 
-        if len(self.conditioning_channels) != 2 or min(self.conditioning_channels) < 1:
+        cc = self.conditioning_channels
+        if not isinstance(cc, (tuple, list)) or len(cc) != 2 or not all(_is_int(c) and c >= 1 for c in cc):
             raise bad("conditioning_channels", "give two positive widths, e.g. (16, 32): the toy latent is half the "
                                                "image's size, one downsampling step.")
-        if self.sampling_steps < 1:
+        if not _is_int(self.sampling_steps) or self.sampling_steps < 1:
             raise bad("sampling_steps", "use an integer >= 1.")
-        if self.eval_prompts < 0:
-            raise bad("eval_prompts", "use 0 (none) or more.")
-        if not 0.0 <= self.caption_dropout <= 1.0:
+        for name in ("eval_prompts", "data_seed"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "use 0 or more (a whole number).")
+        if not _is_real(self.caption_dropout) or not 0.0 <= self.caption_dropout <= 1.0:
             raise bad("caption_dropout", "use a fraction in [0, 1].")
-        if self.object_weight < 0:
-            raise bad("object_weight", "use 0 or more.")
+        for name in ("object_weight", "guidance_scale"):
+            if not _is_real(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "use 0 or more.")
+        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+            raise bad("threads", "use a whole number >= 1, or None for torch's default.")
         super().validate()
 
 

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
-from labkit.training.config import TrainConfig, old_names
+from labkit.training.config import TrainConfig, _is_int, _is_real, check_flags, old_names
 from labkit.training.env import TrainEnv, as_train_env
 from labkit.training.motion_recipes import (
     DATA_DESCRIPTION,
@@ -189,6 +189,16 @@ class ToyMotionConfig(TrainConfig):
             return InvalidParameter(f"ToyMotionConfig.{name}={getattr(self, name)!r} is not valid.",
                                     value=getattr(self, name), fix=fix)
 
+        # whole numbers first: the range checks below compare them, and "16" < 4 is a TypeError
+        for name, low in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("data_seed", 0), ("frames", 1),
+                          ("max_seq_length", 1), ("sampling_steps", 1), ("eval_prompts", 0),
+                          ("fps", 1)):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < low:
+                raise bad(name, f"use a whole number >= {low}.")
+        for name in ("first_frame_prob", "caption_dropout", "timestep_shift", "terminal_share", "shared_noise",
+                     "spatial_lr_scale", "text_encoder_lr_scale", "object_weight", "guidance_scale"):
+            if not _is_real(getattr(self, name)):
+                raise bad(name, "use a number.")
         if not MIN_FRAMES <= self.frames <= self.max_seq_length:
             raise bad("frames", f"use {MIN_FRAMES}..max_seq_length ({self.max_seq_length}).")
         for name in ("first_frame_prob", "caption_dropout"):
@@ -204,11 +214,19 @@ class ToyMotionConfig(TrainConfig):
             raise bad("spatial_lr_scale", "use a fraction of lr in [0, 1] (0: the base UNet stays frozen).")
         if not 0.0 <= self.text_encoder_lr_scale <= 1.0:
             raise bad("text_encoder_lr_scale", "use a fraction of lr in [0, 1] (0: the text encoder stays frozen).")
+        for name in ("object_weight", "guidance_scale"):
+            if getattr(self, name) < 0:
+                raise bad(name, "use 0 or a positive number.")
+        if self.min_snr_gamma is not None and (not _is_real(self.min_snr_gamma) or not self.min_snr_gamma > 0):
+            raise bad("min_snr_gamma", "use a positive γ (the weight is min(SNR, γ) / (SNR + 1)), or None (off).")
+        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+            raise bad("threads", "use a whole number >= 1, or None for torch's default.")
+        check_flags(self, bad, ("keyframe", "mid_block"))
         if self.adapter_dtype not in ("float32", "float16"):
             raise bad("adapter_dtype", "use 'float32' or 'float16'.")
         if self.resume not in (None, "latest"):
             raise bad("resume", "use None (fresh) or 'latest'.")
-        if self.motion_heads < 1:
+        if not _is_int(self.motion_heads) or self.motion_heads < 1:
             raise bad("motion_heads", "use an integer >= 1 that divides every block's channels.")
 
 # --- the model -----------------------------------------------------------------------------------

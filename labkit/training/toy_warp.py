@@ -22,7 +22,7 @@ import torch
 
 from labkit.errors import InvalidParameter
 from labkit.toyworld.warp import ToyTrajectoryModel, ToyWarpImageToVideoPipeline, clip_trajectory
-from labkit.training.config import TrainConfig, old_names
+from labkit.training.config import TrainConfig, _is_int, _is_real, old_names
 from labkit.training.env import TrainEnv, as_train_env
 from labkit.training.motion_recipes import (
     DATA_DESCRIPTION,
@@ -106,17 +106,24 @@ class ToyWarpConfig(TrainConfig):
 
         from labkit.toyworld.motion import MIN_FRAMES
 
-        if self.frames < MIN_FRAMES:
+        if not _is_int(self.frames) or self.frames < MIN_FRAMES:
             raise bad("frames", f"use {MIN_FRAMES} or more frames per training clip (16 by default).")
-        if self.degree < 1:
+        if not _is_int(self.degree) or self.degree < 1:
             raise bad("degree", "use 1 or more (1: straight uniform motion only; 3 by default).")
-        for name in ("steps", "batch_size", "width", "depth", "sampling_steps"):
-            if getattr(self, name) < 1:
+        for name in ("steps", "batch_size", "width", "depth", "sampling_steps", "fps"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise bad(name, "use an integer >= 1.")
-        if not 0.0 <= self.caption_dropout <= 1.0:
+        for name in ("warmup_steps", "data_seed", "eval_prompts"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "use 0 or a positive integer.")
+        if not _is_real(self.caption_dropout) or not 0.0 <= self.caption_dropout <= 1.0:
             raise bad("caption_dropout", "use a fraction in [0, 1].")
-        if self.image_noise < 0:
+        if not _is_real(self.image_noise) or self.image_noise < 0:
             raise bad("image_noise", "use a standard deviation >= 0.")
+        if not _is_real(self.guidance_scale) or self.guidance_scale < 0:
+            raise bad("guidance_scale", "use 0 or a positive number.")
+        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+            raise bad("threads", "use a whole number >= 1, or None for torch's default.")
         if self.resume not in (None, "latest"):
             raise bad("resume", "use None (fresh) or 'latest'.")
 
