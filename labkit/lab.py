@@ -351,8 +351,9 @@ class Lab:
                         find_model=catalog_finder(lambda: self.catalog), open_run=self.run)
 
     def train(self, config: Any, **kwargs: Any) -> Any:
-        """Run the recipe of `config` (LoraTrainConfig, ToyBaseConfig, ToyMotionConfig, ToyWarpConfig) in this
-        lab; `kwargs` go to it (e.g. `callbacks=`). Returns what the recipe returns (see `labkit.training`)."""
+        """Run the recipe of `config` (LoraTrainConfig, DreamBoothConfig, ToyBaseConfig, ToyMotionConfig,
+        ToyWarpConfig, ToyControlNetConfig) in this lab; `kwargs` go to it (e.g. `callbacks=`). Returns what the
+        recipe returns (see `labkit.training.recipes`)."""
         from labkit.training.recipes import run_recipe
 
         return run_recipe(self.train_env(), config, **kwargs)

@@ -137,16 +137,6 @@ def copy_tokenizer_files(source: Path | None, folder: Path) -> None:
             shutil.copy(source / name, tok / name)
 
 
-def folder_licence(folder: Path) -> str | None:
-    """The licence a model card's front matter declares (`license: …`), if any."""
-    card = folder / "README.md"
-    if card.is_file():
-        for line in card.read_text(encoding="utf-8").splitlines()[:12]:
-            if line.startswith("license:"):
-                return line.partition(":")[2].strip() or None
-    return None
-
-
 __all__ = ["DATA_DESCRIPTION", "LICENCE", "MOTION_WORD_INIT", "copy_tokenizer_files", "first_frame_for",
-           "folder_licence", "heldout_metrics", "init_word_embeddings", "load_base_components", "motion_train_config",
+           "heldout_metrics", "init_word_embeddings", "load_base_components", "motion_train_config",
            "run_motion_recipe", "validation_prompts"]

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from labkit.errors import InvalidParameter
+from labkit.files import card_licence
 from labkit.pipelines.controlnet import SIDECAR, render_controlled
 from labkit.training.config import TrainConfig, _is_int, _is_real
 from labkit.training.env import TrainEnv, as_train_env
-from labkit.training.motion_recipes import folder_licence, load_base_components
+from labkit.training.motion_recipes import load_base_components
 from labkit.training.task import StepContext, TrainTask, Validation
 
 LICENCE = "CC0-1.0"
@@ -268,7 +269,7 @@ def train_toy_controlnet(env: TrainEnv | Any, config: ToyControlNetConfig | None
         torch.set_num_threads(int(config.threads))
     env = as_train_env(env)
     comps, ref, base_folder = load_base_components(env, config.base)
-    task = ToyControlNetTask(comps, config, base_id=ref.id, base_licence=ref.licence or folder_licence(base_folder),
+    task = ToyControlNetTask(comps, config, base_id=ref.id, base_licence=ref.licence or card_licence(base_folder),
                              base_revision=ref.revision)
     res = train(task, config, env=env, run_name="toy-controlnet", tags={"labkit.task": "toy-controlnet"})
     if res.status != "finished":

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
+from labkit.files import card_licence
 from labkit.training.config import TrainConfig, _is_int, _is_real, check_flags, old_names
 from labkit.training.env import TrainEnv, as_train_env
 from labkit.training.motion_recipes import (
@@ -60,7 +61,6 @@ from labkit.training.motion_recipes import (
     MOTION_WORD_INIT,
     copy_tokenizer_files,
     first_frame_for,
-    folder_licence,
     heldout_metrics,
     init_word_embeddings,
     load_base_components,
@@ -655,7 +655,7 @@ def train_toy_motion(env: TrainEnv | Any, config: ToyMotionConfig | None = None)
     env = as_train_env(env)
     comps, ref, base_folder = load_base_components(env, config.base)
     adapter_config(comps["unet"].config, config.motion_heads, config.max_seq_length, config.mid_block)
-    task = ToyMotionTask(comps, config, base_id=ref.id, base_licence=ref.licence or folder_licence(base_folder),
+    task = ToyMotionTask(comps, config, base_id=ref.id, base_licence=ref.licence or card_licence(base_folder),
                          base_revision=ref.revision)
     task.tokenizer_files = base_folder / "tokenizer"
     # 2. training, and 3. the export (the engine writes it: task.export + model card)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from labkit.errors import InvalidParameter
+from labkit.files import card_licence
 from labkit.toyworld.warp import ToyTrajectoryModel, ToyWarpImageToVideoPipeline, clip_trajectory
 from labkit.training.config import TrainConfig, _is_int, _is_real, old_names
 from labkit.training.env import TrainEnv, as_train_env
@@ -30,7 +31,6 @@ from labkit.training.motion_recipes import (
     MOTION_WORD_INIT,
     copy_tokenizer_files,
     first_frame_for,
-    folder_licence,
     heldout_metrics,
     init_word_embeddings,
     load_base_components,
@@ -271,7 +271,7 @@ def train_toy_warp(env: TrainEnv | Any, config: ToyWarpConfig | None = None) -> 
         torch.set_num_threads(int(config.threads))
     env = as_train_env(env)
     comps, ref, base_folder = load_base_components(env, config.base)
-    task = ToyWarpTask(comps, config, base_id=ref.id, base_licence=ref.licence or folder_licence(base_folder),
+    task = ToyWarpTask(comps, config, base_id=ref.id, base_licence=ref.licence or card_licence(base_folder),
                        base_revision=ref.revision)
     task.tokenizer_files = base_folder / "tokenizer"
     return run_motion_recipe(env, task, config, {"arch": "warp", **config.to_dict()})
