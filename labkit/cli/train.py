@@ -125,6 +125,15 @@ def _resume_command(args: argparse.Namespace) -> str:
 
 
 def _report_adapter(args: argparse.Namespace, result) -> int:
+    """What the command prints for the result of a LoRA or DreamBooth job: a callable that trains and returns it
+    (Ctrl-C or SIGTERM raise the engine's TrainingStopped, which carries it) or the result itself."""
+    if callable(result):
+        try:
+            result = result()
+        except KeyboardInterrupt as e:  # stopped by a signal: the engine kept a checkpoint and marked the run
+            if getattr(e, "result", None) is None:
+                raise  # before the first step: nothing to continue from
+            result = e.result
     if result.status != "finished":
         print(f"stopped at step {result.step}; continue with: {_resume_command(args)}", file=sys.stderr)
         return 130
@@ -142,7 +151,7 @@ def _report_adapter(args: argparse.Namespace, result) -> int:
 def cmd_train_lora(args: argparse.Namespace) -> int:
     from labkit.training.lora import LoraTrainConfig, train_lora
 
-    return _report_adapter(args, train_lora(_lab(args), LoraTrainConfig(**_lora_settings(args))))
+    return _report_adapter(args, lambda: train_lora(_lab(args), LoraTrainConfig(**_lora_settings(args))))
 
 
 def cmd_train_dreambooth(args: argparse.Namespace) -> int:
@@ -152,7 +161,7 @@ def cmd_train_dreambooth(args: argparse.Namespace) -> int:
     cfg = DreamBoothConfig(**_lora_settings(args), token=args.token, prior_preservation=args.prior_preservation,
                            class_prompt=class_prompts or None, full=args.full,
                            **_given(args, ("instance_prompt", "num_class_images", "prior_loss_weight")))
-    return _report_adapter(args, train_dreambooth(_lab(args), cfg))
+    return _report_adapter(args, lambda: train_dreambooth(_lab(args), cfg))
 
 
 def _prompt_file(path: str) -> list[str]:

@@ -595,8 +595,8 @@ class Tracker:
             if params:
                 run.record(params=params)
             yield run
-        except KeyboardInterrupt:
-            self._finish(run, monitor, "KILLED", error="interrupted by the user (Ctrl-C)")
+        except KeyboardInterrupt as e:
+            self._finish(run, monitor, "KILLED", error=getattr(e, "reason", "interrupted by the user (Ctrl-C)"))
             raise
         except Cancelled as e:  # a job cancelled where its pipeline cannot stop part-way: stopped, not failed
             self._finish(run, monitor, "KILLED", error=e.message)

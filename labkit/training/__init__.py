@@ -10,6 +10,7 @@ from labkit.training.card import image_grid, model_card
 from labkit.training.config import TrainConfig
 from labkit.training.engine import (
     Trainer,
+    TrainingStopped,
     TrainResult,
     TrainState,
     list_checkpoints,
@@ -21,7 +22,8 @@ from labkit.training.env import TrainEnv, as_train_env, catalog_finder
 from labkit.training.task import StepContext, TrainTask, Validation
 
 __all__ = [
-    "StepContext", "TrainConfig", "TrainEnv", "TrainResult", "TrainState", "TrainTask", "Trainer", "Validation",
+    "StepContext", "TrainConfig", "TrainEnv", "TrainResult", "TrainState", "TrainTask", "Trainer", "TrainingStopped",
+    "Validation",
     "as_train_env", "catalog_finder", "image_grid", "list_checkpoints", "micro_seed", "model_card", "resolve_resume",
     "train",
 ]

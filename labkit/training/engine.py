@@ -11,8 +11,11 @@ rendering validation grids every `validate_every`; (4) export the model with a m
 Exact resume: every micro-batch and every random draw is a pure function of (seed, micro-batch
 index), checkpoints hold model / optimizer / scheduler / RNG state plus the step, and validation
 runs under a forked RNG, so on a CPU a run stopped and resumed gives bit-identical weights to one
-that never stopped. Ctrl-C (KeyboardInterrupt) or SIGTERM saves a checkpoint at the last finished step,
-records it on the run, and re-raises; `train()` turns that into a result with status "interrupted".
+that never stopped. Ctrl-C (KeyboardInterrupt) or SIGTERM saves a checkpoint at the last finished step and
+records it on the run (KILLED). A stop asked for from code (a callback raising KeyboardInterrupt, the Train panel's
+Stop) makes `train()` return a result with status "interrupted"; a signal (Ctrl-C or a notebook's interrupt in the
+main thread, SIGTERM from `kill` or a scheduler) goes on as `TrainingStopped`, which carries that result, so that a
+loop of jobs or a script stops too.
 """
 
 from __future__ import annotations
@@ -436,7 +439,7 @@ class Trainer:
         last_metrics: dict[str, float] = {}
         state = TrainState(step=self.step, steps=cfg.steps, trainer=self)
         autocast = accelerator.autocast if cfg.mixed_precision != "no" else nullcontext
-        sigterm = _SigtermAsInterrupt()
+        sigterm = _SignalsAsInterrupt()
         try:
             sigterm.install()
             while self.step < cfg.steps:
@@ -559,13 +562,28 @@ class Trainer:
         return path
 
 
-class _SigtermAsInterrupt:
-    """While the loop runs, SIGTERM — how `kill`, a scheduler, Colab or Kaggle stop a job — takes the
-    Ctrl-C path: checkpoint at the last finished step, mark the run KILLED, stop. Only the main thread
-    can own a signal handler; elsewhere this does nothing. Releasing twice is harmless."""
+class TrainingStopped(KeyboardInterrupt):
+    """Training stopped by a signal, after its clean stop: the last finished step checkpointed and the run marked
+    KILLED. `train()` raises it on (a KeyboardInterrupt, so a cell running jobs in a loop, or a script a scheduler
+    stops, stops too). `signal`: "SIGINT" (Ctrl-C, a notebook's interrupt) or "SIGTERM"; `result`: the
+    interrupted `TrainResult` (`checkpoint`, `step`); `reason`: what the run records as its end."""
+
+    def __init__(self, signal: str, result: TrainResult | None = None):
+        self.signal, self.result = signal, result
+        self.reason = "interrupted by the user (Ctrl-C)" if signal == "SIGINT" else f"stopped by {signal}"
+        kept = (f" at step {result.step}: checkpoint {result.checkpoint} kept; continue with resume=\"latest\" "
+                "and the same settings") if result is not None else ""
+        super().__init__(f"training {self.reason}{kept}")
+
+
+class _SignalsAsInterrupt:
+    """While the loop runs, SIGTERM — how `kill`, a scheduler, Colab or Kaggle stop a job — and Ctrl-C raise
+    `TrainingStopped`: checkpoint at the last finished step, mark the run KILLED, stop. SIGINT is taken only where
+    Python's own handler has it (not where it is ignored). Only the main thread can own a signal handler;
+    elsewhere this does nothing. Releasing twice is harmless."""
 
     def __init__(self) -> None:
-        self.previous = None
+        self.previous: dict[int, Any] = {}
 
     def install(self) -> None:
         import signal
@@ -575,16 +593,18 @@ class _SigtermAsInterrupt:
             return
 
         def interrupt(signum, frame):
-            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+            raise TrainingStopped(signal.Signals(signum).name)
 
-        self.previous = signal.signal(signal.SIGTERM, interrupt)
+        self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, interrupt)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
 
     def release(self) -> None:
         import signal
 
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-            self.previous = None
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
 
 
 def _join(*parts: str) -> str:
@@ -610,9 +630,10 @@ def train(task: TrainTask, config: TrainConfig, *, env: TrainEnv | Any = None, r
     """Train `task` under `config`, logging to `run` (or to a new run of `env`); return the result.
 
     `env` is a `TrainEnv` (its tracker, hardware tags and licence policy) or a `Lab` (its `train_env()`);
-    `lab=` is the older name of the same argument. Ctrl-C stops cleanly: the last finished step is
-    checkpointed and recorded on the run (marked KILLED), and the result has status "interrupted" —
-    resume with `config.replace(resume="latest")`. With neither `env` nor `run`, nothing is logged to MLflow.
+    `lab=` is the older name of the same argument. A stop is clean: the last finished step is checkpointed and
+    recorded on the run (marked KILLED). Asked for from code (a callback raising KeyboardInterrupt), the result has
+    status "interrupted"; by Ctrl-C or SIGTERM, `TrainingStopped` is raised with that result as `.result`. Resume
+    with `config.replace(resume="latest")`. With neither `env` nor `run`, nothing is logged to MLflow.
     """
     from labkit.training.env import as_train_env
 
@@ -636,7 +657,9 @@ def train(task: TrainTask, config: TrainConfig, *, env: TrainEnv | Any = None, r
         if run is not None and compliance_tags:
             run.set_tags(compliance_tags)
         return trainer.fit()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if trainer.result is None:  # interrupted before the loop began: nothing to keep
             raise
+        if isinstance(e, TrainingStopped):  # a signal: the caller's loop or script stops too
+            raise TrainingStopped(e.signal, trainer.result) from None
         return trainer.result

@@ -300,10 +300,10 @@ def test_sigterm_during_a_command_ends_its_run_killed(cli_env, migrated_store, s
 ENGINE_COMMAND = """
 import sys, time
 import labkit.cli as cli
-from labkit.training.engine import _SigtermAsInterrupt
+from labkit.training.engine import _SignalsAsInterrupt
 
 def train(args):
-    sigterm = _SigtermAsInterrupt()  # what TrainingEngine.run installs around its loop
+    sigterm = _SignalsAsInterrupt()  # what the engine's Trainer.fit installs around its loop
     sigterm.install()
     try:
         print("training", flush=True)
@@ -327,7 +327,7 @@ def test_the_training_engine_keeps_its_own_sigterm_handling_under_the_cli(cli_en
     try:
         assert proc.stdout.readline().strip() == "training", proc.stderr.read()
         proc.send_signal(signal.SIGTERM)
-        assert proc.stdout.readline().strip() == "engine caught signal SIGTERM; saving a checkpoint"
+        assert proc.stdout.readline().strip() == "engine caught training stopped by SIGTERM; saving a checkpoint"
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:

@@ -132,13 +132,50 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(lab, tmp_path):
         if state.step == 2:
             os.kill(os.getpid(), signal.SIGTERM)
 
+    from labkit.training import TrainingStopped
+
     before = signal.getsignal(signal.SIGTERM)
-    stopped = train(TinyTask(), _config(tmp_path / "run"), lab=lab, callbacks=[terminate_at_2])
+    # raised on, not returned: a script that trains several jobs stops when a scheduler stops it
+    with pytest.raises(TrainingStopped, match="stopped by SIGTERM at step 2") as e:
+        train(TinyTask(), _config(tmp_path / "run"), lab=lab, callbacks=[terminate_at_2])
+    stopped = e.value.result
     assert stopped.status == "interrupted" and stopped.checkpoint.name == "checkpoint-000002"
-    assert _client(lab).get_run(stopped.run_id).info.status == "KILLED"
+    run = _client(lab).get_run(stopped.run_id)
+    assert run.info.status == "KILLED" and run.data.tags["labkit.error"] == "stopped by SIGTERM"
     assert signal.getsignal(signal.SIGTERM) is before  # the handler lives only while training runs
     resumed = train(TinyTask(), _config(tmp_path / "run", resume="latest"), lab=lab)
     assert resumed.status == "finished" and resumed.step == 6
+
+
+def test_ctrl_c_stops_a_loop_of_jobs_and_a_stop_from_code_returns(lab, tmp_path):
+    """One Ctrl-C (a notebook's interrupt) stops the cell, not only the job it landed in; a callback that raises
+    KeyboardInterrupt (the Train panel's Stop) gets the interrupted result back."""
+    import os
+    import signal
+
+    from labkit.training import TrainingStopped
+
+    def interrupt_at_2(state):
+        if state.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as in a script or kernel
+    try:
+        finished = []
+        with pytest.raises(TrainingStopped, match="interrupted by the user") as e:
+            for name in ("a", "b"):
+                finished.append(train(TinyTask(), _config(tmp_path / name), lab=lab, callbacks=[interrupt_at_2]))
+        assert finished == [] and not (tmp_path / "b").exists()  # the second job never started
+        assert e.value.signal == "SIGINT" and e.value.result.checkpoint.name == "checkpoint-000002"
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    def stop_at_2(state):
+        if state.step == 2:
+            raise KeyboardInterrupt
+
+    assert train(TinyTask(), _config(tmp_path / "c"), lab=lab, callbacks=[stop_at_2]).status == "interrupted"
 
 
 def test_run_records_metrics_checkpoints_validation_and_card(lab, tmp_path):

@@ -26,3 +26,16 @@ def test_a_stopped_training_prints_the_command_that_resumes_it_with_the_same_set
     assert (again.steps, again.rank, again.resume, again.data) == (300, 4, True, "my data")
     assert _report_adapter(_args(argv + ["--resume"]), SimpleNamespace(status="interrupted", step=20)) == 130
     assert capsys.readouterr().err.count("--resume") == 1  # stopped again: the same command, not --resume twice
+
+
+def test_a_training_stopped_by_a_signal_prints_the_same_hint(capsys):
+    """Ctrl-C or SIGTERM raise the engine's TrainingStopped with the result: the command still says how to go on."""
+    from labkit.training import TrainingStopped
+
+    def stopped():
+        raise TrainingStopped("SIGTERM", SimpleNamespace(status="interrupted", step=7, checkpoint="ckpt"))
+
+    argv = ["train", "lora", "data", "--output", "sig"]
+    assert _report_adapter(_args(argv), stopped) == 130
+    assert capsys.readouterr().err.strip() == "stopped at step 7; continue with: labkit train lora data --output sig " \
+                                               "--resume"
