@@ -203,7 +203,17 @@ def _allow_recompiles() -> None:
     while its record still said compiled."""
     import torch._dynamo
 
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, RECOMPILE_LIMIT)
+    cfg = torch._dynamo.config
+    name = recompile_limit_name()
+    setattr(cfg, name, max(getattr(cfg, name), RECOMPILE_LIMIT))
+
+
+def recompile_limit_name() -> str:
+    """The name of Dynamo's recompile limit in this torch ("cache_size_limit" before it was renamed; the old
+    name lives on as an alias that does not survive being set and restored)."""
+    import torch._dynamo
+
+    return "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
 
 
 def _recasts_vae(pipe: Any) -> bool:

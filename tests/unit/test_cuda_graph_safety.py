@@ -146,14 +146,15 @@ def test_dropping_a_compiled_gpu_pipeline_drops_torch_compiles_code_with_its_gra
     assert resets == [1, 1]
 
 
-def test_compiling_raises_dynamos_recompile_limit_for_the_sizes_a_lab_renders(cuda_compiles, monkeypatch):
+def test_compiling_raises_dynamos_recompile_limit_for_the_sizes_a_lab_renders(cuda_compiles):
     """The denoiser and the decoder share one Dynamo cache (both compile Module._call_impl): at torch's default of
     8 entries, four sizes would silently run eager."""
     import torch._dynamo
 
-    from labkit.pipelines.memory import RECOMPILE_LIMIT, compile_modules
+    from labkit.pipelines.memory import RECOMPILE_LIMIT, compile_modules, recompile_limit_name
 
-    monkeypatch.setattr(torch._dynamo.config, "cache_size_limit", 8)
+    name = recompile_limit_name()
     pipe = SimpleNamespace(unet=torch.nn.Linear(4, 4), vae=SimpleNamespace(decoder=torch.nn.Linear(4, 4)))
-    compile_modules(pipe, _fast("sd15"), "cuda")
-    assert torch._dynamo.config.cache_size_limit == RECOMPILE_LIMIT >= 32
+    with torch._dynamo.config.patch(**{name: 8}):  # torch's default; restored afterwards (monkeypatch breaks it)
+        compile_modules(pipe, _fast("sd15"), "cuda")
+        assert getattr(torch._dynamo.config, name) == RECOMPILE_LIMIT >= 32
