@@ -373,9 +373,6 @@ class Trainer:
         cfg = self.config
         cfg.validate()
         resume_from = resolve_resume(cfg)
-        if cfg.mixed_precision == "fp16" and (cfg.cpu or not torch.cuda.is_available()):
-            raise InvalidParameter("mixed_precision='fp16' needs a CUDA GPU.", value=cfg.mixed_precision,
-                                   fix="use 'bf16' or 'no' on this machine.")
         resume_state = read_state(resume_from) if resume_from else None
         if resume_state:
             self._check_compatible(resume_state, resume_from)
