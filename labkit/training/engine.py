@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -125,6 +126,29 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
     found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)
              and p.name.removeprefix(CHECKPOINT_PREFIX).isdigit() and (p / STATE_FILE).is_file()]
     return sorted(found, key=lambda p: int(p.name.removeprefix(CHECKPOINT_PREFIX)))
+
+
+def set_aside_checkpoints(output_dir: str | Path) -> Path | None:
+    """Move an earlier run's checkpoints out of the way of a fresh start into the same `output_dir`, to
+    `checkpoints/earlier-<time>/` (kept, with a warning naming it): otherwise the new run would prune its own
+    checkpoints while keeping the earlier run's higher steps, and resume="latest" would continue the wrong run."""
+    found = list_checkpoints(output_dir)
+    if not found:
+        return None
+    root = Path(output_dir) / "checkpoints"
+    aside = root / time.strftime("earlier-%Y%m%d-%H%M%S")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = root / time.strftime(f"earlier-%Y%m%d-%H%M%S-{n}")
+    aside.mkdir(parents=True)
+    for path in found:
+        os.replace(path, aside / path.name)
+    warnings.warn(f"{str(Path(output_dir))!r} held {len(found)} checkpoint(s) of an earlier run: moved to "
+                  f"{str(aside)!r} so this fresh run starts clean (to continue that run instead, move them back and "
+                  "pass resume='latest' / --resume; to keep runs apart, give each its own output folder).",
+                  stacklevel=3)
+    return aside
 
 
 def read_state(checkpoint: Path) -> dict[str, Any]:
@@ -285,9 +309,8 @@ class Trainer:
         root = Path(self.config.output_dir) / "checkpoints"
         final = root / f"{CHECKPOINT_PREFIX}{self.step:06d}"
         rank, size = world()
-        if (final / STATE_FILE).is_file():
-            self.last_checkpoint = final
-            return final
+        if self.last_checkpoint == final and (final / STATE_FILE).is_file():
+            return final  # this run saved it at this step already (the final save after a scheduled one)
         tmp = root / f".tmp-{final.name}"
         if rank == 0:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -378,6 +401,8 @@ class Trainer:
             self._check_compatible(resume_state, resume_from)
         self.breakdown = self.task.dataset_breakdown()  # a malformed metadata.jsonl fails here
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        if resume_from is None and world()[0] == 0:
+            set_aside_checkpoints(cfg.output_dir)
         t_start = time.time()
 
         # 2. accelerator, optimizer, schedule, state
