@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 from labkit.cli._common import _lab, _out_folder, _print_json
+from labkit.errors import InvalidParameter
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -68,8 +69,22 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     from labkit.tracking.links import compare_url, resolve_runs, runs_url
 
+    if args.port is None:  # the environment's default, read only when the UI is asked for
+        raw = os.environ.get("LABKIT_UI_PORT", "5000")
+        try:
+            args.port = int(raw)
+            if not 0 < args.port < 65536:
+                raise ValueError(raw)
+        except ValueError:
+            raise InvalidParameter(f"LABKIT_UI_PORT={raw!r} is not a port number.", value=raw,
+                                   fix="set LABKIT_UI_PORT to a whole number from 1 to 65535 (or unset it for "
+                                       "5000), or pass --port.") from None
     lab = _lab(args)
     served = lab.config.tracking_uri.startswith(("http://", "https://"))
+    if not served:  # a port in use or out of range, refused before the banner (the UI would die after it)
+        from labkit.tracking.server import check_port
+
+        check_port(args.host, args.port)
     base = lab.config.tracking_uri if served else f"http://{args.host}:{args.port}"
     links = f"Runs of experiment {lab.config.experiment!r}: {runs_url(base, lab.tracker.experiment_id())}"
     if args.compare:  # checked before the server starts: a wrong id fails at once
@@ -122,7 +137,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = sub.add_parser("ui", parents=[common], help="open the MLflow UI on the local store")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=int(os.environ.get("LABKIT_UI_PORT", "5000")))
+    p.add_argument("--port", type=int, default=None, help="TCP port (default: $LABKIT_UI_PORT, else 5000)")
     p.add_argument("--compare", nargs="+", metavar="RUN",
                    help="print the address of the page comparing these runs (ids, or their first characters)")
     p.set_defaults(func=cmd_ui)

@@ -123,3 +123,18 @@ def test_ui_serves_the_store_and_stops_cleanly(cli_env, project):
     assert not alive, f"labkit ui left {[p.cmdline()[:4] for p in alive]} running"
 
 
+def test_ui_refuses_a_bad_port_before_starting_and_a_bad_environment_breaks_no_other_command(cli_env, project):
+    with socket.socket() as held:  # something already listens on the port
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        busy = labkit("ui", "--port", str(held.getsockname()[1]), env=cli_env, check=False, timeout=60)
+    assert busy.returncode == 2 and "already in use" in busy.stderr and "Traceback" not in busy.stderr
+    assert "MLflow UI on" not in busy.stdout  # refused before the banner
+    out = labkit("ui", "--port", "99999", env=cli_env, check=False, timeout=60)
+    assert out.returncode == 2 and "99999 is not a TCP port" in out.stderr and "Traceback" not in out.stderr
+    env = {**cli_env, "LABKIT_UI_PORT": "abc"}
+    assert labkit("doctor", "--json", env=env).returncode == 0  # read only by `labkit ui`
+    out = labkit("ui", env=env, check=False, timeout=60)
+    assert out.returncode == 2 and "LABKIT_UI_PORT='abc'" in out.stderr and "Traceback" not in out.stderr
+
+
