@@ -10,12 +10,13 @@ Timeouts and 5xx answers are retried a bounded number of times; every failure en
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from labkit.errors import ControllerFailed, InvalidParameter, LabkitError
@@ -77,7 +78,7 @@ class RemoteController:
     base_url: str
     model: str
     api_key: str | None = None
-    timeout: float = field(default_factory=lambda: float(os.environ.get("LABKIT_LLM_TIMEOUT", "30")))
+    timeout: float | None = None
     retries: int = 2
     name: str = "remote"
     revision: str | None = None
@@ -85,6 +86,17 @@ class RemoteController:
 
     def __post_init__(self) -> None:
         self.licence = self.licence or os.environ.get("LABKIT_LLM_LICENCE")
+        where = "timeout"
+        if self.timeout is None:
+            where, self.timeout = "LABKIT_LLM_TIMEOUT", os.environ.get("LABKIT_LLM_TIMEOUT", "30")
+        try:
+            seconds = float(self.timeout)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if isinstance(self.timeout, bool) or not 0 < seconds < math.inf:
+            raise InvalidParameter(f"{where}={self.timeout!r} is not a number of seconds.", value=self.timeout,
+                                   fix=f"set {where} to a positive number of seconds per request, e.g. 30.")
+        self.timeout = seconds
 
     @classmethod
     def from_spec(cls, spec: str, **kwargs: Any) -> RemoteController:

@@ -146,3 +146,15 @@ def test_schemas_agree_with_the_plan_dataclass():
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**Plan(prompt="x").to_dict(), "modality": "audio"}, full)
     assert parse_answer('noise {"prompt": "a"} noise') == {"prompt": "a"}
+
+
+def test_a_bad_timeout_is_named_whether_passed_or_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LABKIT_LLM_TIMEOUT", "thirty")
+    with pytest.raises(InvalidParameter, match="LABKIT_LLM_TIMEOUT='thirty'"):
+        RemoteController("http://127.0.0.1:9/v1", "m")
+    assert RemoteController("http://127.0.0.1:9/v1", "m", timeout=5).timeout == 5.0  # an argument wins
+    monkeypatch.setenv("LABKIT_LLM_TIMEOUT", "12.5")
+    assert RemoteController("http://127.0.0.1:9/v1", "m").timeout == 12.5
+    for bad in (0, -1, "soon", float("nan"), True):
+        with pytest.raises(InvalidParameter, match="timeout="):
+            RemoteController("http://127.0.0.1:9/v1", "m", timeout=bad)
