@@ -104,9 +104,11 @@ def resolve_notebook(root: Path, notebook: str | Path) -> Path:
         if c.is_file():
             return c.resolve()
     shipped = sorted(p.stem for p in (root / "notebooks").glob("*.ipynb"))
-    raise InvalidParameter(f"There is no notebook {text!r} (looked in the working directory, {root} and "
-                           f"{root / 'notebooks'}).", value=text,
-                           fix=f"name a notebook file or one of {', '.join(shipped) or 'none found'}.")
+    places = [str(p) for p in dict.fromkeys((Path.cwd().resolve(), root.resolve(), (root / "notebooks").resolve()))]
+    named = f"one of {', '.join(shipped)} (in {root / 'notebooks'})" if shipped else \
+        f"a notebook's path (there is none in {root / 'notebooks'})"
+    raise InvalidParameter(f"There is no notebook {text!r} (looked in {', '.join(places[:-1])} and {places[-1]}).",
+                           value=text, fix=f"name {named}.")
 
 
 def declared_parameters(path: Path) -> list[str]:

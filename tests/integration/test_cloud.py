@@ -425,3 +425,19 @@ def test_start_elsewhere_mounts_nothing_and_a_missing_gpu_stops_a_gpu_job(tmp_pa
         start({"platform": "kaggle", "job": "j3", "notebook": "tiny", "gpu": True}, hardware=cpu)
     assert "Accelerator" in err.value.fix
     assert json.loads((tmp_path / "working" / "labkit-cloud.json").read_text())["state"] == "failed"
+
+
+def test_a_missing_notebook_names_each_place_looked_once_and_what_there_is(tmp_path, monkeypatch):
+    from labkit.cloud.prepare import resolve_notebook
+
+    monkeypatch.chdir(tmp_path)  # the working directory is the project: named once, not twice
+    with pytest.raises(LabkitError) as e:
+        resolve_notebook(tmp_path, "nothere")
+    assert str(e.value).count(str(tmp_path)) == 3  # the project, its notebooks/ in the message and in the fix
+    assert "none in" in str(e.value)
+    nb = tmp_path / "notebooks"
+    nb.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), nb / "train_me.ipynb")
+    with pytest.raises(LabkitError, match=r"name one of train_me \(in "):
+        resolve_notebook(tmp_path, "train")
+    assert resolve_notebook(tmp_path, "train_me") == (nb / "train_me.ipynb").resolve()
