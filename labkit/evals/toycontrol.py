@@ -74,12 +74,13 @@ def evaluate_control(lab: Any, *, model: str = "toyworld", controlnet: str = "to
     the scale in range) before the run opens. Layout i renders with seed `seed * 100000 + i`.
     """
     from labkit.pipelines.controlnet import load_controlnet, render_controlled, with_controlnets
-    from labkit.plan import ControlRef, Plan
+    from labkit.plan import MAX_SEED, ControlRef, Plan, check_int
     from labkit.toyworld.layout import layout_map
     from labkit.toyworld.layout_score import heldout_layouts
 
-    if not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InvalidParameter(f"n={n!r}: the benchmark needs at least one layout.", value=n, fix="pass n >= 1.")
+    check_int("seed", seed, lo=0, hi=MAX_SEED)
     with tempfile.TemporaryDirectory(prefix="labkit-toycontrol-") as tmp:
         first = heldout_layouts(1, seed)[0]
         probe = Path(tmp) / "layout.png"

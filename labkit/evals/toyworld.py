@@ -129,7 +129,7 @@ def evaluate(lab: Any, *, model: str = "toyworld", n: int = 200, seed: int = 0, 
     same alone or with others; the single- and two-object images are the earlier benchmark's.
     """
     from labkit.pipelines.calls import run_image
-    from labkit.plan import Plan
+    from labkit.plan import MAX_SEED, Plan, check_int
     from labkit.toyworld.adherence import both_colours, rates
     from labkit.toyworld.detect import detect, verdict
     from labkit.toyworld.geneval import CATEGORIES, check, check_categories, read, summarise
@@ -139,6 +139,8 @@ def evaluate(lab: Any, *, model: str = "toyworld", n: int = 200, seed: int = 0, 
     if prompts is None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise InvalidParameter(f"n={n!r}: the benchmark needs at least one prompt of each category.", value=n,
                                fix="pass n >= 1 (--n).")
+    renders = len(cats) * n if prompts is None else len(prompts) if hasattr(prompts, "__len__") else 1
+    check_int("seed", seed, lo=0, hi=MAX_SEED - max(renders - 1, 0))  # it renders seed … seed + renders - 1
     cases, skipped = benchmark_cases(cats, n, seed, prompts)
     if not cases:
         why = "; ".join(f"{s['prompt']!r}: {s['reason']}" for s in skipped[:3]) or "the list is empty"

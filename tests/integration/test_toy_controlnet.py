@@ -90,6 +90,7 @@ def test_the_recipe_trains_a_controlnet_that_loads_like_the_shipped_one(lab, tmp
     (["--scale", "3"], "3"),                       # outside [0, 2]
     (["--controlnet", "sd15-canny"], "sd15"),      # made for another family: refused before any download
     (["--n", "0"], "n=0"),
+    (["--seed", "-5"], "seed -5 is outside"),     # was numpy's bare ValueError, as an unexpected error
 ])
 def test_eval_toycontrol_refuses_bad_settings_before_a_run(cli_env, project, args, named):
     proc = subprocess.run([sys.executable, "-m", "labkit", "eval", "toycontrol", *args], env=cli_env,

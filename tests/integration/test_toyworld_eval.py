@@ -66,4 +66,9 @@ def test_eval_with_nothing_to_score_is_refused_before_a_run(lab, tmp_path, searc
     with pytest.raises(InvalidParameter, match="None of the 1 given prompt") as e:
         evaluate(lab, model=str(folder), steps=1, prompts=["a hexagon, sks style"], categories=["counting"])
     assert "a hexagon, sks style" in str(e.value) and e.value.fix
+    with pytest.raises(InvalidParameter, match="seed -5 is outside"):  # numpy's bare ValueError before
+        evaluate(lab, model=str(folder), n=1, steps=1, seed=-5)
+    # held-out prompt j of category c renders with seed + c·n + j: the last one must be a valid seed too
+    with pytest.raises(InvalidParameter, match="outside 0–4294967290"):
+        evaluate(lab, model=str(folder), n=2, steps=1, seed=2**32 - 2, categories=["counting", "colours", "position"])
     assert search_runs(lab.config.tracking_uri) == []  # no empty run was logged
