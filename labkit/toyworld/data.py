@@ -85,6 +85,8 @@ def write_dataset(folder: str | Path, n: int, seed: int = 0, split: str = "train
     so `datasets.load_dataset("imagefolder", data_dir=folder)` reads it and every item carries its
     licence. Refuses to overwrite an existing metadata file unless `overwrite` is set.
     """
+    if n >= 1:  # a bad shape, background, object count or size is refused before the folder exists
+        render(make_item(seed, 0, split, n_objects, shapes, backgrounds)[0], size=size)
     out, meta = prepare_folder(folder, n, licence, overwrite, item="image")
     from PIL import Image
 

@@ -434,6 +434,8 @@ def write_clip_dataset(folder: str | Path, n: int, seed: int = 0, split: str = "
 
     from labkit.toyworld.data import prepare_folder
 
+    if n >= 1:  # a bad frame count, split or size is refused before the folder exists
+        render_clip(make_clip_item(seed, 0, split, frames)[0], size)
     out, meta = prepare_folder(folder, n, licence, overwrite, item="clip")
     lines = []
     for i in range(n):

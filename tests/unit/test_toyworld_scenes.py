@@ -246,3 +246,20 @@ def test_toyworld_imports_without_torch():
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("write, kw, named", [
+    ("image", {"shapes": ("hexagn",)}, "hexagn"),  # a misspelt concept (the LoRA notebook's parameter)
+    ("image", {"backgrounds": ("pink",)}, "pink"),
+    ("image", {"size": 3}, "size 3"),
+    ("clip", {"frames": 0}, "frames=0"),
+    ("clip", {"split": "nope"}, "nope"),
+])
+def test_a_dataset_that_cannot_be_written_leaves_no_folder_behind(tmp_path, write, kw, named):
+    from labkit.toyworld.data import write_dataset
+    from labkit.toyworld.motion import write_clip_dataset
+
+    folder = tmp_path / "new" / "data"
+    with pytest.raises(InvalidParameter, match=named):
+        (write_dataset if write == "image" else write_clip_dataset)(folder, 2, **kw)
+    assert not (tmp_path / "new").exists()  # an empty folder would pass for a dataset being written
