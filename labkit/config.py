@@ -177,12 +177,17 @@ class LabConfig:
         experiment: str | None = None,
         compliance_mode: str | None = None,
         system_metrics: bool | None = None,
+        create: bool = False,
     ) -> LabConfig:
         """Build the config from arguments, environment, `labkit.toml`, then defaults.
 
+        An explicit `root` must be an existing folder: a misspelt path is refused (naming the close matches
+        beside it) rather than starting a new, empty project. `create=True` starts a project there instead:
+        the folder (and its parents) is created, and the store in it on first use.
+
         Raises `InvalidParameter` for an argument of the wrong type and `ConfigError` for a bad
-        `labkit.toml`, a `$LABKIT_ROOT` that is not a folder, a root that is a file, or a tracking URI
-        that is a file store or a SQLite database whose path is a folder.
+        `labkit.toml`, a `$LABKIT_ROOT` that is not a folder, a root that does not exist (without `create`)
+        or is a file, or a tracking URI that is a file store or a SQLite database whose path is a folder.
         """
         for name, value in (("tracking_uri", tracking_uri), ("experiment", experiment),
                             ("compliance_mode", compliance_mode)):
@@ -195,7 +200,11 @@ class LabConfig:
         if system_metrics is not None and not isinstance(system_metrics, bool):
             raise InvalidParameter(f"system_metrics must be True, False or None, not {system_metrics!r}.",
                                    value=system_metrics, fix="pass a bool, or None to use labkit.toml.")
-        root = _explicit_root(root) if root is not None else find_project_root()
+        if not isinstance(create, bool):
+            raise InvalidParameter(f"create must be True or False, not {type(create).__name__} {create!r}.",
+                                   value=create, fix="pass create=True to start a new project at root, else leave "
+                                                     "it out.")
+        root = _explicit_root(root, create=create) if root is not None else find_project_root()
         config_path = root / CONFIG_FILE
         file_cfg = _read_config_file(config_path)
         tracking = file_cfg.get("tracking", {})
@@ -256,21 +265,53 @@ class LabConfig:
         return d
 
 
-def _explicit_root(root: object) -> Path:
-    """The project folder given as an argument: may not exist yet (the store creates it), may not be a file."""
+def _explicit_root(root: object, *, create: bool = False) -> Path:
+    """The project folder given as an argument: an existing folder, or with `create` one made now; never a file.
+
+    A root that does not exist is refused without `create`: a misspelt path would otherwise start a new, empty
+    project and its runs would land apart from the real one."""
     if not isinstance(root, (str, os.PathLike)):
         raise InvalidParameter(f"root must be a folder path, not {type(root).__name__} {root!r}.", value=root,
                                fix="pass the project folder as a str or Path, or None to find it.")
     try:
         path = Path(root).expanduser().resolve()
-        is_file = path.exists() and not path.is_dir()
+        exists = path.exists()
+        is_file = exists and not path.is_dir()
     except (OSError, ValueError, RuntimeError) as e:
         raise ConfigError(f"The project folder {str(root)!r} cannot be used: {e}.", value=str(root),
                           fix="pass the path of a folder.") from e
     if is_file:
         raise ConfigError(f"The project folder {str(root)!r} is a file.", value=str(root),
-                          fix="pass the folder that holds labkit.toml or mlruns/ (or a new folder to start one).")
+                          fix="pass the folder that holds labkit.toml or mlruns/ (or create=True with a new "
+                              "folder to start one).")
+    if not exists and not create:
+        raise _missing_root(str(root), path)
+    if not exists:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"The project folder {str(root)!r} cannot be created: {e.strerror or e}.",
+                              value=str(path), fix="pass a folder you can write to.") from e
     return path
+
+
+def _missing_root(given: str, path: Path) -> ConfigError:
+    """The error for an explicit root that does not exist: the folders beside it with a close name, and the fix."""
+    import difflib
+
+    parent = path.parent
+    try:
+        siblings = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+    except OSError:
+        siblings = []
+    close = [str(parent / name) for name in difflib.get_close_matches(path.name, siblings, n=3, cutoff=0.6)]
+    where = (f" Close matches beside it: {', '.join(map(repr, close))}." if close else
+             "" if parent.is_dir() else f" Its parent {str(parent)!r} does not exist either.")
+    fix = (f"did you mean {close[0]!r}? If not, " if close else "check the spelling; ") + (
+        f"to start a new project there, pass create=True (e.g. Lab({given!r}, create=True)) or create the "
+        f"folder first (mkdir -p {str(path)!r}).")
+    return ConfigError(f"The project folder {given!r} does not exist ({str(path)!r}).{where}", value=str(path),
+                       fix=fix)
 
 
 def _artifact_root(value: str | None, root: Path, config_path: Path) -> Path:

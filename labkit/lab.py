@@ -26,6 +26,7 @@ from labkit.lab_args import (  # the arguments' checks
     _check_render_kwargs,
     _check_run_id,
     _check_str_list,
+    _check_strategy_args,
     _check_task,
     _controls_arg,
     _describe,
@@ -49,12 +50,15 @@ class Lab:
 
     Args:
         root: the project folder; found from the working directory when omitted (see
-            `labkit.config.find_project_root`).
+            `labkit.config.find_project_root`). A folder that does not exist is refused (a misspelt path
+            would start a new, empty project), naming the close matches beside it.
         tracking_uri: an MLflow store URI overriding `MLFLOW_TRACKING_URI` and `labkit.toml`.
         experiment: the MLflow experiment runs go to (default "labkit").
         compliance_mode: the licence policy name (default "research").
         hardware: a profile to plan for instead of this machine (e.g. `HardwareProfile.simulated(8)`).
         config: a complete `LabConfig`; when given, the arguments above must be omitted.
+        create: start a new project at `root` when the folder does not exist yet (it is created; the MLflow
+            store in it on first use).
     """
 
     def __init__(
@@ -66,14 +70,23 @@ class Lab:
         compliance_mode: str | None = None,
         hardware: HardwareProfile | None = None,
         config: LabConfig | None = None,
+        create: bool = False,
     ):
         if hardware is not None and not isinstance(hardware, HardwareProfile):
             raise InvalidParameter(f"hardware must be a HardwareProfile, got {type(hardware).__name__} "
                                    f"{hardware!r:.80}.", value=hardware,
                                    fix="pass HardwareProfile.detect(), HardwareProfile.simulated(8) (8 GB of VRAM; "
                                        "None: a CPU), or leave it out to detect it.")
+        if config is not None:
+            given = [k for k, v in (("root", root), ("tracking_uri", tracking_uri), ("experiment", experiment),
+                                    ("compliance_mode", compliance_mode)) if v is not None] + (["create"] if create
+                                                                                               else [])
+            if given:  # they would be ignored without a word
+                raise InvalidParameter(f"Lab(config=...) takes no {', '.join(given)}: the config already holds them.",
+                                       value=given, fix="pass either config=, or the separate arguments; to change "
+                                       "one field, dataclasses.replace(config, experiment=...).")
         self.config = config or LabConfig.resolve(root, tracking_uri=tracking_uri, experiment=experiment,
-                                                  compliance_mode=compliance_mode)
+                                                  compliance_mode=compliance_mode, create=create)
         self._hardware = hardware
         self.tracker = Tracker(self.config)
         from labkit.compliance import resolve_mode
@@ -316,12 +329,21 @@ class Lab:
                     negative_prompt=negative_prompt, count=n, speed=speed).check_fields()
         return self.render(plan, **render_kwargs)
 
-    def strategy(self, family: str, **overrides: Any) -> MemoryStrategy:
-        """The memory strategy `family` gets on this lab's hardware (overrides are opt-in and recorded)."""
+    def strategy(self, family: str, *, speed: str = "default", controls: int = 0, adapters: int = 0,
+                 **overrides: Any) -> MemoryStrategy:
+        """The memory strategy `family` gets on this lab's hardware (see `labkit.hardware.choose`).
+
+        `speed` "max" opts in to the speed-first rung; `controls` ControlNets and `adapters` LoRA adapters count
+        as they do in a render. `overrides` replace single fields and are recorded on the strategy: dtype
+        (float32, float16, bfloat16), offload (none, model, group, sequential), compile_mode, decode_chunk_size,
+        est_peak_vram_gb and the switches (vae_tiling, vae_slicing, attention_slicing, forward_chunking,
+        channels_last, fuse_qkv, compile, compile_vae: True or False). A value labkit does not support is refused
+        with the allowed ones."""
         from labkit.plan import check_text
 
         check_text("family", family, max_chars=200, nonempty=True)
-        return choose(family, self.hardware, **overrides)
+        _check_strategy_args(speed, controls, adapters, overrides)
+        return choose(family, self.hardware, speed=speed, controls=controls, adapters=adapters, **overrides)
 
     @contextmanager
     def run(self, name: str | None = None, *, params: Mapping[str, Any] | None = None,
@@ -414,28 +436,36 @@ class Lab:
 
         The note goes to `run_id` when given; else to the experiment when `experiment=True`; else to
         the run open in `with lab.run(...)`, or the last run this lab closed (e.g. the last render);
-        else, when this lab has made no run yet, to the experiment. Notes add up below one another
-        unless `replace`. Returns {"target": "run" | "experiment", "id": …, "note": the whole note}.
+        else, when this lab has made no run yet, to the experiment — the same target `notes()` reads, so
+        `lab.note(text)` then `lab.notes()` shows it. Notes add up below one another unless `replace`.
+        Returns {"target": "run" | "experiment", "id": …, "note": the whole note}.
         """
         from labkit.plan import check_text
 
         check_text("note", markdown)  # blank and too long: the store says so, with MLflow's own limits
-        if run_id is not None:
-            _check_run_id("run_id", run_id)
-        _check_bool("experiment", experiment)
         _check_bool("replace", replace)
-        if run_id is None and not experiment:
-            run_id = self._open_runs[-1].run_id if self._open_runs else self.last_run_id
+        run_id = self._note_target(run_id, experiment)
         if run_id is not None:
             return {"target": "run", "id": run_id, "note": self.tracker.note(markdown, run_id, replace=replace)}
         note = self.tracker.note(markdown, replace=replace)
         return {"target": "experiment", "id": self.tracker.experiment_id(), "note": note}
 
-    def notes(self, run_id: str | None = None) -> str:
-        """The note of run `run_id`, or of the experiment."""
+    def notes(self, run_id: str | None = None, *, experiment: bool = False) -> str:
+        """The note of run `run_id`; else of the experiment when `experiment=True`; else of the run `note()`
+        would write to (the open run, or the last run this lab closed; the experiment when it has made none)."""
+        return self.tracker.get_note(self._note_target(run_id, experiment))
+
+    def _note_target(self, run_id: str | None, experiment: bool) -> str | None:
+        """The run `note()` and `notes()` mean (None: the experiment)."""
         if run_id is not None:
             _check_run_id("run_id", run_id)
-        return self.tracker.get_note(run_id)
+        _check_bool("experiment", experiment)
+        if run_id is not None and experiment:
+            raise InvalidParameter(f"Both a run ({run_id!r}) and experiment=True were given.", value=run_id,
+                                   fix="pass the run id for a run's note, or experiment=True for the experiment's.")
+        if run_id is None and not experiment:
+            run_id = self._open_runs[-1].run_id if self._open_runs else self.last_run_id
+        return run_id
 
     def runs(self, n: int = 20, *, job: str | None = None, filter_string: str = "") -> list[RunSummary]:
         """The experiment's `n` most recent runs (of one `job`, e.g. "render", when given), newest first."""

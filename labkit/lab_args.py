@@ -122,3 +122,44 @@ def _adapters_arg(adapters: Any) -> tuple[Any, ...]:
             a = parse_adapter(a)
         refs.append(a)
     return tuple(refs)
+
+
+#: `Lab.strategy`'s overrides: the MemoryStrategy fields a user may set, by kind.
+_STRATEGY_FLAGS = ("vae_tiling", "vae_slicing", "attention_slicing", "forward_chunking", "channels_last", "fuse_qkv",
+                   "compile", "compile_vae")
+_STRATEGY_OVERRIDES = ("dtype", "offload", "compile_mode", "decode_chunk_size", "est_peak_vram_gb", *_STRATEGY_FLAGS)
+
+
+def _check_strategy_args(speed: Any, controls: Any, adapters: Any, overrides: Mapping[str, Any]) -> None:
+    """`Lab.strategy`'s arguments: `speed` one of the plan's speeds, `controls` and `adapters` counts, and each
+    override a MemoryStrategy field with a value labkit supports (the choices named in the fix)."""
+    import math
+
+    from labkit.hardware import COMPILE_MODES, DTYPES, OFFLOAD_MODES
+    from labkit.plan import MAX_CONTROLS, SPEEDS, check_int
+
+    if not isinstance(speed, str) or speed not in SPEEDS:
+        raise _invalid(f"Unknown speed {_describe(speed)}.", speed,
+                       f"use speed={' or '.join(map(repr, SPEEDS))} ('max' opts in to the speed-first rung).")
+    check_int("controls", controls, lo=0, hi=MAX_CONTROLS)
+    check_int("adapters", adapters, lo=0, hi=1000)
+    unknown = sorted(k for k in overrides if k not in _STRATEGY_OVERRIDES)
+    if unknown:
+        raise _invalid(f"Unknown strategy override(s) {', '.join(unknown)}: the overrides are "
+                       f"{', '.join(_STRATEGY_OVERRIDES)}.", unknown,
+                       "override only those (the rung's name and device come from the strategy table).")
+    choices = {"dtype": DTYPES, "offload": OFFLOAD_MODES, "compile_mode": COMPILE_MODES}
+    for name, value in overrides.items():
+        if name in choices:
+            if not isinstance(value, str) or value not in choices[name]:
+                allowed = ", ".join(map(repr, choices[name]))
+                raise _invalid(f"{name} {_describe(value)} is not supported: labkit supports {allowed}.", value,
+                               f"pass {name}= one of {allowed}.")
+        elif name in _STRATEGY_FLAGS:
+            _check_bool(name, value)
+        elif name == "decode_chunk_size":
+            check_int(name, value, lo=0, hi=1024)
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                    or not math.isfinite(value) or value < 0):  # est_peak_vram_gb
+            raise _invalid(f"{name} must be a number of GB >= 0, got {_describe(value)}.", value,
+                           f"pass {name} as a number such as 6.5, or None.")

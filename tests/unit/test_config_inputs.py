@@ -127,6 +127,44 @@ def test_arguments_of_the_wrong_type(project, kwargs, name):
     assert repr(next(iter(kwargs.values()))) in str(err.value) and err.value.fix
 
 
+def test_a_misspelt_root_is_refused_naming_the_close_folders_and_creating_nothing(project, tmp_path):
+    (tmp_path / "my-project").mkdir()
+    (tmp_path / "my-projects-old").mkdir()
+    typo = tmp_path / "my-projcet"
+    with pytest.raises(ConfigError, match="does not exist") as err:
+        LabConfig.resolve(typo)
+    assert repr(str(typo)) in str(err.value)
+    assert repr(str(tmp_path / "my-project")) in err.value.message              # the close match beside it
+    assert f"did you mean {str(tmp_path / 'my-project')!r}?" in err.value.fix
+    assert "create=True" in err.value.fix and "mkdir -p" in err.value.fix
+    assert not typo.exists()                                                  # no new, empty project
+
+
+def test_a_root_whose_parent_is_missing_says_so(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist either") as err:
+        LabConfig.resolve(tmp_path / "nowhere" / "project")
+    assert "did you mean" not in err.value.fix and "create=True" in err.value.fix
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_lab_with_a_misspelt_root_is_refused_and_create_starts_a_project(project, tmp_path):
+    from labkit.hardware import HardwareProfile
+    from labkit.lab import Lab
+
+    with pytest.raises(ConfigError, match="does not exist") as err:
+        Lab(tmp_path / "projcet")
+    assert repr(str(project)) in str(err.value)                               # ~ "project", beside it
+    assert not (tmp_path / "projcet").exists()
+    lab = Lab(tmp_path / "new" / "study", create=True, hardware=HardwareProfile.simulated(None))
+    assert lab.config.root == (tmp_path / "new" / "study").resolve() and lab.config.root.is_dir()
+    assert Lab(tmp_path / "new" / "study").config.root == lab.config.root     # and it is found again as it is
+    with pytest.raises(InvalidParameter, match="create must be True or False"):
+        LabConfig.resolve(tmp_path / "x", create="yes")
+    with pytest.raises(InvalidParameter, match="takes no experiment") as err:
+        Lab(config=lab.config, experiment="other")                            # it would be ignored without a word
+    assert "dataclasses.replace" in err.value.fix
+
+
 def test_a_root_of_the_wrong_type(project):
     with pytest.raises(InvalidParameter, match="root must be a folder path, not int 123"):
         LabConfig.resolve(123)
