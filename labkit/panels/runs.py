@@ -126,7 +126,7 @@ def runs_panel(lab: Lab, *, n: int = 20, background: bool = False) -> Panel:
 
     def show_notes() -> None:
         parts = []
-        exp_note = lab.notes()
+        exp_note = lab.notes(experiment=True)
         if exp_note:
             parts.append(f"<b>Experiment note</b><pre style='white-space:pre-wrap'>{html.escape(exp_note)}</pre>")
         by_id = {r.run_id: r for r in state["runs"]}

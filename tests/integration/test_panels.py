@@ -232,7 +232,7 @@ def test_runs_panel_compares_runs_and_takes_notes(lab, tiny):
         box.value = False
     c["note_text"].value = "## Study\nseed sweep on the tiny model"
     c["add_note"].click()
-    assert lab.notes() == "## Study\nseed sweep on the tiny model"
+    assert lab.notes(experiment=True) == "## Study\nseed sweep on the tiny model"
     assert "Experiment note" in c["notes"].value
     c["add_note"].click()
     assert "The note is empty" in c["error"].value

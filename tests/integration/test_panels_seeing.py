@@ -184,7 +184,7 @@ def test_add_note_says_where_the_note_went(lab):
     _, c = panels.runs_panel(lab)
     c["note_text"].value = "Nothing ticked: this is about the whole study."
     c["add_note"].click()
-    assert lab.notes() == "Nothing ticked: this is about the whole study."
+    assert lab.notes(experiment=True) == "Nothing ticked: this is about the whole study."
     status = c["note_status"].value
     assert "No run ticked" in status and f"the experiment <code>{lab.config.experiment}</code>" in status
     c["checks"][run.run_id].value = True
