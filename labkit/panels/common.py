@@ -339,6 +339,16 @@ def labelled(label: str, widget: Any, width: str = "110px"):
     return widgets.HBox([widgets.Label(label, layout=widgets.Layout(width=width)), widget])
 
 
+def start_error(lab: Any, plan: Any) -> str:
+    """A panel's starting values checked as Render will check them: '' when they are fine, else the error as the
+    panel shows it (`error_html`). The prompt is not judged here: nobody has typed one yet."""
+    try:
+        lab.complete(plan.replace(prompt=plan.prompt if plan.prompt.strip() else "-"), validate=True)
+    except LabkitError as e:
+        return error_html(e)
+    return ""
+
+
 def render_or_cancelled(lab: Any, plan: Any, status: Any, progress: Any, cancel: Any) -> Any:
     """`lab.render(plan)` with `progress` and `cancel`; None (the `status` widget saying so) when the pipeline
     cannot stop part-way and keep what it made (it raises Cancelled): nothing to show."""

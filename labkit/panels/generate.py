@@ -19,6 +19,7 @@ from labkit.panels.common import (
     labelled,
     model_options,
     render_or_cancelled,
+    start_error,
     style_widget,
 )
 
@@ -50,7 +51,9 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
     the request names one).
 
     The keyword arguments set the fields' starting values (open ones come from the model's
-    catalogue entry); `model` may also be a local diffusers folder or a hub repo id.
+    catalogue entry); `model` may also be a local diffusers folder or a hub repo id. A starting value
+    Render would refuse (steps=0, count=0, a size off the model's grid) is kept in its field and the
+    error box says why at once, as Render would.
 
     The Control section adds one ControlNet (SD 1.5 / SDXL / toy models): upload a control image (a photo, a
     drawing, a ready map, or OpenPose keypoints as .json), pick its kind, the ControlNet (catalogue id, folder or
@@ -76,7 +79,7 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
         check_int(name, value, optional=True)
     check_int("count", count)
     check_number("guidance", guidance, optional=True)
-    check_size("size", size)
+    width, height = check_size("size", size)
     state: dict[str, Any] = {"planned": None, "result": None, "filling": False, "confirmed": None, "step": (0, 0),
                           "chosen": None}
     layout = widgets.Layout(width="480px")
@@ -144,15 +147,17 @@ def generate_panel(lab: Lab, *, request: str = "", prompt: str = "", model: str 
     state["filling"] = True
     c["model"].value = start_model
     state["filling"] = False
+    # The values given stay as given (steps=0 shows 0, never the model's 20): one Render would refuse is said in
+    # the error box at once, with the message and fix Render gives; the open ones come from the model's entry.
+    start = Plan(prompt=prompt, model=start_model, width=width, height=height, steps=steps, guidance=guidance,
+                 seed=seed, count=count)
     try:
-        filled = lab.complete(Plan(prompt=prompt, model=start_model), validate=False)
+        filled = lab.complete(start, validate=False)
     except LabkitError as e:
-        filled = Plan(prompt=prompt, model=start_model).resolve(None)
+        filled = start.resolve(None)
         c["error"].value = error_html(e)
-    width, height = size if size else (filled.width, filled.height)
-    _show_fields(c, filled.replace(width=width, height=height, steps=steps or filled.steps,
-                                   guidance=filled.guidance if guidance is None else guidance,
-                                   seed=filled.seed if seed is None else seed, count=count))
+    _show_fields(c, filled)
+    c["error"].value = c["error"].value or start_error(lab, filled)
 
     def control() -> tuple:
         """The Control section as a plan's controls: () when no kind is chosen."""

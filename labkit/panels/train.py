@@ -53,7 +53,8 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
     press Check for its licence breakdown and the compliance mode's verdict (every image is opened too). Set
     the key settings — base model, output folder (empty: `training/<kind>-<dataset>` in the project), steps,
     rank, learning rate, resolution (0: the base model's), batch size, seed, checkpoint and validation
-    intervals (validation prompts one a line; none given: the dataset's first caption), and for DreamBooth the
+    intervals (validation prompts one a line; none given: the dataset's first caption), sampling steps of the
+    validation renders (0: the base model's), and for DreamBooth the
     identifier token, the class prompt (empty: each caption without the token), prior preservation and the
     number of class images — then press Start.
 
@@ -72,6 +73,7 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
     """
     import ipywidgets as widgets
 
+    from labkit.lab_args import _check_str_list
     from labkit.plan import check_int, check_number, check_text
 
     if kind not in KINDS.values():
@@ -88,9 +90,7 @@ def train_panel(lab: Lab, *, kind: str = "lora", data: str | None = None, output
     check_int("seed", seed)
     check_int("validate_every", validate_every)
     check_number("learning_rate", learning_rate, optional=True, example="1e-3")
-    if isinstance(validation_prompts, str) or not all(isinstance(p, str) for p in validation_prompts):
-        raise InvalidParameter(f"validation_prompts={validation_prompts!r} is not a list of prompts.",
-                               value=validation_prompts, fix='pass a list of strings, e.g. ["a red hexagon"].')
+    _check_str_list("validation_prompts", validation_prompts)  # a lone string is refused, as by the Lab API
     defaults = _defaults(kind)
     given = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "rank": rank,
              "checkpoint_every": checkpoint_every, "num_class_images": num_class_images}

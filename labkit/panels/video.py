@@ -16,6 +16,7 @@ from labkit.panels.common import (
     model_options,
     render_or_cancelled,
     shown_scale,
+    start_error,
     style_widget,
 )
 
@@ -37,7 +38,8 @@ def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: 
     a fallback, both pixel-true (whole-number nearest-neighbour upscaling; the player at least 320 px
     wide so its play/pause and seek controls show). A cancelled clip is marked as such, with no output
     terms. The keyword arguments set the starting values; open ones come from the model's
-    catalogue entry.
+    catalogue entry. A starting value Render would refuse (frames=0, fps=0, steps=0) is kept in its
+    field and the error box says why at once, as Render would.
 
     Controls: source, request, upload, model, frames, fps, steps, width, height, seed, render,
     cancel, progress, status, video, gif, run_id, terms, error, log, worker.
@@ -50,7 +52,7 @@ def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: 
     check_text("model", model, optional=True, nonempty=True)
     for name, value in (("frames", frames), ("fps", fps), ("steps", steps), ("seed", seed)):
         check_int(name, value, optional=True)
-    check_size("size", size)
+    width, height = check_size("size", size)
     if source not in SOURCES:
         raise InvalidParameter(f"Unknown video source {source!r}.", value=source, fix=f"use one of {SOURCES}.")
     small = widgets.Layout(width="90px")
@@ -97,16 +99,17 @@ def video_panel(lab: Lab, *, source: str = "request", request: str = "", model: 
         c["model"].options = [(start_model, start_model)]
         c["error"].value = error_html(e)
     ensure_option(c["model"], start_model)
+    # As in the Generate panel: the values given stay as given, one Render would refuse is said at once.
+    start = Plan(prompt=request, modality="video", model=start_model, frames=frames, fps=fps, steps=steps,
+                 width=width, height=height, seed=seed)
     try:
-        filled = lab.complete(Plan(prompt=request, modality="video", model=start_model), validate=False)
+        filled = lab.complete(start, validate=False)
     except LabkitError as e:
-        filled = Plan(prompt=request, modality="video", model=start_model).resolve(None)
+        filled = start.resolve(None)
         c["error"].value = error_html(e)
-    width, height = size if size else (filled.width, filled.height)
-    for name, value in (("frames", frames or filled.frames), ("fps", fps or filled.fps),
-                        ("steps", steps or filled.steps), ("width", width), ("height", height),
-                        ("seed", filled.seed if seed is None else seed)):
-        c[name].value = value
+    for name in ("frames", "fps", "steps", "width", "height", "seed"):
+        c[name].value = getattr(filled, name)
+    c["error"].value = c["error"].value or start_error(lab, filled)
 
     def input_image() -> str | None:
         which = c["source"].value
