@@ -152,8 +152,25 @@ class Comparison:
 
     def caption(self, run: RunSummary) -> str:
         """What sets `run` apart: its values of the differing params (or its name when none differ)."""
+        return ", ".join(self._caption_parts(run))
+
+    def _caption_parts(self, run: RunSummary) -> list[str]:
         parts = [f"{k.removeprefix('plan.')}={run.params.get(k, '')}" for k in self.differing]
-        return ", ".join(parts) or run.name or run.run_id[:8]
+        return parts or [run.name or run.run_id[:8]]
+
+    def _fitted_caption(self, run: RunSummary, width_px: float, font: Any) -> str:
+        """The caption in `CAPTION_LINES` lines of `width_px`; when it does not fit whole, each differing param
+        on a line of its own, cut short, so a long prompt does not push the seed out of sight."""
+        parts = self._caption_parts(run)
+        text = fit_caption(", ".join(parts), width_px, font)
+        if not text.endswith("…") or len(parts) == 1:
+            return text
+        shown = parts if len(parts) <= CAPTION_LINES else [*parts[:CAPTION_LINES - 1],
+                                                             f"+{len(parts) - CAPTION_LINES + 1} more"]
+        longest = max(range(len(shown)), key=lambda i: len(shown[i]))  # gets the lines the others leave
+        spare = CAPTION_LINES - len(shown)
+        return "\n".join(fit_caption(p, width_px, font, max_lines=1 + (spare if i == longest else 0))
+                         for i, p in enumerate(shown))
 
     def table(self) -> list[dict[str, Any]]:
         """Rows of param → one value per run (run ids as keys), the differing params first."""
@@ -186,6 +203,7 @@ class Comparison:
         fig = Figure(figsize=(max(2.2 * n, 6.0), 5.2), dpi=100)
         FigureCanvasAgg(fig)
         grid = fig.add_gridspec(2, n, height_ratios=[1.2, 1.0])
+        tops = []
         for i, run in enumerate(self.runs):
             ax = fig.add_subplot(grid[0, i])
             ax.set_axis_off()
@@ -194,7 +212,7 @@ class Comparison:
                     ax.imshow(img.convert("RGB"))
             else:
                 ax.text(0.5, 0.5, "no image", ha="center", va="center")
-            ax.set_title(self.caption(run), fontsize=8, wrap=True)
+            tops.append(ax)
         labels = [r.run_id[:8] for r in self.runs]
         ax_bar = fig.add_subplot(grid[1, : max(n // 2, 1)] if n > 1 else grid[1, 0])
         ax_bar.bar(labels, [r.metrics.get(metric, 0.0) for r in self.runs], color="#4c72b0")
@@ -211,6 +229,13 @@ class Comparison:
             ax_steps.tick_params(labelsize=7)
             if any(steps.get(r.run_id) for r in self.runs):
                 ax_steps.legend(fontsize=7)
+        # Captions are fitted to their own column once the layout has set the columns' widths, so a long one wraps
+        # (and past CAPTION_LINES ends in "…") instead of running over its neighbours' captions.
+        fig.tight_layout()
+        font = caption_font(CAPTION_PT * fig.dpi / 72)
+        for i, (ax, run) in enumerate(zip(tops, self.runs, strict=True)):
+            cell = grid[0, i].get_position(fig).width * fig.get_figwidth() * fig.dpi
+            ax.set_title(self._fitted_caption(run, 0.95 * cell, font), fontsize=CAPTION_PT, parse_math=False)
         fig.tight_layout()
         return fig
 
@@ -223,6 +248,56 @@ class Comparison:
         return buf.getvalue()
 
 
+#: The caption of each image in `Comparison.figure`: its size in points, and the most lines it may take.
+CAPTION_PT = 8
+CAPTION_LINES = 3
+
+
+def caption_font(px: float):
+    """The font matplotlib draws captions in (its default family), as a PIL font `px` pixels high: what
+    `fit_caption` measures with."""
+    from matplotlib import font_manager
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.truetype(font_manager.findfont(font_manager.FontProperties()), size=px)
+    except OSError:  # no TrueType font or no FreeType: PIL's own, which is about as wide
+        return ImageFont.load_default(size=px)
+
+
+def fit_caption(text: str, width_px: float, font: Any, max_lines: int = CAPTION_LINES) -> str:
+    """`text` as lines at most `width_px` wide as `font` (a PIL font) measures them: wrapped at spaces, a word
+    longer than a line broken where it must be; past `max_lines` the last line ends in "…"."""
+    width_px = max(float(width_px), 1.0)
+
+    def fits(s: str) -> bool:
+        return font.getlength(s) <= width_px
+
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        if fits(f"{line} {word}" if line else word):
+            line = f"{line} {word}" if line else word
+            continue
+        if line:
+            lines.append(line)
+        while not fits(word):
+            cut = 1
+            while cut < len(word) and fits(word[:cut + 1]):
+                cut += 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        line = word
+    if line:
+        lines.append(line)
+    if len(lines) > max_lines:
+        last = lines[max_lines - 1]
+        while last and not fits(last + "…"):
+            last = last[:-1]
+        lines = [*lines[:max_lines - 1], last.rstrip() + "…"]
+    return "\n".join(lines)
+
+
 def compare(runs: Sequence[RunSummary], histories: Mapping[str, Mapping[str, list[float]]] | None = None
             ) -> Comparison:
     """The `Comparison` of `runs` (in the order given)."""
@@ -232,4 +307,5 @@ def compare(runs: Sequence[RunSummary], histories: Mapping[str, Mapping[str, lis
     return Comparison(runs=tuple(runs), differing=tuple(diff), same=same, histories=dict(histories or {}))
 
 
-__all__ = ["CLIP_SUFFIXES", "IMAGE_SUFFIXES", "Comparison", "RunSummary", "compare", "differing", "to_frame"]
+__all__ = ["CAPTION_LINES", "CAPTION_PT", "CLIP_SUFFIXES", "IMAGE_SUFFIXES", "Comparison", "RunSummary", "caption_font",
+           "compare", "differing", "fit_caption", "to_frame"]
