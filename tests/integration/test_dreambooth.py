@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from labkit.errors import InvalidParameter
+from labkit.errors import InvalidParameter, LabkitError
 from labkit.toyworld.subject import write_subject_dataset
 from labkit.training.dreambooth import CLASS_DIR, DreamBoothConfig, train_dreambooth
 
@@ -83,11 +83,15 @@ def test_the_benchmark_reports_fidelity_and_drift_into_mlflow(lab, ring, tmp_pat
     ({"prior_loss_weight": -1.0}, "prior_loss_weight"),
     ({"class_prompt": ["a sks circle"]}, "class_prompt"),
     ({"full": True, "kohya": True}, "kohya"),
+    ({"concept": "hexagn"}, "concept"),
+    ({"base": "toywrld"}, "toywrld"),
 ])
 def test_bad_settings_are_refused_before_any_work(lab, ring, tmp_path, change, named):
-    with pytest.raises(InvalidParameter) as e:
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(LabkitError) as e:
         train_dreambooth(lab, _cfg(ring, tmp_path / "out", **change))
     assert named in e.value.message and e.value.fix and not (tmp_path / "out").exists()
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before   # nothing left behind
 
 
 def test_an_empty_folder_and_class_images_that_do_not_fit_are_refused(lab, ring, tmp_path, project):
