@@ -23,7 +23,7 @@ import base64
 import binascii
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -206,11 +206,7 @@ def create_app(lab: Lab, keys: KeyStore, *, queue: int | None = None, per_minute
                 422, "InvalidParameter", not_json, "send a JSON object with the header Content-Type: application/json "
                 f"(curl: -H \"Content-Type: application/json\"), e.g. {_example(request)}; /docs has this "
                 "endpoint's fields."))
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        message = f"{where}: {first.get('msg', 'invalid')}" + (f" (and {len(e.errors()) - 1} more)"
-                                                                 if len(e.errors()) > 1 else "")
-        return await api_error(request, ApiError(422, "InvalidParameter", message,
-                                                 "see /docs for the request's fields and an example."))
+        return await api_error(request, ApiError(422, "InvalidParameter", *_field_errors(e.errors(), request)))
 
     from labkit.serve.routes import add_routes
 
@@ -237,6 +233,35 @@ def _not_a_json_object(error: dict[str, Any], request: Request) -> str | None:
     kinds = {list: "an array", str: "a string", bool: "true or false", int: "a number", float: "a number",
              type(None): "null"}
     return f"The request body must be a JSON object, got {kinds.get(type(given), type(given).__name__)}."
+
+
+def _field_errors(errors: Sequence[dict[str, Any]], request: Request) -> tuple[str, str]:
+    """(message, fix) for a JSON object with wrong fields: every unknown field named at once with the fields the
+    endpoint takes (a Plan's fields sent bare belong under "plan"), then the other problems, three at most."""
+    def where(err: dict[str, Any]) -> str:
+        return ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+
+    unknown = [where(err) for err in errors if err.get("type") == "extra_forbidden"]
+    others = [f"{where(err)}: {err.get('msg', 'invalid')}" for err in errors if err.get("type") != "extra_forbidden"]
+    parts = []
+    takes = _takes(request)
+    if unknown:
+        parts.append(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+                     + (f" (this endpoint takes {', '.join(map(repr, takes))})" if takes else ""))
+    parts += others[:3] + ([f"and {len(others) - 3} more"] if len(others) > 3 else [])
+    fix = f"send a body like {_example(request)}; /docs has this endpoint's fields."
+    plan_fields = {f.name for f in dataclasses.fields(Plan)}
+    if "plan" in takes and unknown and set(unknown) <= plan_fields:
+        wrapped = ", ".join(f"{json.dumps(k)}: …" for k in unknown)
+        fix = f'put a plan\'s fields under "plan", as in {{"plan": {{{wrapped}}}}}; e.g. {_example(request)}.'
+    return "The request body has " + "; ".join(parts) + ".", fix
+
+
+def _takes(request: Request) -> list[str]:
+    """The top-level fields of the endpoint's body model ([] when it has none)."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    return list(getattr(model, "model_fields", {}))
 
 
 def _example(request: Request) -> str:

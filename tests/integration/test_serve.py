@@ -179,6 +179,16 @@ def test_bodies_that_are_not_json_or_too_large(served):
             r = c.post("/jobs", content=content, headers={"content-type": kind})
             assert r.status_code == 422 and said in r.json()["error"]["message"], r.text
             assert "Content-Type: application/json" in r.json()["error"]["fix"]
+        # a plan's fields sent bare: every one named at once, what the endpoint takes, and where they belong
+        r = c.post("/jobs", json={"prompt": PROMPT, "model": "toyworld", "steps": 4})
+        err = r.json()["error"]
+        assert r.status_code == 422 and "unknown fields 'prompt', 'model', 'steps'" in err["message"], r.text
+        assert "takes 'plan', 'request', 'controller'" in err["message"]
+        assert 'under "plan", as in {"plan": {"prompt": …, "model": …, "steps": …}}' in err["fix"]
+        r = c.post("/plans", json={"request": "", "controller": 5})  # every problem, not the first "and 1 more"
+        err = r.json()["error"]
+        assert "request: String should have at least 1 character" in err["message"], r.text
+        assert "controller: Input should be a valid string" in err["message"] and '"request": ' in err["fix"]
         big = {"plan": {"prompt": PROMPT, "image": "data:image/png;base64," + "A" * (9 * 1024 * 1024)}}
         r = c.post("/jobs", json=big)
         assert r.status_code == 413 and "bytes" in r.json()["error"]["message"]
