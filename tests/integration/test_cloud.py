@@ -194,7 +194,7 @@ def test_cli_arguments_are_checked_before_any_work(cli_env, project):
     assert bad.returncode == 2 and "'steps' is not NAME=VALUE" in bad.stderr and "Traceback" not in bad.stderr
     missing = labkit("cloud", "colab", "build", "no_such_notebook", "--install", INSTALL, env=cli_env, check=False)
     assert missing.returncode == 2 and "There is no notebook 'no_such_notebook'" in missing.stderr
-    assert "none found" in missing.stderr  # the project has no notebooks/ to suggest from
+    assert "there is none in" in missing.stderr  # the project has no notebooks/ to suggest from
     # a dry run without any Kaggle username to build for
     anon = labkit("cloud", "kaggle", "push", str(LORA), "--dry-run", "--internet", "--install", INSTALL,
                   env={**cli_env, "KAGGLE_CONFIG_DIR": str(project / "no-kaggle")}, check=False)
