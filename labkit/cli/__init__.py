@@ -7,7 +7,9 @@
 - any other exception: one line naming it and the log file that holds the full traceback
   (`<project>/mlruns/logs/labkit-<UTC time>-<pid>.log`, else `<tmp>/labkit-logs/`), exit status 1;
   a run that was open has already ended FAILED with the traceback as its `error.txt`;
-- Ctrl-C: "interrupted", exit 130. SIGTERM takes the same path (an open run ends KILLED), exit 143.
+- Ctrl-C: "interrupted", exit 130. SIGTERM takes the same path (an open run ends KILLED, its `labkit.error`
+  "stopped by SIGTERM"), exit 143. A command that stops cleanly says so itself (`labkit sweep`: what stopped,
+  what is kept, how to resume) with the same exit status.
 
 Layout: one module per command group, each holding its `cmd_*` functions and a `register(sub, common)` that
 adds its parsers (`system`: doctor, demo, ui; `generate`: generate, video, plan, ask, replay; `compliance`;

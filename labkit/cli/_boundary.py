@@ -126,9 +126,19 @@ def _check_text(args: argparse.Namespace, names: dict[str, str]) -> None:
 
 
 
+class _Terminated(KeyboardInterrupt):
+    """The KeyboardInterrupt SIGTERM raises. Its `reason` is what an open run records (`Tracker.run` and the sweep
+    runner read it; without one they write Ctrl-C), its `signal` what a command reports: the training engine's
+    `TrainingStopped` carries the same two."""
+
+    signal = "SIGTERM"
+    reason = "stopped by SIGTERM"
+
+
 class _SigtermAsInterrupt:
-    """While a command runs, SIGTERM (`kill`, a scheduler, a closing service) raises KeyboardInterrupt in the
-    main thread: an open run ends KILLED and outputs are cleaned up the way Ctrl-C does it.
+    """While a command runs, SIGTERM (`kill`, a scheduler, a closing service) raises KeyboardInterrupt (`_Terminated`)
+    in the main thread: an open run ends KILLED, "stopped by SIGTERM", and outputs are cleaned up the way Ctrl-C
+    does it.
 
     Handlers nest: the training engine and `labkit ui` install their own for their loops and restore this
     one after. A SIGTERM arriving while an interrupt is already being handled (a checkpoint being saved,
@@ -159,7 +169,7 @@ class _SigtermAsInterrupt:
             os.kill(os.getpid(), signal.SIGTERM)
             return
         self.received = True
-        raise KeyboardInterrupt("SIGTERM")
+        raise _Terminated("SIGTERM")
 
     def __exit__(self, *exc: object) -> None:
         import signal

@@ -2,6 +2,9 @@
 bundle).
 
 Example: `labkit export labkit --out runs.zip`, then `labkit import runs.zip` in another project.
+
+A sweep stopped by Ctrl-C (exit 130) or SIGTERM (exit 143) ends its running points and its run KILLED, with the
+reason, keeps what they recorded, and says in one line what to run to finish it (`--resume`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from labkit.errors import InvalidParameter
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from labkit.sweeps import load_spec, run_sweep
+    from labkit.sweeps import SweepStopped, load_spec, run_sweep
 
     if args.jobs < 1:
         raise InvalidParameter(f"--jobs {args.jobs} is not a number of kernels to run at once.", value=args.jobs,
@@ -24,9 +27,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         result = run_sweep(lab, spec, jobs=args.jobs, resume=args.resume, yes=args.yes, dry_run=args.dry_run,
                            progress=not args.no_progress, backend=args.backend, address=args.address)
-    except KeyboardInterrupt:
-        print(f"stopped; finish the missing points with: labkit sweep {args.file} --resume", file=sys.stderr)
-        return 130
+    except SweepStopped as e:  # (an interrupt before the sweep's run opened goes on to the error boundary)
+        # one line, as every stop of the CLI: what stopped, what is kept, how to go on; exit 143 for SIGTERM
+        # (128 + 15, as the error boundary), 130 for Ctrl-C
+        print(f"labkit sweep: {e.line(_resume_command(args))}", file=sys.stderr, flush=True)
+        return 143 if e.signal == "SIGTERM" else 130
     if args.json:
         _print_json({"parent_run_id": result.parent_run_id, "dry_run": result.dry_run, "runs": len(result.points),
                      "skipped": [p.index for p in result.skipped],
@@ -40,6 +45,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"summary, figures and grid: artifacts summary/ of run {result.parent_run_id} "
                   f"(labkit compare sweep {result.parent_run_id})")
     return 1 if result.failed else 0
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command as it was typed (its --jobs, --root, --backend…), with --resume."""
+    import shlex
+
+    argv = list(getattr(args, "argv", None) or ["sweep", args.file])
+    return "labkit " + shlex.join(argv if "--resume" in argv else [*argv, "--resume"])
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 point and seed, and summarised with statistics over seeds.
 
     spec = load_spec("experiments/toy-steps-guidance.yaml")
-    result = run_sweep(lab, spec, jobs=2, resume=True)     # or `labkit sweep FILE`
+    result = run_sweep(lab, spec, jobs=2, resume=True)     # or `labkit sweep FILE`; Ctrl-C: SweepStopped
     result = run_sweep(lab, spec, backend="ray")            # each point on a Ray cluster (labkit.sweeps.ray_backend)
     rep = report(lab, result.parent_run_id)                 # or `labkit compare sweep RUN_ID`
 
@@ -23,6 +23,7 @@ _LAZY = {
     "PointOutcome": "labkit.sweeps.runner",
     "SweepResult": "labkit.sweeps.runner",
     "run_sweep": "labkit.sweeps.runner",
+    "SweepStopped": "labkit.sweeps.stopping",
     "Paired": "labkit.sweeps.stats",
     "SweepReport": "labkit.sweeps.stats",
     "mean_ci": "labkit.sweeps.stats",
@@ -30,12 +31,13 @@ _LAZY = {
     "sweep_frame": "labkit.sweeps.stats",
 }
 
-__all__ = ["Paired", "Point", "PointOutcome", "SweepReport", "SweepResult", "SweepSpec", "load_spec", "mean_ci",
-           "report", "run_sweep", "spec_from_dict", "sweep_frame"]
+__all__ = ["Paired", "Point", "PointOutcome", "SweepReport", "SweepResult", "SweepSpec", "SweepStopped", "load_spec",
+           "mean_ci", "report", "run_sweep", "spec_from_dict", "sweep_frame"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.sweeps.runner import PointOutcome, SweepResult, run_sweep
     from labkit.sweeps.spec import Point, SweepSpec, load_spec, spec_from_dict
     from labkit.sweeps.stats import Paired, SweepReport, mean_ci, report, sweep_frame
+    from labkit.sweeps.stopping import SweepStopped
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

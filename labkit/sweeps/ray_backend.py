@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import ConfigError, InvalidParameter
+from labkit.sweeps.stopping import stop_reason
 
 if TYPE_CHECKING:  # pragma: no cover
     from labkit.config import LabConfig
@@ -290,24 +291,34 @@ def run_points(cluster: Cluster, runner: _PointRunner, points: list[Point],
                     actor = start(key)
                 record(outcome)
                 feed(key, actor)
-    except BaseException:
+    except BaseException as e:
         for actor in workers:
             ray.kill(actor)
-        for _, _, _p, attempt in in_flight.values():
-            mark_killed(lab, runner.experiment, attempt)
+        # a stop (Ctrl-C, SIGTERM) ends the running points KILLED with its reason; an error of the driver, FAILED
+        from labkit.sweeps.runner import PointOutcome
+
+        stopped = isinstance(e, KeyboardInterrupt)
+        why = stop_reason(e) if stopped else f"{type(e).__name__}: {e}"
+        for _, _, p, attempt in in_flight.values():
+            mark_killed(lab, runner.experiment, attempt, reason=why, status="KILLED" if stopped else "FAILED")
+            if stopped:
+                runner.interrupted.append(PointOutcome(p, None, "KILLED", why))
         raise
 
 
-def mark_killed(lab: Lab, experiment: str, attempt: str) -> None:
-    """End the runs a stopped point left RUNNING (found by their attempt tag) as KILLED, as a local Ctrl-C does."""
+def mark_killed(lab: Lab, experiment: str, attempt: str, reason: str | None = None, status: str = "KILLED") -> None:
+    """End the runs a stopped point left RUNNING (found by their attempt tag) as `status` (KILLED, as a local Ctrl-C
+    does; FAILED when the driver failed), with `reason` as their `labkit.error`."""
     from labkit.sweeps.runner import TAG_ATTEMPT
 
     client = lab.tracker.client
     exp_id = lab.tracker.experiment_id(experiment)
     for run in client.search_runs([exp_id], filter_string=f"tags.`{TAG_ATTEMPT}` = '{attempt}'"):
         if run.info.status == "RUNNING":
-            client.set_tag(run.info.run_id, "labkit.status", "KILLED")
-            client.set_terminated(run.info.run_id, status="KILLED")
+            client.set_tag(run.info.run_id, "labkit.status", status)
+            if reason:
+                client.set_tag(run.info.run_id, "labkit.error", reason[:8000])
+            client.set_terminated(run.info.run_id, status=status)
 
 
 def _cause(exc: BaseException) -> BaseException:

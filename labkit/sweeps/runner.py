@@ -5,10 +5,12 @@ outputs, and the point's parameters and scores added. A notebook point is a chil
 executed notebook (`notebook/point-NNN.ipynb`), the metrics and files the notebook passed to
 `labkit.notebooks.record`, and the means of the metrics of the runs the notebook made (which nest
 under it: the kernel gets `LABKIT_PARENT_RUN_ID`). A point that fails is recorded FAILED — for a
-notebook with the cell and the error — and the sweep goes on; Ctrl-C marks the point and the sweep
-KILLED. `resume=True` reopens the latest sweep of the same name and runs only the points without a
-finished child. Notebook points run on up to `jobs` kernels at once; on a machine with several GPUs each
-kernel is given one of them in turn (`kernel_gpus`, tagged `labkit.sweep.gpu` on the child).
+notebook with the cell and the error, and what it recorded before — and the sweep goes on. Ctrl-C or
+SIGTERM (see `labkit.sweeps.stopping`) kills the running kernels, marks the running points and the sweep KILLED
+with the reason, keeps what they recorded, and raises `SweepStopped`. `resume=True` reopens the latest sweep of
+the same name and runs only the points without a finished child. Notebook points run on up to `jobs` kernels at
+once, each from a worker thread; on a machine with several GPUs each kernel is given one of them in turn
+(`kernel_gpus`, tagged `labkit.sweep.gpu` on the child).
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidParameter
 from labkit.sweeps.spec import Point, SweepSpec
+from labkit.sweeps.stopping import SweepStopped, kill_kernels, quiet_dead_kernels, stop_reason, stop_signal
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +91,12 @@ class SweepResult:
             axes = self.spec.axes
             rows = [f"  {'done' if p in self.skipped else 'todo'}  {p.index:>4}  {p.label(axes)}" for p in self.points]
             return [head, *rows, "dry run: nothing was started"]
+        stopped = sum(o.status == "KILLED" for o in self.outcomes)
         out = [f"sweep {self.spec.name!r}: parent run {self.parent_run_id}",
-               f"  {sum(o.status == 'FINISHED' for o in self.outcomes)} finished, {len(self.failed)} failed, "
-               f"{len(self.skipped)} skipped (already finished) of {len(self.points)}"]
-        out += [f"  FAILED point {o.point.index} ({o.point.label()}): {o.error}" for o in self.failed]
+               f"  {sum(o.status == 'FINISHED' for o in self.outcomes)} finished, "
+               f"{len(self.failed) - stopped} failed, " + (f"{stopped} stopped, " if stopped else "")
+               + f"{len(self.skipped)} skipped (already finished) of {len(self.points)}"]
+        out += [f"  {o.status} point {o.point.index} ({o.point.label()}): {o.error}" for o in self.failed]
         return out
 
 
@@ -111,7 +116,8 @@ def run_sweep(lab: Lab, spec: SweepSpec, *, jobs: int = 1, resume: bool = False,
 
     `backend`: "local" or "ray" (default: `[sweep] backend` in labkit.toml, else "local"); `address`: the
     Ray cluster (default `[sweep] address`; see `labkit.sweeps.ray_backend`). `on_point` is called after
-    each point (from the thread that ran it locally; on Ray, from this thread).
+    each point (from the thread that ran it locally; on Ray, from this thread). Ctrl-C or SIGTERM once the sweep's
+    run is open raises `SweepStopped` (a KeyboardInterrupt) carrying the result so far (`labkit.sweeps.stopping`).
     """
     if not isinstance(spec, SweepSpec):
         raise InvalidParameter(f"run_sweep needs a SweepSpec, not {type(spec).__name__}.", value=type(spec).__name__,
@@ -152,49 +158,84 @@ def run_sweep(lab: Lab, spec: SweepSpec, *, jobs: int = 1, resume: bool = False,
         from labkit.sweeps.ray_backend import connect
 
         cluster = connect(lab.config, address)
-    with _parent_run(lab, spec, experiment, previous) as parent:
-        result.parent_run_id = parent.run_id
-        parent.log_metrics({"sweep.points": len(points)})
-        bar = _progress(len(points), len(skipped), spec.name, progress)
-        lock = threading.Lock()
-        runner = _PointRunner(lab, spec, parent.run_id, experiment, gpus=kernel_gpus(lab, jobs))
+    try:
+        with _parent_run(lab, spec, experiment, previous) as parent:
+            result.parent_run_id = parent.run_id
+            parent.log_metrics({"sweep.points": len(points)})
+            bar = _progress(len(points), len(skipped), spec.name, progress)
+            lock = threading.Lock()
+            runner = _PointRunner(lab, spec, parent.run_id, experiment, gpus=kernel_gpus(lab, jobs))
 
-        def record(outcome: PointOutcome) -> PointOutcome:
-            with lock:
-                result.outcomes.append(outcome)
-                bar.update(1)
-                bar.set_postfix(failed=len(result.failed))
-            if on_point is not None:
-                on_point(outcome)
-            return outcome
+            def record(outcome: PointOutcome) -> PointOutcome:
+                with lock:
+                    result.outcomes.append(outcome)
+                    bar.update(1)
+                    bar.set_postfix(failed=len(result.failed))
+                if on_point is not None:
+                    on_point(outcome)
+                return outcome
 
-        def one(p: Point) -> PointOutcome:
-            return record(runner.run(p))
+            def one(p: Point) -> PointOutcome:
+                return record(runner.run(p))
 
-        try:
-            if cluster is not None:
-                from labkit.sweeps.ray_backend import run_points
+            try:
+                if cluster is not None:
+                    from labkit.sweeps.ray_backend import run_points
 
-                run_points(cluster, runner, todo, record)
-            elif jobs <= 1:
-                for p in todo:
-                    one(p)
-            else:
-                pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="labkit-sweep")
-                try:
-                    for fut in as_completed([pool.submit(one, p) for p in todo]):
-                        fut.result()
-                finally:
-                    pool.shutdown(wait=True, cancel_futures=True)
-        finally:
-            bar.close()
-            finished = len(skipped) + sum(o.status == "FINISHED" for o in result.outcomes)
-            parent.log_metrics({"sweep.finished": finished, "sweep.failed": len(result.failed)})
+                    run_points(cluster, runner, todo, record)
+                elif spec.kind == "notebook":
+                    _run_kernels(runner, todo, jobs, one)
+                else:
+                    for p in todo:
+                        one(p)
+            finally:
+                bar.close()
+                with lock:
+                    result.outcomes += [o for o in runner.interrupted if o not in result.outcomes]
+                finished = len(skipped) + sum(o.status == "FINISHED" for o in result.outcomes)
+                parent.log_metrics({"sweep.finished": finished,
+                                    "sweep.failed": sum(o.status == "FAILED" for o in result.outcomes),
+                                    "sweep.stopped": sum(o.status == "KILLED" for o in result.outcomes)})
+    except KeyboardInterrupt as e:
+        if result.parent_run_id is None:  # stopped before the sweep's run opened: nothing to keep or resume
+            raise
+        raise SweepStopped(stop_signal(e), stop_reason(e), result) from None
     if summarize:
         from labkit.sweeps.stats import report
 
         result.report = report(lab, result.parent_run_id, log=True)
     return result
+
+
+def _run_kernels(runner: _PointRunner, todo: list[Point], jobs: int, one: Callable[[Point], PointOutcome]) -> None:
+    """Run notebook points on up to `jobs` worker threads, this thread waiting. An interrupt lands here, never inside
+    papermill (whose own clean-up asks a busy kernel to shut down, and the kernel prints a ZMQError traceback):
+    the points not started are dropped, the running kernels killed (again each half second, for one that was
+    starting), and the workers waited for, each recording its point KILLED (a second interrupt stops the waiting:
+    the workers close their runs when their kernels are gone)."""
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="labkit-sweep")
+    futures = [pool.submit(one, p) for p in todo]
+    join = True
+    try:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                fut.result()  # an error of on_point (a point's own errors are its outcome)
+    except KeyboardInterrupt as e:
+        runner.stop(stop_reason(e))
+        for fut in futures:
+            fut.cancel()
+        try:
+            with quiet_dead_kernels():
+                while not all(f.done() for f in futures):
+                    runner.kill_running()
+                    wait(futures, timeout=0.5)
+        except KeyboardInterrupt:
+            join = False
+        raise
+    finally:
+        pool.shutdown(wait=join, cancel_futures=True)
 
 
 def check_backend(backend: object) -> str:
@@ -312,9 +353,13 @@ class _parent_run:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if self._cm is not None:
             return bool(self._cm.__exit__(exc_type, exc, tb))
+        # as `Tracker.run` ends a new sweep's parent: a stop with its reason, an error with its type
         status = "FINISHED" if exc is None else "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         if exc is not None:
-            self.run.set_tags({"labkit.error": f"{type(exc).__name__}: {exc}", "labkit.status": status})
+            self.run.set_tags({"labkit.error": stop_reason(exc) if status == "KILLED" else f"{type(exc).__name__}: "
+                                                                                        f"{exc}",
+                               "labkit.error_type": status if status == "KILLED" else type(exc).__name__,
+                               "labkit.status": status})
         self.lab.tracker.client.set_terminated(self.run.run_id, status=status)
         return False
 
@@ -329,6 +374,21 @@ class _PointRunner:
             self._gpus = queue.SimpleQueue()
             for gpu in gpus:
                 self._gpus.put(gpu)
+        self._stop_lock = threading.Lock()
+        self.stopping: str | None = None  # the reason, once the sweep is being stopped
+        self._running: set[str] = set()  # the point runs whose kernels are (or are about to be) running
+        self.interrupted: list[PointOutcome] = []  # points an interrupt ended on this thread (plan points)
+
+    def stop(self, reason: str) -> None:
+        """Stop starting kernels: a notebook point from now on ends KILLED with `reason`, its kernel killed."""
+        with self._stop_lock:
+            self.stopping = reason
+
+    def kill_running(self) -> int:
+        """Kill the kernels of the notebook points running now (see `stop`); how many were found."""
+        with self._stop_lock:
+            running = set(self._running)
+        return kill_kernels(running, PARENT_ENV)
 
     def tags(self, p: Point, attempt: str) -> dict[str, Any]:
         return {"mlflow.parentRunId": self.parent, TAG_NAME: self.spec.name, TAG_KEY: p.key,
@@ -351,7 +411,9 @@ class _PointRunner:
                     outcome = self._plan_point(p, attempt)
             else:
                 outcome = self._notebook_point(p, attempt)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:  # the point's run ended KILLED with the reason (lab.run / the render)
+            self.interrupted.append(PointOutcome(p, self._name_stopped(p, attempt), "KILLED", stop_reason(e),
+                                                 seconds=time.perf_counter() - start))
             raise
         except Exception as e:
             outcome = self.failed(p, attempt, e)
@@ -412,12 +474,33 @@ class _PointRunner:
                    "MLFLOW_TRACKING_URI": lab.config.tracking_uri, "LABKIT_EXPERIMENT": self.experiment}
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = gpu
+            ex, raised = None, None
+            with self._stop_lock:
+                start = self.stopping is None
+                if start:
+                    self._running.add(run.run_id)  # before the kernel starts: `kill_running` finds it from now on
             with tempfile.TemporaryDirectory(prefix="labkit-sweep-") as tmp:
                 out = Path(tmp) / f"point-{p.index:03d}.ipynb"
-                ex = execute(spec.notebook, out, values, kernel=spec.kernel, cwd=lab.config.root, env=env,
-                             timeout=spec.timeout)
-                if out.is_file():
-                    run.log_artifact(out, "notebook")
+                try:
+                    if start:
+                        ex = execute(spec.notebook, out, values, kernel=spec.kernel, cwd=lab.config.root, env=env,
+                                     timeout=spec.timeout)
+                except Exception as e:  # the kernel died, a cell timed out, no such kernel…
+                    raised = e
+                finally:
+                    with self._stop_lock:
+                        self._running.discard(run.run_id)
+                    if out.is_file():  # what ran, up to the error or the stop
+                        run.log_artifact(out, "notebook")
+                        if ex is None or ex.error is not None:
+                            self._keep_records(run, out)
+            if self.stopping is not None and (ex is None or ex.error is not None):
+                self._end_stopped(run, self.stopping)
+                outcome.status, outcome.error = "KILLED", self.stopping
+                return outcome
+            if raised is not None:
+                raise raised
+            assert ex is not None
             if ex.error is not None:
                 err = ex.error
                 run.set_tags({"labkit.error": err.summary(), "labkit.error_type": err.ename,
@@ -442,6 +525,53 @@ class _PointRunner:
             outcome.metrics = metrics
         return outcome
 
+    def _keep_records(self, run: Run, notebook: Path) -> None:
+        """What a notebook that raised or was stopped passed to `record` before: its metrics and files, on its run."""
+        from labkit.notebooks import read_records
+
+        try:
+            metrics, files = read_records(notebook)
+            run.log_metrics(metrics)
+            for f in files:
+                f = f if f.is_absolute() else self.lab.config.root / f  # the kernel's working directory
+                if f.is_file():
+                    run.log_artifact(f, "outputs")
+        except Exception as e:  # the error or the stop is what the run reports; this is a bonus
+            log.warning("could not keep what point run %s recorded: %s", run.run_id, e)
+
+    def _end_stopped(self, run: Run, reason: str) -> None:
+        """A point whose kernel was killed: its run, and the runs the notebook had open under it, end KILLED."""
+        run.set_tags({"labkit.error": reason, "labkit.error_type": "KILLED", "labkit.status": "KILLED"})
+        run.status = "KILLED"
+        client = self.lab.tracker.client
+        try:
+            nested = client.search_runs([run.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = "
+                                                                            f"'{run.run_id}'", max_results=1000)
+            for r in nested:
+                if r.info.status == "RUNNING":  # its kernel is gone: nobody else will close it
+                    client.set_tag(r.info.run_id, "labkit.error", reason)
+                    client.set_tag(r.info.run_id, "labkit.status", "KILLED")
+                    client.set_terminated(r.info.run_id, status="KILLED")
+        except Exception as e:  # the store is busy or gone: a later Lab closes them as left by a dead process
+            log.warning("could not close the runs of stopped point run %s: %s", run.run_id, e)
+
+    def _name_stopped(self, p: Point, attempt: str) -> str | None:
+        """The run a stopped point's attempt opened (found by its tag), named and labelled as a finished point's
+        run is (a render's is still "txt2img"); its id, if there is one."""
+        from labkit.tracking.store import Run
+
+        client = self.lab.tracker.client
+        try:
+            found = client.search_runs([self.lab.tracker.experiment_id(self.experiment)],
+                                       filter_string=f"tags.`{TAG_ATTEMPT}` = '{attempt}'", max_results=1)
+            if found:
+                run = Run(client, found[0].info.run_id, found[0].info.experiment_id, found[0].info.artifact_uri)
+                run.set_tags({"mlflow.runName": self.name(p)})
+                run.log_params(self.params(p))
+        except Exception:  # while stopping: the outcome can go without it
+            return None
+        return found[0].info.run_id if found else None
+
     def failed(self, p: Point, attempt: str, exc: BaseException) -> PointOutcome:
         """A point that raised in labkit (not in a notebook): its child run FAILED with the error. A
         render that failed inside its run already is that run; otherwise one is made to say so."""
@@ -460,6 +590,7 @@ class _PointRunner:
                 client.set_tag(run_id, "labkit.error", message[:8000])
                 client.set_terminated(run_id, status="FAILED")
             return PointOutcome(p, run_id, "FAILED", message)
+        run_id = None
         try:
             with self.lab.run(self.name(p), params=self.params(p),
                               tags={**self.tags(p, attempt), "labkit.job": "sweep-point"},
@@ -522,5 +653,5 @@ def score_images(scorer: str, images: list[tuple[Path, str]]) -> dict[str, float
     return out
 
 
-__all__ = ["BACKENDS", "PARENT_ENV", "PointOutcome", "SweepResult", "bound_jobs", "check_backend", "children",
-           "find_sweep", "finished_keys", "kernel_gpus", "run_sweep", "score_images"]
+__all__ = ["BACKENDS", "PARENT_ENV", "PointOutcome", "SweepResult", "SweepStopped", "bound_jobs", "check_backend",
+           "children", "find_sweep", "finished_keys", "kernel_gpus", "run_sweep", "score_images"]

@@ -29,6 +29,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -497,14 +498,31 @@ def _seeds(value: Any, name: str) -> tuple[int, ...] | None:
 
 
 def _find_notebook(name: str, spec_path: Path | None, root: str | Path | None, sweep: str) -> Path:
-    candidates = [Path(name)] if Path(name).is_absolute() else [
-        *([spec_path.parent / name] if spec_path else []), *([Path(root) / name] if root else []), Path.cwd() / name]
+    """The notebook `name` names: itself when absolute, else the first that exists of the spec's folder, the
+    project and the working directory joined with it; `ConfigError` naming each place looked at once."""
+    given = Path(name).expanduser()
+    bases = [] if given.is_absolute() else [*([spec_path.parent] if spec_path else []), *([Path(root)] if root else []),
+                                            Path.cwd()]
+    candidates: list[Path] = []
+    for c in [given] if given.is_absolute() else [base / given for base in bases]:
+        c = Path(os.path.abspath(c))  # the spec's folder may be relative: say where, not where from
+        if c not in candidates:  # the project is often the working directory: one place, named once
+            candidates.append(c)
     for c in candidates:
         if c.is_file():
             return c.resolve()
-    raise ConfigError(f"The sweep {sweep!r} names the notebook {name!r}, which does not exist.", value=name,
-                      fix="give a path relative to the spec's folder or the project, e.g. "
-                          f"notebooks/00_quickstart.ipynb (looked in: {', '.join(str(c.parent) for c in candidates)}).")
+    folder = next((c for c in candidates if c.is_dir()), None)
+    if folder is not None:
+        books = sorted(folder.glob("*.ipynb"))
+        example = f", e.g. notebook: {(Path(name) / books[0].name).as_posix()}" if books else ""
+        raise ConfigError(f"The sweep {sweep!r} names the notebook {name!r}, and {str(folder)!r} is a folder.",
+                          value=name, fix=f"name the .ipynb file in it{example}.")
+    where = "" if given.is_absolute() else " (looked for " + (
+        ", ".join(map(str, candidates[:-1])) + " or " if len(candidates) > 1 else "") + f"{candidates[-1]})"
+    spec = f" in {spec_path}" if spec_path else ""
+    raise ConfigError(f"The sweep {sweep!r} names the notebook {name!r}, which does not exist{where}.",
+                      value=name, fix=f"correct `notebook:`{spec} (a path relative to the spec's folder or the "
+                                      "project, or an absolute one), or create the notebook there.")
 
 
 __all__ = ["DEFAULT_MAX_RUNS", "Point", "SweepSpec", "load_spec", "scorer_metrics", "spec_from_dict"]

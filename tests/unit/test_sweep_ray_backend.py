@@ -192,7 +192,7 @@ class _FakeRay:
 class _FakeRunner:
     def __init__(self, lab, spec):
         self.lab, self.spec, self.parent, self.experiment = lab, spec, "parent-id", "labkit"
-        self.failures = []
+        self.failures, self.interrupted = [], []
 
     def failed(self, p, attempt, exc):
         from labkit.sweeps.runner import PointOutcome
@@ -263,12 +263,39 @@ def test_ctrl_c_in_the_driver_stops_every_worker(project, monkeypatch):
     fake = _FakeRay({i: PointOutcome(p, f"r{i}", "FINISHED") for i, p in enumerate(points)})
     monkeypatch.setitem(sys.modules, "ray", fake)
     marked = []
-    monkeypatch.setattr("labkit.sweeps.ray_backend.mark_killed", lambda lab, exp, attempt: marked.append(attempt))
+    monkeypatch.setattr("labkit.sweeps.ray_backend.mark_killed",
+                        lambda lab, exp, attempt, reason, status: marked.append((attempt, reason, status)))
+
+    class Terminated(KeyboardInterrupt):  # what `labkit sweep` raises on SIGTERM
+        reason = "stopped by SIGTERM"
 
     def interrupt(outcome):
-        raise KeyboardInterrupt
+        raise Terminated
 
+    runner = _FakeRunner(lab, spec)
     with pytest.raises(KeyboardInterrupt):
-        run_points(Cluster(address=None, local=True, gpus=0, cpus=2), _FakeRunner(lab, spec), points, interrupt)
+        run_points(Cluster(address=None, local=True, gpus=0, cpus=2), runner, points, interrupt)
     assert set(fake.killed) == set(fake.actors) and len(fake.actors) == 2
-    assert marked == [fake.calls[1][2]]  # the point still running on the other worker
+    # the point still running on the other worker, KILLED with the stop's reason (not Ctrl-C's)
+    assert marked == [(fake.calls[1][2], "stopped by SIGTERM", "KILLED")]
+    assert [(o.point.index, o.status, o.error) for o in runner.interrupted] == [(1, "KILLED", "stopped by SIGTERM")]
+
+
+def test_a_driver_error_ends_the_running_points_failed_not_killed(project, monkeypatch):
+    from labkit.sweeps.ray_backend import Cluster, run_points
+    from labkit.sweeps.runner import PointOutcome
+
+    lab, spec, points = _three_points(project)
+    fake = _FakeRay({i: PointOutcome(p, f"r{i}", "FINISHED") for i, p in enumerate(points)})
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    marked = []
+    monkeypatch.setattr("labkit.sweeps.ray_backend.mark_killed",
+                        lambda lab, exp, attempt, reason, status: marked.append((attempt, reason, status)))
+
+    def broken(outcome):
+        raise OSError("the disk is full")
+
+    runner = _FakeRunner(lab, spec)
+    with pytest.raises(OSError):
+        run_points(Cluster(address=None, local=True, gpus=0, cpus=2), runner, points, broken)
+    assert marked == [(fake.calls[1][2], "OSError: the disk is full", "FAILED")] and runner.interrupted == []
