@@ -1,5 +1,6 @@
 """`labkit train toy-base | toy-motion | toy-controlnet | lora | dreambooth`: the training recipes. An option
-left out keeps the recipe config's default; Ctrl-C or SIGTERM keeps a checkpoint and prints how to continue (exit 130).
+left out keeps the recipe config's default; Ctrl-C or SIGTERM keeps a checkpoint and prints how to continue
+(exit 130; 143 for SIGTERM).
 
 Example: `labkit train lora data/shapes --steps 200 --output lora` writes the adapter to lora/.
 """
@@ -48,9 +49,9 @@ def _train_recipe(args: argparse.Namespace, train, cfg, what: str) -> int:
     KILLED) say how to continue."""
     try:
         path = train(_lab(args), cfg)
-    except KeyboardInterrupt:
-        print(f"stopped; continue with: {_resume_command(args)}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"{_stopped(e)}; continue with: {_resume_command(args)}", file=sys.stderr)
+        return _stop_status(e)
     print(f"{what} written to {path}")
     return 0
 
@@ -124,19 +125,30 @@ def _resume_command(args: argparse.Namespace) -> str:
     return "labkit " + shlex.join(argv if "--resume" in argv else [*argv, "--resume"])
 
 
+def _stopped(e: BaseException | None) -> str:
+    """'stopped by SIGTERM', 'interrupted by the user (Ctrl-C)' (the words the run records), or 'stopped'."""
+    return str(getattr(e, "reason", None) or ("stopped" if e is None else "interrupted by the user (Ctrl-C)"))
+
+
+def _stop_status(e: BaseException | None) -> int:
+    """The exit status of a stopped job, as the CLI's error boundary gives: 143 (128 + 15) for SIGTERM, else 130."""
+    return 143 if getattr(e, "signal", None) == "SIGTERM" else 130
+
+
 def _report_adapter(args: argparse.Namespace, result) -> int:
     """What the command prints for the result of a LoRA or DreamBooth job: a callable that trains and returns it
     (Ctrl-C or SIGTERM raise the engine's TrainingStopped, which carries it) or the result itself."""
+    stop: BaseException | None = None
     if callable(result):
         try:
             result = result()
         except KeyboardInterrupt as e:  # stopped by a signal: the engine kept a checkpoint and marked the run
             if getattr(e, "result", None) is None:
                 raise  # before the first step: nothing to continue from
-            result = e.result
+            result, stop = e.result, e
     if result.status != "finished":
-        print(f"stopped at step {result.step}; continue with: {_resume_command(args)}", file=sys.stderr)
-        return 130
+        print(f"{_stopped(stop)} at step {result.step}; continue with: {_resume_command(args)}", file=sys.stderr)
+        return _stop_status(stop)
     if args.json:
         _print_json({"run_id": result.run_id, "adapter": str(result.export_dir), "steps": result.step,
                      "wall_s": result.wall_s, "metrics": result.metrics})

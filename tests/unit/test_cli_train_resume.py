@@ -36,6 +36,12 @@ def test_a_training_stopped_by_a_signal_prints_the_same_hint(capsys):
         raise TrainingStopped("SIGTERM", SimpleNamespace(status="interrupted", step=7, checkpoint="ckpt"))
 
     argv = ["train", "lora", "data", "--output", "sig"]
-    assert _report_adapter(_args(argv), stopped) == 130
-    assert capsys.readouterr().err.strip() == "stopped at step 7; continue with: labkit train lora data --output sig " \
-                                               "--resume"
+    assert _report_adapter(_args(argv), stopped) == 143  # 128 + SIGTERM, as every labkit command stopped so
+    assert capsys.readouterr().err.strip() == "stopped by SIGTERM at step 7; continue with: labkit train lora data " \
+                                               "--output sig --resume"
+
+    def ctrl_c():
+        raise TrainingStopped("SIGINT", SimpleNamespace(status="interrupted", step=3, checkpoint="ckpt"))
+
+    assert _report_adapter(_args(argv), ctrl_c) == 130
+    assert capsys.readouterr().err.startswith("interrupted by the user (Ctrl-C) at step 3; continue with: ")
