@@ -6,14 +6,21 @@
     out.records                                # what the notebook passed to `record(...)`
 
 Inside a notebook, `record(score=0.93, files=["grid.png"])` hands numbers and files to whoever ran it
-(a sweep logs them on the point's run); run interactively, it only shows them.
+(a sweep logs them on the point's run); run interactively, it only shows them. Three more helpers keep
+notebooks thin:
+
+    check_parameters(globals(), seeds="list of int >= 0", size="size or None")  # papermill's values, checked first
+    data = cached_folder(root / "lora", "hexagon-data", write_dataset, 50, licence="CC0-1.0")  # one per arguments
+    fresh = NewFiles(output / "validation", "step-*.png"); fresh()  # only what this run wrote
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,5 +213,222 @@ def record(files: list[str | Path] | None = None, **metrics: float) -> dict[str,
     return data
 
 
-__all__ = ["DEFAULT_KERNEL", "RECORD_MIME", "Execution", "NotebookError", "execute", "kernel_and_language",
-           "notebook_parameters", "read_records", "record"]
+# -- inside a notebook: its parameters, checked before any work -------------------------------------------
+
+#: What each kind of parameter takes, in words: (one, several).
+_KINDS = {"int": ("a whole number", "whole numbers"), "number": ("a number", "numbers"),
+          "bool": ("True or False", "True/False values"), "str": ("text", "strings"), "path": ("a path", "paths"),
+          "size": ("[width, height] (two positive whole numbers)", "sizes")}
+_SPEC = re.compile(r"(?P<many>list of (?:(?P<count>[1-9]\d*) )?)?(?P<kind>" + "|".join(_KINDS)
+                   + r")(?: (?P<op>>=|>) (?P<bound>-?\d+(?:\.\d+)?))?")
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One alternative of a parameter's spec: a kind (or None, or one of some words), maybe a list of them."""
+
+    kind: str
+    many: bool = False
+    count: int | None = None
+    bound: float | None = None
+    strict: bool = False
+    choices: tuple[str, ...] = ()
+
+    def words(self) -> str:
+        if self.kind == "none":
+            return "None"
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        one, several = _KINDS[self.kind]
+        limit = "" if self.bound is None else f"{'greater than' if self.strict else 'at least'} {self.bound:g}"
+        if not self.many:
+            return f"{one} {'' if self.strict else 'of '}{limit}" if limit else one
+        head = f"a list of {f'{self.count} ' if self.count else ''}{several}"
+        return f"{head}, each {limit}" if limit else head
+
+    def fits(self, value: Any) -> bool:
+        if self.kind == "none":
+            return value is None
+        if self.many:
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
+                return False
+            one = _Kind(self.kind, bound=self.bound, strict=self.strict)
+            return (self.count is None or len(value) == self.count) and all(one.fits(v) for v in value)
+        if self.kind == "choice":
+            return isinstance(value, str) and value in self.choices
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "str":
+            return isinstance(value, str)
+        if self.kind == "path":
+            return isinstance(value, os.PathLike) or (isinstance(value, str) and bool(value.strip()))
+        if self.kind == "size":
+            return (isinstance(value, (list, tuple)) and len(value) == 2
+                    and all(_Kind("int", bound=1).fits(v) for v in value))
+        whole = self.kind == "int"
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+            return False
+        if not whole and not math.isfinite(value):
+            return False
+        return self.bound is None or (value > self.bound if self.strict else value >= self.bound)
+
+
+def _parse_spec(name: str, spec: Any) -> list[_Kind]:
+    """'list of int >= 0 or None' → its alternatives; ConfigError for a spec this grammar does not know."""
+    fix = ('write what it takes as "int", "number", "bool", "str", "path" or "size", maybe "list of [N] …", '
+           'a bound (">= 1", "> 0"), "one of a, b, c", joined by " or " (e.g. "int >= 1 or None").')
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"check_parameters: the spec of {name} must be text, got {spec!r}.", value=spec, fix=fix)
+    out = []
+    for part in (p.strip() for p in spec.split(" or ")):
+        if part == "None":
+            out.append(_Kind("none"))
+        elif part.startswith("one of "):
+            out.append(_Kind("choice", choices=tuple(c.strip() for c in part[7:].split(",") if c.strip())))
+        elif m := _SPEC.fullmatch(part):
+            out.append(_Kind(m["kind"], many=bool(m["many"]), count=int(m["count"]) if m["count"] else None,
+                             bound=float(m["bound"]) if m["bound"] else None, strict=m["op"] == ">"))
+        else:
+            raise ConfigError(f"check_parameters: cannot read the spec {spec!r} of {name} (at {part!r}).",
+                              value=spec, fix=fix)
+    return out
+
+
+def _parsed(text: str) -> Any:
+    """What a text would have been had the command line passed it as YAML (papermill's -y): '[32, 32]' → a list."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+
+
+def _parameter_fix(name: str, value: Any, kinds: list[_Kind]) -> str:
+    """How to pass `name` right: the same value in the form it takes when that is plain, else the form in words."""
+    wanted = next(k for k in kinds if k.kind != "none")
+    words = " or ".join(k.words() for k in kinds)
+    if (wanted.many or wanted.kind == "size") and not isinstance(value, (list, tuple)):
+        example, why = None, "papermill's -p passes one number or word, never a list"
+        if isinstance(value, str):
+            example = next((v for v in (_parsed(value), _parsed(f"[{value}]")) if wanted.fits(v)), None)
+            why = f"papermill's -p passes {value!r} as text"
+        elif _Kind(wanted.kind, bound=wanted.bound, strict=wanted.strict).fits(value) and wanted.count in (None, 1):
+            example = [value]
+        if example is None:
+            return (f"in the parameters cell, set {name} to {words}; from the command line pass a list as YAML: "
+                    f"papermill … -y '{name}: [...]' ({why}).")
+        text = json.dumps(example)
+        return (f"in the parameters cell, set {name} = {example!r}; from the command line, papermill … -y "
+                f"'{name}: {text}' ({why}) or labkit cloud … -p {name}={text}.")
+    cli = f"-y '{name}: [...]'" if wanted.many or wanted.kind == "size" else f"-p {name} VALUE"
+    return f"in the parameters cell, set {name} to {words} (papermill … {cli})."
+
+
+def check_parameters(values: Mapping[str, Any], /, **specs: str) -> None:
+    """Check a notebook's parameters, as its `parameters` cell and papermill's injected values left them, before
+    any work: `InvalidParameter` naming the first that does not fit, its value and how to pass it.
+
+    Call it in the cell after the `parameters` cell with `globals()` and what each parameter takes:
+    "int", "number", "bool", "str", "path" (text or a Path), "size" ([width, height]), "list of KIND"
+    (a list, never empty; "list of 4 int" has exactly four), a bound ("int >= 1", "number > 0", for a list
+    each item's), "one of a, b, c", and alternatives joined by " or " ("int >= 1 or None").
+
+        check_parameters(globals(), seeds="list of int >= 0", size="size or None", n="int >= 1")
+
+    Why: papermill's `-p seeds 3` passes a number and `-p size "[32, 32]"` a text, and a notebook that uses
+    them unchecked fails minutes later inside a library call, or silently does something else.
+    """
+    from labkit.errors import InvalidParameter
+    from labkit.plan import describe
+
+    missing = [name for name in specs if name not in values]
+    if missing:
+        raise ConfigError(f"check_parameters: the notebook never sets {', '.join(missing)}.", value=missing,
+                          fix="declare each checked parameter in the `parameters` cell, or drop it from the call.")
+    for name, spec in specs.items():
+        kinds = _parse_spec(name, spec)
+        value = values[name]
+        if not any(k.fits(value) for k in kinds):
+            words = [k.words() for k in kinds]
+            wanted = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+            raise InvalidParameter(f"Parameter {name} must be {wanted}, got {describe(value)}.", value=value,
+                                   fix=_parameter_fix(name, value, kinds))
+
+
+# -- inside a notebook: data made once per arguments, files this run wrote ---------------------------------
+
+#: The file `cached_folder` leaves in each folder it makes: what wrote it, with which arguments.
+MADE_BY = "made-by.json"
+
+
+def cached_folder(parent: str | Path, stem: str, write: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Path:
+    """The folder `write(folder, *args, **kwargs)` fills, made the first time these arguments are asked for and
+    reused after: `parent/<stem>-<hash of write and its arguments>`. A rerun with other arguments (more
+    examples, another licence, another identifier) gets its own folder, never the data made with the old ones.
+
+    It is written under a temporary name and renamed whole, so a run stopped half-way, or two notebooks making
+    the same data at once, never leave a folder that looks done; `made-by.json` inside says what made it.
+
+        data = cached_folder(output.parent, "hexagon-data", write_dataset, 50, shapes=("hexagon",), licence="CC0-1.0")
+    """
+    import hashlib
+    import shutil
+    import uuid
+
+    what = {"write": f"{getattr(write, '__module__', '')}.{getattr(write, '__qualname__', repr(write))}",
+            "args": list(args), "kwargs": kwargs}
+    text = json.dumps(what, sort_keys=True, default=repr, indent=1)
+    name = f"{re.sub(r'[^A-Za-z0-9._-]+', '-', stem).strip('.-') or 'data'}-" \
+           f"{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    parent = Path(parent)
+    final = parent / name
+    if (final / MADE_BY).is_file():
+        return final
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        write(tmp, *args, **kwargs)
+        (tmp / MADE_BY).write_text(text + "\n", encoding="utf-8")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / MADE_BY).is_file():  # not another process that finished first: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+class NewFiles:
+    """The files matching `pattern` in `folder` that were written (new, or rewritten) since this object was
+    made, each reported once: a run's output folder may hold an earlier run's files under the same names.
+
+        fresh = NewFiles(output / "validation", "step-*.png")
+        ...                                   # training writes grids
+        for png in fresh(): display(Image(filename=png))
+    """
+
+    def __init__(self, folder: str | Path, pattern: str = "*"):
+        self.folder, self.pattern = Path(folder), pattern
+        self._before = self._stamps()
+        self._reported: set[Path] = set()
+
+    def _stamps(self) -> dict[Path, tuple[int, int]]:
+        out = {}
+        for path in sorted(self.folder.glob(self.pattern)):
+            try:
+                st = path.stat()
+            except OSError:  # removed while we looked
+                continue
+            out[path] = (st.st_mtime_ns, st.st_size)
+        return out
+
+    def __call__(self) -> list[Path]:
+        new = [p for p, stamp in self._stamps().items() if p not in self._reported and self._before.get(p) != stamp]
+        self._reported.update(new)
+        return new
+
+
+__all__ = ["DEFAULT_KERNEL", "MADE_BY", "RECORD_MIME", "Execution", "NewFiles", "NotebookError", "cached_folder",
+           "check_parameters", "execute", "kernel_and_language", "notebook_parameters", "read_records", "record"]

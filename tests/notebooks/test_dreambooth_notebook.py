@@ -1,9 +1,11 @@
 """notebooks/09_dreambooth.ipynb, executed by papermill on a real ipykernel with tiny parameters on the toy
 subject: it trains with and without prior preservation, shows the class images, the loss and the validation
-grids, scores both adapters (fidelity and drift, with grids) and renders with the adapter."""
+grids, scores both adapters (fidelity and drift, with grids) and renders with the adapter; an earlier run's subject
+data, made for another identifier, is not reused."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -45,6 +47,14 @@ def test_dreambooth_notebook_trains_scores_drift_side_by_side_and_renders(migrat
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # An earlier run in this project named its subject "zwx" and stopped once its data was written (a base model
+    # this machine lacks): the run below, for "sks", used to train on those captions, which never name "sks".
+    earlier = tmp_path / "earlier.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError) as stopped:
+        papermill.execute_notebook(str(NOTEBOOK), str(earlier), kernel_name="python3", cwd=str(project),
+                                   progress_bar=False, log_output=False,
+                                   parameters={"root": str(project), **TINY, "token": "zwx", "base": "no-such-model"})
+    assert stopped.value.ename == "UnknownModel" and "6 subject images" in _text(nbformat.read(earlier, 4))
     out = tmp_path / "09.out.ipynb"
     start = time.perf_counter()
     papermill.execute_notebook(str(NOTEBOOK), str(out), kernel_name="python3", cwd=str(project), progress_bar=False,
@@ -56,6 +66,8 @@ def test_dreambooth_notebook_trains_scores_drift_side_by_side_and_renders(migrat
 
     # what the notebook showed along the way
     assert "6 subject images; licences: {'cc0-1.0': 6}" in text
+    [caption] = re.findall(r"first caption: '([^']*)'", text)
+    assert "sks" in caption.split() and "zwx" not in caption, caption
     assert "prior preservation, step 2: step-000002.png" in text
     assert "prior preservation, step 4: step-000004.png" in text
     assert "4 class images drawn by toyworld (2 steps), seeds 0 to 3" in text

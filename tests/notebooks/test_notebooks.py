@@ -219,6 +219,12 @@ def test_rest_api_notebook_renders_through_a_server_it_starts(run_notebook, proj
     book, _ = run_notebook("08_rest_api", steps=2, seed=4)
     text = _text(book)
     assert "ok, labkit" in text and "finished" in text and "202 /jobs/" in text
+    # the plan as the controller wrote it: what it chose and why, and what it leaves to the model said so
+    [planned] = [line for line in text.splitlines() if line.startswith("'a small blue square at the top' -> ")]
+    assert planned == ("'a small blue square at the top' -> image with toyworld: 'a small blue square at the top', "
+                       "the model's default size, the model's default steps, 1 picture(s)")
+    assert "why: rules " in text and "model toyworld (the request is a toy-world caption)" in text
+    assert "plan: toyworld, 64x64, 2 steps, seed 4" in text  # and as it rendered, the model's defaults filled in
     assert "InvalidParameter" in text and "steps" in text  # the bad request, refused with its fix
     assert "image/png" in _mimes(book)
     assert "server stopped: 0" in text
@@ -228,14 +234,33 @@ def test_rest_api_notebook_renders_through_a_server_it_starts(run_notebook, proj
 
 
 @pytest.mark.notebook
+def test_rest_api_notebook_stops_with_the_servers_refusal_of_a_job(run_notebook, project):
+    """A refused job used to end in KeyError: 'location' (the 422 has no Location header), hiding the server's
+    message and fix."""
+    from papermill.exceptions import PapermillExecutionError
+
+    with pytest.raises(PapermillExecutionError) as err:
+        run_notebook("08_rest_api", steps=9999)
+    assert err.value.ename == "LabkitError", err.value.ename
+    assert err.value.evalue.startswith("POST /jobs answered 422 InvalidParameter: ") and "steps" in err.value.evalue
+    assert "Fix: " in err.value.evalue and 'api.post("/jobs"' in err.value.source
+
+
+@pytest.mark.notebook
 def test_controlnet_notebook_puts_the_shape_in_the_box_and_scores_the_controlnet(run_notebook, project, search_runs):
-    book, _ = run_notebook("07_controlnet", seed=1, n_eval=7)
+    book, _ = run_notebook("07_controlnet", seed=1, n_eval=7, steps=12, scale=0.8)
     text = _text(book)
     assert "asked for box [6, 30, 30, 54], drew [" in text and "IoU" in text
     assert "control: layout toyworld-controlnet licence cc0-1.0" in text
-    assert "toycontrol: toyworld + toyworld-controlnet on 7 held-out layouts" in text
+    assert "toycontrol: toyworld + toyworld-controlnet on 7 held-out layouts (seed 1, 12 steps" in text
     assert "image/png" in _mimes(book)
     runs = search_runs(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
     jobs = sorted(r.data.tags.get("labkit.job") for r in runs)
     assert jobs.count("render") == 2 and "eval-toycontrol" in jobs
+    # the benchmark scores the ControlNet as the notebook's parameters say, as the render above used it
+    [render] = [r for r in runs if r.data.tags.get("labkit.job") == "render"
+                and r.data.params.get("plan.controls", "[]") not in ("", "[]")]
+    [evaluation] = [r for r in runs if r.data.tags.get("labkit.job") == "eval-toycontrol"]
+    assert render.data.params["plan.steps"] == evaluation.data.params["steps"] == "12"
+    assert evaluation.data.params["scale"] == "0.8"
 
