@@ -129,25 +129,29 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
 
 
 def set_aside_checkpoints(output_dir: str | Path) -> Path | None:
-    """Move an earlier run's checkpoints out of the way of a fresh start into the same `output_dir`, to
-    `checkpoints/earlier-<time>/` (kept, with a warning naming it): otherwise the new run would prune its own
-    checkpoints while keeping the earlier run's higher steps, and resume="latest" would continue the wrong run."""
-    found = list_checkpoints(output_dir)
-    if not found:
+    """Move an earlier run's checkpoints and validation grids out of the way of a fresh start into the same
+    `output_dir`, to `earlier/<time>/` in it (kept, with a warning naming it): otherwise the new run would prune its
+    own checkpoints while keeping the earlier run's higher steps, resume="latest" would continue the wrong run, and
+    the earlier run's grids would pass for this one's. The export (`model/`) is replaced by the new run's, as ever."""
+    out = Path(output_dir)
+    found = list_checkpoints(out)
+    grids = out / "validation"
+    if not found and not (grids.is_dir() and any(grids.iterdir())):
         return None
-    root = Path(output_dir) / "checkpoints"
-    aside = root / time.strftime("earlier-%Y%m%d-%H%M%S")
-    n = 1
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = out / "earlier" / stamp, 1
     while aside.exists():
         n += 1
-        aside = root / time.strftime(f"earlier-%Y%m%d-%H%M%S-{n}")
-    aside.mkdir(parents=True)
+        aside = out / "earlier" / f"{stamp}-{n}"
+    (aside / "checkpoints").mkdir(parents=True)
     for path in found:
-        os.replace(path, aside / path.name)
-    warnings.warn(f"{str(Path(output_dir))!r} held {len(found)} checkpoint(s) of an earlier run: moved to "
-                  f"{str(aside)!r} so this fresh run starts clean (to continue that run instead, move them back and "
-                  "pass resume='latest' / --resume; to keep runs apart, give each its own output folder).",
-                  stacklevel=3)
+        os.replace(path, aside / "checkpoints" / path.name)
+    if grids.is_dir():
+        os.replace(grids, aside / "validation")
+    what = f"{len(found)} checkpoint(s)" if found else "validation grids"
+    warnings.warn(f"{str(out)!r} held {what} of an earlier run: moved to {str(aside)!r} so this fresh run starts "
+                  "clean (to continue that run instead, move them back and pass resume='latest' / --resume; to keep "
+                  "runs apart, give each its own output folder).", stacklevel=3)
     return aside
 
 

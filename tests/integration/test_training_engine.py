@@ -222,7 +222,7 @@ def test_run_records_metrics_checkpoints_validation_and_card(lab, tmp_path):
 
 def test_a_fresh_rerun_into_the_same_folder_keeps_its_own_checkpoints_and_sets_the_earlier_aside(lab, tmp_path):
     out = tmp_path / "run"
-    first = train(TinyTask(), _config(out, validate_every=0), lab=lab, run_name="first")
+    first = train(TinyTask(), _config(out, validate_every=6), lab=lab, run_name="first")
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-000004", "checkpoint-000006"]
     # a shorter fresh run into the same folder: its checkpoints are its own, the first run's are kept aside
     with pytest.warns(UserWarning, match="2 checkpoint.*of an earlier run: moved to"):
@@ -234,9 +234,11 @@ def test_a_fresh_rerun_into_the_same_folder_keeps_its_own_checkpoints_and_sets_t
 
     assert read_state(second.checkpoint)["run_id"] == second.run_id  # written by this run, not the first's
     assert _client(lab).get_run(second.run_id).data.tags["labkit.checkpoint"] == str(second.checkpoint)
-    (aside,) = (out / "checkpoints").glob("earlier-*")
-    assert sorted(p.name for p in aside.iterdir()) == ["checkpoint-000004", "checkpoint-000006"]
-    assert read_state(aside / "checkpoint-000006")["run_id"] == first.run_id
+    (aside,) = (out / "earlier").iterdir()
+    assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == ["checkpoint-000004", "checkpoint-000006"]
+    assert read_state(aside / "checkpoints" / "checkpoint-000006")["run_id"] == first.run_id
+    # the earlier run's validation grid went with them: the folder holds no grid this run did not make
+    assert (aside / "validation" / "step-000006.png").is_file() and not (out / "validation").exists()
 
 
 def test_bad_config_fails_before_work(lab, tmp_path):
