@@ -25,6 +25,32 @@ class _Parser(argparse.ArgumentParser):
         fix = "" if "Fix:" in message else f" Fix: see `{self.prog} --help`."
         self.exit(2, f"{printable(self.prog)}: {_one_line(printable(message))}{fix}\n")
 
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
+        """As argparse's, but an argument no parser took is reported by the command it was given to (argparse
+        names the top-level `labkit` and its --help), with the close option names that command has."""
+        import difflib
+
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            leaf = self._command_parser(parsed)
+            options = [o for a in leaf._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
+            close = [m for x in extras if x.startswith("--")
+                     for m in difflib.get_close_matches(x.split("=", 1)[0], options, n=1, cutoff=0.75)]
+            hint = f" (did you mean {', '.join(dict.fromkeys(close))}?)" if close else ""
+            leaf.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return parsed
+
+    def _command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        """The parser of the (sub)command `parsed` names, e.g. the one of `labkit compliance report`."""
+        parser: argparse.ArgumentParser = self
+        words = _command_name(parsed).split() if getattr(parsed, "command", None) else []
+        for word in words:
+            sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+            if sub is None or word not in sub.choices:
+                break
+            parser = sub.choices[word]
+        return parser
+
 
 def _unexpected(command: str, args: argparse.Namespace, argv: Sequence[str] | None, e: Exception) -> int:
     log, why = _write_error_log(args, argv, e)

@@ -1,0 +1,22 @@
+"""A mistyped option is reported by the command it was given to, with that command's --help and the close name."""
+
+from __future__ import annotations
+
+import pytest
+
+from labkit.cli import main
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["compliance", "report", "--mode", "nosuch"],
+     "labkit compliance report: unrecognized arguments: --mode nosuch Fix: see `labkit compliance report --help`."),
+    (["generate", "a red circle", "--stpes", "3"],
+     "labkit generate: unrecognized arguments: --stpes 3 (did you mean --steps?) Fix: see `labkit generate --help`."),
+    (["train", "toy-base", "--vea-steps=3"],
+     "labkit train toy-base: unrecognized arguments: --vea-steps=3 (did you mean --vae-steps?) "
+     "Fix: see `labkit train toy-base --help`."),
+    (["doctor", "extra"], "labkit doctor: unrecognized arguments: extra Fix: see `labkit doctor --help`."),
+])
+def test_an_unknown_argument_is_named_by_its_command(argv, said, capsys):
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == said
