@@ -21,7 +21,9 @@ from labkit.errors import ConfigError, InvalidParameter
 from labkit.notebooks import MADE_BY, NewFiles, cached_folder, check_parameters, notebook_parameters
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-CHECKED = ["03_controller", "04_compare_runs", "06_lora_training", "07_controlnet", "08_rest_api", "09_dreambooth"]
+CHECKED = ["00_quickstart", "01_image_lab", "02_video_lab", "03_controller", "04_compare_runs",
+           "05_compliance_report", "06_lora_training", "07_controlnet", "08_rest_api", "09_dreambooth",
+           "10_lab_panels"]
 
 
 # -- check_parameters --------------------------------------------------------------------------------------
@@ -110,6 +112,12 @@ def _papermill(name: str, out: Path, project: Path, *args: str) -> subprocess.Co
     ("03_controller", ["-p", "size", "[32, 32]", "-p", "render", "True"], "Parameter size must be [width, height]"),
     ("03_controller", ["-p", "controllers", "rules"], "Parameter controllers must be a list of strings, got str"),
     ("04_compare_runs", ["-p", "n", "-1"], "Parameter n must be a whole number of at least 1, got int -1"),
+    # notebooks that used these unchecked: `for s in 3` failed after the lab opened, tuple("[32, 32]") inside a render
+    ("01_image_lab", ["-p", "seeds", "3"], "Parameter seeds must be a list of whole numbers, each at least 0, "
+     "got int 3"),
+    ("02_video_lab", ["-p", "size", "[32, 32]"], "Parameter size must be [width, height] (two positive whole numbers) "
+     "or None, got str '[32, 32]'"),
+    ("05_compliance_report", ["-p", "n", "0"], "Parameter n must be a whole number of at least 1, got int 0"),
 ])
 def test_a_bad_command_line_parameter_stops_the_notebook_at_its_check(migrated_store, project, tmp_path, name, args,
                                                                       message):
