@@ -12,7 +12,8 @@ type each raise a `ConfigError` naming the file, the key, the value and the fix.
     [lab]       compliance_mode (text), default_image_model (text), default_video_model (text)
     [c2pa]      cert, key, trust, tsa_url (text)
     [serve]     requests_per_minute, jobs_in_flight, queue (whole numbers > 0): `labkit serve`'s limits per
-                API key (requests a minute, jobs queued or running at once) and the job queue's length
+                API key (requests a minute, jobs queued or running at once) and the job queue's length;
+                controllers (a list of text): the controllers a REST request may name besides "rules"
     [sweep]     backend ("local" or "ray"): where `labkit sweep` runs its points; address (text): the Ray
                 cluster ("local", "auto", "ray://HOST:10001"; see labkit.sweeps.ray_backend)
 """
@@ -42,6 +43,7 @@ ENV_COMPLIANCE_MODE = "LABKIT_COMPLIANCE_MODE"
 # What labkit.toml may hold: section -> key -> (kind, example for the fix).
 _TEXT, _BOOL, _SECONDS = "text", "true or false", "a number of seconds greater than 0"
 _COUNT = "a whole number greater than 0"
+_TEXT_LIST = "a list of text"
 SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
     "tracking": {"uri": (_TEXT, '"sqlite:////data/mlflow.db"'), "artifact_root": (_TEXT, '"mlruns/artifacts"'),
                  "experiment": (_TEXT, '"my-study"'), "system_metrics": (_BOOL, "true"),
@@ -50,7 +52,8 @@ SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
             "default_video_model": (_TEXT, '"toyworld-motion"')},
     "c2pa": {"cert": (_TEXT, '"c2pa/signer.pem"'), "key": (_TEXT, '"c2pa/signer.key"'),
              "trust": (_TEXT, '"c2pa/ca.pem"'), "tsa_url": (_TEXT, '"http://timestamp.example"')},
-    "serve": {"requests_per_minute": (_COUNT, "120"), "jobs_in_flight": (_COUNT, "4"), "queue": (_COUNT, "32")},
+    "serve": {"requests_per_minute": (_COUNT, "120"), "jobs_in_flight": (_COUNT, "4"), "queue": (_COUNT, "32"),
+              "controllers": (_TEXT_LIST, '["remote:http://127.0.0.1:11434/v1#qwen2.5:3b"]')},
     "sweep": {"backend": (_TEXT, '"ray"'), "address": (_TEXT, '"ray://head-node:10001"')},
 }
 #: Values a text key may take, where only a few are meaningful.
@@ -144,6 +147,8 @@ class LabConfig:
         c2pa_tsa_url: a timestamp authority for signatures (`[c2pa] tsa_url`); None: no timestamp.
         serve_requests_per_minute / serve_jobs_in_flight / serve_queue: `labkit serve`'s rate limit per API
             key, jobs a key may have queued or running at once, and the job queue's length (`[serve]`).
+        serve_controllers: the controllers a REST request may name besides "rules" (`[serve] controllers`): a
+            caller naming a remote one makes the server send the request, with its LLM API key, to that URL.
         sweep_backend / sweep_address: where `labkit sweep` runs its points, "local" or "ray", and the Ray
             cluster's address (`[sweep]`; None: start or find one, see `labkit.sweeps.ray_backend`).
     """
@@ -165,6 +170,7 @@ class LabConfig:
     serve_requests_per_minute: int = 120
     serve_jobs_in_flight: int = 4
     serve_queue: int = 32
+    serve_controllers: tuple[str, ...] = ()
     sweep_backend: str = "local"
     sweep_address: str | None = None
 
@@ -252,6 +258,7 @@ class LabConfig:
             serve_requests_per_minute=serve.get("requests_per_minute", 120),
             serve_jobs_in_flight=serve.get("jobs_in_flight", 4),
             serve_queue=serve.get("queue", 32),
+            serve_controllers=tuple(c.strip() for c in serve.get("controllers", ())),
             sweep_backend=sweep.get("backend", "local"),
             sweep_address=sweep.get("address"),
         )
@@ -439,6 +446,8 @@ def _fits(kind: str, value: Any, *, empty_ok: bool) -> bool:
         return isinstance(value, bool)
     if kind == _COUNT:
         return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    if kind == _TEXT_LIST:
+        return isinstance(value, list) and all(_fits(_TEXT, v, empty_ok=False) for v in value)
     return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             and value > 0)
 

@@ -35,7 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InvalidParameter(f"--host {args.host} would open the lab to the network without any API key.",
                                value=args.host, fix="add a key first (`labkit serve keys add NAME`), or serve on "
                                                     "127.0.0.1.")
-    app = create_app(lab, keys, queue=args.queue)
+    app = create_app(lab, keys, queue=args.queue, controllers=args.controller or ())
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                             timeout_graceful_shutdown=3, access_log=args.log_level == "debug")
     server = _Server(config)
@@ -107,6 +107,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    "needs an API key to exist)")
     p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
     p.add_argument("--queue", type=int, default=None, help="jobs that may wait (default: [serve] queue, 32)")
+    p.add_argument("--controller", action="append", metavar="SPEC",
+                   help="a controller requests may name besides rules, e.g. "
+                        "remote:http://127.0.0.1:11434/v1#qwen2.5:3b (repeat; also [serve] controllers in "
+                        "labkit.toml): a remote one gets the request and the LLM API key")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve, serve_command=None)
     keys = p.add_subparsers(dest="serve_command", metavar="keys")

@@ -48,7 +48,7 @@ class Server:
     """What the endpoints share: the lab, its job queue, the gate, the default models set by /models/switch."""
 
     def __init__(self, lab: Lab, keys: KeyStore, *, queue: int | None = None, per_minute: int | None = None,
-                 jobs_in_flight: int | None = None):
+                 jobs_in_flight: int | None = None, controllers: Sequence[str] = ()):
         cfg = lab.config
         self.lab = lab
         # None takes the lab's [serve] setting; any other value, 0 included, is checked, never replaced
@@ -59,6 +59,18 @@ class Server:
         self.jobs = JobQueue(lab, max_queue=queue)
         self.gate = Gate(keys, per_minute=per_minute, jobs_in_flight=jobs_in_flight)
         self.defaults = {"image": cfg.default_image_model, "video": cfg.default_video_model}
+        self.controllers = allowed_controllers([*cfg.serve_controllers, *controllers])
+
+    def controller(self, spec: str) -> str:
+        """`spec` when a request may name it: "rules", or one the operator allowed (`[serve] controllers`,
+        `labkit serve --controller`). Anything else is refused (403) before it runs: a remote controller makes the
+        server POST the request, with its LLM API key, to the URL the caller wrote; a local one loads a model."""
+        if spec.strip() not in self.controllers:
+            raise ApiError(403, "ControllerNotAllowed", f"This server does not run the controller {spec[:200]!r}; "
+                           f"it runs {', '.join(map(repr, self.controllers))}.",
+                           "name one of those; the server's operator can allow another with "
+                           "`labkit serve --controller SPEC` or [serve] controllers in labkit.toml.")
+        return spec.strip()
 
     def plan(self, data: dict[str, Any]) -> Plan:
         """A plan from a request body, checked as `labkit generate` checks it, plus what only a remote
@@ -164,10 +176,12 @@ def _no_path(what: str, value: str | None) -> None:
 
 
 def create_app(lab: Lab, keys: KeyStore, *, queue: int | None = None, per_minute: int | None = None,
-               jobs_in_flight: int | None = None) -> FastAPI:
+               jobs_in_flight: int | None = None, controllers: Sequence[str] = ()) -> FastAPI:
     """The FastAPI app serving `lab` (see the module docstring); its job worker starts with the app. The
-    limits default to the lab's `[serve]` settings."""
-    server = Server(lab, keys, queue=queue, per_minute=per_minute, jobs_in_flight=jobs_in_flight)
+    limits default to the lab's `[serve]` settings; `controllers` adds to the ones requests may name ("rules" and
+    `[serve] controllers`)."""
+    server = Server(lab, keys, queue=queue, per_minute=per_minute, jobs_in_flight=jobs_in_flight,
+                    controllers=controllers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -233,6 +247,22 @@ def _not_a_json_object(error: dict[str, Any], request: Request) -> str | None:
     kinds = {list: "an array", str: "a string", bool: "true or false", int: "a number", float: "a number",
              type(None): "null"}
     return f"The request body must be a JSON object, got {kinds.get(type(given), type(given).__name__)}."
+
+
+def allowed_controllers(specs: Sequence[str]) -> tuple[str, ...]:
+    """"rules" and each spec in `specs`, checked as the lab would read them (a malformed one is refused when the
+    server starts, not when a request names it), without repeats."""
+    for spec in specs:
+        kind = spec.split(":", 1)[0].strip().lower() if isinstance(spec, str) else ""
+        if kind not in ("rules", "local", "remote") or (kind != "rules" and not spec.split(":", 1)[1].strip()):
+            raise InvalidParameter(f"The controller {spec!r} the server should allow is not one labkit knows.",
+                                   value=spec, fix="allow 'local:<model>' or 'remote:<url>#<model>' (--controller, "
+                                                   "[serve] controllers).")
+        if kind == "remote":
+            from labkit.controller import get_controller
+
+            get_controller(spec)  # its URL and model, checked now (nothing is sent)
+    return tuple(dict.fromkeys(["rules", *(s.strip() for s in specs)]))
 
 
 def _field_errors(errors: Sequence[dict[str, Any]], request: Request) -> tuple[str, str]:

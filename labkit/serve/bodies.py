@@ -35,7 +35,8 @@ class PlanRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"request": "three small blue squares at the top", "controller": "rules"}]})
     request: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="what to render, in words")
-    controller: str = Field("rules", max_length=2000, description="rules, local:MODEL or remote:URL#MODEL")
+    controller: str = Field("rules", max_length=2000, description="rules, or a local:MODEL or remote:URL#MODEL "
+                            "the server allows (labkit serve --controller, [serve] controllers)")
 
 
 class JobRequest(BaseModel):
@@ -47,7 +48,8 @@ class JobRequest(BaseModel):
                                         "(a catalogue id, hub id or run:RUN_ID)")
     request: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS,
                                 description="words for the controller, instead of a plan")
-    controller: str = Field("rules", max_length=2000)
+    controller: str = Field("rules", max_length=2000, description="as in POST /plans: rules, or one the server "
+                            "allows")
 
 
 class SwitchRequest(BaseModel):
@@ -75,10 +77,12 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: {"model": ErrorBody, "description": WHY[c]} for c in codes}
 
 
-WHY = {401: "no key, or one this server does not know", 403: "the key's scope does not allow it, or the "
-        "compliance mode blocks the plan", 404: "no such job, run or file", 409: "a conflict with a running job",
-        413: "the body is too large", 422: "a bad value: the message names it and the fix",
-        429: "too many requests, or too many jobs in flight, for this key", 503: "the queue is full"}
+WHY = {401: "no key, or one this server does not know",
+       403: "the key's scope does not allow it, the compliance mode blocks the plan, or the server does not run "
+            "the controller named",
+       404: "no such job, run or file", 409: "a conflict with a running job", 413: "the body is too large",
+       422: "a bad value: the message names it and the fix",
+       429: "too many requests, or too many jobs in flight, for this key", 503: "the queue is full"}
 AUTH = (401, 403, 429)
 
 

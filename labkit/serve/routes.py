@@ -108,20 +108,31 @@ def add_routes(app: FastAPI, server: Server, need: Callable[[str], Callable[...,
 
     @app.post("/plans", tags=["plans"], responses=responses(*AUTH, 422))
     def plans(body: PlanRequest, caller: Caller = render) -> JSON:
-        """A request in words → a Plan, by the controller asked for (default `rules`). Nothing renders.
-        Example: {"request": "three small blue squares at the top"}."""
-        return lab.plan(body.request, controller=body.controller).to_dict()
+        """A request in words → a Plan, by the controller asked for (default `rules`; another only when the server
+        allows it: 403 otherwise). Nothing renders and nothing loads. Example: {"request": "three small blue
+        squares at the top"}.
+
+        The answer is the plan's fields as the controller wrote them: what it leaves to the model is null. Its
+        field `resolved` is the same plan as a job would render it, the model's defaults filled in (width,
+        height, steps, guidance; frames and fps for a clip): `resolved.seed` stays null when the plan leaves it
+        open, since each render draws its own (GET /jobs/{id} shows it). `resolved` is not checked against the
+        model's limits or the compliance mode; POST /jobs does that. The answer can be sent back as it is, as
+        POST /jobs' `plan` (`resolved` is then ignored). 422 for a model the server does not know."""
+        plan = lab.plan(body.request, controller=server.controller(body.controller))
+        return {**plan.to_dict(), RESOLVED: _resolved(server, plan).to_dict()}
 
     @app.post("/jobs", tags=["jobs"], status_code=202, responses=responses(*AUTH, 403, 422, 503))
     def submit(body: JobRequest, caller: Caller = render) -> JSONResponse:
         """Queue a render of a plan (or of a request, planned by the controller first): 202 with the job's
         id and its URL in `Location`. The plan is checked now (422 naming the field, 403 when the compliance
-        mode blocks it). Example: {"plan": {"prompt": "a small red circle on the left", "seed": 7}}."""
+        mode blocks it). Example: {"plan": {"prompt": "a small red circle on the left", "seed": 7}}; the answer
+        of POST /plans goes as `plan` as it is (its `resolved` is worked out again, not read)."""
         if (body.plan is None) == (body.request is None):
             raise ApiError(422, "InvalidParameter", "Send either `plan` or `request`, not both and not neither.",
                            'e.g. {"plan": {"prompt": "a small red circle on the left"}}.')
-        plan = (server.plan(body.plan) if body.plan is not None
-                else lab.plan(body.request, controller=body.controller))
+        data = {k: v for k, v in body.plan.items() if k != RESOLVED} if body.plan is not None else None
+        plan = (server.plan(data) if data is not None
+                else lab.plan(body.request, controller=server.controller(body.controller)))
         server.check(plan)
         return server.submit(plan, caller)
 
@@ -264,6 +275,24 @@ def add_routes(app: FastAPI, server: Server, need: Callable[[str], Callable[...,
                         "latest": [{"run_id": r.info.run_id, "name": r.info.run_name, "status": r.info.status}
                                    for r in runs[:latest]], "saved": saved})
         return out
+
+
+#: The field of POST /plans' answer that holds the plan as it would render.
+RESOLVED = "resolved"
+
+
+def _resolved(server: Server, plan: Any) -> Any:
+    """`plan` as a job would render it: the server's default model for an open one (as `Server.plan` fills it),
+    the model's defaults in every open field (`Lab.complete`, which loads nothing), the seed left open. A model
+    that names a path on the server is refused first, as POST /jobs refuses it: the caller picks the controller,
+    and what a path resolves to must not tell them what is on this machine."""
+    from labkit.serve.app import _no_path
+
+    _no_path("model", plan.model)
+    if plan.model is None:
+        plan = plan.replace(model=server.defaults[plan.modality])
+    done = server.lab.complete(plan, validate=False)
+    return done if plan.seed is not None else done.replace(seed=None)
 
 
 def _brief(job: JSON) -> JSON:

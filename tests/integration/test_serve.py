@@ -133,6 +133,71 @@ def test_a_request_in_words_is_planned_then_rendered(served):
     assert done["state"] == "finished" and done["plan"]["controller"]["name"] == "rules"
 
 
+def test_a_plan_says_what_it_would_render_and_goes_back_as_a_job_as_it_is(served):
+    """POST /plans left the model's defaults as nulls: a client could not see the size or steps a job would
+    render with before submitting it. `resolved` is the plan as it renders; the plan's own fields are unchanged."""
+    with served.client("renderer") as c:
+        r = c.post("/plans", json={"request": "a small blue square at the bottom"})
+        assert r.status_code == 200, r.text
+        plan = r.json()
+        resolved = plan.pop("resolved")
+        assert plan["width"] is None and plan["height"] is None and plan["steps"] is None and plan["seed"] is None
+        assert plan["model"] == "toyworld" and plan["controller"]["name"] == "rules"
+        # toyworld's catalogue defaults, and what the controller chose kept as it chose it
+        assert (resolved["width"], resolved["height"], resolved["steps"], resolved["guidance"]) == (64, 64, 20, 4.0)
+        assert resolved["seed"] is None  # each render draws one: a seed shown here would not be the job's
+        assert {k: v for k, v in resolved.items() if plan[k] is not None} == {k: v for k, v in plan.items()
+                                                                              if v is not None}
+        job = c.post("/jobs", json={"plan": r.json()})  # the answer sent back whole, `resolved` and all
+        assert job.status_code == 202, job.text
+        done = served.wait_job(c, job.json()["id"])
+        spec = c.get("/openapi.json").json()
+    assert done["state"] == "finished", done
+    rendered = done["record"]["plan"]  # the plan as it rendered (the job's `plan` is the one submitted)
+    for field in ("model", "prompt", "width", "height", "steps", "guidance", "count", "modality"):
+        assert rendered[field] == resolved[field], field
+    assert isinstance(rendered["seed"], int) and done["total_steps"] == 20
+    assert "`resolved`" in spec["paths"]["/plans"]["post"]["description"]
+
+
+def test_a_remote_controller_runs_only_when_the_server_allows_it(served, tmp_path, _fresh_store_file):
+    """A caller naming `remote:URL#MODEL` made the server POST the request, with its LLM API key, to that URL: a
+    remote controller now runs only when the server's operator allowed it (--controller, [serve] controllers).
+    Resolving the plan it answers is where a model the server does not know shows, with the usual error body;
+    one that names a path on the server is refused as POST /jobs refuses it, before anything looks there."""
+    from tests.integration.test_controller_remote import GOOD, ChatServer
+
+    llm = ChatServer([("answer", {**GOOD, "model": "no-such-model-anywhere"}),
+                      ("answer", {**GOOD, "model": str(served.root / "mlruns")})])
+    spec = f"remote:{llm.url}#scripted"
+    try:
+        with served.client("renderer") as c:  # the shared server allows no remote controller
+            refused = [c.post("/plans", json={"request": "a red circle", "controller": spec}),
+                       c.post("/jobs", json={"request": "a red circle", "controller": spec}),
+                       c.post("/plans", json={"request": "a red circle", "controller": "local:/srv/models/llm"})]
+        for r in refused:
+            assert r.status_code == 403 and r.json()["error"]["type"] == "ControllerNotAllowed", r.text
+            assert "it runs 'rules'" in r.json()["error"]["message"] and "--controller" in r.json()["error"]["fix"]
+        assert llm.requests == []  # nothing was sent
+        root = project(tmp_path / "allowing", _fresh_store_file, TOML)
+        key = add_key(root, "renderer", "render")
+        own = start(root, "--controller", spec, keys={"renderer": key})
+        try:
+            with own.client("renderer") as c:
+                answers = [c.post("/plans", json={"request": f"a red circle, unknown model {i}", "controller": spec})
+                           for i in range(2)]
+        finally:
+            assert own.stop() == 0, own.output()
+    finally:
+        llm.close()
+    unknown, path = answers
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.json()["error"]["type"] == "UnknownModel"
+    assert "no-such-model-anywhere" in unknown.json()["error"]["message"] and unknown.json()["error"]["fix"]
+    assert path.status_code == 422 and "looks like a path on the server" in path.json()["error"]["message"], path.text
+    assert len(llm.requests) == 2  # the LLM's plans, not the rules controller's fallback
+
+
 @pytest.mark.parametrize("body, status, named", [
     ({"plan": {"prompt": PROMPT, "steps": 9999}}, 422, "steps"),
     ({"plan": {"prompt": PROMPT, "colour": "red"}}, 422, "colour"),

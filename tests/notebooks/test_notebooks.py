@@ -219,10 +219,12 @@ def test_rest_api_notebook_renders_through_a_server_it_starts(run_notebook, proj
     book, _ = run_notebook("08_rest_api", steps=2, seed=4)
     text = _text(book)
     assert "ok, labkit" in text and "finished" in text and "202 /jobs/" in text
-    # the plan as the controller wrote it: what it chose and why, and what it leaves to the model said so
+    # the plan as the controller wrote it, what it chose and why, with the size and steps it would render with
+    # (the server's `resolved`: the model's defaults, which the notebook once could only call "the model's default")
     [planned] = [line for line in text.splitlines() if line.startswith("'a small blue square at the top' -> ")]
     assert planned == ("'a small blue square at the top' -> image with toyworld: 'a small blue square at the top', "
-                       "the model's default size, the model's default steps, 1 picture(s)")
+                       "64x64, 20 steps, 1 picture(s)")
+    assert "the model's defaults: width 64, height 64, steps 20, guidance 4.0" in text
     assert "why: rules " in text and "model toyworld (the request is a toy-world caption)" in text
     assert "plan: toyworld, 64x64, 2 steps, seed 4" in text  # and as it rendered, the model's defaults filled in
     assert "InvalidParameter" in text and "steps" in text  # the bad request, refused with its fix

@@ -41,6 +41,8 @@ BAD_TOML = [
     ("[tracking]\nexperiement = \"typo\"\n", ["[tracking]", "'experiement'"]),
     ("[tracking]\nuri = \"/data/store\"\n", ["'/data/store'", "file store", "labkit.toml [tracking] uri"]),
     ("[tracking\nuri = 1\n", ["not valid TOML", "line 1"]),
+    ("[serve]\ncontrollers = \"remote:http://x/v1#m\"\n", ["[serve] controllers", "a list of text"]),
+    ("[serve]\ncontrollers = [\"\"]\n", ["[serve] controllers", "['']"]),
 ]
 
 
@@ -288,3 +290,16 @@ def test_an_argument_that_is_not_utf8(project):
     with pytest.raises(InvalidParameter, match="experiment = 'x\\\\udcff' is not UTF-8") as err:
         LabConfig.resolve(project, experiment="x\udcff")
     assert err.value.fix
+
+
+def test_the_controllers_a_server_allows_are_read_and_checked(project):
+    from labkit.serve.app import allowed_controllers
+
+    write_toml(project, '[serve]\ncontrollers = ["remote:http://127.0.0.1:11434/v1#qwen2.5:3b"]\n')
+    cfg = LabConfig.resolve(project)
+    assert cfg.serve_controllers == ("remote:http://127.0.0.1:11434/v1#qwen2.5:3b",)
+    assert allowed_controllers([*cfg.serve_controllers, "rules", "local:/models/qwen"]) == (
+        "rules", "remote:http://127.0.0.1:11434/v1#qwen2.5:3b", "local:/models/qwen")
+    for bad in ("remote:ftp://x#m", "remote:http://x/v1", "lcoal:qwen", "local:"):  # refused when the server starts
+        with pytest.raises(InvalidParameter):
+            allowed_controllers([bad])
