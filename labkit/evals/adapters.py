@@ -61,7 +61,13 @@ def expand(spec: str, tracker: Any = None) -> list[tuple[str, str]]:
     if spec.startswith("run:") and tracker is not None:
         from labkit.tracking.mirror import local_artifacts
 
-        run = tracker.client.get_run(spec.removeprefix("run:"))
+        try:
+            run = tracker.client.get_run(spec.removeprefix("run:"))
+        except Exception as e:  # MlflowException: no such run
+            raise InvalidParameter(f"Adapter {spec!r}: no run {spec.removeprefix('run:')!r} in "
+                                   f"{tracker.client.tracking_uri}.", value=spec,
+                                   fix="give run:RUN_ID with the full id of a LoRA training run (`lab.runs()` or "
+                                       "the MLflow UI lists them).") from e
         # a local store's own folder; a tracking server's downloaded into the project's mirror (once)
         folder = local_artifacts(tracker.client, run.info.run_id, "checkpoints", getattr(tracker, "mirror", None),
                                  artifact_uri=run.info.artifact_uri)
@@ -111,6 +117,11 @@ def _check_args(adapters: Any, prompts: Any, seeds: Any, weights: Any) -> None:
         if not -4 <= check_number(f"weights[{i}]", w, example="1.0") <= 4:  # Plan.validate's adapter weight range
             raise InvalidParameter(f"weights[{i}] is {w!r}, outside -4–4.", value=w,
                                    fix="use a weight between -4 and 4 (1.0 is the trained strength).")
+    for name, values in (("seeds", seeds), ("weights", weights)):
+        twice = sorted({v for v in values if list(values).count(v) > 1})
+        if twice:  # the same cell twice: its rows would merge into one mean, its grid show it twice
+            raise InvalidParameter(f"{name} lists {twice} more than once.", value=list(values),
+                                   fix=f"name each of the {name} once.")
 
 
 def compare_adapters(lab: Any, adapters: Sequence[str], *, prompts: Sequence[str], seeds: Sequence[int] = (0, 1),

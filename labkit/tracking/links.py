@@ -37,27 +37,43 @@ def compare_url(base: str, run_ids: Sequence[str], experiment_ids: Sequence[str]
             f"&{MODEL_TRAINING}")
 
 
+def resolve_run(tracker: Any, text: str, *, recent: list[Any] | None = None) -> Any:
+    """The MLflow run named by `text`: a full run id (of any experiment), or the first characters of one of the
+    experiment's runs (as the Runs panel shows them). InvalidParameter naming `text` when it matches no run, or
+    several. `recent`: the experiment's runs, when the caller has them already."""
+    try:
+        return tracker.client.get_run(text)
+    except Exception:
+        pass
+    if recent is None:
+        recent = tracker.search_runs(max_results=1000)
+    found = [r for r in recent if r.info.run_id.startswith(text)] if text else []
+    if len(found) != 1:
+        why = "matches no run" if not found else f"matches {len(found)} runs"
+        raise InvalidParameter(f"The run {text!r} {why} of experiment {tracker.config.experiment!r}.", value=text,
+                               fix="give run ids (or enough of their first characters to tell them apart) "
+                                   "as the Runs panel or `lab.runs()` shows them.")
+    return found[0]
+
+
 def resolve_runs(tracker: Any, given: Sequence[str]) -> list[Any]:
-    """The MLflow runs named by `given`: full run ids, or the first characters of one of the experiment's runs
-    (as the Runs panel shows them). InvalidParameter naming the one that matches no run, or several."""
+    """The MLflow runs named by `given` (see `resolve_run`). InvalidParameter naming the one that matches no run,
+    or several, or a run named twice."""
     if len(given) < 2:
         raise InvalidParameter(f"Comparing needs at least two runs, got {len(given)}.", value=list(given),
                                fix="name two or more run ids, e.g. `labkit ui --compare 1a2b3c4d 5e6f7a8b`.")
     recent = None
-    runs = []
+    runs: list[Any] = []
     for text in given:
         try:
-            runs.append(tracker.client.get_run(text))
-            continue
+            run = tracker.client.get_run(text)
         except Exception:
-            pass
-        if recent is None:
-            recent = tracker.search_runs(max_results=1000)
-        found = [r for r in recent if r.info.run_id.startswith(text)] if text else []
-        if len(found) != 1:
-            why = "matches no run" if not found else f"matches {len(found)} runs"
-            raise InvalidParameter(f"The run {text!r} {why} of experiment {tracker.config.experiment!r}.", value=text,
-                                   fix="give run ids (or enough of their first characters to tell them apart) "
-                                       "as the Runs panel or `lab.runs()` shows them.")
-        runs.append(found[0])
+            if recent is None:
+                recent = tracker.search_runs(max_results=1000)
+            run = resolve_run(tracker, text, recent=recent)
+        twice = [given[i] for i, r in enumerate(runs) if r.info.run_id == run.info.run_id]
+        if twice:
+            raise InvalidParameter(f"{text!r} and {twice[0]!r} name the same run {run.info.run_id}.", value=text,
+                                   fix="name each run once: comparing a run with itself shows nothing.")
+        runs.append(run)
     return runs
