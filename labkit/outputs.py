@@ -216,17 +216,34 @@ def check_output_folder(folder: str | os.PathLike[str], *, option: str = "--out"
 def copy_outputs(files: Sequence[str | os.PathLike[str]], folder: str | os.PathLike[str], *,
                  option: str = "--out") -> list[Path]:
     """Copy `files` into `folder` (created when missing; checked with `check_output_folder`), each through
-    a temporary name and a rename; return the copies' paths. `InvalidParameter` naming the folder when it
-    cannot be made or written."""
+    a temporary name and a rename; return the copies' paths, in the order given. `InvalidParameter` naming the
+    folder when it cannot be made or written.
+
+    A file of another render already there under the same name (same seed and index, another prompt) is kept:
+    the whole batch then takes the first free version tag, `txt2img-7-00-v2.png` (a video's `.mp4.json` sidecar
+    keeps its video's name); a file with the same bytes is simply written again."""
+    import filecmp
     import shutil
 
     out = check_output_folder(folder, option=option)
+    srcs = [Path(f) for f in files]
+
+    def tagged(name: str, n: int) -> str:  # "txt2img-7-00.mp4.json" → "txt2img-7-00-v2.mp4.json"
+        stem = name.split(".", 1)[0]
+        return name if n == 1 else f"{stem}-v{n}{name[len(stem):]}"
+
+    def taken(name: str, src: Path) -> bool:
+        dst = out / name
+        return dst.exists() and not (dst.is_file() and filecmp.cmp(src, dst, shallow=False))
+
+    n = 1
+    while any(taken(tagged(s.name, n), s) for s in srcs):
+        n += 1
     copies = []
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            src = Path(f)
-            dst = out / src.name
+        for src in srcs:
+            dst = out / tagged(src.name, n)
             fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{src.name}.", suffix=".tmp")
             os.close(fd)
             try:

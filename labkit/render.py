@@ -690,8 +690,8 @@ def _record(lab: Lab, run, result: Result, out: str | Path | None, identity=None
         if out is not None:
             from labkit.outputs import copy_outputs
 
-            copy_outputs(sorted(done / p.name for p in written), out, option="out")  # each through a temporary name
-            result.files += [Path(out).expanduser() / p.name for p in written]
+            # each through a temporary name; another run's file of the same name is kept (the copy is tagged -v2)
+            result.files += copy_outputs([done / p.name for p in written], out, option="out")
     if signed:
         run.set_tags({"labkit.c2pa": "signed", "labkit.c2pa.signer": identity.subject,
                       "labkit.c2pa.files": ", ".join(p.name for p in signed)})

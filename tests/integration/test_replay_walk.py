@@ -81,3 +81,18 @@ def test_compare_adapters_names_an_unknown_run_and_repeated_seeds(lab):
     with pytest.raises(InvalidParameter, match="no run 'feedbeef'") as e:
         compare_adapters(lab, ["run:feedbeef"], prompts=["a red circle"], model="toyworld")
     assert "run:RUN_ID" in e.value.fix
+
+
+def test_a_second_render_into_the_same_out_folder_keeps_the_first_ones_files(lab, one_thread, tmp_path):
+    """Same seed, another prompt: both wrote out/txt2img-7-00.png, and the first result's file then held the
+    second picture under the first run's name."""
+    from labkit.outputs import read_record
+
+    out = tmp_path / "picked"
+    first = lab.generate("a red circle on the left", model="toyworld", steps=2, size=(64, 64), seed=7, out=out)
+    second = lab.generate("a blue square on the right", model="toyworld", steps=2, size=(64, 64), seed=7, out=out)
+    (a,), (b,) = [[f for f in r.files if f.parent == out] for r in (first, second)]
+    assert a.name == "txt2img-7-00.png" and b.name == "txt2img-7-00-v2.png"
+    assert read_record(a)["plan"]["prompt"] == "a red circle on the left"
+    assert read_record(b)["plan"]["prompt"] == "a blue square on the right"
+    assert sorted(p.name for p in out.iterdir()) == ["txt2img-7-00-v2.png", "txt2img-7-00.png"]
