@@ -23,6 +23,7 @@ from labkit.lab_args import (  # the arguments' checks
     _adapters_arg,
     _check_bool,
     _check_job,
+    _check_job_spelling,
     _check_render_kwargs,
     _check_run_id,
     _check_str_list,
@@ -458,7 +459,10 @@ class Lab:
     def _note_target(self, run_id: str | None, experiment: bool) -> str | None:
         """The run `note()` and `notes()` mean (None: the experiment)."""
         if run_id is not None:
+            from labkit.tracking.links import resolve_run
+
             _check_run_id("run_id", run_id)
+            run_id = resolve_run(self.tracker, run_id).info.run_id  # or its first characters
         _check_bool("experiment", experiment)
         if run_id is not None and experiment:
             raise InvalidParameter(f"Both a run ({run_id!r}) and experiment=True were given.", value=run_id,
@@ -479,6 +483,8 @@ class Lab:
             clause = f"tags.`labkit.job` = '{job}'"
             filter_string = f"{filter_string} and {clause}" if filter_string else clause
         found = self.tracker.search_runs(filter_string=filter_string, max_results=n)  # bad syntax: InvalidParameter
+        if job and not found:
+            _check_job_spelling(job)  # "rendr": a misspelt job of labkit's, not an empty history
         return [RunSummary.from_mlflow(r, self.tracker) for r in found]
 
     def runs_frame(self, n: int = 100, *, job: str | None = None):
@@ -499,14 +505,11 @@ class Lab:
             raise InvalidParameter("No runs to compare.", value=run_ids, fix="pass one or more run ids.")
         for rid in run_ids:
             _check_run_id("run id", rid)
+        from labkit.tracking.links import resolve_run
+
         client = self.tracker.client
-        runs = []
-        for rid in run_ids:
-            try:
-                runs.append(RunSummary.from_mlflow(client.get_run(rid), self.tracker))
-            except Exception as e:
-                raise InvalidParameter(f"Run {rid!r} is not in the store {self.config.tracking_uri}.", value=rid,
-                                       fix="pick a run id from lab.runs() or the MLflow UI.") from e
+        # each a full id, or its first characters as lab.runs() and the Runs panel show them
+        runs = [RunSummary.from_mlflow(resolve_run(self.tracker, rid), self.tracker) for rid in run_ids]
         steps = {r.run_id: [m.value for m in sorted(client.get_metric_history(r.run_id, "time.step_s"),
                                                     key=lambda m: m.step)] for r in runs}
         return compare(runs, {"time.step_s": steps})

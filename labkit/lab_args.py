@@ -73,6 +73,21 @@ def _check_job(job: Any) -> None:
                        "pass a job name (letters, digits, '_', '-', '.', ':'), e.g. 'render', 'train', 'demo'.")
 
 
+#: The jobs labkit's own runs are tagged with (`labkit.job`); a user's `lab.run(..., tags=)` may add others.
+LABKIT_JOBS = ("render", "train", "demo", "compare", "sweep-point", "bench-gpu", "eval-toyworld", "eval-toymotion",
+               "eval-toycontrol", "eval-dreambooth", "eval-controller")
+
+
+def _check_job_spelling(job: str) -> None:
+    """Refuse a job no run has that is close to one of labkit's (a typo, not an empty history)."""
+    import difflib
+
+    close = difflib.get_close_matches(job, LABKIT_JOBS, n=1, cutoff=0.75)
+    if job not in LABKIT_JOBS and close:
+        raise _invalid(f"No run has job {job!r}; did you mean {close[0]!r}?", job,
+                       f"pass job={close[0]!r} (labkit's jobs: {', '.join(LABKIT_JOBS)}).")
+
+
 def _size_arg(size: Any) -> tuple[Any, Any]:
     from labkit.plan import check_size
 

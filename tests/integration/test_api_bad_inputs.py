@@ -136,7 +136,9 @@ CASES = {
     "compare str": (lambda lab: lab.compare("abc"), ["a list of run ids, got one string 'abc'"]),
     "compare empty": (lambda lab: lab.compare([]), ["No runs to compare"]),
     "compare int ids": (lambda lab: lab.compare([1, 2]), ["run_ids must hold strings, got int 1"]),
-    "compare unknown id": (lambda lab: lab.compare(["nope"]), ["Run 'nope' is not in the store"]),
+    "compare unknown id": (lambda lab: lab.compare(["nope"]), ["The run 'nope' matches no run"]),
+    "runs job misspelt": (lambda lab: lab.runs(job="rendr"), ["No run has job 'rendr'; did you mean 'render'?"]),
+    "note unknown run": (lambda lab: lab.note("hi", "nope"), ["The run 'nope' matches no run"]),
     "compare None": (lambda lab: lab.compare(None), ["run_ids must be a list of strings, got NoneType"]),
     "replay int": (lambda lab: lab.replay(5), ["run_id must be text, got int 5"]),
     "replay unknown": (lambda lab: lab.replay("nope"), ["nope"]),
@@ -178,6 +180,11 @@ def test_the_toy_model_still_renders_with_adapters_none_and_a_path_out(lab, tiny
     assert run.status == "FINISHED"
     assert lab.compare([run.run_id]).runs[0].run_id == run.run_id
     assert lab.note("checked", run.run_id)["target"] == "run"
+    # the first characters of a run id, as lab.runs() and the Runs panel show them
+    assert lab.compare([run.run_id[:8]]).runs[0].run_id == run.run_id
+    assert lab.note("and again", run.run_id[:8])["id"] == run.run_id and "and again" in lab.notes(run.run_id[:8])
+    assert [r.run_id for r in lab.runs(5, job="render")] == [run.run_id]
+    assert lab.runs(5, job="train") == []  # an empty history is no error
 
 
 def test_a_failed_bad_input_leaves_the_lab_usable(lab, tiny_sd15, one_thread):
