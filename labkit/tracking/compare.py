@@ -191,13 +191,22 @@ class Comparison:
         return (f'<table class="labkit-compare"><thead><tr><th>param</th>{head}</tr></thead>'
                 f"<tbody>{''.join(rows)}</tbody></table>")
 
-    def figure(self, metric: str = "time.total_s"):
+    def figure(self, metric: str | None = None):
         """A matplotlib Figure: each run's first image captioned with what differs, then `metric` per run
-        and the per-step times when recorded."""
+        and the per-step times when recorded (a run without `metric` shows no bar; a metric no run has is refused,
+        with the ones they have). Default: "time.total_s", a render's; for runs without it, the first they have."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from PIL import Image
 
+        from labkit.errors import InvalidParameter
+
+        have = sorted({k for r in self.runs for k in r.metrics})
+        if metric is None:  # a render's total time; runs of other jobs (training) show what they recorded
+            metric = "time.total_s" if "time.total_s" in have or not have else have[0]
+        elif self.runs and metric not in have:
+            raise InvalidParameter(f"None of the {len(self.runs)} runs has the metric {metric!r}: the bars would all "
+                                   "be 0.", value=metric, fix=f"pass one they have: {', '.join(have) or '(none)'}.")
         n = max(len(self.runs), 1)
         steps = self.histories.get("time.step_s", {})
         fig = Figure(figsize=(max(2.2 * n, 6.0), 5.2), dpi=100)
@@ -215,7 +224,7 @@ class Comparison:
             tops.append(ax)
         labels = [r.run_id[:8] for r in self.runs]
         ax_bar = fig.add_subplot(grid[1, : max(n // 2, 1)] if n > 1 else grid[1, 0])
-        ax_bar.bar(labels, [r.metrics.get(metric, 0.0) for r in self.runs], color="#4c72b0")
+        ax_bar.bar(labels, [r.metrics.get(metric, float("nan")) for r in self.runs], color="#4c72b0")
         ax_bar.set_ylabel(metric, fontsize=8)
         ax_bar.tick_params(labelsize=7)
         if n > 1:
@@ -239,7 +248,7 @@ class Comparison:
         fig.tight_layout()
         return fig
 
-    def png(self, metric: str = "time.total_s") -> bytes:
+    def png(self, metric: str | None = None) -> bytes:
         """`figure()` as PNG bytes."""
         import io
 

@@ -92,3 +92,20 @@ def test_fit_caption_measures_with_the_font():
     word = fit_caption("x" * 200, 60, font)                       # no space to wrap at: broken where it must be
     assert all(font.getlength(line) <= 60 for line in word.splitlines()) and word.endswith("…")
     assert fit_caption("seed=3", 150, font) == "seed=3"
+
+
+def test_a_metric_no_run_has_is_refused_with_the_ones_they_have():
+    from labkit.errors import InvalidParameter
+
+    cmp = compare([_run(i, **{"plan.seed": str(i)}) for i in range(2)])
+    with pytest.raises(InvalidParameter, match="None of the 2 runs has the metric 'nope'") as e:
+        cmp.figure("nope")  # drew a bar chart of zeros
+    assert "time.total_s" in e.value.fix
+    assert cmp.png("time.total_s")[:4] == b"\x89PNG"
+
+
+def test_runs_without_a_render_time_plot_what_they_recorded():
+    runs = [RunSummary(run_id=f"{i + 1:032x}", name=f"train {i}", status="FINISHED", start=None, duration_s=1.0,
+                       params={"steps": str(10 * i)}, metrics={"train/loss": 0.5 - i / 10}) for i in range(2)]
+    fig = compare(runs).figure()  # the Runs panel's default: no time.total_s on a training run
+    assert any(ax.get_ylabel() == "train/loss" for ax in fig.axes)
