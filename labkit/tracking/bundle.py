@@ -21,8 +21,9 @@ and `manifest.json` is
 
 Import makes each experiment by name in the target store (or uses the one there), creates each run
 with its original times, params, tags, metric history and artifacts, and rewrites the parent links
-to the new run ids. Every imported run carries `labkit.origin.run_id` (its id where it was made), so
-importing a bundle again — or into the store it came from — adds nothing.
+to the new run ids (a run exported without its parent, when the parent is not in this store either, gets
+no link but a `labkit.origin.parent_run_id` tag). Every imported run carries `labkit.origin.run_id` (its
+id where it was made), so importing a bundle again — or into the store it came from — adds nothing.
 
 A bundle is untrusted input (it may come from a cloud notebook or a colleague). Import therefore
 works in three steps and writes nothing to the store until the first two have passed:
@@ -91,6 +92,7 @@ log = logging.getLogger(__name__)
 
 ORIGIN_TAG = "labkit.origin.run_id"
 ORIGIN_DONE_TAG = "labkit.origin.complete"
+ORIGIN_PARENT_TAG = "labkit.origin.parent_run_id"
 PARENT_TAG = "mlflow.parentRunId"
 #: The most an import writes unless the caller passes a larger `max_bytes`.
 DEFAULT_MAX_BYTES = 20 * 1024**3
@@ -280,6 +282,10 @@ def export_bundle(tracker: Tracker, selection: Sequence[str], out: str | Path) -
     runs = _select(tracker, selection)
     parent = _writable_parent(out)
     experiments: dict[str, dict[str, Any]] = {}
+    for item in selection:  # a named experiment travels with its tags and notes even when it has no runs
+        exp = client.get_experiment_by_name(item)
+        if exp is not None:
+            experiments[exp.experiment_id] = {"id": exp.experiment_id, "name": exp.name, "tags": dict(exp.tags)}
     entries, n_files = [], 0
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=parent)
@@ -414,8 +420,6 @@ def import_bundle(tracker: Tracker, path: str | Path, *, experiment: str | None 
     a failure while writing undoes what this import wrote (see the module docstring). `max_bytes` caps
     the artifact bytes one import writes (default 20 GiB). Raises `ConfigError` for a bundle that is
     damaged or hostile, `InvalidParameter` for bad arguments or a disk that cannot hold the bundle."""
-    from mlflow.entities import Metric, Param, RunTag
-
     tracker = _tracker(tracker)
     if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
         raise InvalidParameter(f"The experiment {short(experiment)} is not a name.", value=experiment,
@@ -425,6 +429,36 @@ def import_bundle(tracker: Tracker, path: str | Path, *, experiment: str | None 
                                fix=f"pass a positive int, e.g. {DEFAULT_MAX_BYTES} (20 GiB).")
     # 1. Check: the manifest, the paths, the zip members, the total size. Nothing is written.
     path, manifest = open_checked(path)
+    # From reading which runs are here to the last write, one import at a time per store: two processes importing
+    # the same bundle at once would each find nothing there and each write every run.
+    with _import_lock(tracker):
+        return _import_checked(tracker, path, manifest, experiment, max_bytes)
+
+
+#: Seconds an import waits for another import into the same store (it may be copying gigabytes).
+IMPORT_LOCK_TIMEOUT = 3600.0
+
+
+def _import_lock(tracker: Tracker):
+    """The cross-process lock that serialises imports into `tracker`'s store: beside a SQLite database, else in
+    the project's mlruns/ (a tracking server: imports from this machine)."""
+    from contextlib import nullcontext
+
+    from labkit.locks import file_lock
+    from labkit.tracking.health import sqlite_path
+
+    db = sqlite_path(tracker.uri)
+    root = getattr(getattr(tracker, "config", None), "root", None)
+    target = (db.with_name(db.name + ".import") if db is not None
+              else root / "mlruns" / "bundle-import" if root is not None else None)
+    return file_lock(target, timeout=IMPORT_LOCK_TIMEOUT) if target is not None else nullcontext()
+
+
+def _import_checked(tracker: Tracker, path: Path, manifest: dict[str, Any], experiment: str | None,
+                    max_bytes: int) -> BundleSummary:
+    """Steps 2 and 3 of `import_bundle`, for a bundle `open_checked` passed, under the import lock."""
+    from mlflow.entities import Metric, Param, RunTag
+
     client = tracker.client
     exp_names = {e["id"]: (experiment or e["name"]) for e in manifest["experiments"]}
     existing_exps: dict[str, str] = {}
@@ -475,8 +509,12 @@ def import_bundle(tracker: Tracker, path: str | Path, *, experiment: str | None 
                     client.delete_run(existing.info.run_id)  # a cut-off import: start that run again
                 tags = {k: v for k, v in entry["tags"].items() if k not in (PARENT_TAG, ORIGIN_TAG, ORIGIN_DONE_TAG)}
                 parent = entry.get("parent_run_id")
-                if parent:
-                    tags[PARENT_TAG] = summary.id_map.get(parent, parent)
+                here = summary.id_map.get(parent) or (known[parent].info.run_id if parent in known else None) \
+                    or (parent if parent and _same_store_run(client, parent) is not None else None)
+                if here:
+                    tags[PARENT_TAG] = here
+                elif parent:  # exported without its parent: no link to a run this store lacks, but keep its id
+                    tags[ORIGIN_PARENT_TAG] = parent
                 tags[ORIGIN_TAG] = origin
                 tags[ORIGIN_DONE_TAG] = "0"
                 run = client.create_run(exp_ids[entry["experiment_id"]], start_time=entry["start_time"],

@@ -27,8 +27,10 @@ import pytest
 
 from labkit.errors import ConfigError, InvalidParameter, LabkitError
 
-#: The store's own files (the database, its journals, and the lock that serialises opening it).
-DB_FILES = ("mlflow.db", "mlflow.db-journal", "mlflow.db-wal", "mlflow.db-shm", "mlflow.db.lock")
+#: The store's own files (the database, its journals, the lock that serialises opening it and the one that
+#: serialises imports).
+DB_FILES = ("mlflow.db", "mlflow.db-journal", "mlflow.db-wal", "mlflow.db-shm", "mlflow.db.lock",
+            "mlflow.db.import.lock")
 
 
 @pytest.fixture(scope="module")
