@@ -55,7 +55,7 @@ def cmd_compliance_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_compliance_sign(args: argparse.Namespace) -> int:
-    from labkit.compliance.signing import identity_from_config, load_identity, sign_file
+    from labkit.compliance.signing import check_signable, identity_from_config, load_identity, sign_file
     from labkit.errors import ConfigError
 
     config = _config(args)
@@ -73,6 +73,8 @@ def cmd_compliance_sign(args: argparse.Namespace) -> int:
     if args.out and len(args.files) > 1:
         raise ConfigError("--out names one file, and several were given.", value=args.files,
                           fix="sign one file with --out, or several in place without it.")
+    # Every file is checked before the first is signed, so a bad one among several leaves all as they were.
+    check_signable(args.files, replace=args.force)
     signed = [sign_file(f, identity, out=args.out, replace=args.force) for f in args.files]
     if args.json:
         _print_json({"signed": [str(p) for p in signed], "signer": identity.to_dict()})

@@ -30,6 +30,8 @@ METADATA_FILE = "metadata.jsonl"
 MISSING = "(none)"
 LICENCE_KEYS = ("licence", "license")
 CAPTION_KEYS = ("text", "caption")
+#: A licence id or spelling is short ("cc-by-nc-sa-4.0", "Creative Commons Attribution 4.0 International").
+MAX_LICENCE_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,8 @@ def _some(files: list[str], n: int = 3) -> str:
 
 def read_records(folder: str | Path) -> list[dict[str, Any]]:
     """The records of `folder/metadata.jsonl`; InvalidParameter naming the file and line of a bad record
-    (not UTF-8, not a JSON object, no `file_name` text), or the folder when it is a file or has no metadata."""
+    (not UTF-8, not a JSON object, no `file_name` text, a `licence` that is not a licence id as text), or the
+    folder when it is a file or has no metadata."""
     from labkit.files import read_text
 
     folder = Path(folder)
@@ -139,7 +142,9 @@ def read_records(folder: str | Path) -> list[dict[str, Any]]:
         raise InvalidParameter(f"No {METADATA_FILE} in {folder}.", value=str(folder), fix=layout)
     text = read_text(path, what="dataset metadata", fix="write one JSON object per line.", error=InvalidParameter)
     records = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines ends a record at "\n" only: str.splitlines() would also cut at U+2028, U+0085, \f … inside a
+    # caption, where JSON allows them unescaped.
+    for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -158,10 +163,30 @@ def read_records(folder: str | Path) -> list[dict[str, Any]]:
                                    + (f" (it is {name!r})." if "file_name" in rec else "."),
                                    value=f"{path}:{n}: {line[:80]}",
                                    fix='Give every line a "file_name" (the image path relative to the folder).')
+        _check_licence_field(rec, path, n, line)
         records.append(rec)
     if not records:
         raise InvalidParameter(f"{path} has no records.", value=str(path), fix="Add one JSON line per image.")
     return records
+
+
+def _check_licence_field(rec: dict[str, Any], path: Path, n: int, line: str) -> None:
+    """InvalidParameter for a `licence` / `license` that is not a licence id: not text (a number, a list of
+    licences, an object), or text far longer than any id (the licence's whole text pasted in)."""
+    for key in LICENCE_KEYS:
+        value = rec.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InvalidParameter(f"{path} line {n}: {key} is a JSON {type(value).__name__} "
+                                   f"({json.dumps(value)[:80]}), not a licence id.", value=f"{path}:{n}: {line[:80]}",
+                                   fix=f'write the licence id as text, e.g. "{key}": "cc0-1.0" (for an item under '
+                                       "several licences, the one you use it under).")
+        if len(value) > MAX_LICENCE_CHARS:
+            raise InvalidParameter(f"{path} line {n}: {key} is {len(value):,} characters long "
+                                   f"({value[:60]!r}…), not a licence id.", value=f"{path}:{n}: {line[:80]}",
+                                   fix=f'write the licence id (at most {MAX_LICENCE_CHARS} characters), e.g. '
+                                       f'"{key}": "cc-by-4.0", not the licence text; put a link in "source".')
 
 
 def record_licence(rec: dict[str, Any]) -> str | None:

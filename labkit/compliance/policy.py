@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.compliance.licences import Licence, LicenceTable, load_tables
-from labkit.errors import ComplianceViolation, ConfigError, InvalidParameter
+from labkit.errors import ComplianceViolation, ConfigError, InvalidParameter, LabkitError
 
 ENV_MODE = "LABKIT_COMPLIANCE_MODE"
 ENV_MODES = "LABKIT_COMPLIANCE_MODES"
@@ -164,7 +164,12 @@ def resolve_mode(explicit: str | None = None, modes: Mapping[str, Mode] | None =
 
 def _mode(mode: str | Mode | None, modes: Mapping[str, Mode] | None) -> tuple[Mode, Mapping[str, Mode]]:
     if isinstance(mode, Mode):
-        return mode, modes if modes is not None else {mode.name: mode}
+        if modes is None:  # the other modes still make the fixes ("run in mode 'research'"): load them
+            try:
+                modes = load_modes()
+            except LabkitError:
+                modes = {}
+        return mode, {**modes, mode.name: mode}
     modes = modes if modes is not None else load_modes()
     return resolve_mode(mode, modes), modes
 

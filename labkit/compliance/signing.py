@@ -224,6 +224,11 @@ _KEY_FIX = ("use a certificate chain issued by a CA with its private key (PEM), 
 
 def _read(path: str | Path, what: str, setting: str) -> tuple[Path, bytes]:
     p = Path(path).expanduser()
+    if p.is_dir():
+        names = sorted(f.name for f in p.glob("*.pem"))
+        raise InvalidParameter(f"The C2PA {what} {str(p)!r} is a folder, not a PEM file.", value=str(p),
+                               fix=f"point {setting} at the file inside it"
+                                   + (f" (it holds {', '.join(names)})." if names else "."))
     if not p.is_file():
         raise InvalidParameter(f"The C2PA {what} {str(p)!r} does not exist.", value=str(p),
                                fix=f"make one with `labkit compliance keygen`, or point {setting} at yours.")
@@ -420,18 +425,8 @@ def sign_file(path: str | Path, identity: SigningIdentity, *, record: Mapping[st
     The embedded record and pixels are left as they are; the manifest goes into the file (a `caBX`
     chunk in a PNG, a `uuid` box in an MP4).
     """
-    from labkit import outputs
-
     c2pa = _c2pa()
-    src = Path(path).expanduser()
-    if not src.is_file():
-        raise InvalidParameter(f"{src} does not exist.", value=str(src), fix="pass the path of a labkit output.")
-    fmt = _format(src)
-    if record is None:
-        record = outputs.read_record(src)
-    if not replace and _has_manifest(c2pa, src, fmt):
-        raise CredentialsError(f"{src} already carries content credentials.", value=str(src),
-                               fix="pass --force (replace=True) to replace them with a new manifest.")
+    src, fmt, record = _signable(c2pa, path, record, replace)
     dest = Path(out).expanduser() if out is not None else src
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".c2pa.tmp")
@@ -447,6 +442,32 @@ def sign_file(path: str | Path, identity: SigningIdentity, *, record: Mapping[st
     finally:
         Path(tmp).unlink(missing_ok=True)
     return dest
+
+
+def _signable(c2pa, path: str | Path, record: Mapping[str, Any] | None, replace: bool
+              ) -> tuple[Path, str, Mapping[str, Any]]:
+    """The file, its c2pa format and the record to assert, or the error that signing it would raise."""
+    from labkit import outputs
+
+    src = Path(path).expanduser()
+    if not src.is_file():
+        raise InvalidParameter(f"{src} " + ("is a folder, not a file." if src.is_dir() else "does not exist."),
+                               value=str(src), fix="pass the path of a labkit output.")
+    fmt = _format(src)
+    if record is None:
+        record = outputs.read_record(src)
+    if not replace and _has_manifest(c2pa, src, fmt):
+        raise CredentialsError(f"{src} already carries content credentials.", value=str(src),
+                               fix="pass --force (replace=True) to replace them with a new manifest.")
+    return src, fmt, record
+
+
+def check_signable(paths: Sequence[str | Path], *, replace: bool = False) -> None:
+    """Raise what `sign_file` would raise for the first of `paths` it could not sign (missing, not a PNG / MP4 /
+    GIF, no labkit record, already signed without `replace`), before any of them is signed."""
+    c2pa = _c2pa()
+    for p in paths:
+        _signable(c2pa, p, None, replace)
 
 
 def sign_outputs(paths: Sequence[str | Path], identity: SigningIdentity,
@@ -615,5 +636,5 @@ def _names(trust: str | Path | Sequence[str | Path] | None) -> str | None:
 __all__ = [
     "AUTO_SIGN", "INSTALL", "PROVENANCE_LABEL", "SIGNABLE", "TRAINED_ALGORITHMIC_MEDIA", "KeyPair",
     "SigningIdentity", "Verification", "available", "identity_from_config", "keygen", "load_identity",
-    "provenance_assertion", "sign_file", "sign_outputs", "verify",
+    "check_signable", "provenance_assertion", "sign_file", "sign_outputs", "verify",
 ]
