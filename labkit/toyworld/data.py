@@ -114,7 +114,8 @@ def read_metadata(folder: str | Path) -> list[dict]:
     if not path.exists():
         raise InvalidParameter(f"No {METADATA_FILE} in {folder}.", value=str(folder),
                                fix="Point at a folder written by write_dataset.")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    text = path.read_text(encoding="utf-8")  # JSON Lines end at "\n" only: a caption may hold U+2028
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
 
 
 __all__ = ["DEFAULT_AUTHOR", "METADATA_FILE", "iter_pairs", "make_item", "read_metadata", "write_dataset"]

@@ -263,3 +263,14 @@ def test_a_dataset_that_cannot_be_written_leaves_no_folder_behind(tmp_path, writ
     with pytest.raises(InvalidParameter, match=named):
         (write_dataset if write == "image" else write_clip_dataset)(folder, 2, **kw)
     assert not (tmp_path / "new").exists()  # an empty folder would pass for a dataset being written
+
+
+def test_metadata_with_a_unicode_line_separator_in_a_caption_reads_back(tmp_path):
+    from labkit.toyworld.data import read_metadata, write_dataset
+
+    meta = write_dataset(tmp_path / "d", 2)
+    lines = meta.read_text(encoding="utf-8").splitlines()
+    record = json.loads(lines[0])
+    record["text"] += "\u2028second line"  # valid JSON Lines: json.dumps keeps U+2028 as it is with ensure_ascii off
+    meta.write_text(json.dumps(record, ensure_ascii=False) + "\n" + lines[1] + "\n", encoding="utf-8")
+    assert [r["text"].endswith("\u2028second line") for r in read_metadata(tmp_path / "d")] == [True, False]
