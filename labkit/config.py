@@ -203,6 +203,10 @@ class LabConfig:
             if value is not None and ("\x00" in value or not is_utf8(value)):
                 raise InvalidParameter(f"{name} = {value!r} is not UTF-8 text without NUL characters.", value=value,
                                        fix=f"pass {name} as UTF-8 text.")
+            if value is not None and not value.strip():  # given, but blank: it would fall back without a word
+                raise InvalidParameter(f"{name} = {value!r} is blank.", value=value,
+                                       fix=f"pass a {name.replace('_', ' ')}, or None (leave the option out) for "
+                                           "the default.")
         if system_metrics is not None and not isinstance(system_metrics, bool):
             raise InvalidParameter(f"system_metrics must be True, False or None, not {system_metrics!r}.",
                                    value=system_metrics, fix="pass a bool, or None to use labkit.toml.")
@@ -315,9 +319,10 @@ def _missing_root(given: str, path: Path) -> ConfigError:
     where = (f" Close matches beside it: {', '.join(map(repr, close))}." if close else
              "" if parent.is_dir() else f" Its parent {str(parent)!r} does not exist either.")
     fix = (f"did you mean {close[0]!r}? If not, " if close else "check the spelling; ") + (
-        f"to start a new project there, pass create=True (e.g. Lab({given!r}, create=True)) or create the "
-        f"folder first (mkdir -p {str(path)!r}).")
-    return ConfigError(f"The project folder {given!r} does not exist ({str(path)!r}).{where}", value=str(path),
+        f"to start a new project there, create the folder first (mkdir -p {str(path)!r}; in Python "
+        f"Lab({given!r}, create=True) does it).")
+    full = f" ({str(path)!r})" if str(path) != given else ""
+    return ConfigError(f"The project folder {given!r} does not exist{full}.{where}", value=str(path),
                        fix=fix)
 
 

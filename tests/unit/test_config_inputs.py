@@ -122,7 +122,10 @@ def test_artifact_root_that_is_a_file(project):
 @pytest.mark.parametrize(("kwargs", "name"), [({"tracking_uri": 5}, "tracking_uri"),
                                               ({"experiment": ["a"]}, "experiment"),
                                               ({"compliance_mode": 5}, "compliance_mode"),
-                                              ({"system_metrics": "yes"}, "system_metrics")])
+                                              ({"system_metrics": "yes"}, "system_metrics"),
+                                              # given but blank: fell back to the default without a word
+                                              ({"compliance_mode": " "}, "compliance_mode"),
+                                              ({"experiment": ""}, "experiment")])
 def test_arguments_of_the_wrong_type(project, kwargs, name):
     with pytest.raises(InvalidParameter, match=name) as err:
         LabConfig.resolve(project, **kwargs)
