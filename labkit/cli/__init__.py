@@ -48,6 +48,10 @@ from labkit.errors import LabkitError
 __all__ = ["build_parser", "main", "_config", "_lab", "_print_json"]
 
 
+#: The dest prefix of the project options given before the command (the command's own parser sets them after it).
+TOP = "top_"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from labkit import __version__
 
@@ -55,9 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "models: plan, render, record every run in MLflow.")
     parser.add_argument("--version", action="version", version=f"labkit {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--root", help="project folder (default: found from the working directory)")
-    common.add_argument("--tracking-uri", help="MLflow store URI (default: sqlite:///<root>/mlruns/mlflow.db)")
-    common.add_argument("--experiment", help="MLflow experiment name (default: labkit)")
+    for p, prefix in ((common, ""), (parser, TOP)):  # also before the command: `labkit --root X generate …`
+        p.add_argument("--root", dest=prefix + "root", default=argparse.SUPPRESS if prefix else None, metavar="ROOT",
+                       help="project folder (default: found from the working directory)")
+        p.add_argument("--tracking-uri", dest=prefix + "tracking_uri", default=argparse.SUPPRESS if prefix else None,
+                       metavar="TRACKING_URI", help="MLflow store URI (default: sqlite:///<root>/mlruns/mlflow.db)")
+        p.add_argument("--experiment", dest=prefix + "experiment", default=argparse.SUPPRESS if prefix else None,
+                       metavar="EXPERIMENT", help="MLflow experiment name (default: labkit)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     system.register(sub, common)
@@ -84,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except Exception as e:  # a check while parsing that failed in a way nobody foresaw
         return _unexpected("", argparse.Namespace(), argv, e)
+    for name in ("root", "tracking_uri", "experiment"):  # given before the command; after it, it wins
+        top = vars(args).pop(TOP + name, None)
+        if top is not None and getattr(args, name, None) is None:
+            setattr(args, name, top)
     command = _command_name(args)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as given, for a command that relaunches itself
     # MLflow draws a progress bar for every artifact it fetches (replay's plan.json, a sweep's spec): on a command

@@ -20,3 +20,15 @@ from labkit.cli import main
 def test_an_unknown_argument_is_named_by_its_command(argv, said, capsys):
     assert main(argv) == 2
     assert capsys.readouterr().err.strip() == said
+
+
+def test_the_project_options_work_before_the_command_too(tmp_path, capsys):
+    """`labkit --root X doctor` was 'invalid choice'; after the command the option still wins."""
+    import json
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert main(["--root", str(tmp_path / "a"), "doctor", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tracking"]["uri"] == f"sqlite:///{tmp_path}/a/mlruns/mlflow.db"
+    assert main(["--root", str(tmp_path / "a"), "doctor", "--json", "--root", str(tmp_path / "b")]) == 0
+    assert json.loads(capsys.readouterr().out)["tracking"]["uri"] == f"sqlite:///{tmp_path}/b/mlruns/mlflow.db"
