@@ -255,8 +255,8 @@ def test_points_share_a_pool_of_as_many_workers_as_the_cluster_holds(project, mo
     assert pool_size({"num_cpus": 1.0, "num_gpus": 0.0}, Cluster(address=None, local=True, gpus=0, cpus=2), 9) == 2
 
 
-def test_ctrl_c_in_the_driver_stops_every_worker(project, monkeypatch):
-    from labkit.sweeps.ray_backend import Cluster, run_points
+def _driver(project, monkeypatch):
+    """Three points on a fake Ray, and the list `mark_killed` appends (attempt, reason, status) to."""
     from labkit.sweeps.runner import PointOutcome
 
     lab, spec, points = _three_points(project)
@@ -265,6 +265,13 @@ def test_ctrl_c_in_the_driver_stops_every_worker(project, monkeypatch):
     marked = []
     monkeypatch.setattr("labkit.sweeps.ray_backend.mark_killed",
                         lambda lab, exp, attempt, reason, status: marked.append((attempt, reason, status)))
+    return lab, spec, points, fake, marked
+
+
+def test_ctrl_c_in_the_driver_stops_every_worker(project, monkeypatch):
+    from labkit.sweeps.ray_backend import Cluster, run_points
+
+    lab, spec, points, fake, marked = _driver(project, monkeypatch)
 
     class Terminated(KeyboardInterrupt):  # what `labkit sweep` raises on SIGTERM
         reason = "stopped by SIGTERM"
@@ -283,14 +290,8 @@ def test_ctrl_c_in_the_driver_stops_every_worker(project, monkeypatch):
 
 def test_a_driver_error_ends_the_running_points_failed_not_killed(project, monkeypatch):
     from labkit.sweeps.ray_backend import Cluster, run_points
-    from labkit.sweeps.runner import PointOutcome
 
-    lab, spec, points = _three_points(project)
-    fake = _FakeRay({i: PointOutcome(p, f"r{i}", "FINISHED") for i, p in enumerate(points)})
-    monkeypatch.setitem(sys.modules, "ray", fake)
-    marked = []
-    monkeypatch.setattr("labkit.sweeps.ray_backend.mark_killed",
-                        lambda lab, exp, attempt, reason, status: marked.append((attempt, reason, status)))
+    lab, spec, points, fake, marked = _driver(project, monkeypatch)
 
     def broken(outcome):
         raise OSError("the disk is full")
