@@ -37,7 +37,7 @@ def _run(lab: Lab, run_id: str) -> Any:
     try:
         return resolve_run(lab.tracker, run_id)
     except InvalidParameter as e:
-        what = ("No run" if "matches no run" in e.message
+        what = ("No run" if "has no run" in e.message
                 else "More than one run whose id starts with")  # an id's first characters that several share
         raise InvalidParameter(f"{what} {run_id!r} in {lab.config.tracking_uri}.", value=run_id,
                                fix="copy the run id (or enough of its first characters to tell it apart) from "

@@ -81,10 +81,6 @@ def cmd_ui(args: argparse.Namespace) -> int:
                                        "5000), or pass --port.") from None
     lab = _lab(args)
     served = lab.config.tracking_uri.startswith(("http://", "https://"))
-    if not served:  # a port in use or out of range, refused before the banner (the UI would die after it)
-        from labkit.tracking.server import check_port
-
-        check_port(args.host, args.port)
     base = lab.config.tracking_uri if served else f"http://{args.host}:{args.port}"
     links = f"Runs of experiment {lab.config.experiment!r}: {runs_url(base, lab.tracker.experiment_id())}"
     if args.compare:  # checked before the server starts: a wrong id fails at once
@@ -95,6 +91,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         print(f"The store is the tracking server {lab.config.tracking_uri}: open that address in a browser "
               f"(its UI is already there).\n{links}", flush=True)
         return 0
+    from labkit.tracking.server import check_port
+
+    check_port(args.host, args.port)  # in use or out of range: refused before the banner (the UI died after it)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", lab.config.tracking_uri,
            "--default-artifact-root", lab.config.artifact_root.as_uri(), "--host", args.host, "--port",
            str(args.port)]

@@ -49,10 +49,12 @@ def resolve_run(tracker: Any, text: str, *, recent: list[Any] | None = None) -> 
         recent = tracker.search_runs(max_results=1000)
     found = [r for r in recent if r.info.run_id.startswith(text)] if text else []
     if len(found) != 1:
-        why = "matches no run" if not found else f"matches {len(found)} runs"
-        raise InvalidParameter(f"The run {text!r} {why} of experiment {tracker.config.experiment!r}.", value=text,
-                               fix="give run ids (or enough of their first characters to tell them apart) "
-                                   "as the Runs panel or `lab.runs()` shows them.")
+        where = f"experiment {tracker.config.experiment!r} in the store {tracker.uri!r}"
+        why = (f"The store {tracker.uri!r} has no run {text!r} (nor a run of experiment "
+               f"{tracker.config.experiment!r} whose id starts so)." if not found else
+               f"{len(found)} runs of {where} start with {text!r}.")
+        raise InvalidParameter(why, value=text, fix="give run ids (or enough of their first characters to tell them "
+                                                    "apart) as the Runs panel or `lab.runs()` shows them.")
     return found[0]
 
 

@@ -149,7 +149,8 @@ def test_ui_compare_names_the_run_it_cannot_find_before_starting_a_server(capsys
     with Lab(migrated_store, hardware=HardwareProfile.simulated(None)).run("only") as run:
         pass
     line = assert_one_line_error(*run_main(capsys, "ui", "--port", "1", "--compare", run.run_id[:8], "0123abcd"))
-    assert "'0123abcd' matches no run of experiment 'labkit'" in line and "first characters" in line
+    assert "has no run '0123abcd' (nor a run of experiment 'labkit' whose id starts so)" in line
+    assert "first characters" in line
     line = assert_one_line_error(*run_main(capsys, "ui", "--port", "1", "--compare", run.run_id))
     assert "Comparing needs at least two runs, got 1" in line
 
