@@ -113,3 +113,18 @@ def is_out_of_memory(error: BaseException) -> bool:
             return True
         e = getattr(e, "inner_exception", None) or e.__cause__ or (None if e.__suppress_context__ else e.__context__)
     return False
+
+
+#: What a stop without a named reason was: a KeyboardInterrupt from Ctrl-C or a notebook's interrupt button.
+CTRL_C = "interrupted by the user (Ctrl-C)"
+
+
+def stop_reason(exc: BaseException) -> str:
+    """Why a KeyboardInterrupt stopped the work: its `reason` ("stopped by SIGTERM", set by whoever turned a
+    signal into it: the CLI, the training engine) or Ctrl-C. The tracking store records the same words."""
+    return str(getattr(exc, "reason", None) or CTRL_C)
+
+
+def stop_signal(exc: BaseException) -> str:
+    """The signal behind a KeyboardInterrupt: its `signal` ("SIGTERM"), else "SIGINT"."""
+    return str(getattr(exc, "signal", None) or "SIGINT")

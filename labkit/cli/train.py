@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from labkit.cli._common import _lab, _out_folder, _print_json
-from labkit.errors import InvalidParameter
+from labkit.errors import InvalidParameter, stop_reason, stop_signal
 
 
 def _in_processes(func):
@@ -127,12 +127,12 @@ def _resume_command(args: argparse.Namespace) -> str:
 
 def _stopped(e: BaseException | None) -> str:
     """'stopped by SIGTERM', 'interrupted by the user (Ctrl-C)' (the words the run records), or 'stopped'."""
-    return str(getattr(e, "reason", None) or ("stopped" if e is None else "interrupted by the user (Ctrl-C)"))
+    return "stopped" if e is None else stop_reason(e)
 
 
 def _stop_status(e: BaseException | None) -> int:
     """The exit status of a stopped job, as the CLI's error boundary gives: 143 (128 + 15) for SIGTERM, else 130."""
-    return 143 if getattr(e, "signal", None) == "SIGTERM" else 130
+    return 143 if e is not None and stop_signal(e) == "SIGTERM" else 130
 
 
 def _report_adapter(args: argparse.Namespace, result) -> int:

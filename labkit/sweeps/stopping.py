@@ -17,19 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-#: What a stop without a named reason was: a KeyboardInterrupt from Ctrl-C or a notebook's interrupt button.
-CTRL_C = "interrupted by the user (Ctrl-C)"
-
-
-def stop_reason(exc: BaseException) -> str:
-    """Why a KeyboardInterrupt stopped the work: its `reason` ("stopped by SIGTERM", set by whoever turned a
-    signal into it: the CLI, the training engine) or Ctrl-C. The tracking store records the same words."""
-    return str(getattr(exc, "reason", None) or CTRL_C)
-
-
-def stop_signal(exc: BaseException) -> str:
-    """The signal behind a KeyboardInterrupt: its `signal` ("SIGTERM"), else "SIGINT"."""
-    return str(getattr(exc, "signal", None) or "SIGINT")
+from labkit.errors import CTRL_C, stop_reason, stop_signal
 
 
 class SweepStopped(KeyboardInterrupt):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.config import LabConfig
-from labkit.errors import Cancelled, TrackingError
+from labkit.errors import Cancelled, TrackingError, stop_reason
 from labkit.tracking import background
 from labkit.tracking.health import (
     check_server,
@@ -596,7 +596,7 @@ class Tracker:
                 run.record(params=params)
             yield run
         except KeyboardInterrupt as e:
-            self._finish(run, monitor, "KILLED", error=getattr(e, "reason", "interrupted by the user (Ctrl-C)"))
+            self._finish(run, monitor, "KILLED", error=stop_reason(e))
             raise
         except Cancelled as e:  # a job cancelled where its pipeline cannot stop part-way: stopped, not failed
             self._finish(run, monitor, "KILLED", error=e.message)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labkit.errors import InvalidParameter
+from labkit.errors import CTRL_C, InvalidParameter
 from labkit.training.card import image_grid, model_card
 from labkit.training.config import RESUME_IF_ANY, RESUME_LATEST, TRAJECTORY_FIELDS, TrainConfig
 from labkit.training.distributed import average_gradients, is_main, processes_agree, shard, world
@@ -596,7 +596,7 @@ class TrainingStopped(KeyboardInterrupt):
 
     def __init__(self, signal: str, result: TrainResult | None = None):
         self.signal, self.result = signal, result
-        self.reason = "interrupted by the user (Ctrl-C)" if signal == "SIGINT" else f"stopped by {signal}"
+        self.reason = CTRL_C if signal == "SIGINT" else f"stopped by {signal}"
         kept = (f" at step {result.step}: checkpoint {result.checkpoint} kept; continue with resume=\"latest\" "
                 "and the same settings") if result is not None else ""
         super().__init__(f"training {self.reason}{kept}")
